@@ -1,0 +1,70 @@
+# Palisade policy snapshot.
+#
+# A snapshot is the compiled, immutable form of an operator's policy source
+# (TOML). controld writes it; every data-plane core decodes its own copy.
+#
+# Evolution rules (Cap'n Proto): never renumber or retype a field; add new
+# fields with the next ordinal; add new structs for new policy kinds (access
+# policies, session policies, IP tags, keys, certificates). `formatVersion`
+# is bumped only when an older data plane would misread a newer snapshot;
+# the data plane refuses a snapshot whose formatVersion it does not know.
+@0xd4a82e3d9905a742;
+
+struct Snapshot {
+  formatVersion @0 :UInt32;
+  # Layout revision of this schema the snapshot was written for (see
+  # `FORMAT_VERSION` in the schema crate).
+
+  version @1 :UInt64;
+  # Policy version, assigned by whoever compiled it (controld numbers them).
+
+  compiledAtUnixMs @2 :Int64;
+  # Wall-clock time of compilation, for operators; never used for routing.
+
+  source @3 :Text;
+  # Where the policy came from (file name), for status and error messages.
+
+  proxy @4 :Proxy;
+  apps @5 :List(App);
+}
+
+struct Proxy {
+  suffix @0 :Text;
+  # Lower-case DNS suffix: users reach `<app host>.<suffix>`.
+}
+
+struct App {
+  name @0 :Text;
+
+  domains @1 :List(Text);
+  # Lower-case DNS names the app owns, each with all its subdomains.
+
+  upstream @2 :Upstream;
+}
+
+struct Upstream {
+  union {
+    direct @0 :Void;
+    # No fixed upstream: connect to the requested app host itself over
+    # HTTPS on port 443.
+
+    fixed @1 :FixedUpstream;
+    # Connect here for every host of the app.
+  }
+
+  caCertificatesPem @2 :Data;
+  # Extra trust anchors (PEM) for HTTPS upstreams of private apps, carried
+  # inside the snapshot so the data plane needs no file. Empty: system roots.
+}
+
+struct FixedUpstream {
+  scheme @0 :Scheme;
+  host @1 :Text;
+  # DNS name or IP literal (IPv6 without brackets).
+  port @2 :UInt16;
+}
+
+enum Scheme {
+  http @0;
+  https @1;
+}

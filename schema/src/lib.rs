@@ -1,0 +1,9 @@
+//! Palisade's schemas and the policy compiler shared by `controld` and the
+//! data plane: generated Cap'n Proto code, the snapshot file framing, and the
+//! TOML policy-source compiler.
+
+pub mod generated;
+pub mod policy;
+pub mod snapshot;
+
+pub use generated::policy_capnp;

@@ -1,0 +1,516 @@
+//! The policy model and its TOML source compiler.
+//!
+//! `compile_source` turns an operator's TOML policy into a validated
+//! [`Policy`]; every problem is reported as a [`Diagnostic`] naming file,
+//! line and column. The model's types cannot hold invalid state (a
+//! [`DnsName`] is always a lower-case LDH name), so both binaries can trust a
+//! `Policy` once they hold one.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::ops::Range;
+use std::path::Path;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// A validated, lower-case DNS name (RFC 1035 §2.3.1 "preferred name
+/// syntax", with digits allowed first as RFC 1123 §2.1 permits).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DnsName(String);
+
+impl DnsName {
+    /// Parses `text` as a DNS name, folding ASCII letters to lower case.
+    pub fn parse(text: &str) -> Result<DnsName, String> {
+        if text.is_empty() {
+            return Err("empty DNS name".into());
+        }
+        if text.len() > 253 {
+            return Err(format!("DNS name is {} bytes long (at most 253)", text.len()));
+        }
+        if text.ends_with('.') {
+            return Err(format!("{text:?}: write the name without a trailing dot"));
+        }
+        for label in text.split('.') {
+            if label.is_empty() {
+                return Err(format!("{text:?}: empty label"));
+            }
+            if label.len() > 63 {
+                return Err(format!("{text:?}: label {label:?} is longer than 63 bytes"));
+            }
+            if let Some(bad) = label
+                .chars()
+                .find(|c| !(c.is_ascii_alphanumeric() || *c == '-'))
+            {
+                return Err(format!(
+                    "{text:?}: {bad:?} is not allowed in a DNS name (letters, digits, '-' and '.')"
+                ));
+            }
+            if label.starts_with('-') || label.ends_with('-') {
+                return Err(format!(
+                    "{text:?}: label {label:?} starts or ends with '-'"
+                ));
+            }
+        }
+        let last = text.rsplit('.').next().unwrap_or(text);
+        if last.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!(
+                "{text:?} looks like an IP address, not a DNS name"
+            ));
+        }
+        Ok(DnsName(text.to_ascii_lowercase()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// True when `self` equals `parent` or lies under it on a label boundary.
+    pub fn is_within(&self, parent: &DnsName) -> bool {
+        self.0 == parent.0
+            || (self.0.len() > parent.0.len()
+                && self.0.ends_with(parent.0.as_str())
+                && self.0.as_bytes()[self.0.len() - parent.0.len() - 1] == b'.')
+    }
+}
+
+impl fmt::Display for DnsName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// URL scheme of an upstream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    pub fn default_port(self) -> u16 {
+        match self {
+            Scheme::Http => 80,
+            Scheme::Https => 443,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+}
+
+/// Host part of a fixed upstream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UpstreamHost {
+    Name(DnsName),
+    Ip(IpAddr),
+}
+
+impl fmt::Display for UpstreamHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UpstreamHost::Name(n) => n.fmt(f),
+            UpstreamHost::Ip(IpAddr::V6(ip)) => write!(f, "[{ip}]"),
+            UpstreamHost::Ip(ip) => ip.fmt(f),
+        }
+    }
+}
+
+/// Where the data plane connects for an app.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Upstream {
+    /// The requested app host itself, HTTPS on port 443.
+    Direct,
+    /// This address for every host of the app.
+    Fixed {
+        scheme: Scheme,
+        host: UpstreamHost,
+        port: u16,
+    },
+}
+
+impl fmt::Display for Upstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Upstream::Direct => f.write_str("https://<app host>"),
+            Upstream::Fixed { scheme, host, port } => {
+                write!(f, "{}://{host}:{port}", scheme.as_str())
+            }
+        }
+    }
+}
+
+impl Upstream {
+    /// Parses an upstream URL: `http` or `https`, a host, an optional port,
+    /// nothing else (no user info, path, query or fragment).
+    pub fn parse_url(text: &str) -> Result<Upstream, String> {
+        let url = url::Url::parse(text).map_err(|e| format!("bad upstream URL {text:?}: {e}"))?;
+        let scheme = match url.scheme() {
+            "http" => Scheme::Http,
+            "https" => Scheme::Https,
+            other => {
+                return Err(format!(
+                    "bad upstream URL {text:?}: scheme {other:?} (use http or https)"
+                ))
+            }
+        };
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(format!("bad upstream URL {text:?}: user info is not allowed"));
+        }
+        if !(url.path().is_empty() || url.path() == "/") || url.query().is_some() || url.fragment().is_some() {
+            return Err(format!(
+                "bad upstream URL {text:?}: only scheme, host and port are allowed (no path, query or fragment)"
+            ));
+        }
+        let host = match url.host() {
+            Some(url::Host::Domain(d)) => UpstreamHost::Name(
+                DnsName::parse(d).map_err(|e| format!("bad upstream URL {text:?}: {e}"))?,
+            ),
+            Some(url::Host::Ipv4(ip)) => UpstreamHost::Ip(IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => UpstreamHost::Ip(IpAddr::V6(ip)),
+            None => return Err(format!("bad upstream URL {text:?}: no host")),
+        };
+        let port = url.port().unwrap_or(scheme.default_port());
+        if port == 0 {
+            return Err(format!("bad upstream URL {text:?}: port 0"));
+        }
+        Ok(Upstream::Fixed { scheme, host, port })
+    }
+}
+
+/// One protected app.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct App {
+    pub name: String,
+    /// Non-empty; each owns all its subdomains.
+    pub domains: Vec<DnsName>,
+    pub upstream: Upstream,
+    /// Extra trust anchors (PEM) for an HTTPS upstream; empty for system roots.
+    pub ca_certificates_pem: Vec<u8>,
+}
+
+/// A whole validated policy: what a snapshot carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Policy {
+    pub version: u64,
+    pub compiled_at_unix_ms: i64,
+    pub source: String,
+    pub suffix: DnsName,
+    pub apps: Vec<App>,
+}
+
+/// One problem in a policy source, located by file, line and column (1-based).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: error: {}", self.file, self.line, self.column, self.message)
+    }
+}
+
+/// All problems found in one policy source.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnostics(pub Vec<Diagnostic>);
+
+impl fmt::Display for Diagnostics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            d.fmt(f)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Diagnostics {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicySource {
+    proxy: Spanned<ProxySource>,
+    #[serde(default, rename = "app")]
+    apps: Vec<Spanned<AppSource>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProxySource {
+    suffix: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AppSource {
+    name: Spanned<String>,
+    domains: Spanned<Vec<Spanned<String>>>,
+    upstream: Option<Spanned<String>>,
+    /// PEM file of extra CAs for an HTTPS upstream, relative to the policy file.
+    ca_file: Option<Spanned<String>>,
+}
+
+/// Options for one compilation.
+#[derive(Clone, Debug)]
+pub struct CompileOptions {
+    /// Version stamped into the snapshot.
+    pub version: u64,
+    /// Time stamped into the snapshot.
+    pub compiled_at_unix_ms: i64,
+}
+
+impl Default for CompileOptions {
+    fn default() -> Self {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        CompileOptions { version: 1, compiled_at_unix_ms: now }
+    }
+}
+
+/// Reads and compiles the policy file at `path`.
+pub fn compile_file(path: &Path, options: &CompileOptions) -> Result<Policy, Diagnostics> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Diagnostics(vec![Diagnostic { file: file.clone(), line: 0, column: 0, message: format!("cannot read policy: {e}") }])
+    })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    compile_source(&file, &text, base, options)
+}
+
+/// Compiles policy `text` (named `file` in messages; relative paths inside
+/// it resolve against `base_dir`).
+pub fn compile_source(
+    file: &str,
+    text: &str,
+    base_dir: &Path,
+    options: &CompileOptions,
+) -> Result<Policy, Diagnostics> {
+    let locate = |span: Range<usize>, message: String| {
+        let (line, column) = line_column(text, span.start);
+        Diagnostic { file: file.to_string(), line, column, message }
+    };
+    let source: PolicySource = toml::from_str(text).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        Diagnostics(vec![locate(span, e.message().trim().to_string())])
+    })?;
+
+    let mut errors = Vec::new();
+    let suffix = match DnsName::parse(source.proxy.get_ref().suffix.get_ref()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            errors.push(locate(source.proxy.get_ref().suffix.span(), format!("bad proxy suffix: {e}")));
+            None
+        }
+    };
+
+    let mut apps = Vec::new();
+    let mut names: HashMap<String, usize> = HashMap::new();
+    // domain -> (app name, line of first mention)
+    let mut owners: HashMap<DnsName, (String, usize)> = HashMap::new();
+    for app_src in &source.apps {
+        let app_src = app_src.get_ref();
+        let name = app_src.name.get_ref().trim().to_string();
+        if name.is_empty() {
+            errors.push(locate(app_src.name.span(), "app name is empty".into()));
+        } else if let Some(line) = names.get(&name) {
+            errors.push(locate(
+                app_src.name.span(),
+                format!("duplicate app name {name:?} (first used on line {line})"),
+            ));
+        } else {
+            names.insert(name.clone(), line_column(text, app_src.name.span().start).0);
+        }
+
+        let mut domains = Vec::new();
+        if app_src.domains.get_ref().is_empty() {
+            errors.push(locate(app_src.domains.span(), format!("app {name:?} lists no domains")));
+        }
+        for domain_src in app_src.domains.get_ref() {
+            let domain = match DnsName::parse(domain_src.get_ref()) {
+                Ok(d) => d,
+                Err(e) => {
+                    errors.push(locate(domain_src.span(), format!("bad domain: {e}")));
+                    continue;
+                }
+            };
+            if let Some(suffix) = &suffix {
+                if domain.is_within(suffix) || suffix.is_within(&domain) {
+                    errors.push(locate(
+                        domain_src.span(),
+                        format!("domain {domain} overlaps the proxy suffix {suffix}"),
+                    ));
+                    continue;
+                }
+            }
+            let line = line_column(text, domain_src.span().start).0;
+            if let Some((owner, first_line)) = owners.get(&domain) {
+                errors.push(locate(
+                    domain_src.span(),
+                    format!(
+                        "duplicate domain {domain}: already owned by app {owner:?} (line {first_line})"
+                    ),
+                ));
+                continue;
+            }
+            owners.insert(domain.clone(), (name.clone(), line));
+            domains.push(domain);
+        }
+
+        let upstream = match &app_src.upstream {
+            None => Upstream::Direct,
+            Some(u) => match Upstream::parse_url(u.get_ref()) {
+                Ok(up) => up,
+                Err(e) => {
+                    errors.push(locate(u.span(), e));
+                    Upstream::Direct
+                }
+            },
+        };
+
+        let mut ca_certificates_pem = Vec::new();
+        if let Some(ca) = &app_src.ca_file {
+            let path = base_dir.join(ca.get_ref());
+            match std::fs::read(&path) {
+                Ok(bytes) if contains(&bytes, b"-----BEGIN CERTIFICATE-----") => {
+                    ca_certificates_pem = bytes
+                }
+                Ok(_) => errors.push(locate(
+                    ca.span(),
+                    format!("ca_file {}: no PEM certificate in it", path.display()),
+                )),
+                Err(e) => errors.push(locate(ca.span(), format!("ca_file {}: {e}", path.display()))),
+            }
+            if matches!(upstream, Upstream::Direct | Upstream::Fixed { scheme: Scheme::Http, .. })
+                && app_src.upstream.is_some()
+            {
+                errors.push(locate(ca.span(), "ca_file needs an https upstream".into()));
+            }
+        }
+
+        apps.push(App { name, domains, upstream, ca_certificates_pem });
+    }
+
+    match suffix {
+        Some(suffix) if errors.is_empty() => Ok(Policy {
+            version: options.version,
+            compiled_at_unix_ms: options.compiled_at_unix_ms,
+            source: file.to_string(),
+            suffix,
+            apps,
+        }),
+        _ => Err(Diagnostics(errors)),
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// 1-based line and column (in characters) of byte `offset` in `text`.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    (line, before[line_start..].chars().count() + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn compile(text: &str) -> Result<Policy, Diagnostics> {
+        compile_source("p.toml", text, Path::new("."), &CompileOptions { version: 7, compiled_at_unix_ms: 0 })
+    }
+
+    const MINIMAL: &str = r#"[proxy]
+suffix = "proxy.test"            # users reach <app host>.proxy.test
+
+[[app]]
+name = "demo"
+domains = ["demo.test", "demo-cdn.test"]   # the app owns these and all their subdomains
+upstream = "http://127.0.0.1:18080"        # optional: connect here for every host of the app (http or https)
+"#;
+
+    #[test]
+    fn minimal_policy_compiles_as_written() {
+        let p = compile(MINIMAL).expect("compiles");
+        assert_eq!(p.suffix.as_str(), "proxy.test");
+        assert_eq!(p.version, 7);
+        assert_eq!(p.apps.len(), 1);
+        assert_eq!(p.apps[0].domains, vec![DnsName::parse("demo.test").unwrap(), DnsName::parse("demo-cdn.test").unwrap()]);
+        assert_eq!(
+            p.apps[0].upstream,
+            Upstream::Fixed { scheme: Scheme::Http, host: UpstreamHost::Ip("127.0.0.1".parse().unwrap()), port: 18080 }
+        );
+    }
+
+    fn first_error(text: &str) -> String {
+        compile(text).expect_err("must fail").0[0].to_string()
+    }
+
+    #[test]
+    fn unknown_key_is_located() {
+        let e = first_error("[proxy]\nsuffix = \"p.test\"\nsufix = 1\n");
+        assert!(e.starts_with("p.toml:3:1: error: unknown field `sufix`"), "{e}");
+    }
+
+    #[test]
+    fn bad_domain_is_located() {
+        let e = first_error("[proxy]\nsuffix = \"p.test\"\n[[app]]\nname = \"a\"\ndomains = [\"ok.test\", \"bad_domain.test\"]\n");
+        assert!(e.starts_with("p.toml:5:23: error: bad domain"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_domain_across_apps_names_first_owner() {
+        let e = first_error(
+            "[proxy]\nsuffix = \"p.test\"\n[[app]]\nname = \"a\"\ndomains = [\"x.test\"]\n[[app]]\nname = \"b\"\ndomains = [\"X.test\"]\n",
+        );
+        assert!(e.starts_with("p.toml:8:12: error: duplicate domain x.test: already owned by app \"a\" (line 5)"), "{e}");
+    }
+
+    #[test]
+    fn bad_upstream_urls_are_refused() {
+        for (url, why) in [
+            ("ftp://h", "scheme"),
+            ("http://u:p@h.test", "user info"),
+            ("http://h.test/path", "no path"),
+            ("http://", "bad upstream URL"),
+            ("not a url", "bad upstream URL"),
+        ] {
+            let text = format!("[proxy]\nsuffix = \"p.test\"\n[[app]]\nname = \"a\"\ndomains = [\"x.test\"]\nupstream = \"{url}\"\n");
+            let e = first_error(&text);
+            assert!(e.starts_with("p.toml:6:12: error: ") && e.contains(why), "{url}: {e}");
+        }
+    }
+
+    #[test]
+    fn domain_under_suffix_is_refused() {
+        let e = first_error("[proxy]\nsuffix = \"p.test\"\n[[app]]\nname = \"a\"\ndomains = [\"x.p.test\"]\n");
+        assert!(e.contains("overlaps the proxy suffix"), "{e}");
+    }
+
+    #[test]
+    fn dns_names() {
+        assert!(DnsName::parse("a.b-c.test").is_ok());
+        assert_eq!(DnsName::parse("Demo.TEST").unwrap().as_str(), "demo.test");
+        for bad in ["", "a..b", "-a.test", "a-.test", "a.test.", "1.2.3.4", "a b.test", &"x".repeat(64)] {
+            assert!(DnsName::parse(bad).is_err(), "{bad:?}");
+        }
+        let d = DnsName::parse("demo.test").unwrap();
+        assert!(DnsName::parse("a.demo.test").unwrap().is_within(&d));
+        assert!(!DnsName::parse("notdemo.test").unwrap().is_within(&d));
+    }
+}

@@ -1,0 +1,252 @@
+//! Snapshot files: an 8-byte magic followed by one Cap'n Proto message
+//! (`policy.capnp` `Snapshot`, standard stream framing).
+//!
+//! Decoding treats the bytes as untrusted: the size is bounded before
+//! anything is read, the Cap'n Proto reader runs with explicit traversal and
+//! nesting limits, and every field is validated again into the [`Policy`]
+//! model, so a data plane never acts on a snapshot that controld would not
+//! have produced.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use capnp::message::{Builder, ReaderOptions};
+
+use crate::policy::{App, DnsName, Policy, Scheme, Upstream, UpstreamHost};
+use crate::policy_capnp;
+
+/// First bytes of every snapshot file.
+pub const MAGIC: &[u8; 8] = b"PLSDSNP\x01";
+
+/// Schema layout revision this build writes and the newest it reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Largest snapshot accepted (bytes), checked before decoding.
+pub const MAX_SNAPSHOT_BYTES: usize = 256 << 20;
+
+/// Why a snapshot was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SnapshotError {
+    /// Not a Palisade snapshot (wrong magic).
+    NotASnapshot,
+    /// Larger than [`MAX_SNAPSHOT_BYTES`].
+    TooLarge(usize),
+    /// Written for a schema revision this build does not know.
+    FutureFormat { found: u32, supported: u32 },
+    /// The Cap'n Proto message is malformed or exceeds the reader limits.
+    Decode(String),
+    /// Decoded, but a field is invalid.
+    Invalid(String),
+}
+
+impl fmt::Display for SnapshotError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SnapshotError::NotASnapshot => f.write_str("not a Palisade snapshot (bad magic)"),
+            SnapshotError::TooLarge(n) => {
+                write!(f, "snapshot is {n} bytes (at most {MAX_SNAPSHOT_BYTES})")
+            }
+            SnapshotError::FutureFormat { found, supported } => write!(
+                f,
+                "snapshot format {found} is newer than this build understands ({supported}); upgrade the data plane"
+            ),
+            SnapshotError::Decode(e) => write!(f, "snapshot does not decode: {e}"),
+            SnapshotError::Invalid(e) => write!(f, "snapshot is invalid: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for SnapshotError {}
+
+impl From<capnp::Error> for SnapshotError {
+    fn from(e: capnp::Error) -> Self {
+        SnapshotError::Decode(e.to_string())
+    }
+}
+
+/// Encodes `policy` as snapshot bytes.
+pub fn encode(policy: &Policy) -> Vec<u8> {
+    encode_with_format(policy, FORMAT_VERSION)
+}
+
+/// Encodes with an explicit format version (tests use this to forge
+/// snapshots from a "future" build).
+pub fn encode_with_format(policy: &Policy, format_version: u32) -> Vec<u8> {
+    let mut message = Builder::new_default();
+    {
+        let mut snap = message.init_root::<policy_capnp::snapshot::Builder>();
+        snap.set_format_version(format_version);
+        snap.set_version(policy.version);
+        snap.set_compiled_at_unix_ms(policy.compiled_at_unix_ms);
+        snap.set_source(policy.source.as_str());
+        snap.reborrow().init_proxy().set_suffix(policy.suffix.as_str());
+        let mut apps = snap.init_apps(policy.apps.len() as u32);
+        for (i, app) in policy.apps.iter().enumerate() {
+            let mut a = apps.reborrow().get(i as u32);
+            a.set_name(app.name.as_str());
+            let mut domains = a.reborrow().init_domains(app.domains.len() as u32);
+            for (j, d) in app.domains.iter().enumerate() {
+                domains.set(j as u32, d.as_str());
+            }
+            let mut up = a.init_upstream();
+            up.set_ca_certificates_pem(&app.ca_certificates_pem);
+            match &app.upstream {
+                Upstream::Direct => up.set_direct(()),
+                Upstream::Fixed { scheme, host, port } => {
+                    let mut f = up.init_fixed();
+                    f.set_scheme(match scheme {
+                        Scheme::Http => policy_capnp::Scheme::Http,
+                        Scheme::Https => policy_capnp::Scheme::Https,
+                    });
+                    let host_text = match host {
+                        UpstreamHost::Name(n) => n.as_str().to_string(),
+                        UpstreamHost::Ip(ip) => ip.to_string(),
+                    };
+                    f.set_host(host_text.as_str());
+                    f.set_port(*port);
+                }
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(MAGIC);
+    // Writing into a Vec cannot fail.
+    capnp::serialize::write_message(&mut out, &message).expect("write to Vec");
+    out
+}
+
+/// Decodes and validates snapshot bytes.
+pub fn decode(bytes: &[u8]) -> Result<Policy, SnapshotError> {
+    if bytes.len() > MAX_SNAPSHOT_BYTES {
+        return Err(SnapshotError::TooLarge(bytes.len()));
+    }
+    let body = bytes.strip_prefix(MAGIC.as_slice()).ok_or(SnapshotError::NotASnapshot)?;
+    let mut options = ReaderOptions::new();
+    // Each word may be visited a bounded number of times; nesting is shallow
+    // by design (snapshot → app → upstream → fixed).
+    options
+        .traversal_limit_in_words(Some(body.len() / 8 * 4 + 1024))
+        .nesting_limit(16);
+    let mut slice = body;
+    let message = capnp::serialize::read_message_from_flat_slice(&mut slice, options)?;
+    if !slice.is_empty() {
+        return Err(SnapshotError::Decode(format!("{} trailing bytes after the message", slice.len())));
+    }
+    let snap = message.get_root::<policy_capnp::snapshot::Reader>()?;
+    let format = snap.get_format_version();
+    if format > FORMAT_VERSION {
+        return Err(SnapshotError::FutureFormat { found: format, supported: FORMAT_VERSION });
+    }
+    if format == 0 {
+        return Err(SnapshotError::Invalid("format version 0".into()));
+    }
+    let text = |r: capnp::Result<capnp::text::Reader<'_>>| -> Result<String, SnapshotError> {
+        Ok(r?.to_str().map_err(|e| SnapshotError::Decode(e.to_string()))?.to_string())
+    };
+    let invalid = |what: &str, e: String| SnapshotError::Invalid(format!("{what}: {e}"));
+    let suffix = DnsName::parse(&text(snap.get_proxy()?.get_suffix())?)
+        .map_err(|e| invalid("proxy suffix", e))?;
+    let mut apps = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for a in snap.get_apps()?.iter() {
+        let name = text(a.get_name())?;
+        let mut domains = Vec::new();
+        for d in a.get_domains()?.iter() {
+            let d = DnsName::parse(d?.to_str().map_err(|e| SnapshotError::Decode(e.to_string()))?)
+                .map_err(|e| invalid(&format!("app {name:?} domain"), e))?;
+            if d.is_within(&suffix) || suffix.is_within(&d) {
+                return Err(invalid(&format!("app {name:?}"), format!("domain {d} overlaps the suffix")));
+            }
+            if !seen.insert(d.clone()) {
+                return Err(invalid(&format!("app {name:?}"), format!("duplicate domain {d}")));
+            }
+            domains.push(d);
+        }
+        if domains.is_empty() {
+            return Err(invalid(&format!("app {name:?}"), "no domains".into()));
+        }
+        let up = a.get_upstream()?;
+        let ca_certificates_pem = up.get_ca_certificates_pem()?.to_vec();
+        let upstream = match up.which().map_err(|e| SnapshotError::Decode(e.to_string()))? {
+            policy_capnp::upstream::Direct(()) => Upstream::Direct,
+            policy_capnp::upstream::Fixed(f) => {
+                let f = f?;
+                let scheme = match f.get_scheme().map_err(|e| SnapshotError::Decode(e.to_string()))? {
+                    policy_capnp::Scheme::Http => Scheme::Http,
+                    policy_capnp::Scheme::Https => Scheme::Https,
+                };
+                let host_text = text(f.get_host())?;
+                let host = match host_text.parse::<IpAddr>() {
+                    Ok(ip) => UpstreamHost::Ip(ip),
+                    Err(_) => UpstreamHost::Name(
+                        DnsName::parse(&host_text).map_err(|e| invalid(&format!("app {name:?} upstream"), e))?,
+                    ),
+                };
+                let port = f.get_port();
+                if port == 0 {
+                    return Err(invalid(&format!("app {name:?} upstream"), "port 0".into()));
+                }
+                Upstream::Fixed { scheme, host, port }
+            }
+        };
+        apps.push(App { name, domains, upstream, ca_certificates_pem });
+    }
+    Ok(Policy {
+        version: snap.get_version(),
+        compiled_at_unix_ms: snap.get_compiled_at_unix_ms(),
+        source: text(snap.get_source())?,
+        suffix,
+        apps,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{compile_source, CompileOptions};
+    use std::path::Path;
+
+    fn sample() -> Policy {
+        compile_source(
+            "t.toml",
+            "[proxy]\nsuffix = \"proxy.test\"\n[[app]]\nname = \"demo\"\ndomains = [\"demo.test\", \"demo-cdn.test\"]\nupstream = \"https://[::1]:8443\"\n[[app]]\nname = \"direct\"\ndomains = [\"box.com\"]\n",
+            Path::new("."),
+            &CompileOptions { version: 3, compiled_at_unix_ms: 42 },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn round_trip() {
+        let p = sample();
+        assert_eq!(decode(&encode(&p)).unwrap(), p);
+    }
+
+    #[test]
+    fn future_format_is_refused() {
+        let bytes = encode_with_format(&sample(), FORMAT_VERSION + 1);
+        assert!(matches!(decode(&bytes), Err(SnapshotError::FutureFormat { .. })));
+    }
+
+    #[test]
+    fn corrupt_bytes_never_panic() {
+        let good = encode(&sample());
+        assert_eq!(decode(b"garbage"), Err(SnapshotError::NotASnapshot));
+        for cut in 0..good.len() {
+            let _ = decode(&good[..cut]);
+        }
+        let mut state = 0x9e3779b97f4a7c15u64;
+        for _ in 0..2000 {
+            let mut bad = good.clone();
+            for _ in 0..4 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let i = MAGIC.len() + (state as usize) % (bad.len() - MAGIC.len());
+                bad[i] = (state >> 32) as u8;
+            }
+            let _ = decode(&bad);
+        }
+    }
+}
