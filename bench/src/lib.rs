@@ -1,1 +1,5 @@
-//! placeholder
+//! Palisade bench harness: the demo origin app and test servers (load
+//! generation comes with the bench issue).
+
+pub mod origin;
+pub mod tls;

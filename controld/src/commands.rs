@@ -10,7 +10,10 @@ use palisade_schema::snapshot;
 /// Compiles `policy` and writes the snapshot to `out` atomically (temp file,
 /// fsync, rename), so a reader never sees a partial snapshot.
 pub fn compile(policy: &Path, out: &Path, version: u64) -> Result<Policy, String> {
-    let options = CompileOptions { version, ..CompileOptions::default() };
+    let options = CompileOptions {
+        version,
+        ..CompileOptions::default()
+    };
     let compiled = compile_file(policy, &options).map_err(|d| d.to_string())?;
     let bytes = snapshot::encode(&compiled);
     write_atomically(out, &bytes).map_err(|e| format!("{}: {e}", out.display()))?;
@@ -28,8 +31,14 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let name = path.file_name().ok_or_else(|| std::io::Error::other("no file name"))?;
-    let tmp = dir.join(format!(".{}.tmp{}", name.to_string_lossy(), std::process::id()));
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("no file name"))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;

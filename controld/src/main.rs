@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use palisade_controld::commands;
 
 #[derive(Parser)]
-#[command(name = "controld", version, about = "Palisade control daemon and operator CLI")]
+#[command(
+    name = "controld",
+    version,
+    about = "Palisade control daemon and operator CLI"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -36,11 +40,12 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Compile { policy, output, snapshot_version } => {
-            commands::compile(&policy, &output, snapshot_version).map(|p| {
-                format!("{} -> {}", commands::summary(&p), output.display())
-            })
-        }
+        Command::Compile {
+            policy,
+            output,
+            snapshot_version,
+        } => commands::compile(&policy, &output, snapshot_version)
+            .map(|p| format!("{} -> {}", commands::summary(&p), output.display())),
         Command::Validate { policy } => commands::validate(&policy).map(|p| commands::summary(&p)),
     };
     match result {

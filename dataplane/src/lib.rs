@@ -1,1 +1,21 @@
-//! placeholder
+//! Palisade data plane: a thread-per-core (glommio) HTTP/1.1 reverse proxy
+//! that serves apps under a proxy suffix (`<app host>.<suffix>`), rewrites
+//! hosts in headers both ways, and streams bodies through a filter hook.
+//!
+//! Module map, in request order: [`server`] (cores, listeners) →
+//! [`proxy`] (the phases of one connection) → [`http`] (strict parsing) →
+//! [`routes`] / [`hosts`] (mapping and rewriting) → [`upstream`] (connect,
+//! pool) → [`body`] (streaming transfer). [`fuzz`] holds the harness the
+//! fuzz targets call.
+
+pub mod body;
+pub mod fuzz;
+pub mod hosts;
+pub mod http;
+pub mod io;
+pub mod limits;
+pub mod pages;
+pub mod proxy;
+pub mod routes;
+pub mod server;
+pub mod upstream;

@@ -1,1 +1,130 @@
-fn main() {}
+//! `dataplane` command line: loads a snapshot and serves it on every core.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use palisade_dataplane::limits::Limits;
+use palisade_dataplane::server::{self, ServerConfig};
+
+#[derive(Parser)]
+#[command(
+    name = "dataplane",
+    version,
+    about = "Palisade data plane: session-control reverse proxy"
+)]
+struct Args {
+    /// Policy snapshot written by `controld compile`.
+    #[arg(long)]
+    snapshot: PathBuf,
+    /// Address for plain HTTP/1.1 (e.g. 0.0.0.0:8080; port 0 picks one).
+    #[arg(long)]
+    listen: SocketAddr,
+    /// Cores to serve on, one pinned executor each [default: all CPUs].
+    #[arg(long)]
+    cores: Option<usize>,
+    /// io_uring buffer memory per core, KiB (locked memory: cores × this
+    /// must fit RLIMIT_MEMLOCK).
+    #[arg(long, default_value_t = 1024)]
+    io_memory_kib: usize,
+    /// Longest request line, bytes (over: 414).
+    #[arg(long, default_value_t = Limits::default().max_request_line)]
+    max_request_line: usize,
+    /// Largest request header section, bytes (over: 431).
+    #[arg(long, default_value_t = Limits::default().max_header_bytes)]
+    max_header_bytes: usize,
+    /// Most header fields per request, at most 256 (over: 431).
+    #[arg(long, default_value_t = Limits::default().max_headers)]
+    max_headers: usize,
+    /// Seconds to receive a whole request head (over: 408).
+    #[arg(long, default_value_t = Limits::default().header_timeout.as_secs_f64())]
+    header_timeout: f64,
+    /// Seconds a keep-alive connection may idle between requests.
+    #[arg(long, default_value_t = Limits::default().idle_timeout.as_secs_f64())]
+    idle_timeout: f64,
+    /// Seconds allowed between two reads of a body.
+    #[arg(long, default_value_t = Limits::default().body_timeout.as_secs_f64())]
+    body_timeout: f64,
+    /// Seconds to connect to an upstream, TLS included (over: 504).
+    #[arg(long, default_value_t = Limits::default().connect_timeout.as_secs_f64())]
+    connect_timeout: f64,
+    /// Seconds to wait for an upstream's response head (over: 504).
+    #[arg(long, default_value_t = Limits::default().response_timeout.as_secs_f64())]
+    response_timeout: f64,
+    /// Largest upstream response header section, bytes (over: 502).
+    #[arg(long, default_value_t = Limits::default().max_response_header_bytes)]
+    max_response_header_bytes: usize,
+    /// Idle upstream connections kept per upstream and core.
+    #[arg(long, default_value_t = Limits::default().pool_max_idle)]
+    pool_max_idle: usize,
+    /// Seconds an idle upstream connection is kept.
+    #[arg(long, default_value_t = Limits::default().pool_idle_timeout.as_secs_f64())]
+    pool_idle_timeout: f64,
+}
+
+fn seconds(name: &str, s: f64) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(s)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("--{name} must be a positive number of seconds"))
+}
+
+fn main() -> ExitCode {
+    let a = Args::parse();
+    match start(a) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("dataplane: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn start(a: Args) -> Result<(), String> {
+    let limits = Limits {
+        max_request_line: a.max_request_line,
+        max_header_bytes: a.max_header_bytes,
+        max_headers: a.max_headers.clamp(1, 256),
+        header_timeout: seconds("header-timeout", a.header_timeout)?,
+        idle_timeout: seconds("idle-timeout", a.idle_timeout)?,
+        body_timeout: seconds("body-timeout", a.body_timeout)?,
+        connect_timeout: seconds("connect-timeout", a.connect_timeout)?,
+        response_timeout: seconds("response-timeout", a.response_timeout)?,
+        max_response_header_bytes: a.max_response_header_bytes,
+        pool_max_idle: a.pool_max_idle,
+        pool_idle_timeout: seconds("pool-idle-timeout", a.pool_idle_timeout)?,
+    };
+    let bytes = std::fs::read(&a.snapshot).map_err(|e| format!("{}: {e}", a.snapshot.display()))?;
+    let cores = a.cores.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let io_memory = a.io_memory_kib.max(64) * 1024;
+    let memlock = server::ensure_memlock((cores * io_memory) as u64);
+    if memlock < (cores * io_memory) as u64 {
+        eprintln!(
+            "dataplane: note: RLIMIT_MEMLOCK is {} KiB, below {} cores × {} KiB; io_uring buffers will not be registered (slower, still correct)",
+            memlock / 1024,
+            cores,
+            io_memory / 1024
+        );
+    }
+    let config = ServerConfig {
+        listen: a.listen,
+        cores,
+        snapshot: Arc::new(bytes),
+        limits,
+        io_memory,
+    };
+    server::run(config, |addr| {
+        println!(
+            "dataplane: listening on {addr} ({cores} cores, snapshot {})",
+            a.snapshot.display()
+        );
+    })
+    .map_err(|e| e.to_string())
+}

@@ -27,7 +27,10 @@ impl DnsName {
             return Err("empty DNS name".into());
         }
         if text.len() > 253 {
-            return Err(format!("DNS name is {} bytes long (at most 253)", text.len()));
+            return Err(format!(
+                "DNS name is {} bytes long (at most 253)",
+                text.len()
+            ));
         }
         if text.ends_with('.') {
             return Err(format!("{text:?}: write the name without a trailing dot"));
@@ -48,16 +51,12 @@ impl DnsName {
                 ));
             }
             if label.starts_with('-') || label.ends_with('-') {
-                return Err(format!(
-                    "{text:?}: label {label:?} starts or ends with '-'"
-                ));
+                return Err(format!("{text:?}: label {label:?} starts or ends with '-'"));
             }
         }
         let last = text.rsplit('.').next().unwrap_or(text);
         if last.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(format!(
-                "{text:?} looks like an IP address, not a DNS name"
-            ));
+            return Err(format!("{text:?} looks like an IP address, not a DNS name"));
         }
         Ok(DnsName(text.to_ascii_lowercase()))
     }
@@ -159,9 +158,14 @@ impl Upstream {
             }
         };
         if !url.username().is_empty() || url.password().is_some() {
-            return Err(format!("bad upstream URL {text:?}: user info is not allowed"));
+            return Err(format!(
+                "bad upstream URL {text:?}: user info is not allowed"
+            ));
         }
-        if !(url.path().is_empty() || url.path() == "/") || url.query().is_some() || url.fragment().is_some() {
+        if !(url.path().is_empty() || url.path() == "/")
+            || url.query().is_some()
+            || url.fragment().is_some()
+        {
             return Err(format!(
                 "bad upstream URL {text:?}: only scheme, host and port are allowed (no path, query or fragment)"
             ));
@@ -214,7 +218,11 @@ pub struct Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: error: {}", self.file, self.line, self.column, self.message)
+        write!(
+            f,
+            "{}:{}:{}: error: {}",
+            self.file, self.line, self.column, self.message
+        )
     }
 }
 
@@ -275,7 +283,10 @@ impl Default for CompileOptions {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0);
-        CompileOptions { version: 1, compiled_at_unix_ms: now }
+        CompileOptions {
+            version: 1,
+            compiled_at_unix_ms: now,
+        }
     }
 }
 
@@ -283,7 +294,12 @@ impl Default for CompileOptions {
 pub fn compile_file(path: &Path, options: &CompileOptions) -> Result<Policy, Diagnostics> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| {
-        Diagnostics(vec![Diagnostic { file: file.clone(), line: 0, column: 0, message: format!("cannot read policy: {e}") }])
+        Diagnostics(vec![Diagnostic {
+            file: file.clone(),
+            line: 0,
+            column: 0,
+            message: format!("cannot read policy: {e}"),
+        }])
     })?;
     let base = path.parent().unwrap_or(Path::new("."));
     compile_source(&file, &text, base, options)
@@ -299,7 +315,12 @@ pub fn compile_source(
 ) -> Result<Policy, Diagnostics> {
     let locate = |span: Range<usize>, message: String| {
         let (line, column) = line_column(text, span.start);
-        Diagnostic { file: file.to_string(), line, column, message }
+        Diagnostic {
+            file: file.to_string(),
+            line,
+            column,
+            message,
+        }
     };
     let source: PolicySource = toml::from_str(text).map_err(|e| {
         let span = e.span().unwrap_or(0..0);
@@ -310,7 +331,10 @@ pub fn compile_source(
     let suffix = match DnsName::parse(source.proxy.get_ref().suffix.get_ref()) {
         Ok(s) => Some(s),
         Err(e) => {
-            errors.push(locate(source.proxy.get_ref().suffix.span(), format!("bad proxy suffix: {e}")));
+            errors.push(locate(
+                source.proxy.get_ref().suffix.span(),
+                format!("bad proxy suffix: {e}"),
+            ));
             None
         }
     };
@@ -335,7 +359,10 @@ pub fn compile_source(
 
         let mut domains = Vec::new();
         if app_src.domains.get_ref().is_empty() {
-            errors.push(locate(app_src.domains.span(), format!("app {name:?} lists no domains")));
+            errors.push(locate(
+                app_src.domains.span(),
+                format!("app {name:?} lists no domains"),
+            ));
         }
         for domain_src in app_src.domains.get_ref() {
             let domain = match DnsName::parse(domain_src.get_ref()) {
@@ -390,16 +417,30 @@ pub fn compile_source(
                     ca.span(),
                     format!("ca_file {}: no PEM certificate in it", path.display()),
                 )),
-                Err(e) => errors.push(locate(ca.span(), format!("ca_file {}: {e}", path.display()))),
+                Err(e) => errors.push(locate(
+                    ca.span(),
+                    format!("ca_file {}: {e}", path.display()),
+                )),
             }
-            if matches!(upstream, Upstream::Direct | Upstream::Fixed { scheme: Scheme::Http, .. })
-                && app_src.upstream.is_some()
+            if matches!(
+                upstream,
+                Upstream::Direct
+                    | Upstream::Fixed {
+                        scheme: Scheme::Http,
+                        ..
+                    }
+            ) && app_src.upstream.is_some()
             {
                 errors.push(locate(ca.span(), "ca_file needs an https upstream".into()));
             }
         }
 
-        apps.push(App { name, domains, upstream, ca_certificates_pem });
+        apps.push(App {
+            name,
+            domains,
+            upstream,
+            ca_certificates_pem,
+        });
     }
 
     match suffix {
@@ -432,7 +473,15 @@ mod tests {
     use super::*;
 
     fn compile(text: &str) -> Result<Policy, Diagnostics> {
-        compile_source("p.toml", text, Path::new("."), &CompileOptions { version: 7, compiled_at_unix_ms: 0 })
+        compile_source(
+            "p.toml",
+            text,
+            Path::new("."),
+            &CompileOptions {
+                version: 7,
+                compiled_at_unix_ms: 0,
+            },
+        )
     }
 
     const MINIMAL: &str = r#"[proxy]
@@ -450,10 +499,20 @@ upstream = "http://127.0.0.1:18080"        # optional: connect here for every ho
         assert_eq!(p.suffix.as_str(), "proxy.test");
         assert_eq!(p.version, 7);
         assert_eq!(p.apps.len(), 1);
-        assert_eq!(p.apps[0].domains, vec![DnsName::parse("demo.test").unwrap(), DnsName::parse("demo-cdn.test").unwrap()]);
+        assert_eq!(
+            p.apps[0].domains,
+            vec![
+                DnsName::parse("demo.test").unwrap(),
+                DnsName::parse("demo-cdn.test").unwrap()
+            ]
+        );
         assert_eq!(
             p.apps[0].upstream,
-            Upstream::Fixed { scheme: Scheme::Http, host: UpstreamHost::Ip("127.0.0.1".parse().unwrap()), port: 18080 }
+            Upstream::Fixed {
+                scheme: Scheme::Http,
+                host: UpstreamHost::Ip("127.0.0.1".parse().unwrap()),
+                port: 18080
+            }
         );
     }
 
@@ -464,7 +523,10 @@ upstream = "http://127.0.0.1:18080"        # optional: connect here for every ho
     #[test]
     fn unknown_key_is_located() {
         let e = first_error("[proxy]\nsuffix = \"p.test\"\nsufix = 1\n");
-        assert!(e.starts_with("p.toml:3:1: error: unknown field `sufix`"), "{e}");
+        assert!(
+            e.starts_with("p.toml:3:1: error: unknown field `sufix`"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -478,7 +540,12 @@ upstream = "http://127.0.0.1:18080"        # optional: connect here for every ho
         let e = first_error(
             "[proxy]\nsuffix = \"p.test\"\n[[app]]\nname = \"a\"\ndomains = [\"x.test\"]\n[[app]]\nname = \"b\"\ndomains = [\"X.test\"]\n",
         );
-        assert!(e.starts_with("p.toml:8:12: error: duplicate domain x.test: already owned by app \"a\" (line 5)"), "{e}");
+        assert!(
+            e.starts_with(
+                "p.toml:8:12: error: duplicate domain x.test: already owned by app \"a\" (line 5)"
+            ),
+            "{e}"
+        );
     }
 
     #[test]
@@ -492,13 +559,18 @@ upstream = "http://127.0.0.1:18080"        # optional: connect here for every ho
         ] {
             let text = format!("[proxy]\nsuffix = \"p.test\"\n[[app]]\nname = \"a\"\ndomains = [\"x.test\"]\nupstream = \"{url}\"\n");
             let e = first_error(&text);
-            assert!(e.starts_with("p.toml:6:12: error: ") && e.contains(why), "{url}: {e}");
+            assert!(
+                e.starts_with("p.toml:6:12: error: ") && e.contains(why),
+                "{url}: {e}"
+            );
         }
     }
 
     #[test]
     fn domain_under_suffix_is_refused() {
-        let e = first_error("[proxy]\nsuffix = \"p.test\"\n[[app]]\nname = \"a\"\ndomains = [\"x.p.test\"]\n");
+        let e = first_error(
+            "[proxy]\nsuffix = \"p.test\"\n[[app]]\nname = \"a\"\ndomains = [\"x.p.test\"]\n",
+        );
         assert!(e.contains("overlaps the proxy suffix"), "{e}");
     }
 
@@ -506,7 +578,16 @@ upstream = "http://127.0.0.1:18080"        # optional: connect here for every ho
     fn dns_names() {
         assert!(DnsName::parse("a.b-c.test").is_ok());
         assert_eq!(DnsName::parse("Demo.TEST").unwrap().as_str(), "demo.test");
-        for bad in ["", "a..b", "-a.test", "a-.test", "a.test.", "1.2.3.4", "a b.test", &"x".repeat(64)] {
+        for bad in [
+            "",
+            "a..b",
+            "-a.test",
+            "a-.test",
+            "a.test.",
+            "1.2.3.4",
+            "a b.test",
+            &"x".repeat(64),
+        ] {
             assert!(DnsName::parse(bad).is_err(), "{bad:?}");
         }
         let d = DnsName::parse("demo.test").unwrap();

@@ -80,7 +80,9 @@ pub fn encode_with_format(policy: &Policy, format_version: u32) -> Vec<u8> {
         snap.set_version(policy.version);
         snap.set_compiled_at_unix_ms(policy.compiled_at_unix_ms);
         snap.set_source(policy.source.as_str());
-        snap.reborrow().init_proxy().set_suffix(policy.suffix.as_str());
+        snap.reborrow()
+            .init_proxy()
+            .set_suffix(policy.suffix.as_str());
         let mut apps = snap.init_apps(policy.apps.len() as u32);
         for (i, app) in policy.apps.iter().enumerate() {
             let mut a = apps.reborrow().get(i as u32);
@@ -121,7 +123,9 @@ pub fn decode(bytes: &[u8]) -> Result<Policy, SnapshotError> {
     if bytes.len() > MAX_SNAPSHOT_BYTES {
         return Err(SnapshotError::TooLarge(bytes.len()));
     }
-    let body = bytes.strip_prefix(MAGIC.as_slice()).ok_or(SnapshotError::NotASnapshot)?;
+    let body = bytes
+        .strip_prefix(MAGIC.as_slice())
+        .ok_or(SnapshotError::NotASnapshot)?;
     let mut options = ReaderOptions::new();
     // Each word may be visited a bounded number of times; nesting is shallow
     // by design (snapshot → app → upstream → fixed).
@@ -131,18 +135,27 @@ pub fn decode(bytes: &[u8]) -> Result<Policy, SnapshotError> {
     let mut slice = body;
     let message = capnp::serialize::read_message_from_flat_slice(&mut slice, options)?;
     if !slice.is_empty() {
-        return Err(SnapshotError::Decode(format!("{} trailing bytes after the message", slice.len())));
+        return Err(SnapshotError::Decode(format!(
+            "{} trailing bytes after the message",
+            slice.len()
+        )));
     }
     let snap = message.get_root::<policy_capnp::snapshot::Reader>()?;
     let format = snap.get_format_version();
     if format > FORMAT_VERSION {
-        return Err(SnapshotError::FutureFormat { found: format, supported: FORMAT_VERSION });
+        return Err(SnapshotError::FutureFormat {
+            found: format,
+            supported: FORMAT_VERSION,
+        });
     }
     if format == 0 {
         return Err(SnapshotError::Invalid("format version 0".into()));
     }
     let text = |r: capnp::Result<capnp::text::Reader<'_>>| -> Result<String, SnapshotError> {
-        Ok(r?.to_str().map_err(|e| SnapshotError::Decode(e.to_string()))?.to_string())
+        Ok(r?
+            .to_str()
+            .map_err(|e| SnapshotError::Decode(e.to_string()))?
+            .to_string())
     };
     let invalid = |what: &str, e: String| SnapshotError::Invalid(format!("{what}: {e}"));
     let suffix = DnsName::parse(&text(snap.get_proxy()?.get_suffix())?)
@@ -153,13 +166,22 @@ pub fn decode(bytes: &[u8]) -> Result<Policy, SnapshotError> {
         let name = text(a.get_name())?;
         let mut domains = Vec::new();
         for d in a.get_domains()?.iter() {
-            let d = DnsName::parse(d?.to_str().map_err(|e| SnapshotError::Decode(e.to_string()))?)
-                .map_err(|e| invalid(&format!("app {name:?} domain"), e))?;
+            let d = DnsName::parse(
+                d?.to_str()
+                    .map_err(|e| SnapshotError::Decode(e.to_string()))?,
+            )
+            .map_err(|e| invalid(&format!("app {name:?} domain"), e))?;
             if d.is_within(&suffix) || suffix.is_within(&d) {
-                return Err(invalid(&format!("app {name:?}"), format!("domain {d} overlaps the suffix")));
+                return Err(invalid(
+                    &format!("app {name:?}"),
+                    format!("domain {d} overlaps the suffix"),
+                ));
             }
             if !seen.insert(d.clone()) {
-                return Err(invalid(&format!("app {name:?}"), format!("duplicate domain {d}")));
+                return Err(invalid(
+                    &format!("app {name:?}"),
+                    format!("duplicate domain {d}"),
+                ));
             }
             domains.push(d);
         }
@@ -168,11 +190,17 @@ pub fn decode(bytes: &[u8]) -> Result<Policy, SnapshotError> {
         }
         let up = a.get_upstream()?;
         let ca_certificates_pem = up.get_ca_certificates_pem()?.to_vec();
-        let upstream = match up.which().map_err(|e| SnapshotError::Decode(e.to_string()))? {
+        let upstream = match up
+            .which()
+            .map_err(|e| SnapshotError::Decode(e.to_string()))?
+        {
             policy_capnp::upstream::Direct(()) => Upstream::Direct,
             policy_capnp::upstream::Fixed(f) => {
                 let f = f?;
-                let scheme = match f.get_scheme().map_err(|e| SnapshotError::Decode(e.to_string()))? {
+                let scheme = match f
+                    .get_scheme()
+                    .map_err(|e| SnapshotError::Decode(e.to_string()))?
+                {
                     policy_capnp::Scheme::Http => Scheme::Http,
                     policy_capnp::Scheme::Https => Scheme::Https,
                 };
@@ -180,7 +208,8 @@ pub fn decode(bytes: &[u8]) -> Result<Policy, SnapshotError> {
                 let host = match host_text.parse::<IpAddr>() {
                     Ok(ip) => UpstreamHost::Ip(ip),
                     Err(_) => UpstreamHost::Name(
-                        DnsName::parse(&host_text).map_err(|e| invalid(&format!("app {name:?} upstream"), e))?,
+                        DnsName::parse(&host_text)
+                            .map_err(|e| invalid(&format!("app {name:?} upstream"), e))?,
                     ),
                 };
                 let port = f.get_port();
@@ -190,7 +219,12 @@ pub fn decode(bytes: &[u8]) -> Result<Policy, SnapshotError> {
                 Upstream::Fixed { scheme, host, port }
             }
         };
-        apps.push(App { name, domains, upstream, ca_certificates_pem });
+        apps.push(App {
+            name,
+            domains,
+            upstream,
+            ca_certificates_pem,
+        });
     }
     Ok(Policy {
         version: snap.get_version(),
@@ -226,7 +260,10 @@ mod tests {
     #[test]
     fn future_format_is_refused() {
         let bytes = encode_with_format(&sample(), FORMAT_VERSION + 1);
-        assert!(matches!(decode(&bytes), Err(SnapshotError::FutureFormat { .. })));
+        assert!(matches!(
+            decode(&bytes),
+            Err(SnapshotError::FutureFormat { .. })
+        ));
     }
 
     #[test]

@@ -29,7 +29,10 @@ fn committed_generated_code_matches_schemas() {
         let fresh = std::fs::read_to_string(entry.path()).expect("read fresh");
         let committed_path = manifest.join("src/generated").join(&name);
         let committed = std::fs::read_to_string(&committed_path).unwrap_or_else(|e| {
-            panic!("{} is missing ({e}); run scripts/gen-schema", committed_path.display())
+            panic!(
+                "{} is missing ({e}); run scripts/gen-schema",
+                committed_path.display()
+            )
         });
         assert!(
             fresh == committed,
@@ -38,5 +41,9 @@ fn committed_generated_code_matches_schemas() {
         );
         compared += 1;
     }
-    assert_eq!(compared, support::gen::SCHEMAS.len(), "one generated file per schema");
+    assert_eq!(
+        compared,
+        support::gen::SCHEMAS.len(),
+        "one generated file per schema"
+    );
 }

@@ -1,0 +1,490 @@
+//! A small HTTP/1.1 origin server: the demo app behind the proxy, and the
+//! real server integration tests run the data plane against.
+//!
+//! One thread per connection (simple and plenty fast for demos and tests).
+//! Every request it receives is recorded byte for byte, with the connection
+//! it came on, so tests can assert what reached the app — or that nothing
+//! did. Replies come from a handler; [`demo_app`] is the default one.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A request as the origin received it.
+#[derive(Clone, Debug)]
+pub struct Request {
+    /// Which accepted connection (1-based) carried it.
+    pub connection: u64,
+    pub method: String,
+    pub target: String,
+    /// Field names and values as received.
+    pub headers: Vec<(String, String)>,
+    /// The raw head, request line to the empty line.
+    pub head: Vec<u8>,
+    /// The body after removing chunked framing.
+    pub body: Vec<u8>,
+    /// Raw trailer lines of a chunked body.
+    pub trailers: Vec<u8>,
+}
+
+impl Request {
+    /// First value of the named field (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// What the origin answers.
+pub enum Reply {
+    /// A normal response with Content-Length.
+    Full {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    },
+    /// A chunked response with these chunks and trailer lines.
+    Chunked {
+        headers: Vec<(String, String)>,
+        chunks: Vec<Vec<u8>>,
+        trailers: String,
+    },
+    /// Exactly these bytes, then keep going (`close: false`) or close.
+    Raw { bytes: Vec<u8>, close: bool },
+    /// 101 Switching Protocols, then echo every byte back until EOF.
+    UpgradeEcho,
+}
+
+impl Reply {
+    pub fn text(status: u16, body: impl Into<Vec<u8>>) -> Reply {
+        Reply::Full {
+            status,
+            headers: vec![("Content-Type".into(), "text/plain; charset=utf-8".into())],
+            body: body.into(),
+        }
+    }
+}
+
+pub type Handler = Arc<dyn Fn(&Request) -> Reply + Send + Sync>;
+
+/// How to run an origin.
+pub struct OriginConfig {
+    pub listen: SocketAddr,
+    pub handler: Handler,
+    /// Serve HTTPS with this configuration.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Write responses in small random pieces with pauses, to exercise
+    /// the proxy's incremental parsing.
+    pub split_writes: bool,
+}
+
+/// A running origin.
+pub struct Origin {
+    addr: SocketAddr,
+    log: Arc<Mutex<Vec<Request>>>,
+    connections: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Origin {
+    /// Binds and starts accepting on a background thread.
+    pub fn start(config: OriginConfig) -> io::Result<Origin> {
+        let listener = TcpListener::bind(config.listen)?;
+        let addr = listener.local_addr()?;
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let connections = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let shared = Arc::new(config);
+        {
+            let (log, connections, stop) = (log.clone(), connections.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("origin-accept".into())
+                .spawn(move || {
+                    for stream in listener.incoming() {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        let Ok(stream) = stream else { continue };
+                        let id = connections.fetch_add(1, Ordering::SeqCst) + 1;
+                        let (log, config) = (log.clone(), shared.clone());
+                        let _ = std::thread::Builder::new()
+                            .name("origin-conn".into())
+                            .spawn(move || {
+                                let _ = stream.set_nodelay(true);
+                                let _ = match &config.tls {
+                                    None => serve(stream, id, &config, &log),
+                                    Some(tls) => match rustls::ServerConnection::new(tls.clone()) {
+                                        Ok(conn) => serve(
+                                            rustls::StreamOwned::new(conn, stream),
+                                            id,
+                                            &config,
+                                            &log,
+                                        ),
+                                        Err(_) => Ok(()),
+                                    },
+                                };
+                            });
+                    }
+                })?;
+        }
+        Ok(Origin {
+            addr,
+            log,
+            connections,
+            stop,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Every request received so far, in order.
+    pub fn requests(&self) -> Vec<Request> {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Wake the accept loop so it sees the flag.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
+    }
+}
+
+/// Serves requests on one connection until it closes.
+fn serve<S: Read + Write>(
+    mut stream: S,
+    id: u64,
+    config: &OriginConfig,
+    log: &Mutex<Vec<Request>>,
+) -> io::Result<()> {
+    let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
+    let mut rng = id.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    loop {
+        let Some(req) = read_request(&mut stream, &mut buf, id)? else {
+            return Ok(());
+        };
+        let close = req
+            .header("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        if let Ok(mut l) = log.lock() {
+            l.push(req.clone());
+        }
+        let reply = (config.handler)(&req);
+        let (bytes, close_after, upgrade) = encode(reply, req.method == "HEAD");
+        write_out(&mut stream, &bytes, config.split_writes, &mut rng)?;
+        if upgrade {
+            // Echo whatever was read ahead, then everything else.
+            stream.write_all(&buf)?;
+            buf.clear();
+            let mut chunk = [0u8; 8192];
+            loop {
+                let n = stream.read(&mut chunk)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                stream.write_all(&chunk[..n])?;
+                stream.flush()?;
+            }
+        }
+        if close || close_after {
+            stream.flush()?;
+            return Ok(());
+        }
+    }
+}
+
+fn write_out<S: Write>(stream: &mut S, bytes: &[u8], split: bool, rng: &mut u64) -> io::Result<()> {
+    if !split {
+        stream.write_all(bytes)?;
+        return stream.flush();
+    }
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        *rng ^= *rng << 13;
+        *rng ^= *rng >> 7;
+        *rng ^= *rng << 17;
+        let n = 1 + (*rng as usize) % rest.len().min(7);
+        stream.write_all(&rest[..n])?;
+        stream.flush()?;
+        rest = &rest[n..];
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    Ok(())
+}
+
+fn encode(reply: Reply, head_request: bool) -> (Vec<u8>, bool, bool) {
+    match reply {
+        Reply::Full { status, headers, body } => {
+            let mut out = format!("HTTP/1.1 {status} {}\r\n", reason(status)).into_bytes();
+            for (n, v) in &headers {
+                out.extend_from_slice(format!("{n}: {v}\r\n").as_bytes());
+            }
+            if !(status == 204 || status == 304 || status < 200) {
+                out.extend_from_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
+            }
+            out.extend_from_slice(b"\r\n");
+            if !head_request {
+                out.extend_from_slice(&body);
+            }
+            (out, false, false)
+        }
+        Reply::Chunked { headers, chunks, trailers } => {
+            let mut out = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n".to_vec();
+            for (n, v) in &headers {
+                out.extend_from_slice(format!("{n}: {v}\r\n").as_bytes());
+            }
+            out.extend_from_slice(b"\r\n");
+            if !head_request {
+                for c in chunks.iter().filter(|c| !c.is_empty()) {
+                    out.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+                    out.extend_from_slice(c);
+                    out.extend_from_slice(b"\r\n");
+                }
+                out.extend_from_slice(b"0\r\n");
+                out.extend_from_slice(trailers.as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+            (out, false, false)
+        }
+        Reply::Raw { bytes, close } => (bytes, close, false),
+        Reply::UpgradeEcho => (
+            b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n".to_vec(),
+            false,
+            true,
+        ),
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        101 => "Switching Protocols",
+        200 => "OK",
+        204 => "No Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        404 => "Not Found",
+        500 => "Internal Server Error",
+        _ => "Status",
+    }
+}
+
+/// Reads one request; `None` at a clean end of stream.
+fn read_request<S: Read>(
+    stream: &mut S,
+    buf: &mut Vec<u8>,
+    id: u64,
+) -> io::Result<Option<Request>> {
+    let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_string());
+    let mut chunk = [0u8; 8192];
+    let (head_len, method, target, headers) = loop {
+        let mut storage = [httparse::EMPTY_HEADER; 128];
+        let mut req = httparse::Request::new(&mut storage);
+        match req.parse(buf).map_err(|e| bad(&e.to_string()))? {
+            httparse::Status::Complete(n) => {
+                let headers: Vec<(String, String)> = req
+                    .headers
+                    .iter()
+                    .map(|h| {
+                        (
+                            h.name.to_string(),
+                            String::from_utf8_lossy(h.value).into_owned(),
+                        )
+                    })
+                    .collect();
+                break (
+                    n,
+                    req.method.unwrap_or("").to_string(),
+                    req.path.unwrap_or("").to_string(),
+                    headers,
+                );
+            }
+            httparse::Status::Partial => {
+                let n = stream.read(&mut chunk)?;
+                if n == 0 {
+                    return if buf.is_empty() {
+                        Ok(None)
+                    } else {
+                        Err(bad("eof in head"))
+                    };
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+        }
+    };
+    let head = buf[..head_len].to_vec();
+    buf.drain(..head_len);
+    let find = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    };
+    let mut body = Vec::new();
+    let mut trailers = Vec::new();
+    if find("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked")) {
+        loop {
+            match httparse::parse_chunk_size(buf) {
+                Ok(httparse::Status::Complete((used, size))) => {
+                    let size = size as usize;
+                    while buf.len() < used + size + 2 {
+                        let n = stream.read(&mut chunk)?;
+                        if n == 0 {
+                            return Err(bad("eof in chunk"));
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
+                    if size == 0 {
+                        // Trailers: up to the empty line.
+                        buf.drain(..used);
+                        loop {
+                            if let Some(end) = find_subslice(buf, b"\r\n\r\n")
+                                .map(|i| i + 4)
+                                .or_else(|| buf.starts_with(b"\r\n").then_some(2))
+                            {
+                                trailers = buf[..end - 2].to_vec();
+                                buf.drain(..end);
+                                break;
+                            }
+                            let n = stream.read(&mut chunk)?;
+                            if n == 0 {
+                                return Err(bad("eof in trailers"));
+                            }
+                            buf.extend_from_slice(&chunk[..n]);
+                        }
+                        break;
+                    }
+                    body.extend_from_slice(&buf[used..used + size]);
+                    buf.drain(..used + size + 2);
+                }
+                Ok(httparse::Status::Partial) => {
+                    let n = stream.read(&mut chunk)?;
+                    if n == 0 {
+                        return Err(bad("eof in chunk size"));
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                Err(_) => return Err(bad("bad chunk size")),
+            }
+        }
+    } else if let Some(len) = find("content-length") {
+        let len: usize = len.trim().parse().map_err(|_| bad("bad content-length"))?;
+        while buf.len() < len {
+            let n = stream.read(&mut chunk)?;
+            if n == 0 {
+                return Err(bad("eof in body"));
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        body = buf.drain(..len).collect();
+    }
+    Ok(Some(Request {
+        connection: id,
+        method,
+        target,
+        headers,
+        head,
+        body,
+        trailers,
+    }))
+}
+
+fn find_subslice(h: &[u8], n: &[u8]) -> Option<usize> {
+    h.windows(n.len()).position(|w| w == n)
+}
+
+/// The demo app: a page that links across the app's hosts, plus endpoints
+/// for trying the proxy by hand. `domain` is the app's main domain.
+pub fn demo_app(domain: &str) -> Handler {
+    let domain = domain.to_string();
+    Arc::new(move |req: &Request| {
+        let path = req.target.split('?').next().unwrap_or("");
+        let query = req.target.split_once('?').map(|(_, q)| q).unwrap_or("");
+        match path {
+            "/" | "/index.html" => Reply::Full {
+                status: 200,
+                headers: vec![("Content-Type".into(), "text/html; charset=utf-8".into())],
+                body: page_4k(&domain).into_bytes(),
+            },
+            "/echo" => {
+                let mut body = req.head.clone();
+                body.extend_from_slice(&req.body);
+                Reply::text(200, body)
+            }
+            "/redirect" => Reply::Full {
+                status: 302,
+                headers: vec![("Location".into(), format!("https://app.{domain}/landing"))],
+                body: Vec::new(),
+            },
+            "/cookie" => Reply::Full {
+                status: 200,
+                headers: vec![
+                    (
+                        "Set-Cookie".into(),
+                        format!("sid=42; Path=/; Domain=.{domain}; HttpOnly"),
+                    ),
+                    ("Set-Cookie".into(), "host_only=1; Path=/".into()),
+                ],
+                body: b"cookies set\n".to_vec(),
+            },
+            "/chunked" => Reply::Chunked {
+                headers: vec![
+                    ("Content-Type".into(), "text/plain".into()),
+                    ("Trailer".into(), "X-Checksum".into()),
+                ],
+                chunks: vec![
+                    b"hello ".to_vec(),
+                    b"chunked ".to_vec(),
+                    b"world\n".to_vec(),
+                ],
+                trailers: "X-Checksum: 42\r\n".into(),
+            },
+            "/bytes" => {
+                let n: usize = query
+                    .strip_prefix("n=")
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(1024)
+                    .min(1 << 30);
+                Reply::Full {
+                    status: 200,
+                    headers: vec![("Content-Type".into(), "application/octet-stream".into())],
+                    body: (0..n).map(|i| b'a' + (i % 26) as u8).collect(),
+                }
+            }
+            "/upgrade" => Reply::UpgradeEcho,
+            _ => Reply::text(404, "not found\n"),
+        }
+    })
+}
+
+/// A 4 KiB HTML page whose links and assets point at the app's hosts.
+pub fn page_4k(domain: &str) -> String {
+    let mut page = format!(
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Demo app</title>\n<link rel=\"stylesheet\" href=\"https://static.{domain}/app.css\">\n<script src=\"https://static.{domain}/app.js\"></script></head>\n<body><h1>Demo app on {domain}</h1>\n"
+    );
+    let mut i = 0;
+    while page.len() < 4096 - 200 {
+        page.push_str(&format!(
+            "<p>Item {i}: <a href=\"https://app.{domain}/items/{i}\">open</a> · <a href=\"//cdn.{domain}/files/{i}.pdf\">download</a></p>\n"
+        ));
+        i += 1;
+    }
+    page.push_str("</body></html>\n");
+    while page.len() < 4096 {
+        page.insert(page.len() - 15, ' ');
+    }
+    page
+}

@@ -1,0 +1,65 @@
+//! Fuzz harness for the request parser and framing. The targets in `fuzz/`
+//! (outside the workspace) call [`request_head_and_body`]; keeping the logic
+//! here means it compiles and runs in normal CI through the tests.
+
+use std::net::SocketAddr;
+
+use crate::http::chunked::{ChunkedDecoder, Step};
+use crate::http::request::{prepare_request, ClientContext, Parsed};
+use crate::http::Framing;
+use crate::limits::Limits;
+use crate::routes::RouteTable;
+
+/// The routing table every fuzz run uses (apps `demo.test` and
+/// `demo-cdn.test` under `proxy.test`).
+pub fn fuzz_routes() -> RouteTable {
+    let policy = palisade_schema::policy::compile_source(
+        "fuzz.toml",
+        "[proxy]\nsuffix = \"proxy.test\"\n[[app]]\nname = \"demo\"\ndomains = [\"demo.test\", \"demo-cdn.test\"]\nupstream = \"http://127.0.0.1:9\"\n",
+        std::path::Path::new("."),
+        &palisade_schema::policy::CompileOptions::default(),
+    )
+    // The embedded policy is valid; a failure here is a bug in this file.
+    .expect("fuzz policy compiles");
+    RouteTable::build(&policy, &rustls::RootCertStore::empty()).expect("fuzz routes build")
+}
+
+/// Parses `data` as a request head and, when it is complete, decodes the
+/// body that follows per its framing. Must never panic; checks invariants
+/// that hold for any input.
+pub fn request_head_and_body(routes: &RouteTable, data: &[u8]) {
+    let limits = Limits::default();
+    let ctx = ClientContext {
+        peer: SocketAddr::from(([127, 0, 0, 1], 1)),
+        tls: false,
+    };
+    let mut out = Vec::new();
+    let info = match prepare_request(data, routes, &limits, &ctx, &mut out) {
+        Ok(Parsed::Complete(info)) => info,
+        Ok(Parsed::Partial) | Err(_) => return,
+    };
+    assert!(info.head_len <= data.len());
+    // What goes upstream must itself be a valid head with the same framing.
+    assert!(out.ends_with(b"\r\n\r\n"));
+    let mut headers = [httparse::EMPTY_HEADER; 512];
+    let mut reparsed = httparse::Request::new(&mut headers);
+    assert!(matches!(reparsed.parse(&out), Ok(httparse::Status::Complete(n)) if n == out.len()));
+    let body = &data[info.head_len..];
+    if info.framing == Framing::Chunked {
+        let mut d = ChunkedDecoder::new();
+        let mut pos = 0;
+        while pos < body.len() {
+            match d.step(&body[pos..]) {
+                Ok((n, Step::Done)) => {
+                    assert!(pos + n <= body.len());
+                    break;
+                }
+                Ok((n, _)) => {
+                    assert!(n > 0);
+                    pos += n;
+                }
+                Err(_) => break,
+            }
+        }
+    }
+}

@@ -1,0 +1,384 @@
+//! Host rewriting inside header values: wrapping app hosts into proxy hosts
+//! toward the user (`demo.test` → `demo.test.proxy.test`) and unwrapping
+//! proxy hosts toward the app.
+//!
+//! These work on header-sized text; the streaming body rewriter (a body
+//! filter) is a separate engine. Functions return `None` when nothing
+//! changes so the caller can copy the original bytes.
+
+use crate::routes::RouteTable;
+
+/// Bytes that may appear in a host name as written in URLs (reg-name
+/// letters, digits, '-', '.', and '_' which real deployments use).
+fn is_host_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_'
+}
+
+/// Appends `.suffix` to every app host in URL-authority position in
+/// `value` (after `scheme://` or a leading/delimited `//`), keeping user
+/// info and port. Used for Location, Content-Location, Link, Refresh,
+/// Access-Control-Allow-Origin.
+pub fn wrap_urls(routes: &RouteTable, value: &[u8]) -> Option<Vec<u8>> {
+    let mut out: Option<Vec<u8>> = None;
+    let mut copied = 0;
+    let mut search = 0;
+    while let Some(rel) = memchr::memmem::find(&value[search..], b"//") {
+        let at = search + rel;
+        search = at + 2;
+        if !authority_may_follow(value, at) {
+            continue;
+        }
+        let (host_start, host_end) = match authority_host(value, at + 2) {
+            Some(h) => h,
+            None => continue,
+        };
+        search = host_end;
+        if routes.app_for_host(&value[host_start..host_end]).is_none() {
+            continue;
+        }
+        let o = out.get_or_insert_with(|| Vec::with_capacity(value.len() + 32));
+        o.extend_from_slice(&value[copied..host_end]);
+        o.push(b'.');
+        o.extend_from_slice(routes.suffix());
+        copied = host_end;
+    }
+    out.map(|mut o| {
+        o.extend_from_slice(&value[copied..]);
+        o
+    })
+}
+
+/// True when `//` at `at` starts an authority: preceded by a URL scheme
+/// (`https:`), or standing at the start / after a delimiter (scheme-relative).
+fn authority_may_follow(value: &[u8], at: usize) -> bool {
+    if at == 0 {
+        return true;
+    }
+    let prev = value[at - 1];
+    if prev == b':' {
+        // scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) (RFC 3986 §3.1)
+        let mut i = at - 1;
+        while i > 0
+            && (value[i - 1].is_ascii_alphanumeric() || matches!(value[i - 1], b'+' | b'-' | b'.'))
+        {
+            i -= 1;
+        }
+        return i < at - 1 && value[i].is_ascii_alphabetic();
+    }
+    matches!(
+        prev,
+        b'<' | b'=' | b' ' | b'\t' | b'"' | b'\'' | b',' | b';' | b'('
+    )
+}
+
+/// Finds the host in the authority starting at `start`: skips user info,
+/// stops at port, path, query or fragment. `None` for IP literals and empty
+/// hosts.
+fn authority_host(value: &[u8], start: usize) -> Option<(usize, usize)> {
+    let mut end = start;
+    while end < value.len()
+        && !matches!(
+            value[end],
+            b'/' | b'?' | b'#' | b'>' | b'"' | b'\'' | b' ' | b',' | b';' | b'\\'
+        )
+    {
+        end += 1;
+    }
+    let authority = &value[start..end];
+    let host_start = match memchr::memrchr(b'@', authority) {
+        Some(i) => start + i + 1,
+        None => start,
+    };
+    let mut host_end = host_start;
+    while host_end < end && is_host_byte(value[host_end]) {
+        host_end += 1;
+    }
+    if host_end == host_start || (host_end < end && value[host_end] != b':') {
+        return None;
+    }
+    Some((host_start, host_end))
+}
+
+/// Rewrites the host sources of a Content-Security-Policy value (RFC: CSP
+/// Level 3 §2.3.1 `host-source`): `https://demo.test`, `*.demo.test`,
+/// `demo.test:443/path` all gain the suffix when the host is an app host.
+pub fn wrap_csp(routes: &RouteTable, value: &[u8]) -> Option<Vec<u8>> {
+    let mut out: Option<Vec<u8>> = None;
+    let mut copied = 0;
+    let mut i = 0;
+    while i < value.len() {
+        if matches!(value[i], b' ' | b'\t' | b';' | b',') {
+            i += 1;
+            continue;
+        }
+        let token_start = i;
+        while i < value.len() && !matches!(value[i], b' ' | b'\t' | b';' | b',') {
+            i += 1;
+        }
+        let token = &value[token_start..i];
+        if token.starts_with(b"'") {
+            continue;
+        }
+        // Skip an optional scheme: `https://`.
+        let mut host_start = token_start;
+        if let Some(p) = memchr::memmem::find(token, b"://") {
+            host_start = token_start + p + 3;
+        } else if token.ends_with(b":") {
+            continue; // scheme-source such as `data:`
+        }
+        if value[host_start..i].starts_with(b"*.") {
+            host_start += 2;
+        }
+        let mut host_end = host_start;
+        while host_end < i && is_host_byte(value[host_end]) {
+            host_end += 1;
+        }
+        if host_end == host_start
+            || (host_end < i && !matches!(value[host_end], b':' | b'/'))
+            || routes.app_for_host(&value[host_start..host_end]).is_none()
+        {
+            continue;
+        }
+        let o = out.get_or_insert_with(|| Vec::with_capacity(value.len() + 64));
+        o.extend_from_slice(&value[copied..host_end]);
+        o.push(b'.');
+        o.extend_from_slice(routes.suffix());
+        copied = host_end;
+    }
+    out.map(|mut o| {
+        o.extend_from_slice(&value[copied..]);
+        o
+    })
+}
+
+/// Rewrites the `Domain` attribute of a Set-Cookie value (RFC 6265 §5.2.3):
+/// `Domain=.demo.test` → `Domain=.demo.test.proxy.test`. Host-only cookies
+/// (no Domain attribute) are left host-only.
+pub fn wrap_cookie_domain(routes: &RouteTable, value: &[u8]) -> Option<Vec<u8>> {
+    let mut pos = memchr::memchr(b';', value)?;
+    while pos < value.len() {
+        let attr_start = pos + 1;
+        let attr_end =
+            memchr::memchr(b';', &value[attr_start..]).map_or(value.len(), |i| attr_start + i);
+        let attr = &value[attr_start..attr_end];
+        let trimmed_start = attr_start
+            + attr
+                .iter()
+                .take_while(|b| **b == b' ' || **b == b'\t')
+                .count();
+        let name_end =
+            memchr::memchr(b'=', &value[trimmed_start..attr_end]).map(|i| trimmed_start + i);
+        if let Some(eq) = name_end {
+            if value[trimmed_start..eq]
+                .trim_ascii()
+                .eq_ignore_ascii_case(b"domain")
+            {
+                let mut v_start = eq + 1;
+                while v_start < attr_end && value[v_start] == b' ' {
+                    v_start += 1;
+                }
+                let mut v_end = attr_end;
+                while v_end > v_start && value[v_end - 1] == b' ' {
+                    v_end -= 1;
+                }
+                let domain = &value[v_start..v_end];
+                let bare = domain.strip_prefix(b".").unwrap_or(domain);
+                if routes.app_for_host(bare).is_some() {
+                    let mut o = Vec::with_capacity(value.len() + routes.suffix().len() + 1);
+                    o.extend_from_slice(&value[..v_end]);
+                    o.push(b'.');
+                    o.extend_from_slice(routes.suffix());
+                    o.extend_from_slice(&value[v_end..]);
+                    return Some(o);
+                }
+            }
+        }
+        pos = attr_end;
+    }
+    None
+}
+
+/// Removes `.suffix` from every proxy host (`<app host>.<suffix>`) in
+/// `value`, wherever it stands: in URLs, in percent-encoded URLs inside
+/// query strings (`https%3A%2F%2Fdemo.test.proxy.test`, also double
+/// encoded), or bare. Used for Origin, Referer and request query strings.
+pub fn unwrap_proxy_hosts(routes: &RouteTable, value: &[u8]) -> Option<Vec<u8>> {
+    let suffix = routes.suffix();
+    let mut out: Option<Vec<u8>> = None;
+    let mut copied = 0;
+    let mut search = 0;
+    let finder = memchr::memmem::Finder::new(suffix);
+    // The suffix is lower case; find matches in any letter case by scanning
+    // for each occurrence of its first byte case-insensitively is costly, so
+    // we match a lower-cased view only when the value has upper case.
+    let lowered;
+    let haystack: &[u8] = if value.iter().any(|b| b.is_ascii_uppercase()) {
+        lowered = value.to_ascii_lowercase();
+        &lowered
+    } else {
+        value
+    };
+    while let Some(rel) = finder.find(&haystack[search..]) {
+        let at = search + rel;
+        search = at + suffix.len();
+        let end = at + suffix.len();
+        // Right label boundary: the host ends here.
+        if end < value.len() && is_host_byte(value[end]) && value[end] != b'.' {
+            continue;
+        }
+        if end < value.len()
+            && value[end] == b'.'
+            && end + 1 < value.len()
+            && is_host_byte(value[end + 1])
+        {
+            continue;
+        }
+        if at < 2 || value[at - 1] != b'.' {
+            continue;
+        }
+        let dot = at - 1;
+        let mut start = dot;
+        while start > 0 && is_host_byte(value[start - 1]) {
+            start -= 1;
+        }
+        // Inside percent-encoded text the host run may begin with the hex
+        // digits of an escape (`%2Fdemo.test`): try each escape boundary.
+        let candidate = (start..dot).find(|&s| {
+            let escape_at = |p: usize| {
+                p >= 3
+                    && value[p - 3] == b'%'
+                    && value[p - 2].is_ascii_hexdigit()
+                    && value[p - 1].is_ascii_hexdigit()
+            };
+            // `%2F` or the double-encoded `%252F`.
+            let double_escape_at = |p: usize| {
+                p >= 5
+                    && value[p - 5] == b'%'
+                    && &value[p - 4..p - 2] == b"25"
+                    && value[p - 2].is_ascii_hexdigit()
+                    && value[p - 1].is_ascii_hexdigit()
+            };
+            let boundary = s == start || escape_at(s) || double_escape_at(s);
+            boundary && value[s] != b'.' && routes.app_for_host(&value[s..dot]).is_some()
+        });
+        if candidate.is_none() {
+            continue;
+        }
+        let o = out.get_or_insert_with(|| Vec::with_capacity(value.len()));
+        o.extend_from_slice(&value[copied..dot]);
+        copied = end;
+    }
+    out.map(|mut o| {
+        o.extend_from_slice(&value[copied..]);
+        o
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routes::RouteTable;
+    use palisade_schema::policy::{compile_source, CompileOptions};
+
+    fn table() -> RouteTable {
+        let p = compile_source(
+            "t",
+            "[proxy]\nsuffix = \"proxy.test\"\n[[app]]\nname = \"demo\"\ndomains = [\"demo.test\", \"demo-cdn.test\"]\nupstream = \"http://127.0.0.1:1\"\n",
+            std::path::Path::new("."),
+            &CompileOptions::default(),
+        )
+        .unwrap();
+        RouteTable::build(&p, &rustls::RootCertStore::empty()).unwrap()
+    }
+
+    fn s(v: Option<Vec<u8>>) -> Option<String> {
+        v.map(|v| String::from_utf8(v).unwrap())
+    }
+
+    #[test]
+    fn urls_are_wrapped_with_userinfo_and_port_kept() {
+        let t = table();
+        let w = |v: &str| s(wrap_urls(&t, v.as_bytes()));
+        assert_eq!(
+            w("https://demo.test/a?b#c").as_deref(),
+            Some("https://demo.test.proxy.test/a?b#c")
+        );
+        assert_eq!(
+            w("https://u@Demo.Test:8443/").as_deref(),
+            Some("https://u@Demo.Test.proxy.test:8443/")
+        );
+        assert_eq!(
+            w("//cdn.demo-cdn.test/x.js").as_deref(),
+            Some("//cdn.demo-cdn.test.proxy.test/x.js")
+        );
+        assert_eq!(
+            w("wss://demo.test").as_deref(),
+            Some("wss://demo.test.proxy.test")
+        );
+        assert_eq!(
+            w("<https://demo.test/a>; rel=preload, <https://other.net/b>; rel=next").as_deref(),
+            Some("<https://demo.test.proxy.test/a>; rel=preload, <https://other.net/b>; rel=next")
+        );
+        assert_eq!(
+            w("5; url=https://a.demo.test/x").as_deref(),
+            Some("5; url=https://a.demo.test.proxy.test/x")
+        );
+        assert_eq!(w("/relative/path"), None);
+        assert_eq!(w("https://notdemo.test/"), None);
+        assert_eq!(w("https://demo.test.evil.net/"), None);
+        assert_eq!(w("https://demo.testing/"), None);
+        assert_eq!(w("https://demo.test.proxy.test/"), None);
+        assert_eq!(w("https://[::1]:8080/"), None);
+        assert_eq!(w("*"), None);
+    }
+
+    #[test]
+    fn csp_host_sources_are_wrapped() {
+        let t = table();
+        let c = |v: &str| s(wrap_csp(&t, v.as_bytes()));
+        assert_eq!(
+            c("default-src 'self' https://demo.test *.demo-cdn.test demo.test:443/p data:; img-src other.net").as_deref(),
+            Some("default-src 'self' https://demo.test.proxy.test *.demo-cdn.test.proxy.test demo.test.proxy.test:443/p data:; img-src other.net")
+        );
+        assert_eq!(c("default-src 'none'"), None);
+    }
+
+    #[test]
+    fn cookie_domain_is_wrapped_and_host_only_stays() {
+        let t = table();
+        let c = |v: &str| s(wrap_cookie_domain(&t, v.as_bytes()));
+        assert_eq!(
+            c("sid=1; Path=/; Domain=.demo.test; Secure").as_deref(),
+            Some("sid=1; Path=/; Domain=.demo.test.proxy.test; Secure")
+        );
+        assert_eq!(
+            c("sid=1; domain=app.demo.test").as_deref(),
+            Some("sid=1; domain=app.demo.test.proxy.test")
+        );
+        assert_eq!(c("sid=1; Path=/; HttpOnly"), None);
+        assert_eq!(c("sid=1; Domain=other.net"), None);
+        assert_eq!(c("sid=domain=demo.test"), None);
+    }
+
+    #[test]
+    fn proxy_hosts_are_unwrapped() {
+        let t = table();
+        let u = |v: &str| s(unwrap_proxy_hosts(&t, v.as_bytes()));
+        assert_eq!(
+            u("https://demo.test.proxy.test/x").as_deref(),
+            Some("https://demo.test/x")
+        );
+        assert_eq!(
+            u("/cb?redirect_uri=https%3A%2F%2Fa.demo.test.proxy.test%2Fcb&x=https%253A%252F%252Fdemo.test.PROXY.test").as_deref(),
+            Some("/cb?redirect_uri=https%3A%2F%2Fa.demo.test%2Fcb&x=https%253A%252F%252Fdemo.test")
+        );
+        assert_eq!(
+            u("https://Demo.Test.proxy.test:8080").as_deref(),
+            Some("https://Demo.Test:8080")
+        );
+        assert_eq!(u("https://other.test.proxy.test/"), None);
+        assert_eq!(u("https://demo.test.proxy.testing/"), None);
+        assert_eq!(u("https://demo.test.proxy.test.evil.net/"), None);
+        assert_eq!(u("nothing here"), None);
+    }
+}

@@ -1,0 +1,398 @@
+//! Request heads: strict parsing and validation (RFC 9112 §2–§7, RFC 9110
+//! §7.2), routing by Host, and writing the head sent to the app.
+//!
+//! `prepare_request` runs over the connection's read buffer with httparse
+//! (field names and values are slices into it) and, in the same pass, writes
+//! the rewritten head for the upstream into `out`. Nothing is forwarded
+//! unless the whole head passed every check.
+
+use std::net::SocketAddr;
+
+use super::fields::{self, TransferCoding};
+use super::{line_endings_are_strict, push_field, Framing};
+use crate::hosts;
+use crate::limits::Limits;
+use crate::routes::{HostMapping, RouteTable};
+
+/// Hard ceiling on header fields per head, whatever the configured limit.
+pub const MAX_HEADERS_CEILING: usize = 256;
+
+/// A request the proxy refuses, with the status it answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub status: u16,
+    pub reason: String,
+}
+
+fn reject(status: u16, reason: impl Into<String>) -> Rejection {
+    Rejection {
+        status,
+        reason: reason.into(),
+    }
+}
+
+/// What the proxy needs to know about a request after its head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestInfo {
+    /// Bytes of the head in the read buffer.
+    pub head_len: usize,
+    pub app: usize,
+    pub framing: Framing,
+    /// HTTP/1.1 (true) or HTTP/1.0.
+    pub http11: bool,
+    /// The client wants the connection kept open after this exchange.
+    pub keep_alive: bool,
+    /// `Expect: 100-continue` was sent (and stripped upstream).
+    pub expect_continue: bool,
+    /// A protocol upgrade (RFC 9110 §7.8) is requested and forwarded.
+    pub upgrade: bool,
+    pub is_head: bool,
+    /// Safe to replay on a new connection (RFC 9110 §9.2.2).
+    pub idempotent: bool,
+    /// App host (lower case) for Direct upstreams, SNI and error pages.
+    pub app_host: String,
+}
+
+/// Outcome of looking at the bytes buffered so far.
+#[derive(Debug)]
+pub enum Parsed {
+    /// Need more bytes.
+    Partial,
+    Complete(RequestInfo),
+}
+
+/// Connection facts that go into forwarding headers.
+pub struct ClientContext {
+    pub peer: SocketAddr,
+    pub tls: bool,
+}
+
+/// Parses the request head at the start of `buf`; on success writes the
+/// upstream head to `out` (cleared first).
+pub fn prepare_request(
+    buf: &[u8],
+    routes: &RouteTable,
+    limits: &Limits,
+    client: &ClientContext,
+    out: &mut Vec<u8>,
+) -> Result<Parsed, Rejection> {
+    // Request-line length (RFC 9112 §3: 414 for an over-long target).
+    let line_end = memchr::memchr(b'\n', buf);
+    match line_end {
+        None if buf.len() > limits.max_request_line => {
+            return Err(reject(414, "request line too long"))
+        }
+        Some(end) if end > limits.max_request_line => {
+            return Err(reject(414, "request line too long"))
+        }
+        _ => {}
+    }
+    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS_CEILING];
+    let max_headers = limits.max_headers.clamp(1, MAX_HEADERS_CEILING);
+    let mut req = httparse::Request::new(&mut storage[..max_headers]);
+    let head_len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => {
+            if buf.len() > limits.max_header_bytes {
+                return Err(reject(431, "request header section too large"));
+            }
+            return Ok(Parsed::Partial);
+        }
+        Err(httparse::Error::TooManyHeaders) => return Err(reject(431, "too many header fields")),
+        Err(e) => return Err(reject(400, format!("malformed request head: {e}"))),
+    };
+    if head_len > limits.max_header_bytes {
+        return Err(reject(431, "request header section too large"));
+    }
+    // httparse skips empty lines before the request line (RFC 9112 §2.2);
+    // check the line endings of what it parsed.
+    if !line_endings_are_strict(&buf[..head_len]) {
+        return Err(reject(400, "bare CR or LF in request head"));
+    }
+    let method = req.method.unwrap_or("").as_bytes();
+    let target = req.path.unwrap_or("").as_bytes();
+    let http11 = req.version == Some(1);
+    let headers: &[httparse::Header<'_>] = req.headers;
+
+    if method == b"CONNECT" {
+        return Err(reject(
+            405,
+            "CONNECT is not served: this is a reverse proxy",
+        ));
+    }
+    if method == b"TRACE" {
+        return Err(reject(405, "TRACE is not served"));
+    }
+
+    // Pass 1: framing, routing and connection-management fields.
+    let mut host: Option<&[u8]> = None;
+    let mut host_count = 0;
+    let mut content_length: Option<u64> = None;
+    let mut te_count = 0;
+    let mut connection_close = false;
+    let mut connection_keep_alive = false;
+    let mut connection_upgrade = false;
+    let mut upgrade_value: Option<&[u8]> = None;
+    let mut expect_continue = false;
+    for h in headers {
+        let name = h.name.as_bytes();
+        let value = h.value;
+        if value.iter().any(|b| *b == 0 || *b == b'\r' || *b == b'\n') {
+            return Err(reject(400, "NUL, CR or LF in a field value"));
+        }
+        if name.eq_ignore_ascii_case(b"host") {
+            host_count += 1;
+            host = Some(value.trim_ascii());
+        } else if name.eq_ignore_ascii_case(b"content-length") {
+            let n = fields::parse_content_length(value)
+                .ok_or_else(|| reject(400, "malformed Content-Length"))?;
+            if content_length.is_some_and(|prev| prev != n) {
+                return Err(reject(400, "differing Content-Length values"));
+            }
+            content_length = Some(n);
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            te_count += 1;
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            for token in fields::list_elements(value) {
+                if token.eq_ignore_ascii_case(b"close") {
+                    connection_close = true;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                    connection_keep_alive = true;
+                } else if token.eq_ignore_ascii_case(b"upgrade") {
+                    connection_upgrade = true;
+                }
+            }
+        } else if name.eq_ignore_ascii_case(b"upgrade") {
+            upgrade_value = Some(value);
+        } else if name.eq_ignore_ascii_case(b"expect") {
+            if value.trim_ascii().eq_ignore_ascii_case(b"100-continue") {
+                expect_continue = true;
+            } else {
+                return Err(reject(417, "unsupported expectation"));
+            }
+        }
+    }
+
+    // Host (RFC 9112 §3.2: exactly one, and 400 otherwise).
+    if host_count != 1 {
+        return Err(reject(
+            400,
+            if host_count == 0 {
+                "missing Host"
+            } else {
+                "repeated Host"
+            },
+        ));
+    }
+    let host_value = host.unwrap_or_default();
+    let (host_name, _port) =
+        fields::split_host_port(host_value).ok_or_else(|| reject(400, "malformed Host"))?;
+
+    // Request target forms (RFC 9112 §3.2).
+    let (path_and_query, absolute_authority): (&[u8], Option<&[u8]>) = if target.starts_with(b"/") {
+        (target, None)
+    } else if target == b"*" {
+        if method != b"OPTIONS" {
+            return Err(reject(400, "asterisk-form is only for OPTIONS"));
+        }
+        (target, None)
+    } else {
+        let rest = strip_prefix_ignore_case(target, b"http://")
+            .or_else(|| strip_prefix_ignore_case(target, b"https://"))
+            .ok_or_else(|| reject(400, "unsupported request-target form"))?;
+        let auth_end = rest
+            .iter()
+            .position(|b| matches!(b, b'/' | b'?' | b'#'))
+            .unwrap_or(rest.len());
+        let path = &rest[auth_end..];
+        (
+            if path.is_empty() { &b"/"[..] } else { path },
+            Some(&rest[..auth_end]),
+        )
+    };
+    if let Some(authority) = absolute_authority {
+        // RFC 9112 §3.2.2 lets the target win over Host; a reverse proxy that
+        // routed on one and forwarded the other would be an open proxy, so
+        // the two must agree.
+        if !authority.eq_ignore_ascii_case(host_value) {
+            return Err(reject(400, "request target authority disagrees with Host"));
+        }
+    }
+
+    let (app_host, app) = match routes.map_proxy_host(host_name) {
+        HostMapping::App { app_host, app } => (app_host, app),
+        HostMapping::UnknownApp => return Err(reject(404, "no app is served at this host")),
+        HostMapping::NotOurs => return Err(reject(421, "this host is not served by this proxy")),
+    };
+
+    // Framing (RFC 9112 §6.1–§6.3).
+    let framing = if te_count > 0 {
+        if !http11 {
+            return Err(reject(400, "Transfer-Encoding in an HTTP/1.0 request"));
+        }
+        if content_length.is_some() {
+            return Err(reject(400, "both Transfer-Encoding and Content-Length"));
+        }
+        let values = headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("transfer-encoding"))
+            .map(|h| h.value);
+        match fields::classify_transfer_encoding(values) {
+            TransferCoding::Chunked => Framing::Chunked,
+            TransferCoding::Invalid(why) => return Err(reject(400, why)),
+            TransferCoding::Unsupported => return Err(reject(501, "unsupported transfer coding")),
+        }
+    } else {
+        match content_length {
+            None => Framing::Empty,
+            Some(n) => Framing::Length(n),
+        }
+    };
+
+    // h2c over Upgrade would carry HTTP/2 past the HTTP/1.1 checks: never
+    // forwarded (a known smuggling vector).
+    let upgrade = http11
+        && connection_upgrade
+        && upgrade_value
+            .is_some_and(|v| !v.trim_ascii().is_empty() && !fields::has_token(v, b"h2c"));
+    let keep_alive = if http11 {
+        !connection_close
+    } else {
+        connection_keep_alive && !connection_close
+    };
+    let is_head = method == b"HEAD";
+    let idempotent = matches!(method, b"GET" | b"HEAD" | b"OPTIONS" | b"PUT" | b"DELETE");
+
+    // Write the upstream head.
+    out.clear();
+    out.extend_from_slice(method);
+    out.push(b' ');
+    match memchr::memchr(b'?', path_and_query) {
+        Some(q) => match hosts::unwrap_proxy_hosts(routes, &path_and_query[q..]) {
+            Some(query) => {
+                out.extend_from_slice(&path_and_query[..q]);
+                out.extend_from_slice(&query);
+            }
+            None => out.extend_from_slice(path_and_query),
+        },
+        None => out.extend_from_slice(path_and_query),
+    }
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    push_field(out, b"Host", app_host);
+
+    let connection_values: Vec<&[u8]> = headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+        .map(|h| h.value)
+        .collect();
+    let mut forwarded_for: Option<&[u8]> = None;
+    let mut forwarded: Option<&[u8]> = None;
+    for h in headers {
+        let name = h.name.as_bytes();
+        if is_hop_by_hop(name)
+            || name.eq_ignore_ascii_case(b"host")
+            || name.eq_ignore_ascii_case(b"content-length")
+            || name.eq_ignore_ascii_case(b"expect")
+            || name.eq_ignore_ascii_case(b"x-forwarded-host")
+            || name.eq_ignore_ascii_case(b"x-forwarded-proto")
+            || connection_values.iter().any(|v| fields::has_token(v, name))
+        {
+            continue;
+        }
+        if name.eq_ignore_ascii_case(b"x-forwarded-for") {
+            forwarded_for = Some(h.value);
+            continue;
+        }
+        if name.eq_ignore_ascii_case(b"forwarded") {
+            forwarded = Some(h.value);
+            continue;
+        }
+        if name.eq_ignore_ascii_case(b"origin") || name.eq_ignore_ascii_case(b"referer") {
+            if let Some(v) = hosts::unwrap_proxy_hosts(routes, h.value) {
+                push_field(out, name, &v);
+                continue;
+            }
+        }
+        push_field(out, name, h.value);
+    }
+    match framing {
+        Framing::Length(n) => push_field(out, b"Content-Length", itoa(n).as_bytes()),
+        Framing::Chunked => push_field(out, b"Transfer-Encoding", b"chunked"),
+        Framing::Empty | Framing::UntilClose => {}
+    }
+    if upgrade {
+        push_field(out, b"Connection", b"upgrade");
+        push_field(out, b"Upgrade", upgrade_value.unwrap_or_default());
+    }
+    // Forwarding information (RFC 7239; X-Forwarded-* de facto): append to
+    // what earlier proxies said, set what this proxy knows first-hand.
+    let ip = client.peer.ip().to_string();
+    let proto: &[u8] = if client.tls { b"https" } else { b"http" };
+    let mut xff = Vec::with_capacity(64);
+    if let Some(prev) = forwarded_for {
+        xff.extend_from_slice(prev);
+        xff.extend_from_slice(b", ");
+    }
+    xff.extend_from_slice(ip.as_bytes());
+    push_field(out, b"X-Forwarded-For", &xff);
+    let mut fwd = Vec::with_capacity(96);
+    if let Some(prev) = forwarded {
+        fwd.extend_from_slice(prev);
+        fwd.extend_from_slice(b", ");
+    }
+    fwd.extend_from_slice(b"for=");
+    if client.peer.is_ipv6() {
+        fwd.extend_from_slice(format!("\"[{ip}]\"").as_bytes());
+    } else {
+        fwd.extend_from_slice(ip.as_bytes());
+    }
+    fwd.extend_from_slice(b";host=");
+    fwd.extend_from_slice(host_value);
+    fwd.extend_from_slice(b";proto=");
+    fwd.extend_from_slice(proto);
+    push_field(out, b"Forwarded", &fwd);
+    push_field(out, b"X-Forwarded-Host", host_value);
+    push_field(out, b"X-Forwarded-Proto", proto);
+    out.extend_from_slice(b"\r\n");
+
+    Ok(Parsed::Complete(RequestInfo {
+        head_len,
+        app,
+        framing,
+        http11,
+        keep_alive,
+        expect_continue: expect_continue && http11 && framing.has_body(),
+        upgrade,
+        is_head,
+        idempotent,
+        app_host: String::from_utf8_lossy(app_host).to_ascii_lowercase(),
+    }))
+}
+
+/// Hop-by-hop fields (RFC 9110 §7.6.1), plus the legacy ones proxies drop.
+pub fn is_hop_by_hop(name: &[u8]) -> bool {
+    const HOP: &[&[u8]] = &[
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"transfer-encoding",
+        b"upgrade",
+    ];
+    HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
+}
+
+fn strip_prefix_ignore_case<'a>(s: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
+    if s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix) {
+        Some(&s[prefix.len()..])
+    } else {
+        None
+    }
+}
+
+/// Decimal text of `n`.
+pub fn itoa(n: u64) -> String {
+    n.to_string()
+}

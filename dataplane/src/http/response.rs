@@ -1,0 +1,244 @@
+//! Response heads from the app: strict parsing (RFC 9112 §4, §6.3), header
+//! rewriting toward the user, and the head written to the client.
+//!
+//! A response that cannot be framed unambiguously is refused (the client
+//! gets a 502) rather than forwarded, so a misbehaving upstream can never
+//! desynchronise the client connection.
+
+use super::fields::{self, TransferCoding};
+use super::request::{is_hop_by_hop, itoa, RequestInfo};
+use super::{line_endings_are_strict, push_field, Framing};
+use crate::hosts;
+use crate::routes::RouteTable;
+
+/// Why an upstream response was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadResponse(pub String);
+
+/// What the proxy does with the body after the head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientFraming {
+    /// No body follows.
+    Empty,
+    /// Forward exactly this many bytes (Content-Length kept).
+    Length(u64),
+    /// Re-encode as chunked.
+    Chunked,
+    /// Send until done, then close the client connection (HTTP/1.0 client).
+    UntilClose,
+}
+
+/// The parsed response, with the client head already written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseInfo {
+    pub head_len: usize,
+    pub status: u16,
+    /// Interim (1xx other than 101): another head follows.
+    pub interim: bool,
+    /// 101 to an upgrade request: tunnel bytes from here on.
+    pub switching_protocols: bool,
+    /// How the upstream delimits the body.
+    pub upstream_framing: Framing,
+    pub client_framing: ClientFraming,
+    /// The upstream connection may be reused after this response.
+    pub upstream_reusable: bool,
+    /// The client connection may be kept open after this response.
+    pub client_keep_alive: bool,
+}
+
+pub enum ParsedResponse {
+    Partial,
+    Complete(ResponseInfo),
+}
+
+/// Parses the response head at the start of `buf` and writes the client
+/// head to `out` (cleared first). `filtered`: a body filter will change the
+/// body, so its length is unknown.
+pub fn prepare_response(
+    buf: &[u8],
+    req: &RequestInfo,
+    routes: &RouteTable,
+    max_header_bytes: usize,
+    filtered: bool,
+    out: &mut Vec<u8>,
+) -> Result<ParsedResponse, BadResponse> {
+    let mut storage = [httparse::EMPTY_HEADER; super::request::MAX_HEADERS_CEILING];
+    let mut resp = httparse::Response::new(&mut storage);
+    let head_len = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => {
+            if buf.len() > max_header_bytes {
+                return Err(BadResponse("response header section too large".into()));
+            }
+            return Ok(ParsedResponse::Partial);
+        }
+        Err(e) => return Err(BadResponse(format!("malformed response head: {e}"))),
+    };
+    if head_len > max_header_bytes {
+        return Err(BadResponse("response header section too large".into()));
+    }
+    if !line_endings_are_strict(&buf[..head_len]) {
+        return Err(BadResponse("bare CR or LF in response head".into()));
+    }
+    let status = resp.code.unwrap_or(0);
+    if !(100..=999).contains(&status) {
+        return Err(BadResponse(format!("invalid status code {status}")));
+    }
+    let http11 = resp.version == Some(1);
+    let headers: &[httparse::Header<'_>] = resp.headers;
+
+    let mut content_length: Option<u64> = None;
+    let mut te_values = 0;
+    let mut connection_close = false;
+    let mut connection_keep_alive = false;
+    for h in headers {
+        let name = h.name.as_bytes();
+        if h.value
+            .iter()
+            .any(|b| *b == 0 || *b == b'\r' || *b == b'\n')
+        {
+            return Err(BadResponse("NUL, CR or LF in a field value".into()));
+        }
+        if name.eq_ignore_ascii_case(b"content-length") {
+            let n = fields::parse_content_length(h.value)
+                .ok_or_else(|| BadResponse("malformed Content-Length".into()))?;
+            if content_length.is_some_and(|p| p != n) {
+                return Err(BadResponse("differing Content-Length values".into()));
+            }
+            content_length = Some(n);
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            te_values += 1;
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            connection_close |= fields::has_token(h.value, b"close");
+            connection_keep_alive |= fields::has_token(h.value, b"keep-alive");
+        }
+    }
+
+    let interim = (100..200).contains(&status) && status != 101;
+    let switching_protocols = status == 101;
+    if switching_protocols && !req.upgrade {
+        return Err(BadResponse(
+            "101 Switching Protocols to a request that asked no upgrade".into(),
+        ));
+    }
+
+    // RFC 9112 §6.3: no body for HEAD, 1xx, 204 and 304.
+    let bodiless = req.is_head || (100..200).contains(&status) || status == 204 || status == 304;
+    let upstream_framing = if bodiless {
+        Framing::Empty
+    } else if te_values > 0 {
+        if content_length.is_some() {
+            return Err(BadResponse(
+                "both Transfer-Encoding and Content-Length".into(),
+            ));
+        }
+        let values = headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("transfer-encoding"))
+            .map(|h| h.value);
+        match fields::classify_transfer_encoding(values) {
+            TransferCoding::Chunked if http11 => Framing::Chunked,
+            _ => return Err(BadResponse("unsupported response transfer coding".into())),
+        }
+    } else {
+        match content_length {
+            Some(n) => Framing::Length(n),
+            None => Framing::UntilClose,
+        }
+    };
+
+    let client_framing = match upstream_framing {
+        Framing::Empty => ClientFraming::Empty,
+        Framing::Length(n) if !filtered => ClientFraming::Length(n),
+        _ if req.http11 => ClientFraming::Chunked,
+        _ => ClientFraming::UntilClose,
+    };
+    let upstream_keep_alive = if http11 {
+        !connection_close
+    } else {
+        connection_keep_alive && !connection_close
+    };
+    let upstream_reusable =
+        !switching_protocols && upstream_keep_alive && upstream_framing != Framing::UntilClose;
+    let client_keep_alive =
+        req.keep_alive && client_framing != ClientFraming::UntilClose && !switching_protocols;
+
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(itoa(u64::from(status)).as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let connection_values: Vec<&[u8]> = headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+        .map(|h| h.value)
+        .collect();
+    for h in headers {
+        let name = h.name.as_bytes();
+        if is_hop_by_hop(name)
+            || name.eq_ignore_ascii_case(b"alt-svc")
+            || connection_values.iter().any(|v| fields::has_token(v, name))
+        {
+            continue;
+        }
+        if name.eq_ignore_ascii_case(b"content-length") {
+            // Kept for HEAD/304 (they describe the representation) and for
+            // bodies passed through unchanged; re-added below otherwise.
+            if bodiless && !interim && !switching_protocols {
+                push_field(out, name, h.value.trim_ascii());
+            }
+            continue;
+        }
+        let rewritten = if name.eq_ignore_ascii_case(b"location")
+            || name.eq_ignore_ascii_case(b"content-location")
+            || name.eq_ignore_ascii_case(b"refresh")
+            || name.eq_ignore_ascii_case(b"link")
+            || name.eq_ignore_ascii_case(b"access-control-allow-origin")
+        {
+            hosts::wrap_urls(routes, h.value)
+        } else if name.eq_ignore_ascii_case(b"content-security-policy")
+            || name.eq_ignore_ascii_case(b"content-security-policy-report-only")
+        {
+            hosts::wrap_csp(routes, h.value)
+        } else if name.eq_ignore_ascii_case(b"set-cookie") {
+            hosts::wrap_cookie_domain(routes, h.value)
+        } else {
+            None
+        };
+        match rewritten {
+            Some(v) => push_field(out, name, &v),
+            None => push_field(out, name, h.value),
+        }
+    }
+    match client_framing {
+        ClientFraming::Length(n) => push_field(out, b"Content-Length", itoa(n).as_bytes()),
+        ClientFraming::Chunked => push_field(out, b"Transfer-Encoding", b"chunked"),
+        ClientFraming::Empty | ClientFraming::UntilClose => {}
+    }
+    if switching_protocols {
+        push_field(out, b"Connection", b"upgrade");
+        if let Some(u) = headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case("upgrade"))
+        {
+            push_field(out, b"Upgrade", u.value);
+        }
+    } else if !interim && !client_keep_alive {
+        push_field(out, b"Connection", b"close");
+    } else if !interim && !req.http11 {
+        push_field(out, b"Connection", b"keep-alive");
+    }
+    out.extend_from_slice(b"\r\n");
+
+    Ok(ParsedResponse::Complete(ResponseInfo {
+        head_len,
+        status,
+        interim,
+        switching_protocols,
+        upstream_framing,
+        client_framing,
+        upstream_reusable,
+        client_keep_alive,
+    }))
+}

@@ -1,0 +1,498 @@
+//! The request path of one client connection, as named phases:
+//!
+//! 1. `read_request_head` — read and parse the head in place; strict
+//!    framing checks; route Host → app (unknown hosts never leave the proxy).
+//! 2. `acquire_upstream` — a pooled keep-alive connection or a new one.
+//! 3. `send_request` — the rewritten head, then the body streamed.
+//! 4. `read_response_head` — parse the app's head, forward interim 1xx,
+//!    rewrite headers toward the user.
+//! 5. `send_response` — the body streamed through the body filter.
+//! 6. `finish` — return the upstream connection to the pool, decide whether
+//!    the client connection stays open.
+//!
+//! Every failure is an [`ExchangeError`] saying who is to blame and whether
+//! a retry is safe; the client gets a 4xx/5xx page when nothing of the
+//! response was sent yet, and the connection is closed otherwise, so a
+//! broken exchange can never leak into the next request on the connection.
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Instant;
+
+use futures_lite::AsyncWriteExt;
+use glommio::net::TcpStream;
+
+use crate::body::{self, RelayError, SinkFraming};
+use crate::http::request::{prepare_request, ClientContext, Parsed, Rejection, RequestInfo};
+use crate::http::response::{prepare_response, ClientFraming, ParsedResponse, ResponseInfo};
+use crate::http::Framing;
+use crate::io::{within, Inbound};
+use crate::limits::Limits;
+use crate::pages;
+use crate::routes::RouteTable;
+use crate::upstream::{self, Pool, Target, UpstreamConn};
+
+/// Initial read buffer of a client connection.
+pub const CLIENT_BUFFER: usize = 8 * 1024;
+/// Interim responses accepted before the final one.
+const MAX_INTERIM_RESPONSES: usize = 16;
+
+/// Per-core state shared by that core's connections (never across cores).
+pub struct Core {
+    pub routes: Rc<RouteTable>,
+    pub limits: Limits,
+    pub pool: RefCell<Pool>,
+}
+
+impl Core {
+    pub fn new(routes: RouteTable, limits: Limits) -> Core {
+        let pool = Pool::new(limits.pool_max_idle, limits.pool_idle_timeout);
+        Core {
+            routes: Rc::new(routes),
+            limits,
+            pool: RefCell::new(pool),
+        }
+    }
+}
+
+/// Who caused a failed exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blame {
+    Downstream,
+    Upstream,
+    Internal,
+}
+
+/// A failed exchange.
+#[derive(Debug)]
+pub struct ExchangeError {
+    pub status: u16,
+    pub blame: Blame,
+    /// Failed before any request byte reached the app (or on a reused
+    /// connection before any response byte): replaying is safe for an
+    /// idempotent request without a body.
+    pub retry_safe: bool,
+    pub detail: String,
+}
+
+/// How an exchange ended for the client connection.
+enum Outcome {
+    KeepAlive,
+    Close,
+    /// 101 Switching Protocols: tunnel bytes between the two.
+    Tunnel(UpstreamConn),
+}
+
+/// Serves one client connection until it closes.
+pub async fn serve_connection(core: Rc<Core>, stream: TcpStream, peer: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let mut client = Inbound::new(stream, CLIENT_BUFFER);
+    let ctx = ClientContext { peer, tls: false };
+    let mut upstream_head = Vec::with_capacity(1024);
+    let mut scratch = Vec::with_capacity(1024);
+    loop {
+        let req = match read_request_head(&core, &mut client, &ctx, &mut upstream_head).await {
+            Ok(Some(req)) => req,
+            Ok(None) => break,
+            Err(rejection) => {
+                pages::error_response(&mut scratch, rejection.status, &rejection.reason, true);
+                let _ = client.stream.write_all(&scratch).await;
+                break;
+            }
+        };
+        client.consume(req.head_len);
+        match exchange(&core, &mut client, &req, &upstream_head, &mut scratch).await {
+            Outcome::KeepAlive => continue,
+            Outcome::Close => break,
+            Outcome::Tunnel(up) => {
+                tunnel(client, up).await;
+                return;
+            }
+        }
+    }
+    let _ = client.stream.close().await;
+}
+
+/// Phase 1: reads until a whole head is buffered and parses it. `Ok(None)`
+/// when the client closed or idled out between requests.
+async fn read_request_head(
+    core: &Core,
+    client: &mut Inbound<TcpStream>,
+    ctx: &ClientContext,
+    out: &mut Vec<u8>,
+) -> Result<Option<RequestInfo>, Rejection> {
+    let limits = &core.limits;
+    let mut started = (!client.buffered().is_empty()).then(Instant::now);
+    let max_buffer = limits.max_header_bytes.max(limits.max_request_line) + 1024;
+    loop {
+        if started.is_some() {
+            if let Parsed::Complete(info) =
+                prepare_request(client.buffered(), &core.routes, limits, ctx, out)?
+            {
+                return Ok(Some(info));
+            }
+        }
+        let wait = match started {
+            None => limits.idle_timeout,
+            Some(t0) => limits.header_timeout.saturating_sub(t0.elapsed()),
+        };
+        if wait.is_zero() {
+            return Err(Rejection {
+                status: 408,
+                reason: "request head not received in time".into(),
+            });
+        }
+        match within(wait, client.fill(max_buffer)).await {
+            Ok(0) => return Ok(None),
+            Ok(_) => {
+                started.get_or_insert_with(Instant::now);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                return match started {
+                    None => Ok(None),
+                    Some(_) => Err(Rejection {
+                        status: 408,
+                        reason: "request head not received in time".into(),
+                    }),
+                };
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::OutOfMemory => {
+                return Err(Rejection {
+                    status: 431,
+                    reason: "request header section too large".into(),
+                });
+            }
+            Err(_) => return Ok(None),
+        }
+    }
+}
+
+/// Phases 2–6 for one request whose head has been consumed.
+async fn exchange(
+    core: &Core,
+    client: &mut Inbound<TcpStream>,
+    req: &RequestInfo,
+    upstream_head: &[u8],
+    scratch: &mut Vec<u8>,
+) -> Outcome {
+    let route = &core.routes.apps[req.app];
+    let target = match Target::for_request(route, &req.app_host) {
+        Ok(t) => t,
+        Err(e) => {
+            return fail(
+                client,
+                req,
+                scratch,
+                &ExchangeError {
+                    status: 502,
+                    blame: Blame::Internal,
+                    retry_safe: false,
+                    detail: format!("app \"{}\": bad upstream name: {e}", route.name),
+                },
+            )
+            .await
+        }
+    };
+    let mut body_sent = false;
+    let mut attempt = 0;
+    let (mut up, resp) = loop {
+        attempt += 1;
+        // A connection from the pool may have been closed by the app in the
+        // meantime; a fresh one failing is a real failure.
+        let pooled = if attempt == 1 {
+            core.pool.borrow_mut().take(&target.key)
+        } else {
+            None
+        };
+        let reused = pooled.is_some();
+        let mut up = match pooled {
+            Some(c) => c,
+            None => match acquire_upstream(core, &target, &route.name).await {
+                Ok(c) => c,
+                Err(e) => return fail(client, req, scratch, &e).await,
+            },
+        };
+        let result = async {
+            if req.expect_continue && !body_sent {
+                // The app is reachable: ask the client for its body
+                // (RFC 9110 §10.1.1). Expect itself is not forwarded.
+                client
+                    .stream
+                    .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                    .await
+                    .map_err(|e| downstream_error(&format!("writing 100 Continue: {e}")))?;
+            }
+            body_sent |= req.framing.has_body();
+            send_request(core, client, &mut up, req, upstream_head, scratch).await?;
+            read_response_head(core, client, &mut up, req, scratch, &route.name).await
+        }
+        .await;
+        match result {
+            Ok(resp) => break (up, resp),
+            Err(e)
+                if reused
+                    && e.retry_safe
+                    && req.idempotent
+                    && !req.framing.has_body()
+                    && attempt == 1 =>
+            {
+                continue;
+            }
+            Err(e) => return fail(client, req, scratch, &e).await,
+        }
+    };
+
+    // Phase 5: the response head is in `scratch`; stream the body.
+    if resp.switching_protocols {
+        if client.stream.write_all(scratch).await.is_err() {
+            return Outcome::Close;
+        }
+        return Outcome::Tunnel(up);
+    }
+    let sink_framing = match resp.client_framing {
+        ClientFraming::Chunked => SinkFraming::Chunked,
+        _ => SinkFraming::Raw,
+    };
+    let upstream_framing = resp.upstream_framing;
+    let relayed = body::relay(
+        &mut up,
+        &mut client.stream,
+        upstream_framing,
+        sink_framing,
+        None,
+        scratch,
+        core.limits.body_timeout,
+        upstream::UPSTREAM_BUFFER,
+    )
+    .await;
+    scratch.clear();
+    match relayed {
+        Ok(_) => {}
+        // Part of the response is out: all we can do is close.
+        Err(_) => return Outcome::Close,
+    }
+
+    // Phase 6.
+    if resp.upstream_reusable {
+        core.pool.borrow_mut().put(target.key.clone(), up);
+    }
+    if resp.client_keep_alive {
+        Outcome::KeepAlive
+    } else {
+        Outcome::Close
+    }
+}
+
+/// Phase 2: a new upstream connection.
+async fn acquire_upstream(
+    core: &Core,
+    target: &Target,
+    app: &str,
+) -> Result<UpstreamConn, ExchangeError> {
+    upstream::connect(target, core.limits.connect_timeout)
+        .await
+        .map_err(|e| {
+            let status = if matches!(e, upstream::ConnectError::TimedOut) {
+                504
+            } else {
+                502
+            };
+            ExchangeError {
+                status,
+                blame: Blame::Upstream,
+                retry_safe: true,
+                detail: format!("app \"{app}\" ({}): {e}", target.key),
+            }
+        })
+}
+
+/// Phase 3: the head, then the body with its framing re-encoded.
+async fn send_request(
+    core: &Core,
+    client: &mut Inbound<TcpStream>,
+    up: &mut UpstreamConn,
+    req: &RequestInfo,
+    head: &[u8],
+    scratch: &mut Vec<u8>,
+) -> Result<(), ExchangeError> {
+    scratch.clear();
+    scratch.extend_from_slice(head);
+    let sink_framing = if req.framing == Framing::Chunked {
+        SinkFraming::Chunked
+    } else {
+        SinkFraming::Raw
+    };
+    let result = body::relay(
+        client,
+        &mut up.stream,
+        req.framing,
+        sink_framing,
+        None,
+        scratch,
+        core.limits.body_timeout,
+        CLIENT_BUFFER.max(core.limits.max_header_bytes),
+    )
+    .await;
+    scratch.clear();
+    match result {
+        Ok(_) => Ok(()),
+        Err(RelayError::Sink(e)) => Err(ExchangeError {
+            status: 502,
+            blame: Blame::Upstream,
+            retry_safe: true,
+            detail: format!("sending the request to the app failed: {e}"),
+        }),
+        Err(RelayError::Framing(e)) => Err(ExchangeError {
+            status: 400,
+            blame: Blame::Downstream,
+            retry_safe: false,
+            detail: format!("bad request body: {e}"),
+        }),
+        Err(RelayError::Source(e)) => {
+            Err(downstream_error(&format!("reading the request body: {e}")))
+        }
+    }
+}
+
+fn downstream_error(detail: &str) -> ExchangeError {
+    ExchangeError {
+        status: 400,
+        blame: Blame::Downstream,
+        retry_safe: false,
+        detail: detail.to_string(),
+    }
+}
+
+/// Phase 4: reads the final response head, forwarding interim responses.
+/// On success the client head is in `out`, not yet written.
+async fn read_response_head(
+    core: &Core,
+    client: &mut Inbound<TcpStream>,
+    up: &mut UpstreamConn,
+    req: &RequestInfo,
+    out: &mut Vec<u8>,
+    app: &str,
+) -> Result<ResponseInfo, ExchangeError> {
+    let limits = &core.limits;
+    let deadline = Instant::now() + limits.response_timeout;
+    let mut received_any = false;
+    let mut interim = 0;
+    loop {
+        match prepare_response(
+            up.buffered(),
+            req,
+            &core.routes,
+            limits.max_response_header_bytes,
+            false,
+            out,
+        ) {
+            Ok(ParsedResponse::Complete(info)) => {
+                up.consume(info.head_len);
+                if !info.interim {
+                    return Ok(info);
+                }
+                interim += 1;
+                if interim > MAX_INTERIM_RESPONSES {
+                    return Err(bad_upstream(app, "too many interim responses", false));
+                }
+                // 100 was already sent by the proxy; other 1xx go to
+                // HTTP/1.1 clients only (RFC 9110 §15.2).
+                if info.status != 100 && req.http11 {
+                    client.stream.write_all(out).await.map_err(|e| {
+                        downstream_error(&format!("writing an interim response: {e}"))
+                    })?;
+                }
+                continue;
+            }
+            Ok(ParsedResponse::Partial) => {}
+            Err(e) => return Err(bad_upstream(app, &e.0, false)),
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(ExchangeError {
+                status: 504,
+                blame: Blame::Upstream,
+                retry_safe: false,
+                detail: format!("app \"{app}\" did not answer in time"),
+            });
+        }
+        match within(left, up.fill(limits.max_response_header_bytes + 1024)).await {
+            Ok(0) => {
+                return Err(bad_upstream(
+                    app,
+                    "the app closed the connection without a complete response",
+                    !received_any,
+                ))
+            }
+            Ok(_) => received_any = true,
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                return Err(ExchangeError {
+                    status: 504,
+                    blame: Blame::Upstream,
+                    retry_safe: false,
+                    detail: format!("app \"{app}\" did not answer in time"),
+                })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::OutOfMemory => {
+                return Err(bad_upstream(
+                    app,
+                    "response header section too large",
+                    false,
+                ))
+            }
+            Err(e) => {
+                return Err(bad_upstream(
+                    app,
+                    &format!("reading the response failed: {e}"),
+                    !received_any,
+                ))
+            }
+        }
+    }
+}
+
+fn bad_upstream(app: &str, what: &str, retry_safe: bool) -> ExchangeError {
+    ExchangeError {
+        status: 502,
+        blame: Blame::Upstream,
+        retry_safe,
+        detail: format!("app \"{app}\" sent an invalid response: {what}"),
+    }
+}
+
+/// Answers a failed exchange with an error page and closes: the request
+/// body may be partly unread, and the upstream connection is dropped.
+async fn fail(
+    client: &mut Inbound<TcpStream>,
+    req: &RequestInfo,
+    scratch: &mut Vec<u8>,
+    e: &ExchangeError,
+) -> Outcome {
+    pages::error_response(scratch, e.status, &e.detail, !req.is_head);
+    let _ = client.stream.write_all(scratch).await;
+    scratch.clear();
+    Outcome::Close
+}
+
+/// After 101: copies bytes both ways until each side has finished sending,
+/// propagating half-closes.
+async fn tunnel(client: Inbound<TcpStream>, up: UpstreamConn) {
+    let (client_stream, client_rest) = client.into_parts();
+    let (up_stream, up_rest) = up.into_parts();
+    let (client_read, mut client_write) = futures_lite::io::split(client_stream);
+    let (up_read, mut up_write) = futures_lite::io::split(up_stream);
+    let to_app = async move {
+        if up_write.write_all(&client_rest).await.is_ok() {
+            let _ = futures_lite::io::copy(client_read, &mut up_write).await;
+        }
+        let _ = up_write.close().await;
+    };
+    let to_client = async move {
+        if client_write.write_all(&up_rest).await.is_ok() {
+            let _ = futures_lite::io::copy(up_read, &mut client_write).await;
+        }
+        let _ = client_write.close().await;
+    };
+    futures_lite::future::zip(to_app, to_client).await;
+}

@@ -1,0 +1,292 @@
+//! The per-core routing table compiled from a snapshot: which app owns a
+//! host, how a proxy host maps back to an app host, and where each app's
+//! upstream is.
+//!
+//! Each core builds its own table from the snapshot bytes (shared-nothing):
+//! lookups touch no state shared with another core.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use palisade_schema::policy::{Policy, Scheme, Upstream, UpstreamHost};
+use rustls::pki_types::ServerName;
+
+/// Longest DNS name (RFC 1035 §2.3.4), plus room for a port.
+pub const MAX_HOST_LEN: usize = 253;
+
+/// Where one app's requests go.
+pub struct AppRoute {
+    pub name: Rc<str>,
+    pub upstream: UpstreamRoute,
+}
+
+/// The connection target of an app, resolved as far as it can be ahead of
+/// time.
+pub enum UpstreamRoute {
+    /// Connect to the requested app host itself: HTTPS, port 443.
+    Direct { tls: Arc<rustls::ClientConfig> },
+    /// Connect to this address for every host of the app.
+    Fixed {
+        /// Pool key, also used in error pages: `scheme://host:port`.
+        key: Rc<str>,
+        host: Rc<str>,
+        ip: Option<IpAddr>,
+        port: u16,
+        /// `Some` for HTTPS upstreams.
+        tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
+    },
+}
+
+/// Why a snapshot could not be turned into routes.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum RouteError {
+    BadCaCertificates { app: String, reason: String },
+}
+
+impl std::fmt::Display for RouteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RouteError::BadCaCertificates { app, reason } => {
+                write!(f, "app {app:?}: bad CA certificates: {reason}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for RouteError {}
+
+/// Host → app lookup plus the proxy suffix.
+pub struct RouteTable {
+    pub version: u64,
+    /// Lower case, without a leading dot.
+    suffix: Box<[u8]>,
+    /// Lower-case app domain → index into `apps`.
+    domains: HashMap<Box<[u8]>, usize>,
+    pub apps: Vec<AppRoute>,
+}
+
+/// The result of mapping a request's Host.
+#[derive(Debug, PartialEq, Eq)]
+pub enum HostMapping<'a> {
+    /// `<app host>.<suffix>`: the app host (original letters) and app index.
+    App { app_host: &'a [u8], app: usize },
+    /// Under the suffix, but no app owns the name.
+    UnknownApp,
+    /// Not under the suffix at all.
+    NotOurs,
+}
+
+impl RouteTable {
+    /// Builds the table; `system_roots` are the trust anchors for HTTPS
+    /// upstreams without (or in addition to) an app CA file.
+    pub fn build(
+        policy: &Policy,
+        system_roots: &rustls::RootCertStore,
+    ) -> Result<RouteTable, RouteError> {
+        let mut domains = HashMap::new();
+        let mut apps = Vec::with_capacity(policy.apps.len());
+        let default_tls = Arc::new(client_config(system_roots.clone()));
+        for (index, app) in policy.apps.iter().enumerate() {
+            for d in &app.domains {
+                domains.insert(d.as_str().as_bytes().to_vec().into_boxed_slice(), index);
+            }
+            let tls = if app.ca_certificates_pem.is_empty() {
+                default_tls.clone()
+            } else {
+                let mut roots = system_roots.clone();
+                let mut reader = app.ca_certificates_pem.as_slice();
+                let mut added = 0;
+                for cert in rustls_pemfile::certs(&mut reader) {
+                    let cert = cert.map_err(|e| RouteError::BadCaCertificates {
+                        app: app.name.clone(),
+                        reason: e.to_string(),
+                    })?;
+                    roots.add(cert).map_err(|e| RouteError::BadCaCertificates {
+                        app: app.name.clone(),
+                        reason: e.to_string(),
+                    })?;
+                    added += 1;
+                }
+                if added == 0 {
+                    return Err(RouteError::BadCaCertificates {
+                        app: app.name.clone(),
+                        reason: "no certificate in the PEM data".into(),
+                    });
+                }
+                Arc::new(client_config(roots))
+            };
+            let upstream = match &app.upstream {
+                Upstream::Direct => UpstreamRoute::Direct { tls },
+                Upstream::Fixed { scheme, host, port } => {
+                    let (host_text, ip) = match host {
+                        UpstreamHost::Name(n) => (n.as_str().to_string(), None),
+                        UpstreamHost::Ip(ip) => (ip.to_string(), Some(*ip)),
+                    };
+                    let tls = match scheme {
+                        Scheme::Http => None,
+                        Scheme::Https => {
+                            let name = match ip {
+                                Some(ip) => ServerName::IpAddress(ip.into()),
+                                None => ServerName::try_from(host_text.clone()).map_err(|e| {
+                                    RouteError::BadCaCertificates {
+                                        app: app.name.clone(),
+                                        reason: e.to_string(),
+                                    }
+                                })?,
+                            };
+                            Some((tls, name))
+                        }
+                    };
+                    UpstreamRoute::Fixed {
+                        key: format!("{}://{host}:{port}", scheme.as_str()).into(),
+                        host: host_text.into(),
+                        ip,
+                        port: *port,
+                        tls,
+                    }
+                }
+            };
+            apps.push(AppRoute {
+                name: app.name.as_str().into(),
+                upstream,
+            });
+        }
+        Ok(RouteTable {
+            version: policy.version,
+            suffix: policy.suffix.as_str().as_bytes().into(),
+            domains,
+            apps,
+        })
+    }
+
+    pub fn suffix(&self) -> &[u8] {
+        &self.suffix
+    }
+
+    /// The app owning `host` (equal to or under one of its domains, any
+    /// letter case); the most specific domain wins.
+    pub fn app_for_host(&self, host: &[u8]) -> Option<usize> {
+        if host.is_empty() || host.len() > MAX_HOST_LEN {
+            return None;
+        }
+        let mut lower = [0u8; MAX_HOST_LEN];
+        let lower = &mut lower[..host.len()];
+        for (d, s) in lower.iter_mut().zip(host) {
+            *d = s.to_ascii_lowercase();
+        }
+        let mut rest: &[u8] = lower;
+        loop {
+            if let Some(&app) = self.domains.get(rest) {
+                return Some(app);
+            }
+            match memchr::memchr(b'.', rest) {
+                Some(dot) => rest = &rest[dot + 1..],
+                None => return None,
+            }
+        }
+    }
+
+    /// If `host` (no port) is `<app host>.<suffix>`, returns the app host.
+    pub fn strip_suffix<'a>(&self, host: &'a [u8]) -> Option<&'a [u8]> {
+        let s = self.suffix.len();
+        if host.len() <= s + 1 {
+            return None;
+        }
+        let (head, tail) = host.split_at(host.len() - s);
+        if !tail.eq_ignore_ascii_case(&self.suffix) || head[head.len() - 1] != b'.' {
+            return None;
+        }
+        Some(&head[..head.len() - 1])
+    }
+
+    /// Maps a request's host (without port) to an app.
+    pub fn map_proxy_host<'a>(&self, host: &'a [u8]) -> HostMapping<'a> {
+        match self.strip_suffix(host) {
+            None => HostMapping::NotOurs,
+            Some(app_host) => match self.app_for_host(app_host) {
+                Some(app) => HostMapping::App { app_host, app },
+                None => HostMapping::UnknownApp,
+            },
+        }
+    }
+}
+
+fn client_config(roots: rustls::RootCertStore) -> rustls::ClientConfig {
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    // The ring provider supports the default protocol versions.
+    .expect("ring supports TLS 1.2 and 1.3")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config
+}
+
+/// The machine's trust anchors (`/etc/ssl/certs` and friends). Unreadable
+/// entries are skipped: an app that needs a private CA names it in policy.
+pub fn system_roots() -> rustls::RootCertStore {
+    let mut roots = rustls::RootCertStore::empty();
+    let found = rustls_native_certs::load_native_certs();
+    for cert in found.certs {
+        let _ = roots.add(cert);
+    }
+    roots
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use palisade_schema::policy::{compile_source, CompileOptions};
+
+    pub(crate) fn table() -> RouteTable {
+        let p = compile_source(
+            "t",
+            "[proxy]\nsuffix = \"proxy.test\"\n[[app]]\nname = \"demo\"\ndomains = [\"demo.test\", \"demo-cdn.test\"]\nupstream = \"http://127.0.0.1:1\"\n[[app]]\nname = \"api\"\ndomains = [\"api.demo.test\"]\nupstream = \"http://127.0.0.1:2\"\n",
+            std::path::Path::new("."),
+            &CompileOptions::default(),
+        )
+        .unwrap();
+        RouteTable::build(&p, &rustls::RootCertStore::empty()).unwrap()
+    }
+
+    #[test]
+    fn host_lookup_respects_label_boundaries() {
+        let t = table();
+        assert_eq!(t.app_for_host(b"demo.test"), Some(0));
+        assert_eq!(t.app_for_host(b"A.B.Demo.TEST"), Some(0));
+        assert_eq!(t.app_for_host(b"api.demo.test"), Some(1));
+        assert_eq!(t.app_for_host(b"x.api.demo.test"), Some(1));
+        assert_eq!(t.app_for_host(b"notdemo.test"), None);
+        assert_eq!(t.app_for_host(b"demo.testing"), None);
+        assert_eq!(t.app_for_host(b"demo.test.evil.net"), None);
+        assert_eq!(t.app_for_host(b""), None);
+    }
+
+    #[test]
+    fn proxy_host_mapping() {
+        let t = table();
+        assert_eq!(
+            t.map_proxy_host(b"Www.Demo.Test.PROXY.test"),
+            HostMapping::App {
+                app_host: b"Www.Demo.Test",
+                app: 0
+            }
+        );
+        assert_eq!(
+            t.map_proxy_host(b"other.test.proxy.test"),
+            HostMapping::UnknownApp
+        );
+        assert_eq!(t.map_proxy_host(b"proxy.test"), HostMapping::NotOurs);
+        assert_eq!(t.map_proxy_host(b"demo.test"), HostMapping::NotOurs);
+        assert_eq!(
+            t.map_proxy_host(b"demo.testproxy.test"),
+            HostMapping::NotOurs
+        );
+        assert_eq!(t.map_proxy_host(b".proxy.test"), HostMapping::NotOurs);
+    }
+}

@@ -1,0 +1,167 @@
+//! Thread-per-core serving: one pinned glommio executor per core, each with
+//! its own SO_REUSEPORT listener, routing table, upstream pool and buffers.
+//! Nothing is shared between cores after start-up.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::mpsc;
+use std::sync::Arc;
+
+use glommio::net::TcpListener;
+use glommio::{LocalExecutorBuilder, Placement};
+use palisade_schema::snapshot;
+
+use crate::limits::Limits;
+use crate::proxy::{serve_connection, Core};
+use crate::routes::{system_roots, RouteTable};
+
+/// Everything a data plane needs to start.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Executors to run; each pinned to CPU `index % available CPUs`.
+    pub cores: usize,
+    /// The snapshot file's bytes; every core decodes its own copy.
+    pub snapshot: Arc<Vec<u8>>,
+    pub limits: Limits,
+    /// io_uring registered-buffer memory per core (bytes); counts against
+    /// RLIMIT_MEMLOCK.
+    pub io_memory: usize,
+}
+
+/// Start-up failure.
+#[derive(Debug)]
+pub struct StartError(pub String);
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// Starts every core and blocks until they all stop. `on_ready` runs once
+/// every core listens, with the bound address.
+pub fn run(config: ServerConfig, on_ready: impl FnOnce(SocketAddr)) -> Result<(), StartError> {
+    // Decode once up front so a bad snapshot fails the start with a clear
+    // message instead of inside a core.
+    let policy = snapshot::decode(&config.snapshot).map_err(|e| StartError(e.to_string()))?;
+    let roots = Arc::new(system_roots());
+    RouteTable::build(&policy, &roots).map_err(|e| StartError(e.to_string()))?;
+
+    // With port 0 every SO_REUSEPORT listener would get its own port: pick
+    // one first, and hold it (bound, not listening) until the cores bind.
+    let (listen, reservation) = reserve_port(config.listen)?;
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
+    let mut handles = Vec::new();
+    for index in 0..config.cores.max(1) {
+        let ready = ready_tx.clone();
+        let bytes = config.snapshot.clone();
+        let roots = roots.clone();
+        let limits = config.limits.clone();
+        let handle = LocalExecutorBuilder::new(Placement::Fixed(index % cpus))
+            .name(&format!("palisade-core{index}"))
+            .io_memory(config.io_memory)
+            .spawn(move || async move {
+                let start = || -> Result<(TcpListener, Rc<Core>), String> {
+                    let policy = snapshot::decode(&bytes).map_err(|e| e.to_string())?;
+                    let routes = RouteTable::build(&policy, &roots).map_err(|e| e.to_string())?;
+                    let listener =
+                        TcpListener::bind(listen).map_err(|e| format!("bind {listen}: {e}"))?;
+                    Ok((listener, Rc::new(Core::new(routes, limits))))
+                };
+                let (listener, core) = match start() {
+                    Ok(v) => v,
+                    Err(e) => {
+                        let _ = ready.send(Err(format!("core {index}: {e}")));
+                        return;
+                    }
+                };
+                let _ = ready.send(Ok(()));
+                drop(ready);
+                loop {
+                    match listener.accept().await {
+                        Ok(stream) => {
+                            let peer = match stream.peer_addr() {
+                                Ok(p) => p,
+                                Err(_) => continue,
+                            };
+                            glommio::spawn_local(serve_connection(core.clone(), stream, peer))
+                                .detach();
+                        }
+                        // Out of descriptors and the like: back off briefly
+                        // instead of spinning.
+                        Err(_) => glommio::timer::sleep(std::time::Duration::from_millis(10)).await,
+                    }
+                }
+            })
+            .map_err(|e| StartError(format!("cannot start core {index}: {e}")))?;
+        handles.push(handle);
+    }
+    drop(ready_tx);
+    for _ in 0..handles.len() {
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(StartError(e)),
+            Err(_) => return Err(StartError("a core stopped during start-up".into())),
+        }
+    }
+    drop(reservation);
+    on_ready(listen);
+    for h in handles {
+        let _ = h.join();
+    }
+    Ok(())
+}
+
+fn reserve_port(addr: SocketAddr) -> Result<(SocketAddr, Option<socket2::Socket>), StartError> {
+    if addr.port() != 0 {
+        return Ok((addr, None));
+    }
+    let domain = if addr.is_ipv6() {
+        socket2::Domain::IPV6
+    } else {
+        socket2::Domain::IPV4
+    };
+    let sock = socket2::Socket::new(domain, socket2::Type::STREAM, None)
+        .map_err(|e| StartError(format!("socket: {e}")))?;
+    sock.set_reuse_port(true)
+        .map_err(|e| StartError(format!("SO_REUSEPORT: {e}")))?;
+    sock.bind(&addr.into())
+        .map_err(|e| StartError(format!("bind {addr}: {e}")))?;
+    let bound = sock
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .ok_or_else(|| StartError("cannot read the bound address".into()))?;
+    Ok((bound, Some(sock)))
+}
+
+/// Raises the soft RLIMIT_MEMLOCK toward the hard limit when `needed`
+/// bytes would not fit. Returns the soft limit in force afterwards.
+pub fn ensure_memlock(needed: u64) -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) != 0 {
+            return 0;
+        }
+        if lim.rlim_cur < needed && lim.rlim_max > lim.rlim_cur {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max.min(needed.max(lim.rlim_cur)),
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_MEMLOCK, &raised) == 0 {
+                return raised.rlim_cur;
+            }
+        }
+    }
+    lim.rlim_cur
+}

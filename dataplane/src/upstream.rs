@@ -1,0 +1,232 @@
+//! Upstream connections: plain TCP or TLS (rustls), opened with a deadline,
+//! and a per-core keep-alive pool keyed by upstream address.
+//!
+//! The pool belongs to one core and is only touched from that core's
+//! executor, so it needs no lock.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use futures_lite::{AsyncRead, AsyncWrite};
+use glommio::net::TcpStream;
+use rustls::pki_types::ServerName;
+
+use crate::io::{within, Inbound};
+use crate::routes::{AppRoute, UpstreamRoute};
+
+/// Read buffer per upstream connection.
+pub const UPSTREAM_BUFFER: usize = 16 * 1024;
+
+/// A connection to an app: plain or TLS.
+pub enum UpstreamStream {
+    Plain(TcpStream),
+    Tls(Box<futures_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for UpstreamStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            UpstreamStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            UpstreamStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for UpstreamStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            UpstreamStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            UpstreamStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            UpstreamStream::Plain(s) => Pin::new(s).poll_flush(cx),
+            UpstreamStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            UpstreamStream::Plain(s) => Pin::new(s).poll_close(cx),
+            UpstreamStream::Tls(s) => Pin::new(s.as_mut()).poll_close(cx),
+        }
+    }
+}
+
+/// A pooled connection with its read buffer.
+pub type UpstreamConn = Inbound<UpstreamStream>;
+
+/// Where to connect for one request: derived from the app route and, for
+/// Direct upstreams, the requested app host.
+pub struct Target {
+    /// Pool key and the name shown in error pages.
+    pub key: Rc<str>,
+    host: Rc<str>,
+    ip: Option<IpAddr>,
+    port: u16,
+    tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
+}
+
+impl Target {
+    pub fn for_request(route: &AppRoute, app_host: &str) -> Result<Target, String> {
+        match &route.upstream {
+            UpstreamRoute::Fixed {
+                key,
+                host,
+                ip,
+                port,
+                tls,
+            } => Ok(Target {
+                key: key.clone(),
+                host: host.clone(),
+                ip: *ip,
+                port: *port,
+                tls: tls.clone(),
+            }),
+            UpstreamRoute::Direct { tls } => {
+                let name = ServerName::try_from(app_host.to_string()).map_err(|e| e.to_string())?;
+                Ok(Target {
+                    key: format!("https://{app_host}:443").into(),
+                    host: app_host.into(),
+                    ip: None,
+                    port: 443,
+                    tls: Some((tls.clone(), name)),
+                })
+            }
+        }
+    }
+}
+
+/// Why an upstream connection could not be made.
+#[derive(Debug)]
+pub enum ConnectError {
+    Resolve(String),
+    Connect(io::Error),
+    TimedOut,
+    Tls(io::Error),
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectError::Resolve(e) => write!(f, "cannot resolve the upstream: {e}"),
+            ConnectError::Connect(e) => write!(f, "cannot connect to the upstream: {e}"),
+            ConnectError::TimedOut => f.write_str("connecting to the upstream timed out"),
+            ConnectError::Tls(e) => write!(f, "TLS handshake with the upstream failed: {e}"),
+        }
+    }
+}
+
+/// Opens a new connection to `target` within `timeout` (DNS, TCP and TLS).
+pub async fn connect(target: &Target, timeout: Duration) -> Result<UpstreamConn, ConnectError> {
+    let deadline = Instant::now() + timeout;
+    let addr = match target.ip {
+        Some(ip) => SocketAddr::new(ip, target.port),
+        None => {
+            // getaddrinfo blocks: run it on glommio's blocking thread pool.
+            let query = format!("{}:{}", target.host, target.port);
+            let resolved = within(timeout, async {
+                Ok(glommio::executor()
+                    .spawn_blocking(move || query.to_socket_addrs().map(|mut a| a.next()))
+                    .await)
+            })
+            .await
+            .map_err(|_| ConnectError::TimedOut)?;
+            match resolved {
+                Ok(Some(a)) => a,
+                Ok(None) => return Err(ConnectError::Resolve("no address".into())),
+                Err(e) => return Err(ConnectError::Resolve(e.to_string())),
+            }
+        }
+    };
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(ConnectError::TimedOut);
+    }
+    let tcp = TcpStream::connect_timeout(addr, left).await.map_err(|e| {
+        let e: io::Error = e.into();
+        if e.kind() == io::ErrorKind::TimedOut {
+            ConnectError::TimedOut
+        } else {
+            ConnectError::Connect(e)
+        }
+    })?;
+    let _ = tcp.set_nodelay(true);
+    let stream = match &target.tls {
+        None => UpstreamStream::Plain(tcp),
+        Some((config, name)) => {
+            let connector = futures_rustls::TlsConnector::from(config.clone());
+            let left = deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1));
+            let tls = within(left, connector.connect(name.clone(), tcp))
+                .await
+                .map_err(|e| {
+                    if e.kind() == io::ErrorKind::TimedOut {
+                        ConnectError::TimedOut
+                    } else {
+                        ConnectError::Tls(e)
+                    }
+                })?;
+            UpstreamStream::Tls(Box::new(tls))
+        }
+    };
+    Ok(Inbound::new(stream, UPSTREAM_BUFFER))
+}
+
+/// Idle keep-alive connections of one core, per upstream.
+pub struct Pool {
+    idle: HashMap<Rc<str>, Vec<(UpstreamConn, Instant)>>,
+    max_idle: usize,
+    idle_timeout: Duration,
+}
+
+impl Pool {
+    pub fn new(max_idle: usize, idle_timeout: Duration) -> Pool {
+        Pool {
+            idle: HashMap::new(),
+            max_idle,
+            idle_timeout,
+        }
+    }
+
+    /// The most recently used idle connection to `key`, if one is fresh.
+    pub fn take(&mut self, key: &str) -> Option<UpstreamConn> {
+        let list = self.idle.get_mut(key)?;
+        while let Some((conn, since)) = list.pop() {
+            if since.elapsed() < self.idle_timeout {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    /// Keeps `conn` for reuse, unless it holds unread bytes (an upstream
+    /// that sent more than the response) or the pool is full.
+    pub fn put(&mut self, key: Rc<str>, conn: UpstreamConn) {
+        if !conn.buffered().is_empty() || self.max_idle == 0 {
+            return;
+        }
+        let list = self.idle.entry(key).or_default();
+        let now = Instant::now();
+        list.retain(|(_, since)| now.duration_since(*since) < self.idle_timeout);
+        if list.len() >= self.max_idle {
+            list.remove(0);
+        }
+        list.push((conn, now));
+    }
+}
