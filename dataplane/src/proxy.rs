@@ -80,6 +80,8 @@ pub struct ExchangeError {
 enum Outcome {
     KeepAlive,
     Close,
+    /// An error page was sent; input may be pending.
+    CloseAfterError,
     /// 101 Switching Protocols: tunnel bytes between the two.
     Tunnel(UpstreamConn),
 }
@@ -98,13 +100,18 @@ pub async fn serve_connection(core: Rc<Core>, stream: TcpStream, peer: SocketAdd
             Err(rejection) => {
                 pages::error_response(&mut scratch, rejection.status, &rejection.reason, true);
                 let _ = client.stream.write_all(&scratch).await;
-                break;
+                lingering_close(client).await;
+                return;
             }
         };
         client.consume(req.head_len);
         match exchange(&core, &mut client, &req, &upstream_head, &mut scratch).await {
             Outcome::KeepAlive => continue,
             Outcome::Close => break,
+            Outcome::CloseAfterError => {
+                lingering_close(client).await;
+                return;
+            }
             Outcome::Tunnel(up) => {
                 tunnel(client, up).await;
                 return;
@@ -194,6 +201,16 @@ async fn exchange(
             .await
         }
     };
+    // A chunked body already buffered is checked whole before anything is
+    // sent upstream, so a malformed one is refused without the app seeing
+    // a byte. (Bodies still arriving are checked as they stream; a framing
+    // error then aborts the upstream connection mid-message.)
+    if req.framing == Framing::Chunked {
+        if let Err(e) = crate::http::chunked::check_prefix(client.buffered()) {
+            let err = downstream_error(&format!("bad request body: {e}"));
+            return fail(client, req, scratch, &err).await;
+        }
+    }
     let mut body_sent = false;
     let mut attempt = 0;
     let (mut up, resp) = loop {
@@ -201,7 +218,7 @@ async fn exchange(
         // A connection from the pool may have been closed by the app in the
         // meantime; a fresh one failing is a real failure.
         let pooled = if attempt == 1 {
-            core.pool.borrow_mut().take(&target.key)
+            take_idle(core, &target.key).await
         } else {
             None
         };
@@ -284,7 +301,19 @@ async fn exchange(
     }
 }
 
-/// Phase 2: a new upstream connection.
+/// Phase 2a: an idle pooled connection that is still usable. One that has
+/// bytes waiting (an upstream that sent more than its response: never
+/// relayed to the next request) or was closed by the app is dropped.
+async fn take_idle(core: &Core, key: &str) -> Option<UpstreamConn> {
+    loop {
+        let conn = core.pool.borrow_mut().take(key)?;
+        if conn.stream.is_idle_and_open() {
+            return Some(conn);
+        }
+    }
+}
+
+/// Phase 2b: a new upstream connection.
 async fn acquire_upstream(
     core: &Core,
     target: &Target,
@@ -472,7 +501,32 @@ async fn fail(
     pages::error_response(scratch, e.status, &e.detail, !req.is_head);
     let _ = client.stream.write_all(scratch).await;
     scratch.clear();
-    Outcome::Close
+    Outcome::CloseAfterError
+}
+
+/// Most bytes and time spent draining a client after an error response.
+const LINGER_BYTES: usize = 256 * 1024;
+const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Closes after an error without losing the response: closing a socket
+/// with unread input makes the kernel send RST, which can destroy the
+/// response in flight. So: shut down our sending side, then read and
+/// discard (bounded in bytes and time) until the client closes.
+async fn lingering_close(mut client: Inbound<TcpStream>) {
+    let _ = client.stream.shutdown(std::net::Shutdown::Write).await;
+    let deadline = Instant::now() + LINGER_TIME;
+    let mut drained = 0;
+    loop {
+        client.consume(client.buffered().len());
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || drained > LINGER_BYTES {
+            return;
+        }
+        match within(left, client.fill(CLIENT_BUFFER)).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => drained += n,
+        }
+    }
 }
 
 /// After 101: copies bytes both ways until each side has finished sending,

@@ -29,6 +29,39 @@ pub enum UpstreamStream {
     Tls(Box<futures_rustls::client::TlsStream<TcpStream>>),
 }
 
+impl UpstreamStream {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            UpstreamStream::Plain(s) => s,
+            UpstreamStream::Tls(s) => s.get_ref().0,
+        }
+    }
+
+    /// True when the socket has nothing to read and is not closed: safe to
+    /// send a new request on. Uses a non-blocking `MSG_PEEK` so the answer
+    /// reflects the kernel's state right now.
+    pub fn is_idle_and_open(&self) -> bool {
+        use std::os::fd::AsRawFd;
+        let fd = self.tcp().as_raw_fd();
+        let mut byte = 0u8;
+        // SAFETY: recv writes at most 1 byte into `byte`, which outlives the
+        // call; the fd is owned by this stream and open.
+        let n = unsafe {
+            libc::recv(
+                fd,
+                (&mut byte as *mut u8).cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        n < 0
+            && matches!(
+                io::Error::last_os_error().raw_os_error(),
+                Some(libc::EAGAIN)
+            )
+    }
+}
+
 impl AsyncRead for UpstreamStream {
     fn poll_read(
         self: Pin<&mut Self>,

@@ -295,6 +295,18 @@ pub fn push_last_chunk(out: &mut Vec<u8>, trailers: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// Checks the framing of the start of a chunked body (as much as `input`
+/// holds) without keeping any data.
+pub fn check_prefix(input: &[u8]) -> Result<(), ChunkError> {
+    let mut d = ChunkedDecoder::new();
+    let mut pos = 0;
+    while pos < input.len() && !d.is_done() {
+        let (n, _) = d.step(&input[pos..])?;
+        pos += n;
+    }
+    Ok(())
+}
+
 /// Decodes a whole chunked body at once: the oracle used by tests and the
 /// fuzz harness. Returns the data and the trailers.
 pub fn decode_all(input: &[u8]) -> Result<(Vec<u8>, Vec<u8>, usize), ChunkError> {
