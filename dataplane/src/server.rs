@@ -71,7 +71,7 @@ pub fn run(config: ServerConfig, on_ready: impl FnOnce(SocketAddr)) -> Result<()
                     let policy = snapshot::decode(&bytes).map_err(|e| e.to_string())?;
                     let routes = RouteTable::build(&policy, &roots).map_err(|e| e.to_string())?;
                     let listener =
-                        TcpListener::bind(listen).map_err(|e| format!("bind {listen}: {e}"))?;
+                        bind_listener(listen).map_err(|e| format!("bind {listen}: {e}"))?;
                     Ok((listener, Rc::new(Core::new(routes, limits))))
                 };
                 let (listener, core) = match start() {
@@ -118,8 +118,34 @@ pub fn run(config: ServerConfig, on_ready: impl FnOnce(SocketAddr)) -> Result<()
     Ok(())
 }
 
+/// A listening socket for one core: SO_REUSEPORT so every core gets its
+/// own accept queue, and SO_REUSEADDR so a restart can bind while
+/// connections the previous process closed sit in TIME_WAIT (Linux only
+/// allows that when both sides set it, hence not glommio's own `bind`).
+fn bind_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    let domain = if addr.is_ipv6() {
+        socket2::Domain::IPV6
+    } else {
+        socket2::Domain::IPV4
+    };
+    let sock = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    sock.set_reuse_address(true)?;
+    sock.set_reuse_port(true)?;
+    sock.bind(&addr.into())?;
+    sock.listen(1024)?;
+    // SAFETY: the fd is a freshly created, bound, listening TCP socket whose
+    // ownership moves into the glommio listener.
+    Ok(unsafe { TcpListener::from_raw_fd(sock.into_raw_fd()) })
+}
+
 fn reserve_port(addr: SocketAddr) -> Result<(SocketAddr, Option<socket2::Socket>), StartError> {
     if addr.port() != 0 {
+        // SO_REUSEPORT would let us share the port with another process of
+        // the same user (say, a data plane left running) and silently split
+        // the traffic: check with a plain bind that the port is free.
+        std::net::TcpListener::bind(addr)
+            .map_err(|e| StartError(format!("cannot listen on {addr}: {e}")))?;
         return Ok((addr, None));
     }
     let domain = if addr.is_ipv6() {

@@ -1,7 +1,7 @@
 //! Test harness: starts the real `dataplane` binary on loopback against a
 //! real origin (`palisade_bench::origin`), and speaks raw HTTP/1.1 to it.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
