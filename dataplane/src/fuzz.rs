@@ -29,10 +29,7 @@ pub fn fuzz_routes() -> RouteTable {
 /// that hold for any input.
 pub fn request_head_and_body(routes: &RouteTable, data: &[u8]) {
     let limits = Limits::default();
-    let ctx = ClientContext {
-        peer: SocketAddr::from(([127, 0, 0, 1], 1)),
-        tls: false,
-    };
+    let ctx = ClientContext::new(SocketAddr::from(([127, 0, 0, 1], 1)), false);
     let mut out = Vec::new();
     let info = match prepare_request(data, routes, &limits, &ctx, &mut out) {
         Ok(Parsed::Complete(info)) => info,

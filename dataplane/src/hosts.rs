@@ -22,8 +22,12 @@ pub fn wrap_urls(routes: &RouteTable, value: &[u8]) -> Option<Vec<u8>> {
     let mut out: Option<Vec<u8>> = None;
     let mut copied = 0;
     let mut search = 0;
-    while let Some(rel) = memchr::memmem::find(&value[search..], b"//") {
+    while let Some(rel) = memchr::memchr(b'/', &value[search..]) {
         let at = search + rel;
+        search = at + 1;
+        if value.get(at + 1) != Some(&b'/') {
+            continue;
+        }
         search = at + 2;
         if !authority_may_follow(value, at) {
             continue;
@@ -203,61 +207,40 @@ pub fn wrap_cookie_domain(routes: &RouteTable, value: &[u8]) -> Option<Vec<u8>> 
 /// query strings (`https%3A%2F%2Fdemo.test.proxy.test`, also double
 /// encoded), or bare. Used for Origin, Referer and request query strings.
 pub fn unwrap_proxy_hosts(routes: &RouteTable, value: &[u8]) -> Option<Vec<u8>> {
-    let suffix = routes.suffix();
+    let suffix_len = routes.suffix().len();
     let mut out: Option<Vec<u8>> = None;
     let mut copied = 0;
-    let mut search = 0;
-    let finder = memchr::memmem::Finder::new(suffix);
-    // The suffix is lower case; find matches in any letter case by scanning
-    // for each occurrence of its first byte case-insensitively is costly, so
-    // we match a lower-cased view only when the value has upper case.
-    let lowered;
-    let haystack: &[u8] = if value.iter().any(|b| b.is_ascii_uppercase()) {
-        lowered = value.to_ascii_lowercase();
-        &lowered
-    } else {
-        value
-    };
-    while let Some(rel) = finder.find(&haystack[search..]) {
-        let at = search + rel;
-        search = at + suffix.len();
-        let end = at + suffix.len();
-        // Right label boundary: the host ends here.
-        if end < value.len() && is_host_byte(value[end]) && value[end] != b'.' {
+    for dot in routes.find_dotted_suffix(value) {
+        let end = dot + 1 + suffix_len;
+        // Right label boundary: the host ends here (a further `.label`
+        // would make it another name, e.g. `proxy.test.evil.net`).
+        if end < value.len() && is_host_byte(value[end]) {
             continue;
         }
-        if end < value.len()
-            && value[end] == b'.'
-            && end + 1 < value.len()
-            && is_host_byte(value[end + 1])
-        {
+        if dot < copied {
             continue;
         }
-        if at < 2 || value[at - 1] != b'.' {
-            continue;
-        }
-        let dot = at - 1;
         let mut start = dot;
         while start > 0 && is_host_byte(value[start - 1]) {
             start -= 1;
         }
         // Inside percent-encoded text the host run may begin with the hex
         // digits of an escape (`%2Fdemo.test`): try each escape boundary.
+        let escape_at = |p: usize| {
+            p >= 3
+                && value[p - 3] == b'%'
+                && value[p - 2].is_ascii_hexdigit()
+                && value[p - 1].is_ascii_hexdigit()
+        };
+        // `%2F` or the double-encoded `%252F`.
+        let double_escape_at = |p: usize| {
+            p >= 5
+                && value[p - 5] == b'%'
+                && &value[p - 4..p - 2] == b"25"
+                && value[p - 2].is_ascii_hexdigit()
+                && value[p - 1].is_ascii_hexdigit()
+        };
         let candidate = (start..dot).find(|&s| {
-            let escape_at = |p: usize| {
-                p >= 3
-                    && value[p - 3] == b'%'
-                    && value[p - 2].is_ascii_hexdigit()
-                    && value[p - 1].is_ascii_hexdigit()
-            };
-            // `%2F` or the double-encoded `%252F`.
-            let double_escape_at = |p: usize| {
-                p >= 5
-                    && value[p - 5] == b'%'
-                    && &value[p - 4..p - 2] == b"25"
-                    && value[p - 2].is_ascii_hexdigit()
-                    && value[p - 1].is_ascii_hexdigit()
-            };
             let boundary = s == start || escape_at(s) || double_escape_at(s);
             boundary && value[s] != b'.' && routes.app_for_host(&value[s..dot]).is_some()
         });

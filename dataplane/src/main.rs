@@ -26,6 +26,10 @@ struct Args {
     /// Cores to serve on, one pinned executor each [default: all CPUs].
     #[arg(long)]
     cores: Option<usize>,
+    /// CPUs to pin the cores to, in order (e.g. `1` or `0,2`); core i uses
+    /// entry i modulo the list [default: 0, 1, 2, …].
+    #[arg(long, value_delimiter = ',')]
+    cpus: Vec<usize>,
     /// io_uring buffer memory per core, KiB (locked memory: cores × this
     /// must fit RLIMIT_MEMLOCK).
     #[arg(long, default_value_t = 1024)]
@@ -116,6 +120,7 @@ fn start(a: Args) -> Result<(), String> {
     let config = ServerConfig {
         listen: a.listen,
         cores,
+        cpus: a.cpus.clone(),
         snapshot: Arc::new(bytes),
         limits,
         io_memory,

@@ -90,7 +90,7 @@ enum Outcome {
 pub async fn serve_connection(core: Rc<Core>, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
     let mut client = Inbound::new(stream, CLIENT_BUFFER);
-    let ctx = ClientContext { peer, tls: false };
+    let ctx = ClientContext::new(peer, false);
     let mut upstream_head = Vec::with_capacity(1024);
     let mut scratch = Vec::with_capacity(1024);
     loop {
@@ -184,7 +184,7 @@ async fn exchange(
     scratch: &mut Vec<u8>,
 ) -> Outcome {
     let route = &core.routes.apps[req.app];
-    let target = match Target::for_request(route, &req.app_host) {
+    let target = match Target::for_request(route, req.app_host.as_str()) {
         Ok(t) => t,
         Err(e) => {
             return fail(
@@ -292,7 +292,7 @@ async fn exchange(
 
     // Phase 6.
     if resp.upstream_reusable {
-        core.pool.borrow_mut().put(target.key.clone(), up);
+        core.pool.borrow_mut().put(&target.key, up);
     }
     if resp.client_keep_alive {
         Outcome::KeepAlive
@@ -316,7 +316,7 @@ async fn take_idle(core: &Core, key: &str) -> Option<UpstreamConn> {
 /// Phase 2b: a new upstream connection.
 async fn acquire_upstream(
     core: &Core,
-    target: &Target,
+    target: &Target<'_>,
     app: &str,
 ) -> Result<UpstreamConn, ExchangeError> {
     upstream::connect(target, core.limits.connect_timeout)

@@ -5,7 +5,7 @@
 //! Each core builds its own table from the snapshot bytes (shared-nothing):
 //! lookups touch no state shared with another core.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::net::IpAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -15,6 +15,45 @@ use rustls::pki_types::ServerName;
 
 /// Longest DNS name (RFC 1035 §2.3.4), plus room for a port.
 pub const MAX_HOST_LEN: usize = 253;
+
+/// A lower-case host name held inline (no allocation per request).
+#[derive(Clone, PartialEq, Eq)]
+pub struct HostName {
+    len: u8,
+    bytes: [u8; MAX_HOST_LEN],
+}
+
+impl HostName {
+    /// Lower-cases `host`; `None` if it is empty, too long or not ASCII
+    /// host characters.
+    pub fn lowercase(host: &[u8]) -> Option<HostName> {
+        if host.is_empty() || host.len() > MAX_HOST_LEN {
+            return None;
+        }
+        let mut bytes = [0u8; MAX_HOST_LEN];
+        for (d, s) in bytes.iter_mut().zip(host) {
+            if !(s.is_ascii_alphanumeric() || matches!(s, b'-' | b'.' | b'_')) {
+                return None;
+            }
+            *d = s.to_ascii_lowercase();
+        }
+        Some(HostName {
+            len: host.len() as u8,
+            bytes,
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only ASCII host characters are ever stored.
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or("")
+    }
+}
+
+impl std::fmt::Debug for HostName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.as_str().fmt(f)
+    }
+}
 
 /// Where one app's requests go.
 pub struct AppRoute {
@@ -44,6 +83,7 @@ pub enum UpstreamRoute {
 #[non_exhaustive]
 pub enum RouteError {
     BadCaCertificates { app: String, reason: String },
+    BadSuffix(String),
 }
 
 impl std::fmt::Display for RouteError {
@@ -52,6 +92,7 @@ impl std::fmt::Display for RouteError {
             RouteError::BadCaCertificates { app, reason } => {
                 write!(f, "app {app:?}: bad CA certificates: {reason}")
             }
+            RouteError::BadSuffix(e) => write!(f, "proxy suffix: {e}"),
         }
     }
 }
@@ -63,8 +104,12 @@ pub struct RouteTable {
     pub version: u64,
     /// Lower case, without a leading dot.
     suffix: Box<[u8]>,
-    /// Lower-case app domain → index into `apps`.
-    domains: HashMap<Box<[u8]>, usize>,
+    /// Finds `.<suffix>` in any letter case (built once per snapshot).
+    dotted_suffix_finder: aho_corasick::AhoCorasick,
+    /// Lower-case app domain → index into `apps`. Fx hashing: the table's
+    /// keys come from the operator, so attacker-chosen lookups cannot
+    /// degrade it (HashDoS needs control of the inserted keys).
+    domains: FxHashMap<Box<[u8]>, usize>,
     pub apps: Vec<AppRoute>,
 }
 
@@ -86,7 +131,7 @@ impl RouteTable {
         policy: &Policy,
         system_roots: &rustls::RootCertStore,
     ) -> Result<RouteTable, RouteError> {
-        let mut domains = HashMap::new();
+        let mut domains = FxHashMap::default();
         let mut apps = Vec::with_capacity(policy.apps.len());
         let default_tls = Arc::new(client_config(system_roots.clone()));
         for (index, app) in policy.apps.iter().enumerate() {
@@ -154,8 +199,14 @@ impl RouteTable {
                 upstream,
             });
         }
+        let dotted = format!(".{}", policy.suffix);
+        let dotted_suffix_finder = aho_corasick::AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build([dotted.as_str()])
+            .map_err(|e| RouteError::BadSuffix(e.to_string()))?;
         Ok(RouteTable {
             version: policy.version,
+            dotted_suffix_finder,
             suffix: policy.suffix.as_str().as_bytes().into(),
             domains,
             apps,
@@ -164,6 +215,11 @@ impl RouteTable {
 
     pub fn suffix(&self) -> &[u8] {
         &self.suffix
+    }
+
+    /// Start offsets of every `.<suffix>` in `text`, any letter case.
+    pub fn find_dotted_suffix<'h>(&'h self, text: &'h [u8]) -> impl Iterator<Item = usize> + 'h {
+        self.dotted_suffix_finder.find_iter(text).map(|m| m.start())
     }
 
     /// The app owning `host` (equal to or under one of its domains, any

@@ -19,8 +19,11 @@ use crate::routes::{system_roots, RouteTable};
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
-    /// Executors to run; each pinned to CPU `index % available CPUs`.
+    /// Executors to run, one pinned per CPU.
     pub cores: usize,
+    /// CPU of each core (core i uses `cpus[i % len]`); empty: CPU i modulo
+    /// the CPUs available.
+    pub cpus: Vec<usize>,
     /// The snapshot file's bytes; every core decodes its own copy.
     pub snapshot: Arc<Vec<u8>>,
     pub limits: Limits,
@@ -63,7 +66,12 @@ pub fn run(config: ServerConfig, on_ready: impl FnOnce(SocketAddr)) -> Result<()
         let bytes = config.snapshot.clone();
         let roots = roots.clone();
         let limits = config.limits.clone();
-        let handle = LocalExecutorBuilder::new(Placement::Fixed(index % cpus))
+        let cpu = if config.cpus.is_empty() {
+            index % cpus
+        } else {
+            config.cpus[index % config.cpus.len()]
+        };
+        let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("palisade-core{index}"))
             .io_memory(config.io_memory)
             .spawn(move || async move {

@@ -4,11 +4,11 @@
 //! The pool belongs to one core and is only touched from that core's
 //! executor, so it needs no lock.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::pin::Pin;
-use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -103,19 +103,20 @@ impl AsyncWrite for UpstreamStream {
 /// A pooled connection with its read buffer.
 pub type UpstreamConn = Inbound<UpstreamStream>;
 
-/// Where to connect for one request: derived from the app route and, for
-/// Direct upstreams, the requested app host.
-pub struct Target {
+/// Where to connect for one request: borrowed from the app route (no
+/// allocation or reference-count traffic per request), except for Direct
+/// upstreams whose address depends on the requested host.
+pub struct Target<'a> {
     /// Pool key and the name shown in error pages.
-    pub key: Rc<str>,
-    host: Rc<str>,
+    pub key: Cow<'a, str>,
+    host: &'a str,
     ip: Option<IpAddr>,
     port: u16,
-    tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
+    tls: Option<(&'a Arc<rustls::ClientConfig>, Cow<'a, ServerName<'static>>)>,
 }
 
-impl Target {
-    pub fn for_request(route: &AppRoute, app_host: &str) -> Result<Target, String> {
+impl<'a> Target<'a> {
+    pub fn for_request(route: &'a AppRoute, app_host: &'a str) -> Result<Target<'a>, String> {
         match &route.upstream {
             UpstreamRoute::Fixed {
                 key,
@@ -124,20 +125,22 @@ impl Target {
                 port,
                 tls,
             } => Ok(Target {
-                key: key.clone(),
-                host: host.clone(),
+                key: Cow::Borrowed(key),
+                host,
                 ip: *ip,
                 port: *port,
-                tls: tls.clone(),
+                tls: tls
+                    .as_ref()
+                    .map(|(config, name)| (config, Cow::Borrowed(name))),
             }),
             UpstreamRoute::Direct { tls } => {
                 let name = ServerName::try_from(app_host.to_string()).map_err(|e| e.to_string())?;
                 Ok(Target {
-                    key: format!("https://{app_host}:443").into(),
-                    host: app_host.into(),
+                    key: Cow::Owned(format!("https://{app_host}:443")),
+                    host: app_host,
                     ip: None,
                     port: 443,
-                    tls: Some((tls.clone(), name)),
+                    tls: Some((tls, Cow::Owned(name))),
                 })
             }
         }
@@ -165,7 +168,7 @@ impl std::fmt::Display for ConnectError {
 }
 
 /// Opens a new connection to `target` within `timeout` (DNS, TCP and TLS).
-pub async fn connect(target: &Target, timeout: Duration) -> Result<UpstreamConn, ConnectError> {
+pub async fn connect(target: &Target<'_>, timeout: Duration) -> Result<UpstreamConn, ConnectError> {
     let deadline = Instant::now() + timeout;
     let addr = match target.ip {
         Some(ip) => SocketAddr::new(ip, target.port),
@@ -202,11 +205,11 @@ pub async fn connect(target: &Target, timeout: Duration) -> Result<UpstreamConn,
     let stream = match &target.tls {
         None => UpstreamStream::Plain(tcp),
         Some((config, name)) => {
-            let connector = futures_rustls::TlsConnector::from(config.clone());
+            let connector = futures_rustls::TlsConnector::from(Arc::clone(config));
             let left = deadline
                 .saturating_duration_since(Instant::now())
                 .max(Duration::from_millis(1));
-            let tls = within(left, connector.connect(name.clone(), tcp))
+            let tls = within(left, connector.connect(name.clone().into_owned(), tcp))
                 .await
                 .map_err(|e| {
                     if e.kind() == io::ErrorKind::TimedOut {
@@ -223,7 +226,7 @@ pub async fn connect(target: &Target, timeout: Duration) -> Result<UpstreamConn,
 
 /// Idle keep-alive connections of one core, per upstream.
 pub struct Pool {
-    idle: HashMap<Rc<str>, Vec<(UpstreamConn, Instant)>>,
+    idle: HashMap<Box<str>, Vec<(UpstreamConn, Instant)>>,
     max_idle: usize,
     idle_timeout: Duration,
 }
@@ -250,11 +253,14 @@ impl Pool {
 
     /// Keeps `conn` for reuse, unless it holds unread bytes (an upstream
     /// that sent more than the response) or the pool is full.
-    pub fn put(&mut self, key: Rc<str>, conn: UpstreamConn) {
+    pub fn put(&mut self, key: &str, conn: UpstreamConn) {
         if !conn.buffered().is_empty() || self.max_idle == 0 {
             return;
         }
-        let list = self.idle.entry(key).or_default();
+        let list = match self.idle.get_mut(key) {
+            Some(list) => list,
+            None => self.idle.entry(key.into()).or_default(),
+        };
         let now = Instant::now();
         list.retain(|(_, since)| now.duration_since(*since) < self.idle_timeout);
         if list.len() >= self.max_idle {

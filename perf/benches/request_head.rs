@@ -18,10 +18,7 @@ use palisade_perf::{routes, APP_RESPONSE, BROWSER_REQUEST};
 fn heads(c: &mut Criterion) {
     let routes = routes();
     let limits = Limits::default();
-    let ctx = ClientContext {
-        peer: SocketAddr::from(([192, 0, 2, 1], 50000)),
-        tls: false,
-    };
+    let ctx = ClientContext::new(SocketAddr::from(([192, 0, 2, 1], 50000)), false);
     let mut out = Vec::with_capacity(2048);
 
     let mut g = c.benchmark_group("request_head");
@@ -53,7 +50,7 @@ fn heads(c: &mut Criterion) {
         upgrade: false,
         is_head: false,
         idempotent: true,
-        app_host: "app.demo.test".into(),
+        app_host: palisade_dataplane::routes::HostName::lowercase(b"app.demo.test").expect("host"),
     };
     let mut g = c.benchmark_group("response_head");
     g.throughput(Throughput::Bytes(APP_RESPONSE.len() as u64));

@@ -1,6 +1,147 @@
 //! Parsers for the field values that decide framing and routing:
 //! Content-Length, Transfer-Encoding, Connection tokens and Host.
 
+/// Header fields the proxy treats specially, recognised once per field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FieldName {
+    AccessControlAllowOrigin,
+    AltSvc,
+    Connection,
+    ContentLength,
+    ContentLocation,
+    ContentSecurityPolicy,
+    ContentSecurityPolicyReportOnly,
+    Expect,
+    Forwarded,
+    Host,
+    KeepAlive,
+    Link,
+    Location,
+    Origin,
+    ProxyAuthenticate,
+    ProxyAuthorization,
+    ProxyConnection,
+    Referer,
+    Refresh,
+    SetCookie,
+    Te,
+    TransferEncoding,
+    Upgrade,
+    XForwardedFor,
+    XForwardedHost,
+    XForwardedProto,
+    Other,
+}
+
+/// Every recognised name: the oracle `classify` is tested against.
+#[cfg(test)]
+const KNOWN_FIELDS: &[(&[u8], FieldName)] = &[
+    (
+        b"access-control-allow-origin",
+        FieldName::AccessControlAllowOrigin,
+    ),
+    (b"alt-svc", FieldName::AltSvc),
+    (b"connection", FieldName::Connection),
+    (b"content-length", FieldName::ContentLength),
+    (b"content-location", FieldName::ContentLocation),
+    (b"content-security-policy", FieldName::ContentSecurityPolicy),
+    (
+        b"content-security-policy-report-only",
+        FieldName::ContentSecurityPolicyReportOnly,
+    ),
+    (b"expect", FieldName::Expect),
+    (b"forwarded", FieldName::Forwarded),
+    (b"host", FieldName::Host),
+    (b"keep-alive", FieldName::KeepAlive),
+    (b"link", FieldName::Link),
+    (b"location", FieldName::Location),
+    (b"origin", FieldName::Origin),
+    (b"proxy-authenticate", FieldName::ProxyAuthenticate),
+    (b"proxy-authorization", FieldName::ProxyAuthorization),
+    (b"proxy-connection", FieldName::ProxyConnection),
+    (b"referer", FieldName::Referer),
+    (b"refresh", FieldName::Refresh),
+    (b"set-cookie", FieldName::SetCookie),
+    (b"te", FieldName::Te),
+    (b"transfer-encoding", FieldName::TransferEncoding),
+    (b"upgrade", FieldName::Upgrade),
+    (b"x-forwarded-for", FieldName::XForwardedFor),
+    (b"x-forwarded-host", FieldName::XForwardedHost),
+    (b"x-forwarded-proto", FieldName::XForwardedProto),
+];
+
+impl FieldName {
+    /// Recognises a field name (case-insensitive, RFC 9110 §5.1).
+    pub fn classify(name: &[u8]) -> FieldName {
+        use FieldName::*;
+        // Dispatch on length first: most names are compared with at most
+        // one candidate.
+        let candidates: &[(&[u8], FieldName)] = match name.len() {
+            2 => &[(b"te", Te)],
+            4 => &[(b"host", Host), (b"link", Link)],
+            6 => &[(b"expect", Expect), (b"origin", Origin)],
+            7 => &[
+                (b"alt-svc", AltSvc),
+                (b"referer", Referer),
+                (b"refresh", Refresh),
+                (b"upgrade", Upgrade),
+            ],
+            8 => &[(b"location", Location)],
+            9 => &[(b"forwarded", Forwarded)],
+            10 => &[
+                (b"connection", Connection),
+                (b"keep-alive", KeepAlive),
+                (b"set-cookie", SetCookie),
+            ],
+            14 => &[(b"content-length", ContentLength)],
+            15 => &[(b"x-forwarded-for", XForwardedFor)],
+            16 => &[
+                (b"content-location", ContentLocation),
+                (b"proxy-connection", ProxyConnection),
+                (b"x-forwarded-host", XForwardedHost),
+            ],
+            17 => &[
+                (b"transfer-encoding", TransferEncoding),
+                (b"x-forwarded-proto", XForwardedProto),
+            ],
+            18 => &[(b"proxy-authenticate", ProxyAuthenticate)],
+            19 => &[(b"proxy-authorization", ProxyAuthorization)],
+            23 => &[(b"content-security-policy", ContentSecurityPolicy)],
+            27 => &[(b"access-control-allow-origin", AccessControlAllowOrigin)],
+            35 => &[(
+                b"content-security-policy-report-only",
+                ContentSecurityPolicyReportOnly,
+            )],
+            _ => return Other,
+        };
+        candidates
+            .iter()
+            .find(|(known, _)| known.eq_ignore_ascii_case(name))
+            .map_or(Other, |(_, kind)| *kind)
+    }
+
+    /// Hop-by-hop fields (RFC 9110 §7.6.1), plus the legacy ones proxies
+    /// drop.
+    pub fn is_hop_by_hop(self) -> bool {
+        matches!(
+            self,
+            FieldName::Connection
+                | FieldName::KeepAlive
+                | FieldName::ProxyConnection
+                | FieldName::ProxyAuthenticate
+                | FieldName::ProxyAuthorization
+                | FieldName::Te
+                | FieldName::TransferEncoding
+                | FieldName::Upgrade
+        )
+    }
+}
+
+/// True when a field value holds NUL, CR or LF (RFC 9110 §5.5).
+pub fn has_forbidden_value_bytes(value: &[u8]) -> bool {
+    memchr::memchr3(0, b'\r', b'\n', value).is_some()
+}
+
 /// Parses one Content-Length value: 1*DIGIT (RFC 9110 §8.6), no sign, no
 /// whitespace inside, no hex, at most u64.
 pub fn parse_content_length(value: &[u8]) -> Option<u64> {
@@ -138,6 +279,19 @@ pub fn split_host_port(value: &[u8]) -> Option<(&[u8], Option<&[u8]>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_known_field_is_classified_in_any_case() {
+        for (name, kind) in KNOWN_FIELDS {
+            assert_eq!(FieldName::classify(name), *kind);
+            assert_eq!(FieldName::classify(&name.to_ascii_uppercase()), *kind);
+            let mut near = name.to_vec();
+            near[0] ^= 0x01;
+            assert_eq!(FieldName::classify(&near), FieldName::Other);
+        }
+        assert_eq!(FieldName::classify(b"x-custom"), FieldName::Other);
+        assert_eq!(FieldName::classify(b""), FieldName::Other);
+    }
 
     #[test]
     fn content_length_values() {

@@ -8,11 +8,11 @@
 
 use std::net::SocketAddr;
 
-use super::fields::{self, TransferCoding};
+use super::fields::{self, FieldName, TransferCoding};
 use super::{line_endings_are_strict, push_field, Framing};
 use crate::hosts;
 use crate::limits::Limits;
-use crate::routes::{HostMapping, RouteTable};
+use crate::routes::{HostMapping, HostName, RouteTable};
 
 /// Hard ceiling on header fields per head, whatever the configured limit.
 pub const MAX_HEADERS_CEILING: usize = 256;
@@ -49,8 +49,8 @@ pub struct RequestInfo {
     pub is_head: bool,
     /// Safe to replay on a new connection (RFC 9110 §9.2.2).
     pub idempotent: bool,
-    /// App host (lower case) for Direct upstreams, SNI and error pages.
-    pub app_host: String,
+    /// App host (lower case) for Direct upstreams and SNI.
+    pub app_host: HostName,
 }
 
 /// Outcome of looking at the bytes buffered so far.
@@ -65,6 +65,18 @@ pub enum Parsed {
 pub struct ClientContext {
     pub peer: SocketAddr,
     pub tls: bool,
+    /// The peer's IP as text, rendered once per connection.
+    pub ip_text: String,
+}
+
+impl ClientContext {
+    pub fn new(peer: SocketAddr, tls: bool) -> ClientContext {
+        ClientContext {
+            peer,
+            tls,
+            ip_text: peer.ip().to_string(),
+        }
+    }
 }
 
 /// Parses the request head at the start of `buf`; on success writes the
@@ -87,10 +99,17 @@ pub fn prepare_request(
         }
         _ => {}
     }
-    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS_CEILING];
+    // Uninitialised storage: httparse writes only the fields it finds, so
+    // no 8 KiB memset per request.
+    let mut storage =
+        [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_CEILING];
     let max_headers = limits.max_headers.clamp(1, MAX_HEADERS_CEILING);
-    let mut req = httparse::Request::new(&mut storage[..max_headers]);
-    let head_len = match req.parse(buf) {
+    let mut req = httparse::Request::new(&mut []);
+    let head_len = match httparse::ParserConfig::default().parse_request_with_uninit_headers(
+        &mut req,
+        buf,
+        &mut storage[..max_headers],
+    ) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
             if buf.len() > limits.max_header_bytes {
@@ -132,44 +151,52 @@ pub fn prepare_request(
     let mut connection_close = false;
     let mut connection_keep_alive = false;
     let mut connection_upgrade = false;
+    let mut connection_nominates_fields = false;
     let mut upgrade_value: Option<&[u8]> = None;
     let mut expect_continue = false;
-    for h in headers {
-        let name = h.name.as_bytes();
+    let mut kinds = [FieldName::Other; MAX_HEADERS_CEILING];
+    for (h, kind) in headers.iter().zip(kinds.iter_mut()) {
         let value = h.value;
-        if value.iter().any(|b| *b == 0 || *b == b'\r' || *b == b'\n') {
+        if fields::has_forbidden_value_bytes(value) {
             return Err(reject(400, "NUL, CR or LF in a field value"));
         }
-        if name.eq_ignore_ascii_case(b"host") {
-            host_count += 1;
-            host = Some(value.trim_ascii());
-        } else if name.eq_ignore_ascii_case(b"content-length") {
-            let n = fields::parse_content_length(value)
-                .ok_or_else(|| reject(400, "malformed Content-Length"))?;
-            if content_length.is_some_and(|prev| prev != n) {
-                return Err(reject(400, "differing Content-Length values"));
+        *kind = FieldName::classify(h.name.as_bytes());
+        match *kind {
+            FieldName::Host => {
+                host_count += 1;
+                host = Some(value.trim_ascii());
             }
-            content_length = Some(n);
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            te_count += 1;
-        } else if name.eq_ignore_ascii_case(b"connection") {
-            for token in fields::list_elements(value) {
-                if token.eq_ignore_ascii_case(b"close") {
-                    connection_close = true;
-                } else if token.eq_ignore_ascii_case(b"keep-alive") {
-                    connection_keep_alive = true;
-                } else if token.eq_ignore_ascii_case(b"upgrade") {
-                    connection_upgrade = true;
+            FieldName::ContentLength => {
+                let n = fields::parse_content_length(value)
+                    .ok_or_else(|| reject(400, "malformed Content-Length"))?;
+                if content_length.is_some_and(|prev| prev != n) {
+                    return Err(reject(400, "differing Content-Length values"));
+                }
+                content_length = Some(n);
+            }
+            FieldName::TransferEncoding => te_count += 1,
+            FieldName::Connection => {
+                for token in fields::list_elements(value) {
+                    if token.eq_ignore_ascii_case(b"close") {
+                        connection_close = true;
+                    } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                        connection_keep_alive = true;
+                    } else if token.eq_ignore_ascii_case(b"upgrade") {
+                        connection_upgrade = true;
+                    } else {
+                        connection_nominates_fields = true;
+                    }
                 }
             }
-        } else if name.eq_ignore_ascii_case(b"upgrade") {
-            upgrade_value = Some(value);
-        } else if name.eq_ignore_ascii_case(b"expect") {
-            if value.trim_ascii().eq_ignore_ascii_case(b"100-continue") {
-                expect_continue = true;
-            } else {
-                return Err(reject(417, "unsupported expectation"));
+            FieldName::Upgrade => upgrade_value = Some(value),
+            FieldName::Expect => {
+                if value.trim_ascii().eq_ignore_ascii_case(b"100-continue") {
+                    expect_continue = true;
+                } else {
+                    return Err(reject(417, "unsupported expectation"));
+                }
             }
+            _ => {}
         }
     }
 
@@ -235,8 +262,9 @@ pub fn prepare_request(
         }
         let values = headers
             .iter()
-            .filter(|h| h.name.eq_ignore_ascii_case("transfer-encoding"))
-            .map(|h| h.value);
+            .zip(kinds)
+            .filter(|(_, k)| *k == FieldName::TransferEncoding)
+            .map(|(h, _)| h.value);
         match fields::classify_transfer_encoding(values) {
             TransferCoding::Chunked => Framing::Chunked,
             TransferCoding::Invalid(why) => return Err(reject(400, why)),
@@ -280,38 +308,43 @@ pub fn prepare_request(
     out.extend_from_slice(b" HTTP/1.1\r\n");
     push_field(out, b"Host", app_host);
 
-    let connection_values: Vec<&[u8]> = headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
-        .map(|h| h.value)
-        .collect();
+    // Fields named in Connection are hop-by-hop too (RFC 9110 §7.6.1).
+    let nominated = |name: &[u8]| {
+        connection_nominates_fields
+            && headers
+                .iter()
+                .zip(kinds)
+                .any(|(h, k)| k == FieldName::Connection && fields::has_token(h.value, name))
+    };
     let mut forwarded_for: Option<&[u8]> = None;
     let mut forwarded: Option<&[u8]> = None;
-    for h in headers {
+    for (h, kind) in headers.iter().zip(kinds) {
         let name = h.name.as_bytes();
-        if is_hop_by_hop(name)
-            || name.eq_ignore_ascii_case(b"host")
-            || name.eq_ignore_ascii_case(b"content-length")
-            || name.eq_ignore_ascii_case(b"expect")
-            || name.eq_ignore_ascii_case(b"x-forwarded-host")
-            || name.eq_ignore_ascii_case(b"x-forwarded-proto")
-            || connection_values.iter().any(|v| fields::has_token(v, name))
-        {
-            continue;
-        }
-        if name.eq_ignore_ascii_case(b"x-forwarded-for") {
-            forwarded_for = Some(h.value);
-            continue;
-        }
-        if name.eq_ignore_ascii_case(b"forwarded") {
-            forwarded = Some(h.value);
-            continue;
-        }
-        if name.eq_ignore_ascii_case(b"origin") || name.eq_ignore_ascii_case(b"referer") {
-            if let Some(v) = hosts::unwrap_proxy_hosts(routes, h.value) {
-                push_field(out, name, &v);
+        match kind {
+            FieldName::Host
+            | FieldName::ContentLength
+            | FieldName::Expect
+            | FieldName::XForwardedHost
+            | FieldName::XForwardedProto => continue,
+            FieldName::XForwardedFor => {
+                forwarded_for = Some(h.value);
                 continue;
             }
+            FieldName::Forwarded => {
+                forwarded = Some(h.value);
+                continue;
+            }
+            FieldName::Origin | FieldName::Referer => {
+                if let Some(v) = hosts::unwrap_proxy_hosts(routes, h.value) {
+                    push_field(out, name, &v);
+                    continue;
+                }
+            }
+            k if k.is_hop_by_hop() => continue,
+            _ => {}
+        }
+        if nominated(name) {
+            continue;
         }
         push_field(out, name, h.value);
     }
@@ -326,31 +359,33 @@ pub fn prepare_request(
     }
     // Forwarding information (RFC 7239; X-Forwarded-* de facto): append to
     // what earlier proxies said, set what this proxy knows first-hand.
-    let ip = client.peer.ip().to_string();
+    // Written straight into the head: no allocation per request.
     let proto: &[u8] = if client.tls { b"https" } else { b"http" };
-    let mut xff = Vec::with_capacity(64);
+    out.extend_from_slice(b"X-Forwarded-For: ");
     if let Some(prev) = forwarded_for {
-        xff.extend_from_slice(prev);
-        xff.extend_from_slice(b", ");
+        out.extend_from_slice(prev);
+        out.extend_from_slice(b", ");
     }
-    xff.extend_from_slice(ip.as_bytes());
-    push_field(out, b"X-Forwarded-For", &xff);
-    let mut fwd = Vec::with_capacity(96);
+    out.extend_from_slice(client.ip_text.as_bytes());
+    out.extend_from_slice(b"\r\nForwarded: ");
     if let Some(prev) = forwarded {
-        fwd.extend_from_slice(prev);
-        fwd.extend_from_slice(b", ");
+        out.extend_from_slice(prev);
+        out.extend_from_slice(b", ");
     }
-    fwd.extend_from_slice(b"for=");
+    out.extend_from_slice(b"for=");
     if client.peer.is_ipv6() {
-        fwd.extend_from_slice(format!("\"[{ip}]\"").as_bytes());
+        // RFC 7239 §6: IPv6 addresses are quoted and bracketed.
+        out.extend_from_slice(b"\"[");
+        out.extend_from_slice(client.ip_text.as_bytes());
+        out.extend_from_slice(b"]\"");
     } else {
-        fwd.extend_from_slice(ip.as_bytes());
+        out.extend_from_slice(client.ip_text.as_bytes());
     }
-    fwd.extend_from_slice(b";host=");
-    fwd.extend_from_slice(host_value);
-    fwd.extend_from_slice(b";proto=");
-    fwd.extend_from_slice(proto);
-    push_field(out, b"Forwarded", &fwd);
+    out.extend_from_slice(b";host=");
+    out.extend_from_slice(host_value);
+    out.extend_from_slice(b";proto=");
+    out.extend_from_slice(proto);
+    out.extend_from_slice(b"\r\n");
     push_field(out, b"X-Forwarded-Host", host_value);
     push_field(out, b"X-Forwarded-Proto", proto);
     out.extend_from_slice(b"\r\n");
@@ -365,23 +400,8 @@ pub fn prepare_request(
         upgrade,
         is_head,
         idempotent,
-        app_host: String::from_utf8_lossy(app_host).to_ascii_lowercase(),
+        app_host: HostName::lowercase(app_host).ok_or_else(|| reject(400, "malformed Host"))?,
     }))
-}
-
-/// Hop-by-hop fields (RFC 9110 §7.6.1), plus the legacy ones proxies drop.
-pub fn is_hop_by_hop(name: &[u8]) -> bool {
-    const HOP: &[&[u8]] = &[
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"te",
-        b"transfer-encoding",
-        b"upgrade",
-    ];
-    HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
 }
 
 fn strip_prefix_ignore_case<'a>(s: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
@@ -392,7 +412,31 @@ fn strip_prefix_ignore_case<'a>(s: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> 
     }
 }
 
-/// Decimal text of `n`.
-pub fn itoa(n: u64) -> String {
-    n.to_string()
+/// Decimal text of `n`, without allocating.
+pub fn itoa(n: u64) -> Decimal {
+    let mut d = Decimal {
+        digits: [0; 20],
+        start: 20,
+    };
+    let mut n = n;
+    loop {
+        d.start -= 1;
+        d.digits[d.start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return d;
+        }
+    }
+}
+
+/// Digits of a u64 in a stack buffer.
+pub struct Decimal {
+    digits: [u8; 20],
+    start: usize,
+}
+
+impl Decimal {
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.digits[self.start..]
+    }
 }

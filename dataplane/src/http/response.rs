@@ -5,8 +5,8 @@
 //! gets a 502) rather than forwarded, so a misbehaving upstream can never
 //! desynchronise the client connection.
 
-use super::fields::{self, TransferCoding};
-use super::request::{is_hop_by_hop, itoa, RequestInfo};
+use super::fields::{self, FieldName, TransferCoding};
+use super::request::{itoa, RequestInfo};
 use super::{line_endings_are_strict, push_field, Framing};
 use crate::hosts;
 use crate::routes::RouteTable;
@@ -62,9 +62,14 @@ pub fn prepare_response(
     filtered: bool,
     out: &mut Vec<u8>,
 ) -> Result<ParsedResponse, BadResponse> {
-    let mut storage = [httparse::EMPTY_HEADER; super::request::MAX_HEADERS_CEILING];
-    let mut resp = httparse::Response::new(&mut storage);
-    let head_len = match resp.parse(buf) {
+    let mut storage = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() };
+        super::request::MAX_HEADERS_CEILING];
+    let mut resp = httparse::Response::new(&mut []);
+    let head_len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut resp,
+        buf,
+        &mut storage,
+    ) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
             if buf.len() > max_header_bytes {
@@ -91,26 +96,35 @@ pub fn prepare_response(
     let mut te_values = 0;
     let mut connection_close = false;
     let mut connection_keep_alive = false;
-    for h in headers {
-        let name = h.name.as_bytes();
-        if h.value
-            .iter()
-            .any(|b| *b == 0 || *b == b'\r' || *b == b'\n')
-        {
+    let mut connection_nominates_fields = false;
+    let mut kinds = [FieldName::Other; super::request::MAX_HEADERS_CEILING];
+    for (h, kind) in headers.iter().zip(kinds.iter_mut()) {
+        if fields::has_forbidden_value_bytes(h.value) {
             return Err(BadResponse("NUL, CR or LF in a field value".into()));
         }
-        if name.eq_ignore_ascii_case(b"content-length") {
-            let n = fields::parse_content_length(h.value)
-                .ok_or_else(|| BadResponse("malformed Content-Length".into()))?;
-            if content_length.is_some_and(|p| p != n) {
-                return Err(BadResponse("differing Content-Length values".into()));
+        *kind = FieldName::classify(h.name.as_bytes());
+        match *kind {
+            FieldName::ContentLength => {
+                let n = fields::parse_content_length(h.value)
+                    .ok_or_else(|| BadResponse("malformed Content-Length".into()))?;
+                if content_length.is_some_and(|p| p != n) {
+                    return Err(BadResponse("differing Content-Length values".into()));
+                }
+                content_length = Some(n);
             }
-            content_length = Some(n);
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            te_values += 1;
-        } else if name.eq_ignore_ascii_case(b"connection") {
-            connection_close |= fields::has_token(h.value, b"close");
-            connection_keep_alive |= fields::has_token(h.value, b"keep-alive");
+            FieldName::TransferEncoding => te_values += 1,
+            FieldName::Connection => {
+                for token in fields::list_elements(h.value) {
+                    if token.eq_ignore_ascii_case(b"close") {
+                        connection_close = true;
+                    } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                        connection_keep_alive = true;
+                    } else {
+                        connection_nominates_fields = true;
+                    }
+                }
+            }
+            _ => {}
         }
     }
 
@@ -134,8 +148,9 @@ pub fn prepare_response(
         }
         let values = headers
             .iter()
-            .filter(|h| h.name.eq_ignore_ascii_case("transfer-encoding"))
-            .map(|h| h.value);
+            .zip(kinds)
+            .filter(|(_, k)| *k == FieldName::TransferEncoding)
+            .map(|(h, _)| h.value);
         match fields::classify_transfer_encoding(values) {
             TransferCoding::Chunked if http11 => Framing::Chunked,
             _ => return Err(BadResponse("unsupported response transfer coding".into())),
@@ -169,43 +184,41 @@ pub fn prepare_response(
     out.push(b' ');
     out.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
-    let connection_values: Vec<&[u8]> = headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
-        .map(|h| h.value)
-        .collect();
-    for h in headers {
+    // Fields named in Connection are hop-by-hop too (RFC 9110 §7.6.1).
+    let nominated = |name: &[u8]| {
+        connection_nominates_fields
+            && headers
+                .iter()
+                .zip(kinds)
+                .any(|(h, k)| k == FieldName::Connection && fields::has_token(h.value, name))
+    };
+    for (h, kind) in headers.iter().zip(kinds) {
         let name = h.name.as_bytes();
-        if is_hop_by_hop(name)
-            || name.eq_ignore_ascii_case(b"alt-svc")
-            || connection_values.iter().any(|v| fields::has_token(v, name))
-        {
-            continue;
-        }
-        if name.eq_ignore_ascii_case(b"content-length") {
-            // Kept for HEAD/304 (they describe the representation) and for
-            // bodies passed through unchanged; re-added below otherwise.
-            if bodiless && !interim && !switching_protocols {
-                push_field(out, name, h.value.trim_ascii());
+        let rewritten = match kind {
+            FieldName::AltSvc => continue,
+            k if k.is_hop_by_hop() => continue,
+            FieldName::ContentLength => {
+                // Kept for HEAD/304 (they describe the representation);
+                // re-added from the framing below otherwise.
+                if bodiless && !interim && !switching_protocols {
+                    push_field(out, name, h.value.trim_ascii());
+                }
+                continue;
             }
+            FieldName::Location
+            | FieldName::ContentLocation
+            | FieldName::Refresh
+            | FieldName::Link
+            | FieldName::AccessControlAllowOrigin => hosts::wrap_urls(routes, h.value),
+            FieldName::ContentSecurityPolicy | FieldName::ContentSecurityPolicyReportOnly => {
+                hosts::wrap_csp(routes, h.value)
+            }
+            FieldName::SetCookie => hosts::wrap_cookie_domain(routes, h.value),
+            _ => None,
+        };
+        if nominated(name) {
             continue;
         }
-        let rewritten = if name.eq_ignore_ascii_case(b"location")
-            || name.eq_ignore_ascii_case(b"content-location")
-            || name.eq_ignore_ascii_case(b"refresh")
-            || name.eq_ignore_ascii_case(b"link")
-            || name.eq_ignore_ascii_case(b"access-control-allow-origin")
-        {
-            hosts::wrap_urls(routes, h.value)
-        } else if name.eq_ignore_ascii_case(b"content-security-policy")
-            || name.eq_ignore_ascii_case(b"content-security-policy-report-only")
-        {
-            hosts::wrap_csp(routes, h.value)
-        } else if name.eq_ignore_ascii_case(b"set-cookie") {
-            hosts::wrap_cookie_domain(routes, h.value)
-        } else {
-            None
-        };
         match rewritten {
             Some(v) => push_field(out, name, &v),
             None => push_field(out, name, h.value),
@@ -218,9 +231,10 @@ pub fn prepare_response(
     }
     if switching_protocols {
         push_field(out, b"Connection", b"upgrade");
-        if let Some(u) = headers
+        if let Some((u, _)) = headers
             .iter()
-            .find(|h| h.name.eq_ignore_ascii_case("upgrade"))
+            .zip(kinds)
+            .find(|(_, k)| *k == FieldName::Upgrade)
         {
             push_field(out, b"Upgrade", u.value);
         }

@@ -3,4 +3,5 @@
 
 #![allow(clippy::all, unused_parens, dead_code, missing_docs)]
 
+#[rustfmt::skip]
 pub mod policy_capnp;
