@@ -28,3 +28,25 @@ Date: Sun, 22 Nov 2026 12:00:00 GMT\r\n\r\n";
 pub fn routes() -> palisade_dataplane::routes::RouteTable {
     palisade_dataplane::fuzz::fuzz_routes()
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn inputs_are_valid_http() {
+        let mut h = [httparse::EMPTY_HEADER; 32];
+        let mut req = httparse::Request::new(&mut h);
+        assert!(
+            matches!(req.parse(super::BROWSER_REQUEST), Ok(httparse::Status::Complete(n)) if n == super::BROWSER_REQUEST.len())
+        );
+        let mut h = [httparse::EMPTY_HEADER; 32];
+        let mut resp = httparse::Response::new(&mut h);
+        assert!(
+            matches!(resp.parse(super::APP_RESPONSE), Ok(httparse::Status::Complete(n)) if n == super::APP_RESPONSE.len())
+        );
+        println!(
+            "request {} bytes, response {} bytes",
+            super::BROWSER_REQUEST.len(),
+            super::APP_RESPONSE.len()
+        );
+    }
+}
