@@ -1,7 +1,12 @@
 //! controld: the Palisade control daemon and operator CLI.
 //!
-//! This release carries the offline commands (`compile`, `validate`); the
-//! daemon (`serve`), live `apply`/`status`/`rollback` and log collection
-//! build on the same policy compiler from `palisade-schema`.
+//! [`server`] is the daemon (`controld serve`): it keeps the snapshot
+//! history in a [`state`] directory and serves the control [`socket`] to
+//! data-plane cores and operators. [`client`] is the operator side (`apply`,
+//! `status`, `rollback`); [`commands`] the offline `compile` and `validate`.
 
+pub mod client;
 pub mod commands;
+pub mod server;
+pub mod socket;
+pub mod state;

@@ -5,10 +5,12 @@
 //! Module map, in request order: [`server`] (cores, listeners) →
 //! [`proxy`] (the phases of one connection) → [`http`] (strict parsing) →
 //! [`routes`] / [`hosts`] (mapping and rewriting) → [`upstream`] (connect,
-//! pool) → [`body`] (streaming transfer). [`fuzz`] holds the harness the
-//! fuzz targets call.
+//! pool) → [`body`] (streaming transfer). [`control`] keeps each core's
+//! connection to controld and swaps pushed snapshots in. [`fuzz`] holds the
+//! harness the fuzz targets call.
 
 pub mod body;
+pub mod control;
 pub mod fuzz;
 pub mod hosts;
 pub mod http;

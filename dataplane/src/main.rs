@@ -17,9 +17,18 @@ use palisade_dataplane::server::{self, ServerConfig};
     about = "Palisade data plane: session-control reverse proxy"
 )]
 struct Args {
-    /// Policy snapshot written by `controld compile`.
+    /// Policy snapshot written by `controld compile`. With
+    /// --snapshot-cache, the newer of this and the cache's newest is used.
     #[arg(long)]
-    snapshot: PathBuf,
+    snapshot: Option<PathBuf>,
+    /// controld's control socket: every core connects, reports its version
+    /// and installs the snapshots controld pushes.
+    #[arg(long)]
+    control: Option<PathBuf>,
+    /// Directory keeping pushed snapshots, so a restart without controld
+    /// serves the newest one.
+    #[arg(long)]
+    snapshot_cache: Option<PathBuf>,
     /// Address for plain HTTP/1.1 (e.g. 0.0.0.0:8080; port 0 picks one).
     #[arg(long)]
     listen: SocketAddr,
@@ -101,7 +110,29 @@ fn start(a: Args) -> Result<(), String> {
         pool_max_idle: a.pool_max_idle,
         pool_idle_timeout: seconds("pool-idle-timeout", a.pool_idle_timeout)?,
     };
-    let bytes = std::fs::read(&a.snapshot).map_err(|e| format!("{}: {e}", a.snapshot.display()))?;
+    let given = match &a.snapshot {
+        Some(path) => {
+            let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let version = palisade_schema::snapshot::decode(&bytes)
+                .map_err(|e| format!("{}: {e}", path.display()))?
+                .version;
+            Some((version, bytes, path.display().to_string()))
+        }
+        None => None,
+    };
+    let cached = a
+        .snapshot_cache
+        .as_deref()
+        .and_then(palisade_dataplane::control::cache_newest)
+        .map(|(v, bytes)| (v, bytes, "the snapshot cache".to_string()));
+    let initial = match (given, cached) {
+        (Some(g), Some(c)) => Some(if c.0 > g.0 { c } else { g }),
+        (g, c) => g.or(c),
+    };
+    let source = initial
+        .as_ref()
+        .map(|(v, _, from)| format!("snapshot version {v} from {from}"))
+        .unwrap_or_else(|| "no snapshot yet (waiting for controld)".into());
     let cores = a.cores.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -121,15 +152,14 @@ fn start(a: Args) -> Result<(), String> {
         listen: a.listen,
         cores,
         cpus: a.cpus.clone(),
-        snapshot: Arc::new(bytes),
+        snapshot: initial.map(|(_, bytes, _)| Arc::new(bytes)),
+        control: a.control.clone(),
+        snapshot_cache: a.snapshot_cache.clone(),
         limits,
         io_memory,
     };
     server::run(config, |addr| {
-        println!(
-            "dataplane: listening on {addr} ({cores} cores, snapshot {})",
-            a.snapshot.display()
-        );
+        println!("dataplane: listening on {addr} ({cores} cores, {source})");
     })
     .map_err(|e| e.to_string())
 }

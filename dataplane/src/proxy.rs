@@ -40,7 +40,11 @@ const MAX_INTERIM_RESPONSES: usize = 16;
 
 /// Per-core state shared by that core's connections (never across cores).
 pub struct Core {
-    pub routes: Rc<RouteTable>,
+    /// The current snapshot's routes. A request takes its own reference
+    /// when its head arrives and keeps it to its end; a swap only changes
+    /// what later requests see, and an old table is freed when its last
+    /// request ends.
+    pub routes: RefCell<Rc<RouteTable>>,
     pub limits: Limits,
     pub pool: RefCell<Pool>,
 }
@@ -49,7 +53,7 @@ impl Core {
     pub fn new(routes: RouteTable, limits: Limits) -> Core {
         let pool = Pool::new(limits.pool_max_idle, limits.pool_idle_timeout);
         Core {
-            routes: Rc::new(routes),
+            routes: RefCell::new(Rc::new(routes)),
             limits,
             pool: RefCell::new(pool),
         }
@@ -94,18 +98,29 @@ pub async fn serve_connection(core: Rc<Core>, stream: TcpStream, peer: SocketAdd
     let mut upstream_head = Vec::with_capacity(1024);
     let mut scratch = Vec::with_capacity(1024);
     loop {
-        let req = match read_request_head(&core, &mut client, &ctx, &mut upstream_head).await {
-            Ok(Some(req)) => req,
-            Ok(None) => break,
-            Err(rejection) => {
-                pages::error_response(&mut scratch, rejection.status, &rejection.reason, true);
-                let _ = client.stream.write_all(&scratch).await;
-                lingering_close(client).await;
-                return;
-            }
-        };
+        let (req, routes) =
+            match read_request_head(&core, &mut client, &ctx, &mut upstream_head).await {
+                Ok(Some(r)) => r,
+                Ok(None) => break,
+                Err(rejection) => {
+                    pages::error_response(&mut scratch, rejection.status, &rejection.reason, true);
+                    let _ = client.stream.write_all(&scratch).await;
+                    lingering_close(client).await;
+                    return;
+                }
+            };
         client.consume(req.head_len);
-        match exchange(&core, &mut client, &req, &upstream_head, &mut scratch).await {
+        let outcome = exchange(
+            &core,
+            &routes,
+            &mut client,
+            &req,
+            &upstream_head,
+            &mut scratch,
+        )
+        .await;
+        drop(routes);
+        match outcome {
             Outcome::KeepAlive => continue,
             Outcome::Close => break,
             Outcome::CloseAfterError => {
@@ -128,16 +143,19 @@ async fn read_request_head(
     client: &mut Inbound<TcpStream>,
     ctx: &ClientContext,
     out: &mut Vec<u8>,
-) -> Result<Option<RequestInfo>, Rejection> {
+) -> Result<Option<(RequestInfo, Rc<RouteTable>)>, Rejection> {
     let limits = &core.limits;
     let mut started = (!client.buffered().is_empty()).then(Instant::now);
     let max_buffer = limits.max_header_bytes.max(limits.max_request_line) + 1024;
     loop {
         if started.is_some() {
+            // The snapshot current when the head is complete serves the
+            // whole request.
+            let routes = core.routes.borrow().clone();
             if let Parsed::Complete(info) =
-                prepare_request(client.buffered(), &core.routes, limits, ctx, out)?
+                prepare_request(client.buffered(), &routes, limits, ctx, out)?
             {
-                return Ok(Some(info));
+                return Ok(Some((info, routes)));
             }
         }
         let wait = match started {
@@ -178,12 +196,13 @@ async fn read_request_head(
 /// Phases 2–6 for one request whose head has been consumed.
 async fn exchange(
     core: &Core,
+    routes: &RouteTable,
     client: &mut Inbound<TcpStream>,
     req: &RequestInfo,
     upstream_head: &[u8],
     scratch: &mut Vec<u8>,
 ) -> Outcome {
-    let route = &core.routes.apps[req.app];
+    let route = &routes.apps[req.app];
     let target = match Target::for_request(route, req.app_host.as_str()) {
         Ok(t) => t,
         Err(e) => {
@@ -242,7 +261,7 @@ async fn exchange(
             }
             body_sent |= req.framing.has_body();
             send_request(core, client, &mut up, req, upstream_head, scratch).await?;
-            read_response_head(core, client, &mut up, req, scratch, &route.name).await
+            read_response_head(core, routes, client, &mut up, req, scratch, &route.name).await
         }
         .await;
         match result {
@@ -397,6 +416,7 @@ fn downstream_error(detail: &str) -> ExchangeError {
 /// On success the client head is in `out`, not yet written.
 async fn read_response_head(
     core: &Core,
+    routes: &RouteTable,
     client: &mut Inbound<TcpStream>,
     up: &mut UpstreamConn,
     req: &RequestInfo,
@@ -411,7 +431,7 @@ async fn read_response_head(
         match prepare_response(
             up.buffered(),
             req,
-            &core.routes,
+            routes,
             limits.max_response_header_bytes,
             false,
             out,

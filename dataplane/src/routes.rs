@@ -55,6 +55,11 @@ impl std::fmt::Debug for HostName {
     }
 }
 
+/// Trust anchors shared read-only by every core (cloned into each core's
+/// TLS configurations when a snapshot is compiled, never touched per
+/// request).
+pub type SharedRoots = Arc<rustls::RootCertStore>;
+
 /// Where one app's requests go.
 pub struct AppRoute {
     pub name: Rc<str>,
@@ -211,6 +216,20 @@ impl RouteTable {
             domains,
             apps,
         })
+    }
+
+    /// A table with no apps, for a data plane waiting for its first
+    /// snapshot from controld: every host gets 421.
+    pub fn empty() -> RouteTable {
+        RouteTable {
+            version: 0,
+            suffix: b"unconfigured.invalid".to_vec().into_boxed_slice(),
+            dotted_suffix_finder: aho_corasick::AhoCorasick::new([".unconfigured.invalid"])
+                // A fixed, valid pattern always builds.
+                .expect("static pattern"),
+            domains: FxHashMap::default(),
+            apps: Vec::new(),
+        }
     }
 
     pub fn suffix(&self) -> &[u8] {

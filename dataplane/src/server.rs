@@ -3,6 +3,7 @@
 //! Nothing is shared between cores after start-up.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -11,9 +12,10 @@ use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement};
 use palisade_schema::snapshot;
 
+use crate::control::{self, ControlConfig};
 use crate::limits::Limits;
 use crate::proxy::{serve_connection, Core};
-use crate::routes::{system_roots, RouteTable};
+use crate::routes::{system_roots, RouteTable, SharedRoots};
 
 /// Everything a data plane needs to start.
 #[derive(Clone, Debug)]
@@ -24,8 +26,13 @@ pub struct ServerConfig {
     /// CPU of each core (core i uses `cpus[i % len]`); empty: CPU i modulo
     /// the CPUs available.
     pub cpus: Vec<usize>,
-    /// The snapshot file's bytes; every core decodes its own copy.
-    pub snapshot: Arc<Vec<u8>>,
+    /// The snapshot to start from (every core decodes its own copy); `None`
+    /// starts with no apps until controld pushes one.
+    pub snapshot: Option<Arc<Vec<u8>>>,
+    /// controld's socket: each core connects and takes pushed snapshots.
+    pub control: Option<PathBuf>,
+    /// Where pushed snapshots are kept for restarts without controld.
+    pub snapshot_cache: Option<PathBuf>,
     pub limits: Limits,
     /// io_uring registered-buffer memory per core (bytes); counts against
     /// RLIMIT_MEMLOCK.
@@ -49,9 +56,15 @@ impl std::error::Error for StartError {}
 pub fn run(config: ServerConfig, on_ready: impl FnOnce(SocketAddr)) -> Result<(), StartError> {
     // Decode once up front so a bad snapshot fails the start with a clear
     // message instead of inside a core.
-    let policy = snapshot::decode(&config.snapshot).map_err(|e| StartError(e.to_string()))?;
-    let roots = Arc::new(system_roots());
-    RouteTable::build(&policy, &roots).map_err(|e| StartError(e.to_string()))?;
+    let roots: SharedRoots = Arc::new(system_roots());
+    if let Some(bytes) = &config.snapshot {
+        let policy = snapshot::decode(bytes).map_err(|e| StartError(e.to_string()))?;
+        RouteTable::build(&policy, &roots).map_err(|e| StartError(e.to_string()))?;
+    } else if config.control.is_none() {
+        return Err(StartError(
+            "no snapshot: give --snapshot, a --snapshot-cache holding one, or --control".into(),
+        ));
+    }
 
     // With port 0 every SO_REUSEPORT listener would get its own port: pick
     // one first, and hold it (bound, not listening) until the cores bind.
@@ -66,6 +79,9 @@ pub fn run(config: ServerConfig, on_ready: impl FnOnce(SocketAddr)) -> Result<()
         let bytes = config.snapshot.clone();
         let roots = roots.clone();
         let limits = config.limits.clone();
+        let control = config.control.clone();
+        let cache_dir = config.snapshot_cache.clone();
+        let cores = config.cores.max(1) as u32;
         let cpu = if config.cpus.is_empty() {
             index % cpus
         } else {
@@ -76,8 +92,13 @@ pub fn run(config: ServerConfig, on_ready: impl FnOnce(SocketAddr)) -> Result<()
             .io_memory(config.io_memory)
             .spawn(move || async move {
                 let start = || -> Result<(TcpListener, Rc<Core>), String> {
-                    let policy = snapshot::decode(&bytes).map_err(|e| e.to_string())?;
-                    let routes = RouteTable::build(&policy, &roots).map_err(|e| e.to_string())?;
+                    let routes = match &bytes {
+                        Some(bytes) => {
+                            let policy = snapshot::decode(bytes).map_err(|e| e.to_string())?;
+                            RouteTable::build(&policy, &roots).map_err(|e| e.to_string())?
+                        }
+                        None => RouteTable::empty(),
+                    };
                     let listener =
                         bind_listener(listen).map_err(|e| format!("bind {listen}: {e}"))?;
                     Ok((listener, Rc::new(Core::new(routes, limits))))
@@ -91,6 +112,16 @@ pub fn run(config: ServerConfig, on_ready: impl FnOnce(SocketAddr)) -> Result<()
                 };
                 let _ = ready.send(Ok(()));
                 drop(ready);
+                if let Some(socket) = control {
+                    let config = ControlConfig {
+                        socket,
+                        cache_dir,
+                        core_index: index as u32,
+                        cores,
+                        roots,
+                    };
+                    glommio::spawn_local(control::run(core.clone(), config)).detach();
+                }
                 loop {
                     match listener.accept().await {
                         Ok(stream) => {

@@ -2,8 +2,9 @@
 //! data plane: generated Cap'n Proto code, the snapshot file framing, and the
 //! TOML policy-source compiler.
 
+pub mod frame;
 pub mod generated;
 pub mod policy;
 pub mod snapshot;
 
-pub use generated::policy_capnp;
+pub use generated::{control_capnp, policy_capnp};

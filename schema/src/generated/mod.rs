@@ -5,3 +5,5 @@
 
 #[rustfmt::skip]
 pub mod policy_capnp;
+#[rustfmt::skip]
+pub mod control_capnp;

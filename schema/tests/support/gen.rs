@@ -3,7 +3,7 @@
 use std::path::Path;
 
 /// The schema files, relative to the schema crate.
-pub const SCHEMAS: &[&str] = &["capnp/policy.capnp"];
+pub const SCHEMAS: &[&str] = &["capnp/policy.capnp", "capnp/control.capnp"];
 
 /// Runs `capnp compile -orust` on every schema, writing into `out`.
 pub fn generate(manifest: &Path, out: &Path) -> Result<(), String> {

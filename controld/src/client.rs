@@ -1,0 +1,231 @@
+//! The operator side of the control socket: `apply`, `status`, `rollback`.
+
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+
+use capnp::message::Builder;
+use palisade_schema::control_capnp::{request, response};
+use palisade_schema::frame::{self, MAX_FRAME_BYTES};
+use serde::Serialize;
+
+/// One core's answer to a push.
+#[derive(Debug, Serialize)]
+pub struct CoreAck {
+    pub pid: u32,
+    pub core: u32,
+    pub ok: bool,
+    pub error: String,
+}
+
+/// Outcome of `apply` or `rollback`.
+#[derive(Debug, Serialize)]
+pub struct Applied {
+    pub version: u64,
+    pub acks: Vec<CoreAck>,
+}
+
+impl Applied {
+    /// True when every connected core took the snapshot.
+    pub fn all_ok(&self) -> bool {
+        self.acks.iter().all(|a| a.ok)
+    }
+
+    pub fn render(&self, verb: &str) -> String {
+        let mut out = format!(
+            "{verb} version {}: {} core(s) connected\n",
+            self.version,
+            self.acks.len()
+        );
+        for a in &self.acks {
+            if a.ok {
+                out.push_str(&format!("  pid {} core {}: ok\n", a.pid, a.core));
+            } else {
+                out.push_str(&format!(
+                    "  pid {} core {}: REFUSED: {}\n",
+                    a.pid, a.core, a.error
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// One connected core in `status`.
+#[derive(Debug, Serialize)]
+pub struct CoreStatus {
+    pub pid: u32,
+    pub core: u32,
+    pub version: u64,
+    pub last_error: String,
+    pub connected_for_ms: u64,
+}
+
+/// `controld status`.
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub current_version: u64,
+    pub history_versions: Vec<u64>,
+    pub cores: Vec<CoreStatus>,
+    pub last_push_version: u64,
+    pub last_push_unix_ms: i64,
+    pub last_push_result: String,
+    pub log_backlog: u64,
+}
+
+impl Status {
+    pub fn render(&self) -> String {
+        let mut out = format!("current version: {}\n", self.current_version);
+        out.push_str(&format!(
+            "history: {}\n",
+            self.history_versions
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        let pids: std::collections::BTreeSet<u32> = self.cores.iter().map(|c| c.pid).collect();
+        out.push_str(&format!(
+            "data planes: {} ({} cores connected)\n",
+            pids.len(),
+            self.cores.len()
+        ));
+        for c in &self.cores {
+            out.push_str(&format!(
+                "  pid {} core {}: version {}{} (connected {} s)\n",
+                c.pid,
+                c.core,
+                c.version,
+                if c.last_error.is_empty() {
+                    String::new()
+                } else {
+                    format!(", last error: {}", c.last_error)
+                },
+                c.connected_for_ms / 1000
+            ));
+        }
+        if self.last_push_version > 0 {
+            out.push_str(&format!(
+                "last push: version {} at {} (unix ms): {}\n",
+                self.last_push_version, self.last_push_unix_ms, self.last_push_result
+            ));
+        } else {
+            out.push_str("last push: none since controld started\n");
+        }
+        out.push_str(&format!("log backlog: {} records\n", self.log_backlog));
+        out
+    }
+}
+
+fn exchange(
+    socket: &Path,
+    message: &Builder<capnp::message::HeapAllocator>,
+) -> Result<Vec<u8>, String> {
+    let mut stream = UnixStream::connect(socket)
+        .map_err(|e| format!("cannot reach controld at {}: {e}", socket.display()))?;
+    frame::write_blocking(&mut stream, message).map_err(|e| format!("sending to controld: {e}"))?;
+    frame::read_blocking(&mut stream, MAX_FRAME_BYTES)
+        .map_err(|e| format!("reading controld's answer: {e}"))
+}
+
+fn applied_from(body: &[u8]) -> Result<Applied, String> {
+    let msg = frame::decode(body).map_err(|e| e.to_string())?;
+    let resp = msg
+        .get_root::<response::Reader>()
+        .map_err(|e| e.to_string())?;
+    match resp.which().map_err(|e| e.to_string())? {
+        response::Applied(a) => {
+            let a = a.map_err(|e| e.to_string())?;
+            let mut acks = Vec::new();
+            for c in a.get_acks().map_err(|e| e.to_string())?.iter() {
+                acks.push(CoreAck {
+                    pid: c.get_pid(),
+                    core: c.get_core(),
+                    ok: c.get_ok(),
+                    error: c
+                        .get_error()
+                        .ok()
+                        .and_then(|t| t.to_str().ok())
+                        .unwrap_or("")
+                        .to_string(),
+                });
+            }
+            Ok(Applied {
+                version: a.get_version(),
+                acks,
+            })
+        }
+        response::Error(e) => Err(e
+            .ok()
+            .and_then(|t| t.to_str().ok())
+            .unwrap_or("error")
+            .to_string()),
+        _ => Err("unexpected answer from controld".into()),
+    }
+}
+
+/// Asks the daemon to compile, store and push the policy at `policy`.
+pub fn apply(socket: &Path, policy: &Path) -> Result<Applied, String> {
+    let absolute =
+        std::fs::canonicalize(policy).map_err(|e| format!("{}: {e}", policy.display()))?;
+    let mut m = Builder::new_default();
+    m.init_root::<request::Builder>()
+        .init_apply()
+        .set_policy_path(absolute.to_string_lossy().as_ref());
+    applied_from(&exchange(socket, &m)?)
+}
+
+/// Asks the daemon to make `version` (0: the previous one) current again.
+pub fn rollback(socket: &Path, version: u64) -> Result<Applied, String> {
+    let mut m = Builder::new_default();
+    m.init_root::<request::Builder>()
+        .init_rollback()
+        .set_version(version);
+    applied_from(&exchange(socket, &m)?)
+}
+
+/// Reads the daemon's status.
+pub fn status(socket: &Path) -> Result<Status, String> {
+    let mut m = Builder::new_default();
+    m.init_root::<request::Builder>().set_status(());
+    let body = exchange(socket, &m)?;
+    let msg = frame::decode(&body).map_err(|e| e.to_string())?;
+    let resp = msg
+        .get_root::<response::Reader>()
+        .map_err(|e| e.to_string())?;
+    let text = |t: capnp::Result<capnp::text::Reader<'_>>| {
+        t.ok()
+            .and_then(|t| t.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
+    match resp.which().map_err(|e| e.to_string())? {
+        response::Status(s) => {
+            let s = s.map_err(|e| e.to_string())?;
+            let mut cores = Vec::new();
+            for c in s.get_cores().map_err(|e| e.to_string())?.iter() {
+                cores.push(CoreStatus {
+                    pid: c.get_pid(),
+                    core: c.get_core(),
+                    version: c.get_version(),
+                    last_error: text(c.get_last_error()),
+                    connected_for_ms: c.get_connected_for_ms(),
+                });
+            }
+            Ok(Status {
+                current_version: s.get_current_version(),
+                history_versions: s
+                    .get_history_versions()
+                    .map_err(|e| e.to_string())?
+                    .iter()
+                    .collect(),
+                cores,
+                last_push_version: s.get_last_push_version(),
+                last_push_unix_ms: s.get_last_push_unix_ms(),
+                last_push_result: text(s.get_last_push_result()),
+                log_backlog: s.get_log_backlog(),
+            })
+        }
+        response::Error(e) => Err(text(e)),
+        _ => Err("unexpected answer from controld".into()),
+    }
+}

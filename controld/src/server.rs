@@ -1,0 +1,474 @@
+//! The daemon: serves the control socket to data-plane cores (hello, snapshot
+//! push, ack) and to the operator CLI (apply, status, rollback).
+//!
+//! One thread per connection with blocking I/O: the daemon handles a few
+//! dozen connections (one per data-plane core plus operators), so
+//! simplicity wins over an event loop. A peer that sends garbage, an
+//! oversized frame, or stalls mid-frame is dropped; the others are not
+//! affected.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use capnp::message::Builder;
+use palisade_schema::control_capnp::{request, response};
+use palisade_schema::frame::{self, FrameError, MAX_FRAME_BYTES};
+use palisade_schema::policy::{compile_file, CompileOptions, Policy};
+use palisade_schema::snapshot;
+
+use crate::socket::{self, Access};
+use crate::state::{StateDir, Stored};
+
+/// How long the rest of a frame may take once its first byte arrived.
+const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a write to a peer may block.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Daemon settings.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    pub policy: PathBuf,
+    pub socket: PathBuf,
+    pub state_dir: PathBuf,
+    pub access: Access,
+    pub socket_gid: Option<u32>,
+    /// How long `apply` waits for every core's ack.
+    pub ack_timeout: Duration,
+}
+
+/// A connected data-plane core.
+struct CoreConn {
+    pid: u32,
+    core: u32,
+    version: u64,
+    last_error: String,
+    connected_at: Instant,
+    writer: Arc<Mutex<UnixStream>>,
+    /// Last ack: (version, ok, error).
+    last_ack: Option<(u64, bool, String)>,
+}
+
+struct LastPush {
+    version: u64,
+    at_unix_ms: i64,
+    result: String,
+}
+
+struct Inner {
+    current: Option<Stored>,
+    cores: BTreeMap<u64, CoreConn>,
+    last_push: Option<LastPush>,
+}
+
+/// Shared daemon state.
+pub struct Daemon {
+    state: StateDir,
+    config: ServeConfig,
+    inner: Mutex<Inner>,
+    changed: Condvar,
+    /// Serialises apply and rollback.
+    applying: Mutex<()>,
+}
+
+/// The outcome of one core for a push.
+pub struct CoreResult {
+    pub pid: u32,
+    pub core: u32,
+    pub ok: bool,
+    pub error: String,
+}
+
+fn now_unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Compares two policies ignoring version and compile metadata.
+fn same_policy(a: &Policy, b: &Policy) -> bool {
+    a.suffix == b.suffix && a.apps == b.apps
+}
+
+impl Daemon {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock would be a bug; keep serving with
+        // the state as it is rather than poisoning every later request.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Compiles the policy at `path` and makes it current (a new version
+    /// unless it equals the current one).
+    fn compile_and_store(&self, path: &std::path::Path) -> Result<Stored, String> {
+        let version = self.state.next_version();
+        let policy = compile_file(
+            path,
+            &CompileOptions {
+                version,
+                ..CompileOptions::default()
+            },
+        )
+        .map_err(|d| d.to_string())?;
+        if let Some(current) = self.lock().current.clone() {
+            if same_policy(&current.policy, &policy) {
+                return Ok(current);
+            }
+        }
+        let bytes = snapshot::encode(&policy);
+        self.state
+            .store(version, &bytes)
+            .map_err(|e| format!("state dir: {e}"))?;
+        let stored = Stored {
+            version,
+            policy,
+            bytes: Arc::new(bytes),
+        };
+        self.lock().current = Some(stored.clone());
+        Ok(stored)
+    }
+
+    /// Pushes `stored` to every connected core and waits for their acks.
+    fn push_and_wait(&self, stored: &Stored) -> Vec<CoreResult> {
+        let frame = push_frame(stored);
+        let targets: Vec<(u64, Arc<Mutex<UnixStream>>)> = self
+            .lock()
+            .cores
+            .iter()
+            .map(|(id, c)| (*id, c.writer.clone()))
+            .collect();
+        for (_, writer) in &targets {
+            // A failed write shows up as a missing ack.
+            let _ = writer
+                .lock()
+                .map(|mut w| std::io::Write::write_all(&mut *w, &frame));
+        }
+        let deadline = Instant::now() + self.config.ack_timeout;
+        let mut inner = self.lock();
+        loop {
+            let pending = targets.iter().any(|(id, _)| {
+                inner
+                    .cores
+                    .get(id)
+                    .is_some_and(|c| c.last_ack.as_ref().is_none_or(|a| a.0 != stored.version))
+            });
+            let left = deadline.saturating_duration_since(Instant::now());
+            if !pending || left.is_zero() {
+                break;
+            }
+            inner = self
+                .changed
+                .wait_timeout(inner, left)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
+        let results: Vec<CoreResult> = targets
+            .iter()
+            .filter_map(|(id, _)| inner.cores.get(id))
+            .map(|c| match &c.last_ack {
+                Some((v, ok, error)) if *v == stored.version => CoreResult {
+                    pid: c.pid,
+                    core: c.core,
+                    ok: *ok,
+                    error: error.clone(),
+                },
+                _ => CoreResult {
+                    pid: c.pid,
+                    core: c.core,
+                    ok: false,
+                    error: "no answer in time".into(),
+                },
+            })
+            .collect();
+        let refused: Vec<String> = results
+            .iter()
+            .filter(|r| !r.ok)
+            .map(|r| format!("pid {} core {}: {}", r.pid, r.core, r.error))
+            .collect();
+        inner.last_push = Some(LastPush {
+            version: stored.version,
+            at_unix_ms: now_unix_ms(),
+            result: if refused.is_empty() {
+                "ok".into()
+            } else {
+                refused.join("; ")
+            },
+        });
+        results
+    }
+
+    fn apply(&self, path: &str) -> Result<(u64, Vec<CoreResult>), String> {
+        let _serial = self.applying.lock().unwrap_or_else(|e| e.into_inner());
+        let stored = self.compile_and_store(std::path::Path::new(path))?;
+        let results = self.push_and_wait(&stored);
+        Ok((stored.version, results))
+    }
+
+    fn rollback(&self, version: u64) -> Result<(u64, Vec<CoreResult>), String> {
+        let _serial = self.applying.lock().unwrap_or_else(|e| e.into_inner());
+        let current = self.lock().current.as_ref().map(|c| c.version).unwrap_or(0);
+        let target = if version == 0 {
+            self.state
+                .versions()
+                .into_iter()
+                .rev()
+                .find(|v| *v < current)
+                .ok_or("no earlier version in the history")?
+        } else {
+            version
+        };
+        let stored = self.state.load(target)?;
+        self.state
+            .set_current(target)
+            .map_err(|e| format!("state dir: {e}"))?;
+        self.lock().current = Some(stored.clone());
+        let results = self.push_and_wait(&stored);
+        Ok((target, results))
+    }
+}
+
+fn push_frame(stored: &Stored) -> Vec<u8> {
+    let mut m = Builder::new_default();
+    let mut push = m.init_root::<response::Builder>().init_snapshot();
+    push.set_version(stored.version);
+    push.set_bytes(&stored.bytes);
+    frame::encode(&m)
+}
+
+fn applied_frame(version: u64, results: &[CoreResult]) -> Vec<u8> {
+    let mut m = Builder::new_default();
+    let mut applied = m.init_root::<response::Builder>().init_applied();
+    applied.set_version(version);
+    let mut acks = applied.init_acks(results.len() as u32);
+    for (i, r) in results.iter().enumerate() {
+        let mut a = acks.reborrow().get(i as u32);
+        a.set_pid(r.pid);
+        a.set_core(r.core);
+        a.set_ok(r.ok);
+        a.set_error(r.error.as_str());
+    }
+    frame::encode(&m)
+}
+
+fn error_frame(message: &str) -> Vec<u8> {
+    let mut m = Builder::new_default();
+    m.init_root::<response::Builder>().set_error(message);
+    frame::encode(&m)
+}
+
+fn status_frame(daemon: &Daemon) -> Vec<u8> {
+    let versions = daemon.state.versions();
+    let inner = daemon.lock();
+    let mut m = Builder::new_default();
+    let mut st = m.init_root::<response::Builder>().init_status();
+    st.set_current_version(inner.current.as_ref().map_or(0, |c| c.version));
+    let mut h = st.reborrow().init_history_versions(versions.len() as u32);
+    for (i, v) in versions.iter().enumerate() {
+        h.set(i as u32, *v);
+    }
+    let mut cores = st.reborrow().init_cores(inner.cores.len() as u32);
+    for (i, c) in inner.cores.values().enumerate() {
+        let mut cs = cores.reborrow().get(i as u32);
+        cs.set_pid(c.pid);
+        cs.set_core(c.core);
+        cs.set_version(c.version);
+        cs.set_last_error(c.last_error.as_str());
+        cs.set_connected_for_ms(c.connected_at.elapsed().as_millis() as u64);
+    }
+    if let Some(p) = &inner.last_push {
+        st.set_last_push_version(p.version);
+        st.set_last_push_unix_ms(p.at_unix_ms);
+        st.set_last_push_result(p.result.as_str());
+    }
+    st.set_log_backlog(0);
+    frame::encode(&m)
+}
+
+/// Reads one frame: waits without limit for its first byte (idle peers are
+/// fine), then gives the rest [`FRAME_TIMEOUT`] (a stalled peer is dropped).
+fn read_frame(stream: &mut UnixStream) -> Result<Vec<u8>, FrameError> {
+    let mut first = [0u8; 1];
+    stream.set_read_timeout(None).map_err(FrameError::Io)?;
+    loop {
+        match stream.read(&mut first) {
+            Ok(0) => return Err(FrameError::Closed),
+            Ok(_) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(FrameError::Io(e)),
+        }
+    }
+    stream
+        .set_read_timeout(Some(FRAME_TIMEOUT))
+        .map_err(FrameError::Io)?;
+    let mut rest = [0u8; 3];
+    stream.read_exact(&mut rest).map_err(FrameError::Io)?;
+    let len = frame::check_length([first[0], rest[0], rest[1], rest[2]], MAX_FRAME_BYTES)?;
+    let mut body = vec![0u8; len];
+    stream.read_exact(&mut body).map_err(FrameError::Io)?;
+    Ok(body)
+}
+
+/// Serves one peer until it disconnects or misbehaves.
+fn handle(daemon: Arc<Daemon>, mut stream: UnixStream, conn_id: u64) {
+    let peer = match socket::peer_credentials(&stream) {
+        Ok(p) => p,
+        Err(_) => return,
+    };
+    if !daemon.config.access.allows(&peer) {
+        eprintln!(
+            "controld: refused connection from uid {} (pid {})",
+            peer.uid, peer.pid
+        );
+        return;
+    }
+    let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+    let writer = match stream.try_clone() {
+        Ok(w) => Arc::new(Mutex::new(w)),
+        Err(_) => return,
+    };
+    let send = |bytes: &[u8]| {
+        writer
+            .lock()
+            .map(|mut w| std::io::Write::write_all(&mut *w, bytes).is_ok())
+            .unwrap_or(false)
+    };
+    loop {
+        let body = match read_frame(&mut stream) {
+            Ok(b) => b,
+            Err(FrameError::Closed) => break,
+            Err(e) => {
+                eprintln!("controld: dropping peer pid {}: {e}", peer.pid);
+                break;
+            }
+        };
+        let message = match frame::decode(&body) {
+            Ok(m) => m,
+            Err(e) => {
+                eprintln!("controld: dropping peer pid {}: {e}", peer.pid);
+                break;
+            }
+        };
+        let req = match message
+            .get_root::<request::Reader>()
+            .and_then(|r| r.which().map_err(capnp::Error::from))
+        {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("controld: dropping peer pid {}: {e}", peer.pid);
+                break;
+            }
+        };
+        let ok = match req {
+            request::Hello(h) => {
+                let Ok(h) = h else { break };
+                let push = {
+                    let mut inner = daemon.lock();
+                    inner.cores.insert(
+                        conn_id,
+                        CoreConn {
+                            pid: h.get_pid(),
+                            core: h.get_core(),
+                            version: h.get_version_held(),
+                            last_error: String::new(),
+                            connected_at: Instant::now(),
+                            writer: writer.clone(),
+                            last_ack: None,
+                        },
+                    );
+                    inner
+                        .current
+                        .clone()
+                        .filter(|c| c.version != h.get_version_held())
+                };
+                daemon.changed.notify_all();
+                // A core that is behind (or ahead, after a rollback) gets
+                // the current snapshot right away.
+                push.is_none_or(|stored| send(&push_frame(&stored)))
+            }
+            request::Ack(a) => {
+                let Ok(a) = a else { break };
+                let error = a
+                    .get_error()
+                    .ok()
+                    .and_then(|t| t.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
+                let mut inner = daemon.lock();
+                if let Some(c) = inner.cores.get_mut(&conn_id) {
+                    if a.get_ok() {
+                        c.version = a.get_version();
+                        c.last_error.clear();
+                    } else {
+                        c.last_error = format!("refused version {}: {error}", a.get_version());
+                    }
+                    c.last_ack = Some((a.get_version(), a.get_ok(), error));
+                }
+                drop(inner);
+                daemon.changed.notify_all();
+                true
+            }
+            request::Apply(a) => {
+                let path = a
+                    .ok()
+                    .and_then(|a| a.get_policy_path().ok())
+                    .and_then(|p| p.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
+                let reply = match daemon.apply(&path) {
+                    Ok((version, results)) => applied_frame(version, &results),
+                    Err(e) => error_frame(&e),
+                };
+                send(&reply)
+            }
+            request::Rollback(r) => {
+                let version = r.map(|r| r.get_version()).unwrap_or(0);
+                let reply = match daemon.rollback(version) {
+                    Ok((version, results)) => applied_frame(version, &results),
+                    Err(e) => error_frame(&e),
+                };
+                send(&reply)
+            }
+            request::Status(()) => send(&status_frame(&daemon)),
+        };
+        if !ok {
+            break;
+        }
+    }
+    daemon.lock().cores.remove(&conn_id);
+    daemon.changed.notify_all();
+}
+
+/// Starts the daemon and serves until the process ends. `on_ready` runs
+/// once the socket listens, with the current version.
+pub fn serve(config: ServeConfig, on_ready: impl FnOnce(u64)) -> Result<(), String> {
+    let state = StateDir::open(&config.state_dir)
+        .map_err(|e| format!("{}: {e}", config.state_dir.display()))?;
+    let current = state.current();
+    let daemon = Arc::new(Daemon {
+        state,
+        config: config.clone(),
+        inner: Mutex::new(Inner {
+            current,
+            cores: BTreeMap::new(),
+            last_push: None,
+        }),
+        changed: Condvar::new(),
+        applying: Mutex::new(()),
+    });
+    let stored = daemon.compile_and_store(&config.policy)?;
+    let listener = socket::bind(&config.socket, config.socket_gid)?;
+    on_ready(stored.version);
+    let mut next_id = 0u64;
+    for stream in listener.incoming() {
+        let Ok(stream) = stream else { continue };
+        next_id += 1;
+        let (d, id) = (daemon.clone(), next_id);
+        let _ = std::thread::Builder::new()
+            .name(format!("controld-peer{id}"))
+            .spawn(move || handle(d, stream, id));
+    }
+    Ok(())
+}
