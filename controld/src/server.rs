@@ -303,11 +303,20 @@ fn read_frame(stream: &mut UnixStream) -> Result<Vec<u8>, FrameError> {
     stream
         .set_read_timeout(Some(FRAME_TIMEOUT))
         .map_err(FrameError::Io)?;
+    let stalled = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+            FrameError::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("stalled mid-frame for {} s", FRAME_TIMEOUT.as_secs()),
+            ))
+        }
+        _ => FrameError::Io(e),
+    };
     let mut rest = [0u8; 3];
-    stream.read_exact(&mut rest).map_err(FrameError::Io)?;
+    stream.read_exact(&mut rest).map_err(stalled)?;
     let len = frame::check_length([first[0], rest[0], rest[1], rest[2]], MAX_FRAME_BYTES)?;
     let mut body = vec![0u8; len];
-    stream.read_exact(&mut body).map_err(FrameError::Io)?;
+    stream.read_exact(&mut body).map_err(stalled)?;
     Ok(body)
 }
 

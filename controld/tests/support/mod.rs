@@ -1,0 +1,231 @@
+//! Harness for control-plane tests: real `controld` and `dataplane`
+//! processes on a Unix socket and loopback, real origins.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub use palisade_bench::origin::{Origin, OriginConfig, Reply, Request};
+
+pub const DEADLINE: Duration = Duration::from_secs(15);
+
+/// The `dataplane` binary, built alongside `controld` by `cargo test
+/// --workspace` (scripts/test builds every binary first).
+pub fn dataplane_bin() -> PathBuf {
+    let controld = PathBuf::from(env!("CARGO_BIN_EXE_controld"));
+    let path = controld.with_file_name("dataplane");
+    assert!(
+        path.exists(),
+        "{} is missing: build it first (cargo build -p palisade-dataplane)",
+        path.display()
+    );
+    path
+}
+
+pub fn controld_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_controld"))
+}
+
+/// A child process killed on drop.
+pub struct Proc {
+    pub child: Child,
+    pub first_line: String,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proc {
+    fn spawn(mut cmd: Command) -> Proc {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut reader = BufReader::new(stdout);
+        let mut first_line = String::new();
+        reader.read_line(&mut first_line).expect("read first line");
+        // Keep draining so the child never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut sink = Vec::new();
+            let _ = reader.read_to_end(&mut sink);
+        });
+        Proc { child, first_line }
+    }
+
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A test's working directory with its socket, state and cache paths.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        Env {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+    pub fn socket(&self) -> PathBuf {
+        self.path("control.sock")
+    }
+
+    /// Writes a policy routing `demo.test` (and subdomains) to `upstream`.
+    pub fn policy(&self, name: &str, upstream: SocketAddr, extra: &str) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(
+            &path,
+            format!(
+                "[proxy]\nsuffix = \"proxy.test\"\n\n[[app]]\nname = \"demo\"\ndomains = [\"demo.test\"]\nupstream = \"http://{upstream}\"\n{extra}"
+            ),
+        )
+        .expect("write policy");
+        path
+    }
+
+    /// Starts `controld serve` and waits until it listens.
+    pub fn controld(&self, policy: &Path, args: &[&str]) -> Proc {
+        let mut cmd = Command::new(controld_bin());
+        cmd.arg("serve")
+            .arg("--policy")
+            .arg(policy)
+            .arg("--socket")
+            .arg(self.socket())
+            .arg("--state-dir")
+            .arg(self.path("state"))
+            .args(args);
+        let p = Proc::spawn(cmd);
+        assert!(
+            p.first_line.starts_with("controld: serving version"),
+            "controld: {:?}",
+            p.first_line
+        );
+        p
+    }
+
+    /// Starts the data plane connected to controld; returns it and its address.
+    pub fn dataplane(&self, cores: usize, extra: &[&str]) -> (Proc, SocketAddr) {
+        let mut cmd = Command::new(dataplane_bin());
+        cmd.args(["--listen", "127.0.0.1:0", "--cores", &cores.to_string()])
+            .arg("--control")
+            .arg(self.socket())
+            .arg("--snapshot-cache")
+            .arg(self.path("cache"))
+            .args(extra);
+        let p = Proc::spawn(cmd);
+        let addr = p
+            .first_line
+            .split_whitespace()
+            .nth(3)
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("dataplane did not report its address: {:?}", p.first_line));
+        (p, addr)
+    }
+
+    /// Runs a `controld` CLI command against this socket.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(controld_bin())
+            .args(args)
+            .arg("--socket")
+            .arg(self.socket())
+            .output()
+            .expect("run controld cli")
+    }
+
+    /// `controld status --json`, parsed.
+    pub fn status(&self) -> serde_json::Value {
+        let out = self.cli(&["status", "--json"]);
+        assert!(
+            out.status.success(),
+            "status failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("status json")
+    }
+
+    /// Waits until `cores` cores report `version`.
+    pub fn wait_for_cores(&self, cores: usize, version: u64) {
+        eventually(&format!("{cores} cores at version {version}"), || {
+            let out = self.cli(&["status", "--json"]);
+            if !out.status.success() {
+                return false;
+            }
+            let s: serde_json::Value = match serde_json::from_slice(&out.stdout) {
+                Ok(s) => s,
+                Err(_) => return false,
+            };
+            let list = s["cores"].as_array().cloned().unwrap_or_default();
+            list.len() == cores && list.iter().all(|c| c["version"].as_u64() == Some(version))
+        });
+    }
+}
+
+/// An origin answering every request with `name`.
+pub fn named_origin(name: &'static str) -> Origin {
+    Origin::start(OriginConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        handler: Arc::new(move |_: &Request| Reply::text(200, name)),
+        tls: None,
+        split_writes: false,
+    })
+    .expect("origin")
+}
+
+/// One GET through the proxy on a new connection: (status, body).
+pub fn fetch(addr: SocketAddr, host: &str) -> Result<(u16, String), String> {
+    let mut s = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(DEADLINE))
+        .map_err(|e| e.to_string())?;
+    s.write_all(format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes())
+        .map_err(|e| e.to_string())?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).map_err(|e| e.to_string())?;
+    parse_response(&buf)
+}
+
+/// Parses a complete Content-Length response.
+pub fn parse_response(buf: &[u8]) -> Result<(u16, String), String> {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut r = httparse::Response::new(&mut headers);
+    let n = match r.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        other => {
+            return Err(format!(
+                "bad response {other:?}: {:?}",
+                String::from_utf8_lossy(buf)
+            ))
+        }
+    };
+    Ok((
+        r.code.unwrap_or(0),
+        String::from_utf8_lossy(&buf[n..]).into_owned(),
+    ))
+}
+
+pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < DEADLINE {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("timed out waiting for: {what}");
+}
