@@ -16,6 +16,19 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Measure `controld apply` → acks from every data-plane core for a
+    /// large policy (real controld and dataplane processes).
+    ApplyLatency {
+        #[arg(long, default_value_t = 10_000)]
+        apps: usize,
+        #[arg(long, default_value_t = 100_000)]
+        ip_ranges: usize,
+        /// Data-plane cores.
+        #[arg(long, default_value_t = 2)]
+        cores: usize,
+        #[arg(long, default_value_t = 11)]
+        rounds: usize,
+    },
     /// Run the demo origin app.
     Origin {
         /// Address to listen on.
@@ -35,6 +48,29 @@ enum Command {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
+        Command::ApplyLatency {
+            apps,
+            ip_ranges,
+            cores,
+            rounds,
+        } => {
+            let cfg = palisade_bench::apply_latency::ApplyLatency {
+                apps,
+                ip_ranges,
+                cores,
+                rounds,
+            };
+            match palisade_bench::apply_latency::run(&cfg) {
+                Ok(report) => {
+                    println!("{report}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("bench apply-latency: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Origin {
             listen,
             domain,

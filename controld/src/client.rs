@@ -22,6 +22,10 @@ pub struct CoreAck {
 pub struct Applied {
     pub version: u64,
     pub acks: Vec<CoreAck>,
+    /// controld's time to read, compile and store the policy (µs).
+    pub compile_micros: u64,
+    /// From the first push byte to the last core's ack (µs).
+    pub push_micros: u64,
 }
 
 impl Applied {
@@ -152,6 +156,8 @@ fn applied_from(body: &[u8]) -> Result<Applied, String> {
             Ok(Applied {
                 version: a.get_version(),
                 acks,
+                compile_micros: a.get_compile_micros(),
+                push_micros: a.get_push_micros(),
             })
         }
         response::Error(e) => Err(e

@@ -74,6 +74,16 @@ pub struct Daemon {
     applying: Mutex<()>,
 }
 
+/// The outcome of an apply or rollback.
+pub struct Outcome {
+    pub version: u64,
+    pub results: Vec<CoreResult>,
+    /// Reading, compiling and storing (apply) or loading (rollback).
+    pub compile: Duration,
+    /// From the first push byte to the last ack.
+    pub push: Duration,
+}
+
 /// The outcome of one core for a push.
 pub struct CoreResult {
     pub pid: u32,
@@ -91,7 +101,7 @@ fn now_unix_ms() -> i64 {
 
 /// Compares two policies ignoring version and compile metadata.
 fn same_policy(a: &Policy, b: &Policy) -> bool {
-    a.suffix == b.suffix && a.apps == b.apps
+    a.suffix == b.suffix && a.apps == b.apps && a.ip_tags == b.ip_tags
 }
 
 impl Daemon {
@@ -200,14 +210,21 @@ impl Daemon {
         results
     }
 
-    fn apply(&self, path: &str) -> Result<(u64, Vec<CoreResult>), String> {
+    fn apply(&self, path: &str) -> Result<Outcome, String> {
         let _serial = self.applying.lock().unwrap_or_else(|e| e.into_inner());
+        let started = Instant::now();
         let stored = self.compile_and_store(std::path::Path::new(path))?;
+        let compiled = Instant::now();
         let results = self.push_and_wait(&stored);
-        Ok((stored.version, results))
+        Ok(Outcome {
+            version: stored.version,
+            results,
+            compile: compiled - started,
+            push: compiled.elapsed(),
+        })
     }
 
-    fn rollback(&self, version: u64) -> Result<(u64, Vec<CoreResult>), String> {
+    fn rollback(&self, version: u64) -> Result<Outcome, String> {
         let _serial = self.applying.lock().unwrap_or_else(|e| e.into_inner());
         let current = self.lock().current.as_ref().map(|c| c.version).unwrap_or(0);
         let target = if version == 0 {
@@ -220,13 +237,20 @@ impl Daemon {
         } else {
             version
         };
+        let started = Instant::now();
         let stored = self.state.load(target)?;
         self.state
             .set_current(target)
             .map_err(|e| format!("state dir: {e}"))?;
         self.lock().current = Some(stored.clone());
+        let loaded = Instant::now();
         let results = self.push_and_wait(&stored);
-        Ok((target, results))
+        Ok(Outcome {
+            version: target,
+            results,
+            compile: loaded - started,
+            push: loaded.elapsed(),
+        })
     }
 }
 
@@ -238,12 +262,14 @@ fn push_frame(stored: &Stored) -> Vec<u8> {
     frame::encode(&m)
 }
 
-fn applied_frame(version: u64, results: &[CoreResult]) -> Vec<u8> {
+fn applied_frame(outcome: &Outcome) -> Vec<u8> {
     let mut m = Builder::new_default();
     let mut applied = m.init_root::<response::Builder>().init_applied();
-    applied.set_version(version);
-    let mut acks = applied.init_acks(results.len() as u32);
-    for (i, r) in results.iter().enumerate() {
+    applied.set_version(outcome.version);
+    applied.set_compile_micros(outcome.compile.as_micros() as u64);
+    applied.set_push_micros(outcome.push.as_micros() as u64);
+    let mut acks = applied.init_acks(outcome.results.len() as u32);
+    for (i, r) in outcome.results.iter().enumerate() {
         let mut a = acks.reborrow().get(i as u32);
         a.set_pid(r.pid);
         a.set_core(r.core);
@@ -427,7 +453,7 @@ fn handle(daemon: Arc<Daemon>, mut stream: UnixStream, conn_id: u64) {
                     .unwrap_or("")
                     .to_string();
                 let reply = match daemon.apply(&path) {
-                    Ok((version, results)) => applied_frame(version, &results),
+                    Ok(outcome) => applied_frame(&outcome),
                     Err(e) => error_frame(&e),
                 };
                 send(&reply)
@@ -435,7 +461,7 @@ fn handle(daemon: Arc<Daemon>, mut stream: UnixStream, conn_id: u64) {
             request::Rollback(r) => {
                 let version = r.map(|r| r.get_version()).unwrap_or(0);
                 let reply = match daemon.rollback(version) {
-                    Ok((version, results)) => applied_frame(version, &results),
+                    Ok(outcome) => applied_frame(&outcome),
                     Err(e) => error_frame(&e),
                 };
                 send(&reply)

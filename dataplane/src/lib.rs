@@ -15,6 +15,7 @@ pub mod fuzz;
 pub mod hosts;
 pub mod http;
 pub mod io;
+pub mod iptags;
 pub mod limits;
 pub mod pages;
 pub mod proxy;

@@ -6,6 +6,8 @@
 //! lookups touch no state shared with another core.
 
 use rustc_hash::FxHashMap;
+
+use crate::iptags::IpTagTable;
 use std::net::IpAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -116,6 +118,8 @@ pub struct RouteTable {
     /// degrade it (HashDoS needs control of the inserted keys).
     domains: FxHashMap<Box<[u8]>, usize>,
     pub apps: Vec<AppRoute>,
+    /// Client-address tags for access and session policies.
+    pub ip_tags: IpTagTable,
 }
 
 /// The result of mapping a request's Host.
@@ -211,6 +215,7 @@ impl RouteTable {
             .map_err(|e| RouteError::BadSuffix(e.to_string()))?;
         Ok(RouteTable {
             version: policy.version,
+            ip_tags: IpTagTable::build(&policy.ip_tags),
             dotted_suffix_finder,
             suffix: policy.suffix.as_str().as_bytes().into(),
             domains,
@@ -229,6 +234,7 @@ impl RouteTable {
                 .expect("static pattern"),
             domains: FxHashMap::default(),
             apps: Vec::new(),
+            ip_tags: IpTagTable::default(),
         }
     }
 

@@ -85,6 +85,10 @@ struct CoreAck {
 struct Applied {
   version @0 :UInt64;
   acks @1 :List(CoreAck);
+  compileMicros @2 :UInt64;
+  # Time controld spent reading, compiling and storing the policy.
+  pushMicros @3 :UInt64;
+  # From the first push byte sent to the last core's ack.
 }
 
 struct CoreStatus {

@@ -26,6 +26,21 @@ struct Snapshot {
 
   proxy @4 :Proxy;
   apps @5 :List(App);
+
+  ipTags @6 :List(IpTag);
+  # Named sets of client address ranges (corporate network, VPN egress…)
+  # for access and session policies to match on.
+}
+
+struct IpTag {
+  name @0 :Text;
+  ranges @1 :List(IpRange);
+}
+
+struct IpRange {
+  address @0 :Data;
+  # 4 bytes (IPv4) or 16 bytes (IPv6), network byte order, host bits zero.
+  prefixLength @1 :UInt8;
 }
 
 struct Proxy {

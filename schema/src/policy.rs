@@ -197,6 +197,127 @@ pub struct App {
     pub ca_certificates_pem: Vec<u8>,
 }
 
+/// An address range in CIDR form with its host bits zero.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct IpRange {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl IpRange {
+    /// Parses `10.0.0.0/8`, `2001:db8::/32`, or a bare address (a /32 or
+    /// /128). Host bits must be zero, so a typo like `10.1.2.3/8` is an
+    /// error rather than a silently wider range.
+    pub fn parse(text: &str) -> Result<IpRange, String> {
+        let (addr_text, prefix_text) = match text.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (text, None),
+        };
+        let addr: IpAddr = addr_text
+            .trim()
+            .parse()
+            .map_err(|_| format!("{text:?} is not an IP address or CIDR range"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix_text {
+            None => max,
+            Some(p) => p
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("{text:?}: prefix length must be 0..={max}"))?,
+        };
+        IpRange::checked(addr, prefix)
+            .map_err(|fixed| format!("{text:?}: host bits are set (did you mean {fixed}?)"))
+    }
+
+    /// The range if `prefix` fits the family and no host bit is set; else
+    /// the range with host bits cleared, as a hint.
+    fn checked(addr: IpAddr, prefix: u8) -> Result<IpRange, IpRange> {
+        let max: u8 = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.min(max);
+        let range = IpRange { addr, prefix };
+        let bits = range.bits();
+        let host_bits = u32::from(max - prefix);
+        let host_mask = if host_bits == 0 {
+            0
+        } else {
+            u128::MAX >> (128 - host_bits)
+        };
+        if bits & host_mask != 0 {
+            return Err(IpRange::from_bits(
+                addr.is_ipv4(),
+                bits & !host_mask,
+                prefix,
+            ));
+        }
+        Ok(range)
+    }
+
+    /// Builds a range from its parts; `None` if the length is out of range
+    /// for the family or host bits are set.
+    pub fn new(addr: IpAddr, prefix: u8) -> Option<IpRange> {
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        if prefix > max {
+            return None;
+        }
+        IpRange::checked(addr, prefix).ok()
+    }
+
+    /// First and last address of the range, as integers in the IPv6 space
+    /// (IPv4 mapped into `::ffff:0:0/96`), for interval lookups.
+    pub fn bounds(&self) -> (u128, u128) {
+        let (base, width) = match self.addr {
+            IpAddr::V4(a) => (u128::from(a.to_ipv6_mapped()), 32u32),
+            IpAddr::V6(a) => (u128::from(a), 128u32),
+        };
+        let host_bits = width - u32::from(self.prefix);
+        let span = if host_bits == 0 {
+            0
+        } else {
+            u128::MAX >> (128 - host_bits)
+        };
+        (base, base | span)
+    }
+
+    pub fn addr(&self) -> IpAddr {
+        self.addr
+    }
+    pub fn prefix(&self) -> u8 {
+        self.prefix
+    }
+
+    /// The address as an integer in its own family's width.
+    fn bits(&self) -> u128 {
+        match self.addr {
+            IpAddr::V4(a) => u128::from(u32::from(a)),
+            IpAddr::V6(a) => u128::from(a),
+        }
+    }
+
+    fn from_bits(v4: bool, bits: u128, prefix: u8) -> IpRange {
+        let addr = if v4 {
+            IpAddr::V4((bits as u32).into())
+        } else {
+            IpAddr::V6(bits.into())
+        };
+        IpRange { addr, prefix }
+    }
+}
+
+impl fmt::Display for IpRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// A named set of client address ranges.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IpTag {
+    pub name: String,
+    pub ranges: Vec<IpRange>,
+}
+
 /// A whole validated policy: what a snapshot carries.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Policy {
@@ -205,6 +326,7 @@ pub struct Policy {
     pub source: String,
     pub suffix: DnsName,
     pub apps: Vec<App>,
+    pub ip_tags: Vec<IpTag>,
 }
 
 /// One problem in a policy source, located by file, line and column (1-based).
@@ -250,6 +372,15 @@ struct PolicySource {
     proxy: Spanned<ProxySource>,
     #[serde(default, rename = "app")]
     apps: Vec<Spanned<AppSource>>,
+    #[serde(default, rename = "ip_tag")]
+    ip_tags: Vec<Spanned<IpTagSource>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IpTagSource {
+    name: Spanned<String>,
+    ranges: Spanned<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -313,6 +444,11 @@ pub fn compile_source(
     base_dir: &Path,
     options: &CompileOptions,
 ) -> Result<Policy, Diagnostics> {
+    // Line starts, found once: positions are turned into line numbers by
+    // binary search, so a policy with many thousands of apps compiles in
+    // linear time.
+    let lines = LineIndex::new(text);
+    let line_column = |_: &str, offset: usize| lines.line_column(text, offset);
     let locate = |span: Range<usize>, message: String| {
         let (line, column) = line_column(text, span.start);
         Diagnostic {
@@ -443,6 +579,38 @@ pub fn compile_source(
         });
     }
 
+    let mut ip_tags = Vec::with_capacity(source.ip_tags.len());
+    let mut tag_names: HashMap<String, usize> = HashMap::new();
+    for tag_src in &source.ip_tags {
+        let tag_src = tag_src.get_ref();
+        let name = tag_src.name.get_ref().trim().to_string();
+        let line = line_column(text, tag_src.name.span().start).0;
+        if name.is_empty() {
+            errors.push(locate(tag_src.name.span(), "ip_tag name is empty".into()));
+        } else if let Some(first) = tag_names.get(&name) {
+            errors.push(locate(
+                tag_src.name.span(),
+                format!("duplicate ip_tag {name:?} (first defined on line {first})"),
+            ));
+        } else {
+            tag_names.insert(name.clone(), line);
+        }
+        if tag_src.ranges.get_ref().is_empty() {
+            errors.push(locate(
+                tag_src.ranges.span(),
+                format!("ip_tag {name:?} lists no ranges"),
+            ));
+        }
+        let mut ranges = Vec::with_capacity(tag_src.ranges.get_ref().len());
+        for r in tag_src.ranges.get_ref() {
+            match IpRange::parse(r.get_ref()) {
+                Ok(range) => ranges.push(range),
+                Err(e) => errors.push(locate(r.span(), format!("bad IP range: {e}"))),
+            }
+        }
+        ip_tags.push(IpTag { name, ranges });
+    }
+
     match suffix {
         Some(suffix) if errors.is_empty() => Ok(Policy {
             version: options.version,
@@ -450,6 +618,7 @@ pub fn compile_source(
             source: file.to_string(),
             suffix,
             apps,
+            ip_tags,
         }),
         _ => Err(Diagnostics(errors)),
     }
@@ -459,13 +628,35 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-/// 1-based line and column (in characters) of byte `offset` in `text`.
-fn line_column(text: &str, offset: usize) -> (usize, usize) {
-    let offset = offset.min(text.len());
-    let before = &text[..offset];
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
-    (line, before[line_start..].chars().count() + 1)
+/// Byte offsets where each line of a text starts.
+struct LineIndex {
+    starts: Vec<usize>,
+}
+
+impl LineIndex {
+    fn new(text: &str) -> LineIndex {
+        let mut starts = vec![0];
+        starts.extend(memchr_newlines(text));
+        LineIndex { starts }
+    }
+
+    /// 1-based line and column (in characters) of byte `offset` in `text`.
+    fn line_column(&self, text: &str, offset: usize) -> (usize, usize) {
+        let offset = offset.min(text.len());
+        let line = self.starts.partition_point(|s| *s <= offset);
+        let start = self.starts[line - 1];
+        let column = text
+            .get(start..offset)
+            .map_or(offset - start, |t| t.chars().count());
+        (line, column + 1)
+    }
+}
+
+fn memchr_newlines(text: &str) -> impl Iterator<Item = usize> + '_ {
+    text.bytes()
+        .enumerate()
+        .filter(|(_, b)| *b == b'\n')
+        .map(|(i, _)| i + 1)
 }
 
 #[cfg(test)]
@@ -572,6 +763,33 @@ upstream = "http://127.0.0.1:18080"        # optional: connect here for every ho
             "[proxy]\nsuffix = \"p.test\"\n[[app]]\nname = \"a\"\ndomains = [\"x.p.test\"]\n",
         );
         assert!(e.contains("overlaps the proxy suffix"), "{e}");
+    }
+
+    #[test]
+    fn ip_tags_compile_and_ranges_are_strict() {
+        let p = compile(
+            "[proxy]\nsuffix = \"p.test\"\n[[ip_tag]]\nname = \"corp\"\nranges = [\"10.0.0.0/8\", \"192.0.2.7\", \"2001:db8::/32\"]\n",
+        )
+        .unwrap();
+        assert_eq!(p.ip_tags[0].name, "corp");
+        let shown: Vec<String> = p.ip_tags[0].ranges.iter().map(|r| r.to_string()).collect();
+        assert_eq!(shown, ["10.0.0.0/8", "192.0.2.7/32", "2001:db8::/32"]);
+        let e = first_error("[proxy]\nsuffix = \"p.test\"\n[[ip_tag]]\nname = \"corp\"\nranges = [\"10.1.2.3/8\"]\n");
+        assert!(
+            e.starts_with("p.toml:5:11: error: bad IP range")
+                && e.contains("did you mean 10.0.0.0/8"),
+            "{e}"
+        );
+        for bad in ["10.0.0.0/33", "::/129", "10.0.0", "x/8", "10.0.0.0/-1"] {
+            assert!(IpRange::parse(bad).is_err(), "{bad}");
+        }
+        assert!(IpRange::parse("0.0.0.0/0").is_ok());
+        assert!(IpRange::parse("::/0").is_ok());
+        let e = first_error("[proxy]\nsuffix = \"p.test\"\n[[ip_tag]]\nname = \"a\"\nranges = [\"10.0.0.0/8\"]\n[[ip_tag]]\nname = \"a\"\nranges = [\"10.0.0.0/8\"]\n");
+        assert!(
+            e.contains("duplicate ip_tag \"a\" (first defined on line 4)"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::net::IpAddr;
 
 use capnp::message::{Builder, ReaderOptions};
 
-use crate::policy::{App, DnsName, Policy, Scheme, Upstream, UpstreamHost};
+use crate::policy::{App, DnsName, IpRange, IpTag, Policy, Scheme, Upstream, UpstreamHost};
 use crate::policy_capnp;
 
 /// First bytes of every snapshot file.
@@ -83,6 +83,20 @@ pub fn encode_with_format(policy: &Policy, format_version: u32) -> Vec<u8> {
         snap.reborrow()
             .init_proxy()
             .set_suffix(policy.suffix.as_str());
+        let mut tags = snap.reborrow().init_ip_tags(policy.ip_tags.len() as u32);
+        for (i, tag) in policy.ip_tags.iter().enumerate() {
+            let mut t = tags.reborrow().get(i as u32);
+            t.set_name(tag.name.as_str());
+            let mut ranges = t.init_ranges(tag.ranges.len() as u32);
+            for (j, r) in tag.ranges.iter().enumerate() {
+                let mut out = ranges.reborrow().get(j as u32);
+                match r.addr() {
+                    IpAddr::V4(a) => out.set_address(&a.octets()),
+                    IpAddr::V6(a) => out.set_address(&a.octets()),
+                }
+                out.set_prefix_length(r.prefix());
+            }
+        }
         let mut apps = snap.init_apps(policy.apps.len() as u32);
         for (i, app) in policy.apps.iter().enumerate() {
             let mut a = apps.reborrow().get(i as u32);
@@ -226,12 +240,50 @@ pub fn decode(bytes: &[u8]) -> Result<Policy, SnapshotError> {
             ca_certificates_pem,
         });
     }
+    let mut ip_tags = Vec::new();
+    let mut tag_names = std::collections::HashSet::new();
+    for t in snap.get_ip_tags()?.iter() {
+        let name = text(t.get_name())?;
+        if !tag_names.insert(name.clone()) {
+            return Err(invalid("ip tags", format!("duplicate tag {name:?}")));
+        }
+        let list = t.get_ranges()?;
+        let mut ranges = Vec::with_capacity(list.len() as usize);
+        for r in list.iter() {
+            let address = r.get_address()?;
+            let addr = match address.len() {
+                4 => IpAddr::from(
+                    <[u8; 4]>::try_from(address)
+                        .map_err(|_| invalid("ip range", "length".into()))?,
+                ),
+                16 => IpAddr::from(
+                    <[u8; 16]>::try_from(address)
+                        .map_err(|_| invalid("ip range", "length".into()))?,
+                ),
+                n => {
+                    return Err(invalid(
+                        &format!("ip tag {name:?}"),
+                        format!("address of {n} bytes"),
+                    ))
+                }
+            };
+            let range = IpRange::new(addr, r.get_prefix_length()).ok_or_else(|| {
+                invalid(
+                    &format!("ip tag {name:?}"),
+                    format!("bad range {addr}/{}", r.get_prefix_length()),
+                )
+            })?;
+            ranges.push(range);
+        }
+        ip_tags.push(IpTag { name, ranges });
+    }
     Ok(Policy {
         version: snap.get_version(),
         compiled_at_unix_ms: snap.get_compiled_at_unix_ms(),
         source: text(snap.get_source())?,
         suffix,
         apps,
+        ip_tags,
     })
 }
 
@@ -244,7 +296,7 @@ mod tests {
     fn sample() -> Policy {
         compile_source(
             "t.toml",
-            "[proxy]\nsuffix = \"proxy.test\"\n[[app]]\nname = \"demo\"\ndomains = [\"demo.test\", \"demo-cdn.test\"]\nupstream = \"https://[::1]:8443\"\n[[app]]\nname = \"direct\"\ndomains = [\"box.com\"]\n",
+            "[proxy]\nsuffix = \"proxy.test\"\n[[app]]\nname = \"demo\"\ndomains = [\"demo.test\", \"demo-cdn.test\"]\nupstream = \"https://[::1]:8443\"\n[[app]]\nname = \"direct\"\ndomains = [\"box.com\"]\n[[ip_tag]]\nname = \"corp\"\nranges = [\"10.0.0.0/8\", \"2001:db8::/32\"]\n",
             Path::new("."),
             &CompileOptions { version: 3, compiled_at_unix_ms: 42 },
         )
