@@ -29,8 +29,7 @@ impl IpTagTable {
         let tags = tags
             .iter()
             .map(|tag| {
-                let mut intervals: Vec<Interval> =
-                    tag.ranges.iter().map(|r| r.bounds()).collect();
+                let mut intervals: Vec<Interval> = tag.ranges.iter().map(|r| r.bounds()).collect();
                 intervals.sort_unstable();
                 // Merge overlapping and adjacent intervals.
                 let mut merged: Vec<Interval> = Vec::with_capacity(intervals.len());

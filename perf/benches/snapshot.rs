@@ -71,6 +71,9 @@ fn large(c: &mut Criterion) {
     g.bench_function("encode", |b| {
         b.iter(|| black_box(snapshot::encode(black_box(&policy))))
     });
+    g.bench_function("toml_parse_only (baseline for toml_compile)", |b| {
+        b.iter(|| black_box(toml::from_str::<toml::Table>(black_box(&toml)).expect("parse")))
+    });
     g.bench_function("toml_compile", |b| {
         b.iter(|| {
             black_box(

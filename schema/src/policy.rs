@@ -475,7 +475,8 @@ pub fn compile_source(
         }
     };
 
-    let mut apps = Vec::new();
+    let mut apps = Vec::with_capacity(source.apps.len());
+    let mut upstream_cache: HashMap<String, Upstream> = HashMap::new();
     let mut names: HashMap<String, usize> = HashMap::new();
     // domain -> (app name, line of first mention)
     let mut owners: HashMap<DnsName, (String, usize)> = HashMap::new();
@@ -533,12 +534,19 @@ pub fn compile_source(
 
         let upstream = match &app_src.upstream {
             None => Upstream::Direct,
-            Some(u) => match Upstream::parse_url(u.get_ref()) {
-                Ok(up) => up,
-                Err(e) => {
-                    errors.push(locate(u.span(), e));
-                    Upstream::Direct
-                }
+            // Many apps often share one upstream: parse each URL once.
+            Some(u) => match upstream_cache.get(u.get_ref().as_str()) {
+                Some(up) => up.clone(),
+                None => match Upstream::parse_url(u.get_ref()) {
+                    Ok(up) => {
+                        upstream_cache.insert(u.get_ref().clone(), up.clone());
+                        up
+                    }
+                    Err(e) => {
+                        errors.push(locate(u.span(), e));
+                        Upstream::Direct
+                    }
+                },
             },
         };
 
