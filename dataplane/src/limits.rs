@@ -30,6 +30,12 @@ pub struct Limits {
     pub pool_max_idle: usize,
     /// How long an idle upstream connection is kept.
     pub pool_idle_timeout: Duration,
+    /// Client connections served at once per core; further ones wait in
+    /// the kernel's accept queue.
+    pub max_connections: usize,
+    /// An Upgrade tunnel (WebSocket) is closed after this long without a
+    /// byte in either direction.
+    pub tunnel_idle_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -46,6 +52,8 @@ impl Default for Limits {
             max_response_header_bytes: 64 * 1024,
             pool_max_idle: 64,
             pool_idle_timeout: Duration::from_secs(30),
+            max_connections: 16 * 1024,
+            tunnel_idle_timeout: Duration::from_secs(300),
         }
     }
 }

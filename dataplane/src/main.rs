@@ -73,6 +73,13 @@ struct Args {
     /// Idle upstream connections kept per upstream and core.
     #[arg(long, default_value_t = Limits::default().pool_max_idle)]
     pool_max_idle: usize,
+    /// Client connections served at once per core (more wait in the
+    /// accept queue).
+    #[arg(long, default_value_t = Limits::default().max_connections)]
+    max_connections: usize,
+    /// Seconds an Upgrade tunnel (WebSocket) may carry no byte either way.
+    #[arg(long, default_value_t = Limits::default().tunnel_idle_timeout.as_secs_f64())]
+    tunnel_idle_timeout: f64,
     /// Seconds an idle upstream connection is kept.
     #[arg(long, default_value_t = Limits::default().pool_idle_timeout.as_secs_f64())]
     pool_idle_timeout: f64,
@@ -109,6 +116,8 @@ fn start(a: Args) -> Result<(), String> {
         max_response_header_bytes: a.max_response_header_bytes,
         pool_max_idle: a.pool_max_idle,
         pool_idle_timeout: seconds("pool-idle-timeout", a.pool_idle_timeout)?,
+        max_connections: a.max_connections.max(1),
+        tunnel_idle_timeout: seconds("tunnel-idle-timeout", a.tunnel_idle_timeout)?,
     };
     let given = match &a.snapshot {
         Some(path) => {

@@ -128,7 +128,7 @@ pub async fn serve_connection(core: Rc<Core>, stream: TcpStream, peer: SocketAdd
                 return;
             }
             Outcome::Tunnel(up) => {
-                tunnel(client, up).await;
+                tunnel(client, up, core.limits.tunnel_idle_timeout).await;
                 return;
             }
         }
@@ -550,23 +550,54 @@ async fn lingering_close(mut client: Inbound<TcpStream>) {
 }
 
 /// After 101: copies bytes both ways until each side has finished sending,
-/// propagating half-closes.
-async fn tunnel(client: Inbound<TcpStream>, up: UpstreamConn) {
+/// propagating half-closes. The tunnel ends when neither direction has
+/// carried a byte for `idle` (WebSocket apps ping well within the default).
+async fn tunnel(client: Inbound<TcpStream>, up: UpstreamConn, idle: std::time::Duration) {
     let (client_stream, client_rest) = client.into_parts();
     let (up_stream, up_rest) = up.into_parts();
-    let (client_read, mut client_write) = futures_lite::io::split(client_stream);
-    let (up_read, mut up_write) = futures_lite::io::split(up_stream);
-    let to_app = async move {
-        if up_write.write_all(&client_rest).await.is_ok() {
-            let _ = futures_lite::io::copy(client_read, &mut up_write).await;
+    let (client_read, client_write) = futures_lite::io::split(client_stream);
+    let (up_read, up_write) = futures_lite::io::split(up_stream);
+    let last_activity = std::cell::Cell::new(Instant::now());
+    futures_lite::future::zip(
+        pump(client_read, up_write, client_rest, &last_activity, idle),
+        pump(up_read, client_write, up_rest, &last_activity, idle),
+    )
+    .await;
+}
+
+/// One direction of a tunnel: `first` (bytes read ahead), then everything
+/// `from` sends, then a half-close of `to`.
+async fn pump<R, W>(
+    mut from: R,
+    mut to: W,
+    first: Vec<u8>,
+    last_activity: &std::cell::Cell<Instant>,
+    idle: std::time::Duration,
+) where
+    R: futures_lite::AsyncRead + Unpin,
+    W: futures_lite::AsyncWrite + Unpin,
+{
+    use futures_lite::AsyncReadExt;
+    let mut buf = vec![0u8; 16 * 1024];
+    if to.write_all(&first).await.is_ok() {
+        loop {
+            let wait = idle.saturating_sub(last_activity.get().elapsed());
+            if wait.is_zero() {
+                break;
+            }
+            match within(wait, from.read(&mut buf)).await {
+                Ok(0) => break,
+                Ok(n) => {
+                    last_activity.set(Instant::now());
+                    if to.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+                // The other direction may have been busy: re-check.
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => continue,
+                Err(_) => break,
+            }
         }
-        let _ = up_write.close().await;
-    };
-    let to_client = async move {
-        if client_write.write_all(&up_rest).await.is_ok() {
-            let _ = futures_lite::io::copy(up_read, &mut client_write).await;
-        }
-        let _ = client_write.close().await;
-    };
-    futures_lite::future::zip(to_app, to_client).await;
+    }
+    let _ = to.close().await;
 }

@@ -122,19 +122,34 @@ pub fn run(config: ServerConfig, on_ready: impl FnOnce(SocketAddr)) -> Result<()
                     };
                     glommio::spawn_local(control::run(core.clone(), config)).detach();
                 }
+                // Each connection holds a slot; at the limit, accepting
+                // pauses and new connections wait in the kernel backlog.
+                let slots = Rc::new(glommio::sync::Semaphore::new(
+                    core.limits.max_connections.max(1) as u64,
+                ));
                 loop {
+                    let Ok(slot) = slots.acquire_static_permit(1).await else {
+                        break;
+                    };
                     match listener.accept().await {
                         Ok(stream) => {
                             let peer = match stream.peer_addr() {
                                 Ok(p) => p,
                                 Err(_) => continue,
                             };
-                            glommio::spawn_local(serve_connection(core.clone(), stream, peer))
-                                .detach();
+                            let core = core.clone();
+                            glommio::spawn_local(async move {
+                                serve_connection(core, stream, peer).await;
+                                drop(slot);
+                            })
+                            .detach();
                         }
                         // Out of descriptors and the like: back off briefly
                         // instead of spinning.
-                        Err(_) => glommio::timer::sleep(std::time::Duration::from_millis(10)).await,
+                        Err(_) => {
+                            drop(slot);
+                            glommio::timer::sleep(std::time::Duration::from_millis(10)).await
+                        }
                     }
                 }
             })

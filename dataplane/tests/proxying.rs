@@ -373,3 +373,64 @@ fn works_through_curl() {
     ]);
     assert_eq!(redirect, "https://app.demo.test.proxy.test/landing");
 }
+
+#[test]
+fn connections_beyond_the_per_core_limit_wait_for_a_slot() {
+    let origin = origin(handler());
+    let dp = Dataplane::start(
+        &policy(&format!("http://{}", origin.addr()), ""),
+        &["--max-connections", "2"],
+    );
+    let first = dp.connect();
+    let second = dp.connect();
+    // Make sure both hold their slots (served: a request answered on each).
+    for s in [&first, &second] {
+        let mut s = s.try_clone().expect("clone");
+        s.write_all(&get(H, "/echo")).expect("write");
+        assert_eq!(Reader::new(&mut s).response(false).status, 200);
+    }
+    let mut third = dp.connect();
+    third.write_all(&get(H, "/echo?third")).expect("write");
+    third
+        .set_read_timeout(Some(std::time::Duration::from_millis(300)))
+        .expect("timeout");
+    let mut byte = [0u8; 1];
+    let early = std::io::Read::read(&mut third, &mut byte);
+    assert!(
+        matches!(&early, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut),
+        "the third connection must wait while two are open: {early:?}"
+    );
+    drop(first);
+    third.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    let resp = Reader::new(&mut third).response(false);
+    assert!(
+        resp.text().starts_with("GET /echo?third"),
+        "served once a slot freed: {}",
+        resp.text()
+    );
+    drop(second);
+}
+
+#[test]
+fn idle_tunnel_is_closed() {
+    let origin = origin(handler());
+    let dp = Dataplane::start(
+        &policy(&format!("http://{}", origin.addr()), ""),
+        &["--tunnel-idle-timeout", "0.5"],
+    );
+    let mut s = dp.connect();
+    s.write_all(format!("GET /upgrade HTTP/1.1\r\nHost: {H}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nping").as_bytes())
+        .expect("write");
+    let mut r = Reader::new(&mut s);
+    assert_eq!(r.response(false).status, 101);
+    let mut echoed = std::mem::take(&mut r.buf);
+    while echoed.len() < 4 {
+        let mut chunk = [0u8; 16];
+        let n = std::io::Read::read(r.stream, &mut chunk).expect("read");
+        assert!(n > 0);
+        echoed.extend_from_slice(&chunk[..n]);
+    }
+    assert_eq!(echoed, b"ping");
+    // Nothing more either way: the proxy ends the tunnel.
+    assert!(r.closed(), "idle tunnel closed");
+}

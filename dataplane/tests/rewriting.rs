@@ -34,6 +34,7 @@ fn request_headers_are_unwrapped_toward_the_app() {
              Proxy-Authorization: Basic Zm9vOmJhcg==\r\n\
              TE: trailers\r\n\
              X-Forwarded-For: 203.0.113.7\r\n\
+             X-Forwarded-For: 198.51.100.2, 198.51.100.3\r\n\
              Forwarded: for=203.0.113.7\r\n\
              X-Forwarded-Host: spoofed.example\r\n\
              X-Forwarded-Proto: https\r\n\
@@ -68,7 +69,14 @@ fn request_headers_are_unwrapped_toward_the_app() {
     }
     assert_eq!(
         seen.header("x-forwarded-for"),
-        Some("203.0.113.7, 127.0.0.1")
+        Some("203.0.113.7, 198.51.100.2, 198.51.100.3, 127.0.0.1")
+    );
+    assert_eq!(
+        seen.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("x-forwarded-for"))
+            .count(),
+        1
     );
     assert_eq!(
         seen.header("forwarded"),

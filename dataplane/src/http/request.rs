@@ -319,8 +319,6 @@ pub fn prepare_request(
                 .zip(kinds)
                 .any(|(h, k)| k == FieldName::Connection && fields::has_token(h.value, name))
     };
-    let mut forwarded_for: Option<&[u8]> = None;
-    let mut forwarded: Option<&[u8]> = None;
     for (h, kind) in headers.iter().zip(kinds) {
         let name = h.name.as_bytes();
         match kind {
@@ -329,14 +327,8 @@ pub fn prepare_request(
             | FieldName::Expect
             | FieldName::XForwardedHost
             | FieldName::XForwardedProto => continue,
-            FieldName::XForwardedFor => {
-                forwarded_for = Some(h.value);
-                continue;
-            }
-            FieldName::Forwarded => {
-                forwarded = Some(h.value);
-                continue;
-            }
+            // Re-written below, after the values earlier proxies sent.
+            FieldName::XForwardedFor | FieldName::Forwarded => continue,
             FieldName::Origin | FieldName::Referer => {
                 if let Some(v) = hosts::unwrap_proxy_hosts(routes, h.value) {
                     push_field(out, name, &v);
@@ -364,17 +356,21 @@ pub fn prepare_request(
     // what earlier proxies said, set what this proxy knows first-hand.
     // Written straight into the head: no allocation per request.
     let proto: &[u8] = if client.tls { b"https" } else { b"http" };
+    // Several field lines of one name form one comma-separated list
+    // (RFC 9110 §5.3): keep every earlier hop, in order.
+    let earlier = |kind: FieldName, out: &mut Vec<u8>| {
+        for (h, k) in headers.iter().zip(kinds) {
+            if k == kind && !h.value.trim_ascii().is_empty() {
+                out.extend_from_slice(h.value.trim_ascii());
+                out.extend_from_slice(b", ");
+            }
+        }
+    };
     out.extend_from_slice(b"X-Forwarded-For: ");
-    if let Some(prev) = forwarded_for {
-        out.extend_from_slice(prev);
-        out.extend_from_slice(b", ");
-    }
+    earlier(FieldName::XForwardedFor, out);
     out.extend_from_slice(client.ip_text.as_bytes());
     out.extend_from_slice(b"\r\nForwarded: ");
-    if let Some(prev) = forwarded {
-        out.extend_from_slice(prev);
-        out.extend_from_slice(b", ");
-    }
+    earlier(FieldName::Forwarded, out);
     out.extend_from_slice(b"for=");
     if client.peer.is_ipv6() {
         // RFC 7239 §6: IPv6 addresses are quoted and bracketed.
