@@ -137,6 +137,19 @@ impl FieldName {
     }
 }
 
+/// True when a Connection field of the head names `name`: such fields are
+/// hop-by-hop too (RFC 9110 §7.6.1). `kinds` classifies `headers`.
+pub fn named_in_connection(
+    headers: &[httparse::Header<'_>],
+    kinds: &[FieldName],
+    name: &[u8],
+) -> bool {
+    headers
+        .iter()
+        .zip(kinds)
+        .any(|(h, k)| *k == FieldName::Connection && has_token(h.value, name))
+}
+
 /// True when a field value holds NUL, CR or LF (RFC 9110 §5.5).
 pub fn has_forbidden_value_bytes(value: &[u8]) -> bool {
     memchr::memchr3(0, b'\r', b'\n', value).is_some()

@@ -311,13 +311,8 @@ pub fn prepare_request(
     out.extend_from_slice(b" HTTP/1.1\r\n");
     push_field(out, b"Host", app_host);
 
-    // Fields named in Connection are hop-by-hop too (RFC 9110 §7.6.1).
     let nominated = |name: &[u8]| {
-        connection_nominates_fields
-            && headers
-                .iter()
-                .zip(kinds)
-                .any(|(h, k)| k == FieldName::Connection && fields::has_token(h.value, name))
+        connection_nominates_fields && fields::named_in_connection(headers, &kinds, name)
     };
     for (h, kind) in headers.iter().zip(kinds) {
         let name = h.name.as_bytes();
