@@ -1,7 +1,8 @@
-//! Palisade bench harness: the demo origin app and test servers (load
-//! generation comes with the bench issue).
+//! Palisade bench harness: the load generator, the demo origin app and
+//! test servers, generated policies and the apply-latency measurement.
 
 pub mod apply_latency;
+pub mod load;
 pub mod origin;
 pub mod policies;
 pub mod tls;

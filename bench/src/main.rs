@@ -16,6 +16,38 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// HTTP/1.1 keep-alive load: closed loop (maximum throughput) or open
+    /// loop at a constant rate with coordinated-omission-correct latency.
+    Load {
+        /// Target URLs (http://host:port/path), used round-robin.
+        #[arg(required = true)]
+        urls: Vec<String>,
+        /// Open loop: total requests per second.
+        #[arg(long, conflicts_with = "closed")]
+        rate: Option<f64>,
+        /// Closed loop: each connection sends as soon as its previous
+        /// response is complete (the default when --rate is not given).
+        #[arg(long)]
+        closed: bool,
+        #[arg(long, default_value_t = 50)]
+        connections: usize,
+        /// Measured seconds.
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        /// Seconds of load before measuring.
+        #[arg(long, default_value_t = 1.0)]
+        warmup: f64,
+        /// Load threads, one glommio executor each [default: all CPUs].
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Host field to send (e.g. demo.test.proxy.test when the URL names
+        /// the proxy by IP).
+        #[arg(long)]
+        host: Option<String>,
+        /// Also write the result as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Measure `controld apply` → acks from every data-plane core for a
     /// large policy (real controld and dataplane processes).
     ApplyLatency {
@@ -48,6 +80,34 @@ enum Command {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
+        Command::Load {
+            urls,
+            rate,
+            closed: _,
+            connections,
+            duration,
+            warmup,
+            threads,
+            host,
+            json,
+        } => {
+            match load(
+                urls,
+                rate,
+                connections,
+                duration,
+                warmup,
+                threads,
+                host,
+                json,
+            ) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("bench load: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::ApplyLatency {
             apps,
             ip_ranges,
@@ -111,4 +171,50 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn load(
+    urls: Vec<String>,
+    rate: Option<f64>,
+    connections: usize,
+    duration: f64,
+    warmup: f64,
+    threads: Option<usize>,
+    host: Option<String>,
+    json: Option<PathBuf>,
+) -> Result<(), String> {
+    use palisade_bench::load::{run, LoadConfig, Target};
+    use std::io::IsTerminal;
+    let targets = urls
+        .iter()
+        .map(|u| Target::parse(u, host.as_deref()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let seconds = |name: &str, v: f64| {
+        std::time::Duration::try_from_secs_f64(v)
+            .map_err(|_| format!("--{name} must be a number of seconds"))
+    };
+    if rate.is_some_and(|r| r <= 0.0) {
+        return Err("--rate must be positive".into());
+    }
+    let config = LoadConfig {
+        targets,
+        rate,
+        connections: connections.max(1),
+        threads: threads.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        }),
+        duration: seconds("duration", duration)?,
+        warmup: seconds("warmup", warmup)?,
+        progress: std::io::stderr().is_terminal(),
+    };
+    let result = run(&config)?;
+    println!("{}", result.render());
+    if let Some(path) = json {
+        let text = serde_json::to_string_pretty(&result).map_err(|e| e.to_string())?;
+        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(())
 }

@@ -1,0 +1,165 @@
+//! `bench load` against `bench origin`: counts and JSON are right (this is
+//! a correctness test, not a speed test).
+
+use std::process::Command;
+
+use palisade_bench::origin::{demo_app, Origin, OriginConfig};
+
+fn origin() -> Origin {
+    Origin::start(OriginConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        handler: demo_app("demo.test"),
+        tls: None,
+        split_writes: false,
+    })
+    .expect("origin")
+}
+
+fn run_load(args: &[&str]) -> serde_json::Value {
+    let dir = tempfile::tempdir().expect("dir");
+    let json = dir.path().join("result.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_bench"))
+        .arg("load")
+        .args(args)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("run bench load");
+    assert!(
+        out.status.success(),
+        "bench load failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("requests:") && text.contains("latency µs: p50"),
+        "{text}"
+    );
+    serde_json::from_str(&std::fs::read_to_string(&json).expect("json written"))
+        .expect("valid json")
+}
+
+#[test]
+fn closed_loop_counts_match_what_the_origin_served() {
+    let origin = origin();
+    let url = format!("http://{}/bytes?n=1000", origin.addr());
+    let r = run_load(&[
+        &url,
+        "--closed",
+        "--connections",
+        "4",
+        "--threads",
+        "2",
+        "--duration",
+        "1",
+        "--warmup",
+        "0",
+    ]);
+    let requests = r["requests"].as_u64().expect("requests");
+    assert!(requests > 0);
+    assert_eq!(r["warmup_requests"].as_u64(), Some(0));
+    assert_eq!(
+        requests as usize,
+        origin.requests().len(),
+        "every response counted once: {r}"
+    );
+    assert_eq!(r["errors"]["status"].as_u64(), Some(0));
+    let l = &r["latency_us"];
+    let p = |k: &str| l[k].as_u64().expect(k);
+    assert!(
+        p("p50") > 0
+            && p("p50") <= p("p90")
+            && p("p90") <= p("p99")
+            && p("p99") <= p("p999")
+            && p("p999") <= p("max"),
+        "{l}"
+    );
+    // Each response is 1000 body bytes plus a head.
+    let bytes =
+        r["bytes_per_s"].as_f64().expect("bytes") * r["duration_s"].as_f64().expect("duration");
+    assert!(bytes >= requests as f64 * 1000.0, "{r}");
+    assert_eq!(r["connections"].as_u64(), Some(4));
+    assert_eq!(r["mode"].as_str(), Some("closed loop"));
+}
+
+#[test]
+fn open_loop_sends_at_the_requested_rate() {
+    let origin = origin();
+    let url = format!("http://{}/", origin.addr());
+    let r = run_load(&[
+        &url,
+        "--rate",
+        "200",
+        "--connections",
+        "4",
+        "--threads",
+        "1",
+        "--duration",
+        "1",
+        "--warmup",
+        "0.5",
+    ]);
+    let requests = r["requests"].as_u64().expect("requests");
+    let warmup = r["warmup_requests"].as_u64().expect("warmup");
+    // Sends are scheduled, not paced by responses: 200/s over 1.5 s is
+    // exactly 300 intended sends; which side of the warmup boundary a
+    // response lands on depends on its latency, hence the tolerance.
+    assert_eq!(requests + warmup, 300, "{r}");
+    assert!((190..=210).contains(&requests), "{r}");
+    assert_eq!((requests + warmup) as usize, origin.requests().len());
+}
+
+#[test]
+fn host_override_and_error_statuses_are_counted() {
+    let origin = origin();
+    let url = format!("http://{}/missing", origin.addr());
+    let r = run_load(&[
+        &url,
+        "--closed",
+        "--connections",
+        "2",
+        "--threads",
+        "1",
+        "--duration",
+        "0.5",
+        "--warmup",
+        "0",
+        "--host",
+        "app.demo.test",
+    ]);
+    let requests = r["requests"].as_u64().expect("requests");
+    assert!(requests > 0);
+    assert_eq!(
+        r["errors"]["status"].as_u64(),
+        Some(requests),
+        "every 404 is an error: {r}"
+    );
+    assert!(origin
+        .requests()
+        .iter()
+        .all(|q| q.header("host") == Some("app.demo.test")));
+}
+
+#[test]
+fn unreachable_target_reports_connect_errors() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let url = format!("http://127.0.0.1:{port}/");
+    let r = run_load(&[
+        &url,
+        "--closed",
+        "--connections",
+        "1",
+        "--threads",
+        "1",
+        "--duration",
+        "0.3",
+        "--warmup",
+        "0",
+    ]);
+    assert_eq!(r["requests"].as_u64(), Some(0));
+    assert!(r["errors"]["connect"].as_u64().expect("connect") > 0, "{r}");
+}
