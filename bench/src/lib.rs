@@ -5,4 +5,5 @@ pub mod apply_latency;
 pub mod load;
 pub mod origin;
 pub mod policies;
+pub mod scenario;
 pub mod tls;

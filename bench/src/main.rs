@@ -16,6 +16,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a named scenario against its own data plane and origin.
+    /// `idle-conns`: resident memory per idle keep-alive connection.
+    Scenario {
+        name: String,
+        /// Connections for idle-conns.
+        #[arg(long, default_value_t = 10_000)]
+        connections: usize,
+    },
     /// HTTP/1.1 keep-alive load: closed loop (maximum throughput) or open
     /// loop at a constant rate with coordinated-omission-correct latency.
     Load {
@@ -80,6 +88,24 @@ enum Command {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
+        Command::Scenario { name, connections } => {
+            let result = match name.as_str() {
+                "idle-conns" => palisade_bench::scenario::idle_conns(connections),
+                other => Err(format!(
+                    "unknown scenario {other:?} (available: idle-conns)"
+                )),
+            };
+            match result {
+                Ok(report) => {
+                    println!("{report}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("bench scenario: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Load {
             urls,
             rate,

@@ -1,21 +1,77 @@
-//! Buffered reading over an async stream, and deadlines.
+//! Buffered reading over an async stream, per-core buffer pools, and
+//! deadlines.
 //!
 //! [`Inbound`] owns a stream and its read buffer. Parsers look at
 //! [`Inbound::buffered`] in place (no copy); the proxy consumes what it has
-//! handled and asks for more with [`Inbound::fill`].
+//! handled and asks for more with [`Inbound::fill`]. A pooled `Inbound`
+//! gives its buffer back to the core's [`BufferPool`] whenever it holds no
+//! unread bytes, so an idle keep-alive connection costs no buffer memory.
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::io;
+use std::rc::Rc;
 use std::time::Duration;
+
+/// A core's free buffers (never shared across cores). Buffers are taken for
+/// the length of a read or an exchange and given back, so steady traffic
+/// allocates nothing.
+pub struct BufferPool {
+    free: RefCell<Vec<Vec<u8>>>,
+    /// Size of read buffers handed out by [`BufferPool::take_read`].
+    read_size: usize,
+    /// Most buffers kept when given back.
+    max_free: usize,
+}
+
+impl BufferPool {
+    pub fn new(read_size: usize, max_free: usize) -> BufferPool {
+        BufferPool {
+            free: RefCell::new(Vec::new()),
+            read_size,
+            max_free,
+        }
+    }
+
+    /// A read buffer: `read_size` bytes long.
+    pub fn take_read(&self) -> Vec<u8> {
+        let mut b = self.free.borrow_mut().pop().unwrap_or_default();
+        b.resize(self.read_size, 0);
+        b
+    }
+
+    /// An empty buffer for building output.
+    pub fn take_scratch(&self) -> Vec<u8> {
+        let mut b = self.free.borrow_mut().pop().unwrap_or_default();
+        b.clear();
+        b
+    }
+
+    /// Returns a buffer; oversized ones (a rare huge head) are dropped so
+    /// the pool's memory stays bounded.
+    pub fn give(&self, buffer: Vec<u8>) {
+        let mut free = self.free.borrow_mut();
+        if free.len() < self.max_free && buffer.capacity() <= 4 * self.read_size {
+            free.push(buffer);
+        }
+    }
+}
+
+/// Bytes read before a pooled buffer is taken: an idle connection waits on
+/// this small read instead of holding a whole buffer.
+const FIRST_READ: usize = 1024;
 
 use futures_lite::{AsyncRead, AsyncReadExt};
 
 /// A stream with its read buffer.
 pub struct Inbound<S> {
     pub stream: S,
+    /// Storage (its length is the capacity in use); empty when a pooled
+    /// buffer was given back.
     buf: Vec<u8>,
     start: usize,
     end: usize,
+    pool: Option<Rc<BufferPool>>,
 }
 
 impl<S> Inbound<S> {
@@ -25,6 +81,29 @@ impl<S> Inbound<S> {
             buf: vec![0; capacity],
             start: 0,
             end: 0,
+            pool: None,
+        }
+    }
+
+    /// An `Inbound` whose buffer comes from `pool` when needed.
+    pub fn pooled(stream: S, pool: Rc<BufferPool>) -> Self {
+        Inbound {
+            stream,
+            buf: Vec::new(),
+            start: 0,
+            end: 0,
+            pool: Some(pool),
+        }
+    }
+
+    /// Gives the buffer back to the pool if nothing is buffered.
+    pub fn release_if_idle(&mut self) {
+        if self.start == self.end && !self.buf.is_empty() {
+            if let Some(pool) = &self.pool {
+                pool.give(std::mem::take(&mut self.buf));
+                self.start = 0;
+                self.end = 0;
+            }
         }
     }
 
@@ -44,8 +123,10 @@ impl<S> Inbound<S> {
     }
 
     /// Gives back the stream and whatever was buffered.
-    pub fn into_parts(self) -> (S, Vec<u8>) {
+    pub fn into_parts(mut self) -> (S, Vec<u8>) {
         let rest = self.buf[self.start..self.end].to_vec();
+        self.start = self.end;
+        self.release_if_idle();
         (self.stream, rest)
     }
 }
@@ -55,6 +136,22 @@ impl<S: AsyncRead + Unpin> Inbound<S> {
     /// unconsumed bytes. Returns how many were read (0 at end of stream);
     /// fails with `ErrorKind::OutOfMemory` when the buffer is full.
     pub async fn fill(&mut self, max_buffered: usize) -> io::Result<usize> {
+        if self.buf.is_empty() {
+            // No buffer held (pooled and idle): wait on a small read, then
+            // take a buffer for what arrived.
+            let mut first = [0u8; FIRST_READ];
+            let n = self.stream.read(&mut first).await?;
+            if n > 0 {
+                self.buf = match &self.pool {
+                    Some(pool) => pool.take_read(),
+                    None => vec![0; FIRST_READ.max(4096)],
+                };
+                self.buf[..n].copy_from_slice(&first[..n]);
+                self.start = 0;
+                self.end = n;
+            }
+            return Ok(n);
+        }
         if self.end == self.buf.len() {
             if self.start > 0 {
                 self.buf.copy_within(self.start..self.end, 0);

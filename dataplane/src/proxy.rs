@@ -27,7 +27,7 @@ use crate::body::{self, RelayError, SinkFraming};
 use crate::http::request::{prepare_request, ClientContext, Parsed, Rejection, RequestInfo};
 use crate::http::response::{prepare_response, ClientFraming, ParsedResponse, ResponseInfo};
 use crate::http::Framing;
-use crate::io::{within, Inbound};
+use crate::io::{within, BufferPool, Inbound};
 use crate::limits::Limits;
 use crate::pages;
 use crate::routes::RouteTable;
@@ -47,6 +47,8 @@ pub struct Core {
     pub routes: RefCell<Rc<RouteTable>>,
     pub limits: Limits,
     pub pool: RefCell<Pool>,
+    /// Read and scratch buffers lent to this core's connections.
+    pub buffers: Rc<BufferPool>,
 }
 
 impl Core {
@@ -56,6 +58,7 @@ impl Core {
             routes: RefCell::new(Rc::new(routes)),
             limits,
             pool: RefCell::new(pool),
+            buffers: Rc::new(BufferPool::new(CLIENT_BUFFER, 4096)),
         }
     }
 }
@@ -93,11 +96,21 @@ enum Outcome {
 /// Serves one client connection until it closes.
 pub async fn serve_connection(core: Rc<Core>, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
-    let mut client = Inbound::new(stream, CLIENT_BUFFER);
+    let mut client = Inbound::pooled(stream, core.buffers.clone());
     let ctx = ClientContext::new(peer, false);
-    let mut upstream_head = Vec::with_capacity(1024);
-    let mut scratch = Vec::with_capacity(1024);
+    // Head and output buffers are taken from the core's pool for each
+    // exchange and given back before waiting for the next request.
+    let mut upstream_head = Vec::new();
+    let mut scratch = Vec::new();
     loop {
+        // Between requests the connection holds no buffer: an idle
+        // keep-alive connection costs its socket and this task only.
+        client.release_if_idle();
+        for b in [&mut upstream_head, &mut scratch] {
+            if b.capacity() > 0 {
+                core.buffers.give(std::mem::take(b));
+            }
+        }
         let (req, routes) =
             match read_request_head(&core, &mut client, &ctx, &mut upstream_head).await {
                 Ok(Some(r)) => r,
@@ -110,6 +123,9 @@ pub async fn serve_connection(core: Rc<Core>, stream: TcpStream, peer: SocketAdd
                 }
             };
         client.consume(req.head_len);
+        if scratch.capacity() == 0 {
+            scratch = core.buffers.take_scratch();
+        }
         let outcome = exchange(
             &core,
             &routes,
@@ -152,6 +168,9 @@ async fn read_request_head(
             // The snapshot current when the head is complete serves the
             // whole request.
             let routes = core.routes.borrow().clone();
+            if out.capacity() == 0 {
+                *out = core.buffers.take_scratch();
+            }
             if let Parsed::Complete(info) =
                 prepare_request(client.buffered(), &routes, limits, ctx, out)?
             {
