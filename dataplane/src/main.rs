@@ -148,6 +148,14 @@ fn start(a: Args) -> Result<(), String> {
             .unwrap_or(1)
     });
     let io_memory = a.io_memory_kib.max(64) * 1024;
+    let nofile = server::raise_nofile();
+    let wanted = (cores * limits.max_connections) as u64;
+    if nofile < wanted {
+        eprintln!(
+            "dataplane: note: open-files limit is {nofile}, below {cores} cores × --max-connections {}; accepts fail beyond it",
+            limits.max_connections
+        );
+    }
     let memlock = server::ensure_memlock((cores * io_memory) as u64);
     if memlock < (cores * io_memory) as u64 {
         eprintln!(
