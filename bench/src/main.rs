@@ -16,13 +16,19 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a named scenario against its own data plane and origin.
-    /// `idle-conns`: resident memory per idle keep-alive connection.
+    /// Run a named scenario against its own data plane and origin:
+    /// small-page, dense-page, download, hot-swap, idle-conns.
     Scenario {
         name: String,
-        /// Connections for idle-conns.
-        #[arg(long, default_value_t = 10_000)]
-        connections: usize,
+        /// Connections (idle-conns: 10,000 by default; load scenarios: 50).
+        #[arg(long)]
+        connections: Option<usize>,
+        /// Measured seconds (load scenarios).
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        /// Seconds of load before measuring (load scenarios).
+        #[arg(long, default_value_t = 1.0)]
+        warmup: f64,
     },
     /// HTTP/1.1 keep-alive load: closed loop (maximum throughput) or open
     /// loop at a constant rate with coordinated-omission-correct latency.
@@ -88,12 +94,24 @@ enum Command {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Scenario { name, connections } => {
+        Command::Scenario {
+            name,
+            connections,
+            duration,
+            warmup,
+        } => {
             let result = match name.as_str() {
-                "idle-conns" => palisade_bench::scenario::idle_conns(connections),
-                other => Err(format!(
-                    "unknown scenario {other:?} (available: idle-conns)"
-                )),
+                "idle-conns" => palisade_bench::scenario::idle_conns(connections.unwrap_or(10_000)),
+                other => {
+                    let seconds =
+                        |v: f64| std::time::Duration::try_from_secs_f64(v).unwrap_or_default();
+                    let opts = palisade_bench::scenario::LoadScenario {
+                        connections: connections.unwrap_or(50),
+                        duration: seconds(duration),
+                        warmup: seconds(warmup),
+                    };
+                    palisade_bench::scenario::load_scenario(other, &opts)
+                }
             };
             match result {
                 Ok(report) => {

@@ -465,6 +465,20 @@ pub fn demo_app(domain: &str) -> Handler {
                 }
             }
             "/upgrade" => Reply::UpgradeEcho,
+            "/dense" => {
+                let param = |k: &str| {
+                    query
+                        .split('&')
+                        .find_map(|kv| kv.strip_prefix(k)?.strip_prefix('=')?.parse::<usize>().ok())
+                };
+                let size = param("size").unwrap_or(256 * 1024).min(64 << 20);
+                let hosts = param("hosts").unwrap_or(16).clamp(1, 4096);
+                Reply::Full {
+                    status: 200,
+                    headers: vec![("Content-Type".into(), "text/html; charset=utf-8".into())],
+                    body: dense_page(&domain, hosts, size).into_bytes(),
+                }
+            }
             _ => Reply::text(404, "not found\n"),
         }
     })
@@ -486,5 +500,47 @@ pub fn page_4k(domain: &str) -> String {
     while page.len() < 4096 {
         page.insert(page.len() - 15, ' ');
     }
+    page
+}
+
+/// An HTML page of `size` bytes that references `hosts` app hosts
+/// (`h<i>.<domain>`) about every 125 bytes, cycling through every URL
+/// encoding the rewriter handles: plain, scheme-relative, JS-escaped,
+/// `\u002F` and `\x2F`, percent-encoded (both cases, double-encoded),
+/// and HTML entities.
+pub fn dense_page(domain: &str, hosts: usize, size: usize) -> String {
+    const FORMS: &[(&str, &str)] = &[
+        ("<a href=\"https://", "/p\">x</a>"),
+        ("<img src=\"//", "/i.png\">"),
+        ("<script>u=\"https:\\/\\/", "\\/a\"</script>"),
+        ("<script>v=\"https:\\u002F\\u002F", "\\u002Fb\"</script>"),
+        ("<script>w='https:\\x2F\\x2F", "\\x2Fc'</script>"),
+        ("<a href=\"/go?to=https%3A%2F%2F", "%2Fd\">y</a>"),
+        ("<a href=\"/go?to=https%3a%2f%2f", "%2fe\">y</a>"),
+        ("<a href=\"/go?to=https%253A%252F%252F", "%252Ff\">z</a>"),
+        ("<a href=\"https:&#x2F;&#x2F;", "&#x2F;g\">e</a>"),
+        ("<a href=\"https:&#47;&#47;", "&#47;h\">e</a>"),
+        ("<a href=\"https:&sol;&sol;", "&sol;i\">e</a>"),
+        ("<link href=\"wss://", "/ws\">"),
+    ];
+    let mut page = String::with_capacity(size + 256);
+    page.push_str(
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Dense</title></head><body>\n",
+    );
+    let mut i = 0usize;
+    while page.len() < size.saturating_sub(32) {
+        let (before, after) = FORMS[i % FORMS.len()];
+        let start = page.len();
+        page.push_str(before);
+        page.push_str(&format!("h{}.{domain}", i % hosts));
+        page.push_str(after);
+        // Filler text up to ~125 bytes per reference.
+        while page.len() - start < 120 {
+            page.push_str(" lorem");
+        }
+        page.push('\n');
+        i += 1;
+    }
+    page.push_str("</body></html>\n");
     page
 }

@@ -1,9 +1,21 @@
 //! `bench scenario NAME`: named, documented measurements that start their
 //! own data plane and origin.
 //!
+//! * `small-page`: closed-loop load of the demo app's 4 KB page through a
+//!   1-core data plane;
+//! * `dense-page`: a 256 KB HTML page referencing 16 app hosts about every
+//!   125 bytes in every URL encoding;
+//! * `download`: a 10 MB file;
+//! * `hot-swap`: `small-page` load while controld applies a new snapshot
+//!   every 100 ms, alternating the upstream between two origins (reports
+//!   errors, which must be zero);
 //! * `idle-conns`: opens N keep-alive connections through a 1-core data
 //!   plane, one request each, leaves them idle, and reports the data
 //!   plane's resident memory per connection (target ≤ 8 KiB).
+//!
+//! The data plane runs on the last CPU; the load and the origin on the
+//! others. `tls-handshake` and `policy-heavy` need TLS termination and
+//! access policies, which the data plane does not have yet.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -164,4 +176,222 @@ pub fn idle_conns(connections: usize) -> Result<String, String> {
         "idle-conns: {connections} idle keep-alive connections (one request each) on a 1-core data plane\n  resident memory: {before} KiB before, {after} KiB after\n  per connection: {:.2} KiB (target ≤ 8 KiB)",
         per_conn / 1024.0
     ))
+}
+
+/// Options shared by the load scenarios.
+pub struct LoadScenario {
+    pub connections: usize,
+    pub duration: std::time::Duration,
+    pub warmup: std::time::Duration,
+}
+
+/// A data plane (1 core, last CPU) in front of in-process origins,
+/// optionally driven by controld.
+struct Rig {
+    dir: PathBuf,
+    origins: Vec<Origin>,
+    addr: std::net::SocketAddr,
+    _procs: Vec<Killed>,
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn policy_text(upstream: std::net::SocketAddr) -> String {
+    format!("[proxy]\nsuffix = \"proxy.test\"\n[[app]]\nname = \"demo\"\ndomains = [\"demo.test\"]\nupstream = \"http://{upstream}\"\n")
+}
+
+fn start_rig(origins: usize, with_controld: bool) -> Result<Rig, String> {
+    let dir = std::env::temp_dir().join(format!("palisade-scenario-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let origins: Vec<Origin> = (0..origins)
+        .map(|_| {
+            Origin::start(OriginConfig {
+                listen: "127.0.0.1:0".parse().expect("literal address"),
+                handler: demo_app("demo.test"),
+                tls: None,
+                split_writes: false,
+            })
+            .map_err(|e| e.to_string())
+        })
+        .collect::<Result<_, _>>()?;
+    for (i, o) in origins.iter().enumerate() {
+        std::fs::write(dir.join(format!("policy{i}.toml")), policy_text(o.addr()))
+            .map_err(|e| e.to_string())?;
+    }
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let mut procs = Vec::new();
+    let mut dp = Command::new(sibling("dataplane")?);
+    dp.args([
+        "--listen",
+        "127.0.0.1:0",
+        "--cores",
+        "1",
+        "--cpus",
+        &(cpus - 1).to_string(),
+    ]);
+    if with_controld {
+        let socket = dir.join("control.sock");
+        let mut c = Command::new(sibling("controld")?)
+            .arg("serve")
+            .arg("--policy")
+            .arg(dir.join("policy0.toml"))
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--state-dir")
+            .arg(dir.join("state"))
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let mut line = String::new();
+        if let Some(out) = c.stdout.take() {
+            std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line)
+                .map_err(|e| e.to_string())?;
+        }
+        procs.push(Killed(c));
+        dp.arg("--control").arg(&socket);
+    } else {
+        let snap = dir.join("policy0.snap");
+        let ok = Command::new(sibling("controld")?)
+            .arg("compile")
+            .arg(dir.join("policy0.toml"))
+            .arg("-o")
+            .arg(&snap)
+            .stdout(Stdio::null())
+            .status()
+            .map_err(|e| e.to_string())?
+            .success();
+        if !ok {
+            return Err("controld compile failed".into());
+        }
+        dp.arg("--snapshot").arg(&snap);
+    }
+    let mut child = dp
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let mut line = String::new();
+    if let Some(out) = child.stdout.take() {
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line)
+            .map_err(|e| e.to_string())?;
+    }
+    procs.push(Killed(child));
+    let addr = line
+        .split_whitespace()
+        .nth(3)
+        .and_then(|a| a.parse().ok())
+        .ok_or_else(|| format!("dataplane did not start: {line:?}"))?;
+    // Wait until the app answers (with controld: until the first push).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(mut s) = TcpStream::connect(addr) {
+            if one_request(&mut s).is_ok() {
+                break;
+            }
+        }
+        if std::time::Instant::now() > deadline {
+            return Err("the data plane never served the app".into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(Rig {
+        dir,
+        origins,
+        addr,
+        _procs: procs,
+    })
+}
+
+fn load_through(
+    rig: &Rig,
+    path: &str,
+    opts: &LoadScenario,
+) -> Result<crate::load::LoadResult, String> {
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let target = crate::load::Target::parse(
+        &format!("http://{}{path}", rig.addr),
+        Some("demo.test.proxy.test"),
+    )?;
+    crate::load::run(&crate::load::LoadConfig {
+        targets: vec![target],
+        rate: None,
+        connections: opts.connections,
+        threads: cpus.saturating_sub(1).max(1),
+        duration: opts.duration,
+        warmup: opts.warmup,
+        progress: false,
+    })
+}
+
+/// Runs a named load scenario and returns its report.
+pub fn load_scenario(name: &str, opts: &LoadScenario) -> Result<String, String> {
+    let (path, with_controld) = match name {
+        "small-page" => ("/", false),
+        "dense-page" => ("/dense?size=262144&hosts=16", false),
+        "download" => ("/bytes?n=10485760", false),
+        "hot-swap" => ("/", true),
+        "tls-handshake" | "policy-heavy" => {
+            return Err(format!("{name} needs TLS termination and access policies, which the data plane does not have yet"))
+        }
+        other => {
+            return Err(format!(
+                "unknown scenario {other:?} (available: small-page, dense-page, download, hot-swap, idle-conns)"
+            ))
+        }
+    };
+    let rig = start_rig(if with_controld { 2 } else { 1 }, with_controld)?;
+    let applies = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let failed_applies = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swapper = with_controld.then(|| {
+        let (dir, applies, failed, stop) = (
+            rig.dir.clone(),
+            applies.clone(),
+            failed_applies.clone(),
+            stop.clone(),
+        );
+        let controld = sibling("controld");
+        std::thread::spawn(move || {
+            let Ok(controld) = controld else { return };
+            let mut i = 1;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let ok = Command::new(&controld)
+                    .arg("apply")
+                    .arg(dir.join(format!("policy{}.toml", i % 2)))
+                    .arg("--socket")
+                    .arg(dir.join("control.sock"))
+                    .stdout(Stdio::null())
+                    .status()
+                    .map(|s| s.success())
+                    .unwrap_or(false);
+                let counter = if ok { &applies } else { &failed };
+                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                i += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    });
+    let result = load_through(&rig, path, opts);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(t) = swapper {
+        let _ = t.join();
+    }
+    let result = result?;
+    let mut report = format!("{name}: {}\n", result.render().replace('\n', "\n  "));
+    if with_controld {
+        let served: Vec<usize> = rig.origins.iter().map(|o| o.requests().len()).collect();
+        report.push_str(&format!(
+            "  snapshots applied during the run: {} ({} failed); requests per origin: {served:?}\n",
+            applies.load(std::sync::atomic::Ordering::Relaxed),
+            failed_applies.load(std::sync::atomic::Ordering::Relaxed)
+        ));
+    }
+    Ok(report)
 }
