@@ -2,14 +2,15 @@
 //! `palisade_dataplane::fuzz` so normal CI compiles and exercises it.
 #![no_main]
 
-use std::sync::OnceLock;
-
 use libfuzzer_sys::fuzz_target;
 use palisade_dataplane::fuzz::{fuzz_routes, request_head_and_body};
 use palisade_dataplane::routes::RouteTable;
 
-static ROUTES: OnceLock<RouteTable> = OnceLock::new();
+thread_local! {
+    // Per-thread like a data-plane core: the table is not shared.
+    static ROUTES: RouteTable = fuzz_routes();
+}
 
 fuzz_target!(|data: &[u8]| {
-    request_head_and_body(ROUTES.get_or_init(fuzz_routes), data);
+    ROUTES.with(|routes| request_head_and_body(routes, data));
 });
