@@ -197,6 +197,7 @@ fn main() -> ExitCode {
                 handler: demo_app(&domain),
                 tls,
                 split_writes: false,
+                record: false,
             };
             match Origin::start(config) {
                 Ok(origin) => {

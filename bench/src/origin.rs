@@ -80,6 +80,9 @@ pub struct OriginConfig {
     /// Write responses in small random pieces with pauses, to exercise
     /// the proxy's incremental parsing.
     pub split_writes: bool,
+    /// Keep every request for [`Origin::requests`] (tests); off for load,
+    /// where it would grow without bound.
+    pub record: bool,
 }
 
 /// A running origin.
@@ -410,6 +413,11 @@ fn find_subslice(h: &[u8], n: &[u8]) -> Option<usize> {
 /// for trying the proxy by hand. `domain` is the app's main domain.
 pub fn demo_app(domain: &str) -> Handler {
     let domain = domain.to_string();
+    // Pages are built once, not per request: the origin must never be the
+    // bottleneck of a benchmark.
+    let page = page_4k(&domain).into_bytes();
+    let dense_pages: Mutex<std::collections::HashMap<(usize, usize), Vec<u8>>> =
+        Mutex::new(Default::default());
     Arc::new(move |req: &Request| {
         let path = req.target.split('?').next().unwrap_or("");
         let query = req.target.split_once('?').map(|(_, q)| q).unwrap_or("");
@@ -417,7 +425,7 @@ pub fn demo_app(domain: &str) -> Handler {
             "/" | "/index.html" => Reply::Full {
                 status: 200,
                 headers: vec![("Content-Type".into(), "text/html; charset=utf-8".into())],
-                body: page_4k(&domain).into_bytes(),
+                body: page.clone(),
             },
             "/echo" => {
                 let mut body = req.head.clone();
@@ -476,7 +484,15 @@ pub fn demo_app(domain: &str) -> Handler {
                 Reply::Full {
                     status: 200,
                     headers: vec![("Content-Type".into(), "text/html; charset=utf-8".into())],
-                    body: dense_page(&domain, hosts, size).into_bytes(),
+                    body: dense_pages
+                        .lock()
+                        .map(|mut cache| {
+                            cache
+                                .entry((size, hosts))
+                                .or_insert_with(|| dense_page(&domain, hosts, size).into_bytes())
+                                .clone()
+                        })
+                        .unwrap_or_default(),
                 }
             }
             _ => Reply::text(404, "not found\n"),

@@ -109,6 +109,7 @@ pub fn idle_conns(connections: usize) -> Result<String, String> {
         handler: demo_app("demo.test"),
         tls: None,
         split_writes: false,
+        record: false,
     })
     .map_err(|e| e.to_string())?;
     let dir = std::env::temp_dir().join(format!("palisade-idle-{}", std::process::id()));
@@ -205,6 +206,9 @@ fn policy_text(upstream: std::net::SocketAddr) -> String {
 }
 
 fn start_rig(origins: usize, with_controld: bool) -> Result<Rig, String> {
+    // Only hot-swap reports per-origin counts; elsewhere recording would
+    // cost the origin time and memory.
+    let record = with_controld;
     let dir = std::env::temp_dir().join(format!("palisade-scenario-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let origins: Vec<Origin> = (0..origins)
@@ -214,6 +218,7 @@ fn start_rig(origins: usize, with_controld: bool) -> Result<Rig, String> {
                 handler: demo_app("demo.test"),
                 tls: None,
                 split_writes: false,
+                record,
             })
             .map_err(|e| e.to_string())
         })

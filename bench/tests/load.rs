@@ -11,6 +11,7 @@ fn origin() -> Origin {
         handler: demo_app("demo.test"),
         tls: None,
         split_writes: false,
+        record: true,
     })
     .expect("origin")
 }

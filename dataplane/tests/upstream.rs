@@ -54,6 +54,7 @@ fn tls_origin(pki: &TestPki) -> Origin {
         handler: demo_app("demo.test"),
         tls: Some(tls),
         split_writes: false,
+        record: true,
     })
     .expect("tls origin")
 }

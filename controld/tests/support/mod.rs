@@ -184,6 +184,7 @@ pub fn named_origin(name: &'static str) -> Origin {
         handler: Arc::new(move |_: &Request| Reply::text(200, name)),
         tls: None,
         split_writes: false,
+        record: true,
     })
     .expect("origin")
 }

@@ -101,6 +101,7 @@ pub fn origin_with(handler: Handler, split_writes: bool) -> Origin {
         handler,
         tls: None,
         split_writes,
+        record: true,
     })
     .expect("start origin")
 }
