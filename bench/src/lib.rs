@@ -2,6 +2,7 @@
 //! test servers, generated policies and the apply-latency measurement.
 
 pub mod apply_latency;
+pub mod fast_origin;
 pub mod load;
 pub mod origin;
 pub mod policies;

@@ -89,6 +89,9 @@ enum Command {
         /// ...and this private key (PEM).
         #[arg(long, requires = "tls_cert")]
         tls_key: Option<PathBuf>,
+        /// Threads (plain HTTP; one glommio executor each).
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
     },
 }
 
@@ -180,7 +183,25 @@ fn main() -> ExitCode {
             domain,
             tls_cert,
             tls_key,
+            threads,
         } => {
+            if tls_cert.is_none() {
+                let result = palisade_bench::fast_origin::serve(
+                    listen,
+                    demo_app(&domain),
+                    threads,
+                    |addr| {
+                        println!("bench origin: serving {domain} on http://{addr}");
+                    },
+                );
+                return match result {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("bench origin: {e}");
+                        ExitCode::FAILURE
+                    }
+                };
+            }
             let tls = match (tls_cert, tls_key) {
                 (Some(c), Some(k)) => match palisade_bench::tls::server_config_from_files(&c, &k) {
                     Ok(t) => Some(t),

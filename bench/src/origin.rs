@@ -181,8 +181,10 @@ fn serve<S: Read + Write>(
         let close = req
             .header("connection")
             .is_some_and(|v| v.eq_ignore_ascii_case("close"));
-        if let Ok(mut l) = log.lock() {
-            l.push(req.clone());
+        if config.record {
+            if let Ok(mut l) = log.lock() {
+                l.push(req.clone());
+            }
         }
         let reply = (config.handler)(&req);
         let (bytes, close_after, upgrade) = encode(reply, req.method == "HEAD");
@@ -227,7 +229,7 @@ fn write_out<S: Write>(stream: &mut S, bytes: &[u8], split: bool, rng: &mut u64)
     Ok(())
 }
 
-fn encode(reply: Reply, head_request: bool) -> (Vec<u8>, bool, bool) {
+pub(crate) fn encode(reply: Reply, head_request: bool) -> (Vec<u8>, bool, bool) {
     match reply {
         Reply::Full { status, headers, body } => {
             let mut out = format!("HTTP/1.1 {status} {}\r\n", reason(status)).into_bytes();
@@ -285,124 +287,141 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
+/// Incremental request parser over a growing buffer (sans I/O), shared by
+/// the blocking origin and the glommio one. Bodies are decoded as they
+/// arrive, so a large upload is scanned once.
+#[derive(Default)]
+pub struct RequestParser {
+    pending: Option<(Request, BodyFraming)>,
+}
+
+enum BodyFraming {
+    Length(usize),
+    /// Offset in the buffer of the next chunk-size line.
+    Chunked(usize),
+}
+
+impl RequestParser {
+    /// True between requests (no head parsed yet).
+    pub fn idle(&self) -> bool {
+        self.pending.is_none()
+    }
+
+    /// Completes one request from the front of `buf` if it is all there,
+    /// removing its bytes; `Ok(None)` means read more.
+    pub fn poll(&mut self, buf: &mut Vec<u8>, id: u64) -> Result<Option<Request>, String> {
+        if self.pending.is_none() {
+            let mut storage = [httparse::EMPTY_HEADER; 128];
+            let mut req = httparse::Request::new(&mut storage);
+            let head_len = match req.parse(buf).map_err(|e| e.to_string())? {
+                httparse::Status::Complete(n) => n,
+                httparse::Status::Partial => return Ok(None),
+            };
+            let headers: Vec<(String, String)> = req
+                .headers
+                .iter()
+                .map(|h| {
+                    (
+                        h.name.to_string(),
+                        String::from_utf8_lossy(h.value).into_owned(),
+                    )
+                })
+                .collect();
+            let request = Request {
+                connection: id,
+                method: req.method.unwrap_or("").to_string(),
+                target: req.path.unwrap_or("").to_string(),
+                head: buf[..head_len].to_vec(),
+                headers,
+                body: Vec::new(),
+                trailers: Vec::new(),
+            };
+            buf.drain(..head_len);
+            let framing = if request
+                .header("transfer-encoding")
+                .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
+            {
+                BodyFraming::Chunked(0)
+            } else {
+                let len = match request.header("content-length") {
+                    Some(v) => v
+                        .trim()
+                        .parse()
+                        .map_err(|_| "bad content-length".to_string())?,
+                    None => 0,
+                };
+                BodyFraming::Length(len)
+            };
+            self.pending = Some((request, framing));
+        }
+        let Some((request, framing)) = self.pending.as_mut() else {
+            return Ok(None);
+        };
+        match framing {
+            BodyFraming::Length(len) => {
+                if buf.len() < *len {
+                    return Ok(None);
+                }
+                request.body = buf.drain(..*len).collect();
+            }
+            BodyFraming::Chunked(pos) => loop {
+                match httparse::parse_chunk_size(&buf[*pos..])
+                    .map_err(|_| "bad chunk size".to_string())?
+                {
+                    httparse::Status::Partial => return Ok(None),
+                    httparse::Status::Complete((used, 0)) => {
+                        // Trailer section, up to the empty line.
+                        let rest = &buf[*pos + used..];
+                        let end = if rest.starts_with(b"\r\n") {
+                            *pos + used + 2
+                        } else if let Some(i) = find_subslice(rest, b"\r\n\r\n") {
+                            request.trailers = rest[..i + 2].to_vec();
+                            *pos + used + i + 4
+                        } else {
+                            return Ok(None);
+                        };
+                        buf.drain(..end);
+                        break;
+                    }
+                    httparse::Status::Complete((used, size)) => {
+                        let size = size as usize;
+                        let data = *pos + used;
+                        if buf.len() < data + size + 2 {
+                            return Ok(None);
+                        }
+                        request.body.extend_from_slice(&buf[data..data + size]);
+                        *pos = data + size + 2;
+                    }
+                }
+            },
+        }
+        Ok(self.pending.take().map(|(r, _)| r))
+    }
+}
+
 /// Reads one request; `None` at a clean end of stream.
 fn read_request<S: Read>(
     stream: &mut S,
     buf: &mut Vec<u8>,
     id: u64,
 ) -> io::Result<Option<Request>> {
-    let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_string());
-    let mut chunk = [0u8; 8192];
-    let (head_len, method, target, headers) = loop {
-        let mut storage = [httparse::EMPTY_HEADER; 128];
-        let mut req = httparse::Request::new(&mut storage);
-        match req.parse(buf).map_err(|e| bad(&e.to_string()))? {
-            httparse::Status::Complete(n) => {
-                let headers: Vec<(String, String)> = req
-                    .headers
-                    .iter()
-                    .map(|h| {
-                        (
-                            h.name.to_string(),
-                            String::from_utf8_lossy(h.value).into_owned(),
-                        )
-                    })
-                    .collect();
-                break (
-                    n,
-                    req.method.unwrap_or("").to_string(),
-                    req.path.unwrap_or("").to_string(),
-                    headers,
-                );
-            }
-            httparse::Status::Partial => {
-                let n = stream.read(&mut chunk)?;
-                if n == 0 {
-                    return if buf.is_empty() {
-                        Ok(None)
-                    } else {
-                        Err(bad("eof in head"))
-                    };
-                }
-                buf.extend_from_slice(&chunk[..n]);
-            }
+    let bad = |what: String| io::Error::new(io::ErrorKind::InvalidData, what);
+    let mut parser = RequestParser::default();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        if let Some(req) = parser.poll(buf, id).map_err(bad)? {
+            return Ok(Some(req));
         }
-    };
-    let head = buf[..head_len].to_vec();
-    buf.drain(..head_len);
-    let find = |name: &str| {
-        headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.clone())
-    };
-    let mut body = Vec::new();
-    let mut trailers = Vec::new();
-    if find("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked")) {
-        loop {
-            match httparse::parse_chunk_size(buf) {
-                Ok(httparse::Status::Complete((used, size))) => {
-                    let size = size as usize;
-                    while buf.len() < used + size + 2 {
-                        let n = stream.read(&mut chunk)?;
-                        if n == 0 {
-                            return Err(bad("eof in chunk"));
-                        }
-                        buf.extend_from_slice(&chunk[..n]);
-                    }
-                    if size == 0 {
-                        // Trailers: up to the empty line.
-                        buf.drain(..used);
-                        loop {
-                            if let Some(end) = find_subslice(buf, b"\r\n\r\n")
-                                .map(|i| i + 4)
-                                .or_else(|| buf.starts_with(b"\r\n").then_some(2))
-                            {
-                                trailers = buf[..end - 2].to_vec();
-                                buf.drain(..end);
-                                break;
-                            }
-                            let n = stream.read(&mut chunk)?;
-                            if n == 0 {
-                                return Err(bad("eof in trailers"));
-                            }
-                            buf.extend_from_slice(&chunk[..n]);
-                        }
-                        break;
-                    }
-                    body.extend_from_slice(&buf[used..used + size]);
-                    buf.drain(..used + size + 2);
-                }
-                Ok(httparse::Status::Partial) => {
-                    let n = stream.read(&mut chunk)?;
-                    if n == 0 {
-                        return Err(bad("eof in chunk size"));
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                }
-                Err(_) => return Err(bad("bad chunk size")),
-            }
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            return if buf.is_empty() && parser.idle() {
+                Ok(None)
+            } else {
+                Err(bad("connection closed inside a request".into()))
+            };
         }
-    } else if let Some(len) = find("content-length") {
-        let len: usize = len.trim().parse().map_err(|_| bad("bad content-length"))?;
-        while buf.len() < len {
-            let n = stream.read(&mut chunk)?;
-            if n == 0 {
-                return Err(bad("eof in body"));
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        }
-        body = buf.drain(..len).collect();
+        buf.extend_from_slice(&chunk[..n]);
     }
-    Ok(Some(Request {
-        connection: id,
-        method,
-        target,
-        headers,
-        head,
-        body,
-        trailers,
-    }))
 }
 
 fn find_subslice(h: &[u8], n: &[u8]) -> Option<usize> {

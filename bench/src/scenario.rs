@@ -211,20 +211,44 @@ fn start_rig(origins: usize, with_controld: bool) -> Result<Rig, String> {
     let record = with_controld;
     let dir = std::env::temp_dir().join(format!("palisade-scenario-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let origins: Vec<Origin> = (0..origins)
-        .map(|_| {
-            Origin::start(OriginConfig {
-                listen: "127.0.0.1:0".parse().expect("literal address"),
-                handler: demo_app("demo.test"),
-                tls: None,
-                split_writes: false,
-                record,
+    let origins: Vec<Origin> = if record {
+        (0..origins)
+            .map(|_| {
+                Origin::start(OriginConfig {
+                    listen: "127.0.0.1:0".parse().expect("literal address"),
+                    handler: demo_app("demo.test"),
+                    tls: None,
+                    split_writes: false,
+                    record,
+                })
+                .map_err(|e| e.to_string())
             })
-            .map_err(|e| e.to_string())
-        })
-        .collect::<Result<_, _>>()?;
-    for (i, o) in origins.iter().enumerate() {
-        std::fs::write(dir.join(format!("policy{i}.toml")), policy_text(o.addr()))
+            .collect::<Result<_, _>>()?
+    } else {
+        Vec::new()
+    };
+    let mut upstreams: Vec<std::net::SocketAddr> = origins.iter().map(|o| o.addr()).collect();
+    if !record {
+        // The fast origin (glommio) for pure load: it must never be the
+        // bottleneck. It runs until the process ends.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = crate::fast_origin::serve(
+                "127.0.0.1:0".parse().expect("literal address"),
+                demo_app("demo.test"),
+                1,
+                |a| {
+                    let _ = tx.send(a);
+                },
+            );
+        });
+        upstreams.push(
+            rx.recv_timeout(Duration::from_secs(10))
+                .map_err(|_| "the origin did not start".to_string())?,
+        );
+    }
+    for (i, addr) in upstreams.iter().enumerate() {
+        std::fs::write(dir.join(format!("policy{i}.toml")), policy_text(*addr))
             .map_err(|e| e.to_string())?;
     }
     let cpus = std::thread::available_parallelism()

@@ -164,3 +164,52 @@ fn unreachable_target_reports_connect_errors() {
     assert_eq!(r["requests"].as_u64(), Some(0));
     assert!(r["errors"]["connect"].as_u64().expect("connect") > 0, "{r}");
 }
+
+/// `bench origin` (the glommio origin) answers the demo app's endpoints,
+/// including chunked uploads, under `bench load`.
+#[test]
+fn fast_origin_serves_the_demo_app() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bench"))
+        .args(["origin", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn origin");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read");
+    let addr = line
+        .trim()
+        .rsplit("http://")
+        .next()
+        .expect("address")
+        .to_string();
+    let mut s = std::net::TcpStream::connect(&addr).expect("connect");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("timeout");
+    s.write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
+        .expect("write");
+    let mut response = String::new();
+    s.read_to_string(&mut response).expect("read");
+    assert!(
+        response.starts_with("HTTP/1.1 200 OK") && response.ends_with("abc"),
+        "{response}"
+    );
+    let r = run_load(&[
+        &format!("http://{addr}/"),
+        "--closed",
+        "--connections",
+        "4",
+        "--threads",
+        "1",
+        "--duration",
+        "0.5",
+        "--warmup",
+        "0",
+    ]);
+    assert!(r["requests"].as_u64().expect("requests") > 0);
+    assert_eq!(r["errors"]["status"].as_u64(), Some(0));
+    let _ = child.kill();
+    let _ = child.wait();
+}
