@@ -17,7 +17,10 @@ use std::time::Duration;
 /// the length of a read or an exchange and given back, so steady traffic
 /// allocates nothing.
 pub struct BufferPool {
-    free: RefCell<Vec<Vec<u8>>>,
+    /// Read buffers: kept at `read_size` bytes, so taking one never zeroes.
+    free_read: RefCell<Vec<Vec<u8>>>,
+    /// Output buffers: cleared, capacity kept.
+    free_scratch: RefCell<Vec<Vec<u8>>>,
     /// Size of read buffers handed out by [`BufferPool::take_read`].
     read_size: usize,
     /// Most buffers kept when given back.
@@ -27,7 +30,8 @@ pub struct BufferPool {
 impl BufferPool {
     pub fn new(read_size: usize, max_free: usize) -> BufferPool {
         BufferPool {
-            free: RefCell::new(Vec::new()),
+            free_read: RefCell::new(Vec::new()),
+            free_scratch: RefCell::new(Vec::new()),
             read_size,
             max_free,
         }
@@ -35,23 +39,31 @@ impl BufferPool {
 
     /// A read buffer: `read_size` bytes long.
     pub fn take_read(&self) -> Vec<u8> {
-        let mut b = self.free.borrow_mut().pop().unwrap_or_default();
-        b.resize(self.read_size, 0);
-        b
+        self.free_read
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| vec![0; self.read_size])
     }
 
     /// An empty buffer for building output.
     pub fn take_scratch(&self) -> Vec<u8> {
-        let mut b = self.free.borrow_mut().pop().unwrap_or_default();
-        b.clear();
-        b
+        self.free_scratch.borrow_mut().pop().unwrap_or_default()
     }
 
-    /// Returns a buffer; oversized ones (a rare huge head) are dropped so
+    /// Returns a read buffer; a grown one (a rare huge head) is dropped so
     /// the pool's memory stays bounded.
-    pub fn give(&self, buffer: Vec<u8>) {
-        let mut free = self.free.borrow_mut();
+    pub fn give_read(&self, buffer: Vec<u8>) {
+        let mut free = self.free_read.borrow_mut();
+        if free.len() < self.max_free && buffer.len() == self.read_size {
+            free.push(buffer);
+        }
+    }
+
+    /// Returns an output buffer (cleared here).
+    pub fn give_scratch(&self, mut buffer: Vec<u8>) {
+        let mut free = self.free_scratch.borrow_mut();
         if free.len() < self.max_free && buffer.capacity() <= 4 * self.read_size {
+            buffer.clear();
             free.push(buffer);
         }
     }
@@ -100,7 +112,7 @@ impl<S> Inbound<S> {
     pub fn release_if_idle(&mut self) {
         if self.start == self.end && !self.buf.is_empty() {
             if let Some(pool) = &self.pool {
-                pool.give(std::mem::take(&mut self.buf));
+                pool.give_read(std::mem::take(&mut self.buf));
                 self.start = 0;
                 self.end = 0;
             }

@@ -108,7 +108,7 @@ pub async fn serve_connection(core: Rc<Core>, stream: TcpStream, peer: SocketAdd
         client.release_if_idle();
         for b in [&mut upstream_head, &mut scratch] {
             if b.capacity() > 0 {
-                core.buffers.give(std::mem::take(b));
+                core.buffers.give_scratch(std::mem::take(b));
             }
         }
         let (req, routes) =
