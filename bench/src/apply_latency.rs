@@ -9,9 +9,10 @@
 //! encode, fsync), and push-to-last-ack time (snapshot sent to every core,
 //! each core decodes, compiles, swaps and acks).
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
+
+use crate::procs::{sibling, spawn_ready};
 use std::time::{Duration, Instant};
 
 /// Settings for one run.
@@ -20,28 +21,6 @@ pub struct ApplyLatency {
     pub ip_ranges: usize,
     pub cores: usize,
     pub rounds: usize,
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn sibling(name: &str) -> Result<PathBuf, String> {
-    let me = std::env::current_exe().map_err(|e| e.to_string())?;
-    let path = me.with_file_name(name);
-    if path.exists() {
-        Ok(path)
-    } else {
-        Err(format!(
-            "{} not found: build the workspace first (cargo build --release)",
-            path.display()
-        ))
-    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -87,37 +66,22 @@ fn measure(
         .collect::<Result<_, _>>()
         .map_err(|e| e.to_string())?;
     let socket = dir.join("control.sock");
-    let mut daemon = Command::new(controld)
-        .arg("serve")
-        .arg("--policy")
-        .arg(&policies[0])
-        .arg("--socket")
-        .arg(&socket)
-        .arg("--state-dir")
-        .arg(dir.join("state"))
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    let mut line = String::new();
-    if let Some(out) = daemon.stdout.take() {
-        BufReader::new(out)
-            .read_line(&mut line)
-            .map_err(|e| e.to_string())?;
-    }
-    let _daemon = Killed(daemon);
-    let mut dp = Command::new(dataplane)
-        .args(["--listen", "127.0.0.1:0", "--cores", &cfg.cores.to_string()])
-        .arg("--control")
-        .arg(&socket)
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    if let Some(out) = dp.stdout.take() {
-        BufReader::new(out)
-            .read_line(&mut line)
-            .map_err(|e| e.to_string())?;
-    }
-    let _dp = Killed(dp);
+    let (_daemon, _) = spawn_ready(
+        Command::new(controld)
+            .arg("serve")
+            .arg("--policy")
+            .arg(&policies[0])
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--state-dir")
+            .arg(dir.join("state")),
+    )?;
+    let (_dp, _) = spawn_ready(
+        Command::new(dataplane)
+            .args(["--listen", "127.0.0.1:0", "--cores", &cfg.cores.to_string()])
+            .arg("--control")
+            .arg(&socket),
+    )?;
 
     // Wait until every core holds the initial version.
     let start = Instant::now();

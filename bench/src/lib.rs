@@ -6,5 +6,6 @@ pub mod fast_origin;
 pub mod load;
 pub mod origin;
 pub mod policies;
+pub mod procs;
 pub mod scenario;
 pub mod tls;

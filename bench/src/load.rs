@@ -184,6 +184,22 @@ async fn within<T>(fut: impl std::future::Future<Output = io::Result<T>>) -> io:
     .await
 }
 
+/// Appends one read to `buf`; the end of the stream is an error here.
+async fn read_more(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    chunk: &mut [u8],
+) -> Result<(), ErrorKind> {
+    let n = within(stream.read(chunk))
+        .await
+        .map_err(ErrorKind::from_io)?;
+    if n == 0 {
+        return Err(ErrorKind::Read);
+    }
+    buf.extend_from_slice(&chunk[..n]);
+    Ok(())
+}
+
 /// Reads one response; returns its total size. `buf` keeps read-ahead.
 async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(u16, u64), ErrorKind> {
     let mut chunk = [0u8; 16 * 1024];
@@ -209,13 +225,7 @@ async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(u16
                 } else {
                     let len = length.unwrap_or(0);
                     while buf.len() < head + len {
-                        let n = within(stream.read(&mut chunk))
-                            .await
-                            .map_err(ErrorKind::from_io)?;
-                        if n == 0 {
-                            return Err(ErrorKind::Read);
-                        }
-                        buf.extend_from_slice(&chunk[..n]);
+                        read_more(stream, buf, &mut chunk).await?;
                     }
                     buf.drain(..head + len);
                     len
@@ -225,13 +235,7 @@ async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(u16
             Ok(httparse::Status::Partial) => {}
             Err(_) => return Err(ErrorKind::Parse),
         }
-        let n = within(stream.read(&mut chunk))
-            .await
-            .map_err(ErrorKind::from_io)?;
-        if n == 0 {
-            return Err(ErrorKind::Read);
-        }
-        buf.extend_from_slice(&chunk[..n]);
+        read_more(stream, buf, &mut chunk).await?;
     }
 }
 
@@ -260,34 +264,16 @@ async fn read_chunked(
                             buf.drain(..end);
                             return Ok(end - head);
                         }
-                        let n = within(stream.read(&mut chunk))
-                            .await
-                            .map_err(ErrorKind::from_io)?;
-                        if n == 0 {
-                            return Err(ErrorKind::Read);
-                        }
-                        buf.extend_from_slice(&chunk[..n]);
+                        read_more(stream, buf, &mut chunk).await?;
                     }
                 }
                 while buf.len() < pos + used + size + 2 {
-                    let n = within(stream.read(&mut chunk))
-                        .await
-                        .map_err(ErrorKind::from_io)?;
-                    if n == 0 {
-                        return Err(ErrorKind::Read);
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
+                    read_more(stream, buf, &mut chunk).await?;
                 }
                 pos += used + size + 2;
             }
             Ok(httparse::Status::Partial) => {
-                let n = within(stream.read(&mut chunk))
-                    .await
-                    .map_err(ErrorKind::from_io)?;
-                if n == 0 {
-                    return Err(ErrorKind::Read);
-                }
-                buf.extend_from_slice(&chunk[..n]);
+                read_more(stream, buf, &mut chunk).await?;
             }
             Err(_) => return Err(ErrorKind::Parse),
         }

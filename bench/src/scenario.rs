@@ -20,27 +20,12 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+
+use crate::procs::{dataplane_addr, sibling, spawn_ready, Killed};
 use std::time::Duration;
 
 use crate::origin::{demo_app, Origin, OriginConfig};
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn sibling(name: &str) -> Result<PathBuf, String> {
-    let me = std::env::current_exe().map_err(|e| e.to_string())?;
-    let path = me.with_file_name(name);
-    path.exists()
-        .then_some(path.clone())
-        .ok_or_else(|| format!("{} not found: build the workspace first", path.display()))
-}
 
 /// Raises the soft open-files limit to the hard limit; returns the result.
 pub fn raise_nofile() -> u64 {
@@ -135,25 +120,15 @@ pub fn idle_conns(connections: usize) -> Result<String, String> {
     if !status.success() {
         return Err("controld compile failed".into());
     }
-    let mut child = Command::new(sibling("dataplane")?)
-        .arg("--snapshot")
-        .arg(&snap)
-        .args(["--listen", "127.0.0.1:0", "--cores", "1"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    let mut line = String::new();
-    if let Some(out) = child.stdout.take() {
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line)
-            .map_err(|e| e.to_string())?;
-    }
-    let pid = child.id();
-    let _dp = Killed(child);
-    let addr: std::net::SocketAddr = line
-        .split_whitespace()
-        .nth(3)
-        .and_then(|a| a.parse().ok())
-        .ok_or_else(|| format!("dataplane did not start: {line:?}"))?;
+    let (dp, line) = spawn_ready(
+        Command::new(sibling("dataplane")?)
+            .arg("--snapshot")
+            .arg(&snap)
+            .args(["--listen", "127.0.0.1:0", "--cores", "1"]),
+    )?;
+    let pid = dp.id();
+    let _dp = dp;
+    let addr = dataplane_addr(&line)?;
     // Warm up: allocator arenas, the upstream pool, the page cache.
     let mut warm = Vec::new();
     for _ in 0..100 {
@@ -266,23 +241,17 @@ fn start_rig(origins: usize, with_controld: bool) -> Result<Rig, String> {
     ]);
     if with_controld {
         let socket = dir.join("control.sock");
-        let mut c = Command::new(sibling("controld")?)
-            .arg("serve")
-            .arg("--policy")
-            .arg(dir.join("policy0.toml"))
-            .arg("--socket")
-            .arg(&socket)
-            .arg("--state-dir")
-            .arg(dir.join("state"))
-            .stdout(Stdio::piped())
-            .spawn()
-            .map_err(|e| e.to_string())?;
-        let mut line = String::new();
-        if let Some(out) = c.stdout.take() {
-            std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line)
-                .map_err(|e| e.to_string())?;
-        }
-        procs.push(Killed(c));
+        let (daemon, _) = spawn_ready(
+            Command::new(sibling("controld")?)
+                .arg("serve")
+                .arg("--policy")
+                .arg(dir.join("policy0.toml"))
+                .arg("--socket")
+                .arg(&socket)
+                .arg("--state-dir")
+                .arg(dir.join("state")),
+        )?;
+        procs.push(daemon);
         dp.arg("--control").arg(&socket);
     } else {
         let snap = dir.join("policy0.snap");
@@ -300,21 +269,9 @@ fn start_rig(origins: usize, with_controld: bool) -> Result<Rig, String> {
         }
         dp.arg("--snapshot").arg(&snap);
     }
-    let mut child = dp
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    let mut line = String::new();
-    if let Some(out) = child.stdout.take() {
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line)
-            .map_err(|e| e.to_string())?;
-    }
-    procs.push(Killed(child));
-    let addr = line
-        .split_whitespace()
-        .nth(3)
-        .and_then(|a| a.parse().ok())
-        .ok_or_else(|| format!("dataplane did not start: {line:?}"))?;
+    let (child, line) = spawn_ready(&mut dp)?;
+    procs.push(child);
+    let addr = dataplane_addr(&line)?;
     // Wait until the app answers (with controld: until the first push).
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
