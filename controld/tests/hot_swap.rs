@@ -137,11 +137,8 @@ impl Load {
 #[test]
 fn hot_swap_under_load_fails_no_request() {
     let env = Env::new();
-    let a = named_origin("A");
-    let b = named_origin("B");
-    let policy_a = env.policy("a.toml", a.addr(), "");
-    let policy_b = env.policy("b.toml", b.addr(), "");
-    let _controld = env.controld(&policy_a, &[]);
+    let o = env.two_origins();
+    let _controld = env.controld(&o.policy_a, &[]);
     let (_dp, addr) = env.dataplane(2, &[]);
     env.wait_for_cores(2, 1);
 
@@ -151,9 +148,9 @@ fn hot_swap_under_load_fails_no_request() {
     let mut versions = Vec::new();
     for i in 0..50 {
         let (policy, name) = if i % 2 == 0 {
-            (&policy_b, "B")
+            (&o.policy_b, "B")
         } else {
-            (&policy_a, "A")
+            (&o.policy_a, "A")
         };
         let t0 = Instant::now();
         let out = env.cli(&["apply", policy.to_str().expect("path"), "--json"]);
@@ -311,14 +308,11 @@ fn controld_restart_under_load_is_invisible() {
 #[test]
 fn dataplane_restart_with_controld_down_serves_the_cached_snapshot() {
     let env = Env::new();
-    let a = named_origin("A");
-    let b = named_origin("B");
-    let policy_a = env.policy("a.toml", a.addr(), "");
-    let policy_b = env.policy("b.toml", b.addr(), "");
-    let controld = env.controld(&policy_a, &[]);
+    let o = env.two_origins();
+    let controld = env.controld(&o.policy_a, &[]);
     let (dp, _) = env.dataplane(1, &[]);
     env.wait_for_cores(1, 1);
-    let out = env.cli(&["apply", policy_b.to_str().expect("path")]);
+    let out = env.cli(&["apply", o.policy_b.to_str().expect("path")]);
     assert!(out.status.success());
     env.wait_for_cores(1, 2);
     controld.kill();
@@ -337,15 +331,12 @@ fn dataplane_restart_with_controld_down_serves_the_cached_snapshot() {
 #[test]
 fn rollback_restores_the_previous_version() {
     let env = Env::new();
-    let a = named_origin("A");
-    let b = named_origin("B");
-    let policy_a = env.policy("a.toml", a.addr(), "");
-    let policy_b = env.policy("b.toml", b.addr(), "");
-    let _controld = env.controld(&policy_a, &[]);
+    let o = env.two_origins();
+    let _controld = env.controld(&o.policy_a, &[]);
     let (_dp, addr) = env.dataplane(2, &[]);
     env.wait_for_cores(2, 1);
     assert!(env
-        .cli(&["apply", policy_b.to_str().expect("path")])
+        .cli(&["apply", o.policy_b.to_str().expect("path")])
         .status
         .success());
     assert_eq!(fetch(addr, H).expect("fetch").1, "B");

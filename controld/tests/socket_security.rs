@@ -70,11 +70,8 @@ fn socket_is_private_and_other_users_are_refused() {
 #[test]
 fn hostile_frames_are_dropped_and_others_keep_working() {
     let env = Env::new();
-    let a = named_origin("A");
-    let b = named_origin("B");
-    let policy_a = env.policy("a.toml", a.addr(), "");
-    let policy_b = env.policy("b.toml", b.addr(), "");
-    let _controld = env.controld(&policy_a, &[]);
+    let o = env.two_origins();
+    let _controld = env.controld(&o.policy_a, &[]);
     let (_dp, addr) = env.dataplane(2, &[]);
     env.wait_for_cores(2, 1);
 
@@ -102,7 +99,7 @@ fn hostile_frames_are_dropped_and_others_keep_working() {
 
     // Everyone else is unaffected: status, apply to both cores, traffic.
     assert_eq!(env.status()["cores"].as_array().map(Vec::len), Some(2));
-    let out = env.cli(&["apply", policy_b.to_str().expect("path")]);
+    let out = env.cli(&["apply", o.policy_b.to_str().expect("path")]);
     assert!(
         out.status.success(),
         "{}",
@@ -134,11 +131,8 @@ fn stalled_frame_is_dropped_after_the_frame_timeout() {
 #[test]
 fn torn_state_write_never_becomes_current_across_restart() {
     let env = Env::new();
-    let a = named_origin("A");
-    let b = named_origin("B");
-    let policy_a = env.policy("a.toml", a.addr(), "");
-    let policy_b = env.policy("b.toml", b.addr(), "");
-    let controld = env.controld(&policy_a, &[]);
+    let o = env.two_origins();
+    let controld = env.controld(&o.policy_a, &[]);
     controld.kill();
     // Simulate a crash while writing version 2: a truncated temp file that
     // was never renamed.
@@ -148,7 +142,7 @@ fn torn_state_write_never_becomes_current_across_restart() {
         &full[..full.len() / 3],
     )
     .expect("torn");
-    let controld = env.controld(&policy_a, &[]);
+    let controld = env.controld(&o.policy_a, &[]);
     assert!(
         controld
             .first_line
@@ -160,7 +154,7 @@ fn torn_state_write_never_becomes_current_across_restart() {
     assert_eq!(status["current_version"].as_u64(), Some(1));
     assert_eq!(status["history_versions"], serde_json::json!([1]));
     // The next apply still gets a fresh, valid version.
-    let out = env.cli(&["apply", policy_b.to_str().expect("path"), "--json"]);
+    let out = env.cli(&["apply", o.policy_b.to_str().expect("path"), "--json"]);
     assert!(out.status.success());
     let applied: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(applied["version"].as_u64(), Some(2));

@@ -177,6 +177,30 @@ impl Env {
     }
 }
 
+/// Two origins answering "A" and "B", and a policy routing `demo.test` to
+/// each.
+pub struct TwoOrigins {
+    pub a: Origin,
+    pub b: Origin,
+    pub policy_a: PathBuf,
+    pub policy_b: PathBuf,
+}
+
+impl Env {
+    pub fn two_origins(&self) -> TwoOrigins {
+        let a = named_origin("A");
+        let b = named_origin("B");
+        let policy_a = self.policy("a.toml", a.addr(), "");
+        let policy_b = self.policy("b.toml", b.addr(), "");
+        TwoOrigins {
+            a,
+            b,
+            policy_a,
+            policy_b,
+        }
+    }
+}
+
 /// An origin answering every request with `name`.
 pub fn named_origin(name: &'static str) -> Origin {
     Origin::start(OriginConfig {
