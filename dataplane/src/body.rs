@@ -20,9 +20,24 @@ use crate::io::{within, Inbound};
 /// must equal the output for the whole input.
 pub trait BodyFilter {
     /// Consumes `input`, appending output to `out`.
-    fn feed(&mut self, input: &[u8], out: &mut Vec<u8>);
+    fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), FilterError>;
     /// End of body: appends whatever was held back.
-    fn finish(&mut self, out: &mut Vec<u8>);
+    fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), FilterError>;
+}
+
+/// The body could not be transformed (e.g. corrupt compressed data): the
+/// source is to blame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilterError(pub String);
+
+impl std::fmt::Display for FilterError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn filter_failed(e: FilterError) -> RelayError {
+    RelayError::Source(io::Error::new(io::ErrorKind::InvalidData, e.0))
 }
 
 /// How the body is framed toward the sink.
@@ -118,7 +133,7 @@ where
             let out: &[u8] = match filter.as_deref_mut() {
                 Some(f) => {
                     filtered.clear();
-                    f.feed(chunk, &mut filtered);
+                    f.feed(chunk, &mut filtered).map_err(filter_failed)?;
                     &filtered
                 }
                 None => chunk,
@@ -129,7 +144,7 @@ where
     }
     if let Some(f) = filter {
         filtered.clear();
-        f.finish(&mut filtered);
+        f.finish(&mut filtered).map_err(filter_failed)?;
         emit(sink, pending, &filtered, sink_framing).await?;
     }
     if sink_framing == SinkFraming::Chunked {

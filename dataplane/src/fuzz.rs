@@ -60,3 +60,35 @@ pub fn request_head_and_body(routes: &RouteTable, data: &[u8]) {
         }
     }
 }
+
+/// Rewrites `data` (the first byte picks HTML or not and the split
+/// pattern) whole and in pieces: must never panic, and every split must
+/// give the same output. The request-body unwrapper is held to the same.
+pub fn rewrite_split_invariance(routes: &RouteTable, data: &[u8]) {
+    use crate::body::BodyFilter;
+    use crate::rewrite::{rewrite_all, unwrap::Unwrapper, Rewriter};
+    let Some((&control, doc)) = data.split_first() else {
+        return;
+    };
+    let html = control & 1 == 1;
+    let whole = rewrite_all(routes, html, doc);
+    let step = usize::from(control >> 1).max(1);
+    let mut split = Vec::new();
+    let mut r = Rewriter::new(routes, html);
+    for piece in doc.chunks(step) {
+        r.feed(piece, &mut split);
+    }
+    r.finish(&mut split);
+    assert_eq!(whole, split, "split every {step} bytes changed the output");
+
+    let unwrap = |step: usize| {
+        let mut out = Vec::new();
+        let mut u = Unwrapper::new(routes);
+        for piece in doc.chunks(step) {
+            u.feed(piece, &mut out).expect("unwrapping never fails");
+        }
+        u.finish(&mut out).expect("unwrapping never fails");
+        out
+    };
+    assert_eq!(unwrap(doc.len().max(1)), unwrap(step));
+}

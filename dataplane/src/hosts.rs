@@ -6,7 +6,7 @@
 //! filter) is a separate engine. Functions return `None` when nothing
 //! changes so the caller can copy the original bytes.
 
-use crate::routes::RouteTable;
+use crate::routes::{RouteTable, MAX_HOST_LEN};
 
 /// Bytes that may appear in a host name as written in URLs (reg-name
 /// letters, digits, '-', '.', and '_' which real deployments use).
@@ -211,49 +211,65 @@ pub fn unwrap_proxy_hosts(routes: &RouteTable, value: &[u8]) -> Option<Vec<u8>> 
     let mut out: Option<Vec<u8>> = None;
     let mut copied = 0;
     for dot in routes.find_dotted_suffix(value) {
-        let end = dot + 1 + suffix_len;
-        // Right label boundary: the host ends here (a further `.label`
-        // would make it another name, e.g. `proxy.test.evil.net`).
-        if end < value.len() && is_host_byte(value[end]) {
-            continue;
-        }
-        if dot < copied {
-            continue;
-        }
-        let mut start = dot;
-        while start > 0 && is_host_byte(value[start - 1]) {
-            start -= 1;
-        }
-        // Inside percent-encoded text the host run may begin with the hex
-        // digits of an escape (`%2Fdemo.test`): try each escape boundary.
-        let escape_at = |p: usize| {
-            p >= 3
-                && value[p - 3] == b'%'
-                && value[p - 2].is_ascii_hexdigit()
-                && value[p - 1].is_ascii_hexdigit()
-        };
-        // `%2F` or the double-encoded `%252F`.
-        let double_escape_at = |p: usize| {
-            p >= 5
-                && value[p - 5] == b'%'
-                && &value[p - 4..p - 2] == b"25"
-                && value[p - 2].is_ascii_hexdigit()
-                && value[p - 1].is_ascii_hexdigit()
-        };
-        let candidate = (start..dot).find(|&s| {
-            let boundary = s == start || escape_at(s) || double_escape_at(s);
-            boundary && value[s] != b'.' && routes.app_for_host(&value[s..dot]).is_some()
-        });
-        if candidate.is_none() {
+        if dot < copied || !is_proxy_host_suffix(routes, value, 0, dot, true) {
             continue;
         }
         let o = out.get_or_insert_with(|| Vec::with_capacity(value.len()));
         o.extend_from_slice(&value[copied..dot]);
-        copied = end;
+        copied = dot + 1 + suffix_len;
     }
     out.map(|mut o| {
         o.extend_from_slice(&value[copied..]);
         o
+    })
+}
+
+/// True when the `.<suffix>` found at `dot` ends a proxy host: an app host
+/// stands before it and no further host label follows. `lo` is where the
+/// readable text begins; `at_end`: nothing follows `value`.
+pub fn is_proxy_host_suffix(
+    routes: &RouteTable,
+    value: &[u8],
+    lo: usize,
+    dot: usize,
+    at_end: bool,
+) -> bool {
+    let end = dot + 1 + routes.suffix().len();
+    // Right label boundary: the host ends here (a further `.label` would
+    // make it another name, e.g. `proxy.test.evil.net`).
+    match value.get(end) {
+        Some(&b) if is_host_byte(b) => return false,
+        None if !at_end => return false,
+        _ => {}
+    }
+    let mut start = dot;
+    while start > lo && is_host_byte(value[start - 1]) {
+        start -= 1;
+    }
+    // Inside percent-encoded text the host run may begin with the hex
+    // digits of an escape (`%2Fdemo.test`): try each escape boundary.
+    let escape_at = |p: usize| {
+        p >= lo + 3
+            && value[p - 3] == b'%'
+            && value[p - 2].is_ascii_hexdigit()
+            && value[p - 1].is_ascii_hexdigit()
+    };
+    // `%2F` or the double-encoded `%252F`.
+    let double_escape_at = |p: usize| {
+        p >= lo + 5
+            && value[p - 5] == b'%'
+            && &value[p - 4..p - 2] == b"25"
+            && value[p - 2].is_ascii_hexdigit()
+            && value[p - 1].is_ascii_hexdigit()
+    };
+    // JSON and JavaScript escapes: `\u002Fdemo.test`, `\x2Fdemo.test`.
+    let js_escape_at = |p: usize| {
+        (p >= lo + 6 && value[p - 6] == b'\\' && value[p - 5] == b'u')
+            || (p >= lo + 4 && value[p - 4] == b'\\' && value[p - 3] == b'x')
+    };
+    (start.max(dot.saturating_sub(MAX_HOST_LEN + 8))..dot).any(|s| {
+        let boundary = s == start || escape_at(s) || double_escape_at(s) || js_escape_at(s);
+        boundary && value[s] != b'.' && routes.app_for_host(&value[s..dot]).is_some()
     })
 }
 

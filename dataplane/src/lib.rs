@@ -19,6 +19,7 @@ pub mod iptags;
 pub mod limits;
 pub mod pages;
 pub mod proxy;
+pub mod rewrite;
 pub mod routes;
 pub mod server;
 pub mod upstream;

@@ -23,13 +23,17 @@ use std::time::Instant;
 use futures_lite::AsyncWriteExt;
 use glommio::net::TcpStream;
 
-use crate::body::{self, RelayError, SinkFraming};
+use crate::body::{self, BodyFilter, RelayError, SinkFraming};
 use crate::http::request::{prepare_request, ClientContext, Parsed, Rejection, RequestInfo};
 use crate::http::response::{prepare_response, ClientFraming, ParsedResponse, ResponseInfo};
 use crate::http::Framing;
 use crate::io::{within, BufferPool, Inbound};
 use crate::limits::Limits;
 use crate::pages;
+use crate::rewrite::codec::Transcoder;
+use crate::rewrite::content::TextKind;
+use crate::rewrite::unwrap::Unwrapper;
+use crate::rewrite::Rewriter;
 use crate::routes::RouteTable;
 use crate::upstream::{self, Pool, Target, UpstreamConn};
 
@@ -279,7 +283,7 @@ async fn exchange(
                     .map_err(|e| downstream_error(&format!("writing 100 Continue: {e}")))?;
             }
             body_sent |= req.framing.has_body();
-            send_request(core, client, &mut up, req, upstream_head, scratch).await?;
+            send_request(core, routes, client, &mut up, req, upstream_head, scratch).await?;
             read_response_head(core, routes, client, &mut up, req, scratch, &route.name).await
         }
         .await;
@@ -310,12 +314,16 @@ async fn exchange(
         _ => SinkFraming::Raw,
     };
     let upstream_framing = resp.upstream_framing;
+    let mut transcoder = resp.rewrite.map(|plan| {
+        let rewriter = Rewriter::new(routes, plan.kind == TextKind::Html);
+        Transcoder::new(rewriter, plan.from, plan.to)
+    });
     let relayed = body::relay(
         &mut up,
         &mut client.stream,
         upstream_framing,
         sink_framing,
-        None,
+        transcoder.as_mut().map(|t| t as &mut dyn BodyFilter),
         scratch,
         core.limits.body_timeout,
         upstream::UPSTREAM_BUFFER,
@@ -377,6 +385,7 @@ async fn acquire_upstream(
 /// Phase 3: the head, then the body with its framing re-encoded.
 async fn send_request(
     core: &Core,
+    routes: &RouteTable,
     client: &mut Inbound<TcpStream>,
     up: &mut UpstreamConn,
     req: &RequestInfo,
@@ -385,17 +394,18 @@ async fn send_request(
 ) -> Result<(), ExchangeError> {
     scratch.clear();
     scratch.extend_from_slice(head);
-    let sink_framing = if req.framing == Framing::Chunked {
+    let sink_framing = if req.framing == Framing::Chunked || req.unwrap_body {
         SinkFraming::Chunked
     } else {
         SinkFraming::Raw
     };
+    let mut unwrapper = req.unwrap_body.then(|| Unwrapper::new(routes));
     let result = body::relay(
         client,
         &mut up.stream,
         req.framing,
         sink_framing,
-        None,
+        unwrapper.as_mut().map(|u| u as &mut dyn BodyFilter),
         scratch,
         core.limits.body_timeout,
         CLIENT_BUFFER.max(core.limits.max_header_bytes),
@@ -452,7 +462,7 @@ async fn read_response_head(
             req,
             routes,
             limits.max_response_header_bytes,
-            false,
+            true,
             out,
         ) {
             Ok(ParsedResponse::Complete(info)) => {

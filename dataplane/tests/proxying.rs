@@ -352,8 +352,11 @@ fn works_through_curl() {
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let page = run(&[&url]);
+    // The 4 KiB page comes back with its app URLs rewritten.
     assert!(
-        page.contains("Demo app on demo.test") && page.len() == 4096,
+        page.contains("Demo app on demo.test")
+            && page.contains("https://app.demo.test.proxy.test/items/0")
+            && page.len() > 4096,
         "{page}"
     );
     let echo = run(&[

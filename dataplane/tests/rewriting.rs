@@ -221,15 +221,26 @@ fn look_alike_hosts_in_headers_are_left_alone() {
 }
 
 #[test]
-fn response_bodies_pass_through_unchanged() {
-    // Until the rewrite engine plugs into the body filter, bodies are
-    // forwarded byte for byte.
-    let (_origin, dp) = start_with(|_| Reply::Full {
-        status: 200,
-        headers: vec![("Content-Type".into(), "text/html".into())],
-        body: b"<a href=\"https://demo.test/\">x</a>".to_vec(),
-    });
-    let resp = request(&dp, &get(H, "/"));
-    assert_eq!(resp.text(), "<a href=\"https://demo.test/\">x</a>");
-    assert_eq!(resp.header("content-length"), Some("34"));
+fn binary_and_partial_bodies_pass_through_unchanged() {
+    // Images, opaque data and partial content keep their bytes and length;
+    // text bodies go through the rewrite engine (tests/body_rewriting.rs).
+    for (status, content_type) in [
+        (200, "image/png"),
+        (200, "application/octet-stream"),
+        (206, "text/html"),
+    ] {
+        let (_origin, dp) = start_with(move |_| Reply::Full {
+            status,
+            headers: vec![("Content-Type".into(), content_type.into())],
+            body: b"<a href=\"https://demo.test/\">x</a>".to_vec(),
+        });
+        let resp = request(&dp, &get(H, "/"));
+        assert_eq!(resp.status, status);
+        assert_eq!(
+            resp.text(),
+            "<a href=\"https://demo.test/\">x</a>",
+            "{content_type}"
+        );
+        assert_eq!(resp.header("content-length"), Some("34"), "{content_type}");
+    }
 }

@@ -4,13 +4,17 @@
 /// Header fields the proxy treats specially, recognised once per field.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FieldName {
+    AcceptEncoding,
     AccessControlAllowOrigin,
     AltSvc,
     Connection,
+    ContentEncoding,
     ContentLength,
     ContentLocation,
     ContentSecurityPolicy,
     ContentSecurityPolicyReportOnly,
+    ContentType,
+    ETag,
     Expect,
     Forwarded,
     Host,
@@ -36,6 +40,10 @@ pub enum FieldName {
 /// Every recognised name: the oracle `classify` is tested against.
 #[cfg(test)]
 const KNOWN_FIELDS: &[(&[u8], FieldName)] = &[
+    (b"accept-encoding", FieldName::AcceptEncoding),
+    (b"content-encoding", FieldName::ContentEncoding),
+    (b"content-type", FieldName::ContentType),
+    (b"etag", FieldName::ETag),
     (
         b"access-control-allow-origin",
         FieldName::AccessControlAllowOrigin,
@@ -78,7 +86,7 @@ impl FieldName {
         // one candidate.
         let candidates: &[(&[u8], FieldName)] = match name.len() {
             2 => &[(b"te", Te)],
-            4 => &[(b"host", Host), (b"link", Link)],
+            4 => &[(b"host", Host), (b"link", Link), (b"etag", ETag)],
             6 => &[(b"expect", Expect), (b"origin", Origin)],
             7 => &[
                 (b"alt-svc", AltSvc),
@@ -93,9 +101,14 @@ impl FieldName {
                 (b"keep-alive", KeepAlive),
                 (b"set-cookie", SetCookie),
             ],
+            12 => &[(b"content-type", ContentType)],
             14 => &[(b"content-length", ContentLength)],
-            15 => &[(b"x-forwarded-for", XForwardedFor)],
+            15 => &[
+                (b"x-forwarded-for", XForwardedFor),
+                (b"accept-encoding", AcceptEncoding),
+            ],
             16 => &[
+                (b"content-encoding", ContentEncoding),
                 (b"content-location", ContentLocation),
                 (b"proxy-connection", ProxyConnection),
                 (b"x-forwarded-host", XForwardedHost),

@@ -12,6 +12,8 @@ use super::fields::{self, FieldName, TransferCoding};
 use super::{line_endings_are_strict, push_field, Framing};
 use crate::hosts;
 use crate::limits::Limits;
+use crate::rewrite::codec::Accepted;
+use crate::rewrite::unwrap;
 use crate::routes::{HostMapping, HostName, RouteTable};
 
 /// Hard ceiling on header fields per head, whatever the configured limit.
@@ -51,6 +53,12 @@ pub struct RequestInfo {
     pub idempotent: bool,
     /// App host (lower case) for Direct upstreams and SNI.
     pub app_host: HostName,
+    /// The content codings the client accepts that the rewrite engine can
+    /// decode (the upstream Accept-Encoding is narrowed to these).
+    pub accepted: Accepted,
+    /// The request body is form data or JSON: proxy hosts in it are
+    /// unwrapped on the way to the app, and it is sent chunked.
+    pub unwrap_body: bool,
 }
 
 /// Outcome of looking at the bytes buffered so far.
@@ -157,6 +165,8 @@ pub fn prepare_request(
     let mut connection_nominates_fields = false;
     let mut upgrade_value: Option<&[u8]> = None;
     let mut expect_continue = false;
+    let mut accept_encoding_seen = false;
+    let mut unwrap_body = false;
     let mut kinds = [FieldName::Other; MAX_HEADERS_CEILING];
     for (h, kind) in headers.iter().zip(kinds.iter_mut()) {
         let value = h.value;
@@ -192,6 +202,8 @@ pub fn prepare_request(
                 }
             }
             FieldName::Upgrade => upgrade_value = Some(value),
+            FieldName::AcceptEncoding => accept_encoding_seen = true,
+            FieldName::ContentType => unwrap_body = unwrap::is_unwrapped_body(value),
             FieldName::Expect => {
                 if value.trim_ascii().eq_ignore_ascii_case(b"100-continue") {
                     expect_continue = true;
@@ -293,6 +305,18 @@ pub fn prepare_request(
     };
     let is_head = method == b"HEAD";
     let idempotent = matches!(method, b"GET" | b"HEAD" | b"OPTIONS" | b"PUT" | b"DELETE");
+    let accepted = if accept_encoding_seen {
+        Accepted::parse(
+            headers
+                .iter()
+                .zip(kinds)
+                .filter(|(_, k)| *k == FieldName::AcceptEncoding)
+                .map(|(h, _)| h.value),
+        )
+    } else {
+        Accepted::default()
+    };
+    let unwrap_body = unwrap_body && framing.has_body();
 
     // Write the upstream head.
     out.clear();
@@ -319,6 +343,7 @@ pub fn prepare_request(
         match kind {
             FieldName::Host
             | FieldName::ContentLength
+            | FieldName::AcceptEncoding
             | FieldName::Expect
             | FieldName::XForwardedHost
             | FieldName::XForwardedProto => continue,
@@ -338,7 +363,13 @@ pub fn prepare_request(
         }
         push_field(out, name, h.value);
     }
+    // Only codings the rewrite engine can undo (RFC 9110 §12.5.3).
+    if !accepted.is_empty() {
+        push_field(out, b"Accept-Encoding", &accepted.header_value());
+    }
     match framing {
+        // An unwrapped body may change length: chunked (RFC 9112 §7.1).
+        _ if unwrap_body => push_field(out, b"Transfer-Encoding", b"chunked"),
         Framing::Length(n) => push_field(out, b"Content-Length", itoa(n).as_bytes()),
         Framing::Chunked => push_field(out, b"Transfer-Encoding", b"chunked"),
         Framing::Empty | Framing::UntilClose => {}
@@ -395,6 +426,8 @@ pub fn prepare_request(
         is_head,
         idempotent,
         app_host: HostName::lowercase(app_host).ok_or_else(|| reject(400, "malformed Host"))?,
+        accepted,
+        unwrap_body,
     }))
 }
 

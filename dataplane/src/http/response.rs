@@ -9,6 +9,8 @@ use super::fields::{self, FieldName, TransferCoding};
 use super::request::{itoa, RequestInfo};
 use super::{line_endings_are_strict, push_field, Framing};
 use crate::hosts;
+use crate::rewrite::codec::{self, Coding};
+use crate::rewrite::content::{self, TextKind};
 use crate::routes::RouteTable;
 
 /// Why an upstream response was refused.
@@ -44,6 +46,18 @@ pub struct ResponseInfo {
     pub upstream_reusable: bool,
     /// The client connection may be kept open after this response.
     pub client_keep_alive: bool,
+    /// The body goes through the rewrite engine.
+    pub rewrite: Option<BodyPlan>,
+}
+
+/// How a rewritten body is processed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyPlan {
+    pub kind: TextKind,
+    /// The app's content coding (decoded first).
+    pub from: Option<Coding>,
+    /// The coding sent to the client.
+    pub to: Option<Coding>,
 }
 
 pub enum ParsedResponse {
@@ -52,14 +66,14 @@ pub enum ParsedResponse {
 }
 
 /// Parses the response head at the start of `buf` and writes the client
-/// head to `out` (cleared first). `filtered`: a body filter will change the
-/// body, so its length is unknown.
+/// head to `out` (cleared first). `rewrite_bodies`: text bodies go through
+/// the rewrite engine, so their length is unknown.
 pub fn prepare_response(
     buf: &[u8],
     req: &RequestInfo,
     routes: &RouteTable,
     max_header_bytes: usize,
-    filtered: bool,
+    rewrite_bodies: bool,
     out: &mut Vec<u8>,
 ) -> Result<ParsedResponse, BadResponse> {
     let mut storage = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() };
@@ -97,6 +111,8 @@ pub fn prepare_response(
     let mut connection_close = false;
     let mut connection_keep_alive = false;
     let mut connection_nominates_fields = false;
+    let mut text_kind = None;
+    let mut content_encoding_seen = false;
     let mut kinds = [FieldName::Other; super::request::MAX_HEADERS_CEILING];
     for (h, kind) in headers.iter().zip(kinds.iter_mut()) {
         if fields::has_forbidden_value_bytes(h.value) {
@@ -113,6 +129,8 @@ pub fn prepare_response(
                 content_length = Some(n);
             }
             FieldName::TransferEncoding => te_values += 1,
+            FieldName::ContentType => text_kind = content::classify(h.value),
+            FieldName::ContentEncoding => content_encoding_seen = true,
             FieldName::Connection => {
                 for token in fields::list_elements(h.value) {
                     if token.eq_ignore_ascii_case(b"close") {
@@ -162,6 +180,29 @@ pub fn prepare_response(
         }
     };
 
+    // Partial content is left alone: rewriting would break its offsets.
+    let rewrite = match text_kind {
+        Some(kind) if rewrite_bodies && upstream_framing.has_body() && status != 206 => {
+            let coding = if content_encoding_seen {
+                codec::response_coding(
+                    headers
+                        .iter()
+                        .zip(kinds)
+                        .filter(|(_, k)| *k == FieldName::ContentEncoding)
+                        .map(|(h, _)| h.value),
+                )
+            } else {
+                Ok(None)
+            };
+            coding.ok().map(|from| BodyPlan {
+                kind,
+                from,
+                to: req.accepted.choose(from),
+            })
+        }
+        _ => None,
+    };
+    let filtered = rewrite.is_some();
     let client_framing = match upstream_framing {
         Framing::Empty => ClientFraming::Empty,
         Framing::Length(n) if !filtered => ClientFraming::Length(n),
@@ -209,6 +250,15 @@ pub fn prepare_response(
                 hosts::wrap_csp(routes, h.value)
             }
             FieldName::SetCookie => hosts::wrap_cookie_domain(routes, h.value),
+            // The coding of a rewritten body is set below.
+            FieldName::ContentEncoding if filtered => continue,
+            // A rewritten body is no longer byte-identical to the app's
+            // (RFC 9110 §8.8.1): its validator becomes weak.
+            FieldName::ETag if filtered && h.value.trim_ascii().starts_with(b"\"") => {
+                let mut weak = b"W/".to_vec();
+                weak.extend_from_slice(h.value.trim_ascii());
+                Some(weak)
+            }
             _ => None,
         };
         if nominated(name) {
@@ -218,6 +268,9 @@ pub fn prepare_response(
             Some(v) => push_field(out, name, &v),
             None => push_field(out, name, h.value),
         }
+    }
+    if let Some(coding) = rewrite.and_then(|p| p.to) {
+        push_field(out, b"Content-Encoding", coding.token());
     }
     match client_framing {
         ClientFraming::Length(n) => push_field(out, b"Content-Length", itoa(n).as_bytes()),
@@ -249,5 +302,6 @@ pub fn prepare_response(
         client_framing,
         upstream_reusable,
         client_keep_alive,
+        rewrite,
     }))
 }

@@ -1,0 +1,483 @@
+//! Deciding a candidate: is there an app host in URL-authority position
+//! here (in which encoding), an `integrity` attribute to drop, or a
+//! `<meta http-equiv="Content-Security-Policy">` to rewrite?
+//!
+//! A decision reads only a bounded window around the candidate: at most
+//! [`LOOKBACK`] bytes before it and [`LOOKAHEAD`] bytes from it. When the
+//! window is cut short by the end of what has arrived so far, a decision
+//! that needs the missing bytes says [`Decision::NeedMore`] and the
+//! streaming driver retries once more input is there; a decision that
+//! would read past the full window gives up ([`Decision::Skip`]). The
+//! outcome therefore depends only on the bytes, never on how they were
+//! split into chunks.
+
+use crate::hosts;
+use crate::routes::{RouteTable, MAX_HOST_LEN};
+
+/// Bytes before a candidate a decision may read (scheme, encoded colon
+/// and encoded first slash: `https%253A%252F` is 15 bytes).
+pub const LOOKBACK: usize = 24;
+/// Bytes from a candidate a decision may read (a whole `<meta>` tag).
+pub const LOOKAHEAD: usize = MAX_TAG + 64;
+/// Longest `<meta ...>` tag examined for a Content-Security-Policy.
+pub const MAX_TAG: usize = 4096;
+/// Longest user information (`user:password@`) in an authority.
+const MAX_USERINFO: usize = 128;
+/// Longest `integrity` attribute value.
+const MAX_INTEGRITY: usize = 1024;
+
+/// What to do at a candidate.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Nothing to change here.
+    Skip,
+    /// The decision needs bytes that have not arrived yet.
+    NeedMore,
+    /// Replace `start..end` and continue scanning at `resume`.
+    Edit(Edit),
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct Edit {
+    pub start: usize,
+    pub end: usize,
+    pub insert: Insert,
+    pub resume: usize,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Insert {
+    /// `.` followed by the proxy suffix (after an app host).
+    Suffix,
+    /// Nothing (a removed attribute).
+    Nothing,
+    /// Replacement text (a rewritten meta tag value).
+    Bytes(Vec<u8>),
+}
+
+/// The bytes a decision may see.
+pub struct Window<'a> {
+    data: &'a [u8],
+    /// First readable index (bytes before it read as "nothing").
+    lo: usize,
+    /// One past the last readable index.
+    hi: usize,
+    /// `hi` is the end of the whole body.
+    at_end: bool,
+    /// `hi` is the lookahead limit (not the end of the data so far).
+    full: bool,
+}
+
+/// Why a forward read could not be answered.
+enum Stop {
+    NeedMore,
+    Skip,
+}
+
+impl<'a> Window<'a> {
+    /// The window around candidate `p` of `data`; `at_end`: `data` ends
+    /// the body.
+    pub fn new(data: &'a [u8], p: usize, at_end: bool) -> Window<'a> {
+        let limit = p + LOOKAHEAD;
+        Window {
+            data,
+            lo: p.saturating_sub(LOOKBACK),
+            hi: data.len().min(limit),
+            at_end: at_end && data.len() <= limit,
+            full: data.len() >= limit,
+        }
+    }
+
+    /// The byte at `i` (ahead of the candidate): `Ok(None)` at the end of
+    /// the body.
+    #[inline]
+    fn at(&self, i: usize) -> Result<Option<u8>, Stop> {
+        if i < self.hi {
+            Ok(Some(self.data[i]))
+        } else if self.at_end {
+            Ok(None)
+        } else if self.full {
+            Err(Stop::Skip)
+        } else {
+            Err(Stop::NeedMore)
+        }
+    }
+
+    /// The byte at `i` behind the candidate (`None` outside the window).
+    #[inline]
+    fn before(&self, i: usize) -> Option<u8> {
+        (i >= self.lo && i < self.hi).then(|| self.data[i])
+    }
+
+    /// `data[end - pat.len()..end]` equals `pat` (ASCII case-insensitive),
+    /// within the window.
+    fn ends_with(&self, end: usize, pat: &[u8]) -> bool {
+        end >= self.lo + pat.len()
+            && end <= self.hi
+            && self.data[end - pat.len()..end].eq_ignore_ascii_case(pat)
+    }
+
+    /// `data[start..]` begins with `pat` (ASCII case-insensitive).
+    fn starts_with(&self, start: usize, pat: &[u8]) -> Result<bool, Stop> {
+        for (k, want) in pat.iter().enumerate() {
+            match self.at(start + k)? {
+                Some(b) if b.eq_ignore_ascii_case(want) => {}
+                _ => return Ok(false),
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// The encodings of `/` an anchor may use; both slashes of `//` use the
+/// same family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Family {
+    Plain,
+    JsEscaped,
+    Unicode,
+    Hex,
+    Percent,
+    DoublePercent,
+    Entity,
+}
+
+/// Encoded `/` forms per family (ASCII case-insensitive).
+const ENTITY_SLASHES: [&[u8]; 3] = [b"&#x2f;", b"&#47;", b"&sol;"];
+
+impl Family {
+    /// How `:` may be written right before `//` in this family.
+    fn colons(self) -> &'static [&'static [u8]] {
+        match self {
+            Family::Plain | Family::JsEscaped => &[b":"],
+            Family::Unicode => &[b":", b"\\u003a"],
+            Family::Hex => &[b":", b"\\x3a"],
+            Family::Percent => &[b"%3a"],
+            Family::DoublePercent => &[b"%253a"],
+            Family::Entity => &[b":", b"&#x3a;", b"&#58;", b"&colon;"],
+        }
+    }
+}
+
+/// Bytes that may end a scheme-relative `//` on the left.
+fn is_left_delimiter(b: u8) -> bool {
+    matches!(
+        b,
+        b' ' | b'\t'
+            | b'\r'
+            | b'\n'
+            | b'\x0c'
+            | b'"'
+            | b'\''
+            | b'`'
+            | b'='
+            | b'('
+            | b','
+            | b';'
+            | b'<'
+            | b'>'
+            | b'['
+            | b'{'
+    )
+}
+
+fn is_scheme_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.')
+}
+
+pub(crate) fn is_host_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_')
+}
+
+fn is_userinfo_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.' | b'_' | b'~' | b'%' | b'!' | b'$' | b'*' | b'+' | b'=' | b':'
+        )
+}
+
+fn is_html_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b'\x0c')
+}
+
+/// The schemes whose authority is rewritten (RFC 9110 §4.2, RFC 6455 §3).
+const SCHEMES: [&[u8]; 4] = [b"http", b"https", b"ws", b"wss"];
+
+/// Decides the candidate at `p` (a pair found by the scanner).
+pub fn decide(win: &Window<'_>, p: usize, routes: &RouteTable, html: bool) -> Decision {
+    let result = match (win.data[p] | 0x20, win.data[p + 1]) {
+        (b'/', _) | (b'f', _) | (b';', b'&') => url_anchor(win, p, routes),
+        (b'y', b'=') if html => integrity_attribute(win, p),
+        (b'<', _) if html => meta_csp(win, p, routes),
+        _ => Ok(Decision::Skip),
+    };
+    match result {
+        Ok(d) => d,
+        Err(Stop::NeedMore) => Decision::NeedMore,
+        Err(Stop::Skip) => Decision::Skip,
+    }
+}
+
+/// Finds the encoded `//` the pair at `p` belongs to: (family, start of
+/// the first slash, start of the authority).
+fn encoded_double_slash(
+    win: &Window<'_>,
+    p: usize,
+) -> Result<Option<(Family, usize, usize)>, Stop> {
+    let d = win.data;
+    let a = d[p] | 0x20;
+    let b = d[p + 1];
+    Ok(match (a, b) {
+        (b'/', b'/') => Some((Family::Plain, p, p + 2)),
+        (b'/', b'\\') => {
+            if win.before(p.wrapping_sub(1)) == Some(b'\\') && win.starts_with(p + 1, b"\\/")? {
+                Some((Family::JsEscaped, p - 1, p + 3))
+            } else {
+                None
+            }
+        }
+        (b'f', b'\\') => {
+            if win.ends_with(p + 1, b"\\u002f") && win.starts_with(p + 1, b"\\u002f")? {
+                Some((Family::Unicode, p - 5, p + 7))
+            } else if win.ends_with(p + 1, b"\\x2f") && win.starts_with(p + 1, b"\\x2f")? {
+                Some((Family::Hex, p - 3, p + 5))
+            } else {
+                None
+            }
+        }
+        (b'f', b'%') => {
+            if win.ends_with(p + 1, b"%2f") && win.starts_with(p + 1, b"%2f")? {
+                Some((Family::Percent, p - 2, p + 4))
+            } else if win.ends_with(p + 1, b"%252f") && win.starts_with(p + 1, b"%252f")? {
+                Some((Family::DoublePercent, p - 4, p + 6))
+            } else {
+                None
+            }
+        }
+        (b';', b'&') => {
+            let first = ENTITY_SLASHES.iter().find(|f| win.ends_with(p + 1, f));
+            let mut second = None;
+            if first.is_some() {
+                for f in ENTITY_SLASHES {
+                    if win.starts_with(p + 1, f)? {
+                        second = Some(f);
+                        break;
+                    }
+                }
+            }
+            match (first, second) {
+                (Some(f), Some(s)) => Some((Family::Entity, p + 1 - f.len(), p + 1 + s.len())),
+                _ => None,
+            }
+        }
+        _ => None,
+    })
+}
+
+/// True when the `//` starting at `start` opens an authority: after one of
+/// [`SCHEMES`] and a colon in the same encoding, or standing alone after a
+/// delimiter (scheme-relative, RFC 3986 §4.2).
+fn authority_position(win: &Window<'_>, family: Family, start: usize) -> bool {
+    for colon in family.colons() {
+        if win.ends_with(start, colon) {
+            let scheme_end = start - colon.len();
+            let mut s = scheme_end;
+            while win.before(s.wrapping_sub(1)).is_some_and(is_scheme_byte) {
+                s -= 1;
+            }
+            let scheme = &win.data[s..scheme_end];
+            return SCHEMES.iter().any(|k| scheme.eq_ignore_ascii_case(k));
+        }
+    }
+    match win.before(start.wrapping_sub(1)) {
+        None => start == 0,
+        Some(b) => is_left_delimiter(b),
+    }
+}
+
+fn url_anchor(win: &Window<'_>, p: usize, routes: &RouteTable) -> Result<Decision, Stop> {
+    let Some((family, start, authority)) = encoded_double_slash(win, p)? else {
+        return Ok(Decision::Skip);
+    };
+    if !authority_position(win, family, start) {
+        return Ok(Decision::Skip);
+    }
+    // User information, if an `@` ends it.
+    let mut host_start = authority;
+    let mut i = authority;
+    while i - authority <= MAX_USERINFO {
+        match win.at(i)? {
+            Some(b) if is_userinfo_byte(b) => i += 1,
+            Some(b'@') => {
+                host_start = i + 1;
+                break;
+            }
+            _ => break,
+        }
+    }
+    let mut end = host_start;
+    let after = loop {
+        match win.at(end)? {
+            Some(b) if is_host_byte(b) => {
+                end += 1;
+                if end - host_start > MAX_HOST_LEN + 1 {
+                    return Ok(Decision::Skip);
+                }
+            }
+            other => break other,
+        }
+    };
+    if after == Some(b'@') {
+        return Ok(Decision::Skip);
+    }
+    // A sentence may end right after a URL: `see https://demo.test.`
+    let mut host_end = end;
+    while host_end > host_start && win.data[host_end - 1] == b'.' {
+        host_end -= 1;
+    }
+    let host = &win.data[host_start..host_end];
+    if host.is_empty() || host[0] == b'.' || routes.app_for_host(host).is_none() {
+        return Ok(Decision::Skip);
+    }
+    Ok(Decision::Edit(Edit {
+        start: host_end,
+        end: host_end,
+        insert: Insert::Suffix,
+        resume: host_end,
+    }))
+}
+
+/// ` integrity="sha384-..."` inside a tag: a rewritten script or
+/// stylesheet would fail its Subresource Integrity check, so the attribute
+/// goes (W3C SRI §3.3).
+fn integrity_attribute(win: &Window<'_>, p: usize) -> Result<Decision, Stop> {
+    if !win.ends_with(p + 1, b"integrity") {
+        return Ok(Decision::Skip);
+    }
+    let start = p + 1 - b" integrity".len();
+    if !win.before(start).is_some_and(is_html_space) {
+        return Ok(Decision::Skip);
+    }
+    let value = p + 2;
+    let end = match win.at(value)? {
+        Some(q @ (b'"' | b'\'')) => {
+            let mut i = value + 1;
+            loop {
+                match win.at(i)? {
+                    Some(b) if b == q => break i + 1,
+                    Some(_) if i - value < MAX_INTEGRITY => i += 1,
+                    _ => return Ok(Decision::Skip),
+                }
+            }
+        }
+        _ => {
+            let mut i = value;
+            loop {
+                match win.at(i)? {
+                    Some(b) if !is_html_space(b) && b != b'>' && i - value < MAX_INTEGRITY => {
+                        i += 1
+                    }
+                    _ => break i,
+                }
+            }
+        }
+    };
+    Ok(Decision::Edit(Edit {
+        start,
+        end,
+        insert: Insert::Nothing,
+        resume: end,
+    }))
+}
+
+/// `<meta http-equiv="Content-Security-Policy" content="...">`: its host
+/// sources are rewritten like the response header (CSP3 §3.3).
+fn meta_csp(win: &Window<'_>, p: usize, routes: &RouteTable) -> Result<Decision, Stop> {
+    if !win.starts_with(p + 1, b"meta")? {
+        return Ok(Decision::Skip);
+    }
+    match win.at(p + 5)? {
+        Some(b) if is_html_space(b) || b == b'/' => {}
+        _ => return Ok(Decision::Skip),
+    }
+    let mut i = p + 5;
+    let mut is_csp = false;
+    let mut content = None;
+    let tag_end = loop {
+        if i - p > MAX_TAG {
+            return Ok(Decision::Skip);
+        }
+        let Some(b) = win.at(i)? else {
+            return Ok(Decision::Skip);
+        };
+        if is_html_space(b) || b == b'/' {
+            i += 1;
+            continue;
+        }
+        if b == b'>' {
+            break i + 1;
+        }
+        let name_start = i;
+        while let Some(b) = win.at(i)? {
+            if is_html_space(b) || matches!(b, b'/' | b'>' | b'=') {
+                break;
+            }
+            i += 1;
+        }
+        let name = &win.data[name_start..i];
+        while win.at(i)?.is_some_and(is_html_space) {
+            i += 1;
+        }
+        if win.at(i)? != Some(b'=') {
+            continue;
+        }
+        i += 1;
+        while win.at(i)?.is_some_and(is_html_space) {
+            i += 1;
+        }
+        let (v_start, v_end) = match win.at(i)? {
+            Some(q @ (b'"' | b'\'')) => {
+                let s = i + 1;
+                i = s;
+                loop {
+                    match win.at(i)? {
+                        Some(b) if b == q => break,
+                        Some(_) => i += 1,
+                        None => return Ok(Decision::Skip),
+                    }
+                }
+                i += 1;
+                (s, i - 1)
+            }
+            _ => {
+                let s = i;
+                while let Some(b) = win.at(i)? {
+                    if is_html_space(b) || b == b'>' {
+                        break;
+                    }
+                    i += 1;
+                }
+                (s, i)
+            }
+        };
+        let value = &win.data[v_start..v_end];
+        if name.eq_ignore_ascii_case(b"http-equiv") {
+            is_csp = value.eq_ignore_ascii_case(b"content-security-policy");
+        } else if name.eq_ignore_ascii_case(b"content") {
+            content = Some((v_start, v_end));
+        }
+    };
+    let Some((c_start, c_end)) = content.filter(|_| is_csp) else {
+        return Ok(Decision::Skip);
+    };
+    match hosts::wrap_csp(routes, &win.data[c_start..c_end]) {
+        Some(new) => Ok(Decision::Edit(Edit {
+            start: c_start,
+            end: c_end,
+            insert: Insert::Bytes(new),
+            resume: tag_end,
+        })),
+        None => Ok(Decision::Skip),
+    }
+}

@@ -1,0 +1,338 @@
+//! The streaming rewrite engine: keeps the user inside the proxy by
+//! wrapping every app host in URL-authority position into its proxy host
+//! (`https://demo.test/` → `https://demo.test.proxy.test/`), in every
+//! encoding pages use, as the body streams through.
+//!
+//! - [`scan`] finds candidate positions with SIMD (byte pairs every anchor
+//!   contains);
+//! - [`anchor`] decides a candidate from a bounded window around it;
+//! - [`Rewriter`] (here) drives both over a body that arrives in arbitrary
+//!   chunks, carrying over only the bytes an undecided candidate needs;
+//! - [`content`] says which media types are rewritten and how;
+//! - [`codec`] decodes and re-encodes compressed bodies around the engine;
+//! - [`unwrap`] is the reverse direction for request bodies.
+//!
+//! Output for any split of the input equals the output for the whole
+//! input: a candidate is decided only once every byte its decision may
+//! read has arrived (or the body ended), and the bytes a later candidate
+//! may look back at are kept in the carry.
+
+pub mod anchor;
+pub mod codec;
+pub mod content;
+pub mod scan;
+pub mod unwrap;
+
+use crate::body::{BodyFilter, FilterError};
+use crate::routes::RouteTable;
+use anchor::{Decision, Insert, Window, LOOKBACK};
+use scan::{Candidates, PairSet};
+
+/// Input bytes copied next to the carry before switching to scanning the
+/// new input in place: enough for every URL decision that starts in the
+/// carry to complete without copying more.
+const STITCH: usize = 1024;
+
+/// The response-body rewriter for one response.
+pub struct Rewriter<'r> {
+    routes: &'r RouteTable,
+    set: PairSet,
+    /// Bytes kept from earlier input: context already emitted, then bytes
+    /// not yet emitted.
+    carry: Vec<u8>,
+    /// `carry[..emitted]` was already emitted (kept as look-back context).
+    emitted: usize,
+    /// Scanning resumes at `carry[scanned]`.
+    scanned: usize,
+    /// `carry[0]` is the first byte of the body.
+    at_body_start: bool,
+}
+
+/// Where one pass over a buffer got to.
+struct Progress {
+    emitted: usize,
+    scanned: usize,
+}
+
+impl<'r> Rewriter<'r> {
+    /// A rewriter for HTML (`html`: also drops `integrity` attributes and
+    /// rewrites meta Content-Security-Policy) or other text.
+    pub fn new(routes: &'r RouteTable, html: bool) -> Rewriter<'r> {
+        Rewriter {
+            routes,
+            set: if html { PairSet::Html } else { PairSet::Urls },
+            carry: Vec::new(),
+            emitted: 0,
+            scanned: 0,
+            at_body_start: true,
+        }
+    }
+
+    /// Rewrites the next piece of the body, appending output to `out`.
+    pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        if input.is_empty() {
+            return;
+        }
+        let old = self.carry.len();
+        let take = input.len().min(STITCH);
+        self.carry.extend_from_slice(&input[..take]);
+        let progress = self.pass_over_carry(false, out);
+        if take == input.len() {
+            self.keep_carry(progress);
+            return;
+        }
+        // Continue in place in `input` if everything before the end of the
+        // stitched part is decided and enough look-back lies inside it.
+        if progress.scanned >= old + LOOKBACK && progress.emitted >= old {
+            let (scan_from, emit_from) = (progress.scanned - old, progress.emitted - old);
+            self.carry.clear();
+            let p = run(
+                self.routes,
+                self.set,
+                input,
+                false,
+                emit_from,
+                scan_from,
+                false,
+                out,
+            );
+            self.at_body_start = false;
+            self.carry_from(input, p);
+        } else {
+            // A candidate in the carry needs more than the stitched bytes
+            // (a long meta tag): copy the rest and decide again.
+            self.carry.extend_from_slice(&input[take..]);
+            self.emitted = progress.emitted;
+            self.scanned = progress.scanned;
+            let progress = self.pass_over_carry(false, out);
+            self.keep_carry(progress);
+        }
+    }
+
+    /// End of body: decides what was held back and emits the rest.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        let progress = self.pass_over_carry(true, out);
+        debug_assert_eq!(progress.emitted, self.carry.len());
+        self.carry.clear();
+        self.emitted = 0;
+        self.scanned = 0;
+    }
+
+    fn pass_over_carry(&mut self, at_end: bool, out: &mut Vec<u8>) -> Progress {
+        run(
+            self.routes,
+            self.set,
+            &self.carry,
+            self.at_body_start,
+            self.emitted,
+            self.scanned,
+            at_end,
+            out,
+        )
+    }
+
+    /// Drops the carry's prefix that is neither pending nor look-back.
+    fn keep_carry(&mut self, p: Progress) {
+        let start = carry_start(&p);
+        self.carry.drain(..start);
+        if start > 0 {
+            self.at_body_start = false;
+        }
+        self.emitted = p.emitted - start;
+        self.scanned = p.scanned - start;
+    }
+
+    fn carry_from(&mut self, input: &[u8], p: Progress) {
+        let start = carry_start(&p);
+        self.carry.extend_from_slice(&input[start..]);
+        self.emitted = p.emitted - start;
+        self.scanned = p.scanned - start;
+    }
+}
+
+fn carry_start(p: &Progress) -> usize {
+    p.emitted.min(p.scanned.saturating_sub(LOOKBACK))
+}
+
+/// One pass over `data`: decides candidates from `scan_from`, emits from
+/// `emit_from`. Without `at_end`, stops at the first candidate that needs
+/// more input and emits only up to [`LOOKBACK`] bytes before the scan
+/// position (a later edit may start that far back).
+#[allow(clippy::too_many_arguments)]
+fn run(
+    routes: &RouteTable,
+    set: PairSet,
+    data: &[u8],
+    at_body_start: bool,
+    emit_from: usize,
+    scan_from: usize,
+    at_end: bool,
+    out: &mut Vec<u8>,
+) -> Progress {
+    debug_assert!(at_body_start || scan_from >= LOOKBACK || data.is_empty());
+    let html = set == PairSet::Html;
+    let mut emitted = emit_from;
+    let mut candidates = Candidates::new(data, scan_from, set);
+    let mut stopped_at = None;
+    let mut resume = scan_from;
+    while let Some(p) = candidates.next() {
+        let window = Window::new(data, p, at_end);
+        match anchor::decide(&window, p, routes, html) {
+            Decision::Skip => {}
+            Decision::NeedMore => {
+                stopped_at = Some(p);
+                break;
+            }
+            Decision::Edit(edit) => {
+                if edit.start < emitted {
+                    // Overlaps an earlier edit: the earlier one wins.
+                    continue;
+                }
+                out.extend_from_slice(&data[emitted..edit.start]);
+                match edit.insert {
+                    Insert::Suffix => {
+                        out.push(b'.');
+                        out.extend_from_slice(routes.suffix());
+                    }
+                    Insert::Nothing => {}
+                    Insert::Bytes(b) => out.extend_from_slice(&b),
+                }
+                emitted = edit.end;
+                resume = edit.resume;
+                candidates.skip_to(resume);
+            }
+        }
+    }
+    let scanned = match stopped_at {
+        Some(p) => p,
+        None if at_end => data.len(),
+        // The last byte may pair with the next input's first.
+        None => data.len().saturating_sub(1).max(resume).max(scan_from),
+    };
+    let flush_to = if at_end {
+        data.len()
+    } else {
+        scanned.saturating_sub(LOOKBACK)
+    };
+    if flush_to > emitted {
+        out.extend_from_slice(&data[emitted..flush_to]);
+        emitted = flush_to;
+    }
+    Progress { emitted, scanned }
+}
+
+impl BodyFilter for Rewriter<'_> {
+    fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), FilterError> {
+        Rewriter::feed(self, input, out);
+        Ok(())
+    }
+
+    fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), FilterError> {
+        Rewriter::finish(self, out);
+        Ok(())
+    }
+}
+
+/// Rewrites a whole body at once (tests, benchmarks, small documents).
+pub fn rewrite_all(routes: &RouteTable, html: bool, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + body.len() / 8);
+    let mut r = Rewriter::new(routes, html);
+    r.feed(body, &mut out);
+    r.finish(&mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fuzz::fuzz_routes;
+
+    fn rw(html: bool, s: &str) -> String {
+        String::from_utf8(rewrite_all(&fuzz_routes(), html, s.as_bytes())).unwrap()
+    }
+
+    #[test]
+    fn every_encoding_is_rewritten() {
+        let cases = [
+            ("https://demo.test/", "https://demo.test.proxy.test/"),
+            (
+                "x=\"//cdn.demo-cdn.test/a.js\"",
+                "x=\"//cdn.demo-cdn.test.proxy.test/a.js\"",
+            ),
+            ("wss://demo.test", "wss://demo.test.proxy.test"),
+            (
+                "\"https:\\/\\/demo.test\\/x\"",
+                "\"https:\\/\\/demo.test.proxy.test\\/x\"",
+            ),
+            (
+                "'https:\\u002F\\u002Fdemo.test'",
+                "'https:\\u002F\\u002Fdemo.test.proxy.test'",
+            ),
+            (
+                "'http\\x3a\\x2f\\x2fdemo.test'",
+                "'http\\x3a\\x2f\\x2fdemo.test.proxy.test'",
+            ),
+            (
+                "?r=https%3A%2F%2Fdemo.test%2F",
+                "?r=https%3A%2F%2Fdemo.test.proxy.test%2F",
+            ),
+            (
+                "?r=https%253a%252f%252fdemo.test",
+                "?r=https%253a%252f%252fdemo.test.proxy.test",
+            ),
+            (
+                "https:&#x2F;&#x2F;demo.test",
+                "https:&#x2F;&#x2F;demo.test.proxy.test",
+            ),
+            (
+                "https:&#47;&#47;demo.test",
+                "https:&#47;&#47;demo.test.proxy.test",
+            ),
+            (
+                "https&colon;&sol;&sol;demo.test",
+                "https&colon;&sol;&sol;demo.test.proxy.test",
+            ),
+            (
+                "https://u@Demo.Test:8443/",
+                "https://u@Demo.Test.proxy.test:8443/",
+            ),
+            (
+                "see https://demo.test.",
+                "see https://demo.test.proxy.test.",
+            ),
+        ];
+        for (input, want) in cases {
+            assert_eq!(rw(false, input), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn near_misses_and_bare_hosts_are_left_alone() {
+        for input in [
+            "https://notdemo.test/",
+            "https://demo.test.evil.net/",
+            "https://demo.testing/",
+            "https://demo.test.proxy.test/",
+            "ftp://demo.test/",
+            "mail me at ops@demo.test or visit demo.test",
+            "a//demo.test",
+            "https://[::1]/",
+        ] {
+            assert_eq!(rw(false, input), input);
+        }
+    }
+
+    #[test]
+    fn html_drops_integrity_and_rewrites_meta_csp() {
+        assert_eq!(
+            rw(true, "<script src=\"https://demo.test/a.js\" integrity=\"sha384-x\" crossorigin></script>"),
+            "<script src=\"https://demo.test.proxy.test/a.js\" crossorigin></script>"
+        );
+        assert_eq!(
+            rw(true, "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'self' demo.test *.demo-cdn.test https://demo.test\">"),
+            "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'self' demo.test.proxy.test *.demo-cdn.test.proxy.test https://demo.test.proxy.test\">"
+        );
+        // Not HTML: attributes are text.
+        assert_eq!(rw(false, "a integrity=\"x\""), "a integrity=\"x\"");
+    }
+}
