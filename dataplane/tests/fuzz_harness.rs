@@ -1,7 +1,7 @@
 //! Runs the fuzz harness (`palisade_dataplane::fuzz`) in normal CI: on every
 //! stored regression input, and on random mutations of valid requests.
 
-use palisade_dataplane::fuzz::{fuzz_routes, request_head_and_body};
+use palisade_dataplane::fuzz::{fuzz_routes, request_head_and_body, rewrite_split_invariance};
 use proptest::prelude::*;
 
 const SEEDS: &[&[u8]] = &[
@@ -51,4 +51,20 @@ proptest! {
         }
         request_head_and_body(&routes, &input);
     }
+}
+
+/// Replays the `rewrite_stream` fuzz corpus (seeds and any saved crash
+/// inputs): no panic and split invariance on each.
+#[test]
+fn rewrite_corpus_replays() {
+    let routes = fuzz_routes();
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz_corpus/rewrite_stream");
+    let mut count = 0;
+    for entry in std::fs::read_dir(&dir).expect("corpus dir") {
+        let data = std::fs::read(entry.expect("entry").path()).expect("read");
+        rewrite_split_invariance(&routes, &data);
+        count += 1;
+    }
+    assert!(count >= 20, "the rewrite corpus has its seeds");
 }
