@@ -11,6 +11,7 @@
 
 pub mod body;
 pub mod control;
+pub mod domains;
 pub mod fuzz;
 pub mod hosts;
 pub mod http;

@@ -5,8 +5,7 @@
 //! Each core builds its own table from the snapshot bytes (shared-nothing):
 //! lookups touch no state shared with another core.
 
-use rustc_hash::FxHashMap;
-
+use crate::domains::DomainSet;
 use crate::iptags::IpTagTable;
 use std::net::IpAddr;
 use std::rc::Rc;
@@ -113,10 +112,8 @@ pub struct RouteTable {
     suffix: Box<[u8]>,
     /// Finds `.<suffix>` in any letter case (built once per snapshot).
     dotted_suffix_finder: aho_corasick::AhoCorasick,
-    /// Lower-case app domain → index into `apps`. Fx hashing: the table's
-    /// keys come from the operator, so attacker-chosen lookups cannot
-    /// degrade it (HashDoS needs control of the inserted keys).
-    domains: FxHashMap<Box<[u8]>, usize>,
+    /// App domain → index into `apps`.
+    domains: DomainSet,
     pub apps: Vec<AppRoute>,
     /// Client-address tags for access and session policies.
     pub ip_tags: IpTagTable,
@@ -140,12 +137,12 @@ impl RouteTable {
         policy: &Policy,
         system_roots: &rustls::RootCertStore,
     ) -> Result<RouteTable, RouteError> {
-        let mut domains = FxHashMap::default();
+        let mut domain_list = Vec::new();
         let mut apps = Vec::with_capacity(policy.apps.len());
         let default_tls = Arc::new(client_config(system_roots.clone()));
         for (index, app) in policy.apps.iter().enumerate() {
             for d in &app.domains {
-                domains.insert(d.as_str().as_bytes().to_vec().into_boxed_slice(), index);
+                domain_list.push((d.as_str().as_bytes(), index));
             }
             let tls = if app.ca_certificates_pem.is_empty() {
                 default_tls.clone()
@@ -218,7 +215,7 @@ impl RouteTable {
             ip_tags: IpTagTable::build(&policy.ip_tags),
             dotted_suffix_finder,
             suffix: policy.suffix.as_str().as_bytes().into(),
-            domains,
+            domains: DomainSet::build(domain_list.into_iter()),
             apps,
         })
     }
@@ -232,7 +229,7 @@ impl RouteTable {
             dotted_suffix_finder: aho_corasick::AhoCorasick::new([".unconfigured.invalid"])
                 // A fixed, valid pattern always builds.
                 .expect("static pattern"),
-            domains: FxHashMap::default(),
+            domains: DomainSet::default(),
             apps: Vec::new(),
             ip_tags: IpTagTable::default(),
         }
@@ -249,25 +246,23 @@ impl RouteTable {
 
     /// The app owning `host` (equal to or under one of its domains, any
     /// letter case); the most specific domain wins.
+    #[inline]
     pub fn app_for_host(&self, host: &[u8]) -> Option<usize> {
-        if host.is_empty() || host.len() > MAX_HOST_LEN {
+        if host.len() > MAX_HOST_LEN {
             return None;
         }
-        let mut lower = [0u8; MAX_HOST_LEN];
-        let lower = &mut lower[..host.len()];
-        for (d, s) in lower.iter_mut().zip(host) {
-            *d = s.to_ascii_lowercase();
+        self.domains.app_for_host(host)
+    }
+
+    /// [`RouteTable::app_for_host`] for a host of host bytes only whose
+    /// last-two-labels and last-label starts are known
+    /// ([`crate::domains::DomainSet::lookup`]).
+    #[inline]
+    pub fn app_for_host_parts(&self, host: &[u8], two: usize, one: usize) -> Option<usize> {
+        if host.len() > MAX_HOST_LEN {
+            return None;
         }
-        let mut rest: &[u8] = lower;
-        loop {
-            if let Some(&app) = self.domains.get(rest) {
-                return Some(app);
-            }
-            match memchr::memchr(b'.', rest) {
-                Some(dot) => rest = &rest[dot + 1..],
-                None => return None,
-            }
-        }
+        self.domains.lookup(host, two, one)
     }
 
     /// If `host` (no port) is `<app host>.<suffix>`, returns the app host.

@@ -23,8 +23,12 @@ const FILES: &[(&str, &str)] = &[
 ];
 
 fn golden(name: &str) -> Vec<u8> {
-    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/rewrite_golden").join(name))
-        .expect("golden file")
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/rewrite_golden")
+            .join(name),
+    )
+    .expect("golden file")
 }
 
 fn compress(coding: &str, body: &[u8]) -> Vec<u8> {
@@ -210,7 +214,10 @@ fn corrupt_compressed_bodies_abort_the_response() {
     // held back with the first body bytes, so the client may see nothing).
     let _ = s.read_to_end(&mut got);
     let text = String::from_utf8_lossy(&got);
-    assert!(text.is_empty() || text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 200"),
+        "{text}"
+    );
     assert!(!text.ends_with("0\r\n\r\n"), "{text}");
 }
 

@@ -189,13 +189,27 @@ pub(crate) fn is_host_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_')
 }
 
+#[inline]
 fn is_userinfo_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'-' | b'.' | b'_' | b'~' | b'%' | b'!' | b'$' | b'*' | b'+' | b'=' | b':'
-        )
+    USERINFO_BYTES[usize::from(b)]
 }
+
+/// Bytes of user information (RFC 3986 §3.2.1, without the sub-delims
+/// that end URLs in markup and scripts: `&;'(),`).
+static USERINFO_BYTES: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'-' | b'.' | b'_' | b'~' | b'%' | b'!' | b'$' | b'*' | b'+' | b'=' | b':'
+            );
+        b += 1;
+    }
+    t
+};
 
 fn is_html_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b'\x0c')
@@ -275,10 +289,42 @@ fn encoded_double_slash(
     })
 }
 
+/// One of [`SCHEMES`] ends at `end`, standing alone (not the tail of a
+/// longer scheme). One 8-byte load in the common case.
+#[inline]
+fn scheme_before(win: &Window<'_>, end: usize) -> bool {
+    if end < win.lo + 8 || end > win.hi {
+        let mut s = end;
+        while win.before(s.wrapping_sub(1)).is_some_and(is_scheme_byte) {
+            s -= 1;
+        }
+        let scheme = &win.data[s..end];
+        return SCHEMES.iter().any(|k| scheme.eq_ignore_ascii_case(k));
+    }
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&win.data[end - 8..end]);
+    let word = u64::from_be_bytes(w);
+    // Letters folded to lower case (other bytes are checked unfolded).
+    let folded = word | 0x2020_2020_2020_2020;
+    let standalone = |len: usize| !is_scheme_byte(w[7 - len]);
+    let tail = |len: usize| folded & (u64::MAX >> (64 - 8 * len));
+    let is = |len: usize, name: &[u8]| {
+        let mut v = 0u64;
+        for &b in name {
+            v = (v << 8) | u64::from(b);
+        }
+        tail(len) == v && standalone(len)
+    };
+    is(5, b"https") || is(4, b"http") || is(3, b"wss") || is(2, b"ws")
+}
+
 /// True when the `//` starting at `start` opens an authority: after one of
 /// [`SCHEMES`] and a colon in the same encoding, or standing alone after a
 /// delimiter (scheme-relative, RFC 3986 §4.2).
 fn authority_position(win: &Window<'_>, family: Family, start: usize) -> bool {
+    if family == Family::Plain && win.before(start.wrapping_sub(1)) == Some(b':') {
+        return scheme_before(win, start - 1);
+    }
     for colon in family.colons() {
         if win.ends_with(start, colon) {
             let scheme_end = start - colon.len();
@@ -303,6 +349,174 @@ fn url_anchor(win: &Window<'_>, p: usize, routes: &RouteTable) -> Result<Decisio
     if !authority_position(win, family, start) {
         return Ok(Decision::Skip);
     }
+    let app = match authority_host_fast(win, authority) {
+        Some(host) => {
+            let (start, end) = (host.start, host.end);
+            if end == start {
+                return Ok(Decision::Skip);
+            }
+            (
+                end,
+                routes.app_for_host_parts(&win.data[start..end], host.two, host.one),
+            )
+        }
+        None => match authority_host(win, authority)? {
+            Some((start, end)) if end > start && win.data[start] != b'.' => {
+                (end, routes.app_for_host(&win.data[start..end]))
+            }
+            _ => return Ok(Decision::Skip),
+        },
+    };
+    let (host_end, Some(_)) = app else {
+        return Ok(Decision::Skip);
+    };
+    Ok(Decision::Edit(Edit {
+        start: host_end,
+        end: host_end,
+        insert: Insert::Suffix,
+        resume: host_end,
+    }))
+}
+
+/// A host found by the fast path, with the starts (relative to `start`)
+/// of its last two labels and last label.
+struct FoundHost {
+    start: usize,
+    end: usize,
+    two: usize,
+    one: usize,
+}
+
+/// Host bytes, as a table (one load per byte in the hot loop).
+static HOST_BYTES: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric() || c == b'-' || c == b'.' || c == b'_';
+        b += 1;
+    }
+    t
+};
+
+/// How many of the 16 bytes, from the first, are host bytes, and a mask
+/// of the dots among them.
+#[inline]
+fn host_run16(bytes: &[u8]) -> (usize, u32) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        let bytes: &[u8; 16] = bytes.try_into().expect("16 bytes");
+        // SAFETY: SSE2 is part of the x86_64 baseline; the load reads the
+        // 16 bytes of `bytes`.
+        unsafe {
+            let v = _mm_loadu_si128(bytes.as_ptr() as *const __m128i);
+            let set = |c: u8| _mm_set1_epi8(c as i8);
+            // Signed compares: bytes from 0x80 are negative, never in range.
+            let in_range = |x: __m128i, lo: u8, hi: u8| {
+                _mm_and_si128(
+                    _mm_cmpgt_epi8(x, set(lo - 1)),
+                    _mm_cmplt_epi8(x, set(hi + 1)),
+                )
+            };
+            let lower = _mm_or_si128(v, set(0x20));
+            let dots = _mm_cmpeq_epi8(v, set(b'.'));
+            let host = _mm_or_si128(
+                _mm_or_si128(in_range(lower, b'a', b'z'), in_range(v, b'0', b'9')),
+                _mm_or_si128(
+                    _mm_or_si128(_mm_cmpeq_epi8(v, set(b'-')), dots),
+                    _mm_cmpeq_epi8(v, set(b'_')),
+                ),
+            );
+            let run = (_mm_movemask_epi8(host) as u32).trailing_ones() as usize;
+            let run_mask = (1u32 << run) - 1;
+            (run, _mm_movemask_epi8(dots) as u32 & run_mask)
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let run = bytes
+            .iter()
+            .take_while(|&&b| HOST_BYTES[usize::from(b)])
+            .count();
+        let dots = bytes[..run]
+            .iter()
+            .enumerate()
+            .filter(|(_, &b)| b == b'.')
+            .fold(0u32, |m, (i, _)| m | 1 << i);
+        (run, dots)
+    }
+}
+
+/// The common case of [`authority_host`]: the whole authority lies inside
+/// the window and is a bare host ending in a byte that cannot continue
+/// user information. `None`: take the general path.
+#[inline]
+fn authority_host_fast(win: &Window<'_>, authority: usize) -> Option<FoundHost> {
+    let limit = authority + MAX_HOST_LEN + 2;
+    if limit >= win.hi {
+        return None;
+    }
+    let d = &win.data[..win.hi];
+    let mut end = authority;
+    // The last two dots seen (absolute positions).
+    let (mut dot2, mut dot1) = (None, None);
+    // 16 bytes at a time while they fit before `limit` (< `hi`).
+    while end + 16 <= limit {
+        let (run, mut dots) = host_run16(&d[end..end + 16]);
+        while dots != 0 {
+            let bit = dots.trailing_zeros() as usize;
+            dots &= dots - 1;
+            dot2 = dot1;
+            dot1 = Some(end + bit);
+        }
+        end += run;
+        if run < 16 {
+            break;
+        }
+    }
+    while end < limit && HOST_BYTES[usize::from(d[end])] {
+        if d[end] == b'.' {
+            dot2 = dot1;
+            dot1 = Some(end);
+        }
+        end += 1;
+    }
+    let after = d[end];
+    if end - authority > MAX_HOST_LEN + 1 || is_userinfo_byte(after) || after == b'@' {
+        return None;
+    }
+    let mut host_end = end;
+    while host_end > authority && d[host_end - 1] == b'.' {
+        host_end -= 1;
+    }
+    let host = &d[authority..host_end];
+    if host.first() == Some(&b'.') {
+        return Some(FoundHost {
+            start: authority,
+            end: authority,
+            two: 0,
+            one: 0,
+        });
+    }
+    let (two, one) = if host_end == end {
+        let rel = |dot: Option<usize>| dot.map_or(0, |p| p + 1 - authority);
+        (rel(dot2), rel(dot1))
+    } else {
+        // Trailing dots were trimmed: find the labels again.
+        crate::domains::tails(host)
+    };
+    Some(FoundHost {
+        start: authority,
+        end: host_end,
+        two,
+        one,
+    })
+}
+
+/// The host of the authority at `authority` (user information skipped),
+/// without trailing dots; `None` when there is no usable host.
+fn authority_host(win: &Window<'_>, authority: usize) -> Result<Option<(usize, usize)>, Stop> {
     // User information, if an `@` ends it.
     let mut host_start = authority;
     let mut i = authority;
@@ -322,30 +536,21 @@ fn url_anchor(win: &Window<'_>, p: usize, routes: &RouteTable) -> Result<Decisio
             Some(b) if is_host_byte(b) => {
                 end += 1;
                 if end - host_start > MAX_HOST_LEN + 1 {
-                    return Ok(Decision::Skip);
+                    return Ok(None);
                 }
             }
             other => break other,
         }
     };
     if after == Some(b'@') {
-        return Ok(Decision::Skip);
+        return Ok(None);
     }
     // A sentence may end right after a URL: `see https://demo.test.`
     let mut host_end = end;
     while host_end > host_start && win.data[host_end - 1] == b'.' {
         host_end -= 1;
     }
-    let host = &win.data[host_start..host_end];
-    if host.is_empty() || host[0] == b'.' || routes.app_for_host(host).is_none() {
-        return Ok(Decision::Skip);
-    }
-    Ok(Decision::Edit(Edit {
-        start: host_end,
-        end: host_end,
-        insert: Insert::Suffix,
-        resume: host_end,
-    }))
+    Ok(Some((host_start, host_end)))
 }
 
 /// ` integrity="sha384-..."` inside a tag: a rewritten script or

@@ -100,29 +100,35 @@ impl<'a> Candidates<'a> {
         }
     }
 
+    /// Moves to the first block at or after `at` that has a candidate
+    /// (or past the end).
     fn load(&mut self, at: usize) {
-        self.block = at;
-        if at >= self.end {
-            self.mask = 0;
-            return;
-        }
-        let avail = self.end - at;
-        self.mask = if avail >= BLOCK {
-            // The block reads data[at..at + 33], inside data because
-            // at + 32 <= end = len - 1.
-            match self.simd {
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: AVX2 was detected at run time; bounds as above.
-                Simd::Avx2 => unsafe { x86::mask32_avx2(self.data, at, self.set) },
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: SSE2 is always present on x86_64; bounds as above.
-                Simd::Sse2 => unsafe { x86::mask32_sse2(self.data, at, self.set) },
-                Simd::Scalar => scalar_mask(self.data, at, BLOCK, self.set),
-            }
-        } else {
-            scalar_mask(self.data, at, avail, self.set)
+        let (block, mask) = match self.simd {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: AVX2 was detected at run time.
+            Simd::Avx2 => unsafe { x86::next_block_avx2(self.data, at, self.end, self.set) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: SSE2 is part of the x86_64 baseline.
+            Simd::Sse2 => unsafe { x86::next_block_sse2(self.data, at, self.end, self.set) },
+            Simd::Scalar => next_block_scalar(self.data, at, self.end, self.set),
         };
+        self.block = block;
+        self.mask = mask;
     }
+}
+
+/// The first block from `at` with a candidate: `(block start, mask)`, or
+/// `(end, 0)`. Blocks are 32 positions; the last may be shorter.
+fn next_block_scalar(data: &[u8], mut at: usize, end: usize, set: PairSet) -> (usize, u32) {
+    while at < end {
+        let n = (end - at).min(BLOCK);
+        let mask = scalar_mask(data, at, n, set);
+        if mask != 0 {
+            return (at, mask);
+        }
+        at += n;
+    }
+    (end, 0)
 }
 
 impl Iterator for Candidates<'_> {
@@ -141,6 +147,9 @@ impl Iterator for Candidates<'_> {
                 return None;
             }
             self.load(next);
+            if self.mask == 0 {
+                return None;
+            }
         }
     }
 }
@@ -165,6 +174,7 @@ mod x86 {
     /// # Safety
     /// AVX2 must be available and `at + 33 <= data.len()`.
     #[target_feature(enable = "avx2")]
+    #[inline]
     pub unsafe fn mask32_avx2(data: &[u8], at: usize, set: PairSet) -> u32 {
         debug_assert!(at + 33 <= data.len());
         let p = data.as_ptr().add(at);
@@ -187,11 +197,55 @@ mod x86 {
         _mm256_movemask_epi8(m) as u32
     }
 
+    /// [`super::next_block_scalar`] with AVX2: the whole search loop runs
+    /// inside AVX2 code (a call per block would cost more than the block).
+    ///
+    /// # Safety
+    /// AVX2 must be available; `end < data.len()`.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn next_block_avx2(
+        data: &[u8],
+        mut at: usize,
+        end: usize,
+        set: PairSet,
+    ) -> (usize, u32) {
+        while at + 32 <= end {
+            let mask = mask32_avx2(data, at, set);
+            if mask != 0 {
+                return (at, mask);
+            }
+            at += 32;
+        }
+        super::next_block_scalar(data, at, end, set)
+    }
+
+    /// The same with SSE2.
+    ///
+    /// # Safety
+    /// `end < data.len()`.
+    #[target_feature(enable = "sse2")]
+    pub unsafe fn next_block_sse2(
+        data: &[u8],
+        mut at: usize,
+        end: usize,
+        set: PairSet,
+    ) -> (usize, u32) {
+        while at + 32 <= end {
+            let mask = mask32_sse2(data, at, set);
+            if mask != 0 {
+                return (at, mask);
+            }
+            at += 32;
+        }
+        super::next_block_scalar(data, at, end, set)
+    }
+
     /// The same with two SSE2 halves.
     ///
     /// # Safety
     /// `at + 33 <= data.len()`.
     #[target_feature(enable = "sse2")]
+    #[inline]
     pub unsafe fn mask32_sse2(data: &[u8], at: usize, set: PairSet) -> u32 {
         debug_assert!(at + 33 <= data.len());
         let half = |off: usize| {

@@ -1,0 +1,357 @@
+//! The app domain set: which app owns a host name (equal to or under one of
+//! its domains, ASCII case-insensitive, most specific domain first).
+//!
+//! Built for the rewrite engine's hot path, where every URL in a page is
+//! looked up. Every host under a domain shares the domain's last two
+//! labels (its "tail": `svc.example.com` → `example.com`), so domains are
+//! grouped by tail in an open-addressed table: a lookup hashes the host's
+//! tail once (8 bytes per multiply, no lower-case copy), probes one slot
+//! (a hash tag rejects a foreign host without comparing bytes) and checks
+//! the few domains of that tail, longest first. The cost depends on the
+//! host, not on the number of apps. One-label domains (`localhost`) are
+//! found by a second probe on the last label, only when the set has any.
+//!
+//! Keys are operator-chosen, so attacker-chosen lookups cannot make probe
+//! chains long (HashDoS needs control of the inserted keys).
+
+const MULTIPLIER: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// Up to 8 bytes `name[a..b]` as a little-endian word (missing high
+/// bytes zero), read with whole-word loads from `name` where it is long
+/// enough (no call to memcpy for a few bytes).
+#[inline]
+fn word(name: &[u8], a: usize, b: usize) -> u64 {
+    let len = b - a;
+    debug_assert!(len <= 8);
+    if len == 0 {
+        return 0;
+    }
+    let read = |at: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&name[at..at + 8]);
+        u64::from_le_bytes(w)
+    };
+    if b >= 8 {
+        read(b - 8) >> (8 * (8 - len))
+    } else if a + 8 <= name.len() {
+        read(a) & (u64::MAX >> (8 * (8 - len)))
+    } else {
+        name[a..b]
+            .iter()
+            .rev()
+            .fold(0u64, |w, &byte| (w << 8) | u64::from(byte))
+    }
+}
+
+/// Case-insensitive hash of `name[a..]`: bytes are folded by setting bit
+/// 5 (letters become lower case; equal hashes are then checked exactly).
+#[inline]
+fn hash(name: &[u8], a: usize) -> u64 {
+    let mut h = (name.len() - a) as u64;
+    let mut at = a;
+    while at < name.len() {
+        let end = (at + 8).min(name.len());
+        let fold_mask = u64::MAX >> (8 * (8 - (end - at)));
+        let v = word(name, at, end) | (0x2020_2020_2020_2020 & fold_mask);
+        h = (h ^ v).wrapping_mul(MULTIPLIER);
+        at = end;
+    }
+    h ^ (h >> 29)
+}
+
+#[derive(Clone, Copy)]
+struct Slot {
+    /// High bits of the tail hash; 0 marks an empty slot.
+    tag: u32,
+    /// `members[first..first + count]` are this tail's domains.
+    first: u32,
+    count: u32,
+}
+
+/// Domain → app index.
+pub struct DomainSet {
+    slots: Vec<Slot>,
+    mask: usize,
+    /// Domain indices grouped by tail, longest domain first in a group.
+    members: Vec<u32>,
+    /// Domains (folded: every byte `| 0x20`) and their apps.
+    domains: Vec<(Box<[u8]>, usize)>,
+    /// Some domain is a single label.
+    has_single_labels: bool,
+}
+
+impl Default for DomainSet {
+    fn default() -> DomainSet {
+        DomainSet::build(std::iter::empty())
+    }
+}
+
+impl DomainSet {
+    /// Builds the set; a domain listed twice keeps its first app.
+    pub fn build<'a>(input: impl Iterator<Item = (&'a [u8], usize)>) -> DomainSet {
+        let mut domains: Vec<(Box<[u8]>, usize)> = Vec::new();
+        for (name, app) in input {
+            let lower: Box<[u8]> = name.iter().map(|b| b | 0x20).collect();
+            if !domains.iter().any(|(d, _)| *d == lower) {
+                domains.push((lower, app));
+            }
+        }
+        // Group by tail: (tail hash, tail, domain index).
+        let mut grouped: Vec<(u64, &[u8], usize)> = domains
+            .iter()
+            .enumerate()
+            .map(|(i, (d, _))| {
+                let (two, _) = tails(d);
+                (hash(d, two), &d[two..], i)
+            })
+            .collect();
+        grouped.sort_by(|a, b| {
+            (a.0, a.1)
+                .cmp(&(b.0, b.1))
+                .then(domains[b.2].0.len().cmp(&domains[a.2].0.len()))
+        });
+        let capacity = (grouped.len() * 2).next_power_of_two().max(16);
+        let mut slots = vec![
+            Slot {
+                tag: 0,
+                first: 0,
+                count: 0
+            };
+            capacity
+        ];
+        let mask = capacity - 1;
+        let mut members = Vec::with_capacity(grouped.len());
+        let mut k = 0;
+        while k < grouped.len() {
+            let (h, tail, _) = grouped[k];
+            let first = members.len() as u32;
+            while k < grouped.len() && grouped[k].0 == h && grouped[k].1 == tail {
+                members.push(grouped[k].2 as u32);
+                k += 1;
+            }
+            let mut i = slot_index(h) & mask;
+            while slots[i].tag != 0 {
+                i = (i + 1) & mask;
+            }
+            slots[i] = Slot {
+                tag: tag(h),
+                first,
+                count: members.len() as u32 - first,
+            };
+        }
+        let has_single_labels = domains.iter().any(|(d, _)| !d.contains(&b'.'));
+        DomainSet {
+            slots,
+            mask,
+            members,
+            domains,
+            has_single_labels,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.domains.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.domains.is_empty()
+    }
+
+    /// The app of the longest domain of the tail `host[tail..]` that
+    /// `host` equals or lies under.
+    #[inline]
+    fn probe(&self, host: &[u8], tail: usize) -> Option<usize> {
+        let h = hash(host, tail);
+        let t = tag(h);
+        let mut i = slot_index(h) & self.mask;
+        loop {
+            let slot = self.slots[i];
+            if slot.tag == 0 {
+                return None;
+            }
+            if slot.tag == t {
+                let group = &self.members[slot.first as usize..(slot.first + slot.count) as usize];
+                // A domain that `host` equals or lies under is an answer
+                // whatever the tail: check those first (the common hit).
+                for &m in group {
+                    let (domain, app) = &self.domains[m as usize];
+                    let Some(start) = host.len().checked_sub(domain.len()) else {
+                        continue;
+                    };
+                    if (start == 0 || host[start - 1] == b'.') && eq_folded(&host[start..], domain)
+                    {
+                        return Some(*app);
+                    }
+                }
+                // No match: if this group is the host's tail, there is
+                // none; otherwise the tag collided and probing goes on. The
+                // group's tail is the end of its first domain.
+                let (first, _) = &self.domains[group[0] as usize];
+                let host_tail = &host[tail..];
+                let same_tail = first.len() >= host_tail.len()
+                    && (first.len() == host_tail.len()
+                        || first[first.len() - host_tail.len() - 1] == b'.')
+                    && eq_folded(host_tail, &first[first.len() - host_tail.len()..]);
+                if same_tail {
+                    return None;
+                }
+                // A tag collision with another tail: keep probing.
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+
+    /// The app owning `host` (any letter case): the longest domain it
+    /// equals or lies under (at a label boundary) wins. Any bytes.
+    pub fn app_for_host(&self, host: &[u8]) -> Option<usize> {
+        if host.is_empty() || !host.iter().all(|&b| is_host_byte(b)) {
+            return None;
+        }
+        let (two, one) = tails(host);
+        self.lookup(host, two, one)
+    }
+
+    /// [`DomainSet::app_for_host`] for a host made of host bytes only
+    /// (letters, digits, `-`, `.`, `_`), with the starts of its last two
+    /// labels and last label already known (the rewrite engine finds them
+    /// while finding the host).
+    #[inline]
+    pub fn lookup(&self, host: &[u8], two: usize, one: usize) -> Option<usize> {
+        debug_assert!(host.iter().all(|&b| is_host_byte(b)));
+        debug_assert_eq!(tails(host), (two, one));
+        if let Some(app) = self.probe(host, two) {
+            return Some(app);
+        }
+        if self.has_single_labels && one > 0 {
+            return self.probe(host, one);
+        }
+        None
+    }
+}
+
+pub fn is_host_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_')
+}
+
+/// `host` equals the folded `key`, ASCII case-insensitively. Folding
+/// (`| 0x20`) is exact on host bytes: it only merges letter cases (`_`
+/// becomes DEL, which is not a host byte). Compares 8 bytes at a time.
+#[inline]
+fn eq_folded(host: &[u8], key: &[u8]) -> bool {
+    if host.len() != key.len() {
+        return false;
+    }
+    let mut at = 0;
+    while at < host.len() {
+        let end = (at + 8).min(host.len());
+        let fold_mask = u64::MAX >> (8 * (8 - (end - at)));
+        let h = word(host, at, end) | (0x2020_2020_2020_2020 & fold_mask);
+        if h != word(key, at, end) {
+            return false;
+        }
+        at = end;
+    }
+    true
+}
+
+/// Start of the last two labels of `name` (0 if it has fewer), and of the
+/// last label (0 if it has one label).
+pub fn tails(name: &[u8]) -> (usize, usize) {
+    match name.iter().rposition(|&b| b == b'.') {
+        None => (0, 0),
+        Some(d1) => {
+            let two = name[..d1]
+                .iter()
+                .rposition(|&b| b == b'.')
+                .map_or(0, |d2| d2 + 1);
+            (two, d1 + 1)
+        }
+    }
+}
+
+/// Slot index and tag come from the high bits: a multiplicative hash
+/// mixes its input into the high bits.
+#[inline]
+fn slot_index(h: u64) -> usize {
+    (h >> 24) as usize
+}
+
+#[inline]
+fn tag(h: u64) -> u32 {
+    ((h >> 40) as u32) | 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn set() -> DomainSet {
+        DomainSet::build(
+            [
+                (&b"demo.test"[..], 0),
+                (b"demo-cdn.test", 0),
+                (b"api.demo.test", 1),
+                (b"under_score.test", 2),
+            ]
+            .into_iter(),
+        )
+    }
+
+    #[test]
+    fn label_boundaries_and_specificity() {
+        let s = set();
+        assert_eq!(s.app_for_host(b"demo.test"), Some(0));
+        assert_eq!(s.app_for_host(b"A.B.Demo.TEST"), Some(0));
+        assert_eq!(s.app_for_host(b"api.demo.test"), Some(1));
+        assert_eq!(s.app_for_host(b"x.API.demo.test"), Some(1));
+        assert_eq!(s.app_for_host(b"Under_Score.test"), Some(2));
+        for miss in [
+            &b"notdemo.test"[..],
+            b"demo.testing",
+            b"demo.test.evil.net",
+            b"test",
+            b"",
+            b".",
+            b"demo.test.",
+            b"under^score.test",
+            b"demo\rcdn.test",
+        ] {
+            assert_eq!(
+                s.app_for_host(miss),
+                None,
+                "{}",
+                String::from_utf8_lossy(miss)
+            );
+        }
+    }
+
+    /// The obvious definition: strip labels from the left.
+    fn naive(domains: &[(String, usize)], host: &str) -> Option<usize> {
+        let host = host.to_ascii_lowercase();
+        let mut rest = host.as_str();
+        loop {
+            if let Some((_, a)) = domains.iter().find(|(d, _)| d == rest) {
+                return Some(*a);
+            }
+            rest = &rest[rest.find('.')? + 1..];
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn agrees_with_label_stripping(
+            domains in proptest::collection::vec("[a-c]{1,2}(\\.[a-c]{1,2}){0,2}", 0..12),
+            host in "[a-cA-C.]{0,12}",
+        ) {
+            let mut unique: Vec<(String, usize)> = Vec::new();
+            for (i, d) in domains.iter().enumerate() {
+                if !unique.iter().any(|(u, _)| u == d) {
+                    unique.push((d.clone(), i));
+                }
+            }
+            let set = DomainSet::build(unique.iter().map(|(d, a)| (d.as_bytes(), *a)));
+            prop_assert_eq!(set.app_for_host(host.as_bytes()), naive(&unique, &host));
+        }
+    }
+}
