@@ -68,14 +68,22 @@ struct Slot {
     count: u32,
 }
 
+/// One domain: `keys[start..start + len]`, folded (every byte `| 0x20`).
+#[derive(Clone, Copy)]
+struct Member {
+    start: u32,
+    len: u32,
+    app: usize,
+}
+
 /// Domain → app index.
 pub struct DomainSet {
     slots: Vec<Slot>,
     mask: usize,
-    /// Domain indices grouped by tail, longest domain first in a group.
-    members: Vec<u32>,
-    /// Domains (folded: every byte `| 0x20`) and their apps.
-    domains: Vec<(Box<[u8]>, usize)>,
+    /// Domains grouped by tail, longest first in a group, contiguous.
+    members: Vec<Member>,
+    /// The folded domain bytes, back to back (one allocation).
+    keys: Vec<u8>,
     /// Some domain is a single label.
     has_single_labels: bool,
 }
@@ -89,14 +97,15 @@ impl Default for DomainSet {
 impl DomainSet {
     /// Builds the set; a domain listed twice keeps its first app.
     pub fn build<'a>(input: impl Iterator<Item = (&'a [u8], usize)>) -> DomainSet {
-        let mut domains: Vec<(Box<[u8]>, usize)> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut domains: Vec<(Vec<u8>, usize)> = Vec::new();
         for (name, app) in input {
-            let lower: Box<[u8]> = name.iter().map(|b| b | 0x20).collect();
-            if !domains.iter().any(|(d, _)| *d == lower) {
-                domains.push((lower, app));
+            let folded: Vec<u8> = name.iter().map(|b| b | 0x20).collect();
+            if seen.insert(folded.clone()) {
+                domains.push((folded, app));
             }
         }
-        // Group by tail: (tail hash, tail, domain index).
+        // Group by tail: (tail hash, tail, domain index), longest first.
         let mut grouped: Vec<(u64, &[u8], usize)> = domains
             .iter()
             .enumerate()
@@ -121,12 +130,19 @@ impl DomainSet {
         ];
         let mask = capacity - 1;
         let mut members = Vec::with_capacity(grouped.len());
+        let mut keys = Vec::new();
         let mut k = 0;
         while k < grouped.len() {
             let (h, tail, _) = grouped[k];
             let first = members.len() as u32;
             while k < grouped.len() && grouped[k].0 == h && grouped[k].1 == tail {
-                members.push(grouped[k].2 as u32);
+                let (name, app) = &domains[grouped[k].2];
+                members.push(Member {
+                    start: keys.len() as u32,
+                    len: name.len() as u32,
+                    app: *app,
+                });
+                keys.extend_from_slice(name);
                 k += 1;
             }
             let mut i = slot_index(h) & mask;
@@ -144,17 +160,22 @@ impl DomainSet {
             slots,
             mask,
             members,
-            domains,
+            keys,
             has_single_labels,
         }
     }
 
     pub fn len(&self) -> usize {
-        self.domains.len()
+        self.members.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.domains.is_empty()
+        self.members.is_empty()
+    }
+
+    #[inline]
+    fn key(&self, m: &Member) -> &[u8] {
+        &self.keys[m.start as usize..(m.start + m.len) as usize]
     }
 
     /// The app of the longest domain of the tail `host[tail..]` that
@@ -173,20 +194,20 @@ impl DomainSet {
                 let group = &self.members[slot.first as usize..(slot.first + slot.count) as usize];
                 // A domain that `host` equals or lies under is an answer
                 // whatever the tail: check those first (the common hit).
-                for &m in group {
-                    let (domain, app) = &self.domains[m as usize];
+                for m in group {
+                    let domain = self.key(m);
                     let Some(start) = host.len().checked_sub(domain.len()) else {
                         continue;
                     };
                     if (start == 0 || host[start - 1] == b'.') && eq_folded(&host[start..], domain)
                     {
-                        return Some(*app);
+                        return Some(m.app);
                     }
                 }
                 // No match: if this group is the host's tail, there is
                 // none; otherwise the tag collided and probing goes on. The
                 // group's tail is the end of its first domain.
-                let (first, _) = &self.domains[group[0] as usize];
+                let first = self.key(&group[0]);
                 let host_tail = &host[tail..];
                 let same_tail = first.len() >= host_tail.len()
                     && (first.len() == host_tail.len()
