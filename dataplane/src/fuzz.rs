@@ -11,11 +11,12 @@ use crate::limits::Limits;
 use crate::routes::RouteTable;
 
 /// The routing table every fuzz run uses (apps `demo.test` and
-/// `demo-cdn.test` under `proxy.test`).
+/// `demo-cdn.test` under `proxy.test`, with three bare-host context
+/// patterns).
 pub fn fuzz_routes() -> RouteTable {
     let policy = palisade_schema::policy::compile_source(
         "fuzz.toml",
-        "[proxy]\nsuffix = \"proxy.test\"\n[[app]]\nname = \"demo\"\ndomains = [\"demo.test\", \"demo-cdn.test\"]\nupstream = \"http://127.0.0.1:9\"\n",
+        "[proxy]\nsuffix = \"proxy.test\"\n[[app]]\nname = \"demo\"\ndomains = [\"demo.test\", \"demo-cdn.test\"]\nupstream = \"http://127.0.0.1:9\"\nbare_host_contexts = ['\"domain\":\"', 'document.domain = \"', 'host=']\n",
         std::path::Path::new("."),
         &palisade_schema::policy::CompileOptions::default(),
     )
@@ -66,15 +67,23 @@ pub fn request_head_and_body(routes: &RouteTable, data: &[u8]) {
 /// give the same output. The request-body unwrapper is held to the same.
 pub fn rewrite_split_invariance(routes: &RouteTable, data: &[u8]) {
     use crate::body::BodyFilter;
-    use crate::rewrite::{rewrite_all, unwrap::Unwrapper, Rewriter};
+    use crate::rewrite::{unwrap::Unwrapper, Rewriter};
     let Some((&control, doc)) = data.split_first() else {
         return;
     };
     let html = control & 1 == 1;
-    let whole = rewrite_all(routes, html, doc);
-    let step = usize::from(control >> 1).max(1);
+    let contexts = if control & 2 == 2 {
+        routes.apps[0].bare_host_contexts.as_ref()
+    } else {
+        None
+    };
+    let mut whole = Vec::new();
+    let mut r = Rewriter::new(routes, html).with_contexts(contexts);
+    r.feed(doc, &mut whole);
+    r.finish(&mut whole);
+    let step = usize::from(control >> 2).max(1);
     let mut split = Vec::new();
-    let mut r = Rewriter::new(routes, html);
+    let mut r = Rewriter::new(routes, html).with_contexts(contexts);
     for piece in doc.chunks(step) {
         r.feed(piece, &mut split);
     }

@@ -315,7 +315,8 @@ async fn exchange(
     };
     let upstream_framing = resp.upstream_framing;
     let mut transcoder = resp.rewrite.map(|plan| {
-        let rewriter = Rewriter::new(routes, plan.kind == TextKind::Html);
+        let rewriter = Rewriter::new(routes, plan.kind == TextKind::Html)
+            .with_contexts(route.bare_host_contexts.as_ref());
         Transcoder::new(rewriter, plan.from, plan.to)
     });
     let relayed = body::relay(

@@ -65,6 +65,46 @@ pub type SharedRoots = Arc<rustls::RootCertStore>;
 pub struct AppRoute {
     pub name: Rc<str>,
     pub upstream: UpstreamRoute,
+    /// Text after which bare app hosts are rewritten in this app's
+    /// responses (none configured: `None`).
+    pub bare_host_contexts: Option<ContextPatterns>,
+}
+
+/// An app's bare-host context patterns, compiled.
+pub struct ContextPatterns {
+    finder: aho_corasick::AhoCorasick,
+    /// Longest pattern (bytes).
+    pub max_len: usize,
+}
+
+impl ContextPatterns {
+    fn build(patterns: &[String]) -> Result<Option<ContextPatterns>, RouteError> {
+        if patterns.is_empty() {
+            return Ok(None);
+        }
+        let finder = aho_corasick::AhoCorasick::builder()
+            .match_kind(aho_corasick::MatchKind::LeftmostFirst)
+            .build(patterns)
+            .map_err(|e| RouteError::BadSuffix(e.to_string()))?;
+        Ok(Some(ContextPatterns {
+            finder,
+            max_len: patterns.iter().map(String::len).max().unwrap_or(1),
+        }))
+    }
+
+    /// The first pattern occurrence starting in `from..limit`: (start, end).
+    /// The answer depends only on the bytes and `from` (leftmost start,
+    /// first-listed pattern at that start).
+    pub fn find(&self, data: &[u8], from: usize, limit: usize) -> Option<(usize, usize)> {
+        if from >= limit {
+            return None;
+        }
+        let input = aho_corasick::Input::new(data).range(from..);
+        self.finder
+            .find(input)
+            .filter(|m| m.start() < limit)
+            .map(|m| (m.start(), m.end()))
+    }
 }
 
 /// The connection target of an app, resolved as far as it can be ahead of
@@ -203,6 +243,7 @@ impl RouteTable {
             apps.push(AppRoute {
                 name: app.name.as_str().into(),
                 upstream,
+                bare_host_contexts: ContextPatterns::build(&app.bare_host_contexts)?,
             });
         }
         let dotted = format!(".{}", policy.suffix);

@@ -138,11 +138,41 @@ fn oracle_integrity_at(doc: &[u8], i: usize) -> Option<usize> {
     }
 }
 
+/// The bare-host context patterns of `fuzz_routes()`.
+const CONTEXTS: &[&str] = &["\"domain\":\"", "document.domain = \"", "host="];
+
+/// If a context pattern starts at `i` and an app host follows it, the end
+/// of that host.
+fn oracle_bare_host_at(doc: &[u8], i: usize) -> Option<usize> {
+    let pattern = CONTEXTS
+        .iter()
+        .find(|p| doc[i..].starts_with(p.as_bytes()))?;
+    let start = i + pattern.len();
+    let mut end = start;
+    while end < doc.len() && host_byte(doc[end]) {
+        end += 1;
+    }
+    if doc.get(end) == Some(&b'@') || end - start > 254 {
+        return None;
+    }
+    while end > start && doc[end - 1] == b'.' {
+        end -= 1;
+    }
+    let host = &doc[start..end];
+    (!host.is_empty() && host[0] != b'.' && is_app_host(host)).then_some(end)
+}
+
 fn oracle(doc: &[u8], html: bool) -> Vec<u8> {
+    oracle_with(doc, html, false)
+}
+
+fn oracle_with(doc: &[u8], html: bool, contexts: bool) -> Vec<u8> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < doc.len() {
-        if let Some(end) = oracle_url_at(doc, i) {
+        let found = oracle_url_at(doc, i)
+            .or_else(|| contexts.then(|| oracle_bare_host_at(doc, i)).flatten());
+        if let Some(end) = found {
             out.extend_from_slice(&doc[i..end]);
             out.push(b'.');
             out.extend_from_slice(SUFFIX.as_bytes());
@@ -237,6 +267,10 @@ fn token() -> impl Strategy<Value = String> {
         Just(" integrity=\"sha384-abc\""),
         Just(" integrity=x"),
         Just("<meta "),
+        Just("\"domain\":\""),
+        Just("document.domain = \""),
+        Just("host="),
+        Just("host=demo.test"),
         Just("mail demo.test@x"),
         Just("a"),
         Just("\n"),
@@ -273,6 +307,36 @@ proptest! {
             "whole document"
         );
         prop_assert_eq!(&rewrite_split(&doc, html, &cuts), &want, "random split");
+    }
+
+    #[test]
+    fn bare_host_contexts_match_the_oracle_for_any_split(
+        doc in document(),
+        html in any::<bool>(),
+        cuts in proptest::collection::vec(any::<usize>(), 0..6),
+    ) {
+        let routes = fuzz_routes();
+        let contexts = routes.apps[0].bare_host_contexts.as_ref();
+        let want = oracle_with(&doc, html, true);
+        let run = |cuts: &[usize]| {
+            let mut out = Vec::new();
+            let mut r = Rewriter::new(&routes, html).with_contexts(contexts);
+            let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (doc.len() + 1)).collect();
+            cuts.sort_unstable();
+            let mut at = 0;
+            for c in cuts {
+                r.feed(&doc[at..c.max(at)], &mut out);
+                at = c.max(at);
+            }
+            r.feed(&doc[at..], &mut out);
+            r.finish(&mut out);
+            out
+        };
+        let whole = run(&[]);
+        prop_assert_eq!(String::from_utf8_lossy(&whole), String::from_utf8_lossy(&want));
+        prop_assert_eq!(&run(&cuts), &want);
+        let every: Vec<usize> = (1..doc.len()).collect();
+        prop_assert_eq!(&run(&every), &want);
     }
 
     #[test]

@@ -55,6 +55,11 @@ struct App {
   # Lower-case DNS names the app owns, each with all its subdomains.
 
   upstream @2 :Upstream;
+
+  bareHostContexts @3 :List(Text);
+  # Literal text after which a bare app host (no scheme, no `//`) is
+  # rewritten in this app's responses, e.g. `"domain":"` in a JSON config
+  # or `document.domain = "`. Empty: bare hosts are left alone.
 }
 
 struct Upstream {

@@ -195,6 +195,32 @@ pub struct App {
     pub upstream: Upstream,
     /// Extra trust anchors (PEM) for an HTTPS upstream; empty for system roots.
     pub ca_certificates_pem: Vec<u8>,
+    /// Literal text after which a bare app host is rewritten in this app's
+    /// responses (see [`MAX_BARE_HOST_CONTEXTS`]).
+    pub bare_host_contexts: Vec<String>,
+}
+
+/// Most bare-host context patterns per app.
+pub const MAX_BARE_HOST_CONTEXTS: usize = 32;
+/// Longest bare-host context pattern (bytes).
+pub const MAX_BARE_HOST_CONTEXT_LEN: usize = 64;
+
+/// Checks one bare-host context pattern.
+pub fn check_bare_host_context(pattern: &str) -> Result<(), String> {
+    if pattern.is_empty() {
+        return Err("bare_host_contexts: empty pattern".into());
+    }
+    if pattern.len() > MAX_BARE_HOST_CONTEXT_LEN {
+        return Err(format!(
+            "bare_host_contexts: pattern {pattern:?} is longer than {MAX_BARE_HOST_CONTEXT_LEN} bytes"
+        ));
+    }
+    if pattern.bytes().any(|b| b.is_ascii_control()) {
+        return Err(format!(
+            "bare_host_contexts: control character in {pattern:?}"
+        ));
+    }
+    Ok(())
 }
 
 /// An address range in CIDR form with its host bits zero.
@@ -397,6 +423,9 @@ struct AppSource {
     upstream: Option<Spanned<String>>,
     /// PEM file of extra CAs for an HTTPS upstream, relative to the policy file.
     ca_file: Option<Spanned<String>>,
+    /// Literal text after which bare app hosts are rewritten.
+    #[serde(default)]
+    bare_host_contexts: Vec<Spanned<String>>,
 }
 
 /// Options for one compilation.
@@ -579,11 +608,26 @@ pub fn compile_source(
             }
         }
 
+        if app_src.bare_host_contexts.len() > MAX_BARE_HOST_CONTEXTS {
+            errors.push(locate(
+                app_src.bare_host_contexts[MAX_BARE_HOST_CONTEXTS].span(),
+                format!("at most {MAX_BARE_HOST_CONTEXTS} bare_host_contexts per app"),
+            ));
+        }
+        let mut bare_host_contexts = Vec::new();
+        for pattern in &app_src.bare_host_contexts {
+            match check_bare_host_context(pattern.get_ref()) {
+                Ok(()) => bare_host_contexts.push(pattern.get_ref().clone()),
+                Err(e) => errors.push(locate(pattern.span(), e)),
+            }
+        }
+
         apps.push(App {
             name,
             domains,
             upstream,
             ca_certificates_pem,
+            bare_host_contexts,
         });
     }
 

@@ -105,6 +105,14 @@ pub fn encode_with_format(policy: &Policy, format_version: u32) -> Vec<u8> {
             for (j, d) in app.domains.iter().enumerate() {
                 domains.set(j as u32, d.as_str());
             }
+            if !app.bare_host_contexts.is_empty() {
+                let mut contexts = a
+                    .reborrow()
+                    .init_bare_host_contexts(app.bare_host_contexts.len() as u32);
+                for (j, c) in app.bare_host_contexts.iter().enumerate() {
+                    contexts.set(j as u32, c.as_str());
+                }
+            }
             let mut up = a.init_upstream();
             up.set_ca_certificates_pem(&app.ca_certificates_pem);
             match &app.upstream {
@@ -202,6 +210,20 @@ pub fn decode(bytes: &[u8]) -> Result<Policy, SnapshotError> {
         if domains.is_empty() {
             return Err(invalid(&format!("app {name:?}"), "no domains".into()));
         }
+        let contexts = a.get_bare_host_contexts()?;
+        if contexts.len() as usize > crate::policy::MAX_BARE_HOST_CONTEXTS {
+            return Err(invalid(
+                &format!("app {name:?}"),
+                "too many bare_host_contexts".into(),
+            ));
+        }
+        let mut bare_host_contexts = Vec::with_capacity(contexts.len() as usize);
+        for c in contexts.iter() {
+            let c = text(c)?;
+            crate::policy::check_bare_host_context(&c)
+                .map_err(|e| invalid(&format!("app {name:?}"), e))?;
+            bare_host_contexts.push(c);
+        }
         let up = a.get_upstream()?;
         let ca_certificates_pem = up.get_ca_certificates_pem()?.to_vec();
         let upstream = match up
@@ -238,6 +260,7 @@ pub fn decode(bytes: &[u8]) -> Result<Policy, SnapshotError> {
             domains,
             upstream,
             ca_certificates_pem,
+            bare_host_contexts,
         });
     }
     let mut ip_tags = Vec::new();

@@ -553,6 +553,42 @@ fn authority_host(win: &Window<'_>, authority: usize) -> Result<Option<(usize, u
     Ok(Some((host_start, host_end)))
 }
 
+/// A bare host right after one of the app's context patterns (which ends
+/// at `host_start`): rewritten when it is an app host.
+pub fn decide_bare_host(win: &Window<'_>, host_start: usize, routes: &RouteTable) -> Decision {
+    let result = (|| {
+        let mut end = host_start;
+        let after = loop {
+            match win.at(end)? {
+                Some(b) if is_host_byte(b) && end - host_start <= MAX_HOST_LEN => end += 1,
+                other => break other,
+            }
+        };
+        if after.is_some_and(is_host_byte) || after == Some(b'@') {
+            return Ok(Decision::Skip);
+        }
+        let mut host_end = end;
+        while host_end > host_start && win.data[host_end - 1] == b'.' {
+            host_end -= 1;
+        }
+        let host = &win.data[host_start..host_end];
+        if host.is_empty() || host[0] == b'.' || routes.app_for_host(host).is_none() {
+            return Ok(Decision::Skip);
+        }
+        Ok(Decision::Edit(Edit {
+            start: host_end,
+            end: host_end,
+            insert: Insert::Suffix,
+            resume: host_end,
+        }))
+    })();
+    match result {
+        Ok(d) => d,
+        Err(Stop::NeedMore) => Decision::NeedMore,
+        Err(Stop::Skip) => Decision::Skip,
+    }
+}
+
 /// ` integrity="sha384-..."` inside a tag: a rewritten script or
 /// stylesheet would fail its Subresource Integrity check, so the attribute
 /// goes (W3C SRI §3.3).

@@ -24,7 +24,7 @@ pub mod scan;
 pub mod unwrap;
 
 use crate::body::{BodyFilter, FilterError};
-use crate::routes::RouteTable;
+use crate::routes::{ContextPatterns, RouteTable};
 use anchor::{Decision, Insert, Window, LOOKBACK};
 use scan::{Candidates, PairSet};
 
@@ -36,6 +36,8 @@ const STITCH: usize = 1024;
 /// The response-body rewriter for one response.
 pub struct Rewriter<'r> {
     routes: &'r RouteTable,
+    /// The app's bare-host context patterns, if it has any.
+    contexts: Option<&'r ContextPatterns>,
     set: PairSet,
     /// Bytes kept from earlier input: context already emitted, then bytes
     /// not yet emitted.
@@ -60,12 +62,19 @@ impl<'r> Rewriter<'r> {
     pub fn new(routes: &'r RouteTable, html: bool) -> Rewriter<'r> {
         Rewriter {
             routes,
+            contexts: None,
             set: if html { PairSet::Html } else { PairSet::Urls },
             carry: Vec::new(),
             emitted: 0,
             scanned: 0,
             at_body_start: true,
         }
+    }
+
+    /// Also rewrites bare app hosts right after these patterns.
+    pub fn with_contexts(mut self, contexts: Option<&'r ContextPatterns>) -> Rewriter<'r> {
+        self.contexts = contexts;
+        self
     }
 
     /// Rewrites the next piece of the body, appending output to `out`.
@@ -88,6 +97,7 @@ impl<'r> Rewriter<'r> {
             self.carry.clear();
             let p = run(
                 self.routes,
+                self.contexts,
                 self.set,
                 input,
                 false,
@@ -121,6 +131,7 @@ impl<'r> Rewriter<'r> {
     fn pass_over_carry(&mut self, at_end: bool, out: &mut Vec<u8>) -> Progress {
         run(
             self.routes,
+            self.contexts,
             self.set,
             &self.carry,
             self.at_body_start,
@@ -161,6 +172,7 @@ fn carry_start(p: &Progress) -> usize {
 #[allow(clippy::too_many_arguments)]
 fn run(
     routes: &RouteTable,
+    contexts: Option<&ContextPatterns>,
     set: PairSet,
     data: &[u8],
     at_body_start: bool,
@@ -173,11 +185,39 @@ fn run(
     let html = set == PairSet::Html;
     let mut emitted = emit_from;
     let mut candidates = Candidates::new(data, scan_from, set);
+    // Context patterns can only be trusted where a whole pattern fits:
+    // candidates from `horizon` on wait for more input.
+    let horizon = match contexts {
+        Some(c) if !at_end => data.len().saturating_sub(c.max_len - 1),
+        _ => usize::MAX,
+    };
+    let ctx_limit = horizon.min(data.len());
+    let mut next_context = contexts.and_then(|c| c.find(data, scan_from, ctx_limit));
+    let mut next_pair = candidates.next();
     let mut stopped_at = None;
     let mut resume = scan_from;
-    while let Some(p) = candidates.next() {
+    loop {
+        let (p, context_end) = match (next_pair, next_context) {
+            (None, None) => break,
+            (Some(a), Some((s, e))) if s < a => (s, Some(e)),
+            (Some(a), _) => (a, None),
+            (None, Some((s, e))) => (s, Some(e)),
+        };
+        if p >= horizon {
+            stopped_at = Some(horizon.max(resume).max(scan_from));
+            break;
+        }
         let window = Window::new(data, p, at_end);
-        match anchor::decide(&window, p, routes, html) {
+        let decision = match context_end {
+            None => anchor::decide(&window, p, routes, html),
+            Some(end) => anchor::decide_bare_host(&window, end, routes),
+        };
+        // Advance the source of this candidate.
+        match context_end {
+            None => next_pair = candidates.next(),
+            Some(_) => next_context = contexts.and_then(|c| c.find(data, p + 1, ctx_limit)),
+        }
+        match decision {
             Decision::Skip => {}
             Decision::NeedMore => {
                 stopped_at = Some(p);
@@ -200,14 +240,26 @@ fn run(
                 emitted = edit.end;
                 resume = edit.resume;
                 candidates.skip_to(resume);
+                if next_pair.is_some_and(|a| a < resume) {
+                    next_pair = candidates.next();
+                }
+                if next_context.is_some_and(|(s, _)| s < resume) {
+                    next_context = contexts.and_then(|c| c.find(data, resume, ctx_limit));
+                }
             }
         }
     }
     let scanned = match stopped_at {
         Some(p) => p,
         None if at_end => data.len(),
-        // The last byte may pair with the next input's first.
-        None => data.len().saturating_sub(1).max(resume).max(scan_from),
+        // The last byte may pair with the next input's first, and a
+        // context pattern may start within `horizon..`.
+        None => data
+            .len()
+            .saturating_sub(1)
+            .min(horizon)
+            .max(resume)
+            .max(scan_from),
     };
     let flush_to = if at_end {
         data.len()
