@@ -261,3 +261,24 @@ fn request_bodies_have_proxy_hosts_unwrapped() {
     assert_eq!(body(2), "https://app.demo.test.proxy.test/ stays");
     assert_eq!(seen[2].header("content-length"), Some("39"));
 }
+
+#[test]
+fn bare_hosts_are_rewritten_only_after_the_apps_context_patterns() {
+    let origin = origin(always(|_| Reply::Full {
+        status: 200,
+        headers: vec![("Content-Type".into(), "application/json".into())],
+        body: br#"{"domain":"demo.test","cookieDomain":"demo.test","email":"ops@demo.test"}"#.to_vec(),
+    }));
+    let dp = Dataplane::start(
+        &policy(
+            &format!("http://{}", origin.addr()),
+            "bare_host_contexts = ['\"domain\":\"']\n",
+        ),
+        &[],
+    );
+    let resp = fetch(&dp, "/config.json", None);
+    assert_eq!(
+        resp.text(),
+        r#"{"domain":"demo.test.proxy.test","cookieDomain":"demo.test","email":"ops@demo.test"}"#
+    );
+}

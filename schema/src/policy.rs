@@ -779,6 +779,28 @@ upstream = "http://127.0.0.1:18080"        # optional: connect here for every ho
     }
 
     #[test]
+    fn bare_host_contexts_are_checked_and_survive_a_snapshot() {
+        let ok = compile(&format!(
+            "{MINIMAL}bare_host_contexts = ['\"domain\":\"', 'document.domain = \"']\n"
+        ))
+        .expect("compiles");
+        assert_eq!(
+            ok.apps[0].bare_host_contexts,
+            vec!["\"domain\":\"".to_string(), "document.domain = \"".to_string()]
+        );
+        let decoded = crate::snapshot::decode(&crate::snapshot::encode(&ok)).expect("decodes");
+        assert_eq!(decoded.apps[0].bare_host_contexts, ok.apps[0].bare_host_contexts);
+        let e = first_error(&format!("{MINIMAL}bare_host_contexts = [\"ok=\", \"\"]\n"));
+        assert!(
+            e.starts_with("p.toml:8:30: error: bare_host_contexts: empty pattern"),
+            "{e}"
+        );
+        let long = "x".repeat(65);
+        let e = first_error(&format!("{MINIMAL}bare_host_contexts = [\"{long}\"]\n"));
+        assert!(e.contains("longer than 64 bytes"), "{e}");
+    }
+
+    #[test]
     fn duplicate_domain_across_apps_names_first_owner() {
         let e = first_error(
             "[proxy]\nsuffix = \"p.test\"\n[[app]]\nname = \"a\"\ndomains = [\"x.test\"]\n[[app]]\nname = \"b\"\ndomains = [\"X.test\"]\n",
