@@ -100,4 +100,15 @@ pub fn rewrite_split_invariance(routes: &RouteTable, data: &[u8]) {
         out
     };
     assert_eq!(unwrap(doc.len().max(1)), unwrap(step));
+
+    let multipart = |step: usize| {
+        let mut out = Vec::new();
+        let mut m = crate::rewrite::unwrap::MultipartUnwrapper::new(routes, b"XyZ");
+        for piece in doc.chunks(step) {
+            m.feed(piece, &mut out).expect("unwrapping never fails");
+        }
+        m.finish(&mut out).expect("unwrapping never fails");
+        out
+    };
+    assert_eq!(multipart(doc.len().max(1)), multipart(step));
 }

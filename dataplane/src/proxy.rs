@@ -32,7 +32,6 @@ use crate::limits::Limits;
 use crate::pages;
 use crate::rewrite::codec::Transcoder;
 use crate::rewrite::content::TextKind;
-use crate::rewrite::unwrap::Unwrapper;
 use crate::rewrite::Rewriter;
 use crate::routes::RouteTable;
 use crate::upstream::{self, Pool, Target, UpstreamConn};
@@ -395,18 +394,18 @@ async fn send_request(
 ) -> Result<(), ExchangeError> {
     scratch.clear();
     scratch.extend_from_slice(head);
-    let sink_framing = if req.framing == Framing::Chunked || req.unwrap_body {
+    let sink_framing = if req.framing == Framing::Chunked || req.unwrap_body.is_some() {
         SinkFraming::Chunked
     } else {
         SinkFraming::Raw
     };
-    let mut unwrapper = req.unwrap_body.then(|| Unwrapper::new(routes));
+    let mut unwrapper = req.unwrap_body.map(|u| u.filter(routes));
     let result = body::relay(
         client,
         &mut up.stream,
         req.framing,
         sink_framing,
-        unwrapper.as_mut().map(|u| u as &mut dyn BodyFilter),
+        unwrapper.as_deref_mut().map(|u| u as &mut dyn BodyFilter),
         scratch,
         core.limits.body_timeout,
         CLIENT_BUFFER.max(core.limits.max_header_bytes),

@@ -248,6 +248,10 @@ fn request_bodies_have_proxy_hosts_unwrapped() {
         "application/octet-stream",
         "https://app.demo.test.proxy.test/ stays",
     );
+    post(
+        "multipart/form-data; boundary=b0undary",
+        "--b0undary\r\nContent-Disposition: form-data; name=\"return_to\"\r\n\r\nhttps://app.demo.test.proxy.test/x\r\n--b0undary\r\nContent-Disposition: form-data; name=\"f\"; filename=\"f.txt\"\r\n\r\nhttps://app.demo.test.proxy.test/file\r\n--b0undary--\r\n",
+    );
     let seen = origin.requests();
     let body = |i: usize| String::from_utf8_lossy(&seen[i].body).into_owned();
     assert_eq!(
@@ -260,6 +264,10 @@ fn request_bodies_have_proxy_hosts_unwrapped() {
     );
     assert_eq!(body(2), "https://app.demo.test.proxy.test/ stays");
     assert_eq!(seen[2].header("content-length"), Some("39"));
+    assert_eq!(
+        body(3),
+        "--b0undary\r\nContent-Disposition: form-data; name=\"return_to\"\r\n\r\nhttps://app.demo.test/x\r\n--b0undary\r\nContent-Disposition: form-data; name=\"f\"; filename=\"f.txt\"\r\n\r\nhttps://app.demo.test.proxy.test/file\r\n--b0undary--\r\n"
+    );
 }
 
 #[test]
@@ -267,7 +275,8 @@ fn bare_hosts_are_rewritten_only_after_the_apps_context_patterns() {
     let origin = origin(always(|_| Reply::Full {
         status: 200,
         headers: vec![("Content-Type".into(), "application/json".into())],
-        body: br#"{"domain":"demo.test","cookieDomain":"demo.test","email":"ops@demo.test"}"#.to_vec(),
+        body: br#"{"domain":"demo.test","cookieDomain":"demo.test","email":"ops@demo.test"}"#
+            .to_vec(),
     }));
     let dp = Dataplane::start(
         &policy(

@@ -52,7 +52,7 @@ fn heads(c: &mut Criterion) {
         idempotent: true,
         app_host: palisade_dataplane::routes::HostName::lowercase(b"app.demo.test").expect("host"),
         accepted: Default::default(),
-        unwrap_body: false,
+        unwrap_body: None,
     };
     let mut g = c.benchmark_group("response_head");
     g.throughput(Throughput::Bytes(APP_RESPONSE.len() as u64));

@@ -786,10 +786,16 @@ upstream = "http://127.0.0.1:18080"        # optional: connect here for every ho
         .expect("compiles");
         assert_eq!(
             ok.apps[0].bare_host_contexts,
-            vec!["\"domain\":\"".to_string(), "document.domain = \"".to_string()]
+            vec![
+                "\"domain\":\"".to_string(),
+                "document.domain = \"".to_string()
+            ]
         );
         let decoded = crate::snapshot::decode(&crate::snapshot::encode(&ok)).expect("decodes");
-        assert_eq!(decoded.apps[0].bare_host_contexts, ok.apps[0].bare_host_contexts);
+        assert_eq!(
+            decoded.apps[0].bare_host_contexts,
+            ok.apps[0].bare_host_contexts
+        );
         let e = first_error(&format!("{MINIMAL}bare_host_contexts = [\"ok=\", \"\"]\n"));
         assert!(
             e.starts_with("p.toml:8:30: error: bare_host_contexts: empty pattern"),

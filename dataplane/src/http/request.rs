@@ -13,7 +13,7 @@ use super::{line_endings_are_strict, push_field, Framing};
 use crate::hosts;
 use crate::limits::Limits;
 use crate::rewrite::codec::Accepted;
-use crate::rewrite::unwrap;
+use crate::rewrite::unwrap::BodyUnwrap;
 use crate::routes::{HostMapping, HostName, RouteTable};
 
 /// Hard ceiling on header fields per head, whatever the configured limit.
@@ -56,9 +56,10 @@ pub struct RequestInfo {
     /// The content codings the client accepts that the rewrite engine can
     /// decode (the upstream Accept-Encoding is narrowed to these).
     pub accepted: Accepted,
-    /// The request body is form data or JSON: proxy hosts in it are
-    /// unwrapped on the way to the app, and it is sent chunked.
-    pub unwrap_body: bool,
+    /// The request body is form data, JSON or multipart form data: proxy
+    /// hosts in it (in its text fields) are unwrapped on the way to the
+    /// app, and it is sent chunked.
+    pub unwrap_body: Option<BodyUnwrap>,
 }
 
 /// Outcome of looking at the bytes buffered so far.
@@ -166,7 +167,7 @@ pub fn prepare_request(
     let mut upgrade_value: Option<&[u8]> = None;
     let mut expect_continue = false;
     let mut accept_encoding_seen = false;
-    let mut unwrap_body = false;
+    let mut unwrap_body = None;
     let mut kinds = [FieldName::Other; MAX_HEADERS_CEILING];
     for (h, kind) in headers.iter().zip(kinds.iter_mut()) {
         let value = h.value;
@@ -203,7 +204,7 @@ pub fn prepare_request(
             }
             FieldName::Upgrade => upgrade_value = Some(value),
             FieldName::AcceptEncoding => accept_encoding_seen = true,
-            FieldName::ContentType => unwrap_body = unwrap::is_unwrapped_body(value),
+            FieldName::ContentType => unwrap_body = BodyUnwrap::for_content_type(value),
             FieldName::Expect => {
                 if value.trim_ascii().eq_ignore_ascii_case(b"100-continue") {
                     expect_continue = true;
@@ -316,7 +317,7 @@ pub fn prepare_request(
     } else {
         Accepted::default()
     };
-    let unwrap_body = unwrap_body && framing.has_body();
+    let unwrap_body = unwrap_body.filter(|_| framing.has_body());
 
     // Write the upstream head.
     out.clear();
@@ -369,7 +370,7 @@ pub fn prepare_request(
     }
     match framing {
         // An unwrapped body may change length: chunked (RFC 9112 §7.1).
-        _ if unwrap_body => push_field(out, b"Transfer-Encoding", b"chunked"),
+        _ if unwrap_body.is_some() => push_field(out, b"Transfer-Encoding", b"chunked"),
         Framing::Length(n) => push_field(out, b"Content-Length", itoa(n).as_bytes()),
         Framing::Chunked => push_field(out, b"Transfer-Encoding", b"chunked"),
         Framing::Empty | Framing::UntilClose => {}

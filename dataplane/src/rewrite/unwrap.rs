@@ -96,3 +96,242 @@ impl BodyFilter for Unwrapper<'_> {
         Ok(())
     }
 }
+
+/// Longest multipart boundary (RFC 2046 §5.1.1).
+pub const MAX_BOUNDARY: usize = 70;
+/// Largest header block of one multipart part.
+const MAX_PART_HEADERS: usize = 16 * 1024;
+
+/// Which request bodies are unwrapped, and how.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyUnwrap {
+    /// Form data or JSON: the whole body.
+    Text,
+    /// `multipart/form-data`: the text fields (parts without a file name);
+    /// uploaded files pass untouched.
+    Multipart {
+        boundary: [u8; MAX_BOUNDARY],
+        len: u8,
+    },
+}
+
+impl BodyUnwrap {
+    /// The unwrapping for a request `Content-Type`, if any.
+    pub fn for_content_type(content_type: &[u8]) -> Option<BodyUnwrap> {
+        if is_unwrapped_body(content_type) {
+            return Some(BodyUnwrap::Text);
+        }
+        let mut params = content_type.split(|&b| b == b';');
+        let essence = params.next().unwrap_or_default().trim_ascii();
+        if !essence.eq_ignore_ascii_case(b"multipart/form-data") {
+            return None;
+        }
+        let boundary = params.find_map(|p| {
+            let p = p.trim_ascii();
+            (p.len() > 9 && p[..9].eq_ignore_ascii_case(b"boundary=")).then(|| &p[9..])
+        })?;
+        let boundary = boundary
+            .strip_prefix(b"\"")
+            .and_then(|b| b.strip_suffix(b"\""))
+            .unwrap_or(boundary);
+        if boundary.is_empty() || boundary.len() > MAX_BOUNDARY {
+            return None;
+        }
+        let mut stored = [0u8; MAX_BOUNDARY];
+        stored[..boundary.len()].copy_from_slice(boundary);
+        Some(BodyUnwrap::Multipart {
+            boundary: stored,
+            len: boundary.len() as u8,
+        })
+    }
+
+    /// The body filter for this unwrapping.
+    pub fn filter<'r>(&self, routes: &'r RouteTable) -> Box<dyn BodyFilter + 'r> {
+        match self {
+            BodyUnwrap::Text => Box::new(Unwrapper::new(routes)),
+            BodyUnwrap::Multipart { boundary, len } => Box::new(MultipartUnwrapper::new(
+                routes,
+                &boundary[..usize::from(*len)],
+            )),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PartState {
+    /// Inside a part's content (the preamble counts as a file part).
+    Content { text: bool },
+    /// Right after a delimiter: the rest of its line.
+    DelimiterLine,
+    /// The part's header block.
+    Headers,
+    /// After the close delimiter, or structure this filter gave up on:
+    /// everything passes as it is.
+    Verbatim,
+}
+
+/// Unwraps proxy hosts in the text fields of a `multipart/form-data`
+/// body (RFC 7578), streaming; file parts and framing pass untouched.
+pub struct MultipartUnwrapper<'r> {
+    routes: &'r RouteTable,
+    /// `\r\n--<boundary>`.
+    delimiter: Vec<u8>,
+    buf: Vec<u8>,
+    state: PartState,
+    text: Option<Unwrapper<'r>>,
+    /// Bytes at the start of `buf` not to emit (the CRLF put in front of
+    /// the body so the first delimiter looks like every other).
+    skip: usize,
+}
+
+impl<'r> MultipartUnwrapper<'r> {
+    pub fn new(routes: &'r RouteTable, boundary: &[u8]) -> MultipartUnwrapper<'r> {
+        let mut delimiter = b"\r\n--".to_vec();
+        delimiter.extend_from_slice(boundary);
+        MultipartUnwrapper {
+            routes,
+            delimiter,
+            buf: b"\r\n".to_vec(),
+            state: PartState::Content { text: false },
+            text: None,
+            skip: 2,
+        }
+    }
+
+    /// Passes `buf[..n]` on (through the text unwrapper inside a text
+    /// part) and drops it from `buf`.
+    fn emit(&mut self, n: usize, through_text: bool, out: &mut Vec<u8>) -> Result<(), FilterError> {
+        let skip = self.skip.min(n);
+        self.skip -= skip;
+        let bytes = &self.buf[skip..n];
+        match (&mut self.text, through_text) {
+            (Some(t), true) => t.feed(bytes, out)?,
+            _ => out.extend_from_slice(bytes),
+        }
+        self.buf.drain(..n);
+        Ok(())
+    }
+
+    fn process(&mut self, at_end: bool, out: &mut Vec<u8>) -> Result<(), FilterError> {
+        loop {
+            match self.state {
+                PartState::Content { text } => {
+                    match memchr::memmem::find(&self.buf, &self.delimiter) {
+                        Some(i) => {
+                            self.emit(i, text, out)?;
+                            if let Some(mut t) = self.text.take() {
+                                t.finish(out)?;
+                            }
+                            let d = self.delimiter.len();
+                            self.emit(d, false, out)?;
+                            self.state = PartState::DelimiterLine;
+                        }
+                        None => {
+                            // The tail may be the start of a delimiter.
+                            let keep = if at_end { 0 } else { self.delimiter.len() - 1 };
+                            let safe = self.buf.len().saturating_sub(keep);
+                            self.emit(safe, text, out)?;
+                            if at_end {
+                                if let Some(mut t) = self.text.take() {
+                                    t.finish(out)?;
+                                }
+                            }
+                            return Ok(());
+                        }
+                    }
+                }
+                PartState::DelimiterLine => {
+                    if self.buf.starts_with(b"--") {
+                        self.state = PartState::Verbatim;
+                        continue;
+                    }
+                    match memchr::memmem::find(&self.buf, b"\r\n") {
+                        // The CRLF stays: it may start an empty header block.
+                        Some(i) => {
+                            self.emit(i, false, out)?;
+                            self.state = PartState::Headers;
+                        }
+                        None if at_end || self.buf.len() > MAX_PART_HEADERS => {
+                            self.state = PartState::Verbatim;
+                        }
+                        None => return Ok(()),
+                    }
+                }
+                PartState::Headers => match memchr::memmem::find(&self.buf, b"\r\n\r\n") {
+                    Some(i) => {
+                        let headers = &self.buf[..i];
+                        let is_file = headers
+                            .windows(9)
+                            .any(|w| w.eq_ignore_ascii_case(b"filename="));
+                        self.emit(i + 4, false, out)?;
+                        if !is_file {
+                            self.text = Some(Unwrapper::new(self.routes));
+                        }
+                        self.state = PartState::Content { text: !is_file };
+                    }
+                    None if at_end || self.buf.len() > MAX_PART_HEADERS => {
+                        self.state = PartState::Verbatim;
+                    }
+                    None => return Ok(()),
+                },
+                PartState::Verbatim => {
+                    let n = self.buf.len();
+                    self.emit(n, false, out)?;
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+impl BodyFilter for MultipartUnwrapper<'_> {
+    fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), FilterError> {
+        self.buf.extend_from_slice(input);
+        self.process(false, out)
+    }
+
+    fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), FilterError> {
+        self.process(true, out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fuzz::fuzz_routes;
+
+    const BODY: &str = "preamble https://demo.test.proxy.test\r\n--XyZ\r\nContent-Disposition: form-data; name=\"redirect_uri\"\r\n\r\nhttps://app.demo.test.proxy.test/cb\r\n--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.txt\"\r\nContent-Type: text/plain\r\n\r\nfile keeps https://app.demo.test.proxy.test/\r\n--XyZ\r\nContent-Disposition: form-data; name=\"state\"\r\n\r\n{\"origin\":\"https://demo.test.proxy.test\"}\r\n--XyZ--\r\nepilogue demo.test.proxy.test";
+
+    const WANT: &str = "preamble https://demo.test.proxy.test\r\n--XyZ\r\nContent-Disposition: form-data; name=\"redirect_uri\"\r\n\r\nhttps://app.demo.test/cb\r\n--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.txt\"\r\nContent-Type: text/plain\r\n\r\nfile keeps https://app.demo.test.proxy.test/\r\n--XyZ\r\nContent-Disposition: form-data; name=\"state\"\r\n\r\n{\"origin\":\"https://demo.test\"}\r\n--XyZ--\r\nepilogue demo.test.proxy.test";
+
+    #[test]
+    fn text_fields_are_unwrapped_and_files_are_not_for_any_split() {
+        let routes = fuzz_routes();
+        let unwrap = BodyUnwrap::for_content_type(b"multipart/form-data; boundary=\"XyZ\"")
+            .expect("multipart");
+        for step in [1, 2, 3, 5, 8, 13, 64, BODY.len()] {
+            let mut f = unwrap.filter(&routes);
+            let mut out = Vec::new();
+            for piece in BODY.as_bytes().chunks(step) {
+                f.feed(piece, &mut out).unwrap();
+            }
+            f.finish(&mut out).unwrap();
+            assert_eq!(String::from_utf8_lossy(&out), WANT, "pieces of {step}");
+        }
+    }
+
+    #[test]
+    fn content_types() {
+        assert_eq!(
+            BodyUnwrap::for_content_type(b"application/x-www-form-urlencoded"),
+            Some(BodyUnwrap::Text)
+        );
+        assert_eq!(
+            BodyUnwrap::for_content_type(b"application/vnd.api+json"),
+            Some(BodyUnwrap::Text)
+        );
+        assert!(BodyUnwrap::for_content_type(b"multipart/form-data").is_none());
+        assert!(BodyUnwrap::for_content_type(b"application/octet-stream").is_none());
+        assert!(BodyUnwrap::for_content_type(b"multipart/mixed; boundary=x").is_none());
+    }
+}
