@@ -463,12 +463,18 @@ fn authority_host_fast(win: &Window<'_>, authority: usize) -> Option<FoundHost> 
     let (mut dot2, mut dot1) = (None, None);
     // 16 bytes at a time while they fit before `limit` (< `hi`).
     while end + 16 <= limit {
-        let (run, mut dots) = host_run16(&d[end..end + 16]);
-        while dots != 0 {
-            let bit = dots.trailing_zeros() as usize;
-            dots &= dots - 1;
-            dot2 = dot1;
-            dot1 = Some(end + bit);
+        let (run, dots) = host_run16(&d[end..end + 16]);
+        if dots != 0 {
+            // The two highest dots of this block (and the last one before
+            // it if the block has one dot).
+            let high = 31 - dots.leading_zeros() as usize;
+            let rest = dots & !(1 << high);
+            dot2 = if rest != 0 {
+                Some(end + 31 - rest.leading_zeros() as usize)
+            } else {
+                dot1
+            };
+            dot1 = Some(end + high);
         }
         end += run;
         if run < 16 {
