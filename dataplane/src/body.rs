@@ -23,6 +23,62 @@ pub trait BodyFilter {
     fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), FilterError>;
     /// End of body: appends whatever was held back.
     fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), FilterError>;
+    /// Like `feed`, but may pass large unchanged spans of `input` by
+    /// reference (zero-copy); the default copies through `feed`.
+    fn feed_pieces(&mut self, input: &[u8], out: &mut FilterOutput) -> Result<(), FilterError> {
+        self.feed(input, &mut out.bytes)
+    }
+}
+
+/// Spans of the input at least this long are passed by reference.
+pub const ZERO_COPY_MIN: usize = 8 * 1024;
+
+/// A filter's output for one input: bytes (copied or made) with large
+/// unchanged spans of the input referenced in between, not copied.
+#[derive(Debug, Default)]
+pub struct FilterOutput {
+    pub bytes: Vec<u8>,
+    /// `(at, range)`: `input[range]` follows `bytes[..at]`, in order.
+    pub spans: Vec<(usize, std::ops::Range<usize>)>,
+}
+
+impl FilterOutput {
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.spans.clear();
+    }
+
+    /// Passes `input[range]` on: by reference when large, else copied.
+    #[inline]
+    pub fn pass(&mut self, input: &[u8], range: std::ops::Range<usize>) {
+        if range.len() >= ZERO_COPY_MIN {
+            self.spans.push((self.bytes.len(), range));
+        } else {
+            self.bytes.extend_from_slice(&input[range]);
+        }
+    }
+
+    /// Total bytes of output.
+    pub fn len(&self) -> usize {
+        self.bytes.len() + self.spans.iter().map(|(_, r)| r.len()).sum::<usize>()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The output as one buffer.
+    pub fn to_vec(&self, input: &[u8]) -> Vec<u8> {
+        let mut v = Vec::with_capacity(self.len());
+        let mut copied = 0;
+        for (at, r) in &self.spans {
+            v.extend_from_slice(&self.bytes[copied..*at]);
+            v.extend_from_slice(&input[r.clone()]);
+            copied = *at;
+        }
+        v.extend_from_slice(&self.bytes[copied..]);
+        v
+    }
 }
 
 /// The body could not be transformed (e.g. corrupt compressed data): the
@@ -84,7 +140,7 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut filtered = Vec::new();
+    let mut filtered = FilterOutput::default();
     let mut total = 0u64;
     let mut remaining = match framing {
         Framing::Length(n) => n,
@@ -130,22 +186,23 @@ where
         let chunk = &buffered[data];
         total += chunk.len() as u64;
         if !chunk.is_empty() {
-            let out: &[u8] = match filter.as_deref_mut() {
+            match filter.as_deref_mut() {
                 Some(f) => {
-                    filtered.clear();
-                    f.feed(chunk, &mut filtered).map_err(filter_failed)?;
-                    &filtered
+                    filter_into_pending(f, chunk, &mut filtered, pending, sink_framing)?;
+                    write_spans(sink, pending, chunk, &filtered.spans).await?;
+                    if pending.len() >= FLUSH_AT {
+                        flush(sink, pending).await?;
+                    }
                 }
-                None => chunk,
-            };
-            emit(sink, pending, out, sink_framing).await?;
+                None => emit(sink, pending, chunk, sink_framing).await?,
+            }
         }
         src.consume(consumed);
     }
     if let Some(f) = filter {
-        filtered.clear();
-        f.finish(&mut filtered).map_err(filter_failed)?;
-        emit(sink, pending, &filtered, sink_framing).await?;
+        let mut rest = Vec::new();
+        f.finish(&mut rest).map_err(filter_failed)?;
+        emit(sink, pending, &rest, sink_framing).await?;
     }
     if sink_framing == SinkFraming::Chunked {
         push_last_chunk(pending, decoder.trailers());
@@ -178,6 +235,70 @@ async fn emit<W: AsyncWrite + Unpin>(
     if pending.len() >= FLUSH_AT {
         flush(sink, pending).await?;
     }
+    Ok(())
+}
+
+/// Runs the filter on `chunk` with its output going straight into
+/// `pending` (one copy for what is copied at all), framed as one chunk
+/// when chunked. Large unchanged spans stay in `chunk`, listed in
+/// `out.spans` with their positions in `pending`.
+fn filter_into_pending(
+    f: &mut dyn BodyFilter,
+    chunk: &[u8],
+    out: &mut FilterOutput,
+    pending: &mut Vec<u8>,
+    framing: SinkFraming,
+) -> Result<(), RelayError> {
+    // The chunk size is written once the output is known: eight hex digits
+    // (leading zeros are valid, RFC 9112 §7.1).
+    const HEADER: &[u8] = b"00000000\r\n";
+    out.clear();
+    out.bytes = std::mem::take(pending);
+    let header_at = out.bytes.len();
+    if framing == SinkFraming::Chunked {
+        out.bytes.extend_from_slice(HEADER);
+    }
+    let body_at = out.bytes.len();
+    let result = f.feed_pieces(chunk, out);
+    *pending = std::mem::take(&mut out.bytes);
+    result.map_err(filter_failed)?;
+    let total = pending.len() - body_at + out.spans.iter().map(|(_, r)| r.len()).sum::<usize>();
+    if framing == SinkFraming::Chunked {
+        if total == 0 {
+            pending.truncate(header_at);
+        } else {
+            let hex = format!("{total:08x}");
+            pending[header_at..header_at + 8].copy_from_slice(hex.as_bytes());
+            pending.extend_from_slice(b"\r\n");
+        }
+    }
+    Ok(())
+}
+
+/// Writes `pending` up to each span and the span itself from `input`;
+/// what follows the last span stays pending.
+async fn write_spans<W: AsyncWrite + Unpin>(
+    sink: &mut W,
+    pending: &mut Vec<u8>,
+    input: &[u8],
+    spans: &[(usize, std::ops::Range<usize>)],
+) -> Result<(), RelayError> {
+    if spans.is_empty() {
+        return Ok(());
+    }
+    let mut written = 0;
+    for (at, range) in spans {
+        if *at > written {
+            sink.write_all(&pending[written..*at])
+                .await
+                .map_err(RelayError::Sink)?;
+        }
+        sink.write_all(&input[range.clone()])
+            .await
+            .map_err(RelayError::Sink)?;
+        written = *at;
+    }
+    pending.drain(..written);
     Ok(())
 }
 

@@ -150,6 +150,8 @@ pub struct RouteTable {
     pub version: u64,
     /// Lower case, without a leading dot.
     suffix: Box<[u8]>,
+    /// `.` + suffix: what the rewrite engine appends to app hosts.
+    dotted_suffix: Box<[u8]>,
     /// Finds `.<suffix>` in any letter case (built once per snapshot).
     dotted_suffix_finder: aho_corasick::AhoCorasick,
     /// App domain → index into `apps`.
@@ -256,6 +258,7 @@ impl RouteTable {
             ip_tags: IpTagTable::build(&policy.ip_tags),
             dotted_suffix_finder,
             suffix: policy.suffix.as_str().as_bytes().into(),
+            dotted_suffix: dotted.as_bytes().into(),
             domains: DomainSet::build(domain_list.into_iter()),
             apps,
         })
@@ -267,6 +270,7 @@ impl RouteTable {
         RouteTable {
             version: 0,
             suffix: b"unconfigured.invalid".to_vec().into_boxed_slice(),
+            dotted_suffix: b".unconfigured.invalid".to_vec().into_boxed_slice(),
             dotted_suffix_finder: aho_corasick::AhoCorasick::new([".unconfigured.invalid"])
                 // A fixed, valid pattern always builds.
                 .expect("static pattern"),
@@ -278,6 +282,11 @@ impl RouteTable {
 
     pub fn suffix(&self) -> &[u8] {
         &self.suffix
+    }
+
+    /// `.` followed by the suffix.
+    pub fn dotted_suffix(&self) -> &[u8] {
+        &self.dotted_suffix
     }
 
     /// Start offsets of every `.<suffix>` in `text`, any letter case.

@@ -291,3 +291,28 @@ fn bare_hosts_are_rewritten_only_after_the_apps_context_patterns() {
         r#"{"domain":"demo.test.proxy.test","cookieDomain":"demo.test","email":"ops@demo.test"}"#
     );
 }
+
+#[test]
+fn large_pages_are_rewritten_with_long_spans_passed_through() {
+    // App URLs 20-40 KiB apart: the unchanged spans between them are
+    // written from the read buffer without a copy.
+    let mut page = String::from("<!doctype html><p>");
+    for k in 0..12 {
+        page.push_str(&"lorem ipsum dolor sit amet ".repeat(800 + 300 * k));
+        page.push_str(&format!("<a href=\"https://app.demo.test/{k}\">{k}</a>\n"));
+    }
+    let page_for_origin = page.clone();
+    let origin = origin(always(move |_| Reply::Full {
+        status: 200,
+        headers: vec![("Content-Type".into(), "text/html".into())],
+        body: page_for_origin.clone().into_bytes(),
+    }));
+    let dp = Dataplane::start(&policy(&format!("http://{}", origin.addr()), ""), &[]);
+    for accept in [None, Some("gzip")] {
+        let resp = fetch(&dp, "/big", accept);
+        let body = decompress(resp.header("content-encoding"), &resp.body);
+        let want = page.replace("https://app.demo.test/", "https://app.demo.test.proxy.test/");
+        assert_eq!(body.len(), want.len(), "{accept:?}");
+        assert!(body == want.as_bytes(), "{accept:?}: bodies differ");
+    }
+}

@@ -23,7 +23,7 @@ pub mod content;
 pub mod scan;
 pub mod unwrap;
 
-use crate::body::{BodyFilter, FilterError};
+use crate::body::{BodyFilter, FilterError, FilterOutput};
 use crate::routes::{ContextPatterns, RouteTable};
 use anchor::{Decision, Insert, Window, LOOKBACK};
 use scan::{Candidates, PairSet};
@@ -77,8 +77,10 @@ impl<'r> Rewriter<'r> {
         self
     }
 
-    /// Rewrites the next piece of the body, appending output to `out`.
-    pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) {
+    /// Rewrites the next piece of the body, appending output to `out`
+    /// (a `Vec<u8>`, or a [`FilterOutput`] that refers to unchanged spans
+    /// of `input` instead of copying them).
+    pub fn feed<E: Emit>(&mut self, input: &[u8], out: &mut E) {
         if input.is_empty() {
             return;
         }
@@ -100,6 +102,7 @@ impl<'r> Rewriter<'r> {
                 self.contexts,
                 self.set,
                 input,
+                true,
                 false,
                 emit_from,
                 scan_from,
@@ -120,7 +123,7 @@ impl<'r> Rewriter<'r> {
     }
 
     /// End of body: decides what was held back and emits the rest.
-    pub fn finish(&mut self, out: &mut Vec<u8>) {
+    pub fn finish<E: Emit>(&mut self, out: &mut E) {
         let progress = self.pass_over_carry(true, out);
         debug_assert_eq!(progress.emitted, self.carry.len());
         self.carry.clear();
@@ -128,12 +131,13 @@ impl<'r> Rewriter<'r> {
         self.scanned = 0;
     }
 
-    fn pass_over_carry(&mut self, at_end: bool, out: &mut Vec<u8>) -> Progress {
+    fn pass_over_carry<E: Emit>(&mut self, at_end: bool, out: &mut E) -> Progress {
         run(
             self.routes,
             self.contexts,
             self.set,
             &self.carry,
+            false,
             self.at_body_start,
             self.emitted,
             self.scanned,
@@ -170,16 +174,17 @@ fn carry_start(p: &Progress) -> usize {
 /// more input and emits only up to [`LOOKBACK`] bytes before the scan
 /// position (a later edit may start that far back).
 #[allow(clippy::too_many_arguments)]
-fn run(
+fn run<E: Emit>(
     routes: &RouteTable,
     contexts: Option<&ContextPatterns>,
     set: PairSet,
     data: &[u8],
+    data_is_input: bool,
     at_body_start: bool,
     emit_from: usize,
     scan_from: usize,
     at_end: bool,
-    out: &mut Vec<u8>,
+    out: &mut E,
 ) -> Progress {
     debug_assert!(at_body_start || scan_from >= LOOKBACK || data.is_empty());
     let html = set == PairSet::Html;
@@ -228,14 +233,11 @@ fn run(
                     // Overlaps an earlier edit: the earlier one wins.
                     continue;
                 }
-                out.extend_from_slice(&data[emitted..edit.start]);
+                out.span(data, emitted..edit.start, data_is_input);
                 match edit.insert {
-                    Insert::Suffix => {
-                        out.push(b'.');
-                        out.extend_from_slice(routes.suffix());
-                    }
+                    Insert::Suffix => out.bytes(routes.dotted_suffix()),
                     Insert::Nothing => {}
-                    Insert::Bytes(b) => out.extend_from_slice(&b),
+                    Insert::Bytes(b) => out.bytes(&b),
                 }
                 emitted = edit.end;
                 resume = edit.resume;
@@ -267,14 +269,54 @@ fn run(
         scanned.saturating_sub(LOOKBACK)
     };
     if flush_to > emitted {
-        out.extend_from_slice(&data[emitted..flush_to]);
+        out.span(data, emitted..flush_to, data_is_input);
         emitted = flush_to;
     }
     Progress { emitted, scanned }
 }
 
+/// Where a pass puts its output.
+pub trait Emit {
+    /// `data[range]`, unchanged; `in_input`: `data` is the input buffer of
+    /// the current `feed` (so the span may be passed on without a copy).
+    fn span(&mut self, data: &[u8], range: std::ops::Range<usize>, in_input: bool);
+    /// Bytes the engine made.
+    fn bytes(&mut self, bytes: &[u8]);
+}
+
+impl Emit for Vec<u8> {
+    #[inline]
+    fn span(&mut self, data: &[u8], range: std::ops::Range<usize>, _: bool) {
+        self.extend_from_slice(&data[range]);
+    }
+    #[inline]
+    fn bytes(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+impl Emit for FilterOutput {
+    #[inline]
+    fn span(&mut self, data: &[u8], range: std::ops::Range<usize>, in_input: bool) {
+        if in_input {
+            self.pass(data, range);
+        } else {
+            self.bytes.extend_from_slice(&data[range]);
+        }
+    }
+    #[inline]
+    fn bytes(&mut self, bytes: &[u8]) {
+        self.bytes.extend_from_slice(bytes);
+    }
+}
+
 impl BodyFilter for Rewriter<'_> {
     fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), FilterError> {
+        Rewriter::feed(self, input, out);
+        Ok(())
+    }
+
+    fn feed_pieces(&mut self, input: &[u8], out: &mut FilterOutput) -> Result<(), FilterError> {
         Rewriter::feed(self, input, out);
         Ok(())
     }
