@@ -36,6 +36,10 @@ pub struct Limits {
     /// An Upgrade tunnel (WebSocket) is closed after this long without a
     /// byte in either direction.
     pub tunnel_idle_timeout: Duration,
+    /// Response bodies go through the rewrite engine. Off only to measure
+    /// the engine's cost: without it users leave the session on the first
+    /// absolute link.
+    pub rewrite_bodies: bool,
 }
 
 impl Default for Limits {
@@ -54,6 +58,7 @@ impl Default for Limits {
             pool_idle_timeout: Duration::from_secs(30),
             max_connections: 16 * 1024,
             tunnel_idle_timeout: Duration::from_secs(300),
+            rewrite_bodies: true,
         }
     }
 }

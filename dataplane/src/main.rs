@@ -83,6 +83,11 @@ struct Args {
     /// Seconds an idle upstream connection is kept.
     #[arg(long, default_value_t = Limits::default().pool_idle_timeout.as_secs_f64())]
     pool_idle_timeout: f64,
+    /// Forward response bodies without the rewrite engine. For measuring
+    /// the engine's cost only: users then leave the proxied session on the
+    /// first absolute link.
+    #[arg(long)]
+    no_body_rewrite: bool,
 }
 
 fn seconds(name: &str, s: f64) -> Result<Duration, String> {
@@ -118,7 +123,13 @@ fn start(a: Args) -> Result<(), String> {
         pool_idle_timeout: seconds("pool-idle-timeout", a.pool_idle_timeout)?,
         max_connections: a.max_connections.max(1),
         tunnel_idle_timeout: seconds("tunnel-idle-timeout", a.tunnel_idle_timeout)?,
+        rewrite_bodies: !a.no_body_rewrite,
     };
+    if a.no_body_rewrite {
+        eprintln!(
+            "dataplane: --no-body-rewrite: response bodies are NOT rewritten (measurement mode)"
+        );
+    }
     let given = match &a.snapshot {
         Some(path) => {
             let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;

@@ -462,7 +462,7 @@ async fn read_response_head(
             req,
             routes,
             limits.max_response_header_bytes,
-            true,
+            limits.rewrite_bodies,
             out,
         ) {
             Ok(ParsedResponse::Complete(info)) => {

@@ -311,7 +311,10 @@ fn large_pages_are_rewritten_with_long_spans_passed_through() {
     for accept in [None, Some("gzip")] {
         let resp = fetch(&dp, "/big", accept);
         let body = decompress(resp.header("content-encoding"), &resp.body);
-        let want = page.replace("https://app.demo.test/", "https://app.demo.test.proxy.test/");
+        let want = page.replace(
+            "https://app.demo.test/",
+            "https://app.demo.test.proxy.test/",
+        );
         assert_eq!(body.len(), want.len(), "{accept:?}");
         assert!(body == want.as_bytes(), "{accept:?}: bodies differ");
     }
