@@ -319,3 +319,44 @@ fn large_pages_are_rewritten_with_long_spans_passed_through() {
         assert!(body == want.as_bytes(), "{accept:?}: bodies differ");
     }
 }
+
+#[test]
+fn decompression_bombs_abort_the_response() {
+    // 64 MiB of the same byte in ~64 KiB of brotli: one slice of it would
+    // expand far beyond what any page does.
+    let bomb = {
+        let mut out = Vec::new();
+        {
+            let mut w = brotli::CompressorWriter::new(&mut out, 4096, 5, 22);
+            let block = vec![b'a'; 1 << 20];
+            for _ in 0..64 {
+                w.write_all(&block).unwrap();
+            }
+        }
+        out
+    };
+    assert!(bomb.len() < 1 << 20, "{}", bomb.len());
+    let origin = origin(always(move |_| Reply::Full {
+        status: 200,
+        headers: vec![
+            ("Content-Type".into(), "text/html".into()),
+            ("Content-Encoding".into(), "br".into()),
+        ],
+        body: bomb.clone(),
+    }));
+    let dp = Dataplane::start(&policy(&format!("http://{}", origin.addr()), ""), &[]);
+    let mut s = dp.connect();
+    s.write_all(format!("GET / HTTP/1.1\r\nHost: {H}\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    assert!(
+        got.len() < 8 << 20,
+        "the proxy sent {} bytes of a bomb",
+        got.len()
+    );
+    assert!(
+        !got.ends_with(b"0\r\n\r\n"),
+        "the response must not complete"
+    );
+}

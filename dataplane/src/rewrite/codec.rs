@@ -165,15 +165,46 @@ pub fn response_coding<'a>(
 /// Compressed input is decoded this many bytes at a time.
 const DECODE_SLICE: usize = 4096;
 
+/// Most decoded bytes one slice of compressed input may produce (1000:1;
+/// text compresses maybe 20:1): a slice that expands beyond this is a
+/// decompression bomb, and the response is aborted. Bounds the memory a
+/// response can take to 4 MiB per slice, 64 MiB per 64 KiB read.
+pub const MAX_EXPANSION_PER_SLICE: usize = 4 * 1024 * 1024;
+
+/// A decoder's output buffer that refuses to grow beyond
+/// [`MAX_EXPANSION_PER_SLICE`] (it is emptied after every slice).
+#[derive(Default)]
+pub struct Capped(Vec<u8>);
+
+impl Write for Capped {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if self.0.len() + data.len() > MAX_EXPANSION_PER_SLICE {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "a {DECODE_SLICE}-byte slice of the compressed body expands beyond {} MiB (decompression bomb?)",
+                    MAX_EXPANSION_PER_SLICE >> 20
+                ),
+            ));
+        }
+        self.0.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 enum Decoder {
-    Gzip(flate2::write::MultiGzDecoder<Vec<u8>>),
+    Gzip(flate2::write::MultiGzDecoder<Capped>),
     /// HTTP "deflate" is zlib-wrapped (RFC 9110 §8.4.1.2); some servers
     /// send raw deflate. Which one is decided on the first two bytes.
     DeflateUndecided(Vec<u8>),
-    Zlib(flate2::write::ZlibDecoder<Vec<u8>>),
-    RawDeflate(flate2::write::DeflateDecoder<Vec<u8>>),
-    Br(Box<brotli::DecompressorWriter<Vec<u8>>>),
-    Zstd(zstd::stream::write::Decoder<'static, Vec<u8>>),
+    Zlib(flate2::write::ZlibDecoder<Capped>),
+    RawDeflate(flate2::write::DeflateDecoder<Capped>),
+    Br(Box<brotli::DecompressorWriter<Capped>>),
+    Zstd(zstd::stream::write::Decoder<'static, Capped>),
 }
 
 enum Encoder {
@@ -190,12 +221,15 @@ fn bad(what: &str, e: impl std::fmt::Display) -> FilterError {
 impl Decoder {
     fn new(c: Coding) -> Decoder {
         match c {
-            Coding::Gzip => Decoder::Gzip(flate2::write::MultiGzDecoder::new(Vec::new())),
+            Coding::Gzip => Decoder::Gzip(flate2::write::MultiGzDecoder::new(Capped::default())),
             Coding::Deflate => Decoder::DeflateUndecided(Vec::new()),
-            Coding::Br => Decoder::Br(Box::new(brotli::DecompressorWriter::new(Vec::new(), 4096))),
+            Coding::Br => Decoder::Br(Box::new(brotli::DecompressorWriter::new(
+                Capped::default(),
+                4096,
+            ))),
             Coding::Zstd => Decoder::Zstd(
                 // Creating a zstd context only fails when out of memory.
-                zstd::stream::write::Decoder::new(Vec::new()).expect("zstd decoder"),
+                zstd::stream::write::Decoder::new(Capped::default()).expect("zstd decoder"),
             ),
         }
     }
@@ -212,9 +246,9 @@ impl Decoder {
                 head[0] & 0x0f == 8 && (u16::from(head[0]) << 8 | u16::from(head[1])) % 31 == 0;
             let head = std::mem::take(head);
             *self = if zlib {
-                Decoder::Zlib(flate2::write::ZlibDecoder::new(Vec::new()))
+                Decoder::Zlib(flate2::write::ZlibDecoder::new(Capped::default()))
             } else {
-                Decoder::RawDeflate(flate2::write::DeflateDecoder::new(Vec::new()))
+                Decoder::RawDeflate(flate2::write::DeflateDecoder::new(Capped::default()))
             };
             return self.write(&head, out);
         }
@@ -226,7 +260,7 @@ impl Decoder {
             Decoder::Zstd(d) => (d.write_all(input), d.get_mut()),
             Decoder::DeflateUndecided(_) => unreachable!("handled above"),
         };
-        out.append(inner);
+        out.append(&mut inner.0);
         result.map_err(|e| bad("decoding the compressed body", e))
     }
 
@@ -235,23 +269,23 @@ impl Decoder {
         match self {
             Decoder::Gzip(d) => {
                 d.try_finish().map_err(|e| bad("gzip", e))?;
-                out.append(d.get_mut());
+                out.append(&mut d.get_mut().0);
             }
             Decoder::Zlib(d) => {
                 d.try_finish().map_err(|e| bad("deflate", e))?;
-                out.append(d.get_mut());
+                out.append(&mut d.get_mut().0);
             }
             Decoder::RawDeflate(d) => {
                 d.try_finish().map_err(|e| bad("deflate", e))?;
-                out.append(d.get_mut());
+                out.append(&mut d.get_mut().0);
             }
             Decoder::Br(d) => {
                 d.close().map_err(|e| bad("br", e))?;
-                out.append(d.get_mut());
+                out.append(&mut d.get_mut().0);
             }
             Decoder::Zstd(d) => {
                 d.flush().map_err(|e| bad("zstd", e))?;
-                out.append(d.get_mut());
+                out.append(&mut d.get_mut().0);
             }
             Decoder::DeflateUndecided(head) => {
                 if !head.is_empty() {
