@@ -158,6 +158,12 @@ fn every_document_is_rewritten_plain_and_compressed() {
             assert!(resp.chunked, "{what}: a rewritten body is chunked");
             assert_eq!(resp.header("content-length"), None, "{what}");
             assert_eq!(resp.header("etag"), Some("W/\"v1\""), "{what}");
+            let vary = resp.header_all("vary").join(",").to_ascii_lowercase();
+            assert_eq!(
+                vary.contains("accept-encoding"),
+                *sent != "identity",
+                "{what}: Vary {vary:?}"
+            );
             let body = decompress(*want_coding, &resp.body);
             assert!(
                 body == expected,

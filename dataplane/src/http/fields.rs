@@ -31,6 +31,7 @@ pub enum FieldName {
     Te,
     TransferEncoding,
     Upgrade,
+    Vary,
     XForwardedFor,
     XForwardedHost,
     XForwardedProto,
@@ -73,6 +74,7 @@ const KNOWN_FIELDS: &[(&[u8], FieldName)] = &[
     (b"te", FieldName::Te),
     (b"transfer-encoding", FieldName::TransferEncoding),
     (b"upgrade", FieldName::Upgrade),
+    (b"vary", FieldName::Vary),
     (b"x-forwarded-for", FieldName::XForwardedFor),
     (b"x-forwarded-host", FieldName::XForwardedHost),
     (b"x-forwarded-proto", FieldName::XForwardedProto),
@@ -86,7 +88,12 @@ impl FieldName {
         // one candidate.
         let candidates: &[(&[u8], FieldName)] = match name.len() {
             2 => &[(b"te", Te)],
-            4 => &[(b"host", Host), (b"link", Link), (b"etag", ETag)],
+            4 => &[
+                (b"host", Host),
+                (b"link", Link),
+                (b"etag", ETag),
+                (b"vary", Vary),
+            ],
             6 => &[(b"expect", Expect), (b"origin", Origin)],
             7 => &[
                 (b"alt-svc", AltSvc),

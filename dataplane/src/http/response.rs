@@ -113,6 +113,7 @@ pub fn prepare_response(
     let mut connection_nominates_fields = false;
     let mut text_kind = None;
     let mut content_encoding_seen = false;
+    let mut varies_on_accept_encoding = false;
     let mut kinds = [FieldName::Other; super::request::MAX_HEADERS_CEILING];
     for (h, kind) in headers.iter().zip(kinds.iter_mut()) {
         if fields::has_forbidden_value_bytes(h.value) {
@@ -131,6 +132,10 @@ pub fn prepare_response(
             FieldName::TransferEncoding => te_values += 1,
             FieldName::ContentType => text_kind = content::classify(h.value),
             FieldName::ContentEncoding => content_encoding_seen = true,
+            FieldName::Vary => {
+                varies_on_accept_encoding |= fields::list_elements(h.value)
+                    .any(|t| t.eq_ignore_ascii_case(b"accept-encoding") || t == b"*")
+            }
             FieldName::Connection => {
                 for token in fields::list_elements(h.value) {
                     if token.eq_ignore_ascii_case(b"close") {
@@ -271,6 +276,11 @@ pub fn prepare_response(
     }
     if let Some(coding) = rewrite.and_then(|p| p.to) {
         push_field(out, b"Content-Encoding", coding.token());
+    }
+    // A decoded body is re-encoded as this client accepts: caches must key
+    // it on Accept-Encoding (RFC 9110 §12.5.5).
+    if rewrite.is_some_and(|p| p.from.is_some()) && !varies_on_accept_encoding {
+        push_field(out, b"Vary", b"Accept-Encoding");
     }
     match client_framing {
         ClientFraming::Length(n) => push_field(out, b"Content-Length", itoa(n).as_bytes()),
