@@ -43,19 +43,22 @@ fn word(name: &[u8], a: usize, b: usize) -> u64 {
     }
 }
 
-/// Case-insensitive hash of `name[a..]`: bytes are folded by setting bit
-/// 5 (letters become lower case; equal hashes are then checked exactly).
+/// Case-insensitive hash of `name[a..]`: its length and its last (up to)
+/// 8 bytes, folded by setting bit 5 (letters become lower case; equal
+/// hashes are then checked exactly). One load and one multiply: tails are
+/// short, and tails that share length and last 8 bytes only share a slot
+/// group.
 #[inline]
 fn hash(name: &[u8], a: usize) -> u64 {
-    let mut h = (name.len() - a) as u64;
-    let mut at = a;
-    while at < name.len() {
-        let end = (at + 8).min(name.len());
-        let fold_mask = u64::MAX >> (8 * (8 - (end - at)));
-        let v = word(name, at, end) | (0x2020_2020_2020_2020 & fold_mask);
-        h = (h ^ v).wrapping_mul(MULTIPLIER);
-        at = end;
-    }
+    let len = name.len() - a;
+    let take = len.min(8);
+    let fold_mask = if take == 0 {
+        0
+    } else {
+        u64::MAX >> (8 * (8 - take))
+    };
+    let v = word(name, name.len() - take, name.len()) | (0x2020_2020_2020_2020 & fold_mask);
+    let h = (v ^ (len as u64).wrapping_mul(0xA24B_AED4_963E_E407)).wrapping_mul(MULTIPLIER);
     h ^ (h >> 29)
 }
 
@@ -256,17 +259,29 @@ pub fn is_host_byte(b: u8) -> bool {
 
 /// `host` equals the folded `key`, ASCII case-insensitively. Folding
 /// (`| 0x20`) is exact on host bytes: it only merges letter cases (`_`
-/// becomes DEL, which is not a host byte). Compares 8 bytes at a time.
+/// becomes DEL, which is not a host byte). Keys of 8 to 16 bytes (most)
+/// take two overlapping word compares.
 #[inline]
 fn eq_folded(host: &[u8], key: &[u8]) -> bool {
-    if host.len() != key.len() {
+    let len = host.len();
+    if len != key.len() {
         return false;
     }
+    const FOLD: u64 = 0x2020_2020_2020_2020;
+    let read = |s: &[u8], at: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&s[at..at + 8]);
+        u64::from_le_bytes(w)
+    };
+    if (8..=16).contains(&len) {
+        return read(host, 0) | FOLD == read(key, 0)
+            && read(host, len - 8) | FOLD == read(key, len - 8);
+    }
     let mut at = 0;
-    while at < host.len() {
-        let end = (at + 8).min(host.len());
+    while at < len {
+        let end = (at + 8).min(len);
         let fold_mask = u64::MAX >> (8 * (8 - (end - at)));
-        let h = word(host, at, end) | (0x2020_2020_2020_2020 & fold_mask);
+        let h = word(host, at, end) | (FOLD & fold_mask);
         if h != word(key, at, end) {
             return false;
         }
