@@ -393,6 +393,9 @@ async fn send_request(
     scratch: &mut Vec<u8>,
 ) -> Result<(), ExchangeError> {
     scratch.clear();
+    if let Some(sent) = send_small_unwrapped_body(routes, client, up, req, head, scratch).await {
+        return sent;
+    }
     scratch.extend_from_slice(head);
     let sink_framing = if req.framing == Framing::Chunked || req.unwrap_body.is_some() {
         SinkFraming::Chunked
@@ -430,6 +433,56 @@ async fn send_request(
             Err(downstream_error(&format!("reading the request body: {e}")))
         }
     }
+}
+
+/// Unwrapped request bodies up to this size that have fully arrived are
+/// sent with an exact Content-Length instead of chunked: some apps refuse
+/// chunked uploads (411).
+const SMALL_UNWRAPPED_BODY: u64 = 64 * 1024;
+
+/// Sends a small, fully buffered form/JSON/multipart body unwrapped with
+/// its new exact length; `None` when the body is not such a body (it then
+/// streams chunked).
+async fn send_small_unwrapped_body(
+    routes: &RouteTable,
+    client: &mut Inbound<TcpStream>,
+    up: &mut UpstreamConn,
+    req: &RequestInfo,
+    head: &[u8],
+    scratch: &mut Vec<u8>,
+) -> Option<Result<(), ExchangeError>> {
+    let unwrap = req.unwrap_body?;
+    let Framing::Length(n) = req.framing else {
+        return None;
+    };
+    if n > SMALL_UNWRAPPED_BODY || (client.buffered().len() as u64) < n {
+        return None;
+    }
+    // prepare_request announced the body as chunked (it could not know
+    // the body had arrived): swap that field for the exact length.
+    const CHUNKED: &[u8] = b"\r\nTransfer-Encoding: chunked\r\n";
+    let at = memchr::memmem::find(head, CHUNKED)?;
+    let mut body = Vec::with_capacity(n as usize + 64);
+    let mut filter = unwrap.filter(routes);
+    let input = &client.buffered()[..n as usize];
+    if filter.feed(input, &mut body).is_err() || filter.finish(&mut body).is_err() {
+        return None;
+    }
+    scratch.extend_from_slice(&head[..at]);
+    scratch.extend_from_slice(b"\r\nContent-Length: ");
+    scratch.extend_from_slice(crate::http::request::itoa(body.len() as u64).as_bytes());
+    scratch.extend_from_slice(b"\r\n");
+    scratch.extend_from_slice(&head[at + CHUNKED.len()..]);
+    scratch.extend_from_slice(&body);
+    let result = up.stream.write_all(scratch).await;
+    scratch.clear();
+    client.consume(n as usize);
+    Some(result.map_err(|e| ExchangeError {
+        status: 502,
+        blame: Blame::Upstream,
+        retry_safe: true,
+        detail: format!("sending the request to the app failed: {e}"),
+    }))
 }
 
 fn downstream_error(detail: &str) -> ExchangeError {

@@ -270,6 +270,15 @@ fn request_bodies_have_proxy_hosts_unwrapped() {
     );
     assert_eq!(body(2), "https://app.demo.test.proxy.test/ stays");
     assert_eq!(seen[2].header("content-length"), Some("39"));
+    // Small bodies that arrived whole go with their new exact length.
+    for (i, req) in seen.iter().enumerate() {
+        assert_eq!(req.header("transfer-encoding"), None, "request {i}");
+        assert_eq!(
+            req.header("content-length"),
+            Some(req.body.len().to_string().as_str()),
+            "request {i}"
+        );
+    }
     assert_eq!(
         body(3),
         "--b0undary\r\nContent-Disposition: form-data; name=\"return_to\"\r\n\r\nhttps://app.demo.test/x\r\n--b0undary\r\nContent-Disposition: form-data; name=\"f\"; filename=\"f.txt\"\r\n\r\nhttps://app.demo.test.proxy.test/file\r\n--b0undary--\r\n"
@@ -364,5 +373,29 @@ fn decompression_bombs_abort_the_response() {
     assert!(
         !got.ends_with(b"0\r\n\r\n"),
         "the response must not complete"
+    );
+}
+
+#[test]
+fn large_request_bodies_are_unwrapped_as_they_stream() {
+    let origin = origin(always(|_| Reply::text(200, "ok")));
+    let dp = Dataplane::start(&policy(&format!("http://{}", origin.addr()), ""), &[]);
+    let filler = "x".repeat(100_000);
+    let body = format!("big={filler}&next=https%3A%2F%2Fapp.demo.test.proxy.test%2Fdone");
+    let resp = request(
+        &dp,
+        format!(
+            "POST /submit HTTP/1.1\r\nHost: {H}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    assert_eq!(resp.status, 200);
+    let seen = &origin.requests()[0];
+    // Over 64 KiB the body is not held back: it streams, re-framed chunked.
+    assert_eq!(seen.header("transfer-encoding"), Some("chunked"));
+    assert_eq!(
+        String::from_utf8_lossy(&seen.body),
+        format!("big={filler}&next=https%3A%2F%2Fapp.demo.test%2Fdone")
     );
 }
