@@ -366,7 +366,9 @@ pub fn prepare_request(
     }
     // Only codings the rewrite engine can undo (RFC 9110 §12.5.3).
     if !accepted.is_empty() {
-        push_field(out, b"Accept-Encoding", &accepted.header_value());
+        out.extend_from_slice(b"Accept-Encoding: ");
+        accepted.write_header_value(out);
+        out.extend_from_slice(b"\r\n");
     }
     match framing {
         // An unwrapped body may change length: chunked (RFC 9112 §7.1).

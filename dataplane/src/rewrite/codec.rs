@@ -113,15 +113,22 @@ impl Accepted {
     /// The narrowed `Accept-Encoding` value sent upstream.
     pub fn header_value(self) -> Vec<u8> {
         let mut v = Vec::new();
+        self.write_header_value(&mut v);
+        v
+    }
+
+    /// Appends the narrowed `Accept-Encoding` value (no allocation).
+    pub fn write_header_value(self, out: &mut Vec<u8>) {
+        let mut first = true;
         for c in [Coding::Gzip, Coding::Deflate, Coding::Br, Coding::Zstd] {
             if self.contains(c) {
-                if !v.is_empty() {
-                    v.extend_from_slice(b", ");
+                if !first {
+                    out.extend_from_slice(b", ");
                 }
-                v.extend_from_slice(c.token());
+                out.extend_from_slice(c.token());
+                first = false;
             }
         }
-        v
     }
 
     /// The coding for a rewritten body the app sent in `from`: the same if
