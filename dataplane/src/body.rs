@@ -92,8 +92,40 @@ impl std::fmt::Display for FilterError {
     }
 }
 
-fn filter_failed(e: FilterError) -> RelayError {
-    RelayError::Source(io::Error::new(io::ErrorKind::InvalidData, e.0))
+/// A sink that remembers whether any byte reached it (so a failed body
+/// filter can still be answered with an error page).
+struct Tracked<'a, W> {
+    inner: &'a mut W,
+    wrote: bool,
+}
+
+impl<W: AsyncWrite + Unpin> AsyncWrite for Tracked<'_, W> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        let this = &mut *self;
+        let poll = std::pin::Pin::new(&mut *this.inner).poll_write(cx, buf);
+        if matches!(poll, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            this.wrote = true;
+        }
+        poll
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut *self.inner).poll_flush(cx)
+    }
+
+    fn poll_close(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut *self.inner).poll_close(cx)
+    }
 }
 
 /// How the body is framed toward the sink.
@@ -114,6 +146,10 @@ pub enum RelayError {
     Framing(ChunkError),
     /// Writing to the sink failed.
     Sink(io::Error),
+    /// The body filter refused the body (e.g. corrupt compressed data).
+    /// `sent_nothing`: no byte reached the sink, so the caller may still
+    /// answer with an error page.
+    Filter { reason: String, sent_nothing: bool },
 }
 
 /// Above this many bytes a pass-through slice is written directly instead
@@ -140,6 +176,10 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    let sink = &mut Tracked {
+        inner: sink,
+        wrote: false,
+    };
     let mut filtered = FilterOutput::default();
     let mut total = 0u64;
     let mut remaining = match framing {
@@ -188,7 +228,12 @@ where
         if !chunk.is_empty() {
             match filter.as_deref_mut() {
                 Some(f) => {
-                    filter_into_pending(f, chunk, &mut filtered, pending, sink_framing)?;
+                    filter_into_pending(f, chunk, &mut filtered, pending, sink_framing).map_err(
+                        |reason| RelayError::Filter {
+                            reason,
+                            sent_nothing: !sink.wrote,
+                        },
+                    )?;
                     write_spans(sink, pending, chunk, &filtered.spans).await?;
                     if pending.len() >= FLUSH_AT {
                         flush(sink, pending).await?;
@@ -201,7 +246,10 @@ where
     }
     if let Some(f) = filter {
         let mut rest = Vec::new();
-        f.finish(&mut rest).map_err(filter_failed)?;
+        f.finish(&mut rest).map_err(|e| RelayError::Filter {
+            reason: e.0,
+            sent_nothing: !sink.wrote,
+        })?;
         emit(sink, pending, &rest, sink_framing).await?;
     }
     if sink_framing == SinkFraming::Chunked {
@@ -248,7 +296,7 @@ fn filter_into_pending(
     out: &mut FilterOutput,
     pending: &mut Vec<u8>,
     framing: SinkFraming,
-) -> Result<(), RelayError> {
+) -> Result<(), String> {
     // The chunk size is written once the output is known: eight hex digits
     // (leading zeros are valid, RFC 9112 §7.1).
     const HEADER: &[u8] = b"00000000\r\n";
@@ -261,7 +309,7 @@ fn filter_into_pending(
     let body_at = out.bytes.len();
     let result = f.feed_pieces(chunk, out);
     *pending = std::mem::take(&mut out.bytes);
-    result.map_err(filter_failed)?;
+    result.map_err(|e| e.0)?;
     let total = pending.len() - body_at + out.spans.iter().map(|(_, r)| r.len()).sum::<usize>();
     if framing == SinkFraming::Chunked {
         if total == 0 {

@@ -332,6 +332,23 @@ async fn exchange(
     scratch.clear();
     match relayed {
         Ok(_) => {}
+        // Nothing reached the client yet (its head was held back with the
+        // first body bytes): it still gets a proper error page.
+        Err(RelayError::Filter {
+            reason,
+            sent_nothing: true,
+        }) => {
+            let e = ExchangeError {
+                status: 502,
+                blame: Blame::Upstream,
+                retry_safe: false,
+                detail: format!(
+                    "app \"{}\" sent a body that cannot be rewritten: {reason}",
+                    route.name
+                ),
+            };
+            return fail(client, req, scratch, &e).await;
+        }
         // Part of the response is out: all we can do is close.
         Err(_) => return Outcome::Close,
     }
@@ -432,6 +449,12 @@ async fn send_request(
         Err(RelayError::Source(e)) => {
             Err(downstream_error(&format!("reading the request body: {e}")))
         }
+        Err(RelayError::Filter { reason, .. }) => Err(ExchangeError {
+            status: 502,
+            blame: Blame::Internal,
+            retry_safe: false,
+            detail: format!("rewriting the request body failed: {reason}"),
+        }),
     }
 }
 
