@@ -64,7 +64,27 @@ pub struct Accepted(u8);
 impl Accepted {
     /// Parses `Accept-Encoding` values (RFC 9110 §12.5.3): codings with
     /// `q=0` are refused, `*` stands for every coding not named.
-    pub fn parse<'a>(values: impl Iterator<Item = &'a [u8]>) -> Accepted {
+    pub fn parse<'a>(mut values: impl Iterator<Item = &'a [u8]>) -> Accepted {
+        // What browsers send, answered without parsing.
+        const COMMON: [(&[u8], u8); 3] = [
+            (b"gzip, deflate, br, zstd", 0b1111),
+            (b"gzip, deflate, br", 0b0111),
+            (b"gzip, deflate", 0b0011),
+        ];
+        let first = values.next();
+        if let Some(v) = first {
+            if let Some((_, bits)) = COMMON.iter().find(|(c, _)| *c == v) {
+                let rest: Vec<&[u8]> = values.collect();
+                if rest.is_empty() {
+                    return Accepted(*bits);
+                }
+                return Self::parse_slow(std::iter::once(v).chain(rest));
+            }
+        }
+        Self::parse_slow(first.into_iter().chain(values))
+    }
+
+    fn parse_slow<'a>(values: impl Iterator<Item = &'a [u8]>) -> Accepted {
         let mut accepted = 0u8;
         let mut refused = 0u8;
         let mut star = false;
@@ -458,6 +478,8 @@ mod tests {
         assert_eq!(a("gzip;q=0, br").header_value(), b"br");
         assert_eq!(a("*;q=0.1, gzip;q=0").header_value(), b"deflate, br, zstd");
         assert_eq!(a("identity"), Accepted::default());
+        assert_eq!(a("gzip, deflate, br"), a("br, deflate, gzip"));
+        assert_eq!(a("gzip, deflate, br, zstd"), a("zstd,br,deflate,gzip"));
         assert_eq!(a("x-gzip").choose(Some(Coding::Br)), Some(Coding::Gzip));
         assert_eq!(a("br").choose(Some(Coding::Br)), Some(Coding::Br));
         assert_eq!(a("").choose(Some(Coding::Br)), None);
