@@ -315,8 +315,10 @@ fn filter_into_pending(
         if total == 0 {
             pending.truncate(header_at);
         } else {
-            let hex = format!("{total:08x}");
-            pending[header_at..header_at + 8].copy_from_slice(hex.as_bytes());
+            // Eight hex digits, written in place (no allocation per read).
+            for (k, digit) in pending[header_at..header_at + 8].iter_mut().enumerate() {
+                *digit = b"0123456789abcdef"[(total >> (4 * (7 - k))) & 0xf];
+            }
             pending.extend_from_slice(b"\r\n");
         }
     }

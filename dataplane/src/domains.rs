@@ -16,6 +16,14 @@
 
 const MULTIPLIER: u64 = 0x9E37_79B9_7F4A_7C15;
 
+/// `s[at..at + 8]` as a little-endian word.
+#[inline]
+fn load8(s: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&s[at..at + 8]);
+    u64::from_le_bytes(w)
+}
+
 /// Up to 8 bytes `name[a..b]` as a little-endian word (missing high
 /// bytes zero), read with whole-word loads from `name` where it is long
 /// enough (no call to memcpy for a few bytes).
@@ -26,15 +34,10 @@ fn word(name: &[u8], a: usize, b: usize) -> u64 {
     if len == 0 {
         return 0;
     }
-    let read = |at: usize| {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(&name[at..at + 8]);
-        u64::from_le_bytes(w)
-    };
     if b >= 8 {
-        read(b - 8) >> (8 * (8 - len))
+        load8(name, b - 8) >> (8 * (8 - len))
     } else if a + 8 <= name.len() {
-        read(a) & (u64::MAX >> (8 * (8 - len)))
+        load8(name, a) & (u64::MAX >> (8 * (8 - len)))
     } else {
         name[a..b]
             .iter()
@@ -268,14 +271,9 @@ fn eq_folded(host: &[u8], key: &[u8]) -> bool {
         return false;
     }
     const FOLD: u64 = 0x2020_2020_2020_2020;
-    let read = |s: &[u8], at: usize| {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(&s[at..at + 8]);
-        u64::from_le_bytes(w)
-    };
     if (8..=16).contains(&len) {
-        return read(host, 0) | FOLD == read(key, 0)
-            && read(host, len - 8) | FOLD == read(key, len - 8);
+        return load8(host, 0) | FOLD == load8(key, 0)
+            && load8(host, len - 8) | FOLD == load8(key, len - 8);
     }
     let mut at = 0;
     while at < len {

@@ -226,6 +226,11 @@ pub fn decide(win: &Window<'_>, p: usize, routes: &RouteTable, html: bool) -> De
         (b'<', _) if html => meta_csp(win, p, routes),
         _ => Ok(Decision::Skip),
     };
+    settle(result)
+}
+
+/// A decision, with a read that could not be answered turned into one.
+fn settle(result: Result<Decision, Stop>) -> Decision {
     match result {
         Ok(d) => d,
         Err(Stop::NeedMore) => Decision::NeedMore,
@@ -588,11 +593,7 @@ pub fn decide_bare_host(win: &Window<'_>, host_start: usize, routes: &RouteTable
             resume: host_end,
         }))
     })();
-    match result {
-        Ok(d) => d,
-        Err(Stop::NeedMore) => Decision::NeedMore,
-        Err(Stop::Skip) => Decision::Skip,
-    }
+    settle(result)
 }
 
 /// ` integrity="sha384-..."` inside a tag: a rewritten script or

@@ -197,48 +197,34 @@ mod x86 {
         _mm256_movemask_epi8(m) as u32
     }
 
-    /// [`super::next_block_scalar`] with AVX2: the whole search loop runs
-    /// inside AVX2 code (a call per block would cost more than the block).
-    ///
-    /// # Safety
-    /// AVX2 must be available; `end < data.len()`.
-    #[target_feature(enable = "avx2")]
-    pub unsafe fn next_block_avx2(
-        data: &[u8],
-        mut at: usize,
-        end: usize,
-        set: PairSet,
-    ) -> (usize, u32) {
-        while at + 32 <= end {
-            let mask = mask32_avx2(data, at, set);
-            if mask != 0 {
-                return (at, mask);
+    /// [`super::next_block_scalar`] with a vector mask function: the whole
+    /// search loop is generated inside each `target_feature` function (a
+    /// call per block would cost more than the block).
+    macro_rules! next_block {
+        ($name:ident, $feature:literal, $mask:ident) => {
+            /// # Safety
+            #[doc = concat!("`", $feature, "` must be available; `end < data.len()`.")]
+            #[target_feature(enable = $feature)]
+            pub unsafe fn $name(
+                data: &[u8],
+                mut at: usize,
+                end: usize,
+                set: PairSet,
+            ) -> (usize, u32) {
+                while at + 32 <= end {
+                    let mask = $mask(data, at, set);
+                    if mask != 0 {
+                        return (at, mask);
+                    }
+                    at += 32;
+                }
+                super::next_block_scalar(data, at, end, set)
             }
-            at += 32;
-        }
-        super::next_block_scalar(data, at, end, set)
+        };
     }
 
-    /// The same with SSE2.
-    ///
-    /// # Safety
-    /// `end < data.len()`.
-    #[target_feature(enable = "sse2")]
-    pub unsafe fn next_block_sse2(
-        data: &[u8],
-        mut at: usize,
-        end: usize,
-        set: PairSet,
-    ) -> (usize, u32) {
-        while at + 32 <= end {
-            let mask = mask32_sse2(data, at, set);
-            if mask != 0 {
-                return (at, mask);
-            }
-            at += 32;
-        }
-        super::next_block_scalar(data, at, end, set)
-    }
+    next_block!(next_block_avx2, "avx2", mask32_avx2);
+    next_block!(next_block_sse2, "sse2", mask32_sse2);
 
     /// The same with two SSE2 halves.
     ///
