@@ -101,7 +101,10 @@ fn now_unix_ms() -> i64 {
 
 /// Compares two policies ignoring version and compile metadata.
 fn same_policy(a: &Policy, b: &Policy) -> bool {
-    a.suffix == b.suffix && a.apps == b.apps && a.ip_tags == b.ip_tags
+    a.suffix == b.suffix
+        && a.apps == b.apps
+        && a.ip_tags == b.ip_tags
+        && a.activity_policies == b.activity_policies
 }
 
 impl Daemon {

@@ -23,6 +23,10 @@ struct Request {
 
     rollback @4 :Rollback;
     # Operator: make an earlier snapshot current again and push it.
+
+    logBatch @5 :LogBatch;
+    # A core's batch of log records; controld answers with logAck once
+    # the batch is durably stored.
   }
 }
 
@@ -32,6 +36,25 @@ struct Hello {
   cores @2 :UInt32;
   versionHeld @3 :UInt64;
   # 0 when the core holds no snapshot.
+  logDropped @4 :UInt64;
+  # Log records this core dropped since it started (memory and disk
+  # budgets both exhausted).
+}
+
+struct LogBatch {
+  streamId @0 :UInt64;
+  # Identifies one core's run (start time and core); with seq it makes a
+  # batch unique, so a batch resent after a lost ack is stored once.
+  seq @1 :UInt64;
+  # 1, 2, 3… within the stream; batches arrive in order.
+  core @2 :UInt32;
+  count @3 :UInt32;
+  records @4 :Data;
+  # `count` fixed-size records (layout: schema crate, logrec.rs).
+  arena @5 :Data;
+  # The strings the records point into.
+  droppedTotal @6 :UInt64;
+  # Records this core dropped since it started.
 }
 
 struct Ack {
@@ -65,7 +88,18 @@ struct Response {
 
     error @3 :Text;
     # To the CLI: the command failed (policy errors carry file:line:col).
+
+    logAck @4 :LogAck;
+    # To a core: this batch is stored (or refused as malformed); free it.
   }
+}
+
+struct LogAck {
+  streamId @0 :UInt64;
+  seq @1 :UInt64;
+  ok @2 :Bool;
+  error @3 :Text;
+  # Why the batch was refused (malformed); the core drops it and counts it.
 }
 
 struct SnapshotPush {
@@ -97,6 +131,10 @@ struct CoreStatus {
   version @2 :UInt64;
   lastError @3 :Text;
   connectedForMs @4 :UInt64;
+  logDropped @5 :UInt64;
+  # Records the core dropped (both budgets exhausted) since it started.
+  logStored @6 :UInt64;
+  # Records from this core stored since it connected.
 }
 
 struct Status {
@@ -108,5 +146,9 @@ struct Status {
   lastPushResult @5 :Text;
   # "ok", or which cores refused and why.
   logBacklog @6 :UInt64;
-  # Log records waiting for storage (logging arrives with the log pipeline).
+  # Log records received and waiting for storage.
+  logStored @7 :UInt64;
+  # Log records stored since controld started.
+  alertsPending @8 :UInt64;
+  # Alerts waiting for delivery to the webhook.
 }

@@ -30,6 +30,36 @@ struct Snapshot {
   ipTags @6 :List(IpTag);
   # Named sets of client address ranges (corporate network, VPN egress…)
   # for access and session policies to match on.
+
+  activityPolicies @7 :List(ActivityPolicy);
+  # Evaluated by controld on the stored log stream (the data plane ignores
+  # them): each matching record may raise an alert.
+}
+
+# A log-stream policy: records matching every non-empty filter match.
+struct ActivityPolicy {
+  name @0 :Text;
+  kinds @1 :List(Text);
+  # "traffic", "activity".
+  apps @2 :List(Text);
+  users @3 :List(Text);
+  activities @4 :List(Text);
+  # Activity names (download, upload, login…).
+  actions @5 :List(Text);
+  # allow, block, monitor, protect, audit.
+  methods @6 :List(Text);
+  statuses @7 :List(UInt16);
+  urlContains @8 :Text;
+  alert @9 :Alert;
+  hasAlert @10 :Bool;
+}
+
+# What to do when a policy matches: an alert record, at most `dailyLimit`
+# per policy per UTC day (0: no limit).
+struct Alert {
+  severity @0 :Text;
+  # low, medium, high.
+  dailyLimit @1 :UInt32;
 }
 
 struct IpTag {

@@ -2,7 +2,9 @@
 //! data plane: generated Cap'n Proto code, the snapshot file framing, and the
 //! TOML policy-source compiler.
 
+pub mod activity;
 pub mod frame;
+pub mod logrec;
 pub mod generated;
 pub mod policy;
 pub mod snapshot;

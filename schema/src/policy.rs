@@ -353,6 +353,8 @@ pub struct Policy {
     pub suffix: DnsName,
     pub apps: Vec<App>,
     pub ip_tags: Vec<IpTag>,
+    /// Rules controld evaluates on the log stream (alerts).
+    pub activity_policies: Vec<crate::activity::ActivityPolicy>,
 }
 
 /// One problem in a policy source, located by file, line and column (1-based).
@@ -400,6 +402,8 @@ struct PolicySource {
     apps: Vec<Spanned<AppSource>>,
     #[serde(default, rename = "ip_tag")]
     ip_tags: Vec<Spanned<IpTagSource>>,
+    #[serde(default, rename = "activity_policy")]
+    activity_policies: Vec<Spanned<crate::activity::ActivityPolicySource>>,
 }
 
 #[derive(Deserialize)]
@@ -663,6 +667,11 @@ pub fn compile_source(
         ip_tags.push(IpTag { name, ranges });
     }
 
+    let activity_policies =
+        crate::activity::compile(&source.activity_policies, &names, &mut |span, message| {
+            errors.push(locate(span, message))
+        });
+
     match suffix {
         Some(suffix) if errors.is_empty() => Ok(Policy {
             version: options.version,
@@ -671,6 +680,7 @@ pub fn compile_source(
             suffix,
             apps,
             ip_tags,
+            activity_policies,
         }),
         _ => Err(Diagnostics(errors)),
     }

@@ -12,6 +12,7 @@ use std::net::IpAddr;
 
 use capnp::message::{Builder, ReaderOptions};
 
+use crate::activity::{ActivityPolicy, AlertSpec, SEVERITIES};
 use crate::policy::{App, DnsName, IpRange, IpTag, Policy, Scheme, Upstream, UpstreamHost};
 use crate::policy_capnp;
 
@@ -97,6 +98,11 @@ pub fn encode_with_format(policy: &Policy, format_version: u32) -> Vec<u8> {
                 out.set_prefix_length(r.prefix());
             }
         }
+        encode_activity_policies(
+            snap.reborrow()
+                .init_activity_policies(policy.activity_policies.len() as u32),
+            &policy.activity_policies,
+        );
         let mut apps = snap.init_apps(policy.apps.len() as u32);
         for (i, app) in policy.apps.iter().enumerate() {
             let mut a = apps.reborrow().get(i as u32);
@@ -300,6 +306,7 @@ pub fn decode(bytes: &[u8]) -> Result<Policy, SnapshotError> {
         }
         ip_tags.push(IpTag { name, ranges });
     }
+    let activity_policies = decode_activity_policies(snap.get_activity_policies()?)?;
     Ok(Policy {
         version: snap.get_version(),
         compiled_at_unix_ms: snap.get_compiled_at_unix_ms(),
@@ -307,7 +314,96 @@ pub fn decode(bytes: &[u8]) -> Result<Policy, SnapshotError> {
         suffix,
         apps,
         ip_tags,
+        activity_policies,
     })
+}
+
+fn encode_activity_policies(
+    mut list: capnp::struct_list::Builder<'_, policy_capnp::activity_policy::Owned>,
+    policies: &[ActivityPolicy],
+) {
+    for (i, p) in policies.iter().enumerate() {
+        let mut out = list.reborrow().get(i as u32);
+        out.set_name(p.name.as_str());
+        let texts = [
+            (&p.kinds, 0),
+            (&p.apps, 1),
+            (&p.users, 2),
+            (&p.activities, 3),
+            (&p.actions, 4),
+            (&p.methods, 5),
+        ];
+        for (values, which) in texts {
+            let n = values.len() as u32;
+            let mut l = match which {
+                0 => out.reborrow().init_kinds(n),
+                1 => out.reborrow().init_apps(n),
+                2 => out.reborrow().init_users(n),
+                3 => out.reborrow().init_activities(n),
+                4 => out.reborrow().init_actions(n),
+                _ => out.reborrow().init_methods(n),
+            };
+            for (j, v) in values.iter().enumerate() {
+                l.set(j as u32, v.as_str());
+            }
+        }
+        let mut statuses = out.reborrow().init_statuses(p.statuses.len() as u32);
+        for (j, v) in p.statuses.iter().enumerate() {
+            statuses.set(j as u32, *v);
+        }
+        out.set_url_contains(p.url_contains.as_str());
+        if let Some(a) = &p.alert {
+            out.set_has_alert(true);
+            let mut alert = out.init_alert();
+            alert.set_severity(a.severity.as_str());
+            alert.set_daily_limit(a.daily_limit);
+        }
+    }
+}
+
+fn decode_activity_policies(
+    list: capnp::struct_list::Reader<'_, policy_capnp::activity_policy::Owned>,
+) -> Result<Vec<ActivityPolicy>, SnapshotError> {
+    let text = |r: capnp::Result<capnp::text::Reader<'_>>| -> Result<String, SnapshotError> {
+        Ok(r?
+            .to_str()
+            .map_err(|e| SnapshotError::Decode(e.to_string()))?
+            .to_string())
+    };
+    let texts = |r: capnp::Result<capnp::text_list::Reader<'_>>| -> Result<Vec<String>, SnapshotError> {
+        r?.iter().map(|t| text(t)).collect()
+    };
+    let mut out = Vec::with_capacity(list.len() as usize);
+    for p in list.iter() {
+        let alert = if p.get_has_alert() {
+            let a = p.get_alert()?;
+            let severity = text(a.get_severity())?;
+            if !SEVERITIES.contains(&severity.as_str()) {
+                return Err(SnapshotError::Invalid(format!(
+                    "activity policy alert severity {severity:?}"
+                )));
+            }
+            Some(AlertSpec {
+                severity,
+                daily_limit: a.get_daily_limit(),
+            })
+        } else {
+            None
+        };
+        out.push(ActivityPolicy {
+            name: text(p.get_name())?,
+            kinds: texts(p.get_kinds())?,
+            apps: texts(p.get_apps())?,
+            users: texts(p.get_users())?,
+            activities: texts(p.get_activities())?,
+            actions: texts(p.get_actions())?,
+            methods: texts(p.get_methods())?,
+            statuses: p.get_statuses()?.iter().collect(),
+            url_contains: text(p.get_url_contains())?,
+            alert,
+        });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
