@@ -62,6 +62,10 @@ pub struct CoreStatus {
     pub version: u64,
     pub last_error: String,
     pub connected_for_ms: u64,
+    /// Log records this core dropped (memory and disk budgets exhausted).
+    pub log_dropped: u64,
+    /// Log records from this core stored since it connected.
+    pub log_stored: u64,
 }
 
 /// `controld status`.
@@ -74,6 +78,8 @@ pub struct Status {
     pub last_push_unix_ms: i64,
     pub last_push_result: String,
     pub log_backlog: u64,
+    pub log_stored: u64,
+    pub alerts_pending: u64,
 }
 
 impl Status {
@@ -95,7 +101,7 @@ impl Status {
         ));
         for c in &self.cores {
             out.push_str(&format!(
-                "  pid {} core {}: version {}{} (connected {} s)\n",
+                "  pid {} core {}: version {}{} (connected {} s; logs: {} stored, {} dropped)\n",
                 c.pid,
                 c.core,
                 c.version,
@@ -104,7 +110,9 @@ impl Status {
                 } else {
                     format!(", last error: {}", c.last_error)
                 },
-                c.connected_for_ms / 1000
+                c.connected_for_ms / 1000,
+                c.log_stored,
+                c.log_dropped
             ));
         }
         if self.last_push_version > 0 {
@@ -115,7 +123,10 @@ impl Status {
         } else {
             out.push_str("last push: none since controld started\n");
         }
-        out.push_str(&format!("log backlog: {} records\n", self.log_backlog));
+        out.push_str(&format!(
+            "logs: {} records stored since start, {} waiting for storage; alerts waiting for delivery: {}\n",
+            self.log_stored, self.log_backlog, self.alerts_pending
+        ));
         out
     }
 }
@@ -215,6 +226,8 @@ pub fn status(socket: &Path) -> Result<Status, String> {
                     version: c.get_version(),
                     last_error: text(c.get_last_error()),
                     connected_for_ms: c.get_connected_for_ms(),
+                    log_dropped: c.get_log_dropped(),
+                    log_stored: c.get_log_stored(),
                 });
             }
             Ok(Status {
@@ -229,6 +242,8 @@ pub fn status(socket: &Path) -> Result<Status, String> {
                 last_push_unix_ms: s.get_last_push_unix_ms(),
                 last_push_result: text(s.get_last_push_result()),
                 log_backlog: s.get_log_backlog(),
+                log_stored: s.get_log_stored(),
+                alerts_pending: s.get_alerts_pending(),
             })
         }
         response::Error(e) => Err(text(e)),

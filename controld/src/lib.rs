@@ -5,8 +5,12 @@
 //! data-plane cores and operators. [`client`] is the operator side (`apply`,
 //! `status`, `rollback`); [`commands`] the offline `compile` and `validate`.
 
+pub mod alerts;
 pub mod client;
 pub mod commands;
+pub mod ingest;
+pub mod logcli;
+pub mod logstore;
 pub mod server;
 pub mod socket;
 pub mod state;

@@ -5,10 +5,68 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use palisade_controld::{client, commands, server, socket};
+use palisade_controld::{alerts, client, commands, logcli, logstore, server, socket};
 
 /// Default control socket.
 const DEFAULT_SOCKET: &str = "/run/palisade/control.sock";
+/// Default state directory (snapshot history and log store).
+const DEFAULT_STATE_DIR: &str = "/var/lib/palisade";
+
+/// Which records: time range, app, user, kind.
+#[derive(clap::Args)]
+struct FilterArgs {
+    /// Start (inclusive): now, -2h, 2026-11-22, 2026-11-22T10:00:00Z or
+    /// Unix seconds [default: the beginning].
+    #[arg(long)]
+    from: Option<String>,
+    /// End (exclusive), same forms [default: now].
+    #[arg(long)]
+    to: Option<String>,
+    #[arg(long)]
+    app: Option<String>,
+    #[arg(long)]
+    user: Option<String>,
+    #[arg(long, value_enum)]
+    kind: Option<logcli::KindFilter>,
+}
+
+impl FilterArgs {
+    fn filter(&self) -> Result<logcli::Filter, String> {
+        Ok(logcli::Filter {
+            from_us: self.from.as_deref().map(logcli::parse_time).transpose()?,
+            to_us: self.to.as_deref().map(logcli::parse_time).transpose()?,
+            app: self.app.clone(),
+            user: self.user.clone(),
+            kind: self.kind,
+        })
+    }
+}
+
+#[derive(Subcommand)]
+enum LogsCommand {
+    /// Stream stored records as CSV or JSON lines (oldest first).
+    Export {
+        #[command(flatten)]
+        filter: FilterArgs,
+        #[arg(long, value_enum, default_value = "csv")]
+        format: logcli::Format,
+        /// Output file [default: standard output].
+        #[arg(short = 'o', long = "output")]
+        output: Option<PathBuf>,
+        #[arg(long, default_value = DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+    },
+    /// Follow new records as they are stored.
+    Tail {
+        #[arg(long)]
+        app: Option<String>,
+        /// `csv` prints one readable line per record; `jsonl` one JSON object.
+        #[arg(long, value_enum, default_value = "csv")]
+        format: logcli::Format,
+        #[arg(long, default_value = DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+    },
+}
 
 #[derive(Parser)]
 #[command(
@@ -45,6 +103,49 @@ enum Command {
         /// Seconds `apply` waits for every core to acknowledge.
         #[arg(long, default_value_t = 5.0)]
         ack_timeout: f64,
+        /// `full`: every acknowledged log batch is fsynced (survives power
+        /// loss); `normal`: survives a controld crash, not the machine's.
+        #[arg(long, default_value = "full", value_parser = ["full", "normal"])]
+        log_sync: String,
+        /// Days log records and alerts are kept (0: forever).
+        #[arg(long, default_value_t = 30)]
+        log_retention_days: u64,
+        /// URL alerts are POSTed to as JSON (retried with backoff).
+        #[arg(long)]
+        alert_webhook: Option<String>,
+        /// File alerts are appended to, one JSON object per line.
+        #[arg(long)]
+        alert_file: Option<PathBuf>,
+    },
+    /// Traffic and activity logs: export and tail.
+    Logs {
+        #[command(subcommand)]
+        command: LogsCommand,
+    },
+    /// The traffic report: requests, users, bytes up and down, blocked
+    /// requests and activities per app, user or client IP.
+    Report {
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long, value_enum, default_value = "app")]
+        by: logcli::By,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value = DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+    },
+    /// List the alerts activity policies raised.
+    Alerts {
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value = DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
     },
     /// Compile, validate and push a policy to every connected data plane.
     /// Exits non-zero if any core refused it.
@@ -125,6 +226,10 @@ fn run(cli: Cli) -> Result<(), String> {
             socket_group,
             allow_uids,
             ack_timeout,
+            log_sync,
+            log_retention_days,
+            alert_webhook,
+            alert_file,
         } => {
             let socket_gid = socket_group.as_deref().map(socket::group_id).transpose()?;
             let ack_timeout = Duration::try_from_secs_f64(ack_timeout)
@@ -139,6 +244,19 @@ fn run(cli: Cli) -> Result<(), String> {
                 },
                 socket_gid,
                 ack_timeout,
+                logs: server::LogSettings {
+                    sync: if log_sync == "normal" {
+                        logstore::Sync::Normal
+                    } else {
+                        logstore::Sync::Full
+                    },
+                    retention: (log_retention_days > 0)
+                        .then(|| Duration::from_secs(log_retention_days * 86400)),
+                    sinks: alerts::Sinks {
+                        webhook: alert_webhook,
+                        file: alert_file,
+                    },
+                },
             };
             server::serve(config, |version| {
                 println!("controld: serving version {version} on {}", path.display());
@@ -176,6 +294,83 @@ fn run(cli: Cli) -> Result<(), String> {
             snapshot_version,
         } => commands::compile(&policy, &output, snapshot_version)
             .map(|p| println!("{} -> {}", commands::summary(&p), output.display())),
+        Command::Logs { command } => match command {
+            LogsCommand::Export {
+                filter,
+                format,
+                output,
+                state_dir,
+            } => {
+                let filter = filter.filter()?;
+                let n = match &output {
+                    Some(path) => {
+                        let file = std::fs::File::create(path)
+                            .map_err(|e| format!("{}: {e}", path.display()))?;
+                        let mut w = std::io::BufWriter::with_capacity(1 << 16, file);
+                        logcli::export(&state_dir, &filter, format, &mut w)?
+                    }
+                    None => {
+                        let stdout = std::io::stdout();
+                        let mut w = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+                        logcli::export(&state_dir, &filter, format, &mut w)?
+                    }
+                };
+                if let Some(path) = output {
+                    eprintln!("exported {n} records to {}", path.display());
+                }
+                Ok(())
+            }
+            LogsCommand::Tail {
+                app,
+                format,
+                state_dir,
+            } => logcli::tail(&state_dir, app.as_deref(), format),
+        },
+        Command::Report {
+            from,
+            to,
+            by,
+            json,
+            state_dir,
+        } => {
+            let filter = logcli::Filter {
+                from_us: from.as_deref().map(logcli::parse_time).transpose()?,
+                to_us: to.as_deref().map(logcli::parse_time).transpose()?,
+                ..logcli::Filter::default()
+            };
+            let rows = logcli::report(&state_dir, &filter, by)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?
+                );
+            } else {
+                print!("{}", logcli::render_report(&rows, by));
+            }
+            Ok(())
+        }
+        Command::Alerts {
+            from,
+            to,
+            json,
+            state_dir,
+        } => {
+            let filter = logcli::Filter {
+                from_us: from.as_deref().map(logcli::parse_time).transpose()?,
+                to_us: to.as_deref().map(logcli::parse_time).transpose()?,
+                ..logcli::Filter::default()
+            };
+            let list = logcli::alerts(&state_dir, &filter)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&list).map_err(|e| e.to_string())?
+                );
+            } else {
+                print!("{}", logcli::render_alerts(&list));
+            }
+            Ok(())
+        }
         Command::Validate { policy } => {
             commands::validate(&policy).map(|p| println!("{}", commands::summary(&p)))
         }

@@ -1,5 +1,6 @@
 //! The daemon: serves the control socket to data-plane cores (hello, snapshot
-//! push, ack) and to the operator CLI (apply, status, rollback).
+//! push, ack, log batches) and to the operator CLI (apply, status,
+//! rollback). Log batches go to the storage thread ([`crate::ingest`]).
 //!
 //! One thread per connection with blocking I/O: the daemon handles a few
 //! dozen connections (one per data-plane core plus operators), so
@@ -11,7 +12,8 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use capnp::message::Builder;
@@ -20,6 +22,8 @@ use palisade_schema::frame::{self, FrameError, MAX_FRAME_BYTES};
 use palisade_schema::policy::{compile_file, CompileOptions, Policy};
 use palisade_schema::snapshot;
 
+use crate::alerts::{Engine, PolicySet};
+use crate::ingest::{Incoming, Ingest};
 use crate::socket::{self, Access};
 use crate::state::{StateDir, Stored};
 
@@ -38,6 +42,26 @@ pub struct ServeConfig {
     pub socket_gid: Option<u32>,
     /// How long `apply` waits for every core's ack.
     pub ack_timeout: Duration,
+    pub logs: LogSettings,
+}
+
+/// Log storage settings.
+#[derive(Clone, Debug)]
+pub struct LogSettings {
+    pub sync: crate::logstore::Sync,
+    /// Records older than this are deleted (hourly); `None`: kept forever.
+    pub retention: Option<Duration>,
+    pub sinks: crate::alerts::Sinks,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            sync: crate::logstore::Sync::Full,
+            retention: Some(Duration::from_secs(30 * 86400)),
+            sinks: crate::alerts::Sinks::default(),
+        }
+    }
 }
 
 /// A connected data-plane core.
@@ -50,6 +74,10 @@ struct CoreConn {
     writer: Arc<Mutex<UnixStream>>,
     /// Last ack: (version, ok, error).
     last_ack: Option<(u64, bool, String)>,
+    /// Records the core says it dropped since it started.
+    log_dropped: u64,
+    /// Records from this core stored since it connected.
+    log_stored: u64,
 }
 
 struct LastPush {
@@ -72,6 +100,11 @@ pub struct Daemon {
     changed: Condvar,
     /// Serialises apply and rollback.
     applying: Mutex<()>,
+    /// The storage thread for log batches.
+    ingest: OnceLock<Ingest>,
+    /// Activity policies the alert engine evaluates.
+    activity_policies: PolicySet,
+    alerts_pending: OnceLock<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 /// The outcome of an apply or rollback.
@@ -140,8 +173,17 @@ impl Daemon {
             policy,
             bytes: Arc::new(bytes),
         };
-        self.lock().current = Some(stored.clone());
+        self.make_current(&stored);
         Ok(stored)
+    }
+
+    fn make_current(&self, stored: &Stored) {
+        self.lock().current = Some(stored.clone());
+        let set = Arc::new(stored.policy.activity_policies.clone());
+        match self.activity_policies.write() {
+            Ok(mut p) => *p = set,
+            Err(e) => *e.into_inner() = set,
+        }
     }
 
     /// Pushes `stored` to every connected core and waits for their acks.
@@ -245,7 +287,7 @@ impl Daemon {
         self.state
             .set_current(target)
             .map_err(|e| format!("state dir: {e}"))?;
-        self.lock().current = Some(stored.clone());
+        self.make_current(&stored);
         let loaded = Instant::now();
         let results = self.push_and_wait(&stored);
         Ok(Outcome {
@@ -306,13 +348,21 @@ fn status_frame(daemon: &Daemon) -> Vec<u8> {
         cs.set_version(c.version);
         cs.set_last_error(c.last_error.as_str());
         cs.set_connected_for_ms(c.connected_at.elapsed().as_millis() as u64);
+        cs.set_log_dropped(c.log_dropped);
+        cs.set_log_stored(c.log_stored);
     }
     if let Some(p) = &inner.last_push {
         st.set_last_push_version(p.version);
         st.set_last_push_unix_ms(p.at_unix_ms);
         st.set_last_push_result(p.result.as_str());
     }
-    st.set_log_backlog(0);
+    if let Some(ingest) = daemon.ingest.get() {
+        st.set_log_backlog(ingest.stats.backlog.load(Ordering::Relaxed));
+        st.set_log_stored(ingest.stats.stored.load(Ordering::Relaxed));
+    }
+    if let Some(p) = daemon.alerts_pending.get() {
+        st.set_alerts_pending(p.load(Ordering::Relaxed));
+    }
     frame::encode(&m)
 }
 
@@ -414,6 +464,8 @@ fn handle(daemon: Arc<Daemon>, mut stream: UnixStream, conn_id: u64) {
                             connected_at: Instant::now(),
                             writer: writer.clone(),
                             last_ack: None,
+                            log_dropped: h.get_log_dropped(),
+                            log_stored: 0,
                         },
                     );
                     inner
@@ -470,6 +522,20 @@ fn handle(daemon: Arc<Daemon>, mut stream: UnixStream, conn_id: u64) {
                 send(&reply)
             }
             request::Status(()) => send(&status_frame(&daemon)),
+            request::LogBatch(b) => {
+                let Ok(b) = b else { break };
+                let count = b.get_count();
+                drop(message);
+                match daemon.ingest.get() {
+                    Some(ingest) => ingest.submit(Incoming {
+                        body,
+                        count,
+                        conn_id,
+                        reply: writer.clone(),
+                    }),
+                    None => false,
+                }
+            }
         };
         if !ok {
             break;
@@ -495,8 +561,37 @@ pub fn serve(config: ServeConfig, on_ready: impl FnOnce(u64)) -> Result<(), Stri
         }),
         changed: Condvar::new(),
         applying: Mutex::new(()),
+        ingest: OnceLock::new(),
+        activity_policies: PolicySet::default(),
+        alerts_pending: OnceLock::new(),
     });
     let stored = daemon.compile_and_store(&config.policy)?;
+    // The alert engine follows the current policy (a restart may have
+    // resumed a newer one than the file given).
+    let current = daemon.lock().current.clone();
+    if let Some(current) = current {
+        daemon.make_current(&current);
+    }
+    let store_path = crate::logstore::path(&config.state_dir);
+    let store = crate::logstore::Store::open(&store_path, config.logs.sync)
+        .map_err(|e| format!("{}: {e}", store_path.display()))?;
+    let engine = Engine::start(daemon.activity_policies.clone(), config.logs.sinks.clone());
+    let _ = daemon.alerts_pending.set(engine.pending.clone());
+    let weak = Arc::downgrade(&daemon);
+    let on_stored: crate::ingest::OnStored = Box::new(move |conn, stored, dropped| {
+        if let Some(d) = weak.upgrade() {
+            if let Some(c) = d.lock().cores.get_mut(&conn) {
+                c.log_stored += stored;
+                c.log_dropped = c.log_dropped.max(dropped);
+            }
+        }
+    });
+    let _ = daemon.ingest.set(Ingest::start(
+        store,
+        engine,
+        config.logs.retention,
+        on_stored,
+    ));
     let listener = socket::bind(&config.socket, config.socket_gid)?;
     on_ready(stored.version);
     let mut next_id = 0u64;

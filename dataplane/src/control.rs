@@ -3,12 +3,19 @@
 //! installs the snapshots controld pushes (or refuses them, keeping the old
 //! one), acknowledging each.
 //!
+//! The same connection carries the core's log batches (see
+//! [`crate::logs`]): a writer half sends snapshot acks first, then log
+//! batches (at most a window unacknowledged), while a reader half takes
+//! pushes and log acks.
+//!
 //! The connection is re-established with exponential backoff whenever it
 //! drops; requests never wait on it, so a controld restart is invisible to
 //! users.
 
+use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use capnp::message::Builder;
@@ -35,24 +42,77 @@ pub struct ControlConfig {
     pub roots: SharedRoots,
 }
 
+/// How often a partly filled log batch is sealed and sent.
+const LOG_FLUSH_EVERY: Duration = Duration::from_millis(20);
+/// Log batches sent and not yet acknowledged, per connection.
+const LOG_WINDOW: usize = 16;
+
 /// Runs forever: connect, serve the session, back off, repeat.
 pub async fn run(core: Rc<Core>, config: ControlConfig) {
+    let wake = Rc::new(Signal::default());
+    if core.logs.is_some() {
+        glommio::spawn_local(flush_logs(core.clone(), wake.clone())).detach();
+    }
     let mut backoff = BACKOFF_MIN;
     loop {
         if let Ok(stream) = UnixStream::connect(&config.socket).await {
             backoff = BACKOFF_MIN;
             // The session ends when controld goes away or misbehaves.
-            let _ = session(&core, &config, stream).await;
+            let _ = session(&core, &config, stream, &wake).await;
         }
         glommio::timer::sleep(backoff).await;
         backoff = (backoff * 2).min(BACKOFF_MAX);
     }
 }
 
+/// Seals the log batch being filled every [`LOG_FLUSH_EVERY`], so records
+/// reach controld within that time even when traffic is light.
+async fn flush_logs(core: Rc<Core>, wake: Rc<Signal>) {
+    loop {
+        glommio::timer::sleep(LOG_FLUSH_EVERY).await;
+        if let Some(log) = &core.logs {
+            let mut shard = log.borrow_mut();
+            shard.seal();
+            if shard.backlog().0 > 0 {
+                wake.raise();
+            }
+        }
+    }
+}
+
+/// A one-shot wake-up between tasks of one core.
+#[derive(Default)]
+struct Signal {
+    raised: Cell<bool>,
+    waker: RefCell<Option<Waker>>,
+}
+
+impl Signal {
+    fn raise(&self) {
+        self.raised.set(true);
+        if let Some(w) = self.waker.borrow_mut().take() {
+            w.wake();
+        }
+    }
+
+    async fn wait(&self) {
+        std::future::poll_fn(|cx| {
+            if self.raised.replace(false) {
+                Poll::Ready(())
+            } else {
+                *self.waker.borrow_mut() = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await
+    }
+}
+
 async fn session(
     core: &Core,
     config: &ControlConfig,
-    mut stream: UnixStream,
+    stream: UnixStream,
+    wake: &Signal,
 ) -> Result<(), String> {
     let mut hello = Builder::new_default();
     {
@@ -61,11 +121,52 @@ async fn session(
         h.set_core(config.core_index);
         h.set_cores(config.cores);
         h.set_version_held(core.routes.borrow().version);
+        h.set_log_dropped(core.logs.as_ref().map_or(0, |l| l.borrow().dropped()));
     }
-    stream
+    if let Some(log) = &core.logs {
+        log.borrow_mut().connection_reset();
+    }
+    let (reader, mut writer) = futures_lite::io::split(stream);
+    writer
         .write_all(&frame::encode(&hello))
         .await
         .map_err(|e| e.to_string())?;
+    // Frames the reader wants sent (snapshot acks) go before log batches.
+    let outbox: RefCell<Vec<Vec<u8>>> = RefCell::new(Vec::new());
+    let read_side = read_frames(core, config, reader, &outbox, wake);
+    let write_side = async {
+        loop {
+            let urgent = std::mem::take(&mut *outbox.borrow_mut());
+            for f in urgent {
+                writer.write_all(&f).await.map_err(|e| e.to_string())?;
+            }
+            if let Some(log) = &core.logs {
+                loop {
+                    let next = log.borrow_mut().next_to_send(LOG_WINDOW);
+                    let Some(f) = next else { break };
+                    writer.write_all(&f).await.map_err(|e| e.to_string())?;
+                    if !outbox.borrow().is_empty() {
+                        break;
+                    }
+                }
+            }
+            if outbox.borrow().is_empty() {
+                wake.wait().await;
+            }
+        }
+    };
+    futures_lite::future::or(read_side, write_side).await
+}
+
+/// The reading half of a session: snapshot pushes (installed, then acked
+/// through `outbox`) and log acks.
+async fn read_frames(
+    core: &Core,
+    config: &ControlConfig,
+    mut stream: impl futures_lite::AsyncRead + Unpin,
+    outbox: &RefCell<Vec<Vec<u8>>>,
+    wake: &Signal,
+) -> Result<(), String> {
     loop {
         let mut prefix = [0u8; PREFIX_BYTES];
         stream
@@ -84,6 +185,26 @@ async fn session(
             .map_err(|e| e.to_string())?;
         let push = match root.which().map_err(|e| e.to_string())? {
             response::Snapshot(p) => p.map_err(|e| e.to_string())?,
+            response::LogAck(a) => {
+                let a = a.map_err(|e| e.to_string())?;
+                if let Some(log) = &core.logs {
+                    if !a.get_ok() {
+                        eprintln!(
+                            "dataplane: core {}: controld refused log batch {}: {}",
+                            config.core_index,
+                            a.get_seq(),
+                            a.get_error()
+                                .ok()
+                                .and_then(|t| t.to_str().ok())
+                                .unwrap_or("")
+                        );
+                    }
+                    log.borrow_mut()
+                        .acknowledged(a.get_stream_id(), a.get_seq(), a.get_ok());
+                }
+                wake.raise();
+                continue;
+            }
             // Nothing else is addressed to a core.
             _ => continue,
         };
@@ -105,10 +226,8 @@ async fn session(
                 }
             }
         }
-        stream
-            .write_all(&frame::encode(&ack))
-            .await
-            .map_err(|e| e.to_string())?;
+        outbox.borrow_mut().push(frame::encode(&ack));
+        wake.raise();
     }
 }
 

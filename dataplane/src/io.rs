@@ -84,6 +84,9 @@ pub struct Inbound<S> {
     start: usize,
     end: usize,
     pool: Option<Rc<BufferPool>>,
+    /// Bytes consumed since the start (what the traffic log counts as
+    /// received for each request).
+    consumed: u64,
 }
 
 impl<S> Inbound<S> {
@@ -94,6 +97,7 @@ impl<S> Inbound<S> {
             start: 0,
             end: 0,
             pool: None,
+            consumed: 0,
         }
     }
 
@@ -105,6 +109,7 @@ impl<S> Inbound<S> {
             start: 0,
             end: 0,
             pool: Some(pool),
+            consumed: 0,
         }
     }
 
@@ -127,11 +132,17 @@ impl<S> Inbound<S> {
     /// Marks `n` buffered bytes as handled.
     pub fn consume(&mut self, n: usize) {
         debug_assert!(n <= self.end - self.start);
+        self.consumed += n.min(self.end - self.start) as u64;
         self.start = (self.start + n).min(self.end);
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
         }
+    }
+
+    /// Bytes consumed since the stream was opened.
+    pub fn consumed(&self) -> u64 {
+        self.consumed
     }
 
     /// Gives back the stream and whatever was buffered.
@@ -193,4 +204,61 @@ pub async fn within<T>(limit: Duration, fut: impl Future<Output = io::Result<T>>
         Err(io::Error::new(io::ErrorKind::TimedOut, "timed out"))
     })
     .await
+}
+
+/// A stream that counts the bytes written to it (the traffic log's bytes
+/// down). Reads pass through.
+pub struct Counted<S> {
+    pub inner: S,
+    written: u64,
+}
+
+impl<S> Counted<S> {
+    pub fn new(inner: S) -> Self {
+        Counted { inner, written: 0 }
+    }
+
+    /// Bytes written since the stream was opened.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut [u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: futures_lite::AsyncWrite + Unpin> futures_lite::AsyncWrite for Counted<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        let this = &mut *self;
+        let poll = std::pin::Pin::new(&mut this.inner).poll_write(cx, buf);
+        if let std::task::Poll::Ready(Ok(n)) = poll {
+            this.written += n as u64;
+        }
+        poll
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_close(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_close(cx)
+    }
 }

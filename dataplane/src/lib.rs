@@ -6,7 +6,8 @@
 //! [`proxy`] (the phases of one connection) → [`http`] (strict parsing) →
 //! [`routes`] / [`hosts`] (mapping and rewriting) → [`upstream`] (connect,
 //! pool) → [`body`] (streaming transfer). [`control`] keeps each core's
-//! connection to controld and swaps pushed snapshots in. [`fuzz`] holds the
+//! connection to controld, swaps pushed snapshots in and sends the core's
+//! [`logs`] batches. [`fuzz`] holds the
 //! harness the fuzz targets call.
 
 pub mod body;
@@ -18,6 +19,7 @@ pub mod http;
 pub mod io;
 pub mod iptags;
 pub mod limits;
+pub mod logs;
 pub mod pages;
 pub mod proxy;
 pub mod rewrite;

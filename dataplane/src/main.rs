@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use palisade_dataplane::limits::Limits;
+use palisade_dataplane::logs::LogConfig;
 use palisade_dataplane::server::{self, ServerConfig};
 
 #[derive(Parser)]
@@ -88,6 +89,23 @@ struct Args {
     /// first absolute link.
     #[arg(long)]
     no_body_rewrite: bool,
+    /// Do not log requests (logging is on whenever --control is given).
+    #[arg(long)]
+    no_log: bool,
+    /// Directory for log batches controld has not acknowledged once the
+    /// memory budget is full [default: <snapshot-cache>/logs].
+    #[arg(long)]
+    log_spill_dir: Option<PathBuf>,
+    /// Unacknowledged log batches kept in memory per core, MiB.
+    #[arg(long, default_value_t = 32)]
+    log_memory_mib: u64,
+    /// Log spill files per core, MiB (past memory and disk, records are
+    /// dropped and counted).
+    #[arg(long, default_value_t = 1024)]
+    log_disk_mib: u64,
+    /// Records per log batch.
+    #[arg(long, default_value_t = 1024)]
+    log_batch_records: u32,
 }
 
 fn seconds(name: &str, s: f64) -> Result<Duration, String> {
@@ -185,6 +203,15 @@ fn start(a: Args) -> Result<(), String> {
         snapshot_cache: a.snapshot_cache.clone(),
         limits,
         io_memory,
+        log: (!a.no_log).then(|| LogConfig {
+            batch_records: a.log_batch_records.max(1),
+            memory_budget: (a.log_memory_mib << 20) as usize,
+            spill_dir: a
+                .log_spill_dir
+                .clone()
+                .or_else(|| a.snapshot_cache.as_ref().map(|d| d.join("logs"))),
+            disk_budget: a.log_disk_mib << 20,
+        }),
     };
     server::run(config, |addr| {
         println!("dataplane: listening on {addr} ({cores} cores, {source})");

@@ -27,14 +27,19 @@ use crate::body::{self, BodyFilter, RelayError, SinkFraming};
 use crate::http::request::{prepare_request, ClientContext, Parsed, Rejection, RequestInfo};
 use crate::http::response::{prepare_response, ClientFraming, ParsedResponse, ResponseInfo};
 use crate::http::Framing;
-use crate::io::{within, BufferPool, Inbound};
+use crate::io::{within, BufferPool, Counted, Inbound};
 use crate::limits::Limits;
+use crate::logs::{self, ActivityFacts, LogShard, TrafficFacts};
 use crate::pages;
 use crate::rewrite::codec::Transcoder;
 use crate::rewrite::content::TextKind;
+use crate::rewrite::unwrap::BodyUnwrap;
 use crate::rewrite::Rewriter;
 use crate::routes::RouteTable;
 use crate::upstream::{self, Pool, Target, UpstreamConn};
+
+/// A client connection: counts the bytes sent for the traffic log.
+pub type ClientStream = Counted<TcpStream>;
 
 /// Initial read buffer of a client connection.
 pub const CLIENT_BUFFER: usize = 8 * 1024;
@@ -52,6 +57,8 @@ pub struct Core {
     pub pool: RefCell<Pool>,
     /// Read and scratch buffers lent to this core's connections.
     pub buffers: Rc<BufferPool>,
+    /// This core's traffic and activity log (`None`: logging is off).
+    pub logs: Option<RefCell<LogShard>>,
 }
 
 impl Core {
@@ -62,7 +69,14 @@ impl Core {
             limits,
             pool: RefCell::new(pool),
             buffers: Rc::new(BufferPool::new(CLIENT_BUFFER, 4096)),
+            logs: None,
         }
+    }
+
+    /// Turns on this core's log with `shard`.
+    pub fn with_logs(mut self, shard: LogShard) -> Core {
+        self.logs = Some(RefCell::new(shard));
+        self
     }
 }
 
@@ -90,8 +104,8 @@ pub struct ExchangeError {
 enum Outcome {
     KeepAlive,
     Close,
-    /// An error page was sent; input may be pending.
-    CloseAfterError,
+    /// An error page with this status was sent; input may be pending.
+    CloseAfterError(u16),
     /// 101 Switching Protocols: tunnel bytes between the two.
     Tunnel(UpstreamConn),
 }
@@ -99,7 +113,7 @@ enum Outcome {
 /// Serves one client connection until it closes.
 pub async fn serve_connection(core: Rc<Core>, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
-    let mut client = Inbound::pooled(stream, core.buffers.clone());
+    let mut client = Inbound::pooled(Counted::new(stream), core.buffers.clone());
     let ctx = ClientContext::new(peer, false);
     // Head and output buffers are taken from the core's pool for each
     // exchange and given back before waiting for the next request.
@@ -119,16 +133,33 @@ pub async fn serve_connection(core: Rc<Core>, stream: TcpStream, peer: SocketAdd
                 Ok(Some(r)) => r,
                 Ok(None) => break,
                 Err(rejection) => {
+                    let started_unix_us = logs::now_unix_us();
+                    let down0 = client.stream.written();
                     pages::error_response(&mut scratch, rejection.status, &rejection.reason, true);
                     let _ = client.stream.write_all(&scratch).await;
+                    if let Some(log) = &core.logs {
+                        // Refused before routing: no app, no parsed target.
+                        log.borrow_mut().record(
+                            &refused_facts(&ctx, &client, rejection.status, started_unix_us, down0),
+                            None,
+                        );
+                    }
                     lingering_close(client).await;
                     return;
                 }
             };
+        let started = Instant::now();
+        let started_unix_us = if core.logs.is_some() {
+            logs::now_unix_us()
+        } else {
+            0
+        };
+        let (up0, down0) = (client.consumed(), client.stream.written());
         client.consume(req.head_len);
         if scratch.capacity() == 0 {
             scratch = core.buffers.take_scratch();
         }
+        let mut served = Served::default();
         let outcome = exchange(
             &core,
             &routes,
@@ -136,13 +167,48 @@ pub async fn serve_connection(core: Rc<Core>, stream: TcpStream, peer: SocketAdd
             &req,
             &upstream_head,
             &mut scratch,
+            &mut served,
         )
         .await;
+        if let Some(log) = &core.logs {
+            if let Outcome::CloseAfterError(status) = outcome {
+                served.status = status;
+            }
+            let (method, target, user_agent) = req.log_fields.split(&upstream_head);
+            let facts = TrafficFacts {
+                started_unix_us,
+                duration_us: started.elapsed().as_micros().min(u32::MAX as u128) as u32,
+                peer: ctx.peer,
+                tls: ctx.tls,
+                app: &routes.apps[req.app].name,
+                host: req.app_host.as_str().as_bytes(),
+                method,
+                target,
+                user_agent,
+                status: served.status,
+                bytes_up: client.consumed() - up0,
+                bytes_down: client.stream.written() - down0,
+                action: palisade_schema::logrec::Action::Allow,
+                policy: "",
+                user: "",
+                session_id: "",
+                device_tags: "",
+            };
+            let activity = served
+                .activity
+                .as_ref()
+                .map(|(name, file, size)| ActivityFacts {
+                    name,
+                    file_name: file,
+                    file_size: *size,
+                });
+            log.borrow_mut().record(&facts, activity.as_ref());
+        }
         drop(routes);
         match outcome {
             Outcome::KeepAlive => continue,
             Outcome::Close => break,
-            Outcome::CloseAfterError => {
+            Outcome::CloseAfterError(_) => {
                 lingering_close(client).await;
                 return;
             }
@@ -159,7 +225,7 @@ pub async fn serve_connection(core: Rc<Core>, stream: TcpStream, peer: SocketAdd
 /// when the client closed or idled out between requests.
 async fn read_request_head(
     core: &Core,
-    client: &mut Inbound<TcpStream>,
+    client: &mut Inbound<ClientStream>,
     ctx: &ClientContext,
     out: &mut Vec<u8>,
 ) -> Result<Option<(RequestInfo, Rc<RouteTable>)>, Rejection> {
@@ -219,12 +285,19 @@ async fn read_request_head(
 async fn exchange(
     core: &Core,
     routes: &RouteTable,
-    client: &mut Inbound<TcpStream>,
+    client: &mut Inbound<ClientStream>,
     req: &RequestInfo,
     upstream_head: &[u8],
     scratch: &mut Vec<u8>,
+    served: &mut Served,
 ) -> Outcome {
     let route = &routes.apps[req.app];
+    // Multipart uploads carry files: name the first one if its part
+    // header has already arrived.
+    let upload_name = matches!(req.unwrap_body, Some(BodyUnwrap::Multipart { .. }))
+        .then(|| logs::disposition::multipart_file_name(client.buffered()))
+        .flatten();
+    let body_start = client.consumed();
     let target = match Target::for_request(route, req.app_host.as_str()) {
         Ok(t) => t,
         Err(e) => {
@@ -302,6 +375,14 @@ async fn exchange(
     };
 
     // Phase 5: the response head is in `scratch`; stream the body.
+    served.status = resp.status;
+    if let Some(name) = upload_name {
+        served.activity = Some(("upload", name, client.consumed() - body_start));
+    }
+    let download = resp
+        .content_disposition
+        .and_then(|(start, end)| scratch.get(start as usize..end as usize))
+        .and_then(logs::disposition::attachment_name);
     if resp.switching_protocols {
         if client.stream.write_all(scratch).await.is_err() {
             return Outcome::Close;
@@ -330,6 +411,9 @@ async fn exchange(
     )
     .await;
     scratch.clear();
+    if let (Some(name), Ok(size)) = (download, &relayed) {
+        served.activity = Some(("download", name, *size));
+    }
     match relayed {
         Ok(_) => {}
         // Nothing reached the client yet (its head was held back with the
@@ -361,6 +445,43 @@ async fn exchange(
         Outcome::KeepAlive
     } else {
         Outcome::Close
+    }
+}
+
+/// What the traffic log needs from an exchange.
+#[derive(Default)]
+struct Served {
+    status: u16,
+    /// A recognized activity: name, file name, file size.
+    activity: Option<(&'static str, Vec<u8>, u64)>,
+}
+
+/// The log facts of a request refused before it was routed.
+fn refused_facts<'a>(
+    ctx: &'a ClientContext,
+    client: &Inbound<ClientStream>,
+    status: u16,
+    started_unix_us: u64,
+    down0: u64,
+) -> TrafficFacts<'a> {
+    TrafficFacts {
+        started_unix_us,
+        duration_us: 0,
+        peer: ctx.peer,
+        tls: ctx.tls,
+        app: "",
+        host: b"",
+        method: b"",
+        target: b"",
+        user_agent: b"",
+        status,
+        bytes_up: client.buffered().len() as u64,
+        bytes_down: client.stream.written() - down0,
+        action: palisade_schema::logrec::Action::Block,
+        policy: "",
+        user: "",
+        session_id: "",
+        device_tags: "",
     }
 }
 
@@ -403,7 +524,7 @@ async fn acquire_upstream(
 async fn send_request(
     core: &Core,
     routes: &RouteTable,
-    client: &mut Inbound<TcpStream>,
+    client: &mut Inbound<ClientStream>,
     up: &mut UpstreamConn,
     req: &RequestInfo,
     head: &[u8],
@@ -468,7 +589,7 @@ const SMALL_UNWRAPPED_BODY: u64 = 64 * 1024;
 /// streams chunked).
 async fn send_small_unwrapped_body(
     routes: &RouteTable,
-    client: &mut Inbound<TcpStream>,
+    client: &mut Inbound<ClientStream>,
     up: &mut UpstreamConn,
     req: &RequestInfo,
     head: &[u8],
@@ -522,7 +643,7 @@ fn downstream_error(detail: &str) -> ExchangeError {
 async fn read_response_head(
     core: &Core,
     routes: &RouteTable,
-    client: &mut Inbound<TcpStream>,
+    client: &mut Inbound<ClientStream>,
     up: &mut UpstreamConn,
     req: &RequestInfo,
     out: &mut Vec<u8>,
@@ -618,7 +739,7 @@ fn bad_upstream(app: &str, what: &str, retry_safe: bool) -> ExchangeError {
 /// Answers a failed exchange with an error page and closes: the request
 /// body may be partly unread, and the upstream connection is dropped.
 async fn fail(
-    client: &mut Inbound<TcpStream>,
+    client: &mut Inbound<ClientStream>,
     req: &RequestInfo,
     scratch: &mut Vec<u8>,
     e: &ExchangeError,
@@ -626,7 +747,7 @@ async fn fail(
     pages::error_response(scratch, e.status, &e.detail, !req.is_head);
     let _ = client.stream.write_all(scratch).await;
     scratch.clear();
-    Outcome::CloseAfterError
+    Outcome::CloseAfterError(e.status)
 }
 
 /// Most bytes and time spent draining a client after an error response.
@@ -637,8 +758,12 @@ const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 /// with unread input makes the kernel send RST, which can destroy the
 /// response in flight. So: shut down our sending side, then read and
 /// discard (bounded in bytes and time) until the client closes.
-async fn lingering_close(mut client: Inbound<TcpStream>) {
-    let _ = client.stream.shutdown(std::net::Shutdown::Write).await;
+async fn lingering_close(mut client: Inbound<ClientStream>) {
+    let _ = client
+        .stream
+        .inner
+        .shutdown(std::net::Shutdown::Write)
+        .await;
     let deadline = Instant::now() + LINGER_TIME;
     let mut drained = 0;
     loop {
@@ -657,7 +782,7 @@ async fn lingering_close(mut client: Inbound<TcpStream>) {
 /// After 101: copies bytes both ways until each side has finished sending,
 /// propagating half-closes. The tunnel ends when neither direction has
 /// carried a byte for `idle` (WebSocket apps ping well within the default).
-async fn tunnel(client: Inbound<TcpStream>, up: UpstreamConn, idle: std::time::Duration) {
+async fn tunnel(client: Inbound<ClientStream>, up: UpstreamConn, idle: std::time::Duration) {
     let (client_stream, client_rest) = client.into_parts();
     let (up_stream, up_rest) = up.into_parts();
     let (client_read, client_write) = futures_lite::io::split(client_stream);

@@ -37,6 +37,9 @@ pub struct ServerConfig {
     /// io_uring registered-buffer memory per core (bytes); counts against
     /// RLIMIT_MEMLOCK.
     pub io_memory: usize,
+    /// Traffic and activity logging (sent to controld over `control`);
+    /// `None`: off.
+    pub log: Option<crate::logs::LogConfig>,
 }
 
 /// Start-up failure.
@@ -81,6 +84,7 @@ pub fn run(config: ServerConfig, on_ready: impl FnOnce(SocketAddr)) -> Result<()
         let limits = config.limits.clone();
         let control = config.control.clone();
         let cache_dir = config.snapshot_cache.clone();
+        let log = config.log.clone().filter(|_| config.control.is_some());
         let cores = config.cores.max(1) as u32;
         let cpu = if config.cpus.is_empty() {
             index % cpus
@@ -101,7 +105,11 @@ pub fn run(config: ServerConfig, on_ready: impl FnOnce(SocketAddr)) -> Result<()
                     };
                     let listener =
                         bind_listener(listen).map_err(|e| format!("bind {listen}: {e}"))?;
-                    Ok((listener, Rc::new(Core::new(routes, limits))))
+                    let mut core = Core::new(routes, limits);
+                    if let Some(log) = log {
+                        core = core.with_logs(crate::logs::LogShard::new(index as u32, log));
+                    }
+                    Ok((listener, Rc::new(core)))
                 };
                 let (listener, core) = match start() {
                     Ok(v) => v,

@@ -53,6 +53,7 @@ fn heads(c: &mut Criterion) {
         app_host: palisade_dataplane::routes::HostName::lowercase(b"app.demo.test").expect("host"),
         accepted: Default::default(),
         unwrap_body: None,
+        log_fields: Default::default(),
     };
     let mut g = c.benchmark_group("response_head");
     g.throughput(Throughput::Bytes(APP_RESPONSE.len() as u64));

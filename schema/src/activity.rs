@@ -193,7 +193,8 @@ mod tests {
     use crate::snapshot;
     use std::path::Path;
 
-    const BASE: &str = "[proxy]\nsuffix = \"p.test\"\n[[app]]\nname = \"box\"\ndomains = [\"box.test\"]\n";
+    const BASE: &str =
+        "[proxy]\nsuffix = \"p.test\"\n[[app]]\nname = \"box\"\ndomains = [\"box.test\"]\n";
 
     fn compile(extra: &str) -> Result<crate::policy::Policy, String> {
         compile_source(
@@ -224,10 +225,16 @@ mod tests {
     #[test]
     fn bad_activity_policies_are_located() {
         let e = compile("[[activity_policy]]\nname = \"x\"\napps = [\"nope\"]\n").unwrap_err();
-        assert!(e.contains("t.toml:8:") && e.contains("no app is named \"nope\""), "{e}");
+        assert!(
+            e.contains("t.toml:8:") && e.contains("no app is named \"nope\""),
+            "{e}"
+        );
         let e = compile("[[activity_policy]]\nname = \"x\"\nalert = { severity = \"urgent\" }\n")
             .unwrap_err();
-        assert!(e.contains("t.toml:8:") && e.contains("unknown severity"), "{e}");
+        assert!(
+            e.contains("t.toml:8:") && e.contains("unknown severity"),
+            "{e}"
+        );
         let e = compile("[[activity_policy]]\nname = \"x\"\nactions = [\"zap\"]\n").unwrap_err();
         assert!(e.contains("unknown action \"zap\""), "{e}");
         let e = compile("[[activity_policy]]\nname = \"x\"\n[[activity_policy]]\nname = \"x\"\n")

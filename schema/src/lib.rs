@@ -4,8 +4,8 @@
 
 pub mod activity;
 pub mod frame;
-pub mod logrec;
 pub mod generated;
+pub mod logrec;
 pub mod policy;
 pub mod snapshot;
 

@@ -305,6 +305,23 @@ impl BatchBuilder {
         }
     }
 
+    /// Stores the concatenation of `parts` as one string (same limit).
+    pub fn string_parts(&mut self, parts: &[&[u8]]) -> StrRef {
+        let offset = self.arena.len();
+        for part in parts {
+            let room = MAX_STRING - (self.arena.len() - offset);
+            let mut len = part.len().min(room);
+            while len < part.len() && len > 0 && (part[len] & 0xC0) == 0x80 {
+                len -= 1;
+            }
+            self.arena.extend_from_slice(&part[..len]);
+        }
+        StrRef {
+            offset: U32::new(offset as u32),
+            len: U32::new((self.arena.len() - offset) as u32),
+        }
+    }
+
     /// Appends a record whose string references came from [`string`].
     ///
     /// [`string`]: BatchBuilder::string

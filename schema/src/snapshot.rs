@@ -370,9 +370,10 @@ fn decode_activity_policies(
             .map_err(|e| SnapshotError::Decode(e.to_string()))?
             .to_string())
     };
-    let texts = |r: capnp::Result<capnp::text_list::Reader<'_>>| -> Result<Vec<String>, SnapshotError> {
-        r?.iter().map(|t| text(t)).collect()
-    };
+    let texts =
+        |r: capnp::Result<capnp::text_list::Reader<'_>>| -> Result<Vec<String>, SnapshotError> {
+            r?.iter().map(&text).collect()
+        };
     let mut out = Vec::with_capacity(list.len() as usize);
     for p in list.iter() {
         let alert = if p.get_has_alert() {

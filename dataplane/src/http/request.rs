@@ -60,6 +60,31 @@ pub struct RequestInfo {
     /// hosts in it (in its text fields) are unwrapped on the way to the
     /// app, and it is sent chunked.
     pub unwrap_body: Option<BodyUnwrap>,
+    /// Where the request target (as the app sees it) and the User-Agent
+    /// value sit in the upstream head, for the traffic log (method: the
+    /// head's first bytes, up to the target less one).
+    pub log_fields: LogFields,
+}
+
+/// Offsets into the upstream head of what the traffic log records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogFields {
+    pub target: (u32, u32),
+    pub user_agent: (u32, u32),
+}
+
+impl LogFields {
+    /// The method, target and User-Agent value out of `head`.
+    pub fn split<'h>(&self, head: &'h [u8]) -> (&'h [u8], &'h [u8], &'h [u8]) {
+        let slice =
+            |(start, end): (u32, u32)| head.get(start as usize..end as usize).unwrap_or(b"");
+        let method_end = (self.target.0 as usize).saturating_sub(1);
+        (
+            head.get(..method_end).unwrap_or(b""),
+            slice(self.target),
+            slice(self.user_agent),
+        )
+    }
 }
 
 /// Outcome of looking at the bytes buffered so far.
@@ -323,6 +348,7 @@ pub fn prepare_request(
     out.clear();
     out.extend_from_slice(method);
     out.push(b' ');
+    let target_start = out.len() as u32;
     match memchr::memchr(b'?', path_and_query) {
         Some(q) => match hosts::unwrap_proxy_hosts(routes, &path_and_query[q..]) {
             Some(query) => {
@@ -333,6 +359,10 @@ pub fn prepare_request(
         },
         None => out.extend_from_slice(path_and_query),
     }
+    let mut log_fields = LogFields {
+        target: (target_start, out.len() as u32),
+        user_agent: (0, 0),
+    };
     out.extend_from_slice(b" HTTP/1.1\r\n");
     push_field(out, b"Host", app_host);
 
@@ -361,6 +391,10 @@ pub fn prepare_request(
         }
         if nominated(name) {
             continue;
+        }
+        if kind == FieldName::UserAgent {
+            let start = (out.len() + name.len() + 2) as u32;
+            log_fields.user_agent = (start, start + h.value.len() as u32);
         }
         push_field(out, name, h.value);
     }
@@ -431,6 +465,7 @@ pub fn prepare_request(
         app_host: HostName::lowercase(app_host).ok_or_else(|| reject(400, "malformed Host"))?,
         accepted,
         unwrap_body,
+        log_fields,
     }))
 }
 

@@ -48,6 +48,9 @@ pub struct ResponseInfo {
     pub client_keep_alive: bool,
     /// The body goes through the rewrite engine.
     pub rewrite: Option<BodyPlan>,
+    /// Where the Content-Disposition value sits in the client head (for
+    /// recognizing downloads).
+    pub content_disposition: Option<(u32, u32)>,
 }
 
 /// How a rewritten body is processed.
@@ -233,6 +236,7 @@ pub fn prepare_response(
     let nominated = |name: &[u8]| {
         connection_nominates_fields && fields::named_in_connection(headers, &kinds, name)
     };
+    let mut attachment = None;
     for (h, kind) in headers.iter().zip(kinds) {
         let name = h.name.as_bytes();
         let rewritten = match kind {
@@ -268,6 +272,10 @@ pub fn prepare_response(
         };
         if nominated(name) {
             continue;
+        }
+        if kind == FieldName::ContentDisposition && rewritten.is_none() {
+            let start = out.len() + name.len() + 2;
+            attachment = Some((start as u32, (start + h.value.len()) as u32));
         }
         match rewritten {
             Some(v) => push_field(out, name, &v),
@@ -313,5 +321,6 @@ pub fn prepare_response(
         upstream_reusable,
         client_keep_alive,
         rewrite,
+        content_disposition: attachment,
     }))
 }

@@ -1,0 +1,245 @@
+//! Alerts: activity policies evaluated on every stored record. A match on a
+//! policy with `alert` writes an alert row in the same transaction as the
+//! record (at most `daily_limit` per policy per UTC day) and queues it for
+//! delivery: a JSON-lines file and a webhook (HTTP POST of JSON, retried
+//! with backoff). Delivery runs on its own thread and never blocks log
+//! ingestion: when its queue is full the alert stays in the store only.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use palisade_schema::activity::{ActivityPolicy, Facts};
+use palisade_schema::logrec::{Field, RecordView};
+use rusqlite::params;
+use serde::Serialize;
+
+/// Alerts waiting for delivery, at most.
+const QUEUE: usize = 10_000;
+/// Delivery attempts per alert and the first wait between them.
+const ATTEMPTS: u32 = 7;
+const FIRST_RETRY: Duration = Duration::from_millis(200);
+
+/// Where alerts are delivered.
+#[derive(Clone, Debug, Default)]
+pub struct Sinks {
+    pub webhook: Option<String>,
+    pub file: Option<PathBuf>,
+}
+
+/// One alert as stored, listed and delivered.
+#[derive(Clone, Debug, Serialize)]
+pub struct Alert {
+    pub id: i64,
+    pub time: String,
+    pub policy: String,
+    pub severity: String,
+    pub record_id: i64,
+    pub kind: String,
+    pub app: String,
+    pub user: String,
+    pub client_ip: String,
+    pub url: String,
+    pub activity: String,
+    pub action: String,
+    pub file_name: String,
+}
+
+/// The policies in force, replaced on every apply or rollback.
+pub type PolicySet = Arc<RwLock<Arc<Vec<ActivityPolicy>>>>;
+
+/// Raises alerts for stored records.
+pub struct Engine {
+    policies: PolicySet,
+    /// Per policy: (day, alerts raised that day).
+    today: HashMap<String, (String, u32)>,
+    queue: SyncSender<Alert>,
+    pub pending: Arc<AtomicU64>,
+}
+
+/// UTC date (YYYY-MM-DD) of a time in microseconds since the epoch.
+pub fn day_of(time_us: i64) -> String {
+    let t = std::time::UNIX_EPOCH + Duration::from_micros(time_us.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()[..10].to_string()
+}
+
+/// RFC 3339 text of a time in microseconds since the epoch.
+pub fn rfc3339(time_us: i64) -> String {
+    let t = std::time::UNIX_EPOCH + Duration::from_micros(time_us.max(0) as u64);
+    humantime::format_rfc3339_micros(t).to_string()
+}
+
+impl Engine {
+    /// An engine and the delivery thread for `sinks`.
+    pub fn start(policies: PolicySet, sinks: Sinks) -> Engine {
+        let (queue, rx) = std::sync::mpsc::sync_channel(QUEUE);
+        let pending = Arc::new(AtomicU64::new(0));
+        let p = pending.clone();
+        let _ = std::thread::Builder::new()
+            .name("controld-alerts".into())
+            .spawn(move || deliver(rx, sinks, p));
+        Engine {
+            policies,
+            today: HashMap::new(),
+            queue,
+            pending,
+        }
+    }
+
+    /// Checks one new record (row `id`) inside the storing transaction.
+    pub fn check(
+        &mut self,
+        tx: &rusqlite::Transaction<'_>,
+        id: i64,
+        r: &RecordView<'_>,
+    ) -> rusqlite::Result<()> {
+        let policies = self
+            .policies
+            .read()
+            .map(|p| p.clone())
+            .unwrap_or_else(|e| e.into_inner().clone());
+        if policies.is_empty() {
+            return Ok(());
+        }
+        let (app, user, activity, method, url) = (
+            r.text(Field::App),
+            r.text(Field::User),
+            r.text(Field::Activity),
+            r.text(Field::Method),
+            r.text(Field::Url),
+        );
+        let facts = Facts {
+            kind: r.kind().as_str(),
+            app: &app,
+            user: &user,
+            activity: &activity,
+            action: r.action().as_str(),
+            method: &method,
+            status: r.fixed.status.get(),
+            url: &url,
+        };
+        for p in policies.iter() {
+            let Some(spec) = &p.alert else { continue };
+            if !p.matches(&facts) {
+                continue;
+            }
+            let time_us = r.fixed.time_unix_us.get() as i64;
+            let day = day_of(time_us);
+            let count = match self.today.get_mut(&p.name) {
+                Some((d, n)) if *d == day => n,
+                _ => {
+                    let n: u32 = tx.query_row(
+                        "SELECT count(*) FROM alerts WHERE policy = ?1 AND day = ?2",
+                        params![p.name, day],
+                        |row| row.get(0),
+                    )?;
+                    self.today.insert(p.name.clone(), (day.clone(), n));
+                    &mut self.today.get_mut(&p.name).expect("just inserted").1
+                }
+            };
+            if spec.daily_limit != 0 && *count >= spec.daily_limit {
+                continue;
+            }
+            *count += 1;
+            let mut alert = Alert {
+                id: 0,
+                time: rfc3339(time_us),
+                policy: p.name.clone(),
+                severity: spec.severity.clone(),
+                record_id: id,
+                kind: facts.kind.to_string(),
+                app: app.to_string(),
+                user: user.to_string(),
+                client_ip: r.client_ip().to_string(),
+                url: url.to_string(),
+                activity: activity.to_string(),
+                action: facts.action.to_string(),
+                file_name: r.text(Field::FileName).to_string(),
+            };
+            tx.execute(
+                "INSERT INTO alerts (time_us, day, policy, severity, record_id, kind, app, user, client_ip, url, activity, action, file_name) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                params![
+                    time_us,
+                    day,
+                    alert.policy,
+                    alert.severity,
+                    id,
+                    alert.kind,
+                    alert.app,
+                    alert.user,
+                    alert.client_ip,
+                    alert.url,
+                    alert.activity,
+                    alert.action,
+                    alert.file_name
+                ],
+            )?;
+            alert.id = tx.last_insert_rowid();
+            self.pending.fetch_add(1, Ordering::Relaxed);
+            if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
+                self.queue.try_send(alert)
+            {
+                self.pending.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The delivery thread: each alert to the file, then to the webhook.
+fn deliver(rx: Receiver<Alert>, sinks: Sinks, pending: Arc<AtomicU64>) {
+    let mut file = sinks.file.as_ref().and_then(|p| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+            .map_err(|e| eprintln!("controld: alert file {}: {e}", p.display()))
+            .ok()
+    });
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(10)))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    for alert in rx {
+        let json = serde_json::to_string(&alert).unwrap_or_default();
+        if let Some(f) = &mut file {
+            if let Err(e) = writeln!(f, "{json}").and_then(|_| f.flush()) {
+                eprintln!("controld: alert file: {e}");
+            }
+        }
+        if let Some(url) = &sinks.webhook {
+            post_with_retries(&agent, url, &json, alert.id);
+        }
+        pending.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn post_with_retries(agent: &ureq::Agent, url: &str, json: &str, id: i64) {
+    let mut wait = FIRST_RETRY;
+    for attempt in 1..=ATTEMPTS {
+        let outcome = agent
+            .post(url)
+            .header("Content-Type", "application/json")
+            .send(json);
+        match outcome {
+            Ok(resp) if resp.status().is_success() => return,
+            Ok(resp) => eprintln!(
+                "controld: alert {id}: webhook answered {} (attempt {attempt}/{ATTEMPTS})",
+                resp.status()
+            ),
+            Err(e) => {
+                eprintln!("controld: alert {id}: webhook: {e} (attempt {attempt}/{ATTEMPTS})")
+            }
+        }
+        if attempt < ATTEMPTS {
+            std::thread::sleep(wait);
+            wait = (wait * 2).min(Duration::from_secs(30));
+        }
+    }
+    eprintln!("controld: alert {id}: webhook delivery given up; it stays in `controld alerts`");
+}

@@ -1,0 +1,454 @@
+//! Operator commands over the log store: `logs export`, `logs tail`,
+//! `report` and `alerts`. They read the SQLite store directly (read-only,
+//! concurrent with the daemon writing it), so they work while controld is
+//! down; access is the store file's permissions (owner only).
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::types::ValueRef;
+use rusqlite::Connection;
+use serde::Serialize;
+
+use crate::alerts::{rfc3339, Alert};
+use crate::logstore::{self, RECORD_COLUMNS};
+
+/// Output formats of `logs export`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Csv,
+    Jsonl,
+}
+
+/// `report` groupings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum By {
+    App,
+    User,
+    Ip,
+}
+
+/// Record kinds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum KindFilter {
+    Traffic,
+    Activity,
+}
+
+/// Which records a command looks at.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    pub from_us: Option<i64>,
+    pub to_us: Option<i64>,
+    pub app: Option<String>,
+    pub user: Option<String>,
+    pub kind: Option<KindFilter>,
+}
+
+fn now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+/// Parses a time: `now`, `-15m` / `-2h` / `-7d` (before now), an RFC 3339
+/// time (`2026-11-22T10:00:00Z`), a date (`2026-11-22`, midnight UTC) or
+/// Unix seconds.
+pub fn parse_time(s: &str) -> Result<i64, String> {
+    let s = s.trim();
+    if s == "now" {
+        return Ok(now_us());
+    }
+    if let Some(ago) = s.strip_prefix('-') {
+        let d = humantime::parse_duration(ago).map_err(|e| format!("time {s:?}: {e}"))?;
+        return Ok(now_us() - d.as_micros() as i64);
+    }
+    if let Ok(secs) = s.parse::<i64>() {
+        return Ok(secs * 1_000_000);
+    }
+    let text = if s.len() == 10 {
+        format!("{s}T00:00:00Z")
+    } else {
+        s.to_string()
+    };
+    let t = humantime::parse_rfc3339_weak(&text).map_err(|e| {
+        format!("time {s:?}: {e} (use now, -2h, 2026-11-22, 2026-11-22T10:00:00Z or Unix seconds)")
+    })?;
+    Ok(t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0))
+}
+
+impl Filter {
+    /// The WHERE clause and its parameters.
+    fn clause(&self) -> (String, Vec<rusqlite::types::Value>) {
+        use rusqlite::types::Value;
+        let mut parts = Vec::new();
+        let mut values = Vec::new();
+        if let Some(t) = self.from_us {
+            parts.push("time_us >= ?");
+            values.push(Value::Integer(t));
+        }
+        if let Some(t) = self.to_us {
+            parts.push("time_us < ?");
+            values.push(Value::Integer(t));
+        }
+        if let Some(a) = &self.app {
+            parts.push("app = ?");
+            values.push(Value::Text(a.clone()));
+        }
+        if let Some(u) = &self.user {
+            parts.push("user = ?");
+            values.push(Value::Text(u.clone()));
+        }
+        if let Some(k) = self.kind {
+            parts.push("kind = ?");
+            values.push(Value::Text(
+                match k {
+                    KindFilter::Traffic => "traffic",
+                    KindFilter::Activity => "activity",
+                }
+                .into(),
+            ));
+        }
+        let clause = if parts.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", parts.join(" AND "))
+        };
+        (clause, values)
+    }
+}
+
+/// Exported column names: the stored ones, with `time_us` shown as `time`.
+fn export_columns() -> Vec<&'static str> {
+    RECORD_COLUMNS
+        .iter()
+        .map(|c| if *c == "time_us" { "time" } else { c })
+        .collect()
+}
+
+fn csv_field(out: &mut impl Write, text: &str) -> std::io::Result<()> {
+    if text.contains([',', '"', '\n', '\r']) {
+        out.write_all(b"\"")?;
+        out.write_all(text.replace('"', "\"\"").as_bytes())?;
+        out.write_all(b"\"")
+    } else {
+        out.write_all(text.as_bytes())
+    }
+}
+
+/// Streams matching records to `out`, oldest first; returns how many.
+pub fn export(
+    state_dir: &Path,
+    filter: &Filter,
+    format: Format,
+    out: &mut dyn Write,
+) -> Result<u64, String> {
+    let conn = logstore::open_read_only(&logstore::path(state_dir))?;
+    let (clause, values) = filter.clause();
+    let progress = if std::io::stderr().is_terminal() {
+        let total: i64 = conn
+            .query_row(
+                &format!("SELECT count(*) FROM records{clause}"),
+                rusqlite::params_from_iter(values.iter()),
+                |r| r.get(0),
+            )
+            .map_err(|e| e.to_string())?;
+        let bar = indicatif::ProgressBar::new(total as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} rows ({per_sec}, {eta} left)",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        Some(bar)
+    } else {
+        None
+    };
+    let sql = format!(
+        "SELECT {} FROM records{clause} ORDER BY time_us, id",
+        RECORD_COLUMNS.join(", ")
+    );
+    let mut st = conn.prepare(&sql).map_err(|e| e.to_string())?;
+    let mut rows = st
+        .query(rusqlite::params_from_iter(values.iter()))
+        .map_err(|e| e.to_string())?;
+    let columns = export_columns();
+    let io = |e: std::io::Error| format!("writing the export: {e}");
+    if format == Format::Csv {
+        out.write_all(columns.join(",").as_bytes()).map_err(io)?;
+        out.write_all(b"\n").map_err(io)?;
+    }
+    let mut n = 0u64;
+    let mut line = Vec::with_capacity(1024);
+    while let Some(row) = rows.next().map_err(|e| e.to_string())? {
+        line.clear();
+        let mut json = serde_json::Map::new();
+        for (i, name) in columns.iter().enumerate() {
+            let value = row.get_ref(i).map_err(|e| e.to_string())?;
+            let text: String = match (*name, value) {
+                ("time", ValueRef::Integer(t)) => rfc3339(t),
+                ("request_id", ValueRef::Integer(v)) => format!("{:016x}", v as u64),
+                (_, ValueRef::Integer(v)) => v.to_string(),
+                (_, ValueRef::Text(t)) => String::from_utf8_lossy(t).into_owned(),
+                _ => String::new(),
+            };
+            match format {
+                Format::Csv => {
+                    if i > 0 {
+                        line.push(b',');
+                    }
+                    csv_field(&mut line, &text).map_err(io)?;
+                }
+                Format::Jsonl => {
+                    let v = match value {
+                        ValueRef::Integer(v) if !matches!(*name, "time" | "request_id") => {
+                            serde_json::Value::from(v)
+                        }
+                        _ => serde_json::Value::from(text),
+                    };
+                    json.insert(name.to_string(), v);
+                }
+            }
+        }
+        if format == Format::Jsonl {
+            serde_json::to_writer(&mut line, &json).map_err(|e| e.to_string())?;
+        }
+        line.push(b'\n');
+        out.write_all(&line).map_err(io)?;
+        n += 1;
+        if let Some(bar) = &progress {
+            if n.is_multiple_of(4096) {
+                bar.set_position(n);
+            }
+        }
+    }
+    out.flush().map_err(io)?;
+    if let Some(bar) = progress {
+        bar.finish_and_clear();
+    }
+    Ok(n)
+}
+
+/// Prints new records as they are stored, until interrupted.
+pub fn tail(state_dir: &Path, app: Option<&str>, format: Format) -> Result<(), String> {
+    let conn = logstore::open_read_only(&logstore::path(state_dir))?;
+    let mut last: i64 = conn
+        .query_row("SELECT coalesce(max(id), 0) FROM records", [], |r| r.get(0))
+        .map_err(|e| e.to_string())?;
+    let stdout = std::io::stdout();
+    loop {
+        let filter = Filter {
+            app: app.map(str::to_string),
+            ..Filter::default()
+        };
+        let mut out = stdout.lock();
+        last = print_after(&conn, last, &filter, format, &mut out)?;
+        drop(out);
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Prints records with id > `after` (oldest first); returns the last id.
+fn print_after(
+    conn: &Connection,
+    after: i64,
+    filter: &Filter,
+    format: Format,
+    out: &mut dyn Write,
+) -> Result<i64, String> {
+    let (clause, mut values) = filter.clause();
+    let clause = if clause.is_empty() {
+        " WHERE id > ?".to_string()
+    } else {
+        format!("{clause} AND id > ?")
+    };
+    values.push(rusqlite::types::Value::Integer(after));
+    let sql = format!(
+        "SELECT id, time_us, kind, client_ip, user, method, url, status, bytes_up, bytes_down, app, action, activity, file_name FROM records{clause} ORDER BY id LIMIT 10000"
+    );
+    let mut st = conn.prepare_cached(&sql).map_err(|e| e.to_string())?;
+    let mut rows = st
+        .query(rusqlite::params_from_iter(values.iter()))
+        .map_err(|e| e.to_string())?;
+    let mut last = after;
+    let io = |e: std::io::Error| e.to_string();
+    while let Some(r) = rows.next().map_err(|e| e.to_string())? {
+        let g = |i: usize| -> String {
+            match r.get_ref(i) {
+                Ok(ValueRef::Text(t)) => String::from_utf8_lossy(t).into_owned(),
+                Ok(ValueRef::Integer(v)) => v.to_string(),
+                _ => String::new(),
+            }
+        };
+        last = r.get(0).map_err(|e| e.to_string())?;
+        let time = rfc3339(r.get(1).map_err(|e| e.to_string())?);
+        match format {
+            Format::Jsonl => {
+                let v = serde_json::json!({
+                    "id": last, "time": time, "kind": g(2), "client_ip": g(3), "user": g(4),
+                    "method": g(5), "url": g(6), "status": r.get::<_, i64>(7).unwrap_or(0),
+                    "bytes_up": r.get::<_, i64>(8).unwrap_or(0),
+                    "bytes_down": r.get::<_, i64>(9).unwrap_or(0),
+                    "app": g(10), "action": g(11), "activity": g(12), "file_name": g(13),
+                });
+                writeln!(out, "{v}").map_err(io)?;
+            }
+            Format::Csv => {
+                let user = g(4);
+                let what = if g(2) == "activity" {
+                    format!("{} {:?}", g(12), g(13))
+                } else {
+                    format!("{} {} {}", g(5), g(6), g(7))
+                };
+                writeln!(
+                    out,
+                    "{time} {ip} {user} [{app}] {what} up={up} down={down} {action}",
+                    ip = g(3),
+                    user = if user.is_empty() { "-" } else { &user },
+                    app = g(10),
+                    up = g(8),
+                    down = g(9),
+                    action = g(11),
+                )
+                .map_err(io)?;
+            }
+        }
+    }
+    out.flush().map_err(io)?;
+    Ok(last)
+}
+
+/// One row of the traffic report.
+#[derive(Debug, Serialize)]
+pub struct ReportRow {
+    pub key: String,
+    pub requests: i64,
+    pub users: i64,
+    pub bytes_up: i64,
+    pub bytes_down: i64,
+    pub blocked: i64,
+    pub activities: i64,
+}
+
+/// Requests, users, bytes and blocked counts per app, user or IP.
+pub fn report(state_dir: &Path, filter: &Filter, by: By) -> Result<Vec<ReportRow>, String> {
+    let conn = logstore::open_read_only(&logstore::path(state_dir))?;
+    let (clause, values) = filter.clause();
+    let key = match by {
+        By::App => "app",
+        By::User => "user",
+        By::Ip => "client_ip",
+    };
+    let sql = format!(
+        "SELECT {key}, \
+         count(*) FILTER (WHERE kind = 'traffic'), \
+         count(DISTINCT nullif(user, '')), \
+         coalesce(sum(bytes_up) FILTER (WHERE kind = 'traffic'), 0), \
+         coalesce(sum(bytes_down) FILTER (WHERE kind = 'traffic'), 0), \
+         count(*) FILTER (WHERE kind = 'traffic' AND action = 'block'), \
+         count(*) FILTER (WHERE kind = 'activity') \
+         FROM records{clause} GROUP BY {key} ORDER BY 2 DESC, 1"
+    );
+    let mut st = conn.prepare(&sql).map_err(|e| e.to_string())?;
+    let rows = st
+        .query_map(rusqlite::params_from_iter(values.iter()), |r| {
+            Ok(ReportRow {
+                key: r.get(0)?,
+                requests: r.get(1)?,
+                users: r.get(2)?,
+                bytes_up: r.get(3)?,
+                bytes_down: r.get(4)?,
+                blocked: r.get(5)?,
+                activities: r.get(6)?,
+            })
+        })
+        .map_err(|e| e.to_string())?;
+    rows.collect::<Result<_, _>>().map_err(|e| e.to_string())
+}
+
+/// The report as a table.
+pub fn render_report(rows: &[ReportRow], by: By) -> String {
+    let head = match by {
+        By::App => "app",
+        By::User => "user",
+        By::Ip => "client ip",
+    };
+    let mut out = format!(
+        "{head:<28} {:>10} {:>6} {:>14} {:>14} {:>8} {:>10}\n",
+        "requests", "users", "bytes up", "bytes down", "blocked", "activities"
+    );
+    for r in rows {
+        let key = if r.key.is_empty() { "-" } else { &r.key };
+        out.push_str(&format!(
+            "{key:<28} {:>10} {:>6} {:>14} {:>14} {:>8} {:>10}\n",
+            r.requests, r.users, r.bytes_up, r.bytes_down, r.blocked, r.activities
+        ));
+    }
+    out
+}
+
+/// Alerts raised in the filter's time range, oldest first.
+pub fn alerts(state_dir: &Path, filter: &Filter) -> Result<Vec<Alert>, String> {
+    let conn = logstore::open_read_only(&logstore::path(state_dir))?;
+    let time_only = Filter {
+        from_us: filter.from_us,
+        to_us: filter.to_us,
+        ..Filter::default()
+    };
+    let (clause, values) = time_only.clause();
+    let sql = format!(
+        "SELECT id, time_us, policy, severity, record_id, kind, app, user, client_ip, url, activity, action, file_name FROM alerts{clause} ORDER BY time_us, id"
+    );
+    let mut st = conn.prepare(&sql).map_err(|e| e.to_string())?;
+    let rows = st
+        .query_map(rusqlite::params_from_iter(values.iter()), |r| {
+            Ok(Alert {
+                id: r.get(0)?,
+                time: rfc3339(r.get(1)?),
+                policy: r.get(2)?,
+                severity: r.get(3)?,
+                record_id: r.get(4)?,
+                kind: r.get(5)?,
+                app: r.get(6)?,
+                user: r.get(7)?,
+                client_ip: r.get(8)?,
+                url: r.get(9)?,
+                activity: r.get(10)?,
+                action: r.get(11)?,
+                file_name: r.get(12)?,
+            })
+        })
+        .map_err(|e| e.to_string())?;
+    rows.collect::<Result<_, _>>().map_err(|e| e.to_string())
+}
+
+/// Alerts as lines.
+pub fn render_alerts(list: &[Alert]) -> String {
+    let mut out = String::new();
+    for a in list {
+        let what = if a.activity.is_empty() {
+            a.url.clone()
+        } else {
+            format!("{} {:?}", a.activity, a.file_name)
+        };
+        out.push_str(&format!(
+            "{} [{}] {} app={} user={} ip={} {} (record {})\n",
+            a.time,
+            a.severity,
+            a.policy,
+            a.app,
+            if a.user.is_empty() { "-" } else { &a.user },
+            a.client_ip,
+            what,
+            a.record_id
+        ));
+    }
+    if list.is_empty() {
+        out.push_str("no alerts\n");
+    }
+    out
+}

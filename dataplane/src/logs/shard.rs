@@ -1,0 +1,449 @@
+//! One core's log shard: the batch being filled, and the sealed batches
+//! not yet acknowledged by controld, in sequence order.
+//!
+//! A sealed batch is kept as the exact control frame that carries it, in
+//! memory while the memory budget allows, else in a file of the core's
+//! spill directory while the disk budget allows; only when both are
+//! exhausted is a batch dropped, and its records counted. A batch is freed
+//! (its file deleted) only when controld acknowledges it, so a controld
+//! restart loses nothing; on reconnect the unacknowledged batches are sent
+//! again, oldest first, and controld stores each (stream, seq) once.
+//!
+//! Spill files outlive the process: a restarted core finds the files its
+//! predecessor left and sends them first.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+
+use capnp::message::Builder;
+use palisade_schema::control_capnp::request;
+use palisade_schema::frame;
+use palisade_schema::logrec::BatchBuilder;
+
+/// Budgets and places of a core's log.
+#[derive(Clone, Debug)]
+pub struct LogConfig {
+    /// Records per batch before it is sealed.
+    pub batch_records: u32,
+    /// Sealed batches kept in memory, bytes.
+    pub memory_budget: usize,
+    /// Directory for spill files (a `core-N` subdirectory per core);
+    /// `None`: no spilling.
+    pub spill_dir: Option<PathBuf>,
+    /// Spill files per core, bytes.
+    pub disk_budget: u64,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            batch_records: 1024,
+            memory_budget: 32 << 20,
+            spill_dir: None,
+            disk_budget: 1 << 30,
+        }
+    }
+}
+
+/// Where a sealed batch waits.
+enum Held {
+    Memory(Vec<u8>),
+    /// A spill file and its length.
+    Disk(PathBuf, u64),
+}
+
+struct Sealed {
+    stream_id: u64,
+    seq: u64,
+    records: u32,
+    held: Held,
+}
+
+/// The log of one core.
+pub struct LogShard {
+    core: u32,
+    config: LogConfig,
+    stream_id: u64,
+    next_seq: u64,
+    next_request: u64,
+    building: BatchBuilder,
+    queue: VecDeque<Sealed>,
+    /// Entries at the front of `queue` already sent on the current
+    /// connection.
+    sent: usize,
+    memory_bytes: usize,
+    disk_bytes: u64,
+    dropped: u64,
+    spilled_batches: u64,
+}
+
+impl LogShard {
+    /// A shard for `core`; picks up spill files a previous run left.
+    pub fn new(core: u32, config: LogConfig) -> LogShard {
+        let start_us = super::now_unix_us();
+        // Unique per core run and increasing across runs, so batches of an
+        // earlier run sort before this run's.
+        let stream_id = (start_us << 8) | (core as u64 & 0xff);
+        let mut shard = LogShard {
+            core,
+            building: BatchBuilder::with_capacity(config.batch_records as usize, 64 << 10),
+            config,
+            stream_id,
+            next_seq: 1,
+            next_request: (start_us & 0xff_ffff) << 40 | (core as u64 & 0xff) << 32,
+            queue: VecDeque::new(),
+            sent: 0,
+            memory_bytes: 0,
+            disk_bytes: 0,
+            dropped: 0,
+            spilled_batches: 0,
+        };
+        shard.adopt_spill_files();
+        shard
+    }
+
+    pub(super) fn next_request_id(&mut self) -> u64 {
+        self.next_request += 1;
+        self.next_request
+    }
+
+    pub(super) fn builder(&mut self) -> &mut BatchBuilder {
+        &mut self.building
+    }
+
+    pub(super) fn after_push(&mut self) {
+        if self.building.count() >= self.config.batch_records {
+            self.seal();
+        }
+    }
+
+    /// Records dropped since start (both budgets were exhausted).
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Sealed batches waiting for an ack, and how many of those are on disk.
+    pub fn backlog(&self) -> (usize, usize) {
+        let on_disk = self
+            .queue
+            .iter()
+            .filter(|s| matches!(s.held, Held::Disk(..)))
+            .count();
+        (self.queue.len(), on_disk)
+    }
+
+    /// Batches written to spill files since start.
+    pub fn spilled_batches(&self) -> u64 {
+        self.spilled_batches
+    }
+
+    /// Records in the batch being filled.
+    pub fn pending_records(&self) -> u32 {
+        self.building.count()
+    }
+
+    fn core_dir(&self) -> Option<PathBuf> {
+        self.config
+            .spill_dir
+            .as_ref()
+            .map(|d| d.join(format!("core-{}", self.core)))
+    }
+
+    /// Seals the batch being filled: it becomes a frame held in memory, or
+    /// on disk, or is dropped when neither budget has room.
+    pub fn seal(&mut self) {
+        let count = self.building.count();
+        if count == 0 {
+            return;
+        }
+        let seq = self.next_seq;
+        let frame = batch_frame(self.stream_id, seq, self.core, &self.building, self.dropped);
+        self.building.clear();
+        let held = if self.memory_bytes + frame.len() <= self.config.memory_budget {
+            self.memory_bytes += frame.len();
+            Held::Memory(frame)
+        } else {
+            match self.spill(seq, &frame) {
+                Some(held) => held,
+                None => {
+                    self.dropped += count as u64;
+                    return;
+                }
+            }
+        };
+        self.next_seq += 1;
+        self.queue.push_back(Sealed {
+            stream_id: self.stream_id,
+            seq,
+            records: count,
+            held,
+        });
+    }
+
+    fn spill(&mut self, seq: u64, frame: &[u8]) -> Option<Held> {
+        let dir = self.core_dir()?;
+        let len = frame.len() as u64;
+        if self.disk_bytes + len > self.config.disk_budget {
+            return None;
+        }
+        let path = dir.join(spill_name(self.stream_id, seq));
+        match write_spill_file(&dir, &path, frame) {
+            Ok(()) => {
+                self.disk_bytes += len;
+                self.spilled_batches += 1;
+                Some(Held::Disk(path, len))
+            }
+            Err(e) => {
+                eprintln!(
+                    "dataplane: core {}: log spill {}: {e}",
+                    self.core,
+                    path.display()
+                );
+                None
+            }
+        }
+    }
+
+    /// Queues the spill files of earlier runs, oldest first.
+    fn adopt_spill_files(&mut self) {
+        let Some(dir) = self.core_dir() else { return };
+        let mut found: Vec<(u64, u64, PathBuf, u64)> = std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                let (stream, seq) = parse_spill_name(&name)?;
+                let len = e.metadata().ok()?.len();
+                Some((stream, seq, e.path(), len))
+            })
+            .collect();
+        found.sort_unstable_by_key(|f| (f.0, f.1));
+        for (stream_id, seq, path, len) in found {
+            self.disk_bytes += len;
+            self.queue.push_back(Sealed {
+                stream_id,
+                seq,
+                // Unknown until read; only used for the drop count of a
+                // batch controld refuses.
+                records: 0,
+                held: Held::Disk(path, len),
+            });
+        }
+    }
+
+    /// A new control connection: everything unacknowledged is sent again.
+    pub fn connection_reset(&mut self) {
+        self.sent = 0;
+    }
+
+    /// The next batch to send on this connection (at most `window`
+    /// unacknowledged in flight): its frame bytes.
+    pub fn next_to_send(&mut self, window: usize) -> Option<Vec<u8>> {
+        while self.sent < self.queue.len().min(window) {
+            let entry = &self.queue[self.sent];
+            let bytes = match &entry.held {
+                Held::Memory(frame) => Some(frame.clone()),
+                Held::Disk(path, _) => match std::fs::read(path) {
+                    Ok(b) => Some(b),
+                    Err(e) => {
+                        eprintln!(
+                            "dataplane: core {}: log spill {} unreadable: {e}",
+                            self.core,
+                            path.display()
+                        );
+                        None
+                    }
+                },
+            };
+            match bytes {
+                Some(b) => {
+                    self.sent += 1;
+                    return Some(b);
+                }
+                None => {
+                    // A lost spill file cannot be sent: count it and go on.
+                    let gone = self.remove_at(self.sent);
+                    self.dropped += gone as u64;
+                }
+            }
+        }
+        None
+    }
+
+    /// controld stored (or refused) batch `seq` of `stream_id`: free it.
+    pub fn acknowledged(&mut self, stream_id: u64, seq: u64, ok: bool) {
+        let Some(i) = self
+            .queue
+            .iter()
+            .position(|s| s.stream_id == stream_id && s.seq == seq)
+        else {
+            return;
+        };
+        let records = self.remove_at(i);
+        if i < self.sent {
+            self.sent -= 1;
+        }
+        if !ok {
+            self.dropped += records as u64;
+        }
+    }
+
+    fn remove_at(&mut self, i: usize) -> u32 {
+        let Some(entry) = self.queue.remove(i) else {
+            return 0;
+        };
+        match entry.held {
+            Held::Memory(frame) => self.memory_bytes -= frame.len(),
+            Held::Disk(path, len) => {
+                self.disk_bytes = self.disk_bytes.saturating_sub(len);
+                let _ = std::fs::remove_file(path);
+            }
+        }
+        entry.records
+    }
+}
+
+fn spill_name(stream_id: u64, seq: u64) -> String {
+    format!("{stream_id:016x}-{seq:016x}.batch")
+}
+
+fn parse_spill_name(name: &str) -> Option<(u64, u64)> {
+    let stem = name.strip_suffix(".batch")?;
+    let (a, b) = stem.split_once('-')?;
+    if a.len() != 16 || b.len() != 16 {
+        return None;
+    }
+    Some((
+        u64::from_str_radix(a, 16).ok()?,
+        u64::from_str_radix(b, 16).ok()?,
+    ))
+}
+
+/// Writes a spill file whole or not at all (temp file, then rename), so a
+/// crash never leaves a torn batch under a real name.
+fn write_spill_file(dir: &Path, path: &Path, frame: &[u8]) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, frame)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// The control frame carrying one batch.
+fn batch_frame(stream_id: u64, seq: u64, core: u32, b: &BatchBuilder, dropped: u64) -> Vec<u8> {
+    let mut m = Builder::new_default();
+    {
+        let mut batch = m.init_root::<request::Builder>().init_log_batch();
+        batch.set_stream_id(stream_id);
+        batch.set_seq(seq);
+        batch.set_core(core);
+        batch.set_count(b.count());
+        batch.set_records(b.records_bytes());
+        batch.set_arena(b.arena());
+        batch.set_dropped_total(dropped);
+    }
+    frame::encode(&m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::logs::TrafficFacts;
+    use palisade_schema::logrec::Action;
+
+    fn facts(target: &[u8]) -> TrafficFacts<'_> {
+        TrafficFacts {
+            started_unix_us: 1,
+            duration_us: 2,
+            peer: "127.0.0.1:5".parse().unwrap(),
+            tls: false,
+            app: "demo",
+            host: b"demo.test",
+            method: b"GET",
+            target,
+            user_agent: b"ua",
+            status: 200,
+            bytes_up: 10,
+            bytes_down: 20,
+            action: Action::Allow,
+            policy: "",
+            user: "",
+            session_id: "",
+            device_tags: "",
+        }
+    }
+
+    fn config(dir: Option<&Path>, memory: usize, disk: u64) -> LogConfig {
+        LogConfig {
+            batch_records: 2,
+            memory_budget: memory,
+            spill_dir: dir.map(Path::to_path_buf),
+            disk_budget: disk,
+        }
+    }
+
+    #[test]
+    fn batches_spill_past_the_memory_budget_and_are_sent_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        // Room for one batch in memory.
+        let mut shard = LogShard::new(0, config(Some(dir.path()), 700, 1 << 20));
+        for i in 0..6 {
+            shard.record(&facts(format!("/{i}").as_bytes()), None);
+        }
+        assert_eq!(shard.backlog(), (3, 2));
+        let frames: Vec<Vec<u8>> = std::iter::from_fn(|| shard.next_to_send(16)).collect();
+        assert_eq!(frames.len(), 3);
+        // Acks free memory and delete files.
+        let stream = shard.stream_id;
+        for seq in 1..=3 {
+            shard.acknowledged(stream, seq, true);
+        }
+        assert_eq!(shard.backlog(), (0, 0));
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("core-0"))
+                .unwrap()
+                .count(),
+            0
+        );
+        assert_eq!(shard.dropped(), 0);
+    }
+
+    #[test]
+    fn records_are_dropped_and_counted_only_when_both_budgets_are_full() {
+        let mut shard = LogShard::new(1, config(None, 700, 0));
+        for i in 0..6 {
+            shard.record(&facts(format!("/{i}").as_bytes()), None);
+        }
+        assert_eq!(shard.backlog(), (1, 0));
+        assert_eq!(shard.dropped(), 4);
+    }
+
+    #[test]
+    fn a_restarted_core_sends_its_predecessors_spill_files_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let old_stream;
+        {
+            let mut shard = LogShard::new(0, config(Some(dir.path()), 0, 1 << 20));
+            old_stream = shard.stream_id;
+            for i in 0..4 {
+                shard.record(&facts(format!("/{i}").as_bytes()), None);
+            }
+            assert_eq!(shard.backlog(), (2, 2));
+        }
+        let mut shard = LogShard::new(0, config(Some(dir.path()), 1 << 20, 1 << 20));
+        assert_eq!(shard.backlog(), (2, 2));
+        shard.record(&facts(b"/new"), None);
+        shard.seal();
+        let first = shard.next_to_send(16).unwrap();
+        let m = frame::decode(&first[4..]).unwrap();
+        let root = m.get_root::<request::Reader>().unwrap();
+        let request::LogBatch(b) = root.which().unwrap() else {
+            panic!("not a batch")
+        };
+        let b = b.unwrap();
+        assert_eq!((b.get_stream_id(), b.get_seq()), (old_stream, 1));
+        // A new connection starts over from the oldest unacknowledged.
+        shard.connection_reset();
+        assert_eq!(shard.next_to_send(16).unwrap(), first);
+    }
+}
