@@ -286,3 +286,90 @@ pub fn open_read_only(path: &Path) -> Result<Connection, String> {
         .map_err(|e| e.to_string())?;
     Ok(conn)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use palisade_schema::logrec::{BatchBuilder, Record};
+    use zerocopy::little_endian::U64;
+
+    fn batch(urls: &[&str]) -> BatchBuilder {
+        let mut b = BatchBuilder::default();
+        for u in urls {
+            let mut r = Record {
+                time_unix_us: U64::new(1),
+                ..Record::default()
+            };
+            r.strings[Field::Url as usize] = b.string(u.as_bytes());
+            b.push(&r);
+        }
+        b
+    }
+
+    fn count(path: &Path) -> i64 {
+        open_read_only(path)
+            .unwrap()
+            .query_row("SELECT count(*) FROM records", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_batch_sent_again_is_stored_once_even_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        let b1 = batch(&["/a", "/b"]);
+        let b2 = batch(&["/c"]);
+        fn at(seq: u64, b: &BatchBuilder) -> BatchRef<'_> {
+            BatchRef {
+                stream_id: u64::MAX - 1,
+                seq,
+                core: 0,
+                view: BatchView::new(b.count(), b.records_bytes(), b.arena()).unwrap(),
+            }
+        }
+        {
+            let mut store = Store::open(&path, Sync::Full).unwrap();
+            let r = store
+                .store_all(&[at(1, &b1), at(1, &b1)], |_, _, _| Ok(()))
+                .unwrap();
+            assert!(matches!(r[0], Stored::Inserted { .. }));
+            assert_eq!(r[1], Stored::Duplicate);
+        }
+        assert_eq!(count(&path), 2);
+        let mut store = Store::open(&path, Sync::Normal).unwrap();
+        let r = store
+            .store_all(&[at(1, &b1), at(2, &b2)], |_, _, _| Ok(()))
+            .unwrap();
+        assert_eq!(r[0], Stored::Duplicate);
+        assert!(matches!(r[1], Stored::Inserted { .. }));
+        assert_eq!(count(&path), 3);
+    }
+
+    #[test]
+    fn a_failed_transaction_stores_nothing_and_remembers_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        let b1 = batch(&["/a", "/b"]);
+        let view = BatchView::new(b1.count(), b1.records_bytes(), b1.arena()).unwrap();
+        let mut store = Store::open(&path, Sync::Full).unwrap();
+        let refs = [BatchRef {
+            stream_id: 7,
+            seq: 1,
+            core: 0,
+            view,
+        }];
+        let failed = store.store_all(&refs, |_, id, _| {
+            if id == 2 {
+                Err(rusqlite::Error::InvalidQuery)
+            } else {
+                Ok(())
+            }
+        });
+        assert!(failed.is_err());
+        assert_eq!(count(&path), 0);
+        // The resend is stored, not taken for a duplicate.
+        let r = store.store_all(&refs, |_, _, _| Ok(())).unwrap();
+        assert!(matches!(r[0], Stored::Inserted { .. }));
+        assert_eq!(count(&path), 2);
+    }
+}

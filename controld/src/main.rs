@@ -17,10 +17,10 @@ const DEFAULT_STATE_DIR: &str = "/var/lib/palisade";
 struct FilterArgs {
     /// Start (inclusive): now, -2h, 2026-11-22, 2026-11-22T10:00:00Z or
     /// Unix seconds [default: the beginning].
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     from: Option<String>,
     /// End (exclusive), same forms [default: now].
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     to: Option<String>,
     #[arg(long)]
     app: Option<String>,
@@ -125,9 +125,9 @@ enum Command {
     /// The traffic report: requests, users, bytes up and down, blocked
     /// requests and activities per app, user or client IP.
     Report {
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         from: Option<String>,
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         to: Option<String>,
         #[arg(long, value_enum, default_value = "app")]
         by: logcli::By,
@@ -138,9 +138,9 @@ enum Command {
     },
     /// List the alerts activity policies raised.
     Alerts {
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         from: Option<String>,
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         to: Option<String>,
         #[arg(long)]
         json: bool,

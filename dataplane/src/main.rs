@@ -96,9 +96,9 @@ struct Args {
     /// memory budget is full [default: <snapshot-cache>/logs].
     #[arg(long)]
     log_spill_dir: Option<PathBuf>,
-    /// Unacknowledged log batches kept in memory per core, MiB.
-    #[arg(long, default_value_t = 32)]
-    log_memory_mib: u64,
+    /// Unacknowledged log batches kept in memory per core, KiB.
+    #[arg(long, default_value_t = 32 * 1024)]
+    log_memory_kib: u64,
     /// Log spill files per core, MiB (past memory and disk, records are
     /// dropped and counted).
     #[arg(long, default_value_t = 1024)]
@@ -205,7 +205,7 @@ fn start(a: Args) -> Result<(), String> {
         io_memory,
         log: (!a.no_log).then(|| LogConfig {
             batch_records: a.log_batch_records.max(1),
-            memory_budget: (a.log_memory_mib << 20) as usize,
+            memory_budget: (a.log_memory_kib << 10) as usize,
             spill_dir: a
                 .log_spill_dir
                 .clone()

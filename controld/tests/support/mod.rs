@@ -254,3 +254,42 @@ pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     }
     panic!("timed out waiting for: {what}");
 }
+
+impl Env {
+    /// `controld logs export --format jsonl` of this env's store, parsed.
+    pub fn export(&self, extra: &[&str]) -> Vec<serde_json::Value> {
+        let out = Command::new(controld_bin())
+            .args(["logs", "export", "--format", "jsonl", "--state-dir"])
+            .arg(self.path("state"))
+            .args(extra)
+            .output()
+            .expect("run controld logs export");
+        if !out.status.success() {
+            return Vec::new();
+        }
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("export line is JSON"))
+            .collect()
+    }
+
+    /// Waits until the store holds `n` records of `kind`, and returns them.
+    pub fn wait_for_records(&self, kind: &str, n: usize) -> Vec<serde_json::Value> {
+        let mut rows = Vec::new();
+        eventually(&format!("{n} {kind} records in the store"), || {
+            rows = self.export(&["--kind", kind]);
+            rows.len() >= n
+        });
+        rows
+    }
+}
+
+impl Env {
+    /// Runs a `controld` command that needs no socket (compile, validate).
+    pub fn cli_offline(&self, args: &[&str]) -> std::process::Output {
+        Command::new(controld_bin())
+            .args(args)
+            .output()
+            .expect("run controld")
+    }
+}

@@ -1,0 +1,620 @@
+//! The log pipeline end to end: real data plane, real controld, real
+//! origins; records checked through `controld logs export`.
+
+mod support;
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use support::*;
+
+const HOST: &str = "demo.test.proxy.test";
+
+/// An origin with pages, a download, an upload endpoint and a 404.
+fn app_origin() -> Origin {
+    Origin::start(OriginConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        handler: Arc::new(|r: &Request| {
+            let path = r.target.split('?').next().unwrap_or("");
+            if let Some(n) = path.strip_prefix("/page/") {
+                let n: usize = n.parse().unwrap_or(1);
+                Reply::text(200, vec![b'x'; n])
+            } else if path == "/file.pdf" {
+                Reply::Full {
+                    status: 200,
+                    headers: vec![
+                        ("Content-Type".into(), "application/pdf".into()),
+                        (
+                            "Content-Disposition".into(),
+                            "attachment; filename=\"report.pdf\"".into(),
+                        ),
+                    ],
+                    body: vec![b'%'; 3000],
+                }
+            } else if path == "/upload" {
+                Reply::text(201, "stored")
+            } else if path.starts_with("/item/") || path.starts_with("/seq/") {
+                Reply::text(200, "ok")
+            } else {
+                Reply::text(404, "no such thing")
+            }
+        }),
+        tls: None,
+        split_writes: false,
+        record: false,
+    })
+    .expect("origin")
+}
+
+/// Sends `request` on `s` and reads one Content-Length response: (status,
+/// bytes received).
+fn roundtrip(s: &mut TcpStream, request: &[u8]) -> (u16, usize) {
+    s.write_all(request).expect("send");
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16384];
+    loop {
+        let n = s.read(&mut chunk).expect("read");
+        assert!(n > 0, "proxy closed before a whole response");
+        buf.extend_from_slice(&chunk[..n]);
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut r = httparse::Response::new(&mut headers);
+        if let Ok(httparse::Status::Complete(head)) = r.parse(&buf) {
+            let len: usize = r
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse().ok())
+                .expect("content-length");
+            if buf.len() >= head + len {
+                assert_eq!(buf.len(), head + len, "more than one response");
+                return (r.code.unwrap_or(0), buf.len());
+            }
+        }
+    }
+}
+
+fn get(target: &str, agent: &str) -> Vec<u8> {
+    format!("GET {target} HTTP/1.1\r\nHost: {HOST}\r\nUser-Agent: {agent}\r\n\r\n").into_bytes()
+}
+
+fn by_url(rows: &[serde_json::Value]) -> HashMap<String, serde_json::Value> {
+    rows.iter()
+        .map(|r| (r["url"].as_str().unwrap_or("").to_string(), r.clone()))
+        .collect()
+}
+
+#[test]
+fn requests_through_the_data_plane_produce_exactly_the_expected_rows() {
+    let env = Env::new();
+    let origin = app_origin();
+    let policy = env.policy("p.toml", origin.addr(), "");
+    let _controld = env.controld(&policy, &[]);
+    let (_dp, addr) = env.dataplane(2, &[]);
+    env.wait_for_cores(2, 1);
+
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    let port = s.local_addr().expect("local").port();
+    let multipart = "--XyZ\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhello\r\n--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"notes.txt\"\r\nContent-Type: text/plain\r\n\r\nsecret plans\r\n--XyZ--\r\n";
+    let upload = format!(
+        "POST /upload HTTP/1.1\r\nHost: {HOST}\r\nUser-Agent: uploader/2\r\nContent-Type: multipart/form-data; boundary=XyZ\r\nContent-Length: {}\r\n\r\n{multipart}",
+        multipart.len()
+    )
+    .into_bytes();
+    let requests: Vec<(Vec<u8>, &str, &str, u16)> = vec![
+        (
+            get("/page/100", "agent/1"),
+            "GET",
+            "http://demo.test/page/100",
+            200,
+        ),
+        (
+            get("/page/5000?q=1", "agent/2"),
+            "GET",
+            "http://demo.test/page/5000?q=1",
+            200,
+        ),
+        (
+            get("/file.pdf", "agent/3"),
+            "GET",
+            "http://demo.test/file.pdf",
+            200,
+        ),
+        (upload, "POST", "http://demo.test/upload", 201),
+        (
+            get("/missing", "agent/5"),
+            "GET",
+            "http://demo.test/missing",
+            404,
+        ),
+    ];
+    let mut expected = Vec::new();
+    for (req, method, url, status) in &requests {
+        let (got, received) = roundtrip(&mut s, req);
+        assert_eq!(got, *status, "{url}");
+        expected.push((*method, *url, *status, req.len(), received));
+    }
+    // A request smuggling attempt: refused before routing, logged anyway.
+    let bad = format!(
+        "GET / HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"
+    );
+    let mut b = TcpStream::connect(addr).expect("connect");
+    b.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    b.write_all(bad.as_bytes()).expect("send");
+    let mut answer = Vec::new();
+    let _ = b.read_to_end(&mut answer);
+    assert!(answer.starts_with(b"HTTP/1.1 400"), "{answer:?}");
+
+    let rows = env.wait_for_records("traffic", 6);
+    assert_eq!(rows.len(), 6, "exactly one row per request: {rows:#?}");
+    let urls = by_url(&rows);
+    for (method, url, status, sent, received) in expected {
+        let row = &urls[url];
+        assert_eq!(row["method"], method, "{url}");
+        assert_eq!(row["status"], status, "{url}");
+        assert_eq!(row["bytes_up"], sent as u64, "bytes up of {url}");
+        assert_eq!(row["bytes_down"], received as u64, "bytes down of {url}");
+        assert_eq!(row["app"], "demo");
+        assert_eq!(row["host"], "demo.test");
+        assert_eq!(row["client_ip"], "127.0.0.1");
+        assert_eq!(row["client_port"], port);
+        assert_eq!(row["tls"], 0);
+        assert_eq!(row["action"], "allow");
+    }
+    assert_eq!(urls["http://demo.test/page/100"]["user_agent"], "agent/1");
+    let refused = rows.iter().find(|r| r["status"] == 400).expect("400 row");
+    assert_eq!(refused["app"], "");
+    assert_eq!(refused["action"], "block");
+    assert_eq!(refused["bytes_up"], bad.len() as u64);
+    assert_eq!(refused["bytes_down"], answer.len() as u64);
+    // Request ids are unique.
+    let ids: BTreeSet<&str> = rows
+        .iter()
+        .filter_map(|r| r["request_id"].as_str())
+        .collect();
+    assert_eq!(ids.len(), 6);
+
+    let activities = env.wait_for_records("activity", 2);
+    assert_eq!(activities.len(), 2, "{activities:#?}");
+    let download = activities
+        .iter()
+        .find(|a| a["activity"] == "download")
+        .expect("download");
+    assert_eq!(download["file_name"], "report.pdf");
+    assert_eq!(download["file_size"], 3000);
+    assert_eq!(download["url"], "http://demo.test/file.pdf");
+    let up = activities
+        .iter()
+        .find(|a| a["activity"] == "upload")
+        .expect("upload");
+    assert_eq!(up["file_name"], "notes.txt");
+    assert_eq!(up["file_size"], multipart.len() as u64);
+    assert_eq!(up["user_agent"], "uploader/2");
+
+    // The report adds them up.
+    let out = std::process::Command::new(controld_bin())
+        .args(["report", "--json", "--state-dir"])
+        .arg(env.path("state"))
+        .output()
+        .expect("report");
+    assert!(out.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let demo = report
+        .as_array()
+        .and_then(|a| a.iter().find(|r| r["key"] == "demo"))
+        .expect("demo row");
+    assert_eq!(demo["requests"], 5);
+    assert_eq!(demo["activities"], 2);
+    let sent: u64 = rows
+        .iter()
+        .filter(|r| r["app"] == "demo")
+        .map(|r| r["bytes_up"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(demo["bytes_up"], sent);
+}
+
+/// Clients sending unique URLs on keep-alive connections until stopped;
+/// returns the URLs that completed.
+struct Load {
+    stop: Arc<AtomicBool>,
+    done: Arc<Mutex<Vec<String>>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(addr: SocketAddr, clients: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let done = Arc::new(Mutex::new(Vec::new()));
+        let threads = (0..clients)
+            .map(|t| {
+                let (stop, done) = (stop.clone(), done.clone());
+                std::thread::spawn(move || {
+                    let mut s = TcpStream::connect(addr).expect("connect");
+                    s.set_read_timeout(Some(DEADLINE)).expect("timeout");
+                    let mut n = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        let target = format!("/item/{t}-{n}");
+                        let (status, _) = roundtrip(&mut s, &get(&target, "load"));
+                        assert_eq!(status, 200);
+                        done.lock()
+                            .unwrap()
+                            .push(format!("http://demo.test{target}"));
+                        n += 1;
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            done,
+            threads,
+        }
+    }
+
+    fn completed(&self) -> usize {
+        self.done.lock().unwrap().len()
+    }
+
+    fn wait_for(&self, n: usize) {
+        eventually(&format!("{n} requests completed"), || self.completed() >= n);
+    }
+
+    fn finish(self) -> Vec<String> {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            t.join().expect("client thread");
+        }
+        let v = self.done.lock().unwrap().clone();
+        v
+    }
+}
+
+#[test]
+fn controld_killed_mid_load_loses_and_duplicates_nothing() {
+    let env = Env::new();
+    let origin = app_origin();
+    let policy = env.policy("p.toml", origin.addr(), "");
+    let controld = env.controld(&policy, &[]);
+    let (_dp, addr) = env.dataplane(2, &["--log-batch-records", "64"]);
+    env.wait_for_cores(2, 1);
+    let load = Load::start(addr, 4);
+    load.wait_for(2000);
+    // SIGKILL: no chance to finish a transaction or send an ack.
+    controld.kill();
+    let at_kill = load.completed();
+    load.wait_for(at_kill + 2000);
+    let _controld = env.controld(&policy, &[]);
+    let after = load.completed();
+    load.wait_for(after + 2000);
+    let completed = load.finish();
+
+    let rows = env.wait_for_records("traffic", completed.len());
+    let stored: Vec<&str> = rows.iter().filter_map(|r| r["url"].as_str()).collect();
+    let unique: BTreeSet<&str> = stored.iter().copied().collect();
+    assert_eq!(
+        unique.len(),
+        stored.len(),
+        "{} duplicated records",
+        stored.len() - unique.len()
+    );
+    let want: BTreeSet<&str> = completed.iter().map(String::as_str).collect();
+    let missing: Vec<&&str> = want.difference(&unique).take(5).collect();
+    assert!(missing.is_empty(), "records lost, e.g. {missing:?}");
+    assert_eq!(stored.len(), completed.len(), "records no client completed");
+    let ids: BTreeSet<&str> = rows
+        .iter()
+        .filter_map(|r| r["request_id"].as_str())
+        .collect();
+    assert_eq!(ids.len(), rows.len(), "request ids are unique");
+}
+
+/// Compiles the env's policy into a snapshot file (for a data plane that
+/// starts before controld).
+fn snapshot(env: &Env, policy: &std::path::Path) -> std::path::PathBuf {
+    let snap = env.path("start.snap");
+    let out = env.cli_offline(&[
+        "compile",
+        policy.to_str().unwrap(),
+        "-o",
+        snap.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    snap
+}
+
+fn spill_files(env: &Env) -> usize {
+    std::fs::read_dir(env.path("cache").join("logs").join("core-0"))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".batch"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn batches_spill_to_disk_while_controld_is_down_and_replay_in_order() {
+    let env = Env::new();
+    let origin = app_origin();
+    let policy = env.policy("p.toml", origin.addr(), "");
+    let snap = snapshot(&env, &policy);
+    // No memory budget: every batch goes to disk until controld acks it.
+    let (_dp, addr) = env.dataplane(
+        1,
+        &[
+            "--snapshot",
+            snap.to_str().unwrap(),
+            "--log-memory-kib",
+            "0",
+            "--log-batch-records",
+            "7",
+        ],
+    );
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    for i in 0..60 {
+        assert_eq!(
+            roundtrip(&mut s, &get(&format!("/seq/{i}"), "spill")).0,
+            200
+        );
+    }
+    eventually("60 records in 9 spill files", || spill_files(&env) == 9);
+
+    let _controld = env.controld(&policy, &[]);
+    let mut rows = env.wait_for_records("traffic", 60);
+    assert_eq!(rows.len(), 60);
+    rows.sort_by_key(|r| r["id"].as_i64());
+    let order: Vec<String> = rows
+        .iter()
+        .map(|r| r["url"].as_str().unwrap_or("").to_string())
+        .collect();
+    let sent: Vec<String> = (0..60)
+        .map(|i| format!("http://demo.test/seq/{i}"))
+        .collect();
+    assert_eq!(order, sent, "stored in the order the requests were made");
+    eventually("spill files deleted once acknowledged", || {
+        spill_files(&env) == 0
+    });
+}
+
+#[test]
+fn records_are_dropped_and_counted_only_when_both_budgets_are_exhausted() {
+    let env = Env::new();
+    let origin = app_origin();
+    let policy = env.policy("p.toml", origin.addr(), "");
+    let snap = snapshot(&env, &policy);
+    let (_dp, addr) = env.dataplane(
+        1,
+        &[
+            "--snapshot",
+            snap.to_str().unwrap(),
+            "--log-memory-kib",
+            "1",
+            "--log-disk-mib",
+            "0",
+            "--log-batch-records",
+            "2",
+        ],
+    );
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    for i in 0..30 {
+        assert_eq!(roundtrip(&mut s, &get(&format!("/seq/{i}"), "drop")).0, 200);
+    }
+    let _controld = env.controld(&policy, &[]);
+    let mut counts = (0, 0);
+    eventually("stored + dropped = 30", || {
+        let st = env.status();
+        let core = &st["cores"][0];
+        counts = (
+            core["log_stored"].as_u64().unwrap_or(0),
+            core["log_dropped"].as_u64().unwrap_or(0),
+        );
+        counts.0 + counts.1 == 30
+    });
+    let (stored, dropped) = counts;
+    assert!(
+        stored >= 2 && dropped >= 2,
+        "stored {stored}, dropped {dropped}"
+    );
+    assert_eq!(env.export(&[]).len() as u64, stored);
+    // The human status shows the drop counter too.
+    let text = env.cli(&["status"]);
+    assert!(
+        String::from_utf8_lossy(&text.stdout).contains(&format!("{dropped} dropped")),
+        "{}",
+        String::from_utf8_lossy(&text.stdout)
+    );
+}
+
+/// A webhook receiver: answers 500 to the first POST, 200 after; keeps
+/// every body it accepted and counts attempts.
+struct Webhook {
+    addr: SocketAddr,
+    accepted: Arc<Mutex<Vec<serde_json::Value>>>,
+    attempts: Arc<Mutex<usize>>,
+}
+
+fn webhook() -> Webhook {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let accepted = Arc::new(Mutex::new(Vec::new()));
+    let attempts = Arc::new(Mutex::new(0usize));
+    let (acc, att) = (accepted.clone(), attempts.clone());
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let (acc, att) = (acc.clone(), att.clone());
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let mut headers = [httparse::EMPTY_HEADER; 32];
+                    let mut r = httparse::Request::new(&mut headers);
+                    if let Ok(httparse::Status::Complete(head)) = r.parse(&buf) {
+                        let len: usize = r
+                            .headers
+                            .iter()
+                            .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                            .and_then(|h| std::str::from_utf8(h.value).ok()?.parse().ok())
+                            .unwrap_or(0);
+                        if buf.len() >= head + len {
+                            let body = buf[head..head + len].to_vec();
+                            buf.drain(..head + len);
+                            let first = {
+                                let mut n = att.lock().unwrap();
+                                *n += 1;
+                                *n == 1
+                            };
+                            let reply: &[u8] = if first {
+                                b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n"
+                            } else {
+                                acc.lock()
+                                    .unwrap()
+                                    .push(serde_json::from_slice(&body).expect("JSON body"));
+                                b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+                            };
+                            if conn.write_all(reply).is_err() {
+                                return;
+                            }
+                            continue;
+                        }
+                    }
+                    match conn.read(&mut chunk) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            });
+        }
+    });
+    Webhook {
+        addr,
+        accepted,
+        attempts,
+    }
+}
+
+#[test]
+fn alert_daily_limit_holds_and_the_webhook_gets_json_retried_after_a_500() {
+    let env = Env::new();
+    let origin = app_origin();
+    let hook = webhook();
+    let policy = env.policy(
+        "p.toml",
+        origin.addr(),
+        "\n[[activity_policy]]\nname = \"not-found\"\napps = [\"demo\"]\nstatuses = [404]\nalert = { severity = \"high\", daily_limit = 3 }\n\n[[activity_policy]]\nname = \"silent\"\nstatuses = [404]\n",
+    );
+    let url = format!("http://{}/alerts", hook.addr);
+    let file = env.path("alerts.jsonl");
+    let _controld = env.controld(
+        &policy,
+        &[
+            "--alert-webhook",
+            &url,
+            "--alert-file",
+            file.to_str().unwrap(),
+        ],
+    );
+    let (_dp, addr) = env.dataplane(1, &[]);
+    env.wait_for_cores(1, 1);
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    for i in 0..5 {
+        assert_eq!(roundtrip(&mut s, &get(&format!("/gone/{i}"), "a")).0, 404);
+    }
+    assert_eq!(roundtrip(&mut s, &get("/page/3", "a")).0, 200);
+    env.wait_for_records("traffic", 6);
+
+    let out = std::process::Command::new(controld_bin())
+        .args(["alerts", "--json", "--state-dir"])
+        .arg(env.path("state"))
+        .output()
+        .expect("alerts");
+    assert!(out.status.success());
+    let alerts: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(alerts.len(), 3, "daily limit of 3: {alerts:#?}");
+    for (i, a) in alerts.iter().enumerate() {
+        assert_eq!(a["policy"], "not-found");
+        assert_eq!(a["severity"], "high");
+        assert_eq!(a["url"], format!("http://demo.test/gone/{i}"));
+    }
+    eventually("3 alerts delivered to the webhook", || {
+        hook.accepted.lock().unwrap().len() == 3
+    });
+    assert_eq!(*hook.attempts.lock().unwrap(), 4, "one 500, then retried");
+    let delivered = hook.accepted.lock().unwrap().clone();
+    let urls: BTreeSet<&str> = delivered.iter().filter_map(|a| a["url"].as_str()).collect();
+    assert_eq!(urls.len(), 3);
+    eventually("3 alerts in the JSON-lines file", || {
+        std::fs::read_to_string(&file).is_ok_and(|t| t.lines().count() == 3)
+    });
+}
+
+#[test]
+fn export_filters_and_formats() {
+    let env = Env::new();
+    let origin = app_origin();
+    let policy = env.policy("p.toml", origin.addr(), "");
+    let _controld = env.controld(&policy, &[]);
+    let (_dp, addr) = env.dataplane(1, &[]);
+    env.wait_for_cores(1, 1);
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    assert_eq!(
+        roundtrip(&mut s, &get("/page/1?a=1,b", "comma, \"quoted\"")).0,
+        200
+    );
+    env.wait_for_records("traffic", 1);
+    let out = std::process::Command::new(controld_bin())
+        .args([
+            "logs",
+            "export",
+            "--format",
+            "csv",
+            "--from",
+            "-1h",
+            "--to",
+            "now",
+            "--app",
+            "demo",
+            "--state-dir",
+        ])
+        .arg(env.path("state"))
+        .output()
+        .expect("export");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    assert!(lines
+        .next()
+        .unwrap()
+        .starts_with("id,time,kind,request_id,client_ip"));
+    let row = lines.next().expect("one row");
+    assert!(row.contains(",\"comma, \"\"quoted\"\"\",demo,"), "{row}");
+    assert!(row.contains(",\"http://demo.test/page/1?a=1,b\","), "{row}");
+    assert_eq!(lines.next(), None);
+    // Other filters select nothing.
+    assert!(env.export(&["--app", "other"]).is_empty());
+    assert!(env.export(&["--to", "2001-01-01"]).is_empty());
+    assert!(env.export(&["--user", "nobody"]).is_empty());
+    // A bad time is a clear error.
+    let out = std::process::Command::new(controld_bin())
+        .args(["logs", "export", "--from", "yesterday-ish", "--state-dir"])
+        .arg(env.path("state"))
+        .output()
+        .expect("export");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("time \"yesterday-ish\""));
+}
