@@ -4,6 +4,7 @@
 pub mod apply_latency;
 pub mod fast_origin;
 pub mod load;
+pub mod log_ingest;
 pub mod origin;
 pub mod policies;
 pub mod procs;

@@ -75,6 +75,21 @@ enum Command {
         #[arg(long, default_value_t = 11)]
         rounds: usize,
     },
+    /// Measure how many log records per second controld stores (real
+    /// controld, connections acting as data-plane cores).
+    LogIngest {
+        #[arg(long, default_value_t = 2_000_000)]
+        records: usize,
+        #[arg(long, default_value_t = 1024)]
+        batch: usize,
+        #[arg(long, default_value_t = 2)]
+        producers: usize,
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        /// controld's --log-sync: full or normal.
+        #[arg(long, default_value = "full")]
+        sync: String,
+    },
     /// Run the demo origin app.
     Origin {
         /// Address to listen on.
@@ -151,6 +166,31 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("bench load: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::LogIngest {
+            records,
+            batch,
+            producers,
+            rounds,
+            sync,
+        } => {
+            let cfg = palisade_bench::log_ingest::LogIngest {
+                records,
+                batch: batch.max(1),
+                producers: producers.max(1),
+                rounds: rounds.max(1),
+                sync,
+            };
+            match palisade_bench::log_ingest::run(&cfg) {
+                Ok(report) => {
+                    println!("{report}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("bench log-ingest: {e}");
                     ExitCode::FAILURE
                 }
             }

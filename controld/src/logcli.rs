@@ -82,29 +82,54 @@ pub fn parse_time(s: &str) -> Result<i64, String> {
 }
 
 impl Filter {
-    /// The WHERE clause and its parameters.
-    fn clause(&self) -> (String, Vec<rusqlite::types::Value>) {
+    /// The FROM and WHERE clauses and their parameters. A filter on app or
+    /// user reads only the batches that contain it (the store's block
+    /// index), then checks each row; CROSS JOIN makes SQLite start from
+    /// the blocks (without statistics it would scan the time index).
+    fn source(&self) -> (String, Vec<rusqlite::types::Value>) {
         use rusqlite::types::Value;
         let mut parts = Vec::new();
         let mut values = Vec::new();
+        let keyed = self.app.is_some() || self.user.is_some();
+        let mut from = if keyed {
+            " FROM blocks CROSS JOIN records_view ON id BETWEEN blocks.first_id AND blocks.last_id"
+                .to_string()
+        } else {
+            " FROM records_view".to_string()
+        };
+        for (value, table, column) in [
+            (&self.app, "block_apps", "app_id"),
+            (&self.user, "block_users", "user_id"),
+        ] {
+            if let Some(v) = value {
+                parts.push(format!(
+                    "blocks.first_id IN (SELECT first_id FROM {table} WHERE {column} = (SELECT id FROM strings WHERE text = ?))"
+                ));
+                values.push(Value::Text(v.clone()));
+                parts.push(format!(
+                    "{column} = (SELECT id FROM strings WHERE text = ?)"
+                ));
+                values.push(Value::Text(v.clone()));
+            }
+        }
         if let Some(t) = self.from_us {
-            parts.push("time_us >= ?");
+            if keyed {
+                parts.push("blocks.max_time_us >= ?".into());
+                values.push(Value::Integer(t));
+            }
+            parts.push("time_us >= ?".into());
             values.push(Value::Integer(t));
         }
         if let Some(t) = self.to_us {
-            parts.push("time_us < ?");
+            if keyed {
+                parts.push("blocks.min_time_us < ?".into());
+                values.push(Value::Integer(t));
+            }
+            parts.push("time_us < ?".into());
             values.push(Value::Integer(t));
         }
-        if let Some(a) = &self.app {
-            parts.push("app = ?");
-            values.push(Value::Text(a.clone()));
-        }
-        if let Some(u) = &self.user {
-            parts.push("user = ?");
-            values.push(Value::Text(u.clone()));
-        }
         if let Some(k) = self.kind {
-            parts.push("kind = ?");
+            parts.push("kind = ?".into());
             values.push(Value::Text(
                 match k {
                     KindFilter::Traffic => "traffic",
@@ -113,12 +138,11 @@ impl Filter {
                 .into(),
             ));
         }
-        let clause = if parts.is_empty() {
-            String::new()
-        } else {
-            format!(" WHERE {}", parts.join(" AND "))
-        };
-        (clause, values)
+        if !parts.is_empty() {
+            from.push_str(" WHERE ");
+            from.push_str(&parts.join(" AND "));
+        }
+        (from, values)
     }
 }
 
@@ -148,11 +172,11 @@ pub fn export(
     out: &mut dyn Write,
 ) -> Result<u64, String> {
     let conn = logstore::open_read_only(&logstore::path(state_dir))?;
-    let (clause, values) = filter.clause();
+    let (clause, values) = filter.source();
     let progress = if std::io::stderr().is_terminal() {
         let total: i64 = conn
             .query_row(
-                &format!("SELECT count(*) FROM records{clause}"),
+                &format!("SELECT count(*){clause}"),
                 rusqlite::params_from_iter(values.iter()),
                 |r| r.get(0),
             )
@@ -169,7 +193,7 @@ pub fn export(
         None
     };
     let sql = format!(
-        "SELECT {} FROM records{clause} ORDER BY time_us, id",
+        "SELECT {}{clause} ORDER BY time_us, id",
         RECORD_COLUMNS.join(", ")
     );
     let mut st = conn.prepare(&sql).map_err(|e| e.to_string())?;
@@ -237,7 +261,9 @@ pub fn export(
 pub fn tail(state_dir: &Path, app: Option<&str>, format: Format) -> Result<(), String> {
     let conn = logstore::open_read_only(&logstore::path(state_dir))?;
     let mut last: i64 = conn
-        .query_row("SELECT coalesce(max(id), 0) FROM records", [], |r| r.get(0))
+        .query_row("SELECT coalesce(max(id), 0) FROM records_view", [], |r| {
+            r.get(0)
+        })
         .map_err(|e| e.to_string())?;
     let stdout = std::io::stdout();
     loop {
@@ -260,15 +286,15 @@ fn print_after(
     format: Format,
     out: &mut dyn Write,
 ) -> Result<i64, String> {
-    let (clause, mut values) = filter.clause();
-    let clause = if clause.is_empty() {
-        " WHERE id > ?".to_string()
-    } else {
+    let (clause, mut values) = filter.source();
+    let clause = if clause.contains(" WHERE ") {
         format!("{clause} AND id > ?")
+    } else {
+        format!("{clause} WHERE id > ?")
     };
     values.push(rusqlite::types::Value::Integer(after));
     let sql = format!(
-        "SELECT id, time_us, kind, client_ip, user, method, url, status, bytes_up, bytes_down, app, action, activity, file_name FROM records{clause} ORDER BY id LIMIT 10000"
+        "SELECT id, time_us, kind, client_ip, user, method, url, status, bytes_up, bytes_down, app, action, activity, file_name{clause} ORDER BY id LIMIT 10000"
     );
     let mut st = conn.prepare_cached(&sql).map_err(|e| e.to_string())?;
     let mut rows = st
@@ -337,7 +363,7 @@ pub struct ReportRow {
 /// Requests, users, bytes and blocked counts per app, user or IP.
 pub fn report(state_dir: &Path, filter: &Filter, by: By) -> Result<Vec<ReportRow>, String> {
     let conn = logstore::open_read_only(&logstore::path(state_dir))?;
-    let (clause, values) = filter.clause();
+    let (clause, values) = filter.source();
     let key = match by {
         By::App => "app",
         By::User => "user",
@@ -351,7 +377,7 @@ pub fn report(state_dir: &Path, filter: &Filter, by: By) -> Result<Vec<ReportRow
          coalesce(sum(bytes_down) FILTER (WHERE kind = 'traffic'), 0), \
          count(*) FILTER (WHERE kind = 'traffic' AND action = 'block'), \
          count(*) FILTER (WHERE kind = 'activity') \
-         FROM records{clause} GROUP BY {key} ORDER BY 2 DESC, 1"
+         {clause} GROUP BY {key} ORDER BY 2 DESC, 1"
     );
     let mut st = conn.prepare(&sql).map_err(|e| e.to_string())?;
     let rows = st
@@ -399,9 +425,11 @@ pub fn alerts(state_dir: &Path, filter: &Filter) -> Result<Vec<Alert>, String> {
         to_us: filter.to_us,
         ..Filter::default()
     };
-    let (clause, values) = time_only.clause();
+    let (clause, values) = time_only.source();
+    // Same time conditions, over the alerts table.
+    let clause = clause.replacen(" FROM records_view", " FROM alerts", 1);
     let sql = format!(
-        "SELECT id, time_us, policy, severity, record_id, kind, app, user, client_ip, url, activity, action, file_name FROM alerts{clause} ORDER BY time_us, id"
+        "SELECT id, time_us, policy, severity, record_id, kind, app, user, client_ip, url, activity, action, file_name{clause} ORDER BY time_us, id"
     );
     let mut st = conn.prepare(&sql).map_err(|e| e.to_string())?;
     let rows = st
@@ -451,4 +479,118 @@ pub fn render_alerts(list: &[Alert]) -> String {
         out.push_str("no alerts\n");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::logstore::{BatchRef, Store, Sync};
+    use palisade_schema::logrec::{BatchBuilder, BatchView, Field, Record};
+    use zerocopy::little_endian::U64;
+
+    /// Three batches: (app, user) pairs at increasing times.
+    fn store(dir: &Path) {
+        let mut store = Store::open(&logstore::path(dir), Sync::Normal).unwrap();
+        let batches = [
+            vec![("box", "ann"), ("box", "bob"), ("drive", "ann")],
+            vec![("drive", "bob"), ("drive", "bob")],
+            vec![("box", "cid"), ("mail", "ann")],
+        ];
+        let mut t = 1_000_000;
+        for (seq, rows) in batches.iter().enumerate() {
+            let mut b = BatchBuilder::default();
+            for (app, user) in rows {
+                t += 1_000_000;
+                let mut r = Record {
+                    time_unix_us: U64::new(t),
+                    ..Record::default()
+                };
+                r.strings[Field::App as usize] = b.string(app.as_bytes());
+                r.strings[Field::User as usize] = b.string(user.as_bytes());
+                r.strings[Field::Url as usize] = b.string(format!("/{app}/{user}/{t}").as_bytes());
+                b.push(&r);
+            }
+            let view = BatchView::new(b.count(), b.records_bytes(), b.arena()).unwrap();
+            store
+                .store_all(
+                    &[BatchRef {
+                        stream_id: 9,
+                        seq: seq as u64 + 1,
+                        core: 0,
+                        view,
+                    }],
+                    |_, _, _| Ok(()),
+                )
+                .unwrap();
+        }
+    }
+
+    fn pairs(dir: &Path, filter: Filter) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        export(dir, &filter, Format::Jsonl, &mut out).unwrap();
+        String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                (
+                    v["app"].as_str().unwrap().to_string(),
+                    v["user"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn app_and_user_filters_use_the_block_index_and_check_every_row() {
+        let dir = tempfile::tempdir().unwrap();
+        store(dir.path());
+        let p = |s: &[(&str, &str)]| -> Vec<(String, String)> {
+            s.iter()
+                .map(|(a, u)| (a.to_string(), u.to_string()))
+                .collect()
+        };
+        let app = |a: &str| Filter {
+            app: Some(a.into()),
+            ..Filter::default()
+        };
+        assert_eq!(
+            pairs(dir.path(), app("box")),
+            p(&[("box", "ann"), ("box", "bob"), ("box", "cid")])
+        );
+        assert_eq!(
+            pairs(dir.path(), app("drive")),
+            p(&[("drive", "ann"), ("drive", "bob"), ("drive", "bob")])
+        );
+        let ann = Filter {
+            user: Some("ann".into()),
+            ..Filter::default()
+        };
+        assert_eq!(
+            pairs(dir.path(), ann),
+            p(&[("box", "ann"), ("drive", "ann"), ("mail", "ann")])
+        );
+        let both = Filter {
+            app: Some("drive".into()),
+            user: Some("bob".into()),
+            ..Filter::default()
+        };
+        assert_eq!(
+            pairs(dir.path(), both),
+            p(&[("drive", "bob"), ("drive", "bob")])
+        );
+        // Time bounds cut inside a block.
+        let window = Filter {
+            app: Some("box".into()),
+            from_us: Some(3_000_000),
+            to_us: Some(7_000_000),
+            ..Filter::default()
+        };
+        assert_eq!(pairs(dir.path(), window), p(&[("box", "bob")]));
+        assert!(pairs(dir.path(), app("nothing")).is_empty());
+        assert_eq!(pairs(dir.path(), Filter::default()).len(), 7);
+        let rows = report(dir.path(), &Filter::default(), By::User).unwrap();
+        let ann = rows.iter().find(|r| r.key == "ann").unwrap();
+        assert_eq!((ann.requests, ann.users), (3, 1));
+    }
 }

@@ -618,3 +618,59 @@ fn export_filters_and_formats() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("time \"yesterday-ish\""));
 }
+
+#[test]
+fn tail_follows_new_records_for_one_app() {
+    use std::io::BufRead;
+    let env = Env::new();
+    let origin = app_origin();
+    let policy = env.policy("p.toml", origin.addr(), "");
+    let _controld = env.controld(&policy, &[]);
+    let (_dp, addr) = env.dataplane(1, &[]);
+    env.wait_for_cores(1, 1);
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    // Stored before tail starts: not shown.
+    assert_eq!(roundtrip(&mut s, &get("/page/1?old", "a")).0, 200);
+    env.wait_for_records("traffic", 1);
+    let mut tail = std::process::Command::new(controld_bin())
+        .args([
+            "logs",
+            "tail",
+            "--app",
+            "demo",
+            "--format",
+            "jsonl",
+            "--state-dir",
+        ])
+        .arg(env.path("state"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("tail");
+    let mut lines = std::io::BufReader::new(tail.stdout.take().expect("stdout")).lines();
+    // Requests keep coming until tail has shown one (it may start after
+    // the first of them was stored).
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        if let Some(Ok(line)) = lines.next() {
+            let _ = tx.send(line);
+        }
+    });
+    let mut n = 0;
+    let line = loop {
+        n += 1;
+        assert_eq!(
+            roundtrip(&mut s, &get(&format!("/page/2?new={n}"), "b")).0,
+            200
+        );
+        if let Ok(line) = rx.recv_timeout(std::time::Duration::from_millis(300)) {
+            break line;
+        }
+        assert!(n < 50, "tail showed nothing");
+    };
+    let _ = tail.kill();
+    let _ = tail.wait();
+    let v: serde_json::Value = serde_json::from_str(&line).expect("json line");
+    assert!(v["url"].as_str().unwrap_or("").contains("new="), "{line}");
+    assert_eq!(v["app"], "demo");
+}

@@ -223,10 +223,19 @@ pub struct RecordView<'a> {
 impl<'a> RecordView<'a> {
     /// A string field; invalid UTF-8 is shown with replacement characters.
     pub fn text(&self, field: Field) -> std::borrow::Cow<'a, str> {
+        let bytes = self.bytes(field);
+        match std::str::from_utf8(bytes) {
+            Ok(s) => std::borrow::Cow::Borrowed(s),
+            Err(_) => String::from_utf8_lossy(bytes),
+        }
+    }
+
+    /// A string field's bytes as the core sent them.
+    pub fn bytes(&self, field: Field) -> &'a [u8] {
         let s = self.fixed.strings[field as usize];
         let start = s.offset.get() as usize;
         // BatchView::new checked the range.
-        String::from_utf8_lossy(&self.arena[start..start + s.len.get() as usize])
+        &self.arena[start..start + s.len.get() as usize]
     }
 
     pub fn kind(&self) -> Kind {
