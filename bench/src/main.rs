@@ -17,7 +17,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a named scenario against its own data plane and origin:
-    /// small-page, dense-page, download, hot-swap, idle-conns.
+    /// small-page, dense-page, download, hot-swap, idle-conns, logging
+    /// (small-page with logging on and off).
     Scenario {
         name: String,
         /// Connections (idle-conns: 10,000 by default; load scenarios: 50).
@@ -128,7 +129,11 @@ fn main() -> ExitCode {
                         duration: seconds(duration),
                         warmup: seconds(warmup),
                     };
-                    palisade_bench::scenario::load_scenario(other, &opts)
+                    if other == "logging" {
+                        palisade_bench::scenario::logging_overhead(&opts, 3)
+                    } else {
+                        palisade_bench::scenario::load_scenario(other, &opts)
+                    }
                 }
             };
             match result {

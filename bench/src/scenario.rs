@@ -167,7 +167,34 @@ struct Rig {
     dir: PathBuf,
     origins: Vec<Origin>,
     addr: std::net::SocketAddr,
+    dataplane_pid: u32,
     _procs: Vec<Killed>,
+}
+
+/// CPU time a process has used (user + system), in clock ticks.
+fn cpu_ticks(pid: u32) -> Result<u64, String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| e.to_string())?;
+    // Fields after the command name (which may hold spaces) start at ')'.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 here.
+    Ok(field(11) + field(12))
+}
+
+fn ticks_per_second() -> f64 {
+    // SAFETY: sysconf only reads a configuration value.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as f64
+    } else {
+        100.0
+    }
 }
 
 impl Drop for Rig {
@@ -183,8 +210,21 @@ fn policy_text(upstream: std::net::SocketAddr) -> String {
 fn start_rig(origins: usize, with_controld: bool) -> Result<Rig, String> {
     // Only hot-swap reports per-origin counts; elsewhere recording would
     // cost the origin time and memory.
-    let record = with_controld;
-    let dir = std::env::temp_dir().join(format!("palisade-scenario-{}", std::process::id()));
+    start_rig_with(origins, with_controld, with_controld, &[])
+}
+
+fn start_rig_with(
+    origins: usize,
+    with_controld: bool,
+    record: bool,
+    dataplane_args: &[&str],
+) -> Result<Rig, String> {
+    static RIGS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "palisade-scenario-{}-{}",
+        std::process::id(),
+        RIGS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let origins: Vec<Origin> = if record {
         (0..origins)
@@ -239,6 +279,7 @@ fn start_rig(origins: usize, with_controld: bool) -> Result<Rig, String> {
         "--cpus",
         &(cpus - 1).to_string(),
     ]);
+    dp.args(dataplane_args);
     if with_controld {
         let socket = dir.join("control.sock");
         let (daemon, _) = spawn_ready(
@@ -270,6 +311,7 @@ fn start_rig(origins: usize, with_controld: bool) -> Result<Rig, String> {
         dp.arg("--snapshot").arg(&snap);
     }
     let (child, line) = spawn_ready(&mut dp)?;
+    let dataplane_pid = child.id();
     procs.push(child);
     let addr = dataplane_addr(&line)?;
     // Wait until the app answers (with controld: until the first push).
@@ -289,6 +331,7 @@ fn start_rig(origins: usize, with_controld: bool) -> Result<Rig, String> {
         dir,
         origins,
         addr,
+        dataplane_pid,
         _procs: procs,
     })
 }
@@ -316,6 +359,64 @@ fn load_through(
     })
 }
 
+/// `logging`: small-page through a data plane driven by controld, with
+/// logging on and with `--no-log`, alternating rounds; reports medians and
+/// the ratio (target: logging costs ≤ 5% of requests/s).
+pub fn logging_overhead(opts: &LoadScenario, rounds: usize) -> Result<String, String> {
+    let (mut on, mut off) = (Vec::new(), Vec::new());
+    let (mut cpu_on, mut cpu_off) = (Vec::new(), Vec::new());
+    let mut stored = 0;
+    for _ in 0..rounds.max(1) {
+        for logging in [true, false] {
+            let args: &[&str] = if logging { &[] } else { &["--no-log"] };
+            let rig = start_rig_with(0, true, false, args)?;
+            let before = cpu_ticks(rig.dataplane_pid)?;
+            let result = load_through(&rig, "/", opts)?;
+            let ticks = cpu_ticks(rig.dataplane_pid)?.saturating_sub(before);
+            let all = (result.requests + result.warmup_requests).max(1) as f64;
+            let cpu_us = ticks as f64 / ticks_per_second() * 1e6 / all;
+            if logging {
+                cpu_on.push(cpu_us);
+            } else {
+                cpu_off.push(cpu_us);
+            }
+            if logging {
+                on.push(result.requests_per_s);
+                let status = Command::new(sibling("controld")?)
+                    .args(["status", "--json", "--socket"])
+                    .arg(rig.dir.join("control.sock"))
+                    .output()
+                    .map_err(|e| e.to_string())?;
+                let v: serde_json::Value =
+                    serde_json::from_slice(&status.stdout).map_err(|e| e.to_string())?;
+                stored = v["log_stored"].as_u64().unwrap_or(0);
+                if result.errors.total() > 0 {
+                    return Err(format!("errors with logging on: {}", result.render()));
+                }
+            } else {
+                off.push(result.requests_per_s);
+            }
+        }
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (m_on, m_off) = (median(on.clone()), median(off.clone()));
+    let (c_on, c_off) = (median(cpu_on.clone()), median(cpu_off.clone()));
+    let rounded = |v: &[f64], k: f64| v.iter().map(|x| (x * k).round() / k).collect::<Vec<_>>();
+    Ok(format!(
+        "logging: small-page, 1-core data plane with controld, {} rounds each (medians)\n  logging on:  {m_on:.0} req/s {:?}; data plane CPU {c_on:.2} µs/request {:?}\n  --no-log:    {m_off:.0} req/s {:?}; data plane CPU {c_off:.2} µs/request {:?}\n  data plane CPU per request: {:+.1}% with logging (its capacity cost; target ≤ 5%)\n  requests/s: {:+.1}% with logging (client, origin and controld share the other core)\n  last run stored {stored} records\n",
+        on.len(),
+        rounded(&on, 1.0),
+        rounded(&cpu_on, 100.0),
+        rounded(&off, 1.0),
+        rounded(&cpu_off, 100.0),
+        (c_on / c_off - 1.0) * 100.0,
+        (m_on / m_off - 1.0) * 100.0,
+    ))
+}
+
 /// Runs a named load scenario and returns its report.
 pub fn load_scenario(name: &str, opts: &LoadScenario) -> Result<String, String> {
     let (path, with_controld) = match name {
@@ -328,7 +429,7 @@ pub fn load_scenario(name: &str, opts: &LoadScenario) -> Result<String, String> 
         }
         other => {
             return Err(format!(
-                "unknown scenario {other:?} (available: small-page, dense-page, download, hot-swap, idle-conns)"
+                "unknown scenario {other:?} (available: small-page, dense-page, download, hot-swap, idle-conns, logging)"
             ))
         }
     };
