@@ -83,6 +83,61 @@ pub struct Status {
 }
 
 impl Status {
+    /// The status as Prometheus text exposition (for a node exporter's
+    /// textfile collector or a scrape wrapper).
+    pub fn render_prometheus(&self) -> String {
+        let mut out = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, lines: Vec<String>| {
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+            for l in lines {
+                out.push_str(&format!("{name}{l}\n"));
+            }
+        };
+        let per_core = |f: &dyn Fn(&CoreStatus) -> u64| -> Vec<String> {
+            self.cores
+                .iter()
+                .map(|c| format!("{{pid=\"{}\",core=\"{}\"}} {}", c.pid, c.core, f(c)))
+                .collect()
+        };
+        metric(
+            "palisade_policy_version",
+            "gauge",
+            "Current policy version.",
+            vec![format!(" {}", self.current_version)],
+        );
+        metric(
+            "palisade_core_policy_version",
+            "gauge",
+            "Policy version each data-plane core holds.",
+            per_core(&|c| c.version),
+        );
+        metric(
+            "palisade_log_records_dropped_total",
+            "counter",
+            "Log records a core dropped because its memory and disk budgets were full.",
+            per_core(&|c| c.log_dropped),
+        );
+        metric(
+            "palisade_log_records_stored_total",
+            "counter",
+            "Log records from each core stored since it connected.",
+            per_core(&|c| c.log_stored),
+        );
+        metric(
+            "palisade_log_backlog_records",
+            "gauge",
+            "Log records received and waiting for storage.",
+            vec![format!(" {}", self.log_backlog)],
+        );
+        metric(
+            "palisade_alerts_pending",
+            "gauge",
+            "Alerts waiting for webhook delivery.",
+            vec![format!(" {}", self.alerts_pending)],
+        );
+        out
+    }
+
     pub fn render(&self) -> String {
         let mut out = format!("current version: {}\n", self.current_version);
         out.push_str(&format!(

@@ -165,6 +165,9 @@ enum Command {
         /// Print the status as JSON.
         #[arg(long)]
         json: bool,
+        /// Print the status as Prometheus metrics (text exposition).
+        #[arg(long, conflicts_with = "json")]
+        prometheus: bool,
     },
     /// Make an earlier snapshot current again and push it (default: the
     /// version before the current one).
@@ -276,9 +279,15 @@ fn run(cli: Cli) -> Result<(), String> {
             client::rollback(&socket, version.unwrap_or(0)),
             json,
         ),
-        Command::Status { socket, json } => {
+        Command::Status {
+            socket,
+            json,
+            prometheus,
+        } => {
             let status = client::status(&socket)?;
-            if json {
+            if prometheus {
+                print!("{}", status.render_prometheus());
+            } else if json {
                 println!(
                     "{}",
                     serde_json::to_string_pretty(&status).map_err(|e| e.to_string())?

@@ -425,6 +425,15 @@ fn records_are_dropped_and_counted_only_when_both_budgets_are_exhausted() {
         "stored {stored}, dropped {dropped}"
     );
     assert_eq!(env.export(&[]).len() as u64, stored);
+    // So do the metrics.
+    let metrics = env.cli(&["status", "--prometheus"]);
+    let text = String::from_utf8_lossy(&metrics.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("palisade_log_records_dropped_total{")
+                && l.ends_with(&format!(" {dropped}"))),
+        "{text}"
+    );
     // The human status shows the drop counter too.
     let text = env.cli(&["status"]);
     assert!(
