@@ -683,3 +683,40 @@ fn tail_follows_new_records_for_one_app() {
     assert!(v["url"].as_str().unwrap_or("").contains("new="), "{line}");
     assert_eq!(v["app"], "demo");
 }
+
+#[test]
+fn a_data_plane_stopped_with_sigterm_keeps_its_unsent_records_for_the_next_run() {
+    let env = Env::new();
+    let origin = app_origin();
+    let policy = env.policy("p.toml", origin.addr(), "");
+    let snap = snapshot(&env, &policy);
+    let (dp, addr) = env.dataplane(1, &["--snapshot", snap.to_str().unwrap()]);
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    for i in 0..25 {
+        assert_eq!(roundtrip(&mut s, &get(&format!("/seq/{i}"), "term")).0, 200);
+    }
+    drop(s);
+    // controld never ran: the records are in the core's memory only.
+    assert_eq!(spill_files(&env), 0);
+    let mut dp = dp;
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(
+        unsafe { libc::kill(dp.child.id() as i32, libc::SIGTERM) },
+        0
+    );
+    let status = dp.child.wait().expect("wait");
+    assert!(status.success(), "graceful stop exits 0: {status:?}");
+    assert!(spill_files(&env) >= 1, "unsent batches written to disk");
+
+    // The next run (same cache) sends them once controld is there.
+    let _controld = env.controld(&policy, &[]);
+    let (_dp2, _) = env.dataplane(1, &[]);
+    let rows = env.wait_for_records("traffic", 25);
+    let urls: BTreeSet<&str> = rows.iter().filter_map(|r| r["url"].as_str()).collect();
+    assert_eq!(rows.len(), 25);
+    assert_eq!(urls.len(), 25);
+    eventually("spill files deleted once acknowledged", || {
+        spill_files(&env) == 0
+    });
+}

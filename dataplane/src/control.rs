@@ -70,6 +70,16 @@ pub async fn run(core: Rc<Core>, config: ControlConfig) {
 async fn flush_logs(core: Rc<Core>, wake: Rc<Signal>) {
     loop {
         glommio::timer::sleep(LOG_FLUSH_EVERY).await;
+        if crate::shutdown::requested() {
+            if let Some(log) = &core.logs {
+                let written = log.borrow_mut().persist();
+                if written > 0 {
+                    eprintln!("dataplane: stopping: wrote {written} unacknowledged log batches to the spill directory");
+                }
+            }
+            crate::shutdown::core_done();
+            return;
+        }
         if let Some(log) = &core.logs {
             let mut shard = log.borrow_mut();
             shard.seal();

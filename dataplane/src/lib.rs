@@ -25,4 +25,5 @@ pub mod proxy;
 pub mod rewrite;
 pub mod routes;
 pub mod server;
+pub mod shutdown;
 pub mod upstream;

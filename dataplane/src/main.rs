@@ -213,6 +213,14 @@ fn start(a: Args) -> Result<(), String> {
             disk_budget: a.log_disk_mib << 20,
         }),
     };
+    // SIGTERM / SIGINT: cores write their unacknowledged log batches to
+    // disk before the process exits.
+    let logging_cores = if config.log.is_some() && config.control.is_some() {
+        cores
+    } else {
+        0
+    };
+    palisade_dataplane::shutdown::install(logging_cores);
     server::run(config, |addr| {
         println!("dataplane: listening on {addr} ({cores} cores, {source})");
     })

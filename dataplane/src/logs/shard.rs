@@ -204,6 +204,32 @@ impl LogShard {
         }
     }
 
+    /// Seals the batch being filled and moves every batch held in memory
+    /// to the spill directory (on a graceful stop). Returns the batches
+    /// written; what fits nowhere is dropped and counted.
+    pub fn persist(&mut self) -> usize {
+        self.seal();
+        let mut written = 0;
+        for i in 0..self.queue.len() {
+            let Held::Memory(frame) = &self.queue[i].held else {
+                continue;
+            };
+            let frame = frame.clone();
+            let seq = self.queue[i].seq;
+            let stream_id = self.queue[i].stream_id;
+            debug_assert_eq!(stream_id, self.stream_id);
+            match self.spill(seq, &frame) {
+                Some(held) => {
+                    self.memory_bytes -= frame.len();
+                    self.queue[i].held = held;
+                    written += 1;
+                }
+                None => self.dropped += self.queue[i].records as u64,
+            }
+        }
+        written
+    }
+
     /// Queues the spill files of earlier runs, oldest first.
     fn adopt_spill_files(&mut self) {
         let Some(dir) = self.core_dir() else { return };
@@ -416,6 +442,20 @@ mod tests {
         }
         assert_eq!(shard.backlog(), (1, 0));
         assert_eq!(shard.dropped(), 4);
+    }
+
+    #[test]
+    fn persisting_moves_memory_batches_to_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut shard = LogShard::new(3, config(Some(dir.path()), 1 << 20, 1 << 20));
+        for i in 0..5 {
+            shard.record(&facts(format!("/{i}").as_bytes()), None);
+        }
+        assert_eq!(shard.backlog(), (2, 0));
+        assert_eq!(shard.persist(), 3);
+        assert_eq!(shard.backlog(), (3, 3));
+        let next = LogShard::new(3, config(Some(dir.path()), 1 << 20, 1 << 20));
+        assert_eq!(next.backlog(), (3, 3));
     }
 
     #[test]
