@@ -32,8 +32,9 @@ const EXPIRE_EVERY: Duration = Duration::from_secs(3600);
 
 /// A received batch and where its ack goes.
 pub struct Incoming {
-    /// The frame body (a `Request` holding `logBatch`).
-    pub body: Vec<u8>,
+    /// The decoded frame (a `Request` holding `logBatch`), decoded once by
+    /// the connection thread.
+    pub message: capnp::message::Reader<capnp::serialize::OwnedSegments>,
     pub count: u32,
     pub conn_id: u64,
     pub reply: Arc<Mutex<UnixStream>>,
@@ -168,42 +169,37 @@ fn store_group(
     on_stored: &OnStored,
 ) {
     let total: u64 = group.iter().map(|b| b.count as u64).sum();
-    // Decode every frame; malformed batches are refused right away.
-    let messages: Vec<Option<capnp::message::Reader<capnp::serialize::OwnedSegments>>> =
-        group.iter().map(|b| frame::decode(&b.body).ok()).collect();
+    // Malformed batches are refused right away.
     let mut refs = Vec::with_capacity(group.len());
     let mut owners = Vec::with_capacity(group.len());
-    for (incoming, message) in group.iter().zip(&messages) {
-        let decoded = message
-            .as_ref()
-            .ok_or("undecodable frame".to_string())
-            .and_then(|m| {
-                let root = m.get_root::<request::Reader>().map_err(|e| e.to_string())?;
-                let request::LogBatch(b) = root.which().map_err(|e| e.to_string())? else {
-                    return Err("not a log batch".to_string());
-                };
-                let b = b.map_err(|e| e.to_string())?;
-                let header = Header {
-                    stream_id: b.get_stream_id(),
-                    seq: b.get_seq(),
-                    core: b.get_core(),
-                    dropped_total: b.get_dropped_total(),
-                };
-                let view = BatchView::new(
-                    b.get_count(),
-                    b.get_records().map_err(|e| e.to_string())?,
-                    b.get_arena().map_err(|e| e.to_string())?,
-                )
-                .map_err(|e| {
-                    // Refused with an ack naming the batch, so the core frees it.
-                    send(
-                        &incoming.reply,
-                        &ack_frame(header.stream_id, header.seq, Some(&e.to_string())),
-                    );
-                    e.to_string()
-                })?;
-                Ok((header, view))
-            });
+    for incoming in &group {
+        let decoded = Ok::<_, String>(&incoming.message).and_then(|m| {
+            let root = m.get_root::<request::Reader>().map_err(|e| e.to_string())?;
+            let request::LogBatch(b) = root.which().map_err(|e| e.to_string())? else {
+                return Err("not a log batch".to_string());
+            };
+            let b = b.map_err(|e| e.to_string())?;
+            let header = Header {
+                stream_id: b.get_stream_id(),
+                seq: b.get_seq(),
+                core: b.get_core(),
+                dropped_total: b.get_dropped_total(),
+            };
+            let view = BatchView::new(
+                b.get_count(),
+                b.get_records().map_err(|e| e.to_string())?,
+                b.get_arena().map_err(|e| e.to_string())?,
+            )
+            .map_err(|e| {
+                // Refused with an ack naming the batch, so the core frees it.
+                send(
+                    &incoming.reply,
+                    &ack_frame(header.stream_id, header.seq, Some(&e.to_string())),
+                );
+                e.to_string()
+            })?;
+            Ok((header, view))
+        });
         match decoded {
             Ok((header, view)) => {
                 refs.push(BatchRef {

@@ -547,6 +547,44 @@ mod tests {
     }
 
     #[test]
+    fn retention_deletes_old_records_and_their_block_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        let mut store = Store::open(&path, Sync::Normal).unwrap();
+        for (seq, time) in [(1u64, 100u64), (2, 200), (3, 300)] {
+            let mut b = BatchBuilder::default();
+            let mut r = Record {
+                time_unix_us: U64::new(time),
+                ..Record::default()
+            };
+            r.strings[Field::App as usize] = b.string(format!("app{seq}").as_bytes());
+            b.push(&r);
+            let view = BatchView::new(b.count(), b.records_bytes(), b.arena()).unwrap();
+            store
+                .store_all(
+                    &[BatchRef {
+                        stream_id: 5,
+                        seq,
+                        core: 0,
+                        view,
+                    }],
+                    |_, _, _| Ok(()),
+                )
+                .unwrap();
+        }
+        assert_eq!(store.expire(250).unwrap(), 2);
+        assert_eq!(count(&path), 1);
+        let conn = open_read_only(&path).unwrap();
+        let blocks: i64 = conn
+            .query_row("SELECT count(*) FROM blocks", [], |r| r.get(0))
+            .unwrap();
+        let apps: i64 = conn
+            .query_row("SELECT count(*) FROM block_apps", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!((blocks, apps), (1, 1));
+    }
+
+    #[test]
     fn a_failed_transaction_stores_nothing_and_remembers_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(FILE_NAME);

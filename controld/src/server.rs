@@ -525,10 +525,9 @@ fn handle(daemon: Arc<Daemon>, mut stream: UnixStream, conn_id: u64) {
             request::LogBatch(b) => {
                 let Ok(b) = b else { break };
                 let count = b.get_count();
-                drop(message);
                 match daemon.ingest.get() {
                     Some(ingest) => ingest.submit(Incoming {
-                        body,
+                        message,
                         count,
                         conn_id,
                         reply: writer.clone(),
