@@ -27,6 +27,8 @@ use crate::logstore::{BatchRef, Store, Stored};
 const QUEUE_BATCHES: usize = 256;
 /// Most records stored in one transaction.
 const GROUP_RECORDS: usize = 200_000;
+/// Longest a batch waits for others to share its transaction.
+const GROUP_WAIT: Duration = Duration::from_millis(25);
 /// How often expired records are deleted.
 const EXPIRE_EVERY: Duration = Duration::from_secs(3600);
 
@@ -146,10 +148,16 @@ fn run(
             Err(RecvTimeoutError::Timeout) => continue,
             Err(RecvTimeoutError::Disconnected) => return,
         };
+        // Group commit: take what arrives within GROUP_WAIT of the first
+        // batch (or up to GROUP_RECORDS) into one transaction, so light
+        // traffic from many cores costs one fsync per interval, not one
+        // per batch.
         let mut group = vec![first];
         let mut records = group[0].count as usize;
+        let until = Instant::now() + GROUP_WAIT;
         while records < GROUP_RECORDS {
-            match rx.try_recv() {
+            let left = until.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
                 Ok(b) => {
                     records += b.count as usize;
                     group.push(b);

@@ -184,6 +184,8 @@ pub struct Store {
     /// (user agent, app, user, host…) are stored as ids: rows are a third
     /// of the size and the user index compares integers.
     interned: FxHashMap<Vec<u8>, i64>,
+    /// Client addresses (as stored in records) → their text's string id.
+    ips: FxHashMap<[u8; 16], i64>,
 }
 
 /// A batch to store.
@@ -250,6 +252,7 @@ impl Store {
             conn,
             streams,
             interned,
+            ips: FxHashMap::default(),
         })
     }
 
@@ -265,6 +268,7 @@ impl Store {
             // Strings interned by the rolled-back transaction are gone
             // from the table: forget every cached id.
             self.interned.clear();
+            self.ips.clear();
         }
         result
     }
@@ -276,6 +280,7 @@ impl Store {
     ) -> rusqlite::Result<Vec<Stored>> {
         if self.interned.len() > MAX_CACHED_STRINGS {
             self.interned.clear();
+            self.ips.clear();
         }
         let tx = self.conn.transaction()?;
         let mut results = Vec::with_capacity(batches.len());
@@ -331,8 +336,18 @@ impl Store {
                     for r in chunk {
                         use std::fmt::Write;
                         let f = r.fixed;
-                        ip_text.clear();
-                        let _ = write!(ip_text, "{}", r.client_ip());
+                        // Addresses are interned by their 16 bytes; the text
+                        // is rendered only for a new one.
+                        let ip = match self.ips.get(&f.client_ip) {
+                            Some(id) => *id,
+                            None => {
+                                ip_text.clear();
+                                let _ = write!(ip_text, "{}", r.client_ip());
+                                let id = intern(ip_text.as_bytes())?;
+                                self.ips.insert(f.client_ip, id);
+                                id
+                            }
+                        };
                         let time = f.time_unix_us.get() as i64;
                         min_time = min_time.min(time);
                         max_time = max_time.max(time);
@@ -344,7 +359,7 @@ impl Store {
                             int(time),
                             int(intern(r.kind().as_str().as_bytes())?),
                             int(f.request_id.get() as i64),
-                            int(intern(ip_text.as_bytes())?),
+                            int(ip),
                             int(f.client_port.get() as i64),
                             int(user),
                             int(intern(r.bytes(Field::UserAgent))?),
