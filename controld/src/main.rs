@@ -387,7 +387,16 @@ fn run(cli: Cli) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve { .. }) {
+        // Operator commands behave like other Unix tools when their output
+        // is cut short (`controld logs export | head`): end quietly. The
+        // daemon keeps Rust's default (SIGPIPE ignored), so a peer closing
+        // its socket can never stop it.
+        // SAFETY: restoring the default disposition of one signal.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{e}");
