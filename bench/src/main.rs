@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use palisade_bench::origin::{demo_app, Origin, OriginConfig};
+use palisade_bench::origin::{demo_app_with_hosts, Origin, OriginConfig};
 
 #[derive(Parser)]
 #[command(name = "bench", version, about = "Palisade bench harness")]
@@ -108,6 +108,11 @@ enum Command {
         /// Threads (plain HTTP; one glommio executor each).
         #[arg(long, default_value_t = 1)]
         threads: usize,
+        /// App hosts (`h0.<domain>` … `h<N-1>.<domain>`) the dense documents
+        /// reference (`/dense`, `/dense.js`, `/dense.css`, `/dense.json`;
+        /// a request's `hosts=` overrides it).
+        #[arg(long, default_value_t = 16)]
+        hosts: usize,
     },
 }
 
@@ -229,11 +234,12 @@ fn main() -> ExitCode {
             tls_cert,
             tls_key,
             threads,
+            hosts,
         } => {
             if tls_cert.is_none() {
                 let result = palisade_bench::fast_origin::serve(
                     listen,
-                    demo_app(&domain),
+                    demo_app_with_hosts(&domain, hosts.clamp(1, 4096)),
                     threads,
                     |addr| {
                         println!("bench origin: serving {domain} on http://{addr}");
@@ -260,7 +266,7 @@ fn main() -> ExitCode {
             let scheme = if tls.is_some() { "https" } else { "http" };
             let config = OriginConfig {
                 listen,
-                handler: demo_app(&domain),
+                handler: demo_app_with_hosts(&domain, hosts.clamp(1, 4096)),
                 tls,
                 split_writes: false,
                 record: false,

@@ -431,11 +431,17 @@ fn find_subslice(h: &[u8], n: &[u8]) -> Option<usize> {
 /// The demo app: a page that links across the app's hosts, plus endpoints
 /// for trying the proxy by hand. `domain` is the app's main domain.
 pub fn demo_app(domain: &str) -> Handler {
+    demo_app_with_hosts(domain, 16)
+}
+
+/// [`demo_app`] whose dense documents reference `hosts` app hosts unless
+/// the request's `hosts=` says otherwise.
+pub fn demo_app_with_hosts(domain: &str, default_hosts: usize) -> Handler {
     let domain = domain.to_string();
     // Pages are built once, not per request: the origin must never be the
     // bottleneck of a benchmark.
     let page = page_4k(&domain).into_bytes();
-    let dense_pages: Mutex<std::collections::HashMap<(usize, usize), Vec<u8>>> =
+    let dense_pages: Mutex<std::collections::HashMap<(DenseKind, usize, usize), Vec<u8>>> =
         Mutex::new(Default::default());
     Arc::new(move |req: &Request| {
         let path = req.target.split('?').next().unwrap_or("");
@@ -492,23 +498,31 @@ pub fn demo_app(domain: &str) -> Handler {
                 }
             }
             "/upgrade" => Reply::UpgradeEcho,
-            "/dense" => {
+            "/dense" | "/dense.js" | "/dense.css" | "/dense.json" => {
+                let kind = match path {
+                    "/dense.js" => DenseKind::Script,
+                    "/dense.css" => DenseKind::Stylesheet,
+                    "/dense.json" => DenseKind::Json,
+                    _ => DenseKind::Html,
+                };
                 let param = |k: &str| {
                     query
                         .split('&')
                         .find_map(|kv| kv.strip_prefix(k)?.strip_prefix('=')?.parse::<usize>().ok())
                 };
                 let size = param("size").unwrap_or(256 * 1024).min(64 << 20);
-                let hosts = param("hosts").unwrap_or(16).clamp(1, 4096);
+                let hosts = param("hosts").unwrap_or(default_hosts).clamp(1, 4096);
                 Reply::Full {
                     status: 200,
-                    headers: vec![("Content-Type".into(), "text/html; charset=utf-8".into())],
+                    headers: vec![("Content-Type".into(), kind.content_type().into())],
                     body: dense_pages
                         .lock()
                         .map(|mut cache| {
                             cache
-                                .entry((size, hosts))
-                                .or_insert_with(|| dense_page(&domain, hosts, size).into_bytes())
+                                .entry((kind, size, hosts))
+                                .or_insert_with(|| {
+                                    dense_document(kind, &domain, hosts, size).into_bytes()
+                                })
                                 .clone()
                         })
                         .unwrap_or_default(),
@@ -544,38 +558,132 @@ pub fn page_4k(domain: &str) -> String {
 /// `\u002F` and `\x2F`, percent-encoded (both cases, double-encoded),
 /// and HTML entities.
 pub fn dense_page(domain: &str, hosts: usize, size: usize) -> String {
-    const FORMS: &[(&str, &str)] = &[
-        ("<a href=\"https://", "/p\">x</a>"),
-        ("<img src=\"//", "/i.png\">"),
-        ("<script>u=\"https:\\/\\/", "\\/a\"</script>"),
-        ("<script>v=\"https:\\u002F\\u002F", "\\u002Fb\"</script>"),
-        ("<script>w='https:\\x2F\\x2F", "\\x2Fc'</script>"),
-        ("<a href=\"/go?to=https%3A%2F%2F", "%2Fd\">y</a>"),
-        ("<a href=\"/go?to=https%3a%2f%2f", "%2fe\">y</a>"),
-        ("<a href=\"/go?to=https%253A%252F%252F", "%252Ff\">z</a>"),
-        ("<a href=\"https:&#x2F;&#x2F;", "&#x2F;g\">e</a>"),
-        ("<a href=\"https:&#47;&#47;", "&#47;h\">e</a>"),
-        ("<a href=\"https:&sol;&sol;", "&sol;i\">e</a>"),
-        ("<link href=\"wss://", "/ws\">"),
+    dense_document(DenseKind::Html, domain, hosts, size)
+}
+
+/// The document types the origin serves densely.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DenseKind {
+    Html,
+    Script,
+    Stylesheet,
+    Json,
+}
+
+impl DenseKind {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            DenseKind::Html => "text/html; charset=utf-8",
+            DenseKind::Script => "text/javascript; charset=utf-8",
+            DenseKind::Stylesheet => "text/css; charset=utf-8",
+            DenseKind::Json => "application/json",
+        }
+    }
+}
+
+/// A document of `size` bytes of `kind` referencing `hosts` app hosts
+/// (`h<i>.<domain>`) about every 125 bytes, cycling through the URL
+/// encodings that occur in that kind of document.
+pub fn dense_document(kind: DenseKind, domain: &str, hosts: usize, size: usize) -> String {
+    const SCRIPT: &[(&str, &str)] = &[
+        ("var a=\"https://", "/api\";"),
+        ("var b='//", "/lib.js';"),
+        ("var c=\"https:\\/\\/", "\\/x\";"),
+        ("var d=\"https:\\u002F\\u002F", "\\u002Fy\";"),
+        ("var e='https:\\x2F\\x2F", "\\x2Fz';"),
+        ("fetch(\"/go?to=https%3A%2F%2F", "%2Fq\");"),
+        ("new WebSocket(\"wss://", "/ws\");"),
     ];
+    const STYLESHEET: &[(&str, &str)] = &[
+        (".a{background:url(https://", "/i.png)}"),
+        (".b{background:url(\"//", "/j.png\")}"),
+        ("@import url('https://", "/k.css');"),
+        (".c{background:url(/r?u=https%3A%2F%2F", "%2Fl.png)}"),
+    ];
+    const JSON: &[(&str, &str)] = &[
+        ("{\"url\":\"https://", "/a\"},"),
+        ("{\"url\":\"https:\\/\\/", "\\/b\"},"),
+        ("{\"url\":\"https:\\u002F\\u002F", "\\u002Fc\"},"),
+        ("{\"next\":\"https%3A%2F%2F", "%2Fd\"},"),
+        ("{\"cdn\":\"//", "/e.png\"},"),
+    ];
+    let (head, forms, tail, filler): (&str, &[(&str, &str)], &str, &str) = match kind {
+        DenseKind::Html => (
+            "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Dense</title></head><body>\n",
+            HTML_FORMS,
+            "</body></html>\n",
+            " lorem",
+        ),
+        DenseKind::Script => ("// dense script\n", SCRIPT, "\n", " /*lorem*/"),
+        DenseKind::Stylesheet => ("/* dense stylesheet */\n", STYLESHEET, "\n", " /*x*/"),
+        DenseKind::Json => ("{\"items\":[\n", JSON, "{}]}\n", " "),
+    };
     let mut page = String::with_capacity(size + 256);
-    page.push_str(
-        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Dense</title></head><body>\n",
-    );
+    page.push_str(head);
     let mut i = 0usize;
     while page.len() < size.saturating_sub(32) {
-        let (before, after) = FORMS[i % FORMS.len()];
+        let (before, after) = forms[i % forms.len()];
         let start = page.len();
         page.push_str(before);
         page.push_str(&format!("h{}.{domain}", i % hosts));
         page.push_str(after);
-        // Filler text up to ~125 bytes per reference.
+        // Filler up to ~125 bytes per reference.
         while page.len() - start < 120 {
-            page.push_str(" lorem");
+            page.push_str(filler);
         }
         page.push('\n');
         i += 1;
     }
-    page.push_str("</body></html>\n");
+    page.push_str(tail);
     page
+}
+
+/// The encodings of the HTML dense page.
+const HTML_FORMS: &[(&str, &str)] = &[
+    ("<a href=\"https://", "/p\">x</a>"),
+    ("<img src=\"//", "/i.png\">"),
+    ("<script>u=\"https:\\/\\/", "\\/a\"</script>"),
+    ("<script>v=\"https:\\u002F\\u002F", "\\u002Fb\"</script>"),
+    ("<script>w='https:\\x2F\\x2F", "\\x2Fc'</script>"),
+    ("<a href=\"/go?to=https%3A%2F%2F", "%2Fd\">y</a>"),
+    ("<a href=\"/go?to=https%3a%2f%2f", "%2fe\">y</a>"),
+    ("<a href=\"/go?to=https%253A%252F%252F", "%252Ff\">z</a>"),
+    ("<a href=\"https:&#x2F;&#x2F;", "&#x2F;g\">e</a>"),
+    ("<a href=\"https:&#47;&#47;", "&#47;h\">e</a>"),
+    ("<a href=\"https:&sol;&sol;", "&sol;i\">e</a>"),
+    ("<link href=\"wss://", "/ws\">"),
+];
+#[cfg(test)]
+mod dense_tests {
+    use super::{dense_document, DenseKind};
+
+    #[test]
+    fn every_dense_document_references_every_host_and_is_well_formed() {
+        for kind in [
+            DenseKind::Html,
+            DenseKind::Script,
+            DenseKind::Stylesheet,
+            DenseKind::Json,
+        ] {
+            let doc = dense_document(kind, "demo.test", 40, 64 * 1024);
+            assert!(
+                (64 * 1024 - 200..64 * 1024 + 200).contains(&doc.len()),
+                "{kind:?}"
+            );
+            for h in 0..40 {
+                assert!(
+                    doc.contains(&format!("h{h}.demo.test")),
+                    "{kind:?} lacks h{h}"
+                );
+            }
+            // About one reference per 125 bytes.
+            assert!(
+                doc.matches(".demo.test").count() > 64 * 1024 / 140,
+                "{kind:?}"
+            );
+        }
+        let json = dense_document(DenseKind::Json, "demo.test", 3, 8192);
+        let v: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");
+        assert!(v["items"].as_array().is_some_and(|a| a.len() > 50));
+    }
 }
