@@ -365,7 +365,9 @@ fn batches_spill_to_disk_while_controld_is_down_and_replay_in_order() {
             200
         );
     }
-    eventually("60 records in 9 spill files", || spill_files(&env) == 9);
+    // 8 full batches of 7 at least (the 20 ms flush may seal partial ones
+    // too, which only adds files).
+    eventually("batches spilled to disk", || spill_files(&env) >= 8);
 
     let _controld = env.controld(&policy, &[]);
     let mut rows = env.wait_for_records("traffic", 60);
