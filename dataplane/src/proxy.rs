@@ -294,7 +294,8 @@ async fn exchange(
     let route = &routes.apps[req.app];
     // Multipart uploads carry files: name the first one if its part
     // header has already arrived.
-    let upload_name = matches!(req.unwrap_body, Some(BodyUnwrap::Multipart { .. }))
+    let logging = core.logs.is_some();
+    let upload_name = (logging && matches!(req.unwrap_body, Some(BodyUnwrap::Multipart { .. })))
         .then(|| logs::disposition::multipart_file_name(client.buffered()))
         .flatten();
     let body_start = client.consumed();
@@ -381,6 +382,7 @@ async fn exchange(
     }
     let download = resp
         .content_disposition
+        .filter(|_| logging)
         .and_then(|(start, end)| scratch.get(start as usize..end as usize))
         .and_then(logs::disposition::attachment_name);
     if resp.switching_protocols {

@@ -14,6 +14,7 @@
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use capnp::message::Builder;
 use palisade_schema::control_capnp::request;
@@ -47,7 +48,8 @@ impl Default for LogConfig {
 
 /// Where a sealed batch waits.
 enum Held {
-    Memory(Vec<u8>),
+    /// Shared with the writer while it sends, so sending copies nothing.
+    Memory(Rc<[u8]>),
     /// A spill file and its length.
     Disk(PathBuf, u64),
 }
@@ -161,7 +163,7 @@ impl LogShard {
         self.building.clear();
         let held = if self.memory_bytes + frame.len() <= self.config.memory_budget {
             self.memory_bytes += frame.len();
-            Held::Memory(frame)
+            Held::Memory(Rc::from(frame))
         } else {
             match self.spill(seq, &frame) {
                 Some(held) => held,
@@ -214,7 +216,7 @@ impl LogShard {
             let Held::Memory(frame) = &self.queue[i].held else {
                 continue;
             };
-            let frame = frame.clone();
+            let frame = Rc::clone(frame);
             let seq = self.queue[i].seq;
             let stream_id = self.queue[i].stream_id;
             debug_assert_eq!(stream_id, self.stream_id);
@@ -265,13 +267,13 @@ impl LogShard {
 
     /// The next batch to send on this connection (at most `window`
     /// unacknowledged in flight): its frame bytes.
-    pub fn next_to_send(&mut self, window: usize) -> Option<Vec<u8>> {
+    pub fn next_to_send(&mut self, window: usize) -> Option<Rc<[u8]>> {
         while self.sent < self.queue.len().min(window) {
             let entry = &self.queue[self.sent];
             let bytes = match &entry.held {
-                Held::Memory(frame) => Some(frame.clone()),
+                Held::Memory(frame) => Some(Rc::clone(frame)),
                 Held::Disk(path, _) => match std::fs::read(path) {
-                    Ok(b) => Some(b),
+                    Ok(b) => Some(Rc::from(b)),
                     Err(e) => {
                         eprintln!(
                             "dataplane: core {}: log spill {} unreadable: {e}",
@@ -417,7 +419,7 @@ mod tests {
             shard.record(&facts(format!("/{i}").as_bytes()), None);
         }
         assert_eq!(shard.backlog(), (3, 2));
-        let frames: Vec<Vec<u8>> = std::iter::from_fn(|| shard.next_to_send(16)).collect();
+        let frames: Vec<Rc<[u8]>> = std::iter::from_fn(|| shard.next_to_send(16)).collect();
         assert_eq!(frames.len(), 3);
         // Acks free memory and delete files.
         let stream = shard.stream_id;
