@@ -53,12 +53,7 @@ fn load_loop(
             let mut headers = [httparse::EMPTY_HEADER; 32];
             let mut r = httparse::Response::new(&mut headers);
             if let Ok(httparse::Status::Complete(n)) = r.parse(&buf) {
-                let len: usize = r
-                    .headers
-                    .iter()
-                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-                    .and_then(|h| std::str::from_utf8(h.value).ok()?.parse().ok())
-                    .unwrap_or(0);
+                let len = content_length(r.headers);
                 let close = r
                     .headers
                     .iter()

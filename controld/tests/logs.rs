@@ -62,12 +62,7 @@ fn roundtrip(s: &mut TcpStream, request: &[u8]) -> (u16, usize) {
         let mut headers = [httparse::EMPTY_HEADER; 32];
         let mut r = httparse::Response::new(&mut headers);
         if let Ok(httparse::Status::Complete(head)) = r.parse(&buf) {
-            let len: usize = r
-                .headers
-                .iter()
-                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-                .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse().ok())
-                .expect("content-length");
+            let len = content_length(r.headers);
             if buf.len() >= head + len {
                 assert_eq!(buf.len(), head + len, "more than one response");
                 return (r.code.unwrap_or(0), buf.len());
@@ -329,6 +324,24 @@ fn snapshot(env: &Env, policy: &std::path::Path) -> std::path::PathBuf {
     snap
 }
 
+/// A 1-core data plane started from a snapshot while controld is down
+/// (it keeps trying to connect), with `extra` flags.
+fn offline_dataplane(env: &Env, policy: &std::path::Path, extra: &[&str]) -> (Proc, SocketAddr) {
+    let snap = snapshot(env, policy);
+    let mut args = vec!["--snapshot", snap.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    env.dataplane(1, &args)
+}
+
+/// `n` GETs of `/seq/0` … on one keep-alive connection, each answered 200.
+fn send_sequence(addr: SocketAddr, n: usize, agent: &str) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    for i in 0..n {
+        assert_eq!(roundtrip(&mut s, &get(&format!("/seq/{i}"), agent)).0, 200);
+    }
+}
+
 fn spill_files(env: &Env) -> usize {
     std::fs::read_dir(env.path("cache").join("logs").join("core-0"))
         .map(|d| {
@@ -344,27 +357,13 @@ fn batches_spill_to_disk_while_controld_is_down_and_replay_in_order() {
     let env = Env::new();
     let origin = app_origin();
     let policy = env.policy("p.toml", origin.addr(), "");
-    let snap = snapshot(&env, &policy);
     // No memory budget: every batch goes to disk until controld acks it.
-    let (_dp, addr) = env.dataplane(
-        1,
-        &[
-            "--snapshot",
-            snap.to_str().unwrap(),
-            "--log-memory-kib",
-            "0",
-            "--log-batch-records",
-            "7",
-        ],
+    let (_dp, addr) = offline_dataplane(
+        &env,
+        &policy,
+        &["--log-memory-kib", "0", "--log-batch-records", "7"],
     );
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(DEADLINE)).expect("timeout");
-    for i in 0..60 {
-        assert_eq!(
-            roundtrip(&mut s, &get(&format!("/seq/{i}"), "spill")).0,
-            200
-        );
-    }
+    send_sequence(addr, 60, "spill");
     // 8 full batches of 7 at least (the 20 ms flush may seal partial ones
     // too, which only adds files).
     eventually("batches spilled to disk", || spill_files(&env) >= 8);
@@ -391,12 +390,10 @@ fn records_are_dropped_and_counted_only_when_both_budgets_are_exhausted() {
     let env = Env::new();
     let origin = app_origin();
     let policy = env.policy("p.toml", origin.addr(), "");
-    let snap = snapshot(&env, &policy);
-    let (_dp, addr) = env.dataplane(
-        1,
+    let (_dp, addr) = offline_dataplane(
+        &env,
+        &policy,
         &[
-            "--snapshot",
-            snap.to_str().unwrap(),
             "--log-memory-kib",
             "1",
             "--log-disk-mib",
@@ -405,11 +402,7 @@ fn records_are_dropped_and_counted_only_when_both_budgets_are_exhausted() {
             "2",
         ],
     );
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(DEADLINE)).expect("timeout");
-    for i in 0..30 {
-        assert_eq!(roundtrip(&mut s, &get(&format!("/seq/{i}"), "drop")).0, 200);
-    }
+    send_sequence(addr, 30, "drop");
     let _controld = env.controld(&policy, &[]);
     let mut counts = (0, 0);
     eventually("stored + dropped = 30", || {
@@ -470,12 +463,7 @@ fn webhook() -> Webhook {
                     let mut headers = [httparse::EMPTY_HEADER; 32];
                     let mut r = httparse::Request::new(&mut headers);
                     if let Ok(httparse::Status::Complete(head)) = r.parse(&buf) {
-                        let len: usize = r
-                            .headers
-                            .iter()
-                            .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-                            .and_then(|h| std::str::from_utf8(h.value).ok()?.parse().ok())
-                            .unwrap_or(0);
+                        let len = content_length(r.headers);
                         if buf.len() >= head + len {
                             let body = buf[head..head + len].to_vec();
                             buf.drain(..head + len);
@@ -691,14 +679,8 @@ fn a_data_plane_stopped_with_sigterm_keeps_its_unsent_records_for_the_next_run()
     let env = Env::new();
     let origin = app_origin();
     let policy = env.policy("p.toml", origin.addr(), "");
-    let snap = snapshot(&env, &policy);
-    let (dp, addr) = env.dataplane(1, &["--snapshot", snap.to_str().unwrap()]);
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(DEADLINE)).expect("timeout");
-    for i in 0..25 {
-        assert_eq!(roundtrip(&mut s, &get(&format!("/seq/{i}"), "term")).0, 200);
-    }
-    drop(s);
+    let (dp, addr) = offline_dataplane(&env, &policy, &[]);
+    send_sequence(addr, 25, "term");
     // controld never ran: the records are in the core's memory only.
     assert_eq!(spill_files(&env), 0);
     let mut dp = dp;

@@ -293,3 +293,12 @@ impl Env {
             .expect("run controld")
     }
 }
+
+/// The Content-Length of a parsed head (0 when absent or malformed).
+pub fn content_length(headers: &[httparse::Header<'_>]) -> usize {
+    headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+        .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse().ok())
+        .unwrap_or(0)
+}
