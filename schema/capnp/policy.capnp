@@ -34,6 +34,103 @@ struct Snapshot {
   activityPolicies @7 :List(ActivityPolicy);
   # Evaluated by controld on the stored log stream (the data plane ignores
   # them): each matching record may raise an alert.
+
+  tls @8 :Tls;
+  # Certificates served on the TLS listener and the client-certificate
+  # trust used to tell managed devices. Carried here so an apply rotates
+  # them with no restart.
+
+  identity @9 :Identity;
+  # How users are identified (OpenID Connect or trusted headers) and the
+  # keys that seal the proxy session cookie.
+
+  locations @10 :List(IpTag);
+  # Named locations: CIDR lists (office, branch, VPN egress).
+
+  accessPolicies @11 :List(AccessPolicy);
+  # Ordered; the most restrictive matching action wins.
+
+  blockPage @12 :BlockPage;
+}
+
+struct Tls {
+  defaultCertificate @0 :CertifiedKey;
+  # Served when the SNI name is missing or no app owns it.
+  clientCaPem @1 :Data;
+  # Roots for client certificates (managed devices); empty: none requested.
+  clientCrlPem @2 :Data;
+  # Optional CRLs (PEM) for client certificates.
+}
+
+struct CertifiedKey {
+  certificateChainPem @0 :Data;
+  privateKeyPem @1 :Data;
+}
+
+struct Identity {
+  union {
+    none @0 :Void;
+    oidc @1 :Oidc;
+    trustedHeader @2 :TrustedHeader;
+  }
+  sessionKeys @3 :List(SessionKey);
+  # The first seals new sessions; every listed key opens them (rotation).
+  sessionLifetimeSecs @4 :UInt64;
+}
+
+struct Oidc {
+  issuer @0 :Text;
+  clientId @1 :Text;
+  authorizationEndpoint @2 :Text;
+  jwks @3 :Text;
+  # The provider's JSON Web Key Set (RFC 7517), loaded by controld.
+  scopes @4 :Text;
+}
+
+struct TrustedHeader {
+  userHeader @0 :Text;
+  groupsHeader @1 :Text;
+  sources @2 :List(IpRange);
+  # Only requests from these addresses may assert identity by header.
+}
+
+struct SessionKey {
+  id @0 :Text;
+  key @1 :Data;
+  # 32 bytes (AES-256-GCM).
+}
+
+struct BlockPage {
+  message @0 :Text;
+  supportUrl @1 :Text;
+}
+
+enum AccessAction {
+  allow @0;
+  audit @1;
+  monitor @2;
+  block @3;
+}
+
+struct AccessPolicy {
+  name @0 :Text;
+  apps @1 :List(Text);
+  users @2 :List(Text);
+  groups @3 :List(Text);
+  ipTags @4 :List(Text);
+  notIpTags @5 :List(Text);
+  ipRanges @6 :List(IpRange);
+  locations @7 :List(Text);
+  notLocations @8 :List(Text);
+  devices @9 :List(Text);
+  clientApps @10 :List(Text);
+  # "browser", "native".
+  userAgentContains @11 :List(Text);
+  userAgentRegex @12 :Text;
+  action @13 :AccessAction;
+  message @14 :Text;
+  alertSeverity @15 :Text;
+  # Empty: no alert.
 }
 
 # A log-stream policy: records matching every non-empty filter match.
@@ -90,6 +187,18 @@ struct App {
   # Literal text after which a bare app host (no scheme, no `//`) is
   # rewritten in this app's responses, e.g. `"domain":"` in a JSON config
   # or `document.domain = "`. Empty: bare hosts are left alone.
+
+  certificate @4 :CertifiedKey;
+  # Served for `<domain>.<suffix>` and its subdomains (SNI); unset: the
+  # default certificate.
+  hasCertificate @5 :Bool;
+
+  accessDefault @6 :AccessAction;
+  # What happens when no access policy matches.
+
+  loginRequired @7 :Bool;
+  # Requests need a proxy session (identity configured and not turned off
+  # for this app).
 }
 
 struct Upstream {

@@ -2,6 +2,8 @@
 //! data plane: generated Cap'n Proto code, the snapshot file framing, and the
 //! TOML policy-source compiler.
 
+pub mod access;
+mod access_codec;
 pub mod activity;
 pub mod frame;
 pub mod generated;

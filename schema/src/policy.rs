@@ -198,6 +198,14 @@ pub struct App {
     /// Literal text after which a bare app host is rewritten in this app's
     /// responses (see [`MAX_BARE_HOST_CONTEXTS`]).
     pub bare_host_contexts: Vec<String>,
+    /// Served for `<domain>.<suffix>` and its subdomains; `None`: the
+    /// default certificate.
+    pub certificate: Option<crate::access::CertifiedKeyPem>,
+    /// What happens when no access policy matches.
+    pub access_default: crate::access::AccessAction,
+    /// Requests need a proxy session (identity is configured and the app
+    /// did not turn login off).
+    pub login_required: bool,
 }
 
 /// Most bare-host context patterns per app.
@@ -355,6 +363,11 @@ pub struct Policy {
     pub ip_tags: Vec<IpTag>,
     /// Rules controld evaluates on the log stream (alerts).
     pub activity_policies: Vec<crate::activity::ActivityPolicy>,
+    pub tls: crate::access::TlsSettings,
+    pub identity: crate::access::Identity,
+    pub locations: Vec<IpTag>,
+    pub access_policies: Vec<crate::access::AccessPolicy>,
+    pub block_page: crate::access::BlockPage,
 }
 
 /// One problem in a policy source, located by file, line and column (1-based).
@@ -401,14 +414,22 @@ struct PolicySource {
     #[serde(default, rename = "app")]
     apps: Vec<Spanned<AppSource>>,
     #[serde(default, rename = "ip_tag")]
-    ip_tags: Vec<Spanned<IpTagSource>>,
+    ip_tags: Vec<Spanned<IpTagSourcePub>>,
     #[serde(default, rename = "activity_policy")]
     activity_policies: Vec<Spanned<crate::activity::ActivityPolicySource>>,
+    tls: Option<Spanned<crate::access::TlsSource>>,
+    identity: Option<Spanned<crate::access::IdentitySource>>,
+    #[serde(default, rename = "location")]
+    locations: Vec<Spanned<IpTagSourcePub>>,
+    #[serde(default, rename = "access_policy")]
+    access_policies: Vec<Spanned<crate::access::AccessPolicySource>>,
+    block_page: Option<crate::access::BlockPageSource>,
 }
 
+/// `[[ip_tag]]` and `[[location]]`: a name and CIDR ranges.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct IpTagSource {
+pub(crate) struct IpTagSourcePub {
     name: Spanned<String>,
     ranges: Spanned<Vec<Spanned<String>>>,
 }
@@ -430,6 +451,13 @@ struct AppSource {
     /// Literal text after which bare app hosts are rewritten.
     #[serde(default)]
     bare_host_contexts: Vec<Spanned<String>>,
+    /// PEM certificate chain and key served for this app's proxy hosts.
+    tls_cert: Option<Spanned<String>>,
+    tls_key: Option<Spanned<String>>,
+    /// allow (default), audit, monitor or block when no access policy matches.
+    access_default: Option<Spanned<String>>,
+    /// false: no login for this app even when identity is configured.
+    login: Option<bool>,
 }
 
 /// Options for one compilation.
@@ -626,51 +654,74 @@ pub fn compile_source(
             }
         }
 
+        let mut report = |span: Range<usize>, message: String| errors.push(locate(span, message));
+        let certificate = match (&app_src.tls_cert, &app_src.tls_key) {
+            (Some(c), Some(k)) => crate::access::certified_key(base_dir, c, k, &mut report),
+            (None, None) => None,
+            (Some(c), None) | (None, Some(c)) => {
+                report(c.span(), "tls_cert and tls_key go together".into());
+                None
+            }
+        };
+        let access_default = match &app_src.access_default {
+            None => crate::access::AccessAction::Allow,
+            Some(a) => crate::access::AccessAction::parse(a.get_ref()).unwrap_or_else(|| {
+                report(
+                    a.span(),
+                    format!(
+                        "unknown access_default {:?} (allow, audit, monitor, block)",
+                        a.get_ref()
+                    ),
+                );
+                crate::access::AccessAction::Allow
+            }),
+        };
         apps.push(App {
             name,
             domains,
             upstream,
             ca_certificates_pem,
             bare_host_contexts,
+            certificate,
+            access_default,
+            // Settled below, once identity is known.
+            login_required: app_src.login.unwrap_or(true),
         });
     }
 
-    let mut ip_tags = Vec::with_capacity(source.ip_tags.len());
-    let mut tag_names: HashMap<String, usize> = HashMap::new();
-    for tag_src in &source.ip_tags {
-        let tag_src = tag_src.get_ref();
-        let name = tag_src.name.get_ref().trim().to_string();
-        let line = line_column(text, tag_src.name.span().start).0;
-        if name.is_empty() {
-            errors.push(locate(tag_src.name.span(), "ip_tag name is empty".into()));
-        } else if let Some(first) = tag_names.get(&name) {
-            errors.push(locate(
-                tag_src.name.span(),
-                format!("duplicate ip_tag {name:?} (first defined on line {first})"),
-            ));
-        } else {
-            tag_names.insert(name.clone(), line);
-        }
-        if tag_src.ranges.get_ref().is_empty() {
-            errors.push(locate(
-                tag_src.ranges.span(),
-                format!("ip_tag {name:?} lists no ranges"),
-            ));
-        }
-        let mut ranges = Vec::with_capacity(tag_src.ranges.get_ref().len());
-        for r in tag_src.ranges.get_ref() {
-            match IpRange::parse(r.get_ref()) {
-                Ok(range) => ranges.push(range),
-                Err(e) => errors.push(locate(r.span(), format!("bad IP range: {e}"))),
-            }
-        }
-        ip_tags.push(IpTag { name, ranges });
-    }
-
+    let ip_tags = {
+        let mut report = |span: Range<usize>, message: String| errors.push(locate(span, message));
+        compile_ip_tags(&source.ip_tags, "ip_tag", &mut report, &|o| {
+            line_column(text, o).0
+        })
+    };
     let activity_policies =
         crate::activity::compile(&source.activity_policies, &names, &mut |span, message| {
             errors.push(locate(span, message))
         });
+
+    let (tls, identity, locations, access_policies) = {
+        let mut report = |span: Range<usize>, message: String| errors.push(locate(span, message));
+        let tls = crate::access::compile_tls(source.tls.as_ref(), base_dir, &mut report);
+        let identity =
+            crate::access::compile_identity(source.identity.as_ref(), base_dir, &mut report);
+        let locations = compile_ip_tags(&source.locations, "location", &mut report, &|o| {
+            line_column(text, o).0
+        });
+        let known = crate::access::KnownNames {
+            apps: &names,
+            ip_tags: &ip_tags,
+            locations: &locations,
+        };
+        let access_policies =
+            crate::access::compile_access_policies(&source.access_policies, &known, &mut report);
+        (tls, identity, locations, access_policies)
+    };
+    let identity_on = identity.provider != crate::access::IdentityProvider::None;
+    for app in &mut apps {
+        app.login_required &= identity_on;
+    }
+    let block_page = crate::access::compile_block_page(source.block_page.as_ref());
 
     match suffix {
         Some(suffix) if errors.is_empty() => Ok(Policy {
@@ -681,9 +732,57 @@ pub fn compile_source(
             apps,
             ip_tags,
             activity_policies,
+            tls,
+            identity,
+            locations,
+            access_policies,
+            block_page,
         }),
         _ => Err(Diagnostics(errors)),
     }
+}
+
+/// Compiles `[[ip_tag]]` or `[[location]]` tables (`what` names them in
+/// messages).
+pub(crate) fn compile_ip_tags(
+    sources: &[Spanned<IpTagSourcePub>],
+    what: &str,
+    report: crate::access::Report<'_>,
+    line_of: &dyn Fn(usize) -> usize,
+) -> Vec<IpTag> {
+    let mut ip_tags = Vec::with_capacity(sources.len());
+    let mut tag_names: HashMap<String, usize> = HashMap::new();
+    for tag_src in sources {
+        let tag_src = tag_src.get_ref();
+        let name = tag_src.name.get_ref().trim().to_string();
+        let line = line_of(tag_src.name.span().start);
+        if name.is_empty() {
+            report(tag_src.name.span(), format!("{what} name is empty"));
+        } else if let Some(first) = tag_names.get(&name) {
+            report(
+                tag_src.name.span(),
+                format!("duplicate {what} {name:?} (first defined on line {first})"),
+            );
+        } else {
+            tag_names.insert(name.clone(), line);
+        }
+        if tag_src.ranges.get_ref().is_empty() {
+            report(
+                tag_src.ranges.span(),
+                format!("{what} {name:?} lists no ranges"),
+            );
+        }
+        let mut ranges = Vec::with_capacity(tag_src.ranges.get_ref().len());
+        for r in tag_src.ranges.get_ref() {
+            match IpRange::parse(r.get_ref()) {
+                Ok(range) => ranges.push(range),
+                Err(e) => report(r.span(), format!("bad IP range: {e}")),
+            }
+        }
+        ip_tags.push(IpTag { name, ranges });
+    }
+
+    ip_tags
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

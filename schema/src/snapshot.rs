@@ -84,20 +84,16 @@ pub fn encode_with_format(policy: &Policy, format_version: u32) -> Vec<u8> {
         snap.reborrow()
             .init_proxy()
             .set_suffix(policy.suffix.as_str());
-        let mut tags = snap.reborrow().init_ip_tags(policy.ip_tags.len() as u32);
-        for (i, tag) in policy.ip_tags.iter().enumerate() {
-            let mut t = tags.reborrow().get(i as u32);
-            t.set_name(tag.name.as_str());
-            let mut ranges = t.init_ranges(tag.ranges.len() as u32);
-            for (j, r) in tag.ranges.iter().enumerate() {
-                let mut out = ranges.reborrow().get(j as u32);
-                match r.addr() {
-                    IpAddr::V4(a) => out.set_address(&a.octets()),
-                    IpAddr::V6(a) => out.set_address(&a.octets()),
-                }
-                out.set_prefix_length(r.prefix());
-            }
-        }
+        encode_ip_tags(
+            snap.reborrow().init_ip_tags(policy.ip_tags.len() as u32),
+            &policy.ip_tags,
+        );
+        encode_ip_tags(
+            snap.reborrow()
+                .init_locations(policy.locations.len() as u32),
+            &policy.locations,
+        );
+        crate::access_codec::encode(snap.reborrow(), policy);
         encode_activity_policies(
             snap.reborrow()
                 .init_activity_policies(policy.activity_policies.len() as u32),
@@ -119,6 +115,7 @@ pub fn encode_with_format(policy: &Policy, format_version: u32) -> Vec<u8> {
                     contexts.set(j as u32, c.as_str());
                 }
             }
+            crate::access_codec::encode_app(a.reborrow(), app);
             let mut up = a.init_upstream();
             up.set_ca_certificates_pem(&app.ca_certificates_pem);
             match &app.upstream {
@@ -267,18 +264,73 @@ pub fn decode(bytes: &[u8]) -> Result<Policy, SnapshotError> {
             upstream,
             ca_certificates_pem,
             bare_host_contexts,
+            certificate: crate::access_codec::decode_certified_key(
+                a.get_has_certificate(),
+                a.get_certificate(),
+            )?,
+            access_default: crate::access_codec::decode_action(a.get_access_default())?,
+            login_required: a.get_login_required(),
         });
     }
+    let ip_tags = decode_ip_tags(snap.get_ip_tags()?, "ip tag")?;
+    let activity_policies = decode_activity_policies(snap.get_activity_policies()?)?;
+    Ok(Policy {
+        version: snap.get_version(),
+        compiled_at_unix_ms: snap.get_compiled_at_unix_ms(),
+        source: text(snap.get_source())?,
+        suffix,
+        apps,
+        ip_tags,
+        activity_policies,
+        tls: crate::access_codec::decode_tls(snap.get_tls()?)?,
+        identity: crate::access_codec::decode_identity(snap.get_identity()?)?,
+        locations: decode_ip_tags(snap.get_locations()?, "location")?,
+        access_policies: crate::access_codec::decode_access_policies(snap.get_access_policies()?)?,
+        block_page: crate::access_codec::decode_block_page(snap.get_block_page()?)?,
+    })
+}
+
+pub(crate) fn encode_ip_tags(
+    mut tags: capnp::struct_list::Builder<'_, policy_capnp::ip_tag::Owned>,
+    list: &[IpTag],
+) {
+    for (i, tag) in list.iter().enumerate() {
+        let mut t = tags.reborrow().get(i as u32);
+        t.set_name(tag.name.as_str());
+        let mut ranges = t.init_ranges(tag.ranges.len() as u32);
+        for (j, r) in tag.ranges.iter().enumerate() {
+            let mut out = ranges.reborrow().get(j as u32);
+            match r.addr() {
+                IpAddr::V4(a) => out.set_address(&a.octets()),
+                IpAddr::V6(a) => out.set_address(&a.octets()),
+            }
+            out.set_prefix_length(r.prefix());
+        }
+    }
+}
+
+/// Decodes a list of named range sets (ip tags, locations).
+pub(crate) fn decode_ip_tags(
+    list: capnp::struct_list::Reader<'_, policy_capnp::ip_tag::Owned>,
+    what: &str,
+) -> Result<Vec<IpTag>, SnapshotError> {
+    let text = |r: capnp::Result<capnp::text::Reader<'_>>| -> Result<String, SnapshotError> {
+        Ok(r?
+            .to_str()
+            .map_err(|e| SnapshotError::Decode(e.to_string()))?
+            .to_string())
+    };
+    let invalid = |what: &str, e: String| SnapshotError::Invalid(format!("{what}: {e}"));
     let mut ip_tags = Vec::new();
     let mut tag_names = std::collections::HashSet::new();
-    for t in snap.get_ip_tags()?.iter() {
+    for t in list.iter() {
         let name = text(t.get_name())?;
         if !tag_names.insert(name.clone()) {
-            return Err(invalid("ip tags", format!("duplicate tag {name:?}")));
+            return Err(invalid(what, format!("duplicate tag {name:?}")));
         }
-        let list = t.get_ranges()?;
-        let mut ranges = Vec::with_capacity(list.len() as usize);
-        for r in list.iter() {
+        let ranges_list = t.get_ranges()?;
+        let mut ranges = Vec::with_capacity(ranges_list.len() as usize);
+        for r in ranges_list.iter() {
             let address = r.get_address()?;
             let addr = match address.len() {
                 4 => IpAddr::from(
@@ -291,14 +343,14 @@ pub fn decode(bytes: &[u8]) -> Result<Policy, SnapshotError> {
                 ),
                 n => {
                     return Err(invalid(
-                        &format!("ip tag {name:?}"),
+                        &format!("{what} {name:?}"),
                         format!("address of {n} bytes"),
                     ))
                 }
             };
             let range = IpRange::new(addr, r.get_prefix_length()).ok_or_else(|| {
                 invalid(
-                    &format!("ip tag {name:?}"),
+                    &format!("{what} {name:?}"),
                     format!("bad range {addr}/{}", r.get_prefix_length()),
                 )
             })?;
@@ -306,16 +358,7 @@ pub fn decode(bytes: &[u8]) -> Result<Policy, SnapshotError> {
         }
         ip_tags.push(IpTag { name, ranges });
     }
-    let activity_policies = decode_activity_policies(snap.get_activity_policies()?)?;
-    Ok(Policy {
-        version: snap.get_version(),
-        compiled_at_unix_ms: snap.get_compiled_at_unix_ms(),
-        source: text(snap.get_source())?,
-        suffix,
-        apps,
-        ip_tags,
-        activity_policies,
-    })
+    Ok(ip_tags)
 }
 
 fn encode_activity_policies(

@@ -1,0 +1,329 @@
+//! Snapshot encoding of the access-control part of a policy (TLS material,
+//! identity, access policies, block page), validated again on decode like
+//! every other snapshot field.
+
+use std::net::IpAddr;
+
+use crate::access::{
+    check_jwks, AccessAction, AccessPolicy, BlockPage, CertifiedKeyPem, Identity, IdentityProvider,
+    Oidc, SessionKey, TlsSettings, TrustedHeader, CLIENT_APPS, DEVICE_TAGS,
+};
+use crate::activity::SEVERITIES;
+use crate::policy::{App, IpRange, Policy};
+use crate::policy_capnp;
+use crate::snapshot::SnapshotError;
+
+type TextResult<'a> = capnp::Result<capnp::text::Reader<'a>>;
+
+fn text(r: TextResult<'_>) -> Result<String, SnapshotError> {
+    Ok(r?
+        .to_str()
+        .map_err(|e| SnapshotError::Decode(e.to_string()))?
+        .to_string())
+}
+
+fn texts(r: capnp::Result<capnp::text_list::Reader<'_>>) -> Result<Vec<String>, SnapshotError> {
+    r?.iter().map(text).collect()
+}
+
+fn invalid(what: &str) -> SnapshotError {
+    SnapshotError::Invalid(what.to_string())
+}
+
+fn action_to_capnp(a: AccessAction) -> policy_capnp::AccessAction {
+    match a {
+        AccessAction::Allow => policy_capnp::AccessAction::Allow,
+        AccessAction::Audit => policy_capnp::AccessAction::Audit,
+        AccessAction::Monitor => policy_capnp::AccessAction::Monitor,
+        AccessAction::Block => policy_capnp::AccessAction::Block,
+    }
+}
+
+pub(crate) fn decode_action(
+    a: Result<policy_capnp::AccessAction, capnp::NotInSchema>,
+) -> Result<AccessAction, SnapshotError> {
+    Ok(match a.map_err(|e| SnapshotError::Decode(e.to_string()))? {
+        policy_capnp::AccessAction::Allow => AccessAction::Allow,
+        policy_capnp::AccessAction::Audit => AccessAction::Audit,
+        policy_capnp::AccessAction::Monitor => AccessAction::Monitor,
+        policy_capnp::AccessAction::Block => AccessAction::Block,
+    })
+}
+
+fn encode_range(mut out: policy_capnp::ip_range::Builder<'_>, r: &IpRange) {
+    match r.addr() {
+        IpAddr::V4(a) => out.set_address(&a.octets()),
+        IpAddr::V6(a) => out.set_address(&a.octets()),
+    }
+    out.set_prefix_length(r.prefix());
+}
+
+fn decode_range(r: policy_capnp::ip_range::Reader<'_>) -> Result<IpRange, SnapshotError> {
+    let address = r.get_address()?;
+    let addr = match address.len() {
+        4 => IpAddr::from(<[u8; 4]>::try_from(address).map_err(|_| invalid("ip range"))?),
+        16 => IpAddr::from(<[u8; 16]>::try_from(address).map_err(|_| invalid("ip range"))?),
+        _ => return Err(invalid("ip range address length")),
+    };
+    IpRange::new(addr, r.get_prefix_length()).ok_or_else(|| invalid("ip range"))
+}
+
+fn encode_key(mut out: policy_capnp::certified_key::Builder<'_>, k: &CertifiedKeyPem) {
+    out.set_certificate_chain_pem(&k.chain_pem);
+    out.set_private_key_pem(&k.key_pem);
+}
+
+fn decode_key(
+    r: policy_capnp::certified_key::Reader<'_>,
+) -> Result<Option<CertifiedKeyPem>, SnapshotError> {
+    let chain_pem = r.get_certificate_chain_pem()?.to_vec();
+    let key_pem = r.get_private_key_pem()?.to_vec();
+    if chain_pem.is_empty() && key_pem.is_empty() {
+        return Ok(None);
+    }
+    if chain_pem.is_empty() || key_pem.is_empty() {
+        return Err(invalid("a certificate without its key (or a key alone)"));
+    }
+    Ok(Some(CertifiedKeyPem { chain_pem, key_pem }))
+}
+
+pub(crate) fn decode_certified_key(
+    has: bool,
+    r: capnp::Result<policy_capnp::certified_key::Reader<'_>>,
+) -> Result<Option<CertifiedKeyPem>, SnapshotError> {
+    if !has {
+        return Ok(None);
+    }
+    decode_key(r?)?
+        .map(Some)
+        .ok_or_else(|| invalid("app certificate is empty"))
+}
+
+/// The app fields of the access part.
+pub(crate) fn encode_app(mut a: policy_capnp::app::Builder<'_>, app: &App) {
+    if let Some(c) = &app.certificate {
+        a.set_has_certificate(true);
+        encode_key(a.reborrow().init_certificate(), c);
+    }
+    a.set_access_default(action_to_capnp(app.access_default));
+    a.set_login_required(app.login_required);
+}
+
+/// The snapshot-level fields of the access part.
+pub(crate) fn encode(mut snap: policy_capnp::snapshot::Builder<'_>, policy: &Policy) {
+    {
+        let mut tls = snap.reborrow().init_tls();
+        if let Some(k) = &policy.tls.default_certificate {
+            encode_key(tls.reborrow().init_default_certificate(), k);
+        }
+        tls.set_client_ca_pem(&policy.tls.client_ca_pem);
+        tls.set_client_crl_pem(&policy.tls.client_crl_pem);
+    }
+    {
+        let identity = &policy.identity;
+        let mut out = snap.reborrow().init_identity();
+        out.set_session_lifetime_secs(identity.session_lifetime_secs);
+        let mut keys = out
+            .reborrow()
+            .init_session_keys(identity.session_keys.len() as u32);
+        for (i, k) in identity.session_keys.iter().enumerate() {
+            let mut kb = keys.reborrow().get(i as u32);
+            kb.set_id(k.id.as_str());
+            kb.set_key(&k.key);
+        }
+        match &identity.provider {
+            IdentityProvider::None => out.set_none(()),
+            IdentityProvider::Oidc(o) => {
+                let mut b = out.init_oidc();
+                b.set_issuer(o.issuer.as_str());
+                b.set_client_id(o.client_id.as_str());
+                b.set_authorization_endpoint(o.authorization_endpoint.as_str());
+                b.set_jwks(o.jwks.as_str());
+                b.set_scopes(o.scopes.as_str());
+            }
+            IdentityProvider::TrustedHeader(t) => {
+                let mut b = out.init_trusted_header();
+                b.set_user_header(t.user_header.as_str());
+                b.set_groups_header(t.groups_header.as_str());
+                let mut sources = b.init_sources(t.sources.len() as u32);
+                for (i, r) in t.sources.iter().enumerate() {
+                    encode_range(sources.reborrow().get(i as u32), r);
+                }
+            }
+        }
+    }
+    {
+        let mut page = snap.reborrow().init_block_page();
+        page.set_message(policy.block_page.message.as_str());
+        page.set_support_url(policy.block_page.support_url.as_str());
+    }
+    let mut list = snap.init_access_policies(policy.access_policies.len() as u32);
+    for (i, p) in policy.access_policies.iter().enumerate() {
+        let mut out = list.reborrow().get(i as u32);
+        out.set_name(p.name.as_str());
+        macro_rules! set_texts {
+            ($init:ident, $values:expr) => {{
+                let values = &$values;
+                let mut l = out.reborrow().$init(values.len() as u32);
+                for (j, v) in values.iter().enumerate() {
+                    l.set(j as u32, v.as_str());
+                }
+            }};
+        }
+        set_texts!(init_apps, p.apps);
+        set_texts!(init_users, p.users);
+        set_texts!(init_groups, p.groups);
+        set_texts!(init_ip_tags, p.ip_tags);
+        set_texts!(init_not_ip_tags, p.not_ip_tags);
+        set_texts!(init_locations, p.locations);
+        set_texts!(init_not_locations, p.not_locations);
+        set_texts!(init_devices, p.devices);
+        set_texts!(init_client_apps, p.client_apps);
+        set_texts!(init_user_agent_contains, p.user_agent_contains);
+        let mut ranges = out.reborrow().init_ip_ranges(p.ip_ranges.len() as u32);
+        for (j, r) in p.ip_ranges.iter().enumerate() {
+            encode_range(ranges.reborrow().get(j as u32), r);
+        }
+        out.set_user_agent_regex(p.user_agent_regex.as_str());
+        out.set_action(action_to_capnp(p.action));
+        out.set_message(p.message.as_str());
+        out.set_alert_severity(p.alert_severity.as_str());
+    }
+}
+
+pub(crate) fn decode_tls(r: policy_capnp::tls::Reader<'_>) -> Result<TlsSettings, SnapshotError> {
+    let client_ca_pem = r.get_client_ca_pem()?.to_vec();
+    let client_crl_pem = r.get_client_crl_pem()?.to_vec();
+    if client_ca_pem.is_empty() && !client_crl_pem.is_empty() {
+        return Err(invalid("client CRL without client CA"));
+    }
+    Ok(TlsSettings {
+        default_certificate: if r.has_default_certificate() {
+            decode_key(r.get_default_certificate()?)?
+        } else {
+            None
+        },
+        client_ca_pem,
+        client_crl_pem,
+    })
+}
+
+pub(crate) fn decode_identity(
+    r: policy_capnp::identity::Reader<'_>,
+) -> Result<Identity, SnapshotError> {
+    let mut session_keys = Vec::new();
+    for k in r.get_session_keys()?.iter() {
+        let key: [u8; 32] = k
+            .get_key()?
+            .try_into()
+            .map_err(|_| invalid("session key is not 32 bytes"))?;
+        session_keys.push(SessionKey {
+            id: text(k.get_id())?,
+            key,
+        });
+    }
+    let provider = match r
+        .which()
+        .map_err(|e| SnapshotError::Decode(e.to_string()))?
+    {
+        policy_capnp::identity::None(()) => IdentityProvider::None,
+        policy_capnp::identity::Oidc(o) => {
+            let o = o?;
+            let jwks = text(o.get_jwks())?;
+            check_jwks(&jwks).map_err(|e| SnapshotError::Invalid(format!("identity JWKS: {e}")))?;
+            IdentityProvider::Oidc(Oidc {
+                issuer: text(o.get_issuer())?,
+                client_id: text(o.get_client_id())?,
+                authorization_endpoint: text(o.get_authorization_endpoint())?,
+                jwks,
+                jwks_url: None,
+                scopes: text(o.get_scopes())?,
+            })
+        }
+        policy_capnp::identity::TrustedHeader(t) => {
+            let t = t?;
+            let mut sources = Vec::new();
+            for s in t.get_sources()?.iter() {
+                sources.push(decode_range(s)?);
+            }
+            IdentityProvider::TrustedHeader(TrustedHeader {
+                user_header: text(t.get_user_header())?,
+                groups_header: text(t.get_groups_header())?,
+                sources,
+            })
+        }
+    };
+    if provider != IdentityProvider::None && session_keys.is_empty() {
+        return Err(invalid("identity without session keys"));
+    }
+    Ok(Identity {
+        provider,
+        session_keys,
+        session_lifetime_secs: r.get_session_lifetime_secs(),
+    })
+}
+
+pub(crate) fn decode_block_page(
+    r: policy_capnp::block_page::Reader<'_>,
+) -> Result<BlockPage, SnapshotError> {
+    Ok(BlockPage {
+        message: text(r.get_message())?,
+        support_url: text(r.get_support_url())?,
+    })
+}
+
+pub(crate) fn decode_access_policies(
+    list: capnp::struct_list::Reader<'_, policy_capnp::access_policy::Owned>,
+) -> Result<Vec<AccessPolicy>, SnapshotError> {
+    let mut out = Vec::with_capacity(list.len() as usize);
+    for p in list.iter() {
+        let mut ip_ranges = Vec::new();
+        for r in p.get_ip_ranges()?.iter() {
+            ip_ranges.push(decode_range(r)?);
+        }
+        let policy = AccessPolicy {
+            name: text(p.get_name())?,
+            apps: texts(p.get_apps())?,
+            users: texts(p.get_users())?,
+            groups: texts(p.get_groups())?,
+            ip_tags: texts(p.get_ip_tags())?,
+            not_ip_tags: texts(p.get_not_ip_tags())?,
+            ip_ranges,
+            locations: texts(p.get_locations())?,
+            not_locations: texts(p.get_not_locations())?,
+            devices: texts(p.get_devices())?,
+            client_apps: texts(p.get_client_apps())?,
+            user_agent_contains: texts(p.get_user_agent_contains())?,
+            user_agent_regex: text(p.get_user_agent_regex())?,
+            action: decode_action(p.get_action())?,
+            message: text(p.get_message())?,
+            alert_severity: text(p.get_alert_severity())?,
+        };
+        if policy
+            .devices
+            .iter()
+            .any(|d| !DEVICE_TAGS.contains(&d.as_str()))
+            || policy
+                .client_apps
+                .iter()
+                .any(|c| !CLIENT_APPS.contains(&c.as_str()))
+            || !(policy.alert_severity.is_empty()
+                || SEVERITIES.contains(&policy.alert_severity.as_str()))
+        {
+            return Err(SnapshotError::Invalid(format!(
+                "access policy {:?}: unknown device tag, client app or severity",
+                policy.name
+            )));
+        }
+        if !policy.user_agent_regex.is_empty()
+            && regex::Regex::new(&policy.user_agent_regex).is_err()
+        {
+            return Err(SnapshotError::Invalid(format!(
+                "access policy {:?}: bad user agent regex",
+                policy.name
+            )));
+        }
+        out.push(policy);
+    }
+    Ok(out)
+}
