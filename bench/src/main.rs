@@ -63,6 +63,28 @@ enum Command {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// A small OpenID Connect provider (discovery, JWKS, authorization
+    /// endpoint with a login form and form_post) for tests and the demo.
+    Idp {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+        /// Issuer URL (iss, and base of the endpoints) [default:
+        /// http://<listen address>].
+        #[arg(long)]
+        issuer: Option<String>,
+        /// Accept test_* parameters that produce broken tokens (tests only).
+        #[arg(long)]
+        test_mode: bool,
+        /// Keep the signing keys in this directory across restarts.
+        #[arg(long)]
+        keys: Option<PathBuf>,
+        /// Write the JWKS here (for a policy's jwks_file).
+        #[arg(long)]
+        jwks_out: Option<PathBuf>,
+        /// ID token lifetime, seconds.
+        #[arg(long, default_value_t = 3600)]
+        token_lifetime: u64,
+    },
     /// Measure `controld apply` → acks from every data-plane core for a
     /// large policy (real controld and dataplane processes).
     ApplyLatency {
@@ -150,6 +172,39 @@ fn main() -> ExitCode {
                     eprintln!("bench scenario: {e}");
                     ExitCode::FAILURE
                 }
+            }
+        }
+        Command::Idp {
+            listen,
+            issuer,
+            test_mode,
+            keys,
+            jwks_out,
+            token_lifetime,
+        } => {
+            let started = palisade_bench::idp::Idp::start(palisade_bench::idp::IdpConfig {
+                listen,
+                issuer,
+                test_mode,
+                key_dir: keys,
+                token_lifetime,
+            });
+            let idp = match started {
+                Ok(idp) => idp,
+                Err(e) => {
+                    eprintln!("bench idp: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            if let Some(path) = jwks_out {
+                if let Err(e) = std::fs::write(&path, &idp.jwks) {
+                    eprintln!("bench idp: {}: {e}", path.display());
+                    return ExitCode::FAILURE;
+                }
+            }
+            println!("idp: listening on {} issuer {}", idp.addr, idp.issuer);
+            loop {
+                std::thread::park();
             }
         }
         Command::Load {

@@ -10,12 +10,16 @@
 //! [`logs`] batches. [`fuzz`] holds the
 //! harness the fuzz targets call.
 
+pub mod access;
 pub mod body;
+pub mod client_io;
 pub mod control;
 pub mod domains;
 pub mod fuzz;
+pub mod gate;
 pub mod hosts;
 pub mod http;
+pub mod identity;
 pub mod io;
 pub mod iptags;
 pub mod limits;
@@ -26,4 +30,5 @@ pub mod rewrite;
 pub mod routes;
 pub mod server;
 pub mod shutdown;
+pub mod tls;
 pub mod upstream;

@@ -33,6 +33,10 @@ struct Args {
     /// Address for plain HTTP/1.1 (e.g. 0.0.0.0:8080; port 0 picks one).
     #[arg(long)]
     listen: SocketAddr,
+    /// Address for HTTPS (TLS 1.2/1.3, ALPN http/1.1); certificates come
+    /// from the snapshot, chosen by SNI, and rotate with each apply.
+    #[arg(long)]
+    tls_listen: Option<SocketAddr>,
     /// Cores to serve on, one pinned executor each [default: all CPUs].
     #[arg(long)]
     cores: Option<usize>,
@@ -196,6 +200,7 @@ fn start(a: Args) -> Result<(), String> {
     }
     let config = ServerConfig {
         listen: a.listen,
+        tls_listen: a.tls_listen,
         cores,
         cpus: a.cpus.clone(),
         snapshot: initial.map(|(_, bytes, _)| Arc::new(bytes)),
@@ -221,8 +226,11 @@ fn start(a: Args) -> Result<(), String> {
         0
     };
     palisade_dataplane::shutdown::install(logging_cores);
-    server::run(config, |addr| {
-        println!("dataplane: listening on {addr} ({cores} cores, {source})");
+    server::run(config, |addr, tls| match tls {
+        Some(tls) => {
+            println!("dataplane: listening on {addr} ({cores} cores, {source}); https on {tls}")
+        }
+        None => println!("dataplane: listening on {addr} ({cores} cores, {source})"),
     })
     .map_err(|e| e.to_string())
 }

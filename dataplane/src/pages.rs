@@ -4,7 +4,12 @@
 /// Reason phrase for the statuses the proxy emits.
 pub fn reason_phrase(status: u16) -> &'static str {
     match status {
+        302 => "Found",
+        303 => "See Other",
+        200 => "OK",
         400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
@@ -39,6 +44,96 @@ pub fn error_response(out: &mut Vec<u8>, status: u16, detail: &str, with_body: b
     if with_body {
         out.extend_from_slice(body.as_bytes());
     }
+}
+
+/// A page or JSON document the proxy answers itself (sign-in, block),
+/// keeping the connection open. `headers` are extra header lines, each
+/// ending in CRLF.
+pub fn own_response(
+    out: &mut Vec<u8>,
+    status: u16,
+    headers: &str,
+    json: bool,
+    body: &str,
+    with_body: bool,
+) {
+    out.clear();
+    let kind = if json {
+        "application/json"
+    } else {
+        "text/html; charset=utf-8"
+    };
+    out.extend_from_slice(
+        format!(
+            "HTTP/1.1 {status} {}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nCache-Control: no-store\r\n{headers}\r\n",
+            reason_phrase(status),
+            body.len()
+        )
+        .as_bytes(),
+    );
+    if with_body {
+        out.extend_from_slice(body.as_bytes());
+    }
+}
+
+/// A simple HTML page: a title and paragraphs (already escaped).
+pub fn html_page(title: &str, paragraphs: &[String]) -> String {
+    let mut body = format!(
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{0}</title></head>\n<body><h1>{0}</h1>\n",
+        escape_html(title)
+    );
+    for p in paragraphs {
+        body.push_str("<p>");
+        body.push_str(p);
+        body.push_str("</p>\n");
+    }
+    body.push_str("<p><small>Palisade</small></p></body></html>\n");
+    body
+}
+
+/// The access block page (RFC 9110 §15.5.4 403): the policy's and the
+/// operator's messages, a support link and the request id to quote; JSON
+/// for API clients.
+pub fn block_page(
+    out: &mut Vec<u8>,
+    json: bool,
+    app: &str,
+    policy_message: &str,
+    page: &palisade_schema::access::BlockPage,
+    request_id: &str,
+    with_body: bool,
+) {
+    let body = if json {
+        serde_json::json!({
+            "error": "access_blocked",
+            "app": app,
+            "message": policy_message,
+            "operator_message": page.message,
+            "support_url": page.support_url,
+            "request_id": request_id,
+        })
+        .to_string()
+    } else {
+        let mut paragraphs = vec![format!(
+            "Access to {} is blocked by your organization's policy.",
+            escape_html(app)
+        )];
+        for m in [policy_message, page.message.as_str()] {
+            if !m.is_empty() {
+                paragraphs.push(escape_html(m));
+            }
+        }
+        if !page.support_url.is_empty() {
+            let url = escape_html(&page.support_url);
+            paragraphs.push(format!("Need help? <a href=\"{url}\">{url}</a>"));
+        }
+        paragraphs.push(format!(
+            "Request id: <code>{}</code>",
+            escape_html(request_id)
+        ));
+        html_page("Access blocked", &paragraphs)
+    };
+    own_response(out, 403, "", json, &body, with_body);
 }
 
 /// Escapes text for an HTML element body.

@@ -20,8 +20,9 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Instant;
 
+use crate::client_io::ClientIo;
+use crate::gate::{self, Admitted, ConnGate, Gate};
 use futures_lite::AsyncWriteExt;
-use glommio::net::TcpStream;
 
 use crate::body::{self, BodyFilter, RelayError, SinkFraming};
 use crate::http::request::{prepare_request, ClientContext, Parsed, Rejection, RequestInfo};
@@ -38,8 +39,9 @@ use crate::rewrite::Rewriter;
 use crate::routes::RouteTable;
 use crate::upstream::{self, Pool, Target, UpstreamConn};
 
-/// A client connection: counts the bytes sent for the traffic log.
-pub type ClientStream = Counted<TcpStream>;
+/// A client connection (TCP or TLS): counts the bytes sent for the
+/// traffic log.
+pub type ClientStream = Counted<ClientIo>;
 
 /// Initial read buffer of a client connection.
 pub const CLIENT_BUFFER: usize = 8 * 1024;
@@ -59,6 +61,8 @@ pub struct Core {
     pub buffers: Rc<BufferPool>,
     /// This core's traffic and activity log (`None`: logging is off).
     pub logs: Option<RefCell<LogShard>>,
+    /// Request ids for block pages: a per-core random start, counted up.
+    request_ids: std::cell::Cell<u64>,
 }
 
 impl Core {
@@ -70,7 +74,15 @@ impl Core {
             pool: RefCell::new(pool),
             buffers: Rc::new(BufferPool::new(CLIENT_BUFFER, 4096)),
             logs: None,
+            request_ids: std::cell::Cell::new(random_u64()),
         }
+    }
+
+    /// A new request id (16 hex digits).
+    pub fn next_request_id(&self) -> String {
+        let id = self.request_ids.get().wrapping_add(1);
+        self.request_ids.set(id);
+        format!("{id:016x}")
     }
 
     /// Turns on this core's log with `shard`.
@@ -110,11 +122,20 @@ enum Outcome {
     Tunnel(UpstreamConn),
 }
 
-/// Serves one client connection until it closes.
-pub async fn serve_connection(core: Rc<Core>, stream: TcpStream, peer: SocketAddr) {
-    let _ = stream.set_nodelay(true);
+fn random_u64() -> u64 {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 8];
+    let _ = ring::rand::SystemRandom::new().fill(&mut b);
+    u64::from_le_bytes(b)
+}
+
+/// Serves one client connection until it closes. `managed`: the client
+/// presented a certificate that verifies against the device roots.
+pub async fn serve_connection(core: Rc<Core>, stream: ClientIo, peer: SocketAddr, managed: bool) {
+    let tls = matches!(stream, ClientIo::Tls(_));
     let mut client = Inbound::pooled(Counted::new(stream), core.buffers.clone());
-    let ctx = ClientContext::new(peer, false);
+    let ctx = ClientContext::new(peer, tls);
+    let mut conn_gate = ConnGate::new(managed);
     // Head and output buffers are taken from the core's pool for each
     // exchange and given back before waiting for the next request.
     let mut upstream_head = Vec::new();
@@ -137,6 +158,7 @@ pub async fn serve_connection(core: Rc<Core>, stream: TcpStream, peer: SocketAdd
                     let down0 = client.stream.written();
                     pages::error_response(&mut scratch, rejection.status, &rejection.reason, true);
                     let _ = client.stream.write_all(&scratch).await;
+                    let _ = client.stream.flush().await;
                     if let Some(log) = &core.logs {
                         // Refused before routing: no app, no parsed target.
                         log.borrow_mut().record(
@@ -155,21 +177,71 @@ pub async fn serve_connection(core: Rc<Core>, stream: TcpStream, peer: SocketAdd
             0
         };
         let (up0, down0) = (client.consumed(), client.stream.written());
-        client.consume(req.head_len);
         if scratch.capacity() == 0 {
             scratch = core.buffers.take_scratch();
         }
         let mut served = Served::default();
-        let outcome = exchange(
-            &core,
-            &routes,
-            &mut client,
-            &req,
-            &upstream_head,
+        let request_id = if routes.access.allows_everything() {
+            String::new()
+        } else {
+            core.next_request_id()
+        };
+        let verdict = gate::check(
+            &gate::Ask {
+                routes: &routes,
+                req: &req,
+                head: client.buffered(),
+                upstream_head: &upstream_head,
+                peer: peer.ip(),
+                tls,
+                request_id: &request_id,
+            },
+            &mut conn_gate,
             &mut scratch,
-            &mut served,
-        )
-        .await;
+        );
+        client.consume(req.head_len);
+        let mut admitted = Admitted::default();
+        let outcome = match verdict {
+            Gate::Pass(a) => {
+                admitted = a;
+                exchange(
+                    &core,
+                    &routes,
+                    &mut client,
+                    &req,
+                    &upstream_head,
+                    &mut scratch,
+                    &mut served,
+                )
+                .await
+            }
+            Gate::Answered {
+                status,
+                admitted: a,
+            } => {
+                admitted = a;
+                served.status = status;
+                answer(&mut client, &req, &scratch).await
+            }
+            Gate::Callback { host, login_cookie } => {
+                let (status, user) = sign_in_callback(
+                    &core,
+                    &routes,
+                    &mut client,
+                    &req,
+                    &host,
+                    &login_cookie,
+                    &mut scratch,
+                )
+                .await;
+                served.status = status;
+                if let Some(user) = user {
+                    served.user = user;
+                }
+                answer(&mut client, &req, &scratch).await
+            }
+        };
+        let _ = client.stream.flush().await;
         if let Some(log) = &core.logs {
             if let Outcome::CloseAfterError(status) = outcome {
                 served.status = status;
@@ -188,11 +260,15 @@ pub async fn serve_connection(core: Rc<Core>, stream: TcpStream, peer: SocketAdd
                 status: served.status,
                 bytes_up: client.consumed() - up0,
                 bytes_down: client.stream.written() - down0,
-                action: palisade_schema::logrec::Action::Allow,
-                policy: "",
-                user: "",
-                session_id: "",
-                device_tags: "",
+                action: log_action(&admitted, served.status),
+                policy: admitted.policy.map_or("", |p| routes.access.policy_name(p)),
+                user: if served.user.is_empty() {
+                    admitted.user()
+                } else {
+                    &served.user
+                },
+                session_id: &request_id,
+                device_tags: crate::access::device_tags_text(admitted.devices),
             };
             let activity = served
                 .activity
@@ -354,6 +430,7 @@ async fn exchange(
                     .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
                     .await
                     .map_err(|e| downstream_error(&format!("writing 100 Continue: {e}")))?;
+                let _ = client.stream.flush().await;
             }
             body_sent |= req.framing.has_body();
             send_request(core, routes, client, &mut up, req, upstream_head, scratch).await?;
@@ -450,9 +527,95 @@ async fn exchange(
     }
 }
 
+/// The log's action for an exchange: the access decision, or `block`
+/// when the proxy refused the request itself (sign-in required or failed).
+fn log_action(admitted: &Admitted, status: u16) -> palisade_schema::logrec::Action {
+    use palisade_schema::access::AccessAction;
+    use palisade_schema::logrec::Action;
+    match admitted.action {
+        AccessAction::Block => Action::Block,
+        _ if matches!(status, 401 | 403) && admitted.session.is_none() => Action::Block,
+        AccessAction::Allow => Action::Allow,
+        AccessAction::Audit => Action::Audit,
+        AccessAction::Monitor => Action::Monitor,
+    }
+}
+
+/// Sends a response the proxy wrote itself (in `out`). The connection
+/// stays open unless the request's body is unread or the client asked to
+/// close.
+async fn answer(client: &mut Inbound<ClientStream>, req: &RequestInfo, out: &[u8]) -> Outcome {
+    if client.stream.write_all(out).await.is_err() {
+        return Outcome::Close;
+    }
+    if req.framing.has_body() && client.buffered().is_empty() {
+        // Its body may still be on the way: never parse it as a request.
+        return Outcome::CloseAfterError(0);
+    }
+    if req.framing.has_body() || !req.keep_alive {
+        return Outcome::CloseAfterError(0);
+    }
+    Outcome::KeepAlive
+}
+
+/// Reads the sign-in callback's form body (Content-Length, bounded) and
+/// completes the sign-in; the response is left in `out`.
+async fn sign_in_callback(
+    core: &Core,
+    routes: &RouteTable,
+    client: &mut Inbound<ClientStream>,
+    req: &RequestInfo,
+    host: &str,
+    login_cookie: &[u8],
+    out: &mut Vec<u8>,
+) -> (u16, Option<String>) {
+    let len = match req.framing {
+        Framing::Length(n) if n <= gate::MAX_CALLBACK_BODY => n as usize,
+        _ => {
+            pages::error_response(
+                out,
+                400,
+                "the sign-in callback needs a form body with a Content-Length (at most 64 KiB)",
+                !req.is_head,
+            );
+            return (400, None);
+        }
+    };
+    let deadline = Instant::now() + core.limits.body_timeout;
+    while client.buffered().len() < len {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match within(left, client.fill(len.max(CLIENT_BUFFER))).await {
+            Ok(n) if n > 0 => {}
+            _ => {
+                pages::error_response(out, 400, "the sign-in form did not arrive", true);
+                return (400, None);
+            }
+        }
+    }
+    let form = client.buffered()[..len].to_vec();
+    client.consume(len);
+    let (status, user, reason) = gate::complete_callback(
+        routes,
+        req.app,
+        req.app_host.as_str(),
+        host,
+        login_cookie,
+        &form,
+        out,
+    );
+    if !reason.is_empty() {
+        // The refusal is in the log record (status 403, action block); say
+        // why on the data plane's error stream too.
+        eprintln!("sign-in refused for {host}: {reason}");
+    }
+    (status, user)
+}
+
 /// What the traffic log needs from an exchange.
 #[derive(Default)]
 struct Served {
+    /// Signed in by this request (the sign-in callback).
+    user: String,
     status: u16,
     /// A recognized activity: name, file name, file size.
     activity: Option<(&'static str, Vec<u8>, u64)>,
@@ -679,6 +842,7 @@ async fn read_response_head(
                     client.stream.write_all(out).await.map_err(|e| {
                         downstream_error(&format!("writing an interim response: {e}"))
                     })?;
+                    let _ = client.stream.flush().await;
                 }
                 continue;
             }
@@ -748,6 +912,7 @@ async fn fail(
 ) -> Outcome {
     pages::error_response(scratch, e.status, &e.detail, !req.is_head);
     let _ = client.stream.write_all(scratch).await;
+    let _ = client.stream.flush().await;
     scratch.clear();
     Outcome::CloseAfterError(e.status)
 }
@@ -761,11 +926,7 @@ const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 /// response in flight. So: shut down our sending side, then read and
 /// discard (bounded in bytes and time) until the client closes.
 async fn lingering_close(mut client: Inbound<ClientStream>) {
-    let _ = client
-        .stream
-        .inner
-        .shutdown(std::net::Shutdown::Write)
-        .await;
+    client.stream.inner.shutdown_write().await;
     let deadline = Instant::now() + LINGER_TIME;
     let mut drained = 0;
     loop {
@@ -811,7 +972,7 @@ async fn pump<R, W>(
 {
     use futures_lite::AsyncReadExt;
     let mut buf = vec![0u8; 16 * 1024];
-    if to.write_all(&first).await.is_ok() {
+    if to.write_all(&first).await.is_ok() && to.flush().await.is_ok() {
         loop {
             let wait = idle.saturating_sub(last_activity.get().elapsed());
             if wait.is_zero() {
@@ -821,7 +982,8 @@ async fn pump<R, W>(
                 Ok(0) => break,
                 Ok(n) => {
                     last_activity.set(Instant::now());
-                    if to.write_all(&buf[..n]).await.is_err() {
+                    // TLS holds written bytes until flushed.
+                    if to.write_all(&buf[..n]).await.is_err() || to.flush().await.is_err() {
                         break;
                     }
                 }

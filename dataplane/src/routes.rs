@@ -68,6 +68,11 @@ pub struct AppRoute {
     /// Text after which bare app hosts are rewritten in this app's
     /// responses (none configured: `None`).
     pub bare_host_contexts: Option<ContextPatterns>,
+    /// The app's domains (lower case): the session cookie is scoped to
+    /// the proxy name of the one a request's host is under.
+    pub domains: Box<[Box<str>]>,
+    /// Requests need a proxy session.
+    pub login_required: bool,
 }
 
 /// An app's bare-host context patterns, compiled.
@@ -128,8 +133,13 @@ pub enum UpstreamRoute {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum RouteError {
-    BadCaCertificates { app: String, reason: String },
+    BadCaCertificates {
+        app: String,
+        reason: String,
+    },
     BadSuffix(String),
+    /// TLS material, identity settings or access policies are unusable.
+    Access(String),
 }
 
 impl std::fmt::Display for RouteError {
@@ -139,6 +149,7 @@ impl std::fmt::Display for RouteError {
                 write!(f, "app {app:?}: bad CA certificates: {reason}")
             }
             RouteError::BadSuffix(e) => write!(f, "proxy suffix: {e}"),
+            RouteError::Access(e) => f.write_str(e),
         }
     }
 }
@@ -159,6 +170,11 @@ pub struct RouteTable {
     pub apps: Vec<AppRoute>,
     /// Client-address tags for access and session policies.
     pub ip_tags: IpTagTable,
+    /// The TLS listener's configuration (`None`: no certificate).
+    pub tls: Option<crate::tls::TlsServer>,
+    pub identity: crate::identity::IdentityConfig,
+    pub access: crate::access::AccessTable,
+    pub block_page: palisade_schema::access::BlockPage,
 }
 
 /// The result of mapping a request's Host.
@@ -246,6 +262,8 @@ impl RouteTable {
                 name: app.name.as_str().into(),
                 upstream,
                 bare_host_contexts: ContextPatterns::build(&app.bare_host_contexts)?,
+                domains: app.domains.iter().map(|d| d.as_str().into()).collect(),
+                login_required: app.login_required,
             });
         }
         let dotted = format!(".{}", policy.suffix);
@@ -261,6 +279,13 @@ impl RouteTable {
             dotted_suffix: dotted.as_bytes().into(),
             domains: DomainSet::build(domain_list.into_iter()),
             apps,
+            tls: crate::tls::TlsServer::build(policy)
+                .map_err(|e| RouteError::Access(format!("tls: {e}")))?,
+            identity: crate::identity::IdentityConfig::build(&policy.identity)
+                .map_err(RouteError::Access)?,
+            access: crate::access::AccessTable::build(policy)
+                .map_err(|e| RouteError::Access(format!("access policies: {}", e.0)))?,
+            block_page: policy.block_page.clone(),
         })
     }
 
@@ -277,6 +302,10 @@ impl RouteTable {
             domains: DomainSet::default(),
             apps: Vec::new(),
             ip_tags: IpTagTable::default(),
+            tls: None,
+            identity: crate::identity::IdentityConfig::none(),
+            access: crate::access::AccessTable::empty(),
+            block_page: Default::default(),
         }
     }
 
@@ -326,6 +355,27 @@ impl RouteTable {
             return None;
         }
         Some(&head[..head.len() - 1])
+    }
+
+    /// The cookie domain for `app_host` of app `app`: `<domain>.<suffix>`
+    /// for the most specific app domain the host is under.
+    pub fn cookie_domain(&self, app: usize, app_host: &str) -> String {
+        let best = self.apps.get(app).and_then(|a| {
+            a.domains
+                .iter()
+                .filter(|d| {
+                    app_host == &***d
+                        || (app_host.len() > d.len()
+                            && app_host.ends_with(&***d)
+                            && app_host.as_bytes()[app_host.len() - d.len() - 1] == b'.')
+                })
+                .max_by_key(|d| d.len())
+        });
+        let suffix = std::str::from_utf8(&self.suffix).unwrap_or("");
+        match best {
+            Some(d) => format!("{d}.{suffix}"),
+            None => format!("{app_host}.{suffix}"),
+        }
     }
 
     /// Maps a request's host (without port) to an app.

@@ -12,7 +12,9 @@ use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement};
 use palisade_schema::snapshot;
 
+use crate::client_io::ClientIo;
 use crate::control::{self, ControlConfig};
+use crate::io::within;
 use crate::limits::Limits;
 use crate::proxy::{serve_connection, Core};
 use crate::routes::{system_roots, RouteTable, SharedRoots};
@@ -21,6 +23,8 @@ use crate::routes::{system_roots, RouteTable, SharedRoots};
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
+    /// HTTPS listener (certificates from the snapshot); `None`: plain only.
+    pub tls_listen: Option<SocketAddr>,
     /// Executors to run, one pinned per CPU.
     pub cores: usize,
     /// CPU of each core (core i uses `cpus[i % len]`); empty: CPU i modulo
@@ -55,8 +59,11 @@ impl std::fmt::Display for StartError {
 impl std::error::Error for StartError {}
 
 /// Starts every core and blocks until they all stop. `on_ready` runs once
-/// every core listens, with the bound address.
-pub fn run(config: ServerConfig, on_ready: impl FnOnce(SocketAddr)) -> Result<(), StartError> {
+/// every core listens, with the bound addresses (plain, TLS).
+pub fn run(
+    config: ServerConfig,
+    on_ready: impl FnOnce(SocketAddr, Option<SocketAddr>),
+) -> Result<(), StartError> {
     // Decode once up front so a bad snapshot fails the start with a clear
     // message instead of inside a core.
     let roots: SharedRoots = Arc::new(system_roots());
@@ -72,6 +79,13 @@ pub fn run(config: ServerConfig, on_ready: impl FnOnce(SocketAddr)) -> Result<()
     // With port 0 every SO_REUSEPORT listener would get its own port: pick
     // one first, and hold it (bound, not listening) until the cores bind.
     let (listen, reservation) = reserve_port(config.listen)?;
+    let (tls_listen, tls_reservation) = match config.tls_listen {
+        Some(addr) => {
+            let (a, r) = reserve_port(addr)?;
+            (Some(a), r)
+        }
+        None => (None, None),
+    };
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
@@ -95,7 +109,7 @@ pub fn run(config: ServerConfig, on_ready: impl FnOnce(SocketAddr)) -> Result<()
             .name(&format!("palisade-core{index}"))
             .io_memory(config.io_memory)
             .spawn(move || async move {
-                let start = || -> Result<(TcpListener, Rc<Core>), String> {
+                let start = || -> Result<(TcpListener, Option<TcpListener>, Rc<Core>), String> {
                     let routes = match &bytes {
                         Some(bytes) => {
                             let policy = snapshot::decode(bytes).map_err(|e| e.to_string())?;
@@ -105,13 +119,19 @@ pub fn run(config: ServerConfig, on_ready: impl FnOnce(SocketAddr)) -> Result<()
                     };
                     let listener =
                         bind_listener(listen).map_err(|e| format!("bind {listen}: {e}"))?;
+                    let tls_listener = match tls_listen {
+                        Some(addr) => {
+                            Some(bind_listener(addr).map_err(|e| format!("bind {addr}: {e}"))?)
+                        }
+                        None => None,
+                    };
                     let mut core = Core::new(routes, limits);
                     if let Some(log) = log {
                         core = core.with_logs(crate::logs::LogShard::new(index as u32, log));
                     }
-                    Ok((listener, Rc::new(core)))
+                    Ok((listener, tls_listener, Rc::new(core)))
                 };
-                let (listener, core) = match start() {
+                let (listener, tls_listener, core) = match start() {
                     Ok(v) => v,
                     Err(e) => {
                         let _ = ready.send(Err(format!("core {index}: {e}")));
@@ -135,6 +155,10 @@ pub fn run(config: ServerConfig, on_ready: impl FnOnce(SocketAddr)) -> Result<()
                 let slots = Rc::new(glommio::sync::Semaphore::new(
                     core.limits.max_connections.max(1) as u64,
                 ));
+                if let Some(tls_listener) = tls_listener {
+                    glommio::spawn_local(accept_tls(core.clone(), tls_listener, slots.clone()))
+                        .detach();
+                }
                 loop {
                     let Ok(slot) = slots.acquire_static_permit(1).await else {
                         break;
@@ -147,7 +171,8 @@ pub fn run(config: ServerConfig, on_ready: impl FnOnce(SocketAddr)) -> Result<()
                             };
                             let core = core.clone();
                             glommio::spawn_local(async move {
-                                serve_connection(core, stream, peer).await;
+                                let _ = stream.set_nodelay(true);
+                                serve_connection(core, ClientIo::Plain(stream), peer, false).await;
                                 drop(slot);
                             })
                             .detach();
@@ -173,11 +198,60 @@ pub fn run(config: ServerConfig, on_ready: impl FnOnce(SocketAddr)) -> Result<()
         }
     }
     drop(reservation);
-    on_ready(listen);
+    drop(tls_reservation);
+    on_ready(listen, tls_listen);
     for h in handles {
         let _ = h.join();
     }
     Ok(())
+}
+
+/// The TLS accept loop of one core: each connection is handshaken with
+/// the TLS configuration of the snapshot current at accept time (so an
+/// apply rotates certificates for new connections while open ones keep
+/// theirs), then served like a plain one.
+async fn accept_tls(core: Rc<Core>, listener: TcpListener, slots: Rc<glommio::sync::Semaphore>) {
+    loop {
+        let Ok(slot) = slots.acquire_static_permit(1).await else {
+            break;
+        };
+        let stream = match listener.accept().await {
+            Ok(s) => s,
+            Err(_) => {
+                drop(slot);
+                glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let Ok(peer) = stream.peer_addr() else {
+            continue;
+        };
+        let core = core.clone();
+        glommio::spawn_local(async move {
+            let _ = stream.set_nodelay(true);
+            let routes = core.routes.borrow().clone();
+            let Some(tls) = &routes.tls else {
+                // No certificate in the snapshot: nothing to offer.
+                drop(slot);
+                return;
+            };
+            let acceptor = futures_rustls::TlsAcceptor::from(tls.config.clone());
+            let handshake = within(core.limits.header_timeout, async {
+                acceptor.accept(stream).await
+            })
+            .await;
+            let Ok(stream) = handshake else {
+                drop(slot);
+                return;
+            };
+            let managed = tls.wants_client_certificates()
+                && tls.device_is_managed(stream.get_ref().1.peer_certificates());
+            drop(routes);
+            serve_connection(core, ClientIo::Tls(Box::new(stream)), peer, managed).await;
+            drop(slot);
+        })
+        .detach();
+    }
 }
 
 /// A listening socket for one core: SO_REUSEPORT so every core gets its

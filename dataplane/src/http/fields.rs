@@ -4,6 +4,7 @@
 /// Header fields the proxy treats specially, recognised once per field.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FieldName {
+    Accept,
     AcceptEncoding,
     AccessControlAllowOrigin,
     AltSvc,
@@ -15,6 +16,7 @@ pub enum FieldName {
     ContentSecurityPolicy,
     ContentSecurityPolicyReportOnly,
     ContentType,
+    Cookie,
     ETag,
     Expect,
     Forwarded,
@@ -43,6 +45,8 @@ pub enum FieldName {
 /// Every recognised name: the oracle `classify` is tested against.
 #[cfg(test)]
 const KNOWN_FIELDS: &[(&[u8], FieldName)] = &[
+    (b"accept", FieldName::Accept),
+    (b"cookie", FieldName::Cookie),
     (b"accept-encoding", FieldName::AcceptEncoding),
     (b"content-encoding", FieldName::ContentEncoding),
     (b"content-type", FieldName::ContentType),
@@ -98,7 +102,12 @@ impl FieldName {
                 (b"etag", ETag),
                 (b"vary", Vary),
             ],
-            6 => &[(b"expect", Expect), (b"origin", Origin)],
+            6 => &[
+                (b"accept", Accept),
+                (b"cookie", Cookie),
+                (b"expect", Expect),
+                (b"origin", Origin),
+            ],
             7 => &[
                 (b"alt-svc", AltSvc),
                 (b"referer", Referer),

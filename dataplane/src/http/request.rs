@@ -64,6 +64,44 @@ pub struct RequestInfo {
     /// value sit in the upstream head, for the traffic log (method: the
     /// head's first bytes, up to the target less one).
     pub log_fields: LogFields,
+    /// What identity and access control read from the client's head:
+    /// offsets into the read buffer the head was parsed from.
+    pub gate: GateFields,
+}
+
+/// Offsets (into the client's read buffer) of what identity and access
+/// control need; `(0, 0)` when absent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GateFields {
+    /// The request target's path and query.
+    pub path: (u32, u32),
+    pub session_cookie: (u32, u32),
+    pub login_cookie: (u32, u32),
+    /// Trusted identity headers (only from a trusted source).
+    pub trusted_user: (u32, u32),
+    pub trusted_groups: (u32, u32),
+    /// The path is one of the proxy's own (`/.palisade/…`).
+    pub reserved: bool,
+    /// The client prefers JSON (`Accept: application/json`).
+    pub wants_json: bool,
+    /// GET or HEAD: a browser navigation can be redirected to sign in.
+    pub safe_method: bool,
+}
+
+impl GateFields {
+    /// The bytes at `range` of `head`.
+    pub fn slice<'h>(head: &'h [u8], (start, end): (u32, u32)) -> &'h [u8] {
+        head.get(start as usize..end as usize).unwrap_or(b"")
+    }
+}
+
+/// Offsets of `part` (a subslice of `whole`) within it.
+fn offsets(whole: &[u8], part: &[u8]) -> (u32, u32) {
+    let start = (part.as_ptr() as usize).wrapping_sub(whole.as_ptr() as usize);
+    if start > whole.len() {
+        return (0, 0);
+    }
+    (start as u32, (start + part.len()) as u32)
 }
 
 /// Offsets into the upstream head of what the traffic log records.
@@ -343,6 +381,15 @@ pub fn prepare_request(
         Accepted::default()
     };
     let unwrap_body = unwrap_body.filter(|_| framing.has_body());
+    let mut gate = GateFields {
+        path: offsets(buf, path_and_query),
+        reserved: path_and_query.starts_with(crate::identity::RESERVED_PREFIX),
+        safe_method: matches!(method, b"GET" | b"HEAD"),
+        ..GateFields::default()
+    };
+    let trusted_headers = routes.identity.trusted_headers();
+    let trusted_source =
+        trusted_headers.is_some() && routes.identity.is_trusted_source(client.peer.ip());
 
     // Write the upstream head.
     out.clear();
@@ -387,6 +434,50 @@ pub fn prepare_request(
                 }
             }
             k if k.is_hop_by_hop() => continue,
+            FieldName::Cookie => {
+                // The proxy's own cookies never reach the app.
+                let value = h.value;
+                if let Some(v) =
+                    crate::identity::cookie_value(value, crate::identity::SESSION_COOKIE)
+                {
+                    gate.session_cookie = offsets(buf, v);
+                }
+                if let Some(v) = crate::identity::cookie_value(value, crate::identity::LOGIN_COOKIE)
+                {
+                    gate.login_cookie = offsets(buf, v);
+                }
+                if gate.session_cookie != (0, 0) || gate.login_cookie != (0, 0) {
+                    write_cookie_without_ours(out, name, value);
+                    continue;
+                }
+            }
+            FieldName::Accept => {
+                // Media types are case-insensitive, but JSON ones are sent
+                // in lower case in practice; a browser navigation lists
+                // text/html first.
+                gate.wants_json |= memchr::memmem::find(h.value, b"json").is_some()
+                    && !h.value.starts_with(b"text/html");
+            }
+            FieldName::Other => {
+                if let Some((user, groups)) = trusted_headers {
+                    let is_user = name.eq_ignore_ascii_case(user);
+                    let is_groups = !groups.is_empty() && name.eq_ignore_ascii_case(groups);
+                    if is_user || is_groups {
+                        // Identity headers count only from a trusted
+                        // source; from anyone else they are forgeries and
+                        // are dropped.
+                        if !trusted_source {
+                            continue;
+                        }
+                        let at = offsets(buf, h.value.trim_ascii());
+                        if is_user {
+                            gate.trusted_user = at;
+                        } else {
+                            gate.trusted_groups = at;
+                        }
+                    }
+                }
+            }
             _ => {}
         }
         if nominated(name) {
@@ -466,7 +557,40 @@ pub fn prepare_request(
         accepted,
         unwrap_body,
         log_fields,
+        gate,
     }))
+}
+
+/// Writes a Cookie field without the proxy's cookies; nothing when no
+/// other cookie is left.
+fn write_cookie_without_ours(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    let start = out.len();
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    let values_start = out.len();
+    for pair in value.split(|b| *b == b';') {
+        let pair = pair.trim_ascii();
+        let cookie_name = pair
+            .split(|b| *b == b'=')
+            .next()
+            .unwrap_or(b"")
+            .trim_ascii();
+        if pair.is_empty()
+            || cookie_name == crate::identity::SESSION_COOKIE
+            || cookie_name == crate::identity::LOGIN_COOKIE
+        {
+            continue;
+        }
+        if out.len() > values_start {
+            out.extend_from_slice(b"; ");
+        }
+        out.extend_from_slice(pair);
+    }
+    if out.len() == values_start {
+        out.truncate(start);
+    } else {
+        out.extend_from_slice(b"\r\n");
+    }
 }
 
 fn strip_prefix_ignore_case<'a>(s: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {

@@ -1,0 +1,527 @@
+//! Access policy evaluation, compiled per core from a snapshot.
+//!
+//! Everything a request is matched on is turned into small integers ahead
+//! of time: every IP set (ip tag, location, a policy's own ranges) gets an
+//! id, and one sorted table of elementary address intervals maps a client
+//! address to the (deduplicated) list of set ids containing it: one binary
+//! search per connection. Users and groups are interned; device tags,
+//! client kinds and user-agent patterns are bit masks. Each app has its
+//! policies pre-sorted most restrictive first, so evaluation stops at the
+//! first match: that match is the most restrictive one. Nothing is
+//! allocated per request.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::rc::Rc;
+
+use palisade_schema::access::{AccessAction, AccessPolicy};
+use palisade_schema::policy::{IpRange, Policy};
+
+use crate::identity::ip_number;
+
+/// Device tag bits.
+pub const DEVICE_MANAGED: u8 = 1;
+pub const DEVICE_UNMANAGED: u8 = 2;
+pub const DEVICE_COMPLIANT: u8 = 4;
+pub const DEVICE_DOMAIN_JOINED: u8 = 8;
+/// Client kind bits.
+pub const CLIENT_BROWSER: u8 = 1;
+pub const CLIENT_NATIVE: u8 = 2;
+
+/// Most distinct user-agent patterns across all policies (one bit each).
+pub const MAX_USER_AGENT_PATTERNS: usize = 64;
+
+fn device_bit(tag: &str) -> u8 {
+    match tag {
+        "managed" => DEVICE_MANAGED,
+        "unmanaged" => DEVICE_UNMANAGED,
+        "compliant" => DEVICE_COMPLIANT,
+        "domain_joined" => DEVICE_DOMAIN_JOINED,
+        _ => 0,
+    }
+}
+
+/// Tag names for the log, in bit order.
+pub fn device_tags_text(bits: u8) -> &'static str {
+    const NAMES: [&str; 16] = [
+        "",
+        "managed",
+        "unmanaged",
+        "managed,unmanaged",
+        "compliant",
+        "managed,compliant",
+        "unmanaged,compliant",
+        "managed,unmanaged,compliant",
+        "domain_joined",
+        "managed,domain_joined",
+        "unmanaged,domain_joined",
+        "managed,unmanaged,domain_joined",
+        "compliant,domain_joined",
+        "managed,compliant,domain_joined",
+        "unmanaged,compliant,domain_joined",
+        "managed,unmanaged,compliant,domain_joined",
+    ];
+    NAMES[usize::from(bits & 15)]
+}
+
+/// Device tag bits of a session's token tags.
+pub fn device_bits<'a>(tags: impl Iterator<Item = &'a str>) -> u8 {
+    tags.fold(0, |bits, t| bits | device_bit(t))
+}
+
+/// Browser or native client, from the User-Agent: browsers all send
+/// `Mozilla/5.0 …`; sync clients, CLIs and SDKs do not, and desktop apps
+/// built on browser engines name themselves.
+pub fn client_kind(user_agent: &[u8]) -> u8 {
+    const NATIVE_MARKERS: [&[u8]; 6] = [
+        b"Electron/",
+        b"OneDrive",
+        b"Dropbox",
+        b"Teams/",
+        b"Slack/",
+        b"Zoom",
+    ];
+    if user_agent.starts_with(b"Mozilla/")
+        && !NATIVE_MARKERS
+            .iter()
+            .any(|m| memchr::memmem::find(user_agent, m).is_some())
+    {
+        CLIENT_BROWSER
+    } else {
+        CLIENT_NATIVE
+    }
+}
+
+/// A sorted, deduplicated list of small ids.
+type IdList = Box<[u32]>;
+
+fn intersects(a: &[u32], b: &[u32]) -> bool {
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => return true,
+        }
+    }
+    false
+}
+
+struct CompiledPolicy {
+    name: Rc<str>,
+    action: AccessAction,
+    message: Rc<str>,
+    alert: bool,
+    users: Option<IdList>,
+    groups: Option<IdList>,
+    /// The address must be in one of these sets.
+    ip_any: Option<IdList>,
+    /// The address must be in none of these sets.
+    ip_none: IdList,
+    devices: u8,
+    client_kinds: u8,
+    user_agents: u64,
+}
+
+impl CompiledPolicy {
+    #[inline]
+    fn matches(&self, s: &Subject<'_>) -> bool {
+        (self.devices == 0 || self.devices & s.devices != 0)
+            && (self.client_kinds == 0 || self.client_kinds & s.client_kind != 0)
+            && (self.user_agents == 0 || self.user_agents & s.user_agent_bits != 0)
+            && self
+                .users
+                .as_ref()
+                .is_none_or(|u| s.user.is_some_and(|id| u.binary_search(&id).is_ok()))
+            && self.groups.as_ref().is_none_or(|g| intersects(g, s.groups))
+            && self
+                .ip_any
+                .as_ref()
+                .is_none_or(|sets| intersects(sets, s.ip_sets))
+            && !intersects(&self.ip_none, s.ip_sets)
+    }
+}
+
+/// Who is asking, in the table's numbers.
+pub struct Subject<'a> {
+    pub app: usize,
+    /// Interned user id (`None`: anonymous or unknown to every policy).
+    pub user: Option<u32>,
+    /// Interned group ids, sorted.
+    pub groups: &'a [u32],
+    /// The client address's set ids ([`AccessTable::ip_sets`]).
+    pub ip_sets: &'a [u32],
+    pub devices: u8,
+    pub client_kind: u8,
+    pub user_agent_bits: u64,
+}
+
+/// An access decision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub action: AccessAction,
+    /// The deciding policy (`None`: the app's default).
+    pub policy: Option<u32>,
+}
+
+pub struct AccessTable {
+    policies: Vec<CompiledPolicy>,
+    /// Per app: policy indices, most restrictive action first, then in
+    /// policy order.
+    per_app: Vec<Box<[u32]>>,
+    defaults: Vec<AccessAction>,
+    /// Elementary interval starts (IPv6 number space), sorted.
+    boundaries: Vec<u128>,
+    /// Per interval: index into `set_lists`.
+    interval_sets: Vec<u32>,
+    set_lists: Vec<IdList>,
+    users: HashMap<Box<str>, u32>,
+    groups: HashMap<Box<str>, u32>,
+    ua_contains: Option<(aho_corasick::AhoCorasick, Vec<u64>)>,
+    ua_regexes: Vec<(regex::bytes::Regex, u64)>,
+}
+
+#[derive(Debug)]
+pub struct AccessError(pub String);
+
+impl AccessTable {
+    pub fn build(policy: &Policy) -> Result<AccessTable, AccessError> {
+        let app_index: HashMap<&str, usize> = policy
+            .apps
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.name.as_str(), i))
+            .collect();
+        // IP sets: tags, then locations, then each policy's own ranges.
+        let mut set_ranges: Vec<&[IpRange]> = Vec::new();
+        let mut tag_ids = HashMap::new();
+        for t in &policy.ip_tags {
+            tag_ids.insert(t.name.as_str(), set_ranges.len() as u32);
+            set_ranges.push(&t.ranges);
+        }
+        let mut location_ids = HashMap::new();
+        for l in &policy.locations {
+            location_ids.insert(l.name.as_str(), set_ranges.len() as u32);
+            set_ranges.push(&l.ranges);
+        }
+        let mut users: HashMap<Box<str>, u32> = HashMap::new();
+        let mut groups: HashMap<Box<str>, u32> = HashMap::new();
+        // User-agent patterns: (is regex, text); the bit is the position.
+        let mut ua_patterns: Vec<(bool, String)> = Vec::new();
+        let mut compiled = Vec::with_capacity(policy.access_policies.len());
+        for p in &policy.access_policies {
+            compiled.push(compile_one(
+                p,
+                &tag_ids,
+                &location_ids,
+                &mut set_ranges,
+                &mut users,
+                &mut groups,
+                &mut ua_patterns,
+            )?);
+        }
+        let mut per_app: Vec<Vec<u32>> = vec![Vec::new(); policy.apps.len()];
+        for (i, p) in policy.access_policies.iter().enumerate() {
+            if p.apps.is_empty() {
+                per_app.iter_mut().for_each(|l| l.push(i as u32));
+            } else {
+                for a in &p.apps {
+                    if let Some(&app) = app_index.get(a.as_str()) {
+                        per_app[app].push(i as u32);
+                    }
+                }
+            }
+        }
+        for list in &mut per_app {
+            // Stable: equal actions keep policy order.
+            list.sort_by_key(|&i| std::cmp::Reverse(compiled[i as usize].action));
+        }
+        let (boundaries, interval_sets, set_lists) = index_sets(&set_ranges);
+        let contains: Vec<(&str, u64)> = ua_patterns
+            .iter()
+            .enumerate()
+            .filter(|(_, (regex, _))| !regex)
+            .map(|(i, (_, text))| (text.as_str(), 1u64 << i))
+            .collect();
+        let ua_contains = if contains.is_empty() {
+            None
+        } else {
+            let finder = aho_corasick::AhoCorasick::new(contains.iter().map(|(t, _)| t))
+                .map_err(|e| AccessError(e.to_string()))?;
+            Some((finder, contains.iter().map(|(_, b)| *b).collect()))
+        };
+        let ua_regexes = ua_patterns
+            .iter()
+            .enumerate()
+            .filter(|(_, (regex, _))| *regex)
+            .map(|(i, (_, r))| {
+                regex::bytes::Regex::new(r)
+                    .map(|re| (re, 1u64 << i))
+                    .map_err(|e| AccessError(format!("user agent regex: {e}")))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(AccessTable {
+            policies: compiled,
+            per_app: per_app.into_iter().map(Vec::into_boxed_slice).collect(),
+            defaults: policy.apps.iter().map(|a| a.access_default).collect(),
+            boundaries,
+            interval_sets,
+            set_lists,
+            users,
+            groups,
+            ua_contains,
+            ua_regexes,
+        })
+    }
+
+    /// An empty table: every app allowed.
+    pub fn empty() -> AccessTable {
+        AccessTable {
+            policies: Vec::new(),
+            per_app: Vec::new(),
+            defaults: Vec::new(),
+            boundaries: vec![0],
+            interval_sets: vec![0],
+            set_lists: vec![Box::new([])],
+            users: HashMap::new(),
+            groups: HashMap::new(),
+            ua_contains: None,
+            ua_regexes: Vec::new(),
+        }
+    }
+
+    /// True when no policy exists and every app defaults to allow: the
+    /// request path can skip evaluation.
+    pub fn allows_everything(&self) -> bool {
+        self.policies.is_empty() && self.defaults.iter().all(|d| *d == AccessAction::Allow)
+    }
+
+    /// The id of the set list holding `ip` (cache it per connection).
+    #[inline]
+    pub fn ip_sets_id(&self, ip: IpAddr) -> u32 {
+        let n = ip_number(ip);
+        let i = self
+            .boundaries
+            .partition_point(|b| *b <= n)
+            .saturating_sub(1);
+        self.interval_sets[i]
+    }
+
+    #[inline]
+    pub fn ip_sets(&self, id: u32) -> &[u32] {
+        self.set_lists.get(id as usize).map_or(&[], |l| l)
+    }
+
+    pub fn user_id(&self, user: &str) -> Option<u32> {
+        self.users.get(user).copied()
+    }
+
+    /// Interned ids of `names` known to some policy, sorted, into `out`.
+    pub fn group_ids<'a>(&self, names: impl Iterator<Item = &'a str>, out: &mut Vec<u32>) {
+        out.clear();
+        out.extend(names.filter_map(|g| self.groups.get(g).copied()));
+        out.sort_unstable();
+        out.dedup();
+    }
+
+    /// Bits of the user-agent patterns `user_agent` matches.
+    pub fn user_agent_bits(&self, user_agent: &[u8]) -> u64 {
+        let mut bits = 0;
+        if let Some((finder, pattern_bits)) = &self.ua_contains {
+            for m in finder.find_overlapping_iter(user_agent) {
+                bits |= pattern_bits[m.pattern().as_usize()];
+            }
+        }
+        for (re, bit) in &self.ua_regexes {
+            if re.is_match(user_agent) {
+                bits |= bit;
+            }
+        }
+        bits
+    }
+
+    pub fn has_user_agent_patterns(&self) -> bool {
+        self.ua_contains.is_some() || !self.ua_regexes.is_empty()
+    }
+
+    /// The most restrictive matching action, or the app's default.
+    #[inline]
+    pub fn evaluate(&self, s: &Subject<'_>) -> Decision {
+        if let Some(list) = self.per_app.get(s.app) {
+            for &i in list.iter() {
+                if self.policies[i as usize].matches(s) {
+                    return Decision {
+                        action: self.policies[i as usize].action,
+                        policy: Some(i),
+                    };
+                }
+            }
+        }
+        Decision {
+            action: self.defaults.get(s.app).copied().unwrap_or_default(),
+            policy: None,
+        }
+    }
+
+    pub fn policy_name(&self, i: u32) -> &str {
+        self.policies.get(i as usize).map_or("", |p| &p.name)
+    }
+
+    pub fn policy_message(&self, i: u32) -> &str {
+        self.policies.get(i as usize).map_or("", |p| &p.message)
+    }
+
+    pub fn policy_alerts(&self, i: u32) -> bool {
+        self.policies.get(i as usize).is_some_and(|p| p.alert)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn compile_one<'p>(
+    p: &'p AccessPolicy,
+    tag_ids: &HashMap<&str, u32>,
+    location_ids: &HashMap<&str, u32>,
+    set_ranges: &mut Vec<&'p [IpRange]>,
+    users: &mut HashMap<Box<str>, u32>,
+    groups: &mut HashMap<Box<str>, u32>,
+    ua_patterns: &mut Vec<(bool, String)>,
+) -> Result<CompiledPolicy, AccessError> {
+    let intern = |map: &mut HashMap<Box<str>, u32>, names: &[String]| -> Option<IdList> {
+        if names.is_empty() {
+            return None;
+        }
+        let mut ids: Vec<u32> = names
+            .iter()
+            .map(|n| {
+                let next = map.len() as u32;
+                *map.entry(n.as_str().into()).or_insert(next)
+            })
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        Some(ids.into_boxed_slice())
+    };
+    let sets = |names: &[String], extra: Option<u32>| -> Vec<u32> {
+        let mut ids: Vec<u32> = names
+            .iter()
+            .filter_map(|n| {
+                tag_ids
+                    .get(n.as_str())
+                    .or(location_ids.get(n.as_str()))
+                    .copied()
+            })
+            .chain(extra)
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    };
+    let own = (!p.ip_ranges.is_empty()).then(|| {
+        set_ranges.push(&p.ip_ranges);
+        set_ranges.len() as u32 - 1
+    });
+    let any_names: Vec<String> = p.ip_tags.iter().chain(&p.locations).cloned().collect();
+    let none_names: Vec<String> = p
+        .not_ip_tags
+        .iter()
+        .chain(&p.not_locations)
+        .cloned()
+        .collect();
+    let ip_any =
+        (!any_names.is_empty() || own.is_some()).then(|| sets(&any_names, own).into_boxed_slice());
+    let mut user_agents = 0u64;
+    let regex = (!p.user_agent_regex.is_empty()).then(|| (true, p.user_agent_regex.clone()));
+    for pattern in p
+        .user_agent_contains
+        .iter()
+        .map(|t| (false, t.clone()))
+        .chain(regex)
+    {
+        let i = match ua_patterns.iter().position(|x| *x == pattern) {
+            Some(i) => i,
+            None => {
+                ua_patterns.push(pattern);
+                ua_patterns.len() - 1
+            }
+        };
+        if i >= MAX_USER_AGENT_PATTERNS {
+            return Err(AccessError(format!(
+                "more than {MAX_USER_AGENT_PATTERNS} distinct user agent patterns"
+            )));
+        }
+        user_agents |= 1 << i;
+    }
+    Ok(CompiledPolicy {
+        name: p.name.as_str().into(),
+        action: p.action,
+        message: p.message.as_str().into(),
+        alert: !p.alert_severity.is_empty(),
+        users: intern(users, &p.users),
+        groups: intern(groups, &p.groups),
+        ip_any,
+        ip_none: sets(&none_names, None).into_boxed_slice(),
+        devices: p.devices.iter().fold(0, |b, d| b | device_bit(d)),
+        client_kinds: p.client_apps.iter().fold(0, |b, c| {
+            b | match c.as_str() {
+                "browser" => CLIENT_BROWSER,
+                _ => CLIENT_NATIVE,
+            }
+        }),
+        user_agents,
+    })
+}
+
+/// Splits the address space at every range edge; each elementary interval
+/// gets the (shared, deduplicated) list of sets covering it.
+fn index_sets(set_ranges: &[&[IpRange]]) -> (Vec<u128>, Vec<u32>, Vec<IdList>) {
+    // Events: at `at`, set `id` starts (+1) or ends (-1, the address after
+    // its last one).
+    let mut events: Vec<(u128, bool, u32)> = Vec::new();
+    for (id, ranges) in set_ranges.iter().enumerate() {
+        for r in ranges.iter() {
+            let (lo, hi) = r.bounds();
+            events.push((lo, true, id as u32));
+            if let Some(after) = hi.checked_add(1) {
+                events.push((after, false, id as u32));
+            }
+        }
+    }
+    events.sort_unstable();
+    let mut boundaries = vec![0u128];
+    let mut interval_sets = vec![0u32];
+    let mut set_lists: Vec<IdList> = vec![Box::new([])];
+    let mut list_ids: HashMap<Vec<u32>, u32> = HashMap::new();
+    list_ids.insert(Vec::new(), 0);
+    let mut active: HashMap<u32, u32> = HashMap::new();
+    let mut i = 0;
+    while i < events.len() {
+        let at = events[i].0;
+        while i < events.len() && events[i].0 == at {
+            let (_, start, id) = events[i];
+            let count = active.entry(id).or_insert(0);
+            if start {
+                *count += 1;
+            } else {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    active.remove(&id);
+                }
+            }
+            i += 1;
+        }
+        let mut list: Vec<u32> = active.keys().copied().collect();
+        list.sort_unstable();
+        let next = set_lists.len() as u32;
+        let id = *list_ids.entry(list.clone()).or_insert_with(|| {
+            set_lists.push(list.into_boxed_slice());
+            next
+        });
+        if *boundaries.last().unwrap_or(&0) == at {
+            *interval_sets.last_mut().unwrap_or(&mut 0) = id;
+        } else {
+            boundaries.push(at);
+            interval_sets.push(id);
+        }
+    }
+    (boundaries, interval_sets, set_lists)
+}

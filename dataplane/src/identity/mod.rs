@@ -1,0 +1,356 @@
+//! Who the user is: the proxy session cookie, OpenID Connect sign-in
+//! (redirect to the provider, `form_post` back to a reserved path on the
+//! same proxy host), or identity headers from a trusted identity-aware
+//! proxy in front.
+//!
+//! Built per core from each snapshot ([`IdentityConfig::build`]); the
+//! request path only reads it.
+
+pub mod jwt;
+pub mod seal;
+
+use std::net::IpAddr;
+
+use palisade_schema::access::{Identity, IdentityProvider, DEFAULT_SESSION_LIFETIME_SECS};
+use serde::{Deserialize, Serialize};
+
+use seal::Sealer;
+
+/// The proxy session cookie.
+pub const SESSION_COOKIE: &[u8] = b"palisade_session";
+/// Binds a sign-in in progress to the browser that started it.
+pub const LOGIN_COOKIE: &[u8] = b"palisade_login";
+/// Paths under this prefix are the proxy's own, never forwarded.
+pub const RESERVED_PREFIX: &[u8] = b"/.palisade/";
+pub const CALLBACK_PATH: &str = "/.palisade/callback";
+pub const LOGOUT_PATH: &str = "/.palisade/logout";
+/// How long a sign-in may take from redirect to callback.
+const LOGIN_WINDOW_SECS: i64 = 600;
+
+/// A signed-in user, as sealed in the session cookie.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    #[serde(rename = "u")]
+    pub user: String,
+    #[serde(rename = "g", default)]
+    pub groups: Vec<String>,
+    /// Device tags from the token (`compliant`, `domain_joined`).
+    #[serde(rename = "t", default)]
+    pub device_tags: Vec<String>,
+    /// Expiry, Unix seconds.
+    #[serde(rename = "x")]
+    pub expires_unix: i64,
+}
+
+/// A sign-in in progress, sealed into the `state` parameter.
+#[derive(Serialize, Deserialize)]
+struct LoginState {
+    /// Expected `nonce` claim.
+    n: String,
+    /// Path (and query) to return to, on the same host.
+    r: String,
+    /// Proxy host the sign-in started on.
+    h: String,
+    /// Value of the login cookie set with the redirect.
+    l: String,
+    /// Expiry, Unix seconds.
+    x: i64,
+}
+
+pub enum Provider {
+    None,
+    Oidc {
+        issuer: String,
+        client_id: String,
+        authorization_endpoint: String,
+        scopes: String,
+        keys: jwt::KeySet,
+    },
+    TrustedHeader {
+        /// Lower case.
+        user_header: Box<[u8]>,
+        groups_header: Box<[u8]>,
+        /// Inclusive intervals in the IPv6 number space.
+        sources: Vec<(u128, u128)>,
+    },
+}
+
+pub struct IdentityConfig {
+    pub provider: Provider,
+    pub sealer: Sealer,
+    pub lifetime_secs: u64,
+}
+
+/// The IPv6-space number of an address (IPv4 as `::ffff:a.b.c.d`).
+pub fn ip_number(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(a) => u128::from(a.to_ipv6_mapped()),
+        IpAddr::V6(a) => match a.to_ipv4_mapped() {
+            Some(v4) => u128::from(v4.to_ipv6_mapped()),
+            None => u128::from(a),
+        },
+    }
+}
+
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Why a sign-in callback was refused.
+#[derive(Debug)]
+pub struct LoginError(pub String);
+
+impl IdentityConfig {
+    pub fn build(identity: &Identity) -> Result<IdentityConfig, String> {
+        let provider = match &identity.provider {
+            IdentityProvider::None => Provider::None,
+            IdentityProvider::Oidc(o) => {
+                let keys =
+                    jwt::KeySet::parse(&o.jwks).map_err(|e| format!("identity JWKS: {e}"))?;
+                if keys.is_empty() {
+                    return Err("identity JWKS holds no RSA or P-256 key".into());
+                }
+                Provider::Oidc {
+                    issuer: o.issuer.clone(),
+                    client_id: o.client_id.clone(),
+                    authorization_endpoint: o.authorization_endpoint.clone(),
+                    scopes: o.scopes.clone(),
+                    keys,
+                }
+            }
+            IdentityProvider::TrustedHeader(t) => Provider::TrustedHeader {
+                user_header: t.user_header.to_ascii_lowercase().into_bytes().into(),
+                groups_header: t.groups_header.to_ascii_lowercase().into_bytes().into(),
+                sources: t.sources.iter().map(|r| r.bounds()).collect(),
+            },
+        };
+        Ok(IdentityConfig {
+            provider,
+            sealer: Sealer::new(&identity.session_keys),
+            lifetime_secs: if identity.session_lifetime_secs == 0 {
+                DEFAULT_SESSION_LIFETIME_SECS
+            } else {
+                identity.session_lifetime_secs
+            },
+        })
+    }
+
+    pub fn none() -> IdentityConfig {
+        IdentityConfig {
+            provider: Provider::None,
+            sealer: Sealer::new(&[]),
+            lifetime_secs: DEFAULT_SESSION_LIFETIME_SECS,
+        }
+    }
+
+    /// The trusted-header names (lower case), when that provider is on.
+    pub fn trusted_headers(&self) -> Option<(&[u8], &[u8])> {
+        match &self.provider {
+            Provider::TrustedHeader {
+                user_header,
+                groups_header,
+                ..
+            } => Some((user_header, groups_header)),
+            _ => None,
+        }
+    }
+
+    /// Whether `ip` may assert identity by header.
+    pub fn is_trusted_source(&self, ip: IpAddr) -> bool {
+        match &self.provider {
+            Provider::TrustedHeader { sources, .. } => {
+                let n = ip_number(ip);
+                sources.iter().any(|(lo, hi)| (*lo..=*hi).contains(&n))
+            }
+            _ => false,
+        }
+    }
+
+    pub fn is_oidc(&self) -> bool {
+        matches!(self.provider, Provider::Oidc { .. })
+    }
+
+    fn session_aad(app: &str) -> Vec<u8> {
+        let mut aad = b"palisade-session|".to_vec();
+        aad.extend_from_slice(app.as_bytes());
+        aad
+    }
+
+    /// The session in a cookie value, if it was sealed for `app` by a
+    /// current key and has not expired.
+    pub fn open_session(&self, value: &[u8], app: &str, now: i64) -> Option<Session> {
+        let plain = self.sealer.open(value, &Self::session_aad(app))?;
+        let session: Session = serde_json::from_slice(&plain).ok()?;
+        (session.expires_unix > now).then_some(session)
+    }
+
+    pub fn seal_session(&self, session: &Session, app: &str) -> Option<String> {
+        let plain = serde_json::to_vec(session).ok()?;
+        self.sealer.seal(&plain, &Self::session_aad(app))
+    }
+
+    /// The provider URL to send a user to, and the login cookie value to
+    /// set with the redirect. `return_to` is the path (and query) on
+    /// `host` to come back to.
+    pub fn login_redirect(
+        &self,
+        scheme: &str,
+        host: &str,
+        return_to: &str,
+    ) -> Option<(String, String)> {
+        let Provider::Oidc {
+            client_id,
+            authorization_endpoint,
+            scopes,
+            ..
+        } = &self.provider
+        else {
+            return None;
+        };
+        let login = self.sealer.random_token(16);
+        let state = LoginState {
+            n: self.sealer.random_token(16),
+            r: safe_return_path(return_to).to_string(),
+            h: host.to_string(),
+            l: login.clone(),
+            x: now_unix() + LOGIN_WINDOW_SECS,
+        };
+        let sealed = self
+            .sealer
+            .seal(&serde_json::to_vec(&state).ok()?, b"palisade-state")?;
+        let mut url = url::Url::parse(authorization_endpoint).ok()?;
+        url.query_pairs_mut()
+            .append_pair("response_type", "id_token")
+            .append_pair("response_mode", "form_post")
+            .append_pair("client_id", client_id)
+            .append_pair("redirect_uri", &format!("{scheme}://{host}{CALLBACK_PATH}"))
+            .append_pair("scope", scopes)
+            .append_pair("state", &sealed)
+            .append_pair("nonce", &state.n);
+        Some((url.to_string(), login))
+    }
+
+    /// Completes a sign-in: the form posted by the provider (`id_token`,
+    /// `state`) on `host`, with the browser's login cookie. Returns the new
+    /// session and where to send the user.
+    pub fn complete_login(
+        &self,
+        host: &str,
+        form: &[u8],
+        login_cookie: &[u8],
+        now: i64,
+    ) -> Result<(Session, String), LoginError> {
+        let Provider::Oidc {
+            issuer,
+            client_id,
+            keys,
+            ..
+        } = &self.provider
+        else {
+            return Err(LoginError("sign-in is not configured".into()));
+        };
+        let mut id_token = None;
+        let mut state = None;
+        for (k, v) in url::form_urlencoded::parse(form) {
+            match &*k {
+                "id_token" => id_token = Some(v.into_owned()),
+                "state" => state = Some(v.into_owned()),
+                "error" => return Err(LoginError(format!("the identity provider said: {v}"))),
+                _ => {}
+            }
+        }
+        let state = state.ok_or_else(|| LoginError("no state in the callback".into()))?;
+        let id_token = id_token.ok_or_else(|| LoginError("no id_token in the callback".into()))?;
+        let state: LoginState = self
+            .sealer
+            .open(state.as_bytes(), b"palisade-state")
+            .and_then(|p| serde_json::from_slice(&p).ok())
+            .ok_or_else(|| LoginError("state is forged or from an old key".into()))?;
+        if state.x < now {
+            return Err(LoginError("sign-in took too long; start again".into()));
+        }
+        if !state.h.eq_ignore_ascii_case(host) {
+            return Err(LoginError("state belongs to another host".into()));
+        }
+        // The login cookie is cleared when a sign-in completes: a replayed
+        // state (same browser or another one) finds no matching cookie.
+        if login_cookie.is_empty() || login_cookie != state.l.as_bytes() {
+            return Err(LoginError(
+                "state was already used or belongs to another browser".into(),
+            ));
+        }
+        let claims = jwt::verify(
+            &id_token,
+            keys,
+            &jwt::Expect {
+                issuer,
+                audience: client_id,
+                nonce: &state.n,
+                now_unix: now,
+            },
+        )
+        .map_err(|e| LoginError(format!("id_token refused: {}", e.0)))?;
+        let session = Session {
+            user: claims.user,
+            groups: claims.groups,
+            device_tags: claims.device_tags,
+            expires_unix: now + self.lifetime_secs as i64,
+        };
+        Ok((session, safe_return_path(&state.r).to_string()))
+    }
+}
+
+/// A return path that stays on the same host: it must start with one `/`
+/// (not `//host` or `/\host`, which browsers read as another host), and
+/// must not point back into the reserved paths.
+pub fn safe_return_path(path: &str) -> &str {
+    let b = path.as_bytes();
+    let ok = b.first() == Some(&b'/')
+        && !matches!(b.get(1), Some(b'/' | b'\\'))
+        && !b.starts_with(RESERVED_PREFIX)
+        && !b.iter().any(|c| c.is_ascii_control());
+    if ok {
+        path
+    } else {
+        "/"
+    }
+}
+
+/// The value of cookie `name` in a Cookie field value (RFC 6265 §4.2.1).
+pub fn cookie_value<'a>(header: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    header.split(|b| *b == b';').find_map(|pair| {
+        let pair = pair.trim_ascii();
+        let eq = pair.iter().position(|b| *b == b'=')?;
+        (pair[..eq].trim_ascii() == name).then(|| pair[eq + 1..].trim_ascii())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn return_paths_stay_on_the_host() {
+        assert_eq!(safe_return_path("/a?b=c"), "/a?b=c");
+        for bad in [
+            "//evil.test/",
+            "/\\evil.test",
+            "https://evil.test/",
+            "",
+            "/.palisade/logout",
+            "/a\r\nb",
+        ] {
+            assert_eq!(safe_return_path(bad), "/", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn cookies_are_found_by_exact_name() {
+        let h = b"a=1; palisade_session=xyz; palisade_session_x=2";
+        assert_eq!(cookie_value(h, SESSION_COOKIE), Some(&b"xyz"[..]));
+        assert_eq!(cookie_value(b"xpalisade_session=1", SESSION_COOKIE), None);
+    }
+}
