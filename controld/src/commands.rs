@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::path::Path;
 
+use palisade_schema::access::{check_jwks, IdentityProvider};
 use palisade_schema::policy::{compile_file, CompileOptions, Policy};
 use palisade_schema::snapshot;
 
@@ -14,7 +15,7 @@ pub fn compile(policy: &Path, out: &Path, version: u64) -> Result<Policy, String
         version,
         ..CompileOptions::default()
     };
-    let compiled = compile_file(policy, &options).map_err(|d| d.to_string())?;
+    let compiled = compile_policy(policy, &options)?;
     let bytes = snapshot::encode(&compiled);
     write_atomically(out, &bytes).map_err(|e| format!("{}: {e}", out.display()))?;
     Ok(compiled)
@@ -22,7 +23,36 @@ pub fn compile(policy: &Path, out: &Path, version: u64) -> Result<Policy, String
 
 /// Compiles `policy` without writing anything.
 pub fn validate(policy: &Path) -> Result<Policy, String> {
-    compile_file(policy, &CompileOptions::default()).map_err(|d| d.to_string())
+    compile_policy(policy, &CompileOptions::default())
+}
+
+/// Compiles a policy file and completes what the compiler cannot do
+/// itself: an OIDC `jwks_url` is fetched here (the snapshot carries the key
+/// set, so data planes never reach out to the provider).
+pub fn compile_policy(path: &Path, options: &CompileOptions) -> Result<Policy, String> {
+    let mut policy = compile_file(path, options).map_err(|d| d.to_string())?;
+    if let IdentityProvider::Oidc(oidc) = &mut policy.identity.provider {
+        if let (true, Some(url)) = (oidc.jwks.is_empty(), oidc.jwks_url.clone()) {
+            let text = fetch_jwks(&url).map_err(|e| format!("{}: jwks_url {url}: {e}", path.display()))?;
+            check_jwks(&text).map_err(|e| format!("{}: jwks_url {url}: {e}", path.display()))?;
+            oidc.jwks = text;
+        }
+    }
+    Ok(policy)
+}
+
+fn fetch_jwks(url: &str) -> Result<String, String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(std::time::Duration::from_secs(10)))
+        .build()
+        .into();
+    let mut response = agent.get(url).call().map_err(|e| e.to_string())?;
+    response
+        .body_mut()
+        .with_config()
+        .limit(1 << 20)
+        .read_to_string()
+        .map_err(|e| e.to_string())
 }
 
 /// Writes `bytes` to `path` through a temp file in the same directory.

@@ -6,6 +6,7 @@
 //! `status`, `rollback`); [`commands`] the offline `compile` and `validate`.
 
 pub mod alerts;
+pub mod certs;
 pub mod client;
 pub mod commands;
 pub mod ingest;

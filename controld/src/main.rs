@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use palisade_controld::{alerts, client, commands, logcli, logstore, server, socket};
+use palisade_controld::{alerts, certs, client, commands, logcli, logstore, server, socket};
 
 /// Default control socket.
 const DEFAULT_SOCKET: &str = "/run/palisade/control.sock";
@@ -194,6 +194,51 @@ enum Command {
         /// Policy source (TOML).
         policy: PathBuf,
     },
+    /// Certificates: a local CA, one certificate per app of a policy, and
+    /// client certificates for managed devices.
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertsCommand {
+    /// Make a CA: OUT/ca.pem and OUT/ca.key.
+    Ca {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value = "Palisade local CA")]
+        name: String,
+        #[arg(long, default_value_t = 3650)]
+        days: u32,
+    },
+    /// Mint a certificate per app of POLICY covering <domain>.<suffix> and
+    /// *.<domain>.<suffix>: OUT/<app>.pem (chain) and OUT/<app>.key.
+    Issue {
+        #[arg(long)]
+        ca: PathBuf,
+        #[arg(long)]
+        ca_key: PathBuf,
+        policy: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 397)]
+        days: u32,
+    },
+    /// Mint a client certificate for a managed device: OUT/<name>.pem and
+    /// OUT/<name>.key (the policy's [tls] client_ca must be this CA).
+    Device {
+        #[arg(long)]
+        ca: PathBuf,
+        #[arg(long)]
+        ca_key: PathBuf,
+        name: String,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 397)]
+        days: u32,
+    },
 }
 
 fn print_applied(
@@ -380,6 +425,40 @@ fn run(cli: Cli) -> Result<(), String> {
             }
             Ok(())
         }
+        Command::Certs { command } => match command {
+            CertsCommand::Ca { out, name, days } => certs::make_ca(&out, &name, days).map(|()| {
+                println!(
+                    "CA written: {0}/ca.pem (certificate) and {0}/ca.key (key, mode 0600)",
+                    out.display()
+                )
+            }),
+            CertsCommand::Issue {
+                ca,
+                ca_key,
+                policy,
+                out,
+                days,
+            } => certs::app_names(&policy)
+                .and_then(|p| certs::issue_app_certificates(&p, &ca, &ca_key, &out, days))
+                .map(|written| {
+                    println!("# add to each [[app]] of the policy:");
+                    for (app, cert, key) in written {
+                        println!("# app {app:?}\ntls_cert = {cert:?}\ntls_key = {key:?}");
+                    }
+                }),
+            CertsCommand::Device {
+                ca,
+                ca_key,
+                name,
+                out,
+                days,
+            } => certs::issue_device_certificate(&name, &ca, &ca_key, &out, days).map(|()| {
+                println!(
+                    "device certificate written: {0}/{name}.pem and {0}/{name}.key",
+                    out.display()
+                )
+            }),
+        },
         Command::Validate { policy } => {
             commands::validate(&policy).map(|p| println!("{}", commands::summary(&p)))
         }

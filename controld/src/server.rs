@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use capnp::message::Builder;
 use palisade_schema::control_capnp::{request, response};
 use palisade_schema::frame::{self, FrameError, MAX_FRAME_BYTES};
-use palisade_schema::policy::{compile_file, CompileOptions, Policy};
+use palisade_schema::policy::{CompileOptions, Policy};
 use palisade_schema::snapshot;
 
 use crate::alerts::{Engine, PolicySet};
@@ -138,6 +138,11 @@ fn same_policy(a: &Policy, b: &Policy) -> bool {
         && a.apps == b.apps
         && a.ip_tags == b.ip_tags
         && a.activity_policies == b.activity_policies
+        && a.tls == b.tls
+        && a.identity == b.identity
+        && a.locations == b.locations
+        && a.access_policies == b.access_policies
+        && a.block_page == b.block_page
 }
 
 impl Daemon {
@@ -151,14 +156,13 @@ impl Daemon {
     /// unless it equals the current one).
     fn compile_and_store(&self, path: &std::path::Path) -> Result<Stored, String> {
         let version = self.state.next_version();
-        let policy = compile_file(
+        let policy = crate::commands::compile_policy(
             path,
             &CompileOptions {
                 version,
                 ..CompileOptions::default()
             },
-        )
-        .map_err(|d| d.to_string())?;
+        )?;
         if let Some(current) = self.lock().current.clone() {
             if same_policy(&current.policy, &policy) {
                 return Ok(current);
