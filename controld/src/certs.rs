@@ -22,7 +22,8 @@ fn write_file(path: &Path, text: &str, secret: bool) -> Result<(), String> {
     let mut f = options
         .open(path)
         .map_err(|e| format!("{}: {e}", path.display()))?;
-    std::io::Write::write_all(&mut f, text.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))
+    std::io::Write::write_all(&mut f, text.as_bytes())
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Makes a CA: `<out>/ca.pem` and `<out>/ca.key`.
@@ -66,15 +67,34 @@ pub fn app_names(path: &Path) -> Result<AppNames, String> {
         .ok_or_else(|| format!("{}: no [proxy] suffix", path.display()))?;
     let suffix = DnsName::parse(suffix).map_err(|e| format!("{}: suffix: {e}", path.display()))?;
     let mut apps = Vec::new();
-    for app in doc.get("app").and_then(|a| a.as_array()).into_iter().flatten() {
-        let name = app.get("name").and_then(|n| n.as_str()).unwrap_or("").to_string();
+    for app in doc
+        .get("app")
+        .and_then(|a| a.as_array())
+        .into_iter()
+        .flatten()
+    {
+        let name = app
+            .get("name")
+            .and_then(|n| n.as_str())
+            .unwrap_or("")
+            .to_string();
         let mut domains = Vec::new();
-        for d in app.get("domains").and_then(|d| d.as_array()).into_iter().flatten() {
+        for d in app
+            .get("domains")
+            .and_then(|d| d.as_array())
+            .into_iter()
+            .flatten()
+        {
             let d = d.as_str().unwrap_or("");
-            domains.push(DnsName::parse(d).map_err(|e| format!("{}: app {name:?}: {e}", path.display()))?);
+            domains.push(
+                DnsName::parse(d).map_err(|e| format!("{}: app {name:?}: {e}", path.display()))?,
+            );
         }
         if name.is_empty() || domains.is_empty() {
-            return Err(format!("{}: every [[app]] needs a name and domains", path.display()));
+            return Err(format!(
+                "{}: every [[app]] needs a name and domains",
+                path.display()
+            ));
         }
         apps.push((name, domains));
     }
@@ -91,7 +111,11 @@ impl From<&Policy> for AppNames {
     fn from(p: &Policy) -> AppNames {
         AppNames {
             suffix: p.suffix.clone(),
-            apps: p.apps.iter().map(|a| (a.name.clone(), a.domains.clone())).collect(),
+            apps: p
+                .apps
+                .iter()
+                .map(|a| (a.name.clone(), a.domains.clone()))
+                .collect(),
         }
     }
 }
@@ -116,9 +140,10 @@ pub fn issue_app_certificates(
             names.push(format!("*.{d}.{}", policy.suffix));
         }
         let mut params = CertificateParams::new(names).map_err(|e| e.to_string())?;
-        params
-            .distinguished_name
-            .push(DnType::CommonName, format!("{}.{}", domains[0], policy.suffix));
+        params.distinguished_name.push(
+            DnType::CommonName,
+            format!("{}.{}", domains[0], policy.suffix),
+        );
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         set_validity(&mut params, days);
@@ -126,7 +151,13 @@ pub fn issue_app_certificates(
         let cert = params.signed_by(&key, &issuer).map_err(|e| e.to_string())?;
         let file_stem: String = app_name
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
         let cert_path = out.join(format!("{file_stem}.pem"));
         let key_path = out.join(format!("{file_stem}.key"));

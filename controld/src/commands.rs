@@ -33,7 +33,8 @@ pub fn compile_policy(path: &Path, options: &CompileOptions) -> Result<Policy, S
     let mut policy = compile_file(path, options).map_err(|d| d.to_string())?;
     if let IdentityProvider::Oidc(oidc) = &mut policy.identity.provider {
         if let (true, Some(url)) = (oidc.jwks.is_empty(), oidc.jwks_url.clone()) {
-            let text = fetch_jwks(&url).map_err(|e| format!("{}: jwks_url {url}: {e}", path.display()))?;
+            let text =
+                fetch_jwks(&url).map_err(|e| format!("{}: jwks_url {url}: {e}", path.display()))?;
             check_jwks(&text).map_err(|e| format!("{}: jwks_url {url}: {e}", path.display()))?;
             oidc.jwks = text;
         }

@@ -78,11 +78,12 @@ impl Core {
         }
     }
 
-    /// A new request id (16 hex digits).
-    pub fn next_request_id(&self) -> String {
-        let id = self.request_ids.get().wrapping_add(1);
+    /// A new request id (shown as 16 hex digits on block pages and in
+    /// the log).
+    pub fn next_request_id(&self) -> u64 {
+        let id = self.request_ids.get().wrapping_add(1).max(1);
         self.request_ids.set(id);
-        format!("{id:016x}")
+        id
     }
 
     /// Turns on this core's log with `shard`.
@@ -182,9 +183,14 @@ pub async fn serve_connection(core: Rc<Core>, stream: ClientIo, peer: SocketAddr
         }
         let mut served = Served::default();
         let request_id = if routes.access.allows_everything() {
-            String::new()
+            0
         } else {
             core.next_request_id()
+        };
+        let request_id_text = if request_id == 0 {
+            String::new()
+        } else {
+            format!("{request_id:016x}")
         };
         let verdict = gate::check(
             &gate::Ask {
@@ -194,7 +200,7 @@ pub async fn serve_connection(core: Rc<Core>, stream: ClientIo, peer: SocketAddr
                 upstream_head: &upstream_head,
                 peer: peer.ip(),
                 tls,
-                request_id: &request_id,
+                request_id: &request_id_text,
             },
             &mut conn_gate,
             &mut scratch,
@@ -221,7 +227,7 @@ pub async fn serve_connection(core: Rc<Core>, stream: ClientIo, peer: SocketAddr
             } => {
                 admitted = a;
                 served.status = status;
-                answer(&mut client, &req, &scratch).await
+                answer(&mut client, &req, &scratch, served.status).await
             }
             Gate::Callback { host, login_cookie } => {
                 let (status, user) = sign_in_callback(
@@ -238,7 +244,7 @@ pub async fn serve_connection(core: Rc<Core>, stream: ClientIo, peer: SocketAddr
                 if let Some(user) = user {
                     served.user = user;
                 }
-                answer(&mut client, &req, &scratch).await
+                answer(&mut client, &req, &scratch, served.status).await
             }
         };
         let _ = client.stream.flush().await;
@@ -248,6 +254,7 @@ pub async fn serve_connection(core: Rc<Core>, stream: ClientIo, peer: SocketAddr
             }
             let (method, target, user_agent) = req.log_fields.split(&upstream_head);
             let facts = TrafficFacts {
+                request_id,
                 started_unix_us,
                 duration_us: started.elapsed().as_micros().min(u32::MAX as u128) as u32,
                 peer: ctx.peer,
@@ -267,7 +274,7 @@ pub async fn serve_connection(core: Rc<Core>, stream: ClientIo, peer: SocketAddr
                 } else {
                     &served.user
                 },
-                session_id: &request_id,
+                session_id: "",
                 device_tags: crate::access::device_tags_text(admitted.devices),
             };
             let activity = served
@@ -544,16 +551,19 @@ fn log_action(admitted: &Admitted, status: u16) -> palisade_schema::logrec::Acti
 /// Sends a response the proxy wrote itself (in `out`). The connection
 /// stays open unless the request's body is unread or the client asked to
 /// close.
-async fn answer(client: &mut Inbound<ClientStream>, req: &RequestInfo, out: &[u8]) -> Outcome {
+async fn answer(
+    client: &mut Inbound<ClientStream>,
+    req: &RequestInfo,
+    out: &[u8],
+    status: u16,
+) -> Outcome {
     if client.stream.write_all(out).await.is_err() {
         return Outcome::Close;
     }
-    if req.framing.has_body() && client.buffered().is_empty() {
-        // Its body may still be on the way: never parse it as a request.
-        return Outcome::CloseAfterError(0);
-    }
+    // An unread body may still be on the way: it must never be parsed as
+    // a request, so the connection ends (after a lingering close).
     if req.framing.has_body() || !req.keep_alive {
-        return Outcome::CloseAfterError(0);
+        return Outcome::CloseAfterError(status);
     }
     Outcome::KeepAlive
 }
@@ -630,6 +640,7 @@ fn refused_facts<'a>(
     down0: u64,
 ) -> TrafficFacts<'a> {
     TrafficFacts {
+        request_id: 0,
         started_unix_us,
         duration_us: 0,
         peer: ctx.peer,

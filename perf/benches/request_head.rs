@@ -54,6 +54,7 @@ fn heads(c: &mut Criterion) {
         accepted: Default::default(),
         unwrap_body: None,
         log_fields: Default::default(),
+        gate: Default::default(),
     };
     let mut g = c.benchmark_group("response_head");
     g.throughput(Throughput::Bytes(APP_RESPONSE.len() as u64));

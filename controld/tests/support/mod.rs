@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod https;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -137,6 +139,26 @@ impl Env {
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| panic!("dataplane did not report its address: {:?}", p.first_line));
         (p, addr)
+    }
+
+    /// Starts the data plane with an HTTPS listener too; returns it and
+    /// its (plain, TLS) addresses.
+    pub fn dataplane_tls(&self, cores: usize, extra: &[&str]) -> (Proc, SocketAddr, SocketAddr) {
+        let mut args = vec!["--tls-listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        let (p, addr) = self.dataplane(cores, &args);
+        let tls = p
+            .first_line
+            .split("https on ")
+            .nth(1)
+            .and_then(|a| a.trim().parse().ok())
+            .unwrap_or_else(|| {
+                panic!(
+                    "dataplane did not report its TLS address: {:?}",
+                    p.first_line
+                )
+            });
+        (p, addr, tls)
     }
 
     /// Runs a `controld` CLI command against this socket.

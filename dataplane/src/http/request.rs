@@ -90,7 +90,7 @@ pub struct GateFields {
 
 impl GateFields {
     /// The bytes at `range` of `head`.
-    pub fn slice<'h>(head: &'h [u8], (start, end): (u32, u32)) -> &'h [u8] {
+    pub fn slice(head: &[u8], (start, end): (u32, u32)) -> &[u8] {
         head.get(start as usize..end as usize).unwrap_or(b"")
     }
 }

@@ -293,6 +293,11 @@ impl IdentityConfig {
             },
         )
         .map_err(|e| LoginError(format!("id_token refused: {}", e.0)))?;
+        if !first_use_of_state(&state.n, state.x, now) {
+            return Err(LoginError(
+                "state was already used or belongs to another browser".into(),
+            ));
+        }
         let session = Session {
             user: claims.user,
             groups: claims.groups,
@@ -301,6 +306,23 @@ impl IdentityConfig {
         };
         Ok((session, safe_return_path(&state.r).to_string()))
     }
+}
+
+/// Records a sign-in's nonce as used; false when it already was. The set
+/// is process-wide (a replay may reach another core) and touched only by
+/// sign-in callbacks; entries leave when their state expires.
+fn first_use_of_state(nonce: &str, expires_unix: i64, now: i64) -> bool {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static USED: OnceLock<Mutex<HashMap<String, i64>>> = OnceLock::new();
+    let mut used = USED
+        .get_or_init(|| Mutex::new(HashMap::new()))
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if used.len() > 4096 {
+        used.retain(|_, exp| *exp >= now);
+    }
+    used.insert(nonce.to_string(), expires_unix).is_none()
 }
 
 /// A return path that stays on the same host: it must start with one `/`

@@ -24,6 +24,9 @@ pub fn now_unix_us() -> u64 {
 
 /// What the proxy knows about one finished request.
 pub struct TrafficFacts<'a> {
+    /// The id the proxy already showed for this request (block page);
+    /// 0: the shard numbers it.
+    pub request_id: u64,
     pub started_unix_us: u64,
     pub duration_us: u32,
     pub peer: SocketAddr,
@@ -58,7 +61,11 @@ impl LogShard {
     /// Records one request, and the activity it carried if any. Returns the
     /// request id.
     pub fn record(&mut self, t: &TrafficFacts<'_>, activity: Option<&ActivityFacts<'_>>) -> u64 {
-        let id = self.next_request_id();
+        let id = if t.request_id != 0 {
+            t.request_id
+        } else {
+            self.next_request_id()
+        };
         let b = self.builder();
         let scheme: &[u8] = if t.tls { b"https://" } else { b"http://" };
         let mut r = Record {

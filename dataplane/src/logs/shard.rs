@@ -381,6 +381,7 @@ mod tests {
 
     fn facts(target: &[u8]) -> TrafficFacts<'_> {
         TrafficFacts {
+            request_id: 0,
             started_unix_us: 1,
             duration_us: 2,
             peer: "127.0.0.1:5".parse().unwrap(),
