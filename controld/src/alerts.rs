@@ -105,6 +105,7 @@ impl Engine {
         if policies.is_empty() {
             return Ok(());
         }
+        let policy = r.text(Field::Policy);
         let (app, user, activity, method, url) = (
             r.text(Field::App),
             r.text(Field::User),
@@ -121,6 +122,7 @@ impl Engine {
             method: &method,
             status: r.fixed.status.get(),
             url: &url,
+            policy: &policy,
         };
         for p in policies.iter() {
             let Some(spec) = &p.alert else { continue };

@@ -950,6 +950,27 @@ action = "allow"
             "{case}: {row}"
         );
     }
+    // The audit policy's alert: raised once, for the contractor's request
+    // it decided (the blocked contractor request was decided by another).
+    let out = std::process::Command::new(support::controld_bin())
+        .args(["alerts", "--json", "--state-dir"])
+        .arg(env.path("state"))
+        .output()
+        .expect("alerts");
+    assert!(out.status.success());
+    let alerts: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    assert_eq!(
+        alerts[0]["policy"],
+        "access policy: contractors are audited"
+    );
+    assert_eq!(alerts[0]["severity"], "medium");
+    assert!(
+        alerts[0]["url"]
+            .as_str()
+            .is_some_and(|u| u.ends_with("/case/2")),
+        "{alerts:#?}"
+    );
 }
 
 #[test]

@@ -149,6 +149,8 @@ struct ActivityPolicy {
   urlContains @8 :Text;
   alert @9 :Alert;
   hasAlert @10 :Bool;
+  policies @11 :List(Text);
+  # Names of the access or session policies that decided the request.
 }
 
 # What to do when a policy matches: an alert record, at most `dailyLimit`

@@ -765,3 +765,78 @@ pub(crate) fn compile_access_policies(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::policy::{compile_source, CompileOptions, Diagnostics, Policy};
+    use std::path::Path;
+
+    const BASE: &str = "[proxy]\nsuffix = \"p.test\"\n[[app]]\nname = \"box\"\ndomains = [\"box.test\"]\n[[ip_tag]]\nname = \"corp\"\nranges = [\"10.0.0.0/8\"]\n";
+
+    fn compile(extra: &str) -> Result<Policy, Diagnostics> {
+        compile_source(
+            "p.toml",
+            &format!("{BASE}{extra}"),
+            Path::new("."),
+            &CompileOptions::default(),
+        )
+    }
+
+    fn first_error(extra: &str) -> String {
+        compile(extra).expect_err("must fail").0[0].to_string()
+    }
+
+    #[test]
+    fn access_policies_compile_and_survive_a_snapshot() {
+        let p = compile(
+            "[[location]]\nname = \"office\"\nranges = [\"192.0.2.0/24\"]\n[[access_policy]]\nname = \"a\"\napps = [\"box\"]\nip_tags = [\"corp\"]\nnot_locations = [\"office\"]\ndevices = [\"unmanaged\"]\nclient_apps = [\"native\"]\nuser_agent_regex = \"^curl/\"\naction = \"block\"\nalert = { severity = \"high\" }\n",
+        )
+        .expect("compiles");
+        assert_eq!(p.access_policies[0].action, super::AccessAction::Block);
+        assert_eq!(p.locations[0].name, "office");
+        // The alert becomes a log-stream rule for controld.
+        assert_eq!(p.activity_policies[0].policies, vec!["a".to_string()]);
+        let decoded = crate::snapshot::decode(&crate::snapshot::encode(&p)).expect("decodes");
+        assert_eq!(decoded.access_policies, p.access_policies);
+        assert_eq!(decoded.locations, p.locations);
+        assert_eq!(decoded.activity_policies, p.activity_policies);
+    }
+
+    #[test]
+    fn access_policy_mistakes_are_located() {
+        let e = first_error(
+            "[[access_policy]]\nname = \"a\"\nip_tags = [\"nope\"]\naction = \"block\"\n",
+        );
+        assert!(
+            e.starts_with("p.toml:11:12: error: unknown ip_tag \"nope\""),
+            "{e}"
+        );
+        let e = first_error("[[access_policy]]\nname = \"a\"\naction = \"deny\"\n");
+        assert!(
+            e.starts_with("p.toml:11:10: error: unknown action \"deny\""),
+            "{e}"
+        );
+        let e = first_error(
+            "[[access_policy]]\nname = \"a\"\ndevices = [\"laptop\"]\naction = \"block\"\n",
+        );
+        assert!(e.contains("unknown device tag"), "{e}");
+        let e = first_error(
+            "[[access_policy]]\nname = \"a\"\nuser_agent_regex = \"(\"\naction = \"block\"\n",
+        );
+        assert!(
+            e.starts_with("p.toml:11:20: error: bad user_agent_regex"),
+            "{e}"
+        );
+        let e = first_error("[identity]\nprovider = \"oidc\"\nissuer = \"https://idp.test\"\nclient_id = \"c\"\nauthorization_endpoint = \"https://idp.test/a\"\njwks_file = \"missing.json\"\nsession_keys = [{ id = \"k1\", secret = \"00\" }]\n");
+        assert!(e.contains("jwks_file ./missing.json: No such file"), "{e}");
+        let e = first_error("[identity]\nprovider = \"trusted_header\"\nuser_header = \"X-User\"\nsession_keys = [{ id = \"k1\", secret = \"00\" }]\n");
+        assert!(e.contains("needs trusted_sources"), "{e}");
+        let e = first_error("[identity]\nprovider = \"trusted_header\"\nuser_header = \"X-User\"\ntrusted_sources = [\"10.0.0.0/8\"]\nsession_keys = [{ id = \"k1\", secret = \"00\" }]\n");
+        assert!(e.contains("64 hex digits"), "{e}");
+        let e = first_error("[[app]]\nname = \"b\"\ndomains = [\"b.test\"]\ntls_cert = \"missing.pem\"\ntls_key = \"missing.key\"\n");
+        assert!(
+            e.starts_with("p.toml:12:12: error: certificate ./missing.pem: No such file"),
+            "{e}"
+        );
+    }
+}

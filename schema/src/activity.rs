@@ -44,6 +44,8 @@ pub struct ActivityPolicy {
     pub methods: Vec<String>,
     pub statuses: Vec<u16>,
     pub url_contains: String,
+    /// Names of the access (or session) policies that decided the request.
+    pub policies: Vec<String>,
     pub alert: Option<AlertSpec>,
 }
 
@@ -57,6 +59,8 @@ pub struct Facts<'a> {
     pub method: &'a str,
     pub status: u16,
     pub url: &'a str,
+    /// The deciding policy's name (empty: none).
+    pub policy: &'a str,
 }
 
 impl ActivityPolicy {
@@ -71,6 +75,7 @@ impl ActivityPolicy {
             && any(&self.methods, f.method)
             && (self.statuses.is_empty() || self.statuses.contains(&f.status))
             && (self.url_contains.is_empty() || f.url.contains(self.url_contains.as_str()))
+            && any(&self.policies, f.policy)
     }
 }
 
@@ -94,6 +99,8 @@ pub(crate) struct ActivityPolicySource {
     statuses: Vec<Spanned<u16>>,
     #[serde(default)]
     url_contains: String,
+    #[serde(default)]
+    policies: Vec<String>,
     alert: Option<Spanned<AlertSource>>,
 }
 
@@ -181,6 +188,7 @@ pub(crate) fn compile(
             methods: src.methods.iter().map(|m| m.to_ascii_uppercase()).collect(),
             statuses: src.statuses.iter().map(|s| *s.get_ref()).collect(),
             url_contains: src.url_contains.clone(),
+            policies: src.policies.clone(),
             alert,
         });
     }

@@ -722,6 +722,24 @@ pub fn compile_source(
         app.login_required &= identity_on;
     }
     let block_page = crate::access::compile_block_page(source.block_page.as_ref());
+    // An access policy's alert is raised by controld like any other: as a
+    // rule on the log stream matching the records that policy decided.
+    let mut activity_policies = activity_policies;
+    for p in access_policies
+        .iter()
+        .filter(|p| !p.alert_severity.is_empty())
+    {
+        activity_policies.push(crate::activity::ActivityPolicy {
+            name: format!("access policy: {}", p.name),
+            kinds: vec!["traffic".into()],
+            policies: vec![p.name.clone()],
+            alert: Some(crate::activity::AlertSpec {
+                severity: p.alert_severity.clone(),
+                daily_limit: 0,
+            }),
+            ..Default::default()
+        });
+    }
 
     match suffix {
         Some(suffix) if errors.is_empty() => Ok(Policy {

@@ -395,6 +395,10 @@ fn encode_activity_policies(
             statuses.set(j as u32, *v);
         }
         out.set_url_contains(p.url_contains.as_str());
+        let mut names = out.reborrow().init_policies(p.policies.len() as u32);
+        for (j, v) in p.policies.iter().enumerate() {
+            names.set(j as u32, v.as_str());
+        }
         if let Some(a) = &p.alert {
             out.set_has_alert(true);
             let mut alert = out.init_alert();
@@ -444,6 +448,7 @@ fn decode_activity_policies(
             methods: texts(p.get_methods())?,
             statuses: p.get_statuses()?.iter().collect(),
             url_contains: text(p.get_url_contains())?,
+            policies: texts(p.get_policies())?,
             alert,
         });
     }
