@@ -124,6 +124,7 @@ pub fn check(a: &Ask<'_>, conn: &mut ConnGate, out: &mut Vec<u8>) -> Gate {
         if path_only == identity::CALLBACK_PATH.as_bytes() && !routes.identity.is_oidc() {
             return answer_page(
                 out,
+                conn,
                 404,
                 "Not found",
                 "Sign-in is not configured here.",
@@ -147,17 +148,24 @@ pub fn check(a: &Ask<'_>, conn: &mut ConnGate, out: &mut Vec<u8>) -> Gate {
             pages::own_response(out, 200, &headers, false, &body, with_body);
             return Gate::Answered {
                 status: 200,
-                admitted: Admitted::default(),
+                admitted: undecided(conn),
             };
         }
-        return answer_page(out, 404, "Not found", "No such proxy path.", with_body);
+        return answer_page(
+            out,
+            conn,
+            404,
+            "Not found",
+            "No such proxy path.",
+            with_body,
+        );
     }
 
     // Identity.
     let now = identity::now_unix();
     let session = session_for(a, conn, now);
     if app.login_required && session.is_none() {
-        return sign_in_required(a, out, &proxy_host());
+        return sign_in_required(a, conn, out, &proxy_host());
     }
 
     // Access.
@@ -232,12 +240,28 @@ pub fn check(a: &Ask<'_>, conn: &mut ConnGate, out: &mut Vec<u8>) -> Gate {
     Gate::Pass(admitted)
 }
 
-fn answer_page(out: &mut Vec<u8>, status: u16, title: &str, text: &str, with_body: bool) -> Gate {
+fn answer_page(
+    out: &mut Vec<u8>,
+    conn: &ConnGate,
+    status: u16,
+    title: &str,
+    text: &str,
+    with_body: bool,
+) -> Gate {
     let body = pages::html_page(title, &[pages::escape_html(text)]);
     pages::own_response(out, status, "", false, &body, with_body);
     Gate::Answered {
         status,
-        admitted: Admitted::default(),
+        admitted: undecided(conn),
+    }
+}
+
+/// What is known of a request the proxy answers before deciding access:
+/// the connection's device tags.
+fn undecided(conn: &ConnGate) -> Admitted {
+    Admitted {
+        devices: conn.conn_devices,
+        ..Admitted::default()
     }
 }
 
@@ -312,7 +336,7 @@ fn session_for(a: &Ask<'_>, conn: &mut ConnGate, now: i64) -> Option<Rc<SessionV
 
 /// No session: browsers navigating are sent to sign in; other requests
 /// get 401.
-fn sign_in_required(a: &Ask<'_>, out: &mut Vec<u8>, proxy_host: &str) -> Gate {
+fn sign_in_required(a: &Ask<'_>, conn: &ConnGate, out: &mut Vec<u8>, proxy_host: &str) -> Gate {
     let g = &a.req.gate;
     let with_body = !a.req.is_head;
     let identity = &a.routes.identity;
@@ -337,7 +361,7 @@ fn sign_in_required(a: &Ask<'_>, out: &mut Vec<u8>, proxy_host: &str) -> Gate {
             pages::own_response(out, 302, &headers, false, &body, with_body);
             return Gate::Answered {
                 status: 302,
-                admitted: Admitted::default(),
+                admitted: undecided(conn),
             };
         }
     }
@@ -355,7 +379,7 @@ fn sign_in_required(a: &Ask<'_>, out: &mut Vec<u8>, proxy_host: &str) -> Gate {
     }
     Gate::Answered {
         status: 401,
-        admitted: Admitted::default(),
+        admitted: undecided(conn),
     }
 }
 

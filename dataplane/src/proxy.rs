@@ -241,6 +241,7 @@ pub async fn serve_connection(core: Rc<Core>, stream: ClientIo, peer: SocketAddr
                 )
                 .await;
                 served.status = status;
+                admitted.devices = conn_gate.conn_devices;
                 if let Some(user) = user {
                     served.user = user;
                 }
