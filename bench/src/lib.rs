@@ -3,6 +3,7 @@
 
 pub mod apply_latency;
 pub mod fast_origin;
+pub mod handshake;
 pub mod idp;
 pub mod load;
 pub mod log_ingest;

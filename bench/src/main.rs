@@ -63,6 +63,33 @@ enum Command {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// New-connection TLS load: connect, handshake (full or resumed), one
+    /// GET, close; handshakes per second and latency percentiles.
+    TlsHandshake {
+        /// Server address (ip:port).
+        target: SocketAddr,
+        /// SNI name and Host.
+        #[arg(long)]
+        host: String,
+        #[arg(long, default_value = "/")]
+        path: String,
+        /// Concurrent connections (one thread each).
+        #[arg(long, default_value_t = 8)]
+        connections: usize,
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        #[arg(long, default_value_t = 1.0)]
+        warmup: f64,
+        /// Resume each connection from the previous one's session ticket.
+        #[arg(long)]
+        resume: bool,
+        /// Offer only TLS 1.2.
+        #[arg(long)]
+        tls12: bool,
+        /// Also write the result as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// A small OpenID Connect provider (discovery, JWKS, authorization
     /// endpoint with a login form and form_post) for tests and the demo.
     Idp {
@@ -170,6 +197,56 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("bench scenario: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::TlsHandshake {
+            target,
+            host,
+            path,
+            connections,
+            duration,
+            warmup,
+            resume,
+            tls12,
+            json,
+        } => {
+            let config = palisade_bench::handshake::HandshakeConfig {
+                target,
+                host,
+                path,
+                connections,
+                duration: std::time::Duration::from_secs_f64(duration),
+                warmup: std::time::Duration::from_secs_f64(warmup),
+                resume,
+                tls12,
+            };
+            match palisade_bench::handshake::run(&config) {
+                Ok(r) => {
+                    println!(
+                        "{:.0} handshakes/s ({} in {:.1} s, {} resumed, {} errors{}); latency p50 {} us, p99 {} us, max {} us",
+                        r.per_second,
+                        r.handshakes,
+                        r.seconds,
+                        r.resumed,
+                        r.errors,
+                        if r.first_error.is_empty() { String::new() } else { format!(": {}", r.first_error) },
+                        r.p50_us,
+                        r.p99_us,
+                        r.max_us
+                    );
+                    if let Some(path) = json {
+                        let text = serde_json::to_string_pretty(&r).unwrap_or_default();
+                        if let Err(e) = std::fs::write(&path, text) {
+                            eprintln!("bench tls-handshake: {}: {e}", path.display());
+                            return ExitCode::FAILURE;
+                        }
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("bench tls-handshake: {e}");
                     ExitCode::FAILURE
                 }
             }

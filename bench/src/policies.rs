@@ -36,3 +36,40 @@ pub fn large_policy_toml(apps: usize, ranges: usize, upstream: &str) -> String {
     }
     out
 }
+
+/// A policy with `policies` access policies over 100 apps and `ranges` IP
+/// ranges (in 100 ip tags, as [`large_policy_toml`]): every app has
+/// `policies / 100` policies of its own (an ip tag or a negated one, a
+/// group or a user, device tags, client kinds; actions block, monitor,
+/// audit and allow in turn) and 10 policies apply to every app.
+/// Deterministic: the policy-evaluation benchmark and tests share it.
+pub fn access_policy_toml(policies: usize, ranges: usize) -> String {
+    let mut out = large_policy_toml(100, ranges, "http://127.0.0.1:18080");
+    let actions = ["block", "monitor", "audit", "allow"];
+    let global = 10.min(policies);
+    for i in 0..policies {
+        let _ = write!(out, "[[access_policy]]\nname = \"policy{i}\"\n");
+        if i >= global {
+            let _ = writeln!(out, "apps = [\"app{}\"]", i % 100);
+        }
+        match i % 5 {
+            0 => {
+                let _ = writeln!(out, "ip_tags = [\"tag{}\"]", i % 100);
+            }
+            1 => {
+                let _ = writeln!(out, "not_ip_tags = [\"tag{}\"]\ngroups = [\"group{}\"]", i % 100, i % 37);
+            }
+            2 => {
+                let _ = writeln!(out, "users = [\"user{}\"]\ndevices = [\"unmanaged\"]", i % 53);
+            }
+            3 => {
+                let _ = writeln!(out, "groups = [\"group{}\", \"group{}\"]\nclient_apps = [\"native\"]", i % 37, (i + 1) % 37);
+            }
+            _ => {
+                let _ = writeln!(out, "ip_tags = [\"tag{}\"]\ndevices = [\"managed\"]\nusers = [\"user{}\"]", i % 100, i % 53);
+            }
+        }
+        let _ = write!(out, "action = \"{}\"\n\n", actions[i % 4]);
+    }
+    out
+}
