@@ -85,9 +85,7 @@ impl ServerCertVerifier for AcceptAnything {
         Ok(HandshakeSignatureValid::assertion())
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 
@@ -114,7 +112,11 @@ fn client_config(resume: bool, tls12: bool) -> Arc<rustls::ClientConfig> {
 
 /// One connection: handshake, GET, read to close. Returns whether it
 /// resumed.
-fn one(config: &Arc<rustls::ClientConfig>, c: &HandshakeConfig, request: &[u8]) -> Result<bool, String> {
+fn one(
+    config: &Arc<rustls::ClientConfig>,
+    c: &HandshakeConfig,
+    request: &[u8],
+) -> Result<bool, String> {
     let tcp = TcpStream::connect(c.target).map_err(|e| format!("connect: {e}"))?;
     tcp.set_nodelay(true).map_err(|e| e.to_string())?;
     tcp.set_read_timeout(Some(Duration::from_secs(10)))
@@ -122,7 +124,8 @@ fn one(config: &Arc<rustls::ClientConfig>, c: &HandshakeConfig, request: &[u8]) 
     let name = ServerName::try_from(c.host.clone()).map_err(|e| e.to_string())?;
     let conn = rustls::ClientConnection::new(config.clone(), name).map_err(|e| e.to_string())?;
     let mut tls = rustls::StreamOwned::new(conn, tcp);
-    tls.write_all(request).map_err(|e| format!("handshake/write: {e}"))?;
+    tls.write_all(request)
+        .map_err(|e| format!("handshake/write: {e}"))?;
     let mut buf = [0u8; 16384];
     let mut head = Vec::with_capacity(12);
     loop {
@@ -137,7 +140,10 @@ fn one(config: &Arc<rustls::ClientConfig>, c: &HandshakeConfig, request: &[u8]) 
         }
     }
     if !head.starts_with(b"HTTP/1.1 2") {
-        return Err(format!("not a 2xx response: {:?}", String::from_utf8_lossy(&head)));
+        return Err(format!(
+            "not a 2xx response: {:?}",
+            String::from_utf8_lossy(&head)
+        ));
     }
     Ok(tls.conn.handshake_kind() == Some(HandshakeKind::Resumed))
 }
@@ -159,7 +165,8 @@ pub fn run(c: &HandshakeConfig) -> Result<HandshakeReport, String> {
     let errors = Arc::new(AtomicU64::new(0));
     let first_error = Arc::new(Mutex::new(String::new()));
     let histogram = Arc::new(Mutex::new(
-        hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).map_err(|e| e.to_string())?,
+        hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
+            .map_err(|e| e.to_string())?,
     ));
     let mut threads = Vec::new();
     for _ in 0..c.connections.max(1) {
@@ -225,7 +232,10 @@ pub fn run(c: &HandshakeConfig) -> Result<HandshakeReport, String> {
     }
     let h = histogram.lock().unwrap_or_else(|p| p.into_inner());
     let handshakes = done.load(Ordering::Relaxed);
-    let first_error = first_error.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let first_error = first_error
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
     Ok(HandshakeReport {
         handshakes,
         total_handshakes: total.load(Ordering::Relaxed) + 1,

@@ -57,16 +57,35 @@ pub fn access_policy_toml(policies: usize, ranges: usize) -> String {
                 let _ = writeln!(out, "ip_tags = [\"tag{}\"]", i % 100);
             }
             1 => {
-                let _ = writeln!(out, "not_ip_tags = [\"tag{}\"]\ngroups = [\"group{}\"]", i % 100, i % 37);
+                let _ = writeln!(
+                    out,
+                    "not_ip_tags = [\"tag{}\"]\ngroups = [\"group{}\"]",
+                    i % 100,
+                    i % 37
+                );
             }
             2 => {
-                let _ = writeln!(out, "users = [\"user{}\"]\ndevices = [\"unmanaged\"]", i % 53);
+                let _ = writeln!(
+                    out,
+                    "users = [\"user{}\"]\ndevices = [\"unmanaged\"]",
+                    i % 53
+                );
             }
             3 => {
-                let _ = writeln!(out, "groups = [\"group{}\", \"group{}\"]\nclient_apps = [\"native\"]", i % 37, (i + 1) % 37);
+                let _ = writeln!(
+                    out,
+                    "groups = [\"group{}\", \"group{}\"]\nclient_apps = [\"native\"]",
+                    i % 37,
+                    (i + 1) % 37
+                );
             }
             _ => {
-                let _ = writeln!(out, "ip_tags = [\"tag{}\"]\ndevices = [\"managed\"]\nusers = [\"user{}\"]", i % 100, i % 53);
+                let _ = writeln!(
+                    out,
+                    "ip_tags = [\"tag{}\"]\ndevices = [\"managed\"]\nusers = [\"user{}\"]",
+                    i % 100,
+                    i % 53
+                );
             }
         }
         let _ = write!(out, "action = \"{}\"\n\n", actions[i % 4]);

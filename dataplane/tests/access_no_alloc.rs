@@ -33,8 +33,13 @@ static GLOBAL: Counting = Counting;
 #[test]
 fn evaluation_allocates_nothing_per_request() {
     let text = palisade_bench::policies::access_policy_toml(1_000, 100_000);
-    let policy = compile_source("access.toml", &text, Path::new("."), &CompileOptions::default())
-        .expect("compiles");
+    let policy = compile_source(
+        "access.toml",
+        &text,
+        Path::new("."),
+        &CompileOptions::default(),
+    )
+    .expect("compiles");
     let table = AccessTable::build(&policy).expect("builds");
     let mut groups = Vec::with_capacity(8);
     let user_agent = b"Mozilla/5.0 (X11; Linux x86_64) Chrome/130.0 Safari/537.36";
@@ -63,5 +68,8 @@ fn evaluation_allocates_nothing_per_request() {
         }
     }
     // The fixture exercises more than one outcome.
-    assert!(decisions.iter().filter(|n| **n > 0).count() >= 2, "{decisions:?}");
+    assert!(
+        decisions.iter().filter(|n| **n > 0).count() >= 2,
+        "{decisions:?}"
+    );
 }

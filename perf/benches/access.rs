@@ -31,10 +31,20 @@ fn requests() -> Vec<Request> {
     (0..64)
         .map(|i: u32| Request {
             app: (i as usize * 7) % 100,
-            ip: IpAddr::from([10 + (i % 3) as u8, (i * 37 % 256) as u8, (i * 11 % 256) as u8, 9]),
+            ip: IpAddr::from([
+                10 + (i % 3) as u8,
+                (i * 37 % 256) as u8,
+                (i * 11 % 256) as u8,
+                9,
+            ]),
             user: ["user3", "user17", "alice", "bob"][i as usize % 4],
-            groups: [["group1", "group5"], ["group2", "staff"], ["eng", "ops"], ["group30", "group31"]][i as usize % 4],
-            user_agent: if i % 3 == 0 {
+            groups: [
+                ["group1", "group5"],
+                ["group2", "staff"],
+                ["eng", "ops"],
+                ["group30", "group31"],
+            ][i as usize % 4],
+            user_agent: if i.is_multiple_of(3) {
                 b"OneDriveSync/23.1"
             } else {
                 b"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/130.0 Safari/537.36"
@@ -90,13 +100,20 @@ fn naive(policy: &Policy, r: &Request, devices: &[&str]) -> AccessAction {
 
 fn evaluation(c: &mut Criterion) {
     let text = palisade_bench::policies::access_policy_toml(1_000, 100_000);
-    let policy = compile_source("access.toml", &text, Path::new("."), &CompileOptions::default())
-        .expect("compiles");
+    let policy = compile_source(
+        "access.toml",
+        &text,
+        Path::new("."),
+        &CompileOptions::default(),
+    )
+    .expect("compiles");
     let table = AccessTable::build(&policy).expect("builds");
     let requests = requests();
     // Per-connection state, computed once per request here for the steady
     // state benchmark.
-    let prepared: Vec<(u32, Option<u32>, Vec<u32>, u8, u64)> = requests
+    // (IP set list, user id, group ids, client kind, user-agent bits)
+    type Prepared = (u32, Option<u32>, Vec<u32>, u8, u64);
+    let prepared: Vec<Prepared> = requests
         .iter()
         .map(|r| {
             let mut groups = Vec::new();
@@ -121,7 +138,13 @@ fn evaluation(c: &mut Criterion) {
             client_kind: *kind,
             user_agent_bits: *ua,
         });
-        assert_eq!(fast.action, naive(&policy, r, &["unmanaged"]), "app {} ip {}", r.app, r.ip);
+        assert_eq!(
+            fast.action,
+            naive(&policy, r, &["unmanaged"]),
+            "app {} ip {}",
+            r.app,
+            r.ip
+        );
     }
 
     let mut g = c.benchmark_group("access_1000_policies_100k_ranges");
