@@ -7,6 +7,7 @@ pub mod handshake;
 pub mod idp;
 pub mod load;
 pub mod log_ingest;
+pub mod mmdb;
 pub mod origin;
 pub mod policies;
 pub mod procs;

@@ -635,9 +635,16 @@ groups_header = "X-Auth-Groups"
 trusted_sources = ["127.0.0.0/25"]
 session_keys = [{{ id = "k1", secret = "{KEY_HEX}" }}]
 
+[geoip]
+country_database = "countries.mmdb"
+
 [[ip_tag]]
 name = "risky"
 ranges = ["127.0.0.66/32"]
+
+[[location]]
+name = "embargoed"
+countries = ["KP", "RU"]
 
 [[location]]
 name = "office"
@@ -690,6 +697,11 @@ user_agent_regex = "^curl/[0-9]"
 action = "block"
 
 [[access_policy]]
+name = "embargoed countries"
+locations = ["embargoed"]
+action = "block"
+
+[[access_policy]]
 name = "bob is suspended"
 users = ["bob"]
 action = "block"
@@ -715,6 +727,16 @@ action = "allow"
     );
     let policy = env.path("policy.toml");
     std::fs::write(&policy, text).expect("policy");
+    // A MaxMind-format country database: 127.0.0.0/26 in Germany,
+    // 127.0.0.64/26 in Russia.
+    std::fs::write(
+        env.path("countries.mmdb"),
+        palisade_bench::mmdb::country_database(&[
+            ("127.0.0.0".parse().expect("ip"), 26, "DE"),
+            ("127.0.0.64".parse().expect("ip"), 26, "RU"),
+        ]),
+    )
+    .expect("mmdb");
     let _controld = env.controld(&policy, &[]);
     let (_dataplane, plain) = env.dataplane(1, &[]);
     env.wait_for_cores(1, 1);
@@ -809,6 +831,17 @@ action = "allow"
             403,
             "block",
             "bob is suspended",
+        ),
+        (
+            "location by country (GeoIP) blocks",
+            "127.0.0.70",
+            "crm",
+            "alice",
+            "",
+            browser,
+            403,
+            "block",
+            "embargoed countries",
         ),
         (
             "location: in the office",

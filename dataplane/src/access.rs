@@ -179,6 +179,9 @@ pub struct AccessTable {
     groups: HashMap<Box<str>, u32>,
     ua_contains: Option<(aho_corasick::AhoCorasick, Vec<u64>)>,
     ua_regexes: Vec<(regex::bytes::Regex, u64)>,
+    /// The country database and, per country code, the location sets that
+    /// name it (`None` without a database).
+    geoip: Option<(maxminddb::Reader<Vec<u8>>, HashMap<[u8; 2], Vec<u32>>)>,
 }
 
 #[derive(Debug)]
@@ -200,10 +203,24 @@ impl AccessTable {
             set_ranges.push(&t.ranges);
         }
         let mut location_ids = HashMap::new();
+        let mut country_sets: HashMap<[u8; 2], Vec<u32>> = HashMap::new();
         for l in &policy.locations {
-            location_ids.insert(l.name.as_str(), set_ranges.len() as u32);
+            let id = set_ranges.len() as u32;
+            location_ids.insert(l.name.as_str(), id);
             set_ranges.push(&l.ranges);
+            for c in &l.countries {
+                if let [a, b] = *c.as_bytes() {
+                    country_sets.entry([a, b]).or_default().push(id);
+                }
+            }
         }
+        let geoip = if policy.geoip_country_database.is_empty() {
+            None
+        } else {
+            let reader = maxminddb::Reader::from_source(policy.geoip_country_database.clone())
+                .map_err(|e| AccessError(format!("geoip country database: {e}")))?;
+            Some((reader, country_sets))
+        };
         let mut users: HashMap<Box<str>, u32> = HashMap::new();
         let mut groups: HashMap<Box<str>, u32> = HashMap::new();
         // User-agent patterns: (is regex, text); the bit is the position.
@@ -271,6 +288,7 @@ impl AccessTable {
             groups,
             ua_contains,
             ua_regexes,
+            geoip,
         })
     }
 
@@ -287,6 +305,7 @@ impl AccessTable {
             groups: HashMap::new(),
             ua_contains: None,
             ua_regexes: Vec::new(),
+            geoip: None,
         }
     }
 
@@ -310,6 +329,39 @@ impl AccessTable {
     #[inline]
     pub fn ip_sets(&self, id: u32) -> &[u32] {
         self.set_lists.get(id as usize).map_or(&[], |l| l)
+    }
+
+    /// Every set holding `ip`, ranges and countries (the country from the
+    /// GeoIP database), sorted, into `out`. Once per connection.
+    pub fn connection_ip_sets(&self, ip: IpAddr, out: &mut Vec<u32>) {
+        out.clear();
+        out.extend_from_slice(self.ip_sets(self.ip_sets_id(ip)));
+        if let Some(country) = self.country_of(ip) {
+            if let Some((_, sets)) = &self.geoip {
+                if let Some(ids) = sets.get(&country) {
+                    out.extend_from_slice(ids);
+                    out.sort_unstable();
+                    out.dedup();
+                }
+            }
+        }
+    }
+
+    /// The ISO country code of `ip` in the GeoIP database.
+    pub fn country_of(&self, ip: IpAddr) -> Option<[u8; 2]> {
+        let (reader, _) = self.geoip.as_ref()?;
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        let found = reader.lookup(ip).ok()?;
+        let code: &str = found
+            .decode_path(&maxminddb::path!["country", "iso_code"])
+            .ok()??;
+        match *code.as_bytes() {
+            [a, b] => Some([a.to_ascii_uppercase(), b.to_ascii_uppercase()]),
+            _ => None,
+        }
     }
 
     pub fn user_id(&self, user: &str) -> Option<u32> {

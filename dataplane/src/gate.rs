@@ -47,7 +47,8 @@ pub struct ConnGate {
     /// Device tag bits of the connection (managed / unmanaged).
     pub conn_devices: u8,
     ip_version: u64,
-    ip_sets: u32,
+    /// The address's IP sets (ranges and country) under `ip_version`.
+    ip_sets: Vec<u32>,
     session: Option<CachedSession>,
     /// (version, user agent, kind bits, pattern bits).
     user_agent: Option<(u64, Vec<u8>, u8, u64)>,
@@ -62,7 +63,7 @@ impl ConnGate {
                 access::DEVICE_UNMANAGED
             },
             ip_version: u64::MAX,
-            ip_sets: 0,
+            ip_sets: Vec::new(),
             session: None,
             user_agent: None,
         }
@@ -183,7 +184,7 @@ pub fn check(a: &Ask<'_>, conn: &mut ConnGate, out: &mut Vec<u8>) -> Gate {
         });
     }
     if conn.ip_version != routes.version {
-        conn.ip_sets = access.ip_sets_id(a.peer);
+        access.connection_ip_sets(a.peer, &mut conn.ip_sets);
         conn.ip_version = routes.version;
     }
     let (_, _, user_agent) = req.log_fields.split(a.upstream_head);
@@ -209,7 +210,7 @@ pub fn check(a: &Ask<'_>, conn: &mut ConnGate, out: &mut Vec<u8>) -> Gate {
         app: req.app,
         user: session.as_ref().and_then(|s| s.user_id),
         groups: session.as_ref().map_or(&[], |s| &s.group_ids),
-        ip_sets: access.ip_sets(conn.ip_sets),
+        ip_sets: &conn.ip_sets,
         devices,
         client_kind,
         user_agent_bits,

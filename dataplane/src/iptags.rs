@@ -81,6 +81,7 @@ mod tests {
 
     fn tag(name: &str, ranges: &[&str]) -> IpTag {
         IpTag {
+            countries: Vec::new(),
             name: name.into(),
             ranges: ranges.iter().map(|r| IpRange::parse(r).unwrap()).collect(),
         }
@@ -116,7 +117,7 @@ mod tests {
                     IpRange::new(IpAddr::V4((a & mask).into()), *p).unwrap()
                 })
                 .collect();
-            let t = IpTagTable::build(&[IpTag { name: "t".into(), ranges: parsed.clone() }]);
+            let t = IpTagTable::build(&[IpTag { name: "t".into(), ranges: parsed.clone(), countries: Vec::new() }]);
             for p in probes {
                 let ip = IpAddr::V4(p.into());
                 let naive = parsed.iter().any(|r| {

@@ -51,6 +51,10 @@ struct Snapshot {
   # Ordered; the most restrictive matching action wins.
 
   blockPage @12 :BlockPage;
+
+  geoipCountryDatabase @13 :Data;
+  # A MaxMind-format country database for locations by country; empty:
+  # none.
 }
 
 struct Tls {
@@ -164,6 +168,8 @@ struct Alert {
 struct IpTag {
   name @0 :Text;
   ranges @1 :List(IpRange);
+  countries @2 :List(Text);
+  # Locations only: ISO 3166 codes looked up in geoipCountryDatabase.
 }
 
 struct IpRange {

@@ -650,6 +650,62 @@ pub(crate) fn compile_block_page(source: Option<&BlockPageSource>) -> BlockPage 
         .unwrap_or_default()
 }
 
+/// `[geoip]`: a MaxMind-format country database (GeoLite2-Country or
+/// compatible), carried in the snapshot.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct GeoipSource {
+    country_database: Spanned<String>,
+}
+
+/// Checks a country database: it must open as MaxMind DB.
+pub fn check_country_database(bytes: &[u8]) -> Result<(), String> {
+    maxminddb::Reader::from_source(bytes)
+        .map(|_| ())
+        .map_err(|e| format!("not a MaxMind DB: {e}"))
+}
+
+pub(crate) fn compile_geoip(
+    source: Option<&Spanned<GeoipSource>>,
+    locations: &[IpTag],
+    base_dir: &Path,
+    report: Report<'_>,
+) -> Vec<u8> {
+    let Some(source) = source else {
+        if let Some(l) = locations.iter().find(|l| !l.countries.is_empty()) {
+            report(
+                0..0,
+                format!(
+                    "location {:?} lists countries: add [geoip] country_database",
+                    l.name
+                ),
+            );
+        }
+        return Vec::new();
+    };
+    let file = &source.get_ref().country_database;
+    let path = base_dir.join(file.get_ref());
+    match std::fs::read(&path) {
+        Ok(bytes) => match check_country_database(&bytes) {
+            Ok(()) => bytes,
+            Err(e) => {
+                report(
+                    file.span(),
+                    format!("country_database {}: {e}", path.display()),
+                );
+                Vec::new()
+            }
+        },
+        Err(e) => {
+            report(
+                file.span(),
+                format!("country_database {}: {e}", path.display()),
+            );
+            Vec::new()
+        }
+    }
+}
+
 /// Names the access policies may refer to.
 pub(crate) struct KnownNames<'a> {
     pub apps: &'a HashMap<String, usize>,

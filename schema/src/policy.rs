@@ -350,6 +350,8 @@ impl fmt::Display for IpRange {
 pub struct IpTag {
     pub name: String,
     pub ranges: Vec<IpRange>,
+    /// Country codes (locations only), matched through the GeoIP database.
+    pub countries: Vec<String>,
 }
 
 /// A whole validated policy: what a snapshot carries.
@@ -368,6 +370,9 @@ pub struct Policy {
     pub locations: Vec<IpTag>,
     pub access_policies: Vec<crate::access::AccessPolicy>,
     pub block_page: crate::access::BlockPage,
+    /// A MaxMind-format country database (bytes) for locations by country;
+    /// empty: none.
+    pub geoip_country_database: Vec<u8>,
 }
 
 /// One problem in a policy source, located by file, line and column (1-based).
@@ -424,6 +429,7 @@ struct PolicySource {
     #[serde(default, rename = "access_policy")]
     access_policies: Vec<Spanned<crate::access::AccessPolicySource>>,
     block_page: Option<crate::access::BlockPageSource>,
+    geoip: Option<Spanned<crate::access::GeoipSource>>,
 }
 
 /// `[[ip_tag]]` and `[[location]]`: a name and CIDR ranges.
@@ -431,7 +437,12 @@ struct PolicySource {
 #[serde(deny_unknown_fields)]
 pub(crate) struct IpTagSourcePub {
     name: Spanned<String>,
-    ranges: Spanned<Vec<Spanned<String>>>,
+    #[serde(default)]
+    ranges: Vec<Spanned<String>>,
+    /// Locations only: ISO 3166 country codes looked up in the
+    /// `[geoip] country_database`.
+    #[serde(default)]
+    countries: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -722,6 +733,10 @@ pub fn compile_source(
         app.login_required &= identity_on;
     }
     let block_page = crate::access::compile_block_page(source.block_page.as_ref());
+    let geoip_country_database = {
+        let mut report = |span: Range<usize>, message: String| errors.push(locate(span, message));
+        crate::access::compile_geoip(source.geoip.as_ref(), &locations, base_dir, &mut report)
+    };
     // An access policy's alert is raised by controld like any other: as a
     // rule on the log stream matching the records that policy decided.
     let mut activity_policies = activity_policies;
@@ -755,6 +770,7 @@ pub fn compile_source(
             locations,
             access_policies,
             block_page,
+            geoip_country_database,
         }),
         _ => Err(Diagnostics(errors)),
     }
@@ -784,20 +800,49 @@ pub(crate) fn compile_ip_tags(
         } else {
             tag_names.insert(name.clone(), line);
         }
-        if tag_src.ranges.get_ref().is_empty() {
+        if tag_src.ranges.is_empty() && tag_src.countries.is_empty() {
+            let what_is_missing = if what == "location" {
+                "ranges or countries"
+            } else {
+                "ranges"
+            };
             report(
-                tag_src.ranges.span(),
-                format!("{what} {name:?} lists no ranges"),
+                tag_src.name.span(),
+                format!("{what} {name:?} lists no {what_is_missing}"),
             );
         }
-        let mut ranges = Vec::with_capacity(tag_src.ranges.get_ref().len());
-        for r in tag_src.ranges.get_ref() {
+        let mut ranges = Vec::with_capacity(tag_src.ranges.len());
+        for r in &tag_src.ranges {
             match IpRange::parse(r.get_ref()) {
                 Ok(range) => ranges.push(range),
                 Err(e) => report(r.span(), format!("bad IP range: {e}")),
             }
         }
-        ip_tags.push(IpTag { name, ranges });
+        let mut countries = Vec::with_capacity(tag_src.countries.len());
+        for c in &tag_src.countries {
+            let code = c.get_ref().trim().to_ascii_uppercase();
+            if what != "location" {
+                report(
+                    c.span(),
+                    format!("countries are for locations, not {what}s"),
+                );
+            } else if code.len() != 2 || !code.bytes().all(|b| b.is_ascii_uppercase()) {
+                report(
+                    c.span(),
+                    format!(
+                        "{:?} is not a two-letter ISO 3166 country code",
+                        c.get_ref()
+                    ),
+                );
+            } else {
+                countries.push(code);
+            }
+        }
+        ip_tags.push(IpTag {
+            name,
+            ranges,
+            countries,
+        });
     }
 
     ip_tags

@@ -94,6 +94,7 @@ pub fn encode_with_format(policy: &Policy, format_version: u32) -> Vec<u8> {
             &policy.locations,
         );
         crate::access_codec::encode(snap.reborrow(), policy);
+        snap.set_geoip_country_database(&policy.geoip_country_database);
         encode_activity_policies(
             snap.reborrow()
                 .init_activity_policies(policy.activity_policies.len() as u32),
@@ -287,6 +288,14 @@ pub fn decode(bytes: &[u8]) -> Result<Policy, SnapshotError> {
         locations: decode_ip_tags(snap.get_locations()?, "location")?,
         access_policies: crate::access_codec::decode_access_policies(snap.get_access_policies()?)?,
         block_page: crate::access_codec::decode_block_page(snap.get_block_page()?)?,
+        geoip_country_database: {
+            let db = snap.get_geoip_country_database()?.to_vec();
+            if !db.is_empty() {
+                crate::access::check_country_database(&db)
+                    .map_err(|e| SnapshotError::Invalid(format!("geoip country database: {e}")))?;
+            }
+            db
+        },
     })
 }
 
@@ -297,6 +306,12 @@ pub(crate) fn encode_ip_tags(
     for (i, tag) in list.iter().enumerate() {
         let mut t = tags.reborrow().get(i as u32);
         t.set_name(tag.name.as_str());
+        if !tag.countries.is_empty() {
+            let mut c = t.reborrow().init_countries(tag.countries.len() as u32);
+            for (j, code) in tag.countries.iter().enumerate() {
+                c.set(j as u32, code.as_str());
+            }
+        }
         let mut ranges = t.init_ranges(tag.ranges.len() as u32);
         for (j, r) in tag.ranges.iter().enumerate() {
             let mut out = ranges.reborrow().get(j as u32);
@@ -356,7 +371,16 @@ pub(crate) fn decode_ip_tags(
             })?;
             ranges.push(range);
         }
-        ip_tags.push(IpTag { name, ranges });
+        let countries = t
+            .get_countries()?
+            .iter()
+            .map(|c| text(c))
+            .collect::<Result<Vec<_>, _>>()?;
+        ip_tags.push(IpTag {
+            name,
+            ranges,
+            countries,
+        });
     }
     Ok(ip_tags)
 }
