@@ -374,7 +374,7 @@ pub(crate) fn decode_ip_tags(
         let countries = t
             .get_countries()?
             .iter()
-            .map(|c| text(c))
+            .map(&text)
             .collect::<Result<Vec<_>, _>>()?;
         ip_tags.push(IpTag {
             name,
