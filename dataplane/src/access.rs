@@ -181,8 +181,11 @@ pub struct AccessTable {
     ua_regexes: Vec<(regex::bytes::Regex, u64)>,
     /// The country database and, per country code, the location sets that
     /// name it (`None` without a database).
-    geoip: Option<(maxminddb::Reader<Vec<u8>>, HashMap<[u8; 2], Vec<u32>>)>,
+    geoip: Option<(maxminddb::Reader<Vec<u8>>, CountrySets)>,
 }
+
+/// Per ISO country code, the location sets naming it.
+type CountrySets = HashMap<[u8; 2], Vec<u32>>;
 
 #[derive(Debug)]
 pub struct AccessError(pub String);
@@ -203,7 +206,7 @@ impl AccessTable {
             set_ranges.push(&t.ranges);
         }
         let mut location_ids = HashMap::new();
-        let mut country_sets: HashMap<[u8; 2], Vec<u32>> = HashMap::new();
+        let mut country_sets = CountrySets::new();
         for l in &policy.locations {
             let id = set_ranges.len() as u32;
             location_ids.insert(l.name.as_str(), id);
