@@ -44,13 +44,21 @@ pub fn large_policy_toml(apps: usize, ranges: usize, upstream: &str) -> String {
 /// audit and allow in turn) and 10 policies apply to every app.
 /// Deterministic: the policy-evaluation benchmark and tests share it.
 pub fn access_policy_toml(policies: usize, ranges: usize) -> String {
+    access_policy_toml_over(policies, ranges, 100)
+}
+
+/// [`access_policy_toml`] with the app-specific policies spread over
+/// `apps` of the 100 apps (1: every policy names `app0`, the worst case for
+/// a request to it).
+pub fn access_policy_toml_over(policies: usize, ranges: usize, apps: usize) -> String {
+    let apps = apps.clamp(1, 100);
     let mut out = large_policy_toml(100, ranges, "http://127.0.0.1:18080");
     let actions = ["block", "monitor", "audit", "allow"];
     let global = 10.min(policies);
     for i in 0..policies {
         let _ = write!(out, "[[access_policy]]\nname = \"policy{i}\"\n");
         if i >= global {
-            let _ = writeln!(out, "apps = [\"app{}\"]", i % 100);
+            let _ = writeln!(out, "apps = [\"app{}\"]", i % apps);
         }
         match i % 5 {
             0 => {

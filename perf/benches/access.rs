@@ -7,6 +7,8 @@
 //! - `new_connection_and_evaluate`: adds what a new connection pays once:
 //!   the address lookup (one binary search over every range edge) and the
 //!   user-agent match.
+//! - `evaluate, all 1,000 policies on the request's app`: the worst case,
+//!   where one app carries every app-specific policy.
 //! - `naive (baseline)`: the obvious implementation, every policy in order
 //!   with its ranges scanned linearly, strings compared.
 
@@ -178,6 +180,46 @@ fn evaluation(c: &mut Criterion) {
                 devices: access::DEVICE_UNMANAGED,
                 client_kind: access::client_kind(r.user_agent),
                 user_agent_bits: table.user_agent_bits(r.user_agent),
+            }))
+        })
+    });
+    // Worst case: every app-specific policy names app0, and every request
+    // goes to app0.
+    let text = palisade_bench::policies::access_policy_toml_over(1_000, 100_000, 1);
+    let crowded = compile_source(
+        "crowded.toml",
+        &text,
+        Path::new("."),
+        &CompileOptions::default(),
+    )
+    .expect("compiles");
+    let crowded_table = AccessTable::build(&crowded).expect("builds");
+    let crowded_prepared: Vec<Prepared> = requests
+        .iter()
+        .map(|r| {
+            let mut groups = Vec::new();
+            crowded_table.group_ids(r.groups.iter().copied(), &mut groups);
+            (
+                crowded_table.ip_sets_id(r.ip),
+                crowded_table.user_id(r.user),
+                groups,
+                access::client_kind(r.user_agent),
+                crowded_table.user_agent_bits(r.user_agent),
+            )
+        })
+        .collect();
+    g.bench_function("evaluate, all 1,000 policies on the request's app", |b| {
+        b.iter(|| {
+            i = (i + 1) % requests.len();
+            let (sets, user, groups, kind, ua) = &crowded_prepared[i];
+            black_box(crowded_table.evaluate(&Subject {
+                app: 0,
+                user: *user,
+                groups,
+                ip_sets: crowded_table.ip_sets(*sets),
+                devices: access::DEVICE_UNMANAGED,
+                client_kind: *kind,
+                user_agent_bits: *ua,
             }))
         })
     });
