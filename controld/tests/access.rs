@@ -83,6 +83,51 @@ fn make_certificates(env: &Env, apps: &[(&str, &str)]) {
     )
     .expect("untrusted device certificate");
     expired_device_certificate(env);
+    revoked_device_certificate(env);
+}
+
+/// A device certificate from the trusted device CA, revoked by the CRL
+/// `devices/crl.pem` that the policy names.
+fn revoked_device_certificate(env: &Env) {
+    let issuer = || {
+        let key = rcgen::KeyPair::from_pem(
+            &std::fs::read_to_string(env.path("devices/ca.key")).expect("key"),
+        )
+        .expect("ca key");
+        rcgen::Issuer::from_ca_cert_pem(
+            &std::fs::read_to_string(env.path("devices/ca.pem")).expect("ca"),
+            key,
+        )
+        .expect("issuer")
+    };
+    let serial = rcgen::SerialNumber::from(4242u64);
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "stolen-laptop");
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    params.serial_number = Some(serial.clone());
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = params.signed_by(&key, &issuer()).expect("sign");
+    std::fs::write(env.path("devices/revoked.pem"), cert.pem()).expect("write");
+    std::fs::write(env.path("devices/revoked.key"), key.serialize_pem()).expect("write");
+    let now = std::time::SystemTime::now();
+    let crl = rcgen::CertificateRevocationListParams {
+        this_update: (now - std::time::Duration::from_secs(3600)).into(),
+        next_update: (now + std::time::Duration::from_secs(86400)).into(),
+        crl_number: rcgen::SerialNumber::from(1u64),
+        issuing_distribution_point: None,
+        revoked_certs: vec![rcgen::RevokedCertParams {
+            serial_number: serial,
+            revocation_time: now.into(),
+            reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+            invalidity_date: None,
+        }],
+        key_identifier_method: rcgen::KeyIdMethod::Sha256,
+    }
+    .signed_by(&issuer())
+    .expect("crl");
+    std::fs::write(env.path("devices/crl.pem"), crl.pem().expect("crl pem")).expect("write");
 }
 
 /// A device certificate from the trusted device CA that expired yesterday.
@@ -146,6 +191,7 @@ suffix = "proxy.test"
 
 [tls]
 client_ca = "devices/ca.pem"
+client_crl = "devices/crl.pem"
 
 [identity]
 provider = "oidc"
@@ -546,6 +592,7 @@ fn managed_devices_are_told_by_client_certificate() {
         (Some("devices/laptop"), 200, "managed"),
         (Some("other/stranger"), 403, "unmanaged"),
         (Some("devices/expired"), 403, "unmanaged"),
+        (Some("devices/revoked"), 403, "unmanaged"),
         (None, 403, "unmanaged"),
     ];
     for (i, (device, status, tag)) in cases.iter().enumerate() {
