@@ -31,7 +31,15 @@ pub fn validate(policy: &Path) -> Result<Policy, String> {
 /// set, so data planes never reach out to the provider).
 pub fn compile_policy(path: &Path, options: &CompileOptions) -> Result<Policy, String> {
     let mut policy = compile_file(path, options).map_err(|d| d.to_string())?;
-    if let IdentityProvider::Oidc(oidc) = &mut policy.identity.provider {
+    let global = match &mut policy.identity.provider {
+        IdentityProvider::Oidc(oidc) => Some(oidc),
+        _ => None,
+    };
+    // The global provider and every app's own.
+    for oidc in global
+        .into_iter()
+        .chain(policy.apps.iter_mut().filter_map(|a| a.oidc.as_mut()))
+    {
         if let (true, Some(url)) = (oidc.jwks.is_empty(), oidc.jwks_url.clone()) {
             let text =
                 fetch_jwks(&url).map_err(|e| format!("{}: jwks_url {url}: {e}", path.display()))?;

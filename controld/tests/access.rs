@@ -233,11 +233,24 @@ message = "Box needs a managed device."
 }
 
 fn rig(extra: &str) -> Rig {
-    let env = Env::new();
-    make_certificates(&env, &[("demo", "demo.test"), ("box", "box.test")]);
+    rig_in(Env::new(), extra)
+}
+
+/// [`rig`] in an env the caller prepared; `ORIGIN` in `extra` becomes the
+/// origin's address.
+fn rig_in(env: Env, extra: &str) -> Rig {
+    make_certificates(
+        &env,
+        &[
+            ("demo", "demo.test"),
+            ("box", "box.test"),
+            ("hr", "hr.test"),
+        ],
+    );
     let origin = recording_origin();
     let idp = start_idp();
-    let policy = oidc_policy(&env, origin.addr(), &idp, extra);
+    let extra = extra.replace("ORIGIN", &origin.addr().to_string());
+    let policy = oidc_policy(&env, origin.addr(), &idp, &extra);
     let controld = env.controld(&policy, &[]);
     let (dataplane, _plain, tls) = env.dataplane_tls(1, &[]);
     env.wait_for_cores(1, 1);
@@ -285,11 +298,22 @@ struct SignIn {
 /// for a token (`idp_params` adds test parameters), and returns what the
 /// browser would post back.
 fn begin_sign_in(rig: &Rig, client: &Client, host: &str, idp_params: &str) -> SignIn {
+    begin_sign_in_at(rig, client, host, &rig.idp.issuer, idp_params)
+}
+
+/// [`begin_sign_in`] at an app whose provider is `issuer`.
+fn begin_sign_in_at(
+    rig: &Rig,
+    client: &Client,
+    host: &str,
+    issuer: &str,
+    idp_params: &str,
+) -> SignIn {
     let r = rig.get(client, host, "/start?x=1", "");
     assert_eq!(r.status, 302, "unauthenticated navigation redirects: {r:?}");
     let location = r.header("location").expect("Location").to_string();
     assert!(
-        location.starts_with(&format!("{}/authorize?", rig.idp.issuer)),
+        location.starts_with(&format!("{issuer}/authorize?")),
         "{location}"
     );
     assert!(
@@ -582,6 +606,79 @@ fn refused_sign_ins_and_sessions_get_a_clear_answer_and_are_logged() {
         (Some(200), Some("allow")),
         "the first /private is the good cookie"
     );
+}
+
+#[test]
+fn an_app_with_its_own_identity_provider_signs_in_there() {
+    let own = start_idp();
+    let env_dir_jwks = "hr-jwks.json";
+    let extra = format!(
+        r#"
+[[app]]
+name = "hr"
+domains = ["hr.test"]
+upstream = "http://ORIGIN"
+tls_cert = "certs/hr.pem"
+tls_key = "certs/hr.key"
+
+[app.oidc]
+issuer = "{0}"
+client_id = "palisade-hr"
+authorization_endpoint = "{0}/authorize"
+jwks_file = "{env_dir_jwks}"
+"#,
+        own.issuer
+    );
+    // The app's JWKS file must exist before the rig compiles the policy.
+    let env = Env::new();
+    std::fs::write(env.path(env_dir_jwks), &own.jwks).expect("jwks");
+    let rig = rig_in(env, &extra);
+    let client = rig.client(None);
+    let host = "hr.test.proxy.test";
+
+    // The app's own provider signs its users in…
+    let s = begin_sign_in_at(&rig, &client, host, &own.issuer, "");
+    let r = post_callback(&rig, &client, &s);
+    assert_eq!(r.status, 303, "{r:?}");
+    let cookie = https::cookie(&r.headers_named("set-cookie"), "palisade_session")
+        .expect("session")
+        .to_string();
+    let r = rig.get(
+        &client,
+        host,
+        "/people",
+        &format!("Cookie: palisade_session={cookie}\r\n"),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+
+    // …and a token from the global provider, for the same sign-in, is refused.
+    let r = rig.get(&client, host, "/start", "");
+    let location = r.header("location").expect("Location").to_string();
+    let login_cookie = https::cookie(&r.headers_named("set-cookie"), "palisade_login")
+        .expect("login cookie")
+        .to_string();
+    let elsewhere = location.replacen(&own.issuer, &rig.idp.issuer, 1);
+    let (_, page) = https::http_get(&format!("{elsewhere}&login_hint=mallory"));
+    let (_, id_token, state) = https::form_post(&page);
+    let form = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("id_token", &id_token)
+        .append_pair("state", &state)
+        .finish();
+    let r = post_callback(
+        &rig,
+        &client,
+        &SignIn {
+            host: host.into(),
+            login_cookie,
+            form,
+        },
+    );
+    assert_eq!(r.status, 403, "{r:?}");
+    assert!(r.body.contains("id_token refused"), "{}", r.body);
+
+    // The other apps keep the global provider.
+    let s = begin_sign_in(&rig, &client, "demo.test.proxy.test", "");
+    assert_eq!(post_callback(&rig, &client, &s).status, 303);
 }
 
 #[test]

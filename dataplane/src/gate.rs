@@ -118,11 +118,13 @@ pub fn check(a: &Ask<'_>, conn: &mut ConnGate, out: &mut Vec<u8>) -> Gate {
     let with_body = !req.is_head;
     let host = req.app_host.as_str();
     let proxy_host = || format!("{host}.{}", String::from_utf8_lossy(routes.suffix()));
+    // The app's own provider, else the global one.
+    let oidc = app.oidc.as_deref().or(routes.identity.oidc());
 
     if g.reserved {
         let path = GateFields::slice(a.head, g.path);
         let path_only = path.split(|b| *b == b'?').next().unwrap_or(b"");
-        if path_only == identity::CALLBACK_PATH.as_bytes() && !routes.identity.is_oidc() {
+        if path_only == identity::CALLBACK_PATH.as_bytes() && oidc.is_none() {
             return answer_page(
                 out,
                 conn,
@@ -164,9 +166,9 @@ pub fn check(a: &Ask<'_>, conn: &mut ConnGate, out: &mut Vec<u8>) -> Gate {
 
     // Identity.
     let now = identity::now_unix();
-    let session = session_for(a, conn, now);
+    let session = session_for(a, conn, now, oidc.is_some());
     if app.login_required && session.is_none() {
-        return sign_in_required(a, conn, out, &proxy_host());
+        return sign_in_required(a, oidc, conn, out, &proxy_host());
     }
 
     // Access.
@@ -268,12 +270,12 @@ fn undecided(conn: &ConnGate) -> Admitted {
 
 /// The request's user: from the session cookie (OIDC) or the trusted
 /// headers, through the connection's cache.
-fn session_for(a: &Ask<'_>, conn: &mut ConnGate, now: i64) -> Option<Rc<SessionView>> {
+fn session_for(a: &Ask<'_>, conn: &mut ConnGate, now: i64, oidc: bool) -> Option<Rc<SessionView>> {
     let routes = a.routes;
     let g = &a.req.gate;
     let key: &[u8] = match &routes.identity.provider {
-        Provider::None => return None,
-        Provider::Oidc { .. } => GateFields::slice(a.head, g.session_cookie),
+        _ if oidc => GateFields::slice(a.head, g.session_cookie),
+        Provider::None | Provider::Oidc(_) => return None,
         // Trusted headers: user, then groups, as one cache key.
         Provider::TrustedHeader { .. } => GateFields::slice(a.head, g.trusted_user),
     };
@@ -295,7 +297,7 @@ fn session_for(a: &Ask<'_>, conn: &mut ConnGate, now: i64) -> Option<Rc<SessionV
     }
     let app_name = &routes.apps[a.req.app].name;
     let session = match &routes.identity.provider {
-        Provider::Oidc { .. } => routes.identity.open_session(key, app_name, now)?,
+        _ if oidc => routes.identity.open_session(key, app_name, now)?,
         _ => Session {
             user: String::from_utf8_lossy(key).into_owned(),
             groups: String::from_utf8_lossy(groups_value)
@@ -337,14 +339,20 @@ fn session_for(a: &Ask<'_>, conn: &mut ConnGate, now: i64) -> Option<Rc<SessionV
 
 /// No session: browsers navigating are sent to sign in; other requests
 /// get 401.
-fn sign_in_required(a: &Ask<'_>, conn: &ConnGate, out: &mut Vec<u8>, proxy_host: &str) -> Gate {
+fn sign_in_required(
+    a: &Ask<'_>,
+    oidc: Option<&identity::OidcProvider>,
+    conn: &ConnGate,
+    out: &mut Vec<u8>,
+    proxy_host: &str,
+) -> Gate {
     let g = &a.req.gate;
     let with_body = !a.req.is_head;
     let identity = &a.routes.identity;
-    if identity.is_oidc() && g.safe_method && !g.wants_json {
+    if let (Some(oidc), true) = (oidc, g.safe_method && !g.wants_json) {
         let path = String::from_utf8_lossy(GateFields::slice(a.head, g.path));
         let scheme = if a.tls { "https" } else { "http" };
-        if let Some((url, login)) = identity.login_redirect(scheme, proxy_host, &path) {
+        if let Some((url, login)) = identity.login_redirect(oidc, scheme, proxy_host, &path) {
             // The provider posts back cross-site: the login cookie must be
             // SameSite=None to come along (it holds no identity).
             let headers = format!(
@@ -366,7 +374,7 @@ fn sign_in_required(a: &Ask<'_>, conn: &ConnGate, out: &mut Vec<u8>, proxy_host:
             };
         }
     }
-    let message = if identity.is_oidc() {
+    let message = if oidc.is_some() {
         "Sign-in required: open this app in a browser to sign in."
     } else {
         "Sign-in required: no identity was received from the trusted identity proxy."
@@ -397,9 +405,18 @@ pub fn complete_callback(
     out: &mut Vec<u8>,
 ) -> (u16, Option<String>, String) {
     let now = identity::now_unix();
+    let route = &routes.apps[app];
+    let Some(oidc) = route.oidc.as_deref().or(routes.identity.oidc()) else {
+        let body = pages::html_page(
+            "Sign-in failed",
+            &["Sign-in is not configured here.".into()],
+        );
+        pages::own_response(out, 404, "", false, &body, true);
+        return (404, None, "sign-in is not configured".into());
+    };
     match routes
         .identity
-        .complete_login(host, form, login_cookie, now)
+        .complete_login(oidc, host, form, login_cookie, now)
     {
         Ok((session, return_to)) => {
             let app_name = &routes.apps[app].name;

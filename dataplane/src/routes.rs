@@ -73,6 +73,8 @@ pub struct AppRoute {
     pub domains: Box<[Box<str>]>,
     /// Requests need a proxy session.
     pub login_required: bool,
+    /// The app's own OpenID Connect provider (else the global one).
+    pub oidc: Option<Box<crate::identity::OidcProvider>>,
 }
 
 /// An app's bare-host context patterns, compiled.
@@ -264,6 +266,13 @@ impl RouteTable {
                 bare_host_contexts: ContextPatterns::build(&app.bare_host_contexts)?,
                 domains: app.domains.iter().map(|d| d.as_str().into()).collect(),
                 login_required: app.login_required,
+                oidc: match &app.oidc {
+                    Some(o) => Some(Box::new(
+                        crate::identity::OidcProvider::build(o)
+                            .map_err(|e| RouteError::Access(format!("app {:?}: {e}", app.name)))?,
+                    )),
+                    None => None,
+                },
             });
         }
         let dotted = format!(".{}", policy.suffix);

@@ -207,6 +207,10 @@ struct App {
   loginRequired @7 :Bool;
   # Requests need a proxy session (identity configured and not turned off
   # for this app).
+
+  oidc @8 :Oidc;
+  hasOidc @9 :Bool;
+  # The app's own OpenID Connect provider, overriding the global one.
 }
 
 struct Upstream {

@@ -417,64 +417,19 @@ pub(crate) fn compile_identity(
     let kind = s.provider.get_ref().as_str();
     let provider = match kind {
         "none" => IdentityProvider::None,
-        "oidc" => {
-            check_url(&s.issuer, "issuer", report);
-            check_url(&s.authorization_endpoint, "authorization_endpoint", report);
-            check_url(&s.jwks_url, "jwks_url", report);
-            let issuer = required(&s.issuer, "issuer", kind, at.clone(), report).to_string();
-            let client_id =
-                required(&s.client_id, "client_id", kind, at.clone(), report).to_string();
-            let authorization_endpoint = required(
-                &s.authorization_endpoint,
-                "authorization_endpoint",
-                kind,
-                at.clone(),
-                report,
-            )
-            .to_string();
-            let jwks = match (&s.jwks_file, &s.jwks_url) {
-                (Some(f), None) => {
-                    let path = base_dir.join(f.get_ref());
-                    match std::fs::read_to_string(&path) {
-                        Ok(text) => match check_jwks(&text) {
-                            Ok(()) => text,
-                            Err(e) => {
-                                report(f.span(), format!("jwks_file {}: {e}", path.display()));
-                                String::new()
-                            }
-                        },
-                        Err(e) => {
-                            report(f.span(), format!("jwks_file {}: {e}", path.display()));
-                            String::new()
-                        }
-                    }
-                }
-                (None, Some(_)) => String::new(),
-                (Some(f), Some(_)) => {
-                    report(f.span(), "give jwks_file or jwks_url, not both".into());
-                    String::new()
-                }
-                (None, None) => {
-                    report(
-                        at.clone(),
-                        "provider \"oidc\" needs jwks_file or jwks_url".into(),
-                    );
-                    String::new()
-                }
-            };
-            IdentityProvider::Oidc(Oidc {
-                issuer,
-                client_id,
-                authorization_endpoint,
-                jwks,
-                jwks_url: s.jwks_url.as_ref().map(|u| u.get_ref().clone()),
-                scopes: s
-                    .scopes
-                    .as_ref()
-                    .map(|v| v.get_ref().clone())
-                    .unwrap_or_else(|| "openid profile email".into()),
-            })
-        }
+        "oidc" => IdentityProvider::Oidc(compile_oidc(
+            &OidcFields {
+                issuer: &s.issuer,
+                client_id: &s.client_id,
+                authorization_endpoint: &s.authorization_endpoint,
+                jwks_file: &s.jwks_file,
+                jwks_url: &s.jwks_url,
+                scopes: &s.scopes,
+            },
+            at.clone(),
+            base_dir,
+            report,
+        )),
         "trusted_header" => {
             let user_header =
                 required(&s.user_header, "user_header", kind, at.clone(), report).to_string();
@@ -582,6 +537,103 @@ pub(crate) fn compile_identity(
         provider,
         session_keys,
         session_lifetime_secs,
+    }
+}
+
+/// The OpenID Connect settings of `[identity]` or an app's `[app.oidc]`.
+pub(crate) struct OidcFields<'a> {
+    pub issuer: &'a Option<Spanned<String>>,
+    pub client_id: &'a Option<Spanned<String>>,
+    pub authorization_endpoint: &'a Option<Spanned<String>>,
+    pub jwks_file: &'a Option<Spanned<String>>,
+    pub jwks_url: &'a Option<Spanned<String>>,
+    pub scopes: &'a Option<Spanned<String>>,
+}
+
+/// An app's own OpenID Connect provider (`[app.oidc]`), overriding the
+/// global one for that app.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct OidcSource {
+    issuer: Option<Spanned<String>>,
+    client_id: Option<Spanned<String>>,
+    authorization_endpoint: Option<Spanned<String>>,
+    jwks_file: Option<Spanned<String>>,
+    jwks_url: Option<Spanned<String>>,
+    scopes: Option<Spanned<String>>,
+}
+
+impl OidcSource {
+    pub(crate) fn compile(&self, at: Range<usize>, base_dir: &Path, report: Report<'_>) -> Oidc {
+        compile_oidc(
+            &OidcFields {
+                issuer: &self.issuer,
+                client_id: &self.client_id,
+                authorization_endpoint: &self.authorization_endpoint,
+                jwks_file: &self.jwks_file,
+                jwks_url: &self.jwks_url,
+                scopes: &self.scopes,
+            },
+            at,
+            base_dir,
+            report,
+        )
+    }
+}
+
+fn compile_oidc(s: &OidcFields<'_>, at: Range<usize>, base_dir: &Path, report: Report<'_>) -> Oidc {
+    let kind = "oidc";
+    check_url(s.issuer, "issuer", report);
+    check_url(s.authorization_endpoint, "authorization_endpoint", report);
+    check_url(s.jwks_url, "jwks_url", report);
+    let issuer = required(s.issuer, "issuer", kind, at.clone(), report).to_string();
+    let client_id = required(s.client_id, "client_id", kind, at.clone(), report).to_string();
+    let authorization_endpoint = required(
+        s.authorization_endpoint,
+        "authorization_endpoint",
+        kind,
+        at.clone(),
+        report,
+    )
+    .to_string();
+    let jwks = match (s.jwks_file, s.jwks_url) {
+        (Some(f), None) => {
+            let path = base_dir.join(f.get_ref());
+            match std::fs::read_to_string(&path) {
+                Ok(text) => match check_jwks(&text) {
+                    Ok(()) => text,
+                    Err(e) => {
+                        report(f.span(), format!("jwks_file {}: {e}", path.display()));
+                        String::new()
+                    }
+                },
+                Err(e) => {
+                    report(f.span(), format!("jwks_file {}: {e}", path.display()));
+                    String::new()
+                }
+            }
+        }
+        (None, Some(_)) => String::new(),
+        (Some(f), Some(_)) => {
+            report(f.span(), "give jwks_file or jwks_url, not both".into());
+            String::new()
+        }
+        (None, None) => {
+            report(at, "provider \"oidc\" needs jwks_file or jwks_url".into());
+            String::new()
+        }
+    };
+    Oidc {
+        issuer,
+        client_id,
+        authorization_endpoint,
+        jwks,
+        jwks_url: s.jwks_url.as_ref().map(|u| u.get_ref().clone()),
+        scopes: s
+            .scopes
+            .as_ref()
+            .map(|v| v.get_ref().clone())
+            .unwrap_or_else(|| "openid profile email".into()),
     }
 }
 

@@ -107,6 +107,42 @@ pub(crate) fn encode_app(mut a: policy_capnp::app::Builder<'_>, app: &App) {
     }
     a.set_access_default(action_to_capnp(app.access_default));
     a.set_login_required(app.login_required);
+    if let Some(o) = &app.oidc {
+        a.set_has_oidc(true);
+        encode_oidc(a.init_oidc(), o);
+    }
+}
+
+fn encode_oidc(mut b: policy_capnp::oidc::Builder<'_>, o: &Oidc) {
+    b.set_issuer(o.issuer.as_str());
+    b.set_client_id(o.client_id.as_str());
+    b.set_authorization_endpoint(o.authorization_endpoint.as_str());
+    b.set_jwks(o.jwks.as_str());
+    b.set_scopes(o.scopes.as_str());
+}
+
+fn decode_oidc(o: policy_capnp::oidc::Reader<'_>) -> Result<Oidc, SnapshotError> {
+    let jwks = text(o.get_jwks())?;
+    check_jwks(&jwks).map_err(|e| SnapshotError::Invalid(format!("identity JWKS: {e}")))?;
+    Ok(Oidc {
+        issuer: text(o.get_issuer())?,
+        client_id: text(o.get_client_id())?,
+        authorization_endpoint: text(o.get_authorization_endpoint())?,
+        jwks,
+        jwks_url: None,
+        scopes: text(o.get_scopes())?,
+    })
+}
+
+/// An app's own OIDC provider.
+pub(crate) fn decode_app_oidc(
+    has: bool,
+    r: capnp::Result<policy_capnp::oidc::Reader<'_>>,
+) -> Result<Option<Oidc>, SnapshotError> {
+    if !has {
+        return Ok(None);
+    }
+    decode_oidc(r?).map(Some)
 }
 
 /// The snapshot-level fields of the access part.
@@ -133,14 +169,7 @@ pub(crate) fn encode(mut snap: policy_capnp::snapshot::Builder<'_>, policy: &Pol
         }
         match &identity.provider {
             IdentityProvider::None => out.set_none(()),
-            IdentityProvider::Oidc(o) => {
-                let mut b = out.init_oidc();
-                b.set_issuer(o.issuer.as_str());
-                b.set_client_id(o.client_id.as_str());
-                b.set_authorization_endpoint(o.authorization_endpoint.as_str());
-                b.set_jwks(o.jwks.as_str());
-                b.set_scopes(o.scopes.as_str());
-            }
+            IdentityProvider::Oidc(o) => encode_oidc(out.init_oidc(), o),
             IdentityProvider::TrustedHeader(t) => {
                 let mut b = out.init_trusted_header();
                 b.set_user_header(t.user_header.as_str());
@@ -227,19 +256,7 @@ pub(crate) fn decode_identity(
         .map_err(|e| SnapshotError::Decode(e.to_string()))?
     {
         policy_capnp::identity::None(()) => IdentityProvider::None,
-        policy_capnp::identity::Oidc(o) => {
-            let o = o?;
-            let jwks = text(o.get_jwks())?;
-            check_jwks(&jwks).map_err(|e| SnapshotError::Invalid(format!("identity JWKS: {e}")))?;
-            IdentityProvider::Oidc(Oidc {
-                issuer: text(o.get_issuer())?,
-                client_id: text(o.get_client_id())?,
-                authorization_endpoint: text(o.get_authorization_endpoint())?,
-                jwks,
-                jwks_url: None,
-                scopes: text(o.get_scopes())?,
-            })
-        }
+        policy_capnp::identity::Oidc(o) => IdentityProvider::Oidc(decode_oidc(o?)?),
         policy_capnp::identity::TrustedHeader(t) => {
             let t = t?;
             let mut sources = Vec::new();

@@ -206,6 +206,8 @@ pub struct App {
     /// Requests need a proxy session (identity is configured and the app
     /// did not turn login off).
     pub login_required: bool,
+    /// The app's own OpenID Connect provider (else the global one).
+    pub oidc: Option<crate::access::Oidc>,
 }
 
 /// Most bare-host context patterns per app.
@@ -469,6 +471,8 @@ struct AppSource {
     access_default: Option<Spanned<String>>,
     /// false: no login for this app even when identity is configured.
     login: Option<bool>,
+    /// This app's own OpenID Connect provider.
+    oidc: Option<Spanned<crate::access::OidcSource>>,
 }
 
 /// Options for one compilation.
@@ -687,6 +691,10 @@ pub fn compile_source(
                 crate::access::AccessAction::Allow
             }),
         };
+        let oidc = app_src
+            .oidc
+            .as_ref()
+            .map(|o| o.get_ref().compile(o.span(), base_dir, &mut report));
         apps.push(App {
             name,
             domains,
@@ -695,6 +703,7 @@ pub fn compile_source(
             bare_host_contexts,
             certificate,
             access_default,
+            oidc,
             // Settled below, once identity is known.
             login_required: app_src.login.unwrap_or(true),
         });
@@ -730,7 +739,20 @@ pub fn compile_source(
     };
     let identity_on = identity.provider != crate::access::IdentityProvider::None;
     for app in &mut apps {
-        app.login_required &= identity_on;
+        app.login_required &= identity_on || app.oidc.is_some();
+    }
+    if let (Some(app), true) = (
+        apps.iter().find(|a| a.oidc.is_some()),
+        identity.session_keys.is_empty(),
+    ) {
+        let at = source.identity.as_ref().map_or(0..0, |i| i.span());
+        errors.push(locate(
+            at,
+            format!(
+                "app {:?} has its own oidc provider: [identity] session_keys are needed to seal its sessions",
+                app.name
+            ),
+        ));
     }
     let block_page = crate::access::compile_block_page(source.block_page.as_ref());
     let geoip_country_database = {

@@ -271,6 +271,7 @@ pub fn decode(bytes: &[u8]) -> Result<Policy, SnapshotError> {
             )?,
             access_default: crate::access_codec::decode_action(a.get_access_default())?,
             login_required: a.get_login_required(),
+            oidc: crate::access_codec::decode_app_oidc(a.get_has_oidc(), a.get_oidc())?,
         });
     }
     let ip_tags = decode_ip_tags(snap.get_ip_tags()?, "ip tag")?;

@@ -57,15 +57,34 @@ struct LoginState {
     x: i64,
 }
 
+/// An OpenID Connect provider, ready to verify its tokens.
+pub struct OidcProvider {
+    issuer: String,
+    client_id: String,
+    authorization_endpoint: String,
+    scopes: String,
+    keys: jwt::KeySet,
+}
+
+impl OidcProvider {
+    pub fn build(o: &palisade_schema::access::Oidc) -> Result<OidcProvider, String> {
+        let keys = jwt::KeySet::parse(&o.jwks).map_err(|e| format!("identity JWKS: {e}"))?;
+        if keys.is_empty() {
+            return Err("identity JWKS holds no RSA or P-256 key".into());
+        }
+        Ok(OidcProvider {
+            issuer: o.issuer.clone(),
+            client_id: o.client_id.clone(),
+            authorization_endpoint: o.authorization_endpoint.clone(),
+            scopes: o.scopes.clone(),
+            keys,
+        })
+    }
+}
+
 pub enum Provider {
     None,
-    Oidc {
-        issuer: String,
-        client_id: String,
-        authorization_endpoint: String,
-        scopes: String,
-        keys: jwt::KeySet,
-    },
+    Oidc(OidcProvider),
     TrustedHeader {
         /// Lower case.
         user_header: Box<[u8]>,
@@ -107,20 +126,7 @@ impl IdentityConfig {
     pub fn build(identity: &Identity) -> Result<IdentityConfig, String> {
         let provider = match &identity.provider {
             IdentityProvider::None => Provider::None,
-            IdentityProvider::Oidc(o) => {
-                let keys =
-                    jwt::KeySet::parse(&o.jwks).map_err(|e| format!("identity JWKS: {e}"))?;
-                if keys.is_empty() {
-                    return Err("identity JWKS holds no RSA or P-256 key".into());
-                }
-                Provider::Oidc {
-                    issuer: o.issuer.clone(),
-                    client_id: o.client_id.clone(),
-                    authorization_endpoint: o.authorization_endpoint.clone(),
-                    scopes: o.scopes.clone(),
-                    keys,
-                }
-            }
+            IdentityProvider::Oidc(o) => Provider::Oidc(OidcProvider::build(o)?),
             IdentityProvider::TrustedHeader(t) => Provider::TrustedHeader {
                 user_header: t.user_header.to_ascii_lowercase().into_bytes().into(),
                 groups_header: t.groups_header.to_ascii_lowercase().into_bytes().into(),
@@ -169,8 +175,12 @@ impl IdentityConfig {
         }
     }
 
-    pub fn is_oidc(&self) -> bool {
-        matches!(self.provider, Provider::Oidc { .. })
+    /// The global OpenID Connect provider.
+    pub fn oidc(&self) -> Option<&OidcProvider> {
+        match &self.provider {
+            Provider::Oidc(o) => Some(o),
+            _ => None,
+        }
     }
 
     fn session_aad(app: &str) -> Vec<u8> {
@@ -197,19 +207,17 @@ impl IdentityConfig {
     /// `host` to come back to.
     pub fn login_redirect(
         &self,
+        oidc: &OidcProvider,
         scheme: &str,
         host: &str,
         return_to: &str,
     ) -> Option<(String, String)> {
-        let Provider::Oidc {
+        let OidcProvider {
             client_id,
             authorization_endpoint,
             scopes,
             ..
-        } = &self.provider
-        else {
-            return None;
-        };
+        } = oidc;
         let login = self.sealer.random_token(16);
         let state = LoginState {
             n: self.sealer.random_token(16),
@@ -238,20 +246,18 @@ impl IdentityConfig {
     /// session and where to send the user.
     pub fn complete_login(
         &self,
+        oidc: &OidcProvider,
         host: &str,
         form: &[u8],
         login_cookie: &[u8],
         now: i64,
     ) -> Result<(Session, String), LoginError> {
-        let Provider::Oidc {
+        let OidcProvider {
             issuer,
             client_id,
             keys,
             ..
-        } = &self.provider
-        else {
-            return Err(LoginError("sign-in is not configured".into()));
-        };
+        } = oidc;
         let mut id_token = None;
         let mut state = None;
         for (k, v) in url::form_urlencoded::parse(form) {
