@@ -941,6 +941,22 @@ mod tests {
         assert!(e.contains("needs trusted_sources"), "{e}");
         let e = first_error("[identity]\nprovider = \"trusted_header\"\nuser_header = \"X-User\"\ntrusted_sources = [\"10.0.0.0/8\"]\nsession_keys = [{ id = \"k1\", secret = \"00\" }]\n");
         assert!(e.contains("64 hex digits"), "{e}");
+        let e = first_error("[app.oidc]\nissuer = \"https://idp.test\"\nclient_id = \"c\"\nauthorization_endpoint = \"https://idp.test/a\"\njwks_url = \"https://idp.test/jwks\"\n");
+        assert!(
+            e.contains("app \"box\" has its own oidc provider: [identity] session_keys are needed"),
+            "{e}"
+        );
+        let e = first_error("[app.oidc]\nissuer = \"https://idp.test\"\n");
+        assert!(e.contains("provider \"oidc\" needs client_id"), "{e}");
+        let e = first_error("[[location]]\nname = \"far\"\ncountries = [\"KP\"]\n");
+        assert!(
+            e.contains("location \"far\" lists countries: add [geoip] country_database"),
+            "{e}"
+        );
+        let e = first_error("[[location]]\nname = \"far\"\ncountries = [\"Korea\"]\n");
+        assert!(e.contains("not a two-letter ISO 3166 country code"), "{e}");
+        let e = first_error("[[ip_tag]]\nname = \"x\"\ncountries = [\"KP\"]\n");
+        assert!(e.contains("countries are for locations"), "{e}");
         let e = first_error("[[app]]\nname = \"b\"\ndomains = [\"b.test\"]\ntls_cert = \"missing.pem\"\ntls_key = \"missing.key\"\n");
         assert!(
             e.starts_with("p.toml:12:12: error: certificate ./missing.pem: No such file"),
