@@ -17,7 +17,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a named scenario against its own data plane and origin:
-    /// small-page, dense-page, download, hot-swap, idle-conns, logging
+    /// small-page, dense-page, download, hot-swap, tls-handshake (new TLS
+    /// connection per request, full and resumed), policy-heavy (1,000
+    /// access policies and 100,000 IP ranges vs none), idle-conns, logging
     /// (small-page with logging on and off).
     Scenario {
         name: String,

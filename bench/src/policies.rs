@@ -47,6 +47,11 @@ pub fn access_policy_toml(policies: usize, ranges: usize) -> String {
     access_policy_toml_over(policies, ranges, 100)
 }
 
+/// [`access_policy_toml`] with every app sent to `upstream`.
+pub fn access_policy_toml_to(policies: usize, ranges: usize, upstream: &str) -> String {
+    access_policy_toml_over(policies, ranges, 100).replace("http://127.0.0.1:18080", upstream)
+}
+
 /// [`access_policy_toml`] with the app-specific policies spread over
 /// `apps` of the 100 apps (1: every policy names `app0`, the worst case for
 /// a request to it).

@@ -167,6 +167,8 @@ struct Rig {
     dir: PathBuf,
     origins: Vec<Origin>,
     addr: std::net::SocketAddr,
+    /// The HTTPS listener, when the data plane has one.
+    tls_addr: Option<std::net::SocketAddr>,
     dataplane_pid: u32,
     _procs: Vec<Killed>,
 }
@@ -210,7 +212,7 @@ fn policy_text(upstream: std::net::SocketAddr) -> String {
 fn start_rig(origins: usize, with_controld: bool) -> Result<Rig, String> {
     // Only hot-swap reports per-origin counts; elsewhere recording would
     // cost the origin time and memory.
-    start_rig_with(origins, with_controld, with_controld, &[])
+    start_rig_with(origins, with_controld, with_controld, &[], &policy_text)
 }
 
 fn start_rig_with(
@@ -218,6 +220,7 @@ fn start_rig_with(
     with_controld: bool,
     record: bool,
     dataplane_args: &[&str],
+    policy: &dyn Fn(std::net::SocketAddr) -> String,
 ) -> Result<Rig, String> {
     static RIGS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let dir = std::env::temp_dir().join(format!(
@@ -263,7 +266,7 @@ fn start_rig_with(
         );
     }
     for (i, addr) in upstreams.iter().enumerate() {
-        std::fs::write(dir.join(format!("policy{i}.toml")), policy_text(*addr))
+        std::fs::write(dir.join(format!("policy{i}.toml")), policy(*addr))
             .map_err(|e| e.to_string())?;
     }
     let cpus = std::thread::available_parallelism()
@@ -314,6 +317,10 @@ fn start_rig_with(
     let dataplane_pid = child.id();
     procs.push(child);
     let addr = dataplane_addr(&line)?;
+    let tls_addr = line
+        .split("https on ")
+        .nth(1)
+        .and_then(|a| a.trim().parse().ok());
     // Wait until the app answers (with controld: until the first push).
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
@@ -331,6 +338,7 @@ fn start_rig_with(
         dir,
         origins,
         addr,
+        tls_addr,
         dataplane_pid,
         _procs: procs,
     })
@@ -369,7 +377,7 @@ pub fn logging_overhead(opts: &LoadScenario, rounds: usize) -> Result<String, St
     for _ in 0..rounds.max(1) {
         for logging in [true, false] {
             let args: &[&str] = if logging { &[] } else { &["--no-log"] };
-            let rig = start_rig_with(0, true, false, args)?;
+            let rig = start_rig_with(0, true, false, args, &policy_text)?;
             let before = cpu_ticks(rig.dataplane_pid)?;
             let result = load_through(&rig, "/", opts)?;
             let ticks = cpu_ticks(rig.dataplane_pid)?.saturating_sub(before);
@@ -424,12 +432,11 @@ pub fn load_scenario(name: &str, opts: &LoadScenario) -> Result<String, String> 
         "dense-page" => ("/dense?size=262144&hosts=16", false),
         "download" => ("/bytes?n=10485760", false),
         "hot-swap" => ("/", true),
-        "tls-handshake" | "policy-heavy" => {
-            return Err(format!("{name} needs TLS termination and access policies, which the data plane does not have yet"))
-        }
+                "tls-handshake" => return tls_handshakes(opts),
+        "policy-heavy" => return policy_heavy(opts, 3),
         other => {
             return Err(format!(
-                "unknown scenario {other:?} (available: small-page, dense-page, download, hot-swap, idle-conns, logging)"
+                "unknown scenario {other:?} (available: small-page, dense-page, download, hot-swap, tls-handshake, policy-heavy, idle-conns, logging)"
             ))
         }
     };
@@ -480,5 +487,146 @@ pub fn load_scenario(name: &str, opts: &LoadScenario) -> Result<String, String> 
             failed_applies.load(std::sync::atomic::Ordering::Relaxed)
         ));
     }
+    Ok(report)
+}
+
+/// Median of a non-empty list.
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// `policy-heavy`: small-page to an app of a policy with 1,000 access
+/// policies over 100 apps and 100,000 IP ranges (none of which match the
+/// load generator, so every request is evaluated and let through), against
+/// the same page with no access policy, alternating rounds; reports medians
+/// of requests/s and the data plane's CPU per request.
+pub fn policy_heavy(opts: &LoadScenario, rounds: usize) -> Result<String, String> {
+    let heavy = |addr: std::net::SocketAddr| {
+        crate::policies::access_policy_toml_to(1_000, 100_000, &format!("http://{addr}")).replace(
+            "name = \"app0\"\ndomains = [\"app0.scale.test\"]",
+            "name = \"app0\"\ndomains = [\"app0.scale.test\", \"demo.test\"]",
+        )
+    };
+    let mut rates = [Vec::new(), Vec::new()];
+    let mut cpu = [Vec::new(), Vec::new()];
+    for _ in 0..rounds.max(1) {
+        for (i, policy) in [&policy_text as &dyn Fn(_) -> String, &heavy]
+            .into_iter()
+            .enumerate()
+        {
+            let rig = start_rig_with(0, false, false, &[], policy)?;
+            let before = cpu_ticks(rig.dataplane_pid)?;
+            let result = load_through(&rig, "/", opts)?;
+            let ticks = cpu_ticks(rig.dataplane_pid)?.saturating_sub(before);
+            if result.errors.total() > 0 {
+                return Err(format!("errors: {}", result.render()));
+            }
+            let all = (result.requests + result.warmup_requests).max(1) as f64;
+            rates[i].push(result.requests_per_s);
+            cpu[i].push(ticks as f64 / ticks_per_second() * 1e6 / all);
+        }
+    }
+    let (r0, r1) = (median(rates[0].clone()), median(rates[1].clone()));
+    let (c0, c1) = (median(cpu[0].clone()), median(cpu[1].clone()));
+    Ok(format!(
+        "policy-heavy: small-page, 1-core data plane, {} rounds each (medians)\n  no access policy:                    {r0:.0} req/s; data plane CPU {c0:.2} µs/request\n  1,000 policies, 100,000 IP ranges:   {r1:.0} req/s; data plane CPU {c1:.2} µs/request\n  requests/s {:+.1}%, CPU per request {:+.1}% with the policies\n",
+        rates[0].len(),
+        (r1 / r0 - 1.0) * 100.0,
+        (c1 / c0 - 1.0) * 100.0,
+    ))
+}
+
+/// `tls-handshake`: a new TLS connection per request (connect, handshake,
+/// GET of the 4 KB page, close) to a 1-core data plane serving a
+/// certificate made by `controld certs`, full then resumed; reports
+/// handshakes/s, latency and the data plane's CPU per handshake.
+pub fn tls_handshakes(opts: &LoadScenario) -> Result<String, String> {
+    let certs =
+        std::env::temp_dir().join(format!("palisade-scenario-certs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&certs);
+    let run = |args: &[&std::ffi::OsStr]| -> Result<(), String> {
+        let ok = Command::new(sibling("controld")?)
+            .args(args)
+            .stdout(Stdio::null())
+            .status()
+            .map_err(|e| e.to_string())?
+            .success();
+        ok.then_some(())
+            .ok_or_else(|| "controld certs failed".to_string())
+    };
+    std::fs::create_dir_all(&certs).map_err(|e| e.to_string())?;
+    let names = certs.join("names.toml");
+    std::fs::write(
+        &names,
+        policy_text("127.0.0.1:1".parse().expect("literal address")),
+    )
+    .map_err(|e| e.to_string())?;
+    run(&[
+        "certs".as_ref(),
+        "ca".as_ref(),
+        "--out".as_ref(),
+        certs.join("ca").as_os_str(),
+    ])?;
+    run(&[
+        "certs".as_ref(),
+        "issue".as_ref(),
+        "--ca".as_ref(),
+        certs.join("ca/ca.pem").as_os_str(),
+        "--ca-key".as_ref(),
+        certs.join("ca/ca.key").as_os_str(),
+        names.as_os_str(),
+        "--out".as_ref(),
+        certs.as_os_str(),
+    ])?;
+    let dir = certs.clone();
+    let policy = move |addr: std::net::SocketAddr| {
+        format!(
+            "{}tls_cert = \"{}\"\ntls_key = \"{}\"\n",
+            policy_text(addr),
+            dir.join("demo.pem").display(),
+            dir.join("demo.key").display()
+        )
+    };
+    let rig = start_rig_with(0, false, false, &["--tls-listen", "127.0.0.1:0"], &policy);
+    let rig = match rig {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&certs);
+            return Err(e);
+        }
+    };
+    let tls_addr = rig
+        .tls_addr
+        .ok_or("the data plane reported no TLS address")?;
+    let mut report = String::from(
+        "tls-handshake: new connection per request, 1-core data plane, ECDSA P-256 certificate\n",
+    );
+    for resume in [false, true] {
+        let before = cpu_ticks(rig.dataplane_pid)?;
+        let r = crate::handshake::run(&crate::handshake::HandshakeConfig {
+            target: tls_addr,
+            host: "demo.test.proxy.test".into(),
+            path: "/".into(),
+            connections: opts.connections.min(64),
+            duration: opts.duration,
+            warmup: opts.warmup,
+            resume,
+            tls12: false,
+        })?;
+        let ticks = cpu_ticks(rig.dataplane_pid)?.saturating_sub(before);
+        let cpu_us = ticks as f64 / ticks_per_second() * 1e6 / r.total_handshakes.max(1) as f64;
+        report.push_str(&format!(
+            "  {}: {:.0} handshakes/s ({} resumed, {} errors), p50 {} µs, p99 {} µs; data plane CPU {cpu_us:.0} µs per handshake\n",
+            if resume { "resumed" } else { "full   " },
+            r.per_second,
+            r.resumed,
+            r.errors,
+            r.p50_us,
+            r.p99_us
+        ));
+    }
+    drop(rig);
+    let _ = std::fs::remove_dir_all(&certs);
     Ok(report)
 }
