@@ -105,3 +105,20 @@ pub fn access_policy_toml_over(policies: usize, ranges: usize, apps: usize) -> S
     }
     out
 }
+
+/// [`access_policy_toml_over`], compiled.
+pub fn access_policy(
+    policies: usize,
+    ranges: usize,
+    apps: usize,
+) -> palisade_schema::policy::Policy {
+    let text = access_policy_toml_over(policies, ranges, apps);
+    palisade_schema::policy::compile_source(
+        "access.toml",
+        &text,
+        std::path::Path::new("."),
+        &palisade_schema::policy::CompileOptions::default(),
+    )
+    // A generated policy that does not compile is a bug in this module.
+    .expect("the generated access policy compiles")
+}

@@ -86,31 +86,43 @@ fn make_certificates(env: &Env, apps: &[(&str, &str)]) {
     revoked_device_certificate(env);
 }
 
-/// A device certificate from the trusted device CA, revoked by the CRL
-/// `devices/crl.pem` that the policy names.
-fn revoked_device_certificate(env: &Env) {
-    let issuer = || {
-        let key = rcgen::KeyPair::from_pem(
-            &std::fs::read_to_string(env.path("devices/ca.key")).expect("key"),
-        )
-        .expect("ca key");
-        rcgen::Issuer::from_ca_cert_pem(
-            &std::fs::read_to_string(env.path("devices/ca.pem")).expect("ca"),
-            key,
-        )
-        .expect("issuer")
-    };
-    let serial = rcgen::SerialNumber::from(4242u64);
+/// The trusted device CA, as an issuer.
+fn device_issuer(env: &Env) -> rcgen::Issuer<'static, rcgen::KeyPair> {
+    let key = rcgen::KeyPair::from_pem(
+        &std::fs::read_to_string(env.path("devices/ca.key")).expect("key"),
+    )
+    .expect("ca key");
+    rcgen::Issuer::from_ca_cert_pem(
+        &std::fs::read_to_string(env.path("devices/ca.pem")).expect("ca"),
+        key,
+    )
+    .expect("issuer")
+}
+
+/// A client certificate `devices/<stem>.pem` (and `.key`) from the trusted
+/// device CA, shaped by `adjust`.
+fn device_certificate(env: &Env, stem: &str, adjust: impl FnOnce(&mut rcgen::CertificateParams)) {
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
     params
         .distinguished_name
-        .push(rcgen::DnType::CommonName, "stolen-laptop");
+        .push(rcgen::DnType::CommonName, stem);
     params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-    params.serial_number = Some(serial.clone());
+    adjust(&mut params);
     let key = rcgen::KeyPair::generate().expect("key");
-    let cert = params.signed_by(&key, &issuer()).expect("sign");
-    std::fs::write(env.path("devices/revoked.pem"), cert.pem()).expect("write");
-    std::fs::write(env.path("devices/revoked.key"), key.serialize_pem()).expect("write");
+    let cert = params.signed_by(&key, &device_issuer(env)).expect("sign");
+    std::fs::write(env.path(&format!("devices/{stem}.pem")), cert.pem()).expect("write");
+    std::fs::write(
+        env.path(&format!("devices/{stem}.key")),
+        key.serialize_pem(),
+    )
+    .expect("write");
+}
+
+/// A device certificate revoked by the CRL `devices/crl.pem` that the
+/// policy names.
+fn revoked_device_certificate(env: &Env) {
+    let serial = rcgen::SerialNumber::from(4242u64);
+    device_certificate(env, "revoked", |p| p.serial_number = Some(serial.clone()));
     let now = std::time::SystemTime::now();
     let crl = rcgen::CertificateRevocationListParams {
         this_update: (now - std::time::Duration::from_secs(3600)).into(),
@@ -125,34 +137,18 @@ fn revoked_device_certificate(env: &Env) {
         }],
         key_identifier_method: rcgen::KeyIdMethod::Sha256,
     }
-    .signed_by(&issuer())
+    .signed_by(&device_issuer(env))
     .expect("crl");
     std::fs::write(env.path("devices/crl.pem"), crl.pem().expect("crl pem")).expect("write");
 }
 
-/// A device certificate from the trusted device CA that expired yesterday.
+/// A device certificate that expired yesterday.
 fn expired_device_certificate(env: &Env) {
-    let ca_key = rcgen::KeyPair::from_pem(
-        &std::fs::read_to_string(env.path("devices/ca.key")).expect("key"),
-    )
-    .expect("ca key");
-    let issuer = rcgen::Issuer::from_ca_cert_pem(
-        &std::fs::read_to_string(env.path("devices/ca.pem")).expect("ca"),
-        ca_key,
-    )
-    .expect("issuer");
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "old-laptop");
-    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-    let now = std::time::SystemTime::now();
-    params.not_before = (now - std::time::Duration::from_secs(10 * 86400)).into();
-    params.not_after = (now - std::time::Duration::from_secs(86400)).into();
-    let key = rcgen::KeyPair::generate().expect("key");
-    let cert = params.signed_by(&key, &issuer).expect("sign");
-    std::fs::write(env.path("devices/expired.pem"), cert.pem()).expect("write");
-    std::fs::write(env.path("devices/expired.key"), key.serialize_pem()).expect("write");
+    device_certificate(env, "expired", |p| {
+        let now = std::time::SystemTime::now();
+        p.not_before = (now - std::time::Duration::from_secs(10 * 86400)).into();
+        p.not_after = (now - std::time::Duration::from_secs(86400)).into();
+    });
 }
 
 /// Waits until the stored traffic log has a record whose URL ends with
@@ -1129,13 +1125,7 @@ action = "allow"
     }
     // The audit policy's alert: raised once, for the contractor's request
     // it decided (the blocked contractor request was decided by another).
-    let out = std::process::Command::new(support::controld_bin())
-        .args(["alerts", "--json", "--state-dir"])
-        .arg(env.path("state"))
-        .output()
-        .expect("alerts");
-    assert!(out.status.success());
-    let alerts: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("json");
+    let alerts = env.alerts();
     assert_eq!(alerts.len(), 1, "{alerts:#?}");
     assert_eq!(
         alerts[0]["policy"],

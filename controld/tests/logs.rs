@@ -532,13 +532,7 @@ fn alert_daily_limit_holds_and_the_webhook_gets_json_retried_after_a_500() {
     assert_eq!(roundtrip(&mut s, &get("/page/3", "a")).0, 200);
     env.wait_for_records("traffic", 6);
 
-    let out = std::process::Command::new(controld_bin())
-        .args(["alerts", "--json", "--state-dir"])
-        .arg(env.path("state"))
-        .output()
-        .expect("alerts");
-    assert!(out.status.success());
-    let alerts: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("json");
+    let alerts = env.alerts();
     assert_eq!(alerts.len(), 3, "daily limit of 3: {alerts:#?}");
     for (i, a) in alerts.iter().enumerate() {
         assert_eq!(a["policy"], "not-found");

@@ -2,17 +2,18 @@
 //! that serves apps under a proxy suffix (`<app host>.<suffix>`), rewrites
 //! hosts in headers both ways, and streams bodies through a filter hook.
 //!
-//! Module map, in request order: [`server`] (cores, listeners) →
-//! [`proxy`] (the phases of one connection) → [`http`] (strict parsing) →
-//! [`routes`] / [`hosts`] (mapping and rewriting) → [`upstream`] (connect,
-//! pool) → [`body`] (streaming transfer). [`control`] keeps each core's
+//! Module map, in request order: [`server`] (cores, listeners; [`tls`]
+//! handshakes, [`stream`] plain or TLS) → [`proxy`] (the phases of one
+//! connection) → [`http`] (strict parsing) → [`routes`] / [`hosts`]
+//! (mapping and rewriting) → [`gate`] (identity through [`identity`],
+//! access policies through [`access`], the block page) → [`upstream`]
+//! (connect, pool) → [`body`] (streaming transfer). [`control`] keeps each core's
 //! connection to controld, swaps pushed snapshots in and sends the core's
 //! [`logs`] batches. [`fuzz`] holds the
 //! harness the fuzz targets call.
 
 pub mod access;
 pub mod body;
-pub mod client_io;
 pub mod control;
 pub mod domains;
 pub mod fuzz;
@@ -30,5 +31,6 @@ pub mod rewrite;
 pub mod routes;
 pub mod server;
 pub mod shutdown;
+pub mod stream;
 pub mod tls;
 pub mod upstream;

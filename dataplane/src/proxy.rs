@@ -20,8 +20,8 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Instant;
 
-use crate::client_io::ClientIo;
 use crate::gate::{self, Admitted, ConnGate, Gate};
+use crate::stream::ClientIo;
 use futures_lite::AsyncWriteExt;
 
 use crate::body::{self, BodyFilter, RelayError, SinkFraming};

@@ -12,12 +12,12 @@ use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement};
 use palisade_schema::snapshot;
 
-use crate::client_io::ClientIo;
 use crate::control::{self, ControlConfig};
 use crate::io::within;
 use crate::limits::Limits;
 use crate::proxy::{serve_connection, Core};
 use crate::routes::{system_roots, RouteTable, SharedRoots};
+use crate::stream::ClientIo;
 
 /// Everything a data plane needs to start.
 #[derive(Clone, Debug)]

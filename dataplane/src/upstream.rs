@@ -8,12 +8,9 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::net::TcpStream;
 use rustls::pki_types::ServerName;
 
@@ -23,20 +20,9 @@ use crate::routes::{AppRoute, UpstreamRoute};
 /// Read buffer per upstream connection.
 pub const UPSTREAM_BUFFER: usize = 16 * 1024;
 
-/// A connection to an app: plain or TLS.
-pub enum UpstreamStream {
-    Plain(TcpStream),
-    Tls(Box<futures_rustls::client::TlsStream<TcpStream>>),
-}
+pub use crate::stream::UpstreamStream;
 
 impl UpstreamStream {
-    fn tcp(&self) -> &TcpStream {
-        match self {
-            UpstreamStream::Plain(s) => s,
-            UpstreamStream::Tls(s) => s.get_ref().0,
-        }
-    }
-
     /// True when the socket has nothing to read and is not closed: safe to
     /// send a new request on. Uses a non-blocking `MSG_PEEK` so the answer
     /// reflects the kernel's state right now.
@@ -59,44 +45,6 @@ impl UpstreamStream {
                 io::Error::last_os_error().raw_os_error(),
                 Some(libc::EAGAIN)
             )
-    }
-}
-
-impl AsyncRead for UpstreamStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            UpstreamStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            UpstreamStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for UpstreamStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            UpstreamStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            UpstreamStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            UpstreamStream::Plain(s) => Pin::new(s).poll_flush(cx),
-            UpstreamStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            UpstreamStream::Plain(s) => Pin::new(s).poll_close(cx),
-            UpstreamStream::Tls(s) => Pin::new(s.as_mut()).poll_close(cx),
-        }
     }
 }
 

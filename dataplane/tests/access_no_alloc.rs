@@ -4,11 +4,9 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::IpAddr;
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use palisade_dataplane::access::{self, AccessTable, Subject};
-use palisade_schema::policy::{compile_source, CompileOptions};
 
 struct Counting;
 
@@ -32,14 +30,7 @@ static GLOBAL: Counting = Counting;
 
 #[test]
 fn evaluation_allocates_nothing_per_request() {
-    let text = palisade_bench::policies::access_policy_toml(1_000, 100_000);
-    let policy = compile_source(
-        "access.toml",
-        &text,
-        Path::new("."),
-        &CompileOptions::default(),
-    )
-    .expect("compiles");
+    let policy = palisade_bench::policies::access_policy(1_000, 100_000, 100);
     let table = AccessTable::build(&policy).expect("builds");
     let mut groups = Vec::with_capacity(8);
     let user_agent = b"Mozilla/5.0 (X11; Linux x86_64) Chrome/130.0 Safari/537.36";

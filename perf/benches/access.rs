@@ -13,12 +13,11 @@
 //!   with its ranges scanned linearly, strings compared.
 
 use std::net::IpAddr;
-use std::path::Path;
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use palisade_dataplane::access::{self, AccessTable, Subject};
 use palisade_schema::access::{AccessAction, AccessPolicy};
-use palisade_schema::policy::{compile_source, CompileOptions, Policy};
+use palisade_schema::policy::Policy;
 
 struct Request {
     app: usize,
@@ -100,22 +99,12 @@ fn naive(policy: &Policy, r: &Request, devices: &[&str]) -> AccessAction {
     best.unwrap_or(policy.apps[r.app].access_default)
 }
 
-fn evaluation(c: &mut Criterion) {
-    let text = palisade_bench::policies::access_policy_toml(1_000, 100_000);
-    let policy = compile_source(
-        "access.toml",
-        &text,
-        Path::new("."),
-        &CompileOptions::default(),
-    )
-    .expect("compiles");
-    let table = AccessTable::build(&policy).expect("builds");
-    let requests = requests();
-    // Per-connection state, computed once per request here for the steady
-    // state benchmark.
-    // (IP set list, user id, group ids, client kind, user-agent bits)
-    type Prepared = (u32, Option<u32>, Vec<u32>, u8, u64);
-    let prepared: Vec<Prepared> = requests
+/// What a connection computes once: (IP set list, user id, group ids,
+/// client kind, user-agent bits).
+type Prepared = (u32, Option<u32>, Vec<u32>, u8, u64);
+
+fn prepare(table: &AccessTable, requests: &[Request]) -> Vec<Prepared> {
+    requests
         .iter()
         .map(|r| {
             let mut groups = Vec::new();
@@ -128,7 +117,16 @@ fn evaluation(c: &mut Criterion) {
                 table.user_agent_bits(r.user_agent),
             )
         })
-        .collect();
+        .collect()
+}
+
+fn evaluation(c: &mut Criterion) {
+    let policy = palisade_bench::policies::access_policy(1_000, 100_000, 100);
+    let table = AccessTable::build(&policy).expect("builds");
+    let requests = requests();
+    // Per-connection state, computed once per request here for the steady
+    // state benchmark.
+    let prepared = prepare(&table, &requests);
     // Same answers as the naive evaluation.
     for (r, (sets, user, groups, kind, ua)) in requests.iter().zip(&prepared) {
         let fast = table.evaluate(&Subject {
@@ -185,29 +183,9 @@ fn evaluation(c: &mut Criterion) {
     });
     // Worst case: every app-specific policy names app0, and every request
     // goes to app0.
-    let text = palisade_bench::policies::access_policy_toml_over(1_000, 100_000, 1);
-    let crowded = compile_source(
-        "crowded.toml",
-        &text,
-        Path::new("."),
-        &CompileOptions::default(),
-    )
-    .expect("compiles");
+    let crowded = palisade_bench::policies::access_policy(1_000, 100_000, 1);
     let crowded_table = AccessTable::build(&crowded).expect("builds");
-    let crowded_prepared: Vec<Prepared> = requests
-        .iter()
-        .map(|r| {
-            let mut groups = Vec::new();
-            crowded_table.group_ids(r.groups.iter().copied(), &mut groups);
-            (
-                crowded_table.ip_sets_id(r.ip),
-                crowded_table.user_id(r.user),
-                groups,
-                access::client_kind(r.user_agent),
-                crowded_table.user_agent_bits(r.user_agent),
-            )
-        })
-        .collect();
+    let crowded_prepared = prepare(&crowded_table, &requests);
     g.bench_function("evaluate, all 1,000 policies on the request's app", |b| {
         b.iter(|| {
             i = (i + 1) % requests.len();

@@ -15,7 +15,7 @@ use crate::snapshot::SnapshotError;
 
 type TextResult<'a> = capnp::Result<capnp::text::Reader<'a>>;
 
-fn text(r: TextResult<'_>) -> Result<String, SnapshotError> {
+pub(crate) fn text(r: TextResult<'_>) -> Result<String, SnapshotError> {
     Ok(r?
         .to_str()
         .map_err(|e| SnapshotError::Decode(e.to_string()))?

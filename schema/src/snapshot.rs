@@ -330,12 +330,7 @@ pub(crate) fn decode_ip_tags(
     list: capnp::struct_list::Reader<'_, policy_capnp::ip_tag::Owned>,
     what: &str,
 ) -> Result<Vec<IpTag>, SnapshotError> {
-    let text = |r: capnp::Result<capnp::text::Reader<'_>>| -> Result<String, SnapshotError> {
-        Ok(r?
-            .to_str()
-            .map_err(|e| SnapshotError::Decode(e.to_string()))?
-            .to_string())
-    };
+    let text = crate::access_codec::text;
     let invalid = |what: &str, e: String| SnapshotError::Invalid(format!("{what}: {e}"));
     let mut ip_tags = Vec::new();
     let mut tag_names = std::collections::HashSet::new();

@@ -295,6 +295,21 @@ impl Env {
             .collect()
     }
 
+    /// `controld alerts --json` of this env's store, parsed.
+    pub fn alerts(&self) -> Vec<serde_json::Value> {
+        let out = Command::new(controld_bin())
+            .args(["alerts", "--json", "--state-dir"])
+            .arg(self.path("state"))
+            .output()
+            .expect("run controld alerts");
+        assert!(
+            out.status.success(),
+            "controld alerts: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("alerts JSON")
+    }
+
     /// Waits until the store holds `n` records of `kind`, and returns them.
     pub fn wait_for_records(&self, kind: &str, n: usize) -> Vec<serde_json::Value> {
         let mut rows = Vec::new();
