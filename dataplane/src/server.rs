@@ -280,9 +280,25 @@ fn reserve_port(addr: SocketAddr) -> Result<(SocketAddr, Option<socket2::Socket>
         // SO_REUSEPORT would let us share the port with another process of
         // the same user (say, a data plane left running) and silently split
         // the traffic: check with a plain bind that the port is free.
-        std::net::TcpListener::bind(addr)
-            .map_err(|e| StartError(format!("cannot listen on {addr}: {e}")))?;
-        return Ok((addr, None));
+        //
+        // A data plane that just exited can leave its listener behind for a
+        // moment: io_uring tears a ring down asynchronously after the
+        // process is gone, and the accept still armed on it keeps the socket
+        // in LISTEN until then. So a port in use is retried briefly (a
+        // restart) before it is reported (another server).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        loop {
+            match std::net::TcpListener::bind(addr) {
+                Ok(_) => return Ok((addr, None)),
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::AddrInUse
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(e) => return Err(StartError(format!("cannot listen on {addr}: {e}"))),
+            }
+        }
     }
     let domain = if addr.is_ipv6() {
         socket2::Domain::IPV6
