@@ -35,21 +35,27 @@ async fn connection(mut stream: TcpStream, handler: Rc<Handler>, id: u64) {
         if stream.write_all(&bytes).await.is_err() {
             return;
         }
-        if upgrade {
+        if upgrade != crate::origin::AfterUpgrade::Nothing {
             // Echo what was read ahead, then everything else.
-            if stream.write_all(&buf).await.is_err() {
+            let mut pending = Vec::new();
+            let (out, mut more) = crate::origin::upgraded_echo(upgrade, &mut pending, &buf);
+            if stream.write_all(&out).await.is_err() {
                 return;
             }
-            loop {
+            while more {
                 match stream.read(&mut chunk).await {
                     Ok(0) | Err(_) => return,
                     Ok(n) => {
-                        if stream.write_all(&chunk[..n]).await.is_err() {
+                        let (out, keep) =
+                            crate::origin::upgraded_echo(upgrade, &mut pending, &chunk[..n]);
+                        more = keep;
+                        if stream.write_all(&out).await.is_err() {
                             return;
                         }
                     }
                 }
             }
+            return;
         }
         if close || close_after {
             return;

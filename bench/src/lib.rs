@@ -13,3 +13,4 @@ pub mod policies;
 pub mod procs;
 pub mod scenario;
 pub mod tls;
+pub mod websocket;

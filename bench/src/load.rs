@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use hdrhistogram::Histogram;
+use rustls::pki_types::ServerName;
 use serde::Serialize;
 
 /// One target: where to connect and the request bytes to send.
@@ -29,15 +30,34 @@ pub struct Target {
     pub addr: SocketAddr,
     pub request: Vec<u8>,
     pub url: String,
+    /// TLS: the SNI name (the Host field's host).
+    pub tls: Option<ServerName<'static>>,
 }
+
+/// A load connection: TCP or TLS over it.
+trait Conn: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin {}
+impl<T: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin> Conn for T {}
 
 impl Target {
     /// Parses `http://host:port/path`; `host_header` overrides the Host
     /// field (to reach `<app>.<suffix>` through a proxy by IP).
     pub fn parse(url: &str, host_header: Option<&str>) -> Result<Target, String> {
-        let rest = url
-            .strip_prefix("http://")
-            .ok_or_else(|| format!("{url}: only http:// URLs are supported"))?;
+        Target::parse_with(url, host_header, false)
+    }
+
+    /// [`Target::parse`]; `tls` forces TLS for an `http://` URL
+    /// (`https://` URLs always use it).
+    pub fn parse_with(url: &str, host_header: Option<&str>, tls: bool) -> Result<Target, String> {
+        let (rest, tls, default_port) =
+            match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
+                (Some(r), _) => (r, tls, 80),
+                (_, Some(r)) => (r, true, 443),
+                _ => {
+                    return Err(format!(
+                        "{url}: only http:// and https:// URLs are supported"
+                    ))
+                }
+            };
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
@@ -48,7 +68,7 @@ impl Target {
                 &(if authority.contains(':') {
                     authority.to_string()
                 } else {
-                    format!("{authority}:80")
+                    format!("{authority}:{default_port}")
                 }),
             )
             .map_err(|e| format!("{url}: {e}"))?
@@ -59,10 +79,20 @@ impl Target {
         let request =
             format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: palisade-bench\r\n\r\n")
                 .into_bytes();
+        let tls = if tls {
+            let name = host.rsplit_once(':').map_or(host, |(h, _)| h);
+            Some(
+                ServerName::try_from(name.to_string())
+                    .map_err(|e| format!("{url}: TLS server name {name:?}: {e}"))?,
+            )
+        } else {
+            None
+        };
         Ok(Target {
             addr,
             request,
             url: url.to_string(),
+            tls,
         })
     }
 }
@@ -186,7 +216,7 @@ async fn within<T>(fut: impl std::future::Future<Output = io::Result<T>>) -> io:
 
 /// Appends one read to `buf`; the end of the stream is an error here.
 async fn read_more(
-    stream: &mut TcpStream,
+    stream: &mut dyn Conn,
     buf: &mut Vec<u8>,
     chunk: &mut [u8],
 ) -> Result<(), ErrorKind> {
@@ -201,7 +231,7 @@ async fn read_more(
 }
 
 /// Reads one response; returns its total size. `buf` keeps read-ahead.
-async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(u16, u64), ErrorKind> {
+async fn read_response(stream: &mut dyn Conn, buf: &mut Vec<u8>) -> Result<(u16, u64), ErrorKind> {
     let mut chunk = [0u8; 16 * 1024];
     loop {
         let mut headers = [httparse::EMPTY_HEADER; 64];
@@ -240,7 +270,7 @@ async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(u16
 }
 
 async fn read_chunked(
-    stream: &mut TcpStream,
+    stream: &mut dyn Conn,
     buf: &mut Vec<u8>,
     head: usize,
 ) -> Result<usize, ErrorKind> {
@@ -325,7 +355,8 @@ async fn connection(
     interval: Option<Duration>,
     first: Instant,
 ) {
-    let mut stream: Option<TcpStream> = None;
+    let mut stream: Option<Box<dyn Conn>> = None;
+    let tls = crate::tls::load_client_config();
     let mut buf = Vec::with_capacity(32 * 1024);
     let mut next = index;
     let mut intended = first;
@@ -352,15 +383,23 @@ async fn connection(
         let target = &targets[next % targets.len()];
         next += 1;
         if stream.is_none() {
-            match within(async {
-                TcpStream::connect(target.addr)
+            let connected = within(async {
+                let tcp = TcpStream::connect(target.addr)
                     .await
-                    .map_err(io::Error::from)
+                    .map_err(io::Error::from)?;
+                let _ = tcp.set_nodelay(true);
+                Ok(match &target.tls {
+                    None => Box::new(tcp) as Box<dyn Conn>,
+                    Some(name) => Box::new(
+                        futures_rustls::TlsConnector::from(tls.clone())
+                            .connect(name.clone(), tcp)
+                            .await?,
+                    ),
+                })
             })
-            .await
-            {
+            .await;
+            match connected {
                 Ok(s) => {
-                    let _ = s.set_nodelay(true);
                     buf.clear();
                     stream = Some(s);
                 }
@@ -375,9 +414,14 @@ async fn connection(
             }
         }
         let Some(s) = stream.as_mut() else { continue };
-        let outcome = match within(s.write_all(&target.request)).await {
+        let outcome = match within(async {
+            s.write_all(&target.request).await?;
+            s.flush().await
+        })
+        .await
+        {
             Err(_) => Err(ErrorKind::Write),
-            Ok(()) => read_response(s, &mut buf).await,
+            Ok(()) => read_response(s.as_mut(), &mut buf).await,
         };
         let done = Instant::now();
         let mut r = shared.result.borrow_mut();

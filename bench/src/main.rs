@@ -61,6 +61,10 @@ enum Command {
         /// the proxy by IP).
         #[arg(long)]
         host: Option<String>,
+        /// Use TLS for every URL (https:// URLs always do); SNI is the
+        /// Host field's host. The server's certificate is not verified.
+        #[arg(long)]
+        tls: bool,
         /// Also write the result as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -295,9 +299,10 @@ fn main() -> ExitCode {
             warmup,
             threads,
             host,
+            tls,
             json,
         } => {
-            match load(
+            match load(LoadArgs {
                 urls,
                 rate,
                 connections,
@@ -305,8 +310,9 @@ fn main() -> ExitCode {
                 warmup,
                 threads,
                 host,
+                tls,
                 json,
-            ) {
+            }) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("bench load: {e}");
@@ -424,8 +430,8 @@ fn main() -> ExitCode {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn load(
+/// `bench load` options.
+struct LoadArgs {
     urls: Vec<String>,
     rate: Option<f64>,
     connections: usize,
@@ -433,13 +439,27 @@ fn load(
     warmup: f64,
     threads: Option<usize>,
     host: Option<String>,
+    tls: bool,
     json: Option<PathBuf>,
-) -> Result<(), String> {
+}
+
+fn load(a: LoadArgs) -> Result<(), String> {
     use palisade_bench::load::{run, LoadConfig, Target};
     use std::io::IsTerminal;
+    let LoadArgs {
+        urls,
+        rate,
+        connections,
+        duration,
+        warmup,
+        threads,
+        host,
+        tls,
+        json,
+    } = a;
     let targets = urls
         .iter()
-        .map(|u| Target::parse(u, host.as_deref()))
+        .map(|u| Target::parse_with(u, host.as_deref(), tls))
         .collect::<Result<Vec<_>, _>>()?;
     let seconds = |name: &str, v: f64| {
         std::time::Duration::try_from_secs_f64(v)

@@ -57,6 +57,37 @@ pub enum Reply {
     Raw { bytes: Vec<u8>, close: bool },
     /// 101 Switching Protocols, then echo every byte back until EOF.
     UpgradeEcho,
+    /// A WebSocket handshake (101 with this `Sec-WebSocket-Accept`), then
+    /// every frame echoed (RFC 6455).
+    WebSocketEcho { accept: String },
+}
+
+/// What a connection does after a 101.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AfterUpgrade {
+    Nothing,
+    /// Echo bytes as they come.
+    RawEcho,
+    /// Echo WebSocket frames.
+    WebSocket,
+}
+
+/// Feeds `data` to the upgraded connection; returns the bytes to send
+/// back and whether to keep going.
+pub(crate) fn upgraded_echo(
+    mode: AfterUpgrade,
+    pending: &mut Vec<u8>,
+    data: &[u8],
+) -> (Vec<u8>, bool) {
+    match mode {
+        AfterUpgrade::WebSocket => {
+            pending.extend_from_slice(data);
+            let mut out = Vec::new();
+            let more = crate::websocket::echo_frames(pending, &mut out);
+            (out, more)
+        }
+        _ => (data.to_vec(), true),
+    }
 }
 
 impl Reply {
@@ -189,19 +220,25 @@ fn serve<S: Read + Write>(
         let reply = (config.handler)(&req);
         let (bytes, close_after, upgrade) = encode(reply, req.method == "HEAD");
         write_out(&mut stream, &bytes, config.split_writes, &mut rng)?;
-        if upgrade {
+        if upgrade != AfterUpgrade::Nothing {
             // Echo whatever was read ahead, then everything else.
-            stream.write_all(&buf)?;
+            let mut pending = Vec::new();
+            let (out, mut more) = upgraded_echo(upgrade, &mut pending, &buf);
+            stream.write_all(&out)?;
+            stream.flush()?;
             buf.clear();
             let mut chunk = [0u8; 8192];
-            loop {
+            while more {
                 let n = stream.read(&mut chunk)?;
                 if n == 0 {
                     return Ok(());
                 }
-                stream.write_all(&chunk[..n])?;
+                let (out, keep) = upgraded_echo(upgrade, &mut pending, &chunk[..n]);
+                more = keep;
+                stream.write_all(&out)?;
                 stream.flush()?;
             }
+            return Ok(());
         }
         if close || close_after {
             stream.flush()?;
@@ -229,7 +266,7 @@ fn write_out<S: Write>(stream: &mut S, bytes: &[u8], split: bool, rng: &mut u64)
     Ok(())
 }
 
-pub(crate) fn encode(reply: Reply, head_request: bool) -> (Vec<u8>, bool, bool) {
+pub(crate) fn encode(reply: Reply, head_request: bool) -> (Vec<u8>, bool, AfterUpgrade) {
     match reply {
         Reply::Full { status, headers, body } => {
             let mut out = format!("HTTP/1.1 {status} {}\r\n", reason(status)).into_bytes();
@@ -243,7 +280,7 @@ pub(crate) fn encode(reply: Reply, head_request: bool) -> (Vec<u8>, bool, bool) 
             if !head_request {
                 out.extend_from_slice(&body);
             }
-            (out, false, false)
+            (out, false, AfterUpgrade::Nothing)
         }
         Reply::Chunked { headers, chunks, trailers } => {
             let mut out = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n".to_vec();
@@ -261,13 +298,18 @@ pub(crate) fn encode(reply: Reply, head_request: bool) -> (Vec<u8>, bool, bool) 
                 out.extend_from_slice(trailers.as_bytes());
                 out.extend_from_slice(b"\r\n");
             }
-            (out, false, false)
+            (out, false, AfterUpgrade::Nothing)
         }
-        Reply::Raw { bytes, close } => (bytes, close, false),
+                Reply::Raw { bytes, close } => (bytes, close, AfterUpgrade::Nothing),
         Reply::UpgradeEcho => (
             b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n".to_vec(),
             false,
-            true,
+            AfterUpgrade::RawEcho,
+        ),
+        Reply::WebSocketEcho { accept } => (
+            format!("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: {accept}\r\n\r\n").into_bytes(),
+            false,
+            AfterUpgrade::WebSocket,
         ),
     }
 }
@@ -284,6 +326,42 @@ fn reason(status: u16) -> &'static str {
         404 => "Not Found",
         500 => "Internal Server Error",
         _ => "Status",
+    }
+}
+
+/// The `filename` of every file part in a multipart/form-data body.
+fn multipart_file_names(body: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(body);
+    text.match_indices("filename=\"")
+        .filter_map(|(at, m)| {
+            let rest = &text[at + m.len()..];
+            rest.find('"').map(|end| rest[..end].to_string())
+        })
+        .collect()
+}
+
+/// Content type and leading bytes of a downloadable file, by extension.
+fn file_kind(name: &str) -> (&'static str, &'static [u8]) {
+    let ext = name
+        .rsplit_once('.')
+        .map_or("", |(_, e)| e)
+        .to_ascii_lowercase();
+    match ext.as_str() {
+        "pdf" => ("application/pdf", b"%PDF-1.7\n"),
+        "zip" => ("application/zip", b"PK\x03\x04"),
+        "docx" => (
+            "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+            b"PK\x03\x04",
+        ),
+        "xlsx" => (
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            b"PK\x03\x04",
+        ),
+        "exe" => ("application/vnd.microsoft.portable-executable", b"MZ"),
+        "png" => ("image/png", b"\x89PNG\r\n\x1a\n"),
+        "csv" => ("text/csv", b"id,name\n"),
+        "txt" => ("text/plain", b""),
+        _ => ("application/octet-stream", b""),
     }
 }
 
@@ -498,6 +576,53 @@ pub fn demo_app_with_hosts(domain: &str, default_hosts: usize) -> Handler {
                 }
             }
             "/upgrade" => Reply::UpgradeEcho,
+            "/ws" => match req.header("sec-websocket-key") {
+                Some(key)
+                    if req
+                        .header("upgrade")
+                        .is_some_and(|u| u.eq_ignore_ascii_case("websocket")) =>
+                {
+                    Reply::WebSocketEcho {
+                        accept: crate::websocket::accept_value(key),
+                    }
+                }
+                _ => Reply::text(400, "a WebSocket handshake is expected here\n"),
+            },
+            "/upload" if req.method == "POST" || req.method == "PUT" => {
+                let files = multipart_file_names(&req.body);
+                let json = serde_json::json!({
+                    "bytes": req.body.len(),
+                    "content_type": req.header("content-type").unwrap_or(""),
+                    "files": files,
+                });
+                Reply::Full {
+                    status: 200,
+                    headers: vec![("Content-Type".into(), "application/json".into())],
+                    body: json.to_string().into_bytes(),
+                }
+            }
+            p if p.starts_with("/files/") => {
+                let name = &p["/files/".len()..];
+                let size = query
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix("size=")?.parse::<usize>().ok())
+                    .unwrap_or(4096)
+                    .min(1 << 30);
+                let (kind, magic) = file_kind(name);
+                let mut body = magic.to_vec();
+                body.resize(size.max(magic.len()), b'x');
+                Reply::Full {
+                    status: 200,
+                    headers: vec![
+                        ("Content-Type".into(), kind.into()),
+                        (
+                            "Content-Disposition".into(),
+                            format!("attachment; filename=\"{}\"", name.replace('"', "")),
+                        ),
+                    ],
+                    body,
+                }
+            }
             "/dense" | "/dense.js" | "/dense.css" | "/dense.json" => {
                 let kind = match path {
                     "/dense.js" => DenseKind::Script,

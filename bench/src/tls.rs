@@ -1,7 +1,14 @@
-//! TLS helpers for the origin: load a certificate chain and key from PEM.
+//! TLS helpers: the origin's server configuration from PEM files, and the
+//! load generators' client configuration (which does not verify the
+//! server: a load generator measures a test server, and verifying would
+//! spend the client's CPU on the measurement).
 
 use std::path::Path;
 use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
 
 /// A rustls server configuration from PEM files.
 pub fn server_config_from_files(
@@ -32,4 +39,56 @@ pub fn server_config_from_pem(
         .with_single_cert(certs, key)
         .map_err(|e| e.to_string())?;
     Ok(Arc::new(config))
+}
+
+/// A server certificate verifier that accepts any certificate (load
+/// generators only).
+#[derive(Debug)]
+pub struct AcceptAnything(pub Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnything {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A client configuration for load generation: ALPN http/1.1, no
+/// certificate verification, resumption on.
+pub fn load_client_config() -> Arc<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        // The ring provider supports the default versions.
+        .expect("protocol versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAnything(provider)))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
 }
