@@ -16,6 +16,27 @@ fn origin() -> Origin {
     .expect("origin")
 }
 
+/// Starts `bench origin` (the glommio origin); returns it and its address.
+fn fast_origin() -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bench"))
+        .args(["origin", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn origin");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read");
+    let addr = line
+        .trim()
+        .rsplit("http://")
+        .next()
+        .expect("address")
+        .to_string();
+    (child, addr)
+}
+
 fn run_load(args: &[&str]) -> serde_json::Value {
     let dir = tempfile::tempdir().expect("dir");
     let json = dir.path().join("result.json");
@@ -169,22 +190,8 @@ fn unreachable_target_reports_connect_errors() {
 /// including chunked uploads, under `bench load`.
 #[test]
 fn fast_origin_serves_the_demo_app() {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bench"))
-        .args(["origin", "--listen", "127.0.0.1:0"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn origin");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("read");
-    let addr = line
-        .trim()
-        .rsplit("http://")
-        .next()
-        .expect("address")
-        .to_string();
+    use std::io::{Read, Write};
+    let (mut child, addr) = fast_origin();
     let mut s = std::net::TcpStream::connect(&addr).expect("connect");
     s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
         .expect("timeout");
@@ -282,23 +289,9 @@ fn tls_load_counts_match_what_the_origin_served() {
 /// serve typed downloads, an upload endpoint and a WebSocket echo.
 #[test]
 fn origins_serve_downloads_uploads_and_a_websocket_echo() {
-    use std::io::{BufRead, BufReader, Read, Write};
+    use std::io::{Read, Write};
     let recording = origin();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bench"))
-        .args(["origin", "--listen", "127.0.0.1:0"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn origin");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("read");
-    let fast = line
-        .trim()
-        .rsplit("http://")
-        .next()
-        .expect("address")
-        .to_string();
+    let (mut child, fast) = fast_origin();
     for addr in [recording.addr().to_string(), fast] {
         let exchange = |request: &[u8]| -> Vec<u8> {
             let mut s = std::net::TcpStream::connect(&addr).expect("connect");

@@ -64,24 +64,21 @@ fn make_certificates(env: &Env, apps: &[(&str, &str)]) {
         30,
     )
     .expect("app certificates");
-    certs::make_ca(&env.path("devices"), "device CA", 30).expect("device ca");
-    certs::issue_device_certificate(
-        "laptop",
-        &env.path("devices/ca.pem"),
-        &env.path("devices/ca.key"),
-        &env.path("devices"),
-        30,
-    )
-    .expect("device certificate");
-    certs::make_ca(&env.path("other"), "untrusted CA", 30).expect("other ca");
-    certs::issue_device_certificate(
-        "stranger",
-        &env.path("other/ca.pem"),
-        &env.path("other/ca.key"),
-        &env.path("other"),
-        30,
-    )
-    .expect("untrusted device certificate");
+    // The device CA the policy trusts, and one it does not.
+    for (dir, ca_name, device) in [
+        ("devices", "device CA", "laptop"),
+        ("other", "untrusted CA", "stranger"),
+    ] {
+        certs::make_ca(&env.path(dir), ca_name, 30).expect("device ca");
+        certs::issue_device_certificate(
+            device,
+            &env.path(&format!("{dir}/ca.pem")),
+            &env.path(&format!("{dir}/ca.key")),
+            &env.path(dir),
+            30,
+        )
+        .expect("device certificate");
+    }
     expired_device_certificate(env);
     revoked_device_certificate(env);
 }
