@@ -30,6 +30,21 @@ fn recording_origin() -> Origin {
     Origin::start(OriginConfig {
         listen: "127.0.0.1:0".parse().expect("addr"),
         handler: std::sync::Arc::new(|r: &Request| {
+            if r.target == "/set-cookies" {
+                // An app trying to set the proxy's own cookies.
+                return Reply::Full {
+                    status: 200,
+                    headers: vec![
+                        (
+                            "Set-Cookie".into(),
+                            "palisade_session=forged; Path=/".into(),
+                        ),
+                        ("Set-Cookie".into(), "palisade_login=pinned; Path=/".into()),
+                        ("Set-Cookie".into(), "theme=dark; Path=/".into()),
+                    ],
+                    body: b"cookies".to_vec(),
+                };
+            }
             Reply::text(200, format!("app saw {}", r.target))
         }),
         tls: None,
@@ -429,6 +444,17 @@ fn sign_in_through_tls_with_rs256_and_es256_reaches_the_app_with_a_scoped_sessio
             "no proxy cookie or path ever reaches the app"
         );
     }
+
+    // The app cannot set the proxy's cookies; its own pass.
+    let session = sign_in(&rig, &client, "demo.test.proxy.test", "");
+    let r = rig.get(
+        &client,
+        "demo.test.proxy.test",
+        "/set-cookies",
+        &format!("Cookie: palisade_session={session}\r\n"),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.headers_named("set-cookie"), vec!["theme=dark; Path=/"]);
 
     // API clients without a session get 401 JSON, not a redirect.
     let r = rig.get(

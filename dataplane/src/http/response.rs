@@ -258,6 +258,9 @@ pub fn prepare_response(
             FieldName::ContentSecurityPolicy | FieldName::ContentSecurityPolicyReportOnly => {
                 hosts::wrap_csp(routes, h.value)
             }
+            // The proxy's own cookie names are reserved: an app setting one
+            // could log its users out of the proxy or pin a login state.
+            FieldName::SetCookie if crate::identity::is_proxy_cookie(h.value) => continue,
             FieldName::SetCookie => hosts::wrap_cookie_domain(routes, h.value),
             // The coding of a rewritten body is set below.
             FieldName::ContentEncoding if filtered => continue,

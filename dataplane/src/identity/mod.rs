@@ -347,6 +347,17 @@ pub fn safe_return_path(path: &str) -> &str {
     }
 }
 
+/// True when a Set-Cookie value sets one of the proxy's cookies (its name,
+/// RFC 6265 §4.1.1, before the first `=`).
+pub fn is_proxy_cookie(set_cookie: &[u8]) -> bool {
+    let name = set_cookie
+        .split(|b| *b == b'=')
+        .next()
+        .unwrap_or(b"")
+        .trim_ascii();
+    name == SESSION_COOKIE || name == LOGIN_COOKIE
+}
+
 /// The value of cookie `name` in a Cookie field value (RFC 6265 §4.2.1).
 pub fn cookie_value<'a>(header: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
     header.split(|b| *b == b';').find_map(|pair| {
@@ -373,6 +384,14 @@ mod tests {
         ] {
             assert_eq!(safe_return_path(bad), "/", "{bad:?}");
         }
+    }
+
+    #[test]
+    fn apps_cannot_set_the_proxy_cookies() {
+        assert!(is_proxy_cookie(b"palisade_session=x; Path=/"));
+        assert!(is_proxy_cookie(b" palisade_login =y"));
+        assert!(!is_proxy_cookie(b"palisade_session_app=x"));
+        assert!(!is_proxy_cookie(b"sid=palisade_session"));
     }
 
     #[test]
