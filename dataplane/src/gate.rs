@@ -105,7 +105,8 @@ pub struct Ask<'a> {
     pub upstream_head: &'a [u8],
     pub peer: std::net::IpAddr,
     pub tls: bool,
-    pub request_id: &'a str,
+    /// Shown on the block page (and the log record's request id).
+    pub request_id: u64,
 }
 
 /// Decides a request. Writes the proxy's own response into `out` when it
@@ -232,7 +233,7 @@ pub fn check(a: &Ask<'_>, conn: &mut ConnGate, out: &mut Vec<u8>) -> Gate {
             &app.name,
             message,
             &routes.block_page,
-            a.request_id,
+            &format!("{:016x}", a.request_id),
             with_body,
         );
         return Gate::Answered {

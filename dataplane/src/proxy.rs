@@ -187,11 +187,7 @@ pub async fn serve_connection(core: Rc<Core>, stream: ClientIo, peer: SocketAddr
         } else {
             core.next_request_id()
         };
-        let request_id_text = if request_id == 0 {
-            String::new()
-        } else {
-            format!("{request_id:016x}")
-        };
+
         let verdict = gate::check(
             &gate::Ask {
                 routes: &routes,
@@ -200,7 +196,7 @@ pub async fn serve_connection(core: Rc<Core>, stream: ClientIo, peer: SocketAddr
                 upstream_head: &upstream_head,
                 peer: peer.ip(),
                 tls,
-                request_id: &request_id_text,
+                request_id,
             },
             &mut conn_gate,
             &mut scratch,
