@@ -35,40 +35,7 @@ enum Command {
     },
     /// HTTP/1.1 keep-alive load: closed loop (maximum throughput) or open
     /// loop at a constant rate with coordinated-omission-correct latency.
-    Load {
-        /// Target URLs (http://host:port/path), used round-robin.
-        #[arg(required = true)]
-        urls: Vec<String>,
-        /// Open loop: total requests per second.
-        #[arg(long, conflicts_with = "closed")]
-        rate: Option<f64>,
-        /// Closed loop: each connection sends as soon as its previous
-        /// response is complete (the default when --rate is not given).
-        #[arg(long)]
-        closed: bool,
-        #[arg(long, default_value_t = 50)]
-        connections: usize,
-        /// Measured seconds.
-        #[arg(long, default_value_t = 10.0)]
-        duration: f64,
-        /// Seconds of load before measuring.
-        #[arg(long, default_value_t = 1.0)]
-        warmup: f64,
-        /// Load threads, one glommio executor each [default: all CPUs].
-        #[arg(long)]
-        threads: Option<usize>,
-        /// Host field to send (e.g. demo.test.proxy.test when the URL names
-        /// the proxy by IP).
-        #[arg(long)]
-        host: Option<String>,
-        /// Use TLS for every URL (https:// URLs always do); SNI is the
-        /// Host field's host. The server's certificate is not verified.
-        #[arg(long)]
-        tls: bool,
-        /// Also write the result as JSON here.
-        #[arg(long)]
-        json: Option<PathBuf>,
-    },
+    Load(LoadArgs),
     /// New-connection TLS load: connect, handshake (full or resumed), one
     /// GET, close; handshakes per second and latency percentiles.
     TlsHandshake {
@@ -290,36 +257,13 @@ fn main() -> ExitCode {
                 std::thread::park();
             }
         }
-        Command::Load {
-            urls,
-            rate,
-            closed: _,
-            connections,
-            duration,
-            warmup,
-            threads,
-            host,
-            tls,
-            json,
-        } => {
-            match load(LoadArgs {
-                urls,
-                rate,
-                connections,
-                duration,
-                warmup,
-                threads,
-                host,
-                tls,
-                json,
-            }) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("bench load: {e}");
-                    ExitCode::FAILURE
-                }
+        Command::Load(args) => match load(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("bench load: {e}");
+                ExitCode::FAILURE
             }
-        }
+        },
         Command::LogIngest {
             records,
             batch,
@@ -431,15 +375,39 @@ fn main() -> ExitCode {
 }
 
 /// `bench load` options.
+#[derive(clap::Args)]
 struct LoadArgs {
+    /// Target URLs (http:// or https://host:port/path), used round-robin.
+    #[arg(required = true)]
     urls: Vec<String>,
+    /// Open loop: total requests per second.
+    #[arg(long, conflicts_with = "closed")]
     rate: Option<f64>,
+    /// Closed loop: each connection sends as soon as its previous
+    /// response is complete (the default when --rate is not given).
+    #[arg(long)]
+    closed: bool,
+    #[arg(long, default_value_t = 50)]
     connections: usize,
+    /// Measured seconds.
+    #[arg(long, default_value_t = 10.0)]
     duration: f64,
+    /// Seconds of load before measuring.
+    #[arg(long, default_value_t = 1.0)]
     warmup: f64,
+    /// Load threads, one glommio executor each [default: all CPUs].
+    #[arg(long)]
     threads: Option<usize>,
+    /// Host field to send (e.g. demo.test.proxy.test when the URL names
+    /// the proxy by IP).
+    #[arg(long)]
     host: Option<String>,
+    /// Use TLS for every URL (https:// URLs always do); SNI is the
+    /// Host field's host. The server's certificate is not verified.
+    #[arg(long)]
     tls: bool,
+    /// Also write the result as JSON here.
+    #[arg(long)]
     json: Option<PathBuf>,
 }
 
@@ -456,6 +424,7 @@ fn load(a: LoadArgs) -> Result<(), String> {
         host,
         tls,
         json,
+        closed: _,
     } = a;
     let targets = urls
         .iter()

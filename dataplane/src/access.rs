@@ -166,6 +166,9 @@ pub struct Decision {
 
 pub struct AccessTable {
     policies: Vec<CompiledPolicy>,
+    /// No policy and every app defaults to allow (computed once: the
+    /// request path asks on every request).
+    allows_everything: bool,
     /// Per app: policy indices, most restrictive action first, then in
     /// policy order.
     per_app: Vec<Box<[u32]>>,
@@ -280,10 +283,13 @@ impl AccessTable {
                     .map_err(|e| AccessError(format!("user agent regex: {e}")))
             })
             .collect::<Result<_, _>>()?;
+        let defaults: Vec<AccessAction> = policy.apps.iter().map(|a| a.access_default).collect();
         Ok(AccessTable {
+            allows_everything: compiled.is_empty()
+                && defaults.iter().all(|d| *d == AccessAction::Allow),
             policies: compiled,
             per_app: per_app.into_iter().map(Vec::into_boxed_slice).collect(),
-            defaults: policy.apps.iter().map(|a| a.access_default).collect(),
+            defaults,
             boundaries,
             interval_sets,
             set_lists,
@@ -298,6 +304,7 @@ impl AccessTable {
     /// An empty table: every app allowed.
     pub fn empty() -> AccessTable {
         AccessTable {
+            allows_everything: true,
             policies: Vec::new(),
             per_app: Vec::new(),
             defaults: Vec::new(),
@@ -314,8 +321,9 @@ impl AccessTable {
 
     /// True when no policy exists and every app defaults to allow: the
     /// request path can skip evaluation.
+    #[inline]
     pub fn allows_everything(&self) -> bool {
-        self.policies.is_empty() && self.defaults.iter().all(|d| *d == AccessAction::Allow)
+        self.allows_everything
     }
 
     /// The id of the set list holding `ip` (cache it per connection).
