@@ -172,6 +172,10 @@ pub struct AccessTable {
     /// Per app: policy indices, most restrictive action first, then in
     /// policy order.
     per_app: Vec<Box<[u32]>>,
+    /// Session policies' who/where filters, in policy order, and per app
+    /// the indices of those naming it (or every app).
+    session: Vec<CompiledPolicy>,
+    session_per_app: Vec<Box<[u32]>>,
     defaults: Vec<AccessAction>,
     /// Elementary interval starts (IPv6 number space), sorted.
     boundaries: Vec<u128>,
@@ -243,18 +247,38 @@ impl AccessTable {
                 &mut ua_patterns,
             )?);
         }
-        let mut per_app: Vec<Vec<u32>> = vec![Vec::new(); policy.apps.len()];
-        for (i, p) in policy.access_policies.iter().enumerate() {
-            if p.apps.is_empty() {
-                per_app.iter_mut().for_each(|l| l.push(i as u32));
-            } else {
-                for a in &p.apps {
-                    if let Some(&app) = app_index.get(a.as_str()) {
-                        per_app[app].push(i as u32);
+        let mut session = Vec::with_capacity(policy.session_policies.len());
+        for p in &policy.session_policies {
+            session.push(compile_one(
+                &p.filters,
+                &tag_ids,
+                &location_ids,
+                &mut set_ranges,
+                &mut users,
+                &mut groups,
+                &mut ua_patterns,
+            )?);
+        }
+        let by_app = |apps_of: &mut dyn Iterator<Item = &[String]>| {
+            let mut per_app: Vec<Vec<u32>> = vec![Vec::new(); policy.apps.len()];
+            for (i, apps) in apps_of.enumerate() {
+                if apps.is_empty() {
+                    per_app.iter_mut().for_each(|l| l.push(i as u32));
+                } else {
+                    for a in apps {
+                        if let Some(&app) = app_index.get(a.as_str()) {
+                            per_app[app].push(i as u32);
+                        }
                     }
                 }
             }
-        }
+            per_app
+        };
+        let mut per_app = by_app(&mut policy.access_policies.iter().map(|p| p.apps.as_slice()));
+        let session_per_app = by_app(&mut policy.session_policies.iter().map(|p| p.filters.apps.as_slice()))
+            .into_iter()
+            .map(Vec::into_boxed_slice)
+            .collect();
         for list in &mut per_app {
             // Stable: equal actions keep policy order.
             list.sort_by_key(|&i| std::cmp::Reverse(compiled[i as usize].action));
@@ -286,7 +310,10 @@ impl AccessTable {
         let defaults: Vec<AccessAction> = policy.apps.iter().map(|a| a.access_default).collect();
         Ok(AccessTable {
             allows_everything: compiled.is_empty()
+                && session.is_empty()
                 && defaults.iter().all(|d| *d == AccessAction::Allow),
+            session,
+            session_per_app,
             policies: compiled,
             per_app: per_app.into_iter().map(Vec::into_boxed_slice).collect(),
             defaults,
@@ -307,6 +334,8 @@ impl AccessTable {
             allows_everything: true,
             policies: Vec::new(),
             per_app: Vec::new(),
+            session: Vec::new(),
+            session_per_app: Vec::new(),
             defaults: Vec::new(),
             boundaries: vec![0],
             interval_sets: vec![0],
@@ -423,6 +452,20 @@ impl AccessTable {
         Decision {
             action: self.defaults.get(s.app).copied().unwrap_or_default(),
             policy: None,
+        }
+    }
+
+    /// True when session policies may apply to requests for `app`.
+    #[inline]
+    pub fn has_session_policies(&self, app: usize) -> bool {
+        self.session_per_app.get(app).is_some_and(|l| !l.is_empty())
+    }
+
+    /// The session policies whose filters match, in policy order.
+    pub fn session_matches(&self, s: &Subject<'_>, out: &mut Vec<u32>) {
+        out.clear();
+        if let Some(list) = self.session_per_app.get(s.app) {
+            out.extend(list.iter().copied().filter(|&i| self.session[i as usize].matches(s)));
         }
     }
 

@@ -77,6 +77,8 @@ pub struct Admitted {
     pub action: AccessAction,
     pub policy: Option<u32>,
     pub devices: u8,
+    /// Session policies whose who/where filters match, in policy order.
+    pub session_rules: Vec<u32>,
 }
 
 impl Admitted {
@@ -141,6 +143,9 @@ pub fn check(a: &Ask<'_>, conn: &mut ConnGate, out: &mut Vec<u8>) -> Gate {
                 login_cookie: GateFields::slice(a.head, g.login_cookie).to_vec(),
             };
         }
+        if path_only == crate::session::NOTICE_PATH.as_bytes() {
+            return acknowledge_notice(a, conn, out, path);
+        }
         if path_only == identity::LOGOUT_PATH.as_bytes() {
             let domain = routes.cookie_domain(req.app, host);
             let headers = format!(
@@ -184,6 +189,7 @@ pub fn check(a: &Ask<'_>, conn: &mut ConnGate, out: &mut Vec<u8>) -> Gate {
             action: AccessAction::Allow,
             policy: None,
             devices,
+            session_rules: Vec::new(),
         });
     }
     if conn.ip_version != routes.version {
@@ -219,11 +225,16 @@ pub fn check(a: &Ask<'_>, conn: &mut ConnGate, out: &mut Vec<u8>) -> Gate {
         user_agent_bits,
     };
     let decision = access.evaluate(&subject);
+    let mut session_rules = Vec::new();
+    if decision.action != AccessAction::Block && access.has_session_policies(req.app) {
+        access.session_matches(&subject, &mut session_rules);
+    }
     let admitted = Admitted {
         session,
         action: decision.action,
         policy: decision.policy,
         devices,
+        session_rules,
     };
     if decision.action == AccessAction::Block {
         let message = decision.policy.map_or("", |p| access.policy_message(p));
@@ -241,7 +252,104 @@ pub fn check(a: &Ask<'_>, conn: &mut ConnGate, out: &mut Vec<u8>) -> Gate {
             admitted,
         };
     }
+    {
+        if routes.session.wants_notice(&admitted.session_rules) && is_navigation(a) {
+            let binding = notice_binding(admitted.session.as_deref());
+            let cookie = GateFields::slice(a.head, g.notice_cookie);
+            if !routes.session.notice_acknowledged(&app.name, &binding, cookie) {
+                let path = GateFields::slice(a.head, g.path);
+                notice_page(out, &routes.session.notice_text, &app.name, path, with_body);
+                return Gate::Answered {
+                    status: 200,
+                    admitted,
+                };
+            }
+        }
+    }
     Gate::Pass(admitted)
+}
+
+/// A top-level page load (GET accepting HTML): where the monitoring
+/// notice can be shown. Scripts, images and API calls are never replaced
+/// by it.
+fn is_navigation(a: &Ask<'_>) -> bool {
+    let (method, _, _) = a.req.log_fields.split(a.upstream_head);
+    method == b"GET"
+        && crate::session::flow::header(a.upstream_head, b"accept")
+            .is_some_and(|v| memchr::memmem::find(v, b"text/html").is_some())
+}
+
+/// What the notice acknowledgement is bound to: the proxy session (user
+/// and expiry), or the browser session when there is no sign-in.
+fn notice_binding(session: Option<&SessionView>) -> String {
+    session.map_or_else(|| "-".to_string(), |s| format!("{}|{}", s.user, s.expires_unix))
+}
+
+/// The monitoring notice: the operator's text and a continue button that
+/// records the acknowledgement and returns to the page.
+fn notice_page(out: &mut Vec<u8>, text: &str, app: &str, path: &[u8], with_body: bool) {
+    let text = if text.is_empty() {
+        "Your organization monitors this session: downloads, uploads and other activities may be logged or restricted."
+    } else {
+        text
+    };
+    let back = identity::safe_return_path(std::str::from_utf8(path).unwrap_or("/"));
+    let mut encoded = String::new();
+    for b in back.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            encoded.push(b as char);
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    let body = pages::html_page(
+        "This session is monitored",
+        &[
+            pages::escape_html(text),
+            format!("App: {}", pages::escape_html(app)),
+            format!(
+                "<a id=\"continue\" href=\"{}?return={encoded}\">Continue to {}</a>",
+                crate::session::NOTICE_PATH,
+                pages::escape_html(app)
+            ),
+        ],
+    );
+    pages::own_response(out, 200, "X-Palisade-Session: notice\r\n", false, &body, with_body);
+}
+
+/// `/.palisade/notice?return=…`: remembers the acknowledgement for this
+/// session and app (a sealed cookie), then goes back to the page.
+fn acknowledge_notice(a: &Ask<'_>, conn: &mut ConnGate, out: &mut Vec<u8>, path: &[u8]) -> Gate {
+    let routes = a.routes;
+    let req = a.req;
+    let app = &routes.apps[req.app];
+    let oidc = app.oidc.as_deref().or(routes.identity.oidc());
+    let session = session_for(a, conn, identity::now_unix(), oidc.is_some());
+    let binding = notice_binding(session.as_deref());
+    let query = path.splitn(2, |b| *b == b'?').nth(1).unwrap_or(b"");
+    let back = url::form_urlencoded::parse(query)
+        .find(|(k, _)| k == "return")
+        .map(|(_, v)| identity::safe_return_path(&v).to_string())
+        .unwrap_or_else(|| "/".into());
+    let host = req.app_host.as_str();
+    let domain = routes.cookie_domain(req.app, host);
+    let secure = if a.tls { "; Secure" } else { "" };
+    let mut headers = format!("Location: {back}\r\n");
+    if let Some(token) = routes.session.seal_notice(&app.name, &binding) {
+        headers.push_str(&format!(
+            "Set-Cookie: {}={token}; Domain={domain}; Path=/; HttpOnly; SameSite=Lax{secure}\r\n",
+            String::from_utf8_lossy(identity::NOTICE_COOKIE)
+        ));
+    }
+    pages::own_response(out, 303, &headers, false, "", !req.is_head);
+    Gate::Answered {
+        status: 303,
+        admitted: Admitted {
+            session,
+            devices: conn.conn_devices,
+            ..Default::default()
+        },
+    }
 }
 
 fn answer_page(

@@ -30,6 +30,7 @@ pub mod proxy;
 pub mod rewrite;
 pub mod routes;
 pub mod server;
+pub mod session;
 pub mod shutdown;
 pub mod stream;
 pub mod tls;

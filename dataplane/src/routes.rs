@@ -75,6 +75,8 @@ pub struct AppRoute {
     pub login_required: bool,
     /// The app's own OpenID Connect provider (else the global one).
     pub oidc: Option<Box<crate::identity::OidcProvider>>,
+    /// How the app's downloads, uploads and custom activities look.
+    pub profile: palisade_schema::session::AppProfile,
 }
 
 /// An app's bare-host context patterns, compiled.
@@ -177,6 +179,8 @@ pub struct RouteTable {
     pub identity: crate::identity::IdentityConfig,
     pub access: crate::access::AccessTable,
     pub block_page: palisade_schema::access::BlockPage,
+    /// Session policies (their filters live in `access`).
+    pub session: crate::session::SessionTable,
 }
 
 /// The result of mapping a request's Host.
@@ -273,6 +277,7 @@ impl RouteTable {
                     )),
                     None => None,
                 },
+                profile: app.profile.clone(),
             });
         }
         let dotted = format!(".{}", policy.suffix);
@@ -295,6 +300,7 @@ impl RouteTable {
             access: crate::access::AccessTable::build(policy)
                 .map_err(|e| RouteError::Access(format!("access policies: {}", e.0)))?,
             block_page: policy.block_page.clone(),
+            session: crate::session::SessionTable::build(policy).map_err(RouteError::Access)?,
         })
     }
 
@@ -315,6 +321,7 @@ impl RouteTable {
             identity: crate::identity::IdentityConfig::none(),
             access: crate::access::AccessTable::empty(),
             block_page: Default::default(),
+            session: crate::session::SessionTable::empty(),
         }
     }
 

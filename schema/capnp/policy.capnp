@@ -55,6 +55,91 @@ struct Snapshot {
   geoipCountryDatabase @13 :Data;
   # A MaxMind-format country database for locations by country; empty:
   # none.
+
+  sessionPolicies @14 :List(SessionPolicy);
+  # What users may do inside an app: evaluated per request after access.
+
+  monitoringNotice @15 :Text;
+  # The operator's text on the monitoring-notice interstitial.
+}
+
+enum SessionControl {
+  monitor @0;
+  controlDownload @1;
+  controlUpload @2;
+  blockActivities @3;
+}
+
+enum SessionAction {
+  audit @0;
+  protect @1;
+  block @2;
+}
+
+struct SessionPolicy {
+  filters @0 :AccessPolicy;
+  # Who and where (every access-policy filter); its name is the policy's
+  # name and its action is unused.
+  control @1 :SessionControl;
+  activities @2 :List(Text);
+  # blockActivities: the activity names blocked.
+  fileNames @3 :List(Text);
+  # Globs (`*`, `?`), matched case-insensitively.
+  extensions @4 :List(Text);
+  # Lower case, without the dot.
+  fileTypes @5 :List(Text);
+  # Detected from the first bytes: pdf, docx, xlsx, pptx, ooxml, zip...
+  minSize @6 :UInt64;
+  maxSize @7 :UInt64;
+  # 0: no bound.
+  labels @8 :List(Text);
+  # Sensitivity labels (MSIP_Label_*_Name).
+  inspection @9 :Inspection;
+  hasInspection @10 :Bool;
+  action @11 :SessionAction;
+  message @12 :Text;
+  # The operator's text in `<name>.blocked.txt` or on the block page.
+  recipients @13 :List(Text);
+  # protect: age X25519 recipients (`age1...`).
+  alertSeverity @14 :Text;
+  notice @15 :Bool;
+  # Show the monitoring notice on the first request of a session.
+}
+
+struct Inspection {
+  detectors @0 :List(Detector);
+  keywords @1 :List(Text);
+  regexes @2 :List(Text);
+  minMatches @3 :UInt32;
+  # For keywords and regexes (each counted on its own).
+  maxBytes @4 :UInt64;
+  maxChars @5 :UInt64;
+  failClosed @6 :Bool;
+  # A file that cannot be inspected (too big, encrypted, corrupt) gets the
+  # action anyway; false: it passes and is logged.
+}
+
+struct Detector {
+  name @0 :Text;
+  # credit_card, ssn, iban, aws_key, private_key.
+  minMatches @1 :UInt32;
+}
+
+struct AppProfile {
+  downloadContentTypes @0 :List(Text);
+  downloadPaths @1 :List(Text);
+  uploadPaths @2 :List(Text);
+  activities @3 :List(CustomActivity);
+}
+
+struct CustomActivity {
+  name @0 :Text;
+  method @1 :Text;
+  # Upper case; empty: any.
+  path @2 :Text;
+  # Glob over the path (no query).
+  queryContains @3 :Text;
+  bodyContains @4 :Text;
 }
 
 struct Tls {
@@ -211,6 +296,10 @@ struct App {
   oidc @8 :Oidc;
   hasOidc @9 :Bool;
   # The app's own OpenID Connect provider, overriding the global one.
+
+  profile @10 :AppProfile;
+  # How the app's downloads, uploads and custom activities look (session
+  # control); unset lists: the defaults.
 }
 
 struct Upstream {

@@ -231,34 +231,34 @@ pub(crate) struct BlockPageSource {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AccessPolicySource {
-    name: Spanned<String>,
+    pub(crate) name: Spanned<String>,
     #[serde(default)]
-    apps: Vec<Spanned<String>>,
+    pub(crate) apps: Vec<Spanned<String>>,
     #[serde(default)]
-    users: Vec<Spanned<String>>,
+    pub(crate) users: Vec<Spanned<String>>,
     #[serde(default)]
-    groups: Vec<Spanned<String>>,
+    pub(crate) groups: Vec<Spanned<String>>,
     #[serde(default)]
-    ip_tags: Vec<Spanned<String>>,
+    pub(crate) ip_tags: Vec<Spanned<String>>,
     #[serde(default)]
-    not_ip_tags: Vec<Spanned<String>>,
+    pub(crate) not_ip_tags: Vec<Spanned<String>>,
     #[serde(default)]
-    ip_ranges: Vec<Spanned<String>>,
+    pub(crate) ip_ranges: Vec<Spanned<String>>,
     #[serde(default)]
-    locations: Vec<Spanned<String>>,
+    pub(crate) locations: Vec<Spanned<String>>,
     #[serde(default)]
-    not_locations: Vec<Spanned<String>>,
+    pub(crate) not_locations: Vec<Spanned<String>>,
     #[serde(default)]
-    devices: Vec<Spanned<String>>,
+    pub(crate) devices: Vec<Spanned<String>>,
     #[serde(default)]
-    client_apps: Vec<Spanned<String>>,
+    pub(crate) client_apps: Vec<Spanned<String>>,
     #[serde(default)]
-    user_agent_contains: Vec<Spanned<String>>,
-    user_agent_regex: Option<Spanned<String>>,
-    action: Spanned<String>,
+    pub(crate) user_agent_contains: Vec<Spanned<String>>,
+    pub(crate) user_agent_regex: Option<Spanned<String>>,
+    pub(crate) action: Spanned<String>,
     #[serde(default)]
-    message: String,
-    alert: Option<Spanned<AlertSource>>,
+    pub(crate) message: String,
+    pub(crate) alert: Option<Spanned<AlertSource>>,
 }
 
 #[derive(Deserialize)]

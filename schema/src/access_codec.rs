@@ -188,7 +188,13 @@ pub(crate) fn encode(mut snap: policy_capnp::snapshot::Builder<'_>, policy: &Pol
     }
     let mut list = snap.init_access_policies(policy.access_policies.len() as u32);
     for (i, p) in policy.access_policies.iter().enumerate() {
-        let mut out = list.reborrow().get(i as u32);
+        encode_access_policy(list.reborrow().get(i as u32), p);
+    }
+}
+
+/// One access policy (also a session policy's filters).
+pub(crate) fn encode_access_policy(mut out: policy_capnp::access_policy::Builder<'_>, p: &AccessPolicy) {
+    {
         out.set_name(p.name.as_str());
         macro_rules! set_texts {
             ($init:ident, $values:expr) => {{
@@ -292,8 +298,14 @@ pub(crate) fn decode_block_page(
 pub(crate) fn decode_access_policies(
     list: capnp::struct_list::Reader<'_, policy_capnp::access_policy::Owned>,
 ) -> Result<Vec<AccessPolicy>, SnapshotError> {
-    let mut out = Vec::with_capacity(list.len() as usize);
-    for p in list.iter() {
+    list.iter().map(decode_access_policy).collect()
+}
+
+/// One access policy (also a session policy's filters), checked.
+pub(crate) fn decode_access_policy(
+    p: policy_capnp::access_policy::Reader<'_>,
+) -> Result<AccessPolicy, SnapshotError> {
+    {
         let mut ip_ranges = Vec::new();
         for r in p.get_ip_ranges()?.iter() {
             ip_ranges.push(decode_range(r)?);
@@ -340,7 +352,6 @@ pub(crate) fn decode_access_policies(
                 policy.name
             )));
         }
-        out.push(policy);
+        Ok(policy)
     }
-    Ok(out)
 }

@@ -9,6 +9,8 @@ pub mod frame;
 pub mod generated;
 pub mod logrec;
 pub mod policy;
+pub mod session;
+mod session_codec;
 pub mod snapshot;
 
 pub use generated::{control_capnp, policy_capnp};

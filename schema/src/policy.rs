@@ -208,6 +208,8 @@ pub struct App {
     pub login_required: bool,
     /// The app's own OpenID Connect provider (else the global one).
     pub oidc: Option<crate::access::Oidc>,
+    /// How the app's downloads, uploads and custom activities look.
+    pub profile: crate::session::AppProfile,
 }
 
 /// Most bare-host context patterns per app.
@@ -375,6 +377,10 @@ pub struct Policy {
     /// A MaxMind-format country database (bytes) for locations by country;
     /// empty: none.
     pub geoip_country_database: Vec<u8>,
+    /// What users may do inside apps.
+    pub session_policies: Vec<crate::session::SessionPolicy>,
+    /// The operator's text on the monitoring notice (empty: a default).
+    pub monitoring_notice: String,
 }
 
 /// One problem in a policy source, located by file, line and column (1-based).
@@ -432,6 +438,9 @@ struct PolicySource {
     access_policies: Vec<Spanned<crate::access::AccessPolicySource>>,
     block_page: Option<crate::access::BlockPageSource>,
     geoip: Option<Spanned<crate::access::GeoipSource>>,
+    #[serde(default, rename = "session_policy")]
+    session_policies: Vec<Spanned<crate::session::SessionPolicySource>>,
+    monitoring_notice: Option<crate::session::MonitoringNoticeSource>,
 }
 
 /// `[[ip_tag]]` and `[[location]]`: a name and CIDR ranges.
@@ -473,6 +482,8 @@ struct AppSource {
     login: Option<bool>,
     /// This app's own OpenID Connect provider.
     oidc: Option<Spanned<crate::access::OidcSource>>,
+    /// How the app's activities look (session control).
+    profile: Option<Spanned<crate::session::AppProfileSource>>,
 }
 
 /// Options for one compilation.
@@ -695,6 +706,11 @@ pub fn compile_source(
             .oidc
             .as_ref()
             .map(|o| o.get_ref().compile(o.span(), base_dir, &mut report));
+        let profile = app_src
+            .profile
+            .as_ref()
+            .map(|p| crate::session::compile_profile(p, &mut report))
+            .unwrap_or_default();
         apps.push(App {
             name,
             domains,
@@ -706,6 +722,7 @@ pub fn compile_source(
             oidc,
             // Settled below, once identity is known.
             login_required: app_src.login.unwrap_or(true),
+            profile,
         });
     }
 
@@ -720,7 +737,7 @@ pub fn compile_source(
             errors.push(locate(span, message))
         });
 
-    let (tls, identity, locations, access_policies) = {
+    let (tls, identity, locations, access_policies, session_policies) = {
         let mut report = |span: Range<usize>, message: String| errors.push(locate(span, message));
         let tls = crate::access::compile_tls(source.tls.as_ref(), base_dir, &mut report);
         let identity =
@@ -735,7 +752,17 @@ pub fn compile_source(
         };
         let access_policies =
             crate::access::compile_access_policies(&source.access_policies, &known, &mut report);
-        (tls, identity, locations, access_policies)
+        let activity_names: Vec<String> = apps
+            .iter()
+            .flat_map(|a| a.profile.activities.iter().map(|c| c.name.clone()))
+            .collect();
+        let session_policies = crate::session::compile(
+            &source.session_policies,
+            &known,
+            &activity_names,
+            &mut report,
+        );
+        (tls, identity, locations, access_policies, session_policies)
     };
     let identity_on = identity.provider != crate::access::IdentityProvider::None;
     for app in &mut apps {
@@ -777,6 +804,23 @@ pub fn compile_source(
             ..Default::default()
         });
     }
+    // Likewise a session policy's: on the activity records it decided.
+    for p in session_policies
+        .iter()
+        .filter(|p| !p.alert_severity.is_empty())
+    {
+        activity_policies.push(crate::activity::ActivityPolicy {
+            name: format!("session policy: {}", p.name()),
+            kinds: vec!["activity".into()],
+            policies: vec![p.name().to_string()],
+            alert: Some(crate::activity::AlertSpec {
+                severity: p.alert_severity.clone(),
+                daily_limit: 0,
+            }),
+            ..Default::default()
+        });
+    }
+    let monitoring_notice = crate::session::compile_notice(source.monitoring_notice.as_ref());
 
     match suffix {
         Some(suffix) if errors.is_empty() => Ok(Policy {
@@ -793,6 +837,8 @@ pub fn compile_source(
             access_policies,
             block_page,
             geoip_country_database,
+            session_policies,
+            monitoring_notice,
         }),
         _ => Err(Diagnostics(errors)),
     }

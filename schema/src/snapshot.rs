@@ -95,6 +95,11 @@ pub fn encode_with_format(policy: &Policy, format_version: u32) -> Vec<u8> {
         );
         crate::access_codec::encode(snap.reborrow(), policy);
         snap.set_geoip_country_database(&policy.geoip_country_database);
+        crate::session_codec::encode(
+            snap.reborrow(),
+            &policy.session_policies,
+            &policy.monitoring_notice,
+        );
         encode_activity_policies(
             snap.reborrow()
                 .init_activity_policies(policy.activity_policies.len() as u32),
@@ -117,6 +122,9 @@ pub fn encode_with_format(policy: &Policy, format_version: u32) -> Vec<u8> {
                 }
             }
             crate::access_codec::encode_app(a.reborrow(), app);
+            if app.profile != Default::default() {
+                crate::session_codec::encode_profile(a.reborrow().init_profile(), &app.profile);
+            }
             let mut up = a.init_upstream();
             up.set_ca_certificates_pem(&app.ca_certificates_pem);
             match &app.upstream {
@@ -272,6 +280,7 @@ pub fn decode(bytes: &[u8]) -> Result<Policy, SnapshotError> {
             access_default: crate::access_codec::decode_action(a.get_access_default())?,
             login_required: a.get_login_required(),
             oidc: crate::access_codec::decode_app_oidc(a.get_has_oidc(), a.get_oidc())?,
+            profile: crate::session_codec::decode_profile(a.has_profile(), a.get_profile())?,
         });
     }
     let ip_tags = decode_ip_tags(snap.get_ip_tags()?, "ip tag")?;
@@ -297,6 +306,8 @@ pub fn decode(bytes: &[u8]) -> Result<Policy, SnapshotError> {
             }
             db
         },
+        session_policies: crate::session_codec::decode(snap.get_session_policies()?)?,
+        monitoring_notice: text(snap.get_monitoring_notice())?,
     })
 }
 

@@ -77,6 +77,8 @@ pub struct GateFields {
     pub path: (u32, u32),
     pub session_cookie: (u32, u32),
     pub login_cookie: (u32, u32),
+    /// The monitoring-notice acknowledgement.
+    pub notice_cookie: (u32, u32),
     /// Trusted identity headers (only from a trusted source).
     pub trusted_user: (u32, u32),
     pub trusted_groups: (u32, u32),
@@ -446,7 +448,15 @@ pub fn prepare_request(
                 {
                     gate.login_cookie = offsets(buf, v);
                 }
-                if gate.session_cookie != (0, 0) || gate.login_cookie != (0, 0) {
+                if let Some(v) =
+                    crate::identity::cookie_value(value, crate::identity::NOTICE_COOKIE)
+                {
+                    gate.notice_cookie = offsets(buf, v);
+                }
+                if gate.session_cookie != (0, 0)
+                    || gate.login_cookie != (0, 0)
+                    || gate.notice_cookie != (0, 0)
+                {
                     write_cookie_without_ours(out, name, value);
                     continue;
                 }
@@ -578,6 +588,7 @@ fn write_cookie_without_ours(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
         if pair.is_empty()
             || cookie_name == crate::identity::SESSION_COOKIE
             || cookie_name == crate::identity::LOGIN_COOKIE
+            || cookie_name == crate::identity::NOTICE_COOKIE
         {
             continue;
         }

@@ -20,6 +20,8 @@ use seal::Sealer;
 pub const SESSION_COOKIE: &[u8] = b"palisade_session";
 /// Binds a sign-in in progress to the browser that started it.
 pub const LOGIN_COOKIE: &[u8] = b"palisade_login";
+/// Acknowledges the monitoring notice for one session and app.
+pub const NOTICE_COOKIE: &[u8] = b"palisade_notice";
 /// Paths under this prefix are the proxy's own, never forwarded.
 pub const RESERVED_PREFIX: &[u8] = b"/.palisade/";
 pub const CALLBACK_PATH: &str = "/.palisade/callback";
@@ -355,7 +357,7 @@ pub fn is_proxy_cookie(set_cookie: &[u8]) -> bool {
         .next()
         .unwrap_or(b"")
         .trim_ascii();
-    name == SESSION_COOKIE || name == LOGIN_COOKIE
+    name == SESSION_COOKIE || name == LOGIN_COOKIE || name == NOTICE_COOKIE
 }
 
 /// The value of cookie `name` in a Cookie field value (RFC 6265 §4.2.1).
