@@ -294,7 +294,7 @@ fn print_after(
     };
     values.push(rusqlite::types::Value::Integer(after));
     let sql = format!(
-        "SELECT id, time_us, kind, client_ip, user, method, url, status, bytes_up, bytes_down, app, action, activity, file_name{clause} ORDER BY id LIMIT 10000"
+        "SELECT id, time_us, kind, client_ip, user, method, url, status, bytes_up, bytes_down, app, action, activity, file_name, policy, detail{clause} ORDER BY id LIMIT 10000"
     );
     let mut st = conn.prepare_cached(&sql).map_err(|e| e.to_string())?;
     let mut rows = st
@@ -320,6 +320,7 @@ fn print_after(
                     "bytes_up": r.get::<_, i64>(8).unwrap_or(0),
                     "bytes_down": r.get::<_, i64>(9).unwrap_or(0),
                     "app": g(10), "action": g(11), "activity": g(12), "file_name": g(13),
+                    "policy": g(14), "detail": g(15),
                 });
                 writeln!(out, "{v}").map_err(io)?;
             }

@@ -61,7 +61,8 @@ CREATE TABLE IF NOT EXISTS records (
     activity_id INTEGER NOT NULL,
     file_name TEXT NOT NULL,
     file_size INTEGER NOT NULL,
-    core INTEGER NOT NULL
+    core INTEGER NOT NULL,
+    detail TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS records_time ON records(time_us);
 CREATE TABLE IF NOT EXISTS blocks (
@@ -87,7 +88,7 @@ CREATE VIEW IF NOT EXISTS records_view AS SELECT
     r.url AS url, r.status AS status, r.bytes_up AS bytes_up, r.bytes_down AS bytes_down,
     r.duration_us AS duration_us, session.text AS session_id, tags.text AS device_tags,
     r.tls AS tls, policy.text AS policy, action.text AS action, activity.text AS activity,
-    r.file_name AS file_name, r.file_size AS file_size, r.core AS core,
+    r.file_name AS file_name, r.file_size AS file_size, r.core AS core, r.detail AS detail,
     r.app_id AS app_id, r.user_id AS user_id, r.kind_id AS kind_id
   FROM records r
   JOIN strings kind ON kind.id = r.kind_id
@@ -127,7 +128,7 @@ CREATE INDEX IF NOT EXISTS alerts_time ON alerts(time_us);
 ";
 
 /// Columns of `records_view`, in export order (shared with export).
-pub const RECORD_COLUMNS: [&str; 25] = [
+pub const RECORD_COLUMNS: [&str; 26] = [
     "id",
     "time_us",
     "kind",
@@ -153,14 +154,15 @@ pub const RECORD_COLUMNS: [&str; 25] = [
     "file_name",
     "file_size",
     "core",
+    "detail",
 ];
 
 /// Rows per multi-row INSERT: one statement per this many records cuts
-/// the per-statement cost; 24 parameters each stays far below SQLite's
+/// the per-statement cost; 25 parameters each stays far below SQLite's
 /// parameter limit.
 const ROWS_PER_INSERT: usize = 32;
 /// Parameters per record.
-const PARAMS: usize = 24;
+const PARAMS: usize = 25;
 /// Interned strings kept in memory; past this the map starts over (the
 /// table keeps them all, lookups then go to SQLite until re-cached).
 const MAX_CACHED_STRINGS: usize = 1 << 20;
@@ -228,6 +230,17 @@ impl Store {
         conn.pragma_update(None, "cache_size", -65536)?;
         conn.pragma_update(None, "temp_store", "MEMORY")?;
         conn.execute_batch(SCHEMA)?;
+        // Stores made before records had a `detail` column gain it (and a
+        // view that shows it).
+        let has_detail = conn
+            .prepare("SELECT 1 FROM pragma_table_info('records') WHERE name = 'detail'")?
+            .exists([])?;
+        if !has_detail {
+            conn.execute_batch(
+                "ALTER TABLE records ADD COLUMN detail TEXT NOT NULL DEFAULT ''; DROP VIEW IF EXISTS records_view;",
+            )?;
+            conn.execute_batch(SCHEMA)?;
+        }
         let mut streams = HashMap::new();
         {
             let mut st = conn.prepare("SELECT stream_id, last_seq FROM streams")?;
@@ -380,6 +393,7 @@ impl Store {
                             text(r.bytes(Field::FileName)),
                             int(f.file_size.get() as i64),
                             int(b.core as i64),
+                            text(r.bytes(Field::Detail)),
                         ]);
                     }
                     let statement = if chunk.len() == ROWS_PER_INSERT {
@@ -478,7 +492,7 @@ fn text(v: &[u8]) -> ToSqlOutput<'_> {
 fn insert_sql(rows: usize) -> String {
     let one = format!("({})", vec!["?"; PARAMS].join(", "));
     format!(
-        "INSERT INTO records (time_us, kind_id, request_id, client_ip_id, client_port, user_id, user_agent_id, app_id, host_id, method_id, url, status, bytes_up, bytes_down, duration_us, session_id_id, device_tags_id, tls, policy_id, action_id, activity_id, file_name, file_size, core) VALUES {}",
+        "INSERT INTO records (time_us, kind_id, request_id, client_ip_id, client_port, user_id, user_agent_id, app_id, host_id, method_id, url, status, bytes_up, bytes_down, duration_us, session_id_id, device_tags_id, tls, policy_id, action_id, activity_id, file_name, file_size, core, detail) VALUES {}",
         vec![one; rows].join(", ")
     )
 }

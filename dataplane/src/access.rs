@@ -275,10 +275,15 @@ impl AccessTable {
             per_app
         };
         let mut per_app = by_app(&mut policy.access_policies.iter().map(|p| p.apps.as_slice()));
-        let session_per_app = by_app(&mut policy.session_policies.iter().map(|p| p.filters.apps.as_slice()))
-            .into_iter()
-            .map(Vec::into_boxed_slice)
-            .collect();
+        let session_per_app = by_app(
+            &mut policy
+                .session_policies
+                .iter()
+                .map(|p| p.filters.apps.as_slice()),
+        )
+        .into_iter()
+        .map(Vec::into_boxed_slice)
+        .collect();
         for list in &mut per_app {
             // Stable: equal actions keep policy order.
             list.sort_by_key(|&i| std::cmp::Reverse(compiled[i as usize].action));
@@ -465,7 +470,11 @@ impl AccessTable {
     pub fn session_matches(&self, s: &Subject<'_>, out: &mut Vec<u32>) {
         out.clear();
         if let Some(list) = self.session_per_app.get(s.app) {
-            out.extend(list.iter().copied().filter(|&i| self.session[i as usize].matches(s)));
+            out.extend(
+                list.iter()
+                    .copied()
+                    .filter(|&i| self.session[i as usize].matches(s)),
+            );
         }
     }
 

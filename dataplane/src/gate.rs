@@ -256,7 +256,10 @@ pub fn check(a: &Ask<'_>, conn: &mut ConnGate, out: &mut Vec<u8>) -> Gate {
         if routes.session.wants_notice(&admitted.session_rules) && is_navigation(a) {
             let binding = notice_binding(admitted.session.as_deref());
             let cookie = GateFields::slice(a.head, g.notice_cookie);
-            if !routes.session.notice_acknowledged(&app.name, &binding, cookie) {
+            if !routes
+                .session
+                .notice_acknowledged(&app.name, &binding, cookie)
+            {
                 let path = GateFields::slice(a.head, g.path);
                 notice_page(out, &routes.session.notice_text, &app.name, path, with_body);
                 return Gate::Answered {
@@ -282,7 +285,10 @@ fn is_navigation(a: &Ask<'_>) -> bool {
 /// What the notice acknowledgement is bound to: the proxy session (user
 /// and expiry), or the browser session when there is no sign-in.
 fn notice_binding(session: Option<&SessionView>) -> String {
-    session.map_or_else(|| "-".to_string(), |s| format!("{}|{}", s.user, s.expires_unix))
+    session.map_or_else(
+        || "-".to_string(),
+        |s| format!("{}|{}", s.user, s.expires_unix),
+    )
 }
 
 /// The monitoring notice: the operator's text and a continue button that
@@ -314,7 +320,14 @@ fn notice_page(out: &mut Vec<u8>, text: &str, app: &str, path: &[u8], with_body:
             ),
         ],
     );
-    pages::own_response(out, 200, "X-Palisade-Session: notice\r\n", false, &body, with_body);
+    pages::own_response(
+        out,
+        200,
+        "X-Palisade-Session: notice\r\n",
+        false,
+        &body,
+        with_body,
+    );
 }
 
 /// `/.palisade/notice?return=…`: remembers the acknowledgement for this

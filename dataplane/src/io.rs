@@ -124,6 +124,16 @@ impl<S> Inbound<S> {
         }
     }
 
+    /// Drops a buffer grown beyond `max` bytes when nothing is buffered
+    /// (a body held for inspection), keeping a `max`-byte one.
+    pub fn shrink_idle(&mut self, max: usize) {
+        if self.start == self.end && self.buf.len() > max {
+            self.buf = vec![0; max];
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
     /// Bytes read but not consumed yet.
     pub fn buffered(&self) -> &[u8] {
         &self.buf[self.start..self.end]

@@ -37,6 +37,7 @@ use crate::rewrite::content::TextKind;
 use crate::rewrite::unwrap::BodyUnwrap;
 use crate::rewrite::Rewriter;
 use crate::routes::RouteTable;
+use crate::session::phase::ActivityNote;
 use crate::upstream::{self, Pool, Target, UpstreamConn};
 
 /// A client connection (TCP or TLS): counts the bytes sent for the
@@ -114,7 +115,7 @@ pub struct ExchangeError {
 }
 
 /// How an exchange ended for the client connection.
-enum Outcome {
+pub enum Outcome {
     KeepAlive,
     Close,
     /// An error page with this status was sent; input may be pending.
@@ -212,6 +213,7 @@ pub async fn serve_connection(core: Rc<Core>, stream: ClientIo, peer: SocketAddr
                     &mut client,
                     &req,
                     &upstream_head,
+                    (&admitted, request_id),
                     &mut scratch,
                     &mut served,
                 )
@@ -274,14 +276,14 @@ pub async fn serve_connection(core: Rc<Core>, stream: ClientIo, peer: SocketAddr
                 session_id: "",
                 device_tags: crate::access::device_tags_text(admitted.devices),
             };
-            let activity = served
-                .activity
-                .as_ref()
-                .map(|(name, file, size)| ActivityFacts {
-                    name,
-                    file_name: file,
-                    file_size: *size,
-                });
+            let activity = served.activity.as_ref().map(|a| ActivityFacts {
+                name: &a.name,
+                file_name: &a.file_name,
+                file_size: a.file_size,
+                action: a.action,
+                policy: a.policy.as_deref().unwrap_or(""),
+                detail: &a.detail,
+            });
             log.borrow_mut().record(&facts, activity.as_ref());
         }
         drop(routes);
@@ -362,12 +364,14 @@ async fn read_request_head(
 }
 
 /// Phases 2–6 for one request whose head has been consumed.
+#[allow(clippy::too_many_arguments)]
 async fn exchange(
     core: &Core,
     routes: &RouteTable,
     client: &mut Inbound<ClientStream>,
     req: &RequestInfo,
     upstream_head: &[u8],
+    (admitted, request_id): (&Admitted, u64),
     scratch: &mut Vec<u8>,
     served: &mut Served,
 ) -> Outcome {
@@ -404,6 +408,36 @@ async fn exchange(
         if let Err(e) = crate::http::chunked::check_prefix(client.buffered()) {
             let err = downstream_error(&format!("bad request body: {e}"));
             return fail(client, req, scratch, &err).await;
+        }
+    }
+    // Phase 6 (request side): custom activities and upload control.
+    let session_on = !admitted.session_rules.is_empty() || !route.profile.activities.is_empty();
+    let mut note = None;
+    if session_on {
+        use crate::session::phase::{before_upstream, BeforeUpstream};
+        let decided = before_upstream(
+            core,
+            routes,
+            client,
+            req,
+            upstream_head,
+            admitted,
+            request_id,
+            scratch,
+            &mut note,
+        )
+        .await;
+        if let BeforeUpstream::Refused { status, body_read } = decided {
+            served.status = status;
+            served.activity = note;
+            if client.stream.write_all(scratch).await.is_err() {
+                return Outcome::Close;
+            }
+            return if body_read && req.keep_alive {
+                Outcome::KeepAlive
+            } else {
+                Outcome::CloseAfterError(status)
+            };
         }
     }
     let mut body_sent = false;
@@ -459,13 +493,57 @@ async fn exchange(
     // Phase 5: the response head is in `scratch`; stream the body.
     served.status = resp.status;
     if let Some(name) = upload_name {
-        served.activity = Some(("upload", name, client.consumed() - body_start));
+        served.activity = Some(ActivityNote {
+            name: "upload".into(),
+            file_name: name,
+            file_size: client.consumed() - body_start,
+            ..Default::default()
+        });
     }
     let download = resp
         .content_disposition
         .filter(|_| logging)
         .and_then(|(start, end)| scratch.get(start as usize..end as usize))
         .and_then(logs::disposition::attachment_name);
+    if session_on && !resp.switching_protocols {
+        use crate::session::phase::{on_response, OnResponse};
+        let decided = on_response(
+            core,
+            routes,
+            client,
+            &mut up,
+            req,
+            upstream_head,
+            &resp,
+            admitted,
+            request_id,
+            scratch,
+            &mut note,
+        )
+        .await;
+        match decided {
+            Ok(OnResponse::Relay) => {}
+            Ok(OnResponse::Done {
+                outcome,
+                reuse_upstream,
+            }) => {
+                served.activity = note;
+                if reuse_upstream {
+                    core.pool.borrow_mut().put(&target.key, up);
+                }
+                return outcome;
+            }
+            Err(reason) => {
+                let e = ExchangeError {
+                    status: 502,
+                    blame: Blame::Upstream,
+                    retry_safe: false,
+                    detail: format!("app \"{}\": {reason}", route.name),
+                };
+                return fail(client, req, scratch, &e).await;
+            }
+        }
+    }
     if resp.switching_protocols {
         if client.stream.write_all(scratch).await.is_err() {
             return Outcome::Close;
@@ -495,7 +573,18 @@ async fn exchange(
     .await;
     scratch.clear();
     if let (Some(name), Ok(size)) = (download, &relayed) {
-        served.activity = Some(("download", name, *size));
+        served.activity = Some(ActivityNote {
+            name: "download".into(),
+            file_name: name,
+            file_size: *size,
+            ..Default::default()
+        });
+    }
+    if let Some(mut n) = note {
+        if let (0, Ok(size)) = (n.file_size, &relayed) {
+            n.file_size = *size;
+        }
+        served.activity = Some(n);
     }
     match relayed {
         Ok(_) => {}
@@ -624,8 +713,8 @@ struct Served {
     /// Signed in by this request (the sign-in callback).
     user: String,
     status: u16,
-    /// A recognized activity: name, file name, file size.
-    activity: Option<(&'static str, Vec<u8>, u64)>,
+    /// A recognized activity and what session control decided.
+    activity: Option<ActivityNote>,
 }
 
 /// The log facts of a request refused before it was routed.

@@ -201,10 +201,12 @@ impl Pool {
 
     /// Keeps `conn` for reuse, unless it holds unread bytes (an upstream
     /// that sent more than the response) or the pool is full.
-    pub fn put(&mut self, key: &str, conn: UpstreamConn) {
+    pub fn put(&mut self, key: &str, mut conn: UpstreamConn) {
         if !conn.buffered().is_empty() || self.max_idle == 0 {
             return;
         }
+        // A buffer grown to hold a file under inspection is not kept idle.
+        conn.shrink_idle(UPSTREAM_BUFFER);
         let list = match self.idle.get_mut(key) {
             Some(list) => list,
             None => self.idle.entry(key.into()).or_default(),

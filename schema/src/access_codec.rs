@@ -193,7 +193,10 @@ pub(crate) fn encode(mut snap: policy_capnp::snapshot::Builder<'_>, policy: &Pol
 }
 
 /// One access policy (also a session policy's filters).
-pub(crate) fn encode_access_policy(mut out: policy_capnp::access_policy::Builder<'_>, p: &AccessPolicy) {
+pub(crate) fn encode_access_policy(
+    mut out: policy_capnp::access_policy::Builder<'_>,
+    p: &AccessPolicy,
+) {
     {
         out.set_name(p.name.as_str());
         macro_rules! set_texts {

@@ -87,10 +87,12 @@ pub enum Field {
     Policy,
     Activity,
     FileName,
+    /// What session control found in a file: type, label, matches.
+    Detail,
 }
 
 /// Number of string fields.
-pub const STRING_FIELDS: usize = 11;
+pub const STRING_FIELDS: usize = 12;
 
 /// Longest string kept per field (bytes); longer values are cut at a
 /// character boundary so one hostile header cannot fill a batch.
@@ -104,7 +106,7 @@ pub struct StrRef {
     pub len: U32,
 }
 
-/// The fixed part of one record (156 bytes).
+/// The fixed part of one record (164 bytes).
 #[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
 #[repr(C)]
 pub struct Record {
@@ -375,7 +377,7 @@ mod tests {
         assert_eq!(rec.text(Field::User), "");
         assert_eq!(rec.fixed.status.get(), 200);
         assert_eq!(rec.client_ip().to_string(), "192.0.2.7");
-        assert_eq!(RECORD_BYTES, 156);
+        assert_eq!(RECORD_BYTES, 164);
     }
 
     #[test]

@@ -229,7 +229,9 @@ pub(crate) struct MonitoringNoticeSource {
 }
 
 pub(crate) fn compile_notice(source: Option<&MonitoringNoticeSource>) -> String {
-    source.map(|s| s.message.trim().to_string()).unwrap_or_default()
+    source
+        .map(|s| s.message.trim().to_string())
+        .unwrap_or_default()
 }
 
 #[derive(Deserialize)]
@@ -293,11 +295,9 @@ struct AlertSource {
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum DetectorSource {
-    Name(Spanned<String>),
-    WithCount {
-        name: Spanned<String>,
-        min_matches: u32,
-    },
+    // Untagged enums cannot carry spans: problems point at `inspect`.
+    Name(String),
+    WithCount { name: String, min_matches: u32 },
 }
 
 #[derive(Deserialize)]
@@ -348,7 +348,10 @@ fn check_path_glob(p: &Spanned<String>, report: Report<'_>) -> String {
     text.to_string()
 }
 
-pub(crate) fn compile_profile(source: &Spanned<AppProfileSource>, report: Report<'_>) -> AppProfile {
+pub(crate) fn compile_profile(
+    source: &Spanned<AppProfileSource>,
+    report: Report<'_>,
+) -> AppProfile {
     let s = source.get_ref();
     let mut types = Vec::new();
     for t in &s.download_content_types {
@@ -394,8 +397,16 @@ pub(crate) fn compile_profile(source: &Spanned<AppProfileSource>, report: Report
     }
     AppProfile {
         download_content_types: types,
-        download_paths: s.download_paths.iter().map(|p| check_path_glob(p, report)).collect(),
-        upload_paths: s.upload_paths.iter().map(|p| check_path_glob(p, report)).collect(),
+        download_paths: s
+            .download_paths
+            .iter()
+            .map(|p| check_path_glob(p, report))
+            .collect(),
+        upload_paths: s
+            .upload_paths
+            .iter()
+            .map(|p| check_path_glob(p, report))
+            .collect(),
         activities,
     }
 }
@@ -439,7 +450,10 @@ pub(crate) fn compile(
             None if matches!(control, Control::Monitor) => SessionAction::Audit,
             None if control == Control::Activities => SessionAction::Block,
             None => {
-                report(at.clone(), format!("session_policy {name:?} needs an action (audit, block or protect)"));
+                report(
+                    at.clone(),
+                    format!("session_policy {name:?} needs an action (audit, block or protect)"),
+                );
                 SessionAction::Audit
             }
             Some(a) => {
@@ -454,7 +468,10 @@ pub(crate) fn compile(
                     report(a.span(), "a monitor policy takes no action: it logs".into());
                 }
                 if parsed == SessionAction::Protect && control != Control::Download {
-                    report(a.span(), "protect applies to downloads only (control_download)".into());
+                    report(
+                        a.span(),
+                        "protect applies to downloads only (control_download)".into(),
+                    );
                 }
                 parsed
             }
@@ -463,14 +480,25 @@ pub(crate) fn compile(
         for a in &s.activities {
             let text = a.get_ref().trim();
             if control != Control::Activities {
-                report(a.span(), "activities: only block_activities policies list activities".into());
-            } else if !BUILT_IN_ACTIVITIES.contains(&text) && !activity_names.iter().any(|n| n == text) {
-                report(a.span(), format!("no app profile defines activity {text:?}"));
+                report(
+                    a.span(),
+                    "activities: only block_activities policies list activities".into(),
+                );
+            } else if !BUILT_IN_ACTIVITIES.contains(&text)
+                && !activity_names.iter().any(|n| n == text)
+            {
+                report(
+                    a.span(),
+                    format!("no app profile defines activity {text:?}"),
+                );
             }
             activities.push(text.to_string());
         }
         if control == Control::Activities && activities.is_empty() {
-            report(at.clone(), format!("session_policy {name:?}: block_activities needs activities"));
+            report(
+                at.clone(),
+                format!("session_policy {name:?}: block_activities needs activities"),
+            );
         }
         let file = compile_file_filter(s, report);
         let file_control = matches!(control, Control::Download | Control::Upload);
@@ -489,7 +517,10 @@ pub(crate) fn compile(
             recipients.push(r.get_ref().trim().to_string());
         }
         if action == SessionAction::Protect && recipients.is_empty() {
-            report(at.clone(), format!("session_policy {name:?}: protect needs recipients (age1…)"));
+            report(
+                at.clone(),
+                format!("session_policy {name:?}: protect needs recipients (age1…)"),
+            );
         }
         let alert_severity = match &s.alert {
             None => String::new(),
@@ -543,9 +574,13 @@ fn filters_of(s: &SessionPolicySource, known: &KnownNames<'_>, report: Report<'_
     let mut rename = |span: Range<usize>, message: String| {
         report(span, message.replace("access_policy", "session_policy"))
     };
-    crate::access::compile_access_policies(std::slice::from_ref(&Spanned::new(0..0, as_access)), known, &mut rename)
-        .pop()
-        .unwrap_or_default()
+    crate::access::compile_access_policies(
+        std::slice::from_ref(&Spanned::new(0..0, as_access)),
+        known,
+        &mut rename,
+    )
+    .pop()
+    .unwrap_or_default()
 }
 
 fn compile_file_filter(s: &SessionPolicySource, report: Report<'_>) -> FileFilter {
@@ -555,14 +590,21 @@ fn compile_file_filter(s: &SessionPolicySource, report: Report<'_>) -> FileFilte
         if !FILE_TYPES.contains(&text.as_str()) {
             report(
                 t.span(),
-                format!("unknown file type {text:?} (one of {})", FILE_TYPES.join(", ")),
+                format!(
+                    "unknown file type {text:?} (one of {})",
+                    FILE_TYPES.join(", ")
+                ),
             );
         }
         types.push(text);
     }
     let mut extensions = Vec::new();
     for e in &s.extensions {
-        let text = e.get_ref().trim().trim_start_matches('.').to_ascii_lowercase();
+        let text = e
+            .get_ref()
+            .trim()
+            .trim_start_matches('.')
+            .to_ascii_lowercase();
         if text.is_empty() || text.contains(['/', '.', '*']) {
             report(e.span(), format!("bad extension {:?}", e.get_ref()));
         }
@@ -600,15 +642,21 @@ fn compile_inspection(source: &Spanned<InspectSource>, report: Report<'_>) -> In
             DetectorSource::Name(n) => (n, 1),
             DetectorSource::WithCount { name, min_matches } => (name, *min_matches),
         };
-        let text = name.get_ref().trim().to_ascii_lowercase();
+        let text = name.trim().to_ascii_lowercase();
         if !DETECTORS.contains(&text.as_str()) {
             report(
-                name.span(),
-                format!("unknown detector {text:?} (one of {})", DETECTORS.join(", ")),
+                source.span(),
+                format!(
+                    "unknown detector {text:?} (one of {})",
+                    DETECTORS.join(", ")
+                ),
             );
         }
         if min == 0 {
-            report(name.span(), "min_matches must be at least 1".into());
+            report(
+                source.span(),
+                format!("detector {text:?}: min_matches must be at least 1"),
+            );
         }
         detectors.push((text, min.max(1)));
     }
@@ -621,13 +669,19 @@ fn compile_inspection(source: &Spanned<InspectSource>, report: Report<'_>) -> In
     for r in &s.regexes {
         // The size limit keeps a hostile policy from costing the data plane
         // a huge automaton per core.
-        match regex::bytes::RegexBuilder::new(r.get_ref()).size_limit(1 << 20).build() {
+        match regex::bytes::RegexBuilder::new(r.get_ref())
+            .size_limit(1 << 20)
+            .build()
+        {
             Ok(_) => regexes.push(r.get_ref().clone()),
             Err(e) => report(r.span(), format!("bad regex: {e}")),
         }
     }
     if detectors.is_empty() && s.keywords.is_empty() && regexes.is_empty() && s.regexes.is_empty() {
-        report(source.span(), "inspect needs detectors, keywords or regexes".into());
+        report(
+            source.span(),
+            "inspect needs detectors, keywords or regexes".into(),
+        );
     }
     let max_bytes = match &s.max_bytes {
         Some(m) if *m.get_ref() == 0 || *m.get_ref() > MAX_MAX_BYTES => {
@@ -679,7 +733,11 @@ mod tests {
             ("a*b*c", "aXXbYY", false),
             ("", "x", false),
         ] {
-            assert_eq!(glob_matches(p.as_bytes(), t.as_bytes(), true), want, "{p} vs {t}");
+            assert_eq!(
+                glob_matches(p.as_bytes(), t.as_bytes(), true),
+                want,
+                "{p} vs {t}"
+            );
         }
     }
 }

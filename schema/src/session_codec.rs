@@ -41,20 +41,39 @@ fn action_to_capnp(a: SessionAction) -> policy_capnp::SessionAction {
     }
 }
 
-pub(crate) fn encode(mut snap: policy_capnp::snapshot::Builder<'_>, policies: &[SessionPolicy], notice: &str) {
+pub(crate) fn encode(
+    mut snap: policy_capnp::snapshot::Builder<'_>,
+    policies: &[SessionPolicy],
+    notice: &str,
+) {
     snap.set_monitoring_notice(notice);
     let mut list = snap.init_session_policies(policies.len() as u32);
     for (i, p) in policies.iter().enumerate() {
         let mut b = list.reborrow().get(i as u32);
         encode_access_policy(b.reborrow().init_filters(), &p.filters);
         b.set_control(control_to_capnp(p.control));
-        set_texts(b.reborrow().init_activities(p.activities.len() as u32), &p.activities);
-        set_texts(b.reborrow().init_file_names(p.file.names.len() as u32), &p.file.names);
-        set_texts(b.reborrow().init_extensions(p.file.extensions.len() as u32), &p.file.extensions);
-        set_texts(b.reborrow().init_file_types(p.file.types.len() as u32), &p.file.types);
+        set_texts(
+            b.reborrow().init_activities(p.activities.len() as u32),
+            &p.activities,
+        );
+        set_texts(
+            b.reborrow().init_file_names(p.file.names.len() as u32),
+            &p.file.names,
+        );
+        set_texts(
+            b.reborrow().init_extensions(p.file.extensions.len() as u32),
+            &p.file.extensions,
+        );
+        set_texts(
+            b.reborrow().init_file_types(p.file.types.len() as u32),
+            &p.file.types,
+        );
         b.set_min_size(p.file.min_size);
         b.set_max_size(p.file.max_size);
-        set_texts(b.reborrow().init_labels(p.file.labels.len() as u32), &p.file.labels);
+        set_texts(
+            b.reborrow().init_labels(p.file.labels.len() as u32),
+            &p.file.labels,
+        );
         if let Some(ins) = &p.inspection {
             b.set_has_inspection(true);
             let mut ib = b.reborrow().init_inspection();
@@ -64,8 +83,14 @@ pub(crate) fn encode(mut snap: policy_capnp::snapshot::Builder<'_>, policies: &[
                 d.set_name(name.as_str());
                 d.set_min_matches(*min);
             }
-            set_texts(ib.reborrow().init_keywords(ins.keywords.len() as u32), &ins.keywords);
-            set_texts(ib.reborrow().init_regexes(ins.regexes.len() as u32), &ins.regexes);
+            set_texts(
+                ib.reborrow().init_keywords(ins.keywords.len() as u32),
+                &ins.keywords,
+            );
+            set_texts(
+                ib.reborrow().init_regexes(ins.regexes.len() as u32),
+                &ins.regexes,
+            );
             ib.set_min_matches(ins.min_matches);
             ib.set_max_bytes(ins.max_bytes);
             ib.set_max_chars(ins.max_chars);
@@ -73,7 +98,10 @@ pub(crate) fn encode(mut snap: policy_capnp::snapshot::Builder<'_>, policies: &[
         }
         b.set_action(action_to_capnp(p.action));
         b.set_message(p.message.as_str());
-        set_texts(b.reborrow().init_recipients(p.recipients.len() as u32), &p.recipients);
+        set_texts(
+            b.reborrow().init_recipients(p.recipients.len() as u32),
+            &p.recipients,
+        );
         b.set_alert_severity(p.alert_severity.as_str());
         b.set_notice(p.notice);
     }
@@ -87,13 +115,19 @@ pub(crate) fn decode(
         let filters = decode_access_policy(b.get_filters()?)?;
         let name = filters.name.clone();
         let bad = |what: &str| invalid(&name, what);
-        let control = match b.get_control().map_err(|e| SnapshotError::Decode(e.to_string()))? {
+        let control = match b
+            .get_control()
+            .map_err(|e| SnapshotError::Decode(e.to_string()))?
+        {
             policy_capnp::SessionControl::Monitor => Control::Monitor,
             policy_capnp::SessionControl::ControlDownload => Control::Download,
             policy_capnp::SessionControl::ControlUpload => Control::Upload,
             policy_capnp::SessionControl::BlockActivities => Control::Activities,
         };
-        let action = match b.get_action().map_err(|e| SnapshotError::Decode(e.to_string()))? {
+        let action = match b
+            .get_action()
+            .map_err(|e| SnapshotError::Decode(e.to_string()))?
+        {
             policy_capnp::SessionAction::Audit => SessionAction::Audit,
             policy_capnp::SessionAction::Protect => SessionAction::Protect,
             policy_capnp::SessionAction::Block => SessionAction::Block,
@@ -146,7 +180,9 @@ pub(crate) fn decode(
         for r in &recipients {
             check_recipient(r).map_err(|e| bad(&e))?;
         }
-        if action == SessionAction::Protect && (recipients.is_empty() || control != Control::Download) {
+        if action == SessionAction::Protect
+            && (recipients.is_empty() || control != Control::Download)
+        {
             return Err(bad("protect needs control_download and recipients"));
         }
         let alert_severity = text(b.get_alert_severity())?;
@@ -171,11 +207,19 @@ pub(crate) fn decode(
 
 pub(crate) fn encode_profile(mut b: policy_capnp::app_profile::Builder<'_>, p: &AppProfile) {
     set_texts(
-        b.reborrow().init_download_content_types(p.download_content_types.len() as u32),
+        b.reborrow()
+            .init_download_content_types(p.download_content_types.len() as u32),
         &p.download_content_types,
     );
-    set_texts(b.reborrow().init_download_paths(p.download_paths.len() as u32), &p.download_paths);
-    set_texts(b.reborrow().init_upload_paths(p.upload_paths.len() as u32), &p.upload_paths);
+    set_texts(
+        b.reborrow()
+            .init_download_paths(p.download_paths.len() as u32),
+        &p.download_paths,
+    );
+    set_texts(
+        b.reborrow().init_upload_paths(p.upload_paths.len() as u32),
+        &p.upload_paths,
+    );
     let mut list = b.init_activities(p.activities.len() as u32);
     for (i, a) in p.activities.iter().enumerate() {
         let mut ab = list.reborrow().get(i as u32);

@@ -90,6 +90,8 @@ pub struct Response {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: String,
+    /// The body as received (binary files).
+    pub bytes: Vec<u8>,
 }
 
 impl Response {
@@ -197,6 +199,7 @@ pub fn read_response(conn: &mut impl Read) -> Response {
                 status,
                 headers,
                 body: String::from_utf8_lossy(&body).into_owned(),
+                bytes: body,
             };
         }
         assert!(

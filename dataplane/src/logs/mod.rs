@@ -55,6 +55,12 @@ pub struct ActivityFacts<'a> {
     pub name: &'a str,
     pub file_name: &'a [u8],
     pub file_size: u64,
+    /// The session decision; `None`: the request's own action.
+    pub action: Option<Action>,
+    /// The deciding session policy (empty: the request's policy).
+    pub policy: &'a str,
+    /// What was found in the file (type, label, matches).
+    pub detail: &'a str,
 }
 
 impl LogShard {
@@ -106,6 +112,13 @@ impl LogShard {
             r.file_size = U64::new(a.file_size);
             r.strings[Field::Activity as usize] = b.string(a.name.as_bytes());
             r.strings[Field::FileName as usize] = b.string(a.file_name);
+            r.strings[Field::Detail as usize] = b.string(a.detail.as_bytes());
+            if let Some(action) = a.action {
+                r.action = action as u8;
+            }
+            if !a.policy.is_empty() {
+                r.strings[Field::Policy as usize] = b.string(a.policy.as_bytes());
+            }
             b.push(&r);
         }
         self.after_push();

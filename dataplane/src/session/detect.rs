@@ -147,7 +147,7 @@ pub fn luhn_valid(digits: &[u8]) -> bool {
         }
         sum += v;
     }
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// A card number at `d`: 13–19 digits, optionally in groups separated by
@@ -205,7 +205,12 @@ fn ssn_at(text: &[u8], d: usize) -> Option<usize> {
         return None;
     }
     let area = &s[0..3];
-    if area == b"000" || area == b"666" || area[0] == b'9' || &s[4..6] == b"00" || &s[7..11] == b"0000" {
+    if area == b"000"
+        || area == b"666"
+        || area[0] == b'9'
+        || &s[4..6] == b"00"
+        || &s[7..11] == b"0000"
+    {
         return None;
     }
     Some(d + 11)
@@ -229,7 +234,9 @@ fn iban_at(text: &[u8], at: usize) -> Option<usize> {
             i += 1;
         } else if b == b' '
             && n % 4 == 0
-            && text.get(i + 1).is_some_and(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
+            && text
+                .get(i + 1)
+                .is_some_and(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
         {
             i += 1;
         } else {
@@ -264,7 +271,8 @@ fn is_aws_key(text: &[u8], at: usize) -> bool {
     let Some(key) = text.get(at + 4..at + 20) else {
         return false;
     };
-    key.iter().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+    key.iter()
+        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
         && !text.get(at + 20).is_some_and(|b| is_word(*b))
 }
 
@@ -292,7 +300,15 @@ mod tests {
     fn ssns_exclude_never_issued_numbers() {
         assert_eq!(scan(b"SSN: 123-45-6789.").ssn, 1);
         assert_eq!(scan(b"ssn 123 45 6789 end").ssn, 1);
-        for bad in ["000-12-3456", "666-12-3456", "912-12-3456", "123-00-4567", "123-45-0000", "123-45-67890", "123-45 6789"] {
+        for bad in [
+            "000-12-3456",
+            "666-12-3456",
+            "912-12-3456",
+            "123-00-4567",
+            "123-45-0000",
+            "123-45-67890",
+            "123-45 6789",
+        ] {
             assert_eq!(scan(bad.as_bytes()).ssn, 0, "{bad}");
         }
     }

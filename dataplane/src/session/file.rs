@@ -51,7 +51,10 @@ impl FileType {
         name == self.as_str()
             || (name == "ooxml" && matches!(self, FileType::Docx | FileType::Xlsx | FileType::Pptx))
             || (name == "image"
-                && matches!(self, FileType::Png | FileType::Jpeg | FileType::Gif | FileType::Webp))
+                && matches!(
+                    self,
+                    FileType::Png | FileType::Jpeg | FileType::Gif | FileType::Webp
+                ))
     }
 
     fn is_ooxml(self) -> bool {
@@ -167,7 +170,9 @@ pub fn examine(bytes: &[u8], max_bytes: u64) -> Examined {
                 }
                 e.encrypted = (0..z.len()).any(|i| z.by_index_raw(i).is_ok_and(|f| f.encrypted()));
                 if !e.encrypted {
-                    if let Some(xml) = read_entry(&mut z, "docProps/custom.xml", entry_budget(max_bytes)) {
+                    if let Some(xml) =
+                        read_entry(&mut z, "docProps/custom.xml", entry_budget(max_bytes))
+                    {
                         e.label = ooxml_label(&xml);
                     }
                 }
@@ -226,7 +231,10 @@ pub fn pdf_label(pdf: &[u8]) -> Option<String> {
     let mut rest = pdf;
     while let Some(at) = memchr::memmem::find(rest, b"MSIP_Label_") {
         rest = &rest[at + 11..];
-        let end = rest.iter().take(64).position(|b| !(b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_'))?;
+        let end = rest
+            .iter()
+            .take(64)
+            .position(|b| !(b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_'))?;
         if !rest[..end].ends_with(b"_Name") {
             continue;
         }
@@ -260,7 +268,8 @@ fn xml_unescape(v: &[u8]) -> String {
 /// `xl/sharedStrings.xml` and worksheets, `ppt/slides/*.xml`, markup
 /// removed; inflated bytes bounded by `max_bytes`.
 pub fn ooxml_text(bytes: &[u8], max_bytes: u64) -> Result<Vec<u8>, Uninspectable> {
-    let mut z = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|_| Uninspectable::Corrupt)?;
+    let mut z =
+        zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|_| Uninspectable::Corrupt)?;
     let names: Vec<String> = z
         .file_names()
         .filter(|n| {
@@ -279,7 +288,9 @@ pub fn ooxml_text(bytes: &[u8], max_bytes: u64) -> Result<Vec<u8>, Uninspectable
             return Err(Uninspectable::Encrypted);
         }
         let mut xml = Vec::new();
-        f.take(left + 1).read_to_end(&mut xml).map_err(|_| Uninspectable::Corrupt)?;
+        f.take(left + 1)
+            .read_to_end(&mut xml)
+            .map_err(|_| Uninspectable::Corrupt)?;
         if xml.len() as u64 > left {
             return Err(Uninspectable::TooBig);
         }
@@ -306,7 +317,13 @@ fn strip_markup(xml: &[u8], out: &mut Vec<u8>) {
                 let tag = &xml[tag_start..tag_start + gt];
                 // Runs (<w:t>) inside a paragraph join without a space;
                 // paragraphs, cells and values are separated.
-                if tag.starts_with(b"</w:p") || tag.starts_with(b"</a:p") || tag.starts_with(b"</si") || tag.starts_with(b"</v") || tag.starts_with(b"</c") || tag.starts_with(b"</w:tc") {
+                if tag.starts_with(b"</w:p")
+                    || tag.starts_with(b"</a:p")
+                    || tag.starts_with(b"</si")
+                    || tag.starts_with(b"</v")
+                    || tag.starts_with(b"</c")
+                    || tag.starts_with(b"</w:tc")
+                {
                     out.push(b' ');
                 }
                 i = tag_start + gt + 1;
@@ -342,7 +359,11 @@ fn push_unescaped(text: &[u8], out: &mut Vec<u8>) {
 
 /// The text to inspect: OOXML text, or the bytes of a text file;
 /// `Ok(None)` for types whose content is not inspected (images, PDFs…).
-pub fn inspectable_text<'b>(bytes: &'b [u8], e: &Examined, max_bytes: u64) -> Result<Option<std::borrow::Cow<'b, [u8]>>, Uninspectable> {
+pub fn inspectable_text<'b>(
+    bytes: &'b [u8],
+    e: &Examined,
+    max_bytes: u64,
+) -> Result<Option<std::borrow::Cow<'b, [u8]>>, Uninspectable> {
     if e.encrypted {
         return Err(Uninspectable::Encrypted);
     }
@@ -368,7 +389,9 @@ mod tests {
         assert_eq!(sniff(b"\x89PNG\r\n\x1a\n...."), FileType::Png);
         assert_eq!(sniff(b"name,card\nx,4111\n"), FileType::Text);
         assert_eq!(sniff(b"\x00\x01\x02binary"), FileType::Unknown);
-        assert!(FileType::Docx.is("ooxml") && FileType::Gif.is("image") && !FileType::Zip.is("ooxml"));
+        assert!(
+            FileType::Docx.is("ooxml") && FileType::Gif.is("image") && !FileType::Zip.is("ooxml")
+        );
     }
 
     #[test]
@@ -386,6 +409,9 @@ mod tests {
     fn markup_is_stripped_and_entities_decoded() {
         let mut out = Vec::new();
         strip_markup(b"<w:p><w:r><w:t>4111 1111</w:t></w:r><w:r><w:t> 1111 1111</w:t></w:r></w:p><w:p><w:t>a &amp; b</w:t></w:p>", &mut out);
-        assert_eq!(String::from_utf8(out).unwrap(), "4111 1111 1111 1111 a & b ");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "4111 1111 1111 1111 a & b "
+        );
     }
 }

@@ -49,12 +49,16 @@ pub async fn hold_body<S: AsyncRead + Unpin>(
             Framing::Empty => return Ok(Held::Complete { raw_len: 0 }),
             Framing::Length(n) if n as usize > limit => return Ok(Held::TooBig),
             Framing::Length(n) if src.buffered().len() >= n as usize => {
-                return Ok(Held::Complete { raw_len: n as usize })
+                return Ok(Held::Complete {
+                    raw_len: n as usize,
+                })
             }
             Framing::Chunked => {
                 let buffered = src.buffered();
                 while scanned < buffered.len() {
-                    let (n, step) = decoder.step(&buffered[scanned..]).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+                    let (n, step) = decoder
+                        .step(&buffered[scanned..])
+                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
                     if let Step::Data(r) = &step {
                         decoded += r.len();
                     }
@@ -77,9 +81,14 @@ pub async fn hold_body<S: AsyncRead + Unpin>(
         let n = within(left, src.fill(room)).await?;
         if n == 0 {
             if framing == Framing::UntilClose {
-                return Ok(Held::Complete { raw_len: src.buffered().len() });
+                return Ok(Held::Complete {
+                    raw_len: src.buffered().len(),
+                });
             }
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed before the end of the body"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "connection closed before the end of the body",
+            ));
         }
     }
 }
@@ -99,7 +108,13 @@ pub fn held_bytes(buffered: &[u8], framing: Framing, raw_len: usize) -> Cow<'_, 
 fn disposition(name: &str) -> String {
     let fallback: String = name
         .chars()
-        .map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     let mut encoded = String::new();
     for b in name.bytes() {
@@ -114,7 +129,15 @@ fn disposition(name: &str) -> String {
 
 /// The response replacing a blocked download: `<name>.blocked.txt` with
 /// the operator's message.
-pub fn blocked_download(out: &mut Vec<u8>, name: &str, app: &str, message: &str, request_id: u64, keep_alive: bool, with_body: bool) {
+pub fn blocked_download(
+    out: &mut Vec<u8>,
+    name: &str,
+    app: &str,
+    message: &str,
+    request_id: u64,
+    keep_alive: bool,
+    with_body: bool,
+) {
     let file = if name.is_empty() { "download" } else { name };
     let body = format!(
         "Download restricted\r\n\r\n{file} was not downloaded: your organization's policy for {app} blocks it.\r\n{message}\r\n\r\nRequest id: {request_id:016x}\r\n",
@@ -174,11 +197,17 @@ pub struct Protect {
 
 impl Protect {
     pub fn new(recipients: &[age::x25519::Recipient]) -> Result<Protect, String> {
-        let encryptor = age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))
-            .map_err(|e| format!("age: {e}"))?;
+        let encryptor =
+            age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))
+                .map_err(|e| format!("age: {e}"))?;
         let out = Shared::default();
-        let writer = encryptor.wrap_output(out.clone()).map_err(|e| format!("age: {e}"))?;
-        Ok(Protect { writer: Some(writer), out })
+        let writer = encryptor
+            .wrap_output(out.clone())
+            .map_err(|e| format!("age: {e}"))?;
+        Ok(Protect {
+            writer: Some(writer),
+            out,
+        })
     }
 
     fn drain(&self, out: &mut Vec<u8>) {
@@ -188,8 +217,12 @@ impl Protect {
 
 impl BodyFilter for Protect {
     fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), FilterError> {
-        let w = self.writer.as_mut().ok_or_else(|| FilterError("encryption already finished".into()))?;
-        w.write_all(input).map_err(|e| FilterError(format!("age: {e}")))?;
+        let w = self
+            .writer
+            .as_mut()
+            .ok_or_else(|| FilterError("encryption already finished".into()))?;
+        w.write_all(input)
+            .map_err(|e| FilterError(format!("age: {e}")))?;
         self.drain(out);
         Ok(())
     }
@@ -206,14 +239,21 @@ impl BodyFilter for Protect {
 /// The `boundary` parameter of a multipart Content-Type value.
 pub fn multipart_boundary(content_type: &[u8]) -> Option<&[u8]> {
     let mut parts = content_type.split(|b| *b == b';');
-    if !parts.next()?.trim_ascii().eq_ignore_ascii_case(b"multipart/form-data") {
+    if !parts
+        .next()?
+        .trim_ascii()
+        .eq_ignore_ascii_case(b"multipart/form-data")
+    {
         return None;
     }
     for p in parts {
         let p = p.trim_ascii();
         if p.len() > 9 && p[..9].eq_ignore_ascii_case(b"boundary=") {
             let v = &p[9..];
-            let v = v.strip_prefix(b"\"").and_then(|v| v.strip_suffix(b"\"")).unwrap_or(v);
+            let v = v
+                .strip_prefix(b"\"")
+                .and_then(|v| v.strip_suffix(b"\""))
+                .unwrap_or(v);
             return (!v.is_empty() && v.len() <= 70).then_some(v);
         }
     }
@@ -255,7 +295,8 @@ pub fn multipart_files<'b>(body: &'b [u8], boundary: &[u8]) -> Vec<(Vec<u8>, &'b
                 if let Some(semi) = memchr::memchr(b';', value) {
                     as_attachment.extend_from_slice(&value[semi..]);
                     if memchr::memmem::find(value, b"filename").is_some() {
-                        let name = crate::logs::disposition::attachment_name(&as_attachment).unwrap_or_default();
+                        let name = crate::logs::disposition::attachment_name(&as_attachment)
+                            .unwrap_or_default();
                         files.push((name, &rest[content_start..content_end]));
                     }
                 }
@@ -273,7 +314,10 @@ pub fn header<'h>(head: &'h [u8], name: &[u8]) -> Option<&'h [u8]> {
         if line.is_empty() {
             break;
         }
-        if line.len() > name.len() && line[name.len()] == b':' && line[..name.len()].eq_ignore_ascii_case(name) {
+        if line.len() > name.len()
+            && line[name.len()] == b':'
+            && line[..name.len()].eq_ignore_ascii_case(name)
+        {
             return Some(line[name.len() + 1..].trim_ascii());
         }
     }
@@ -291,7 +335,10 @@ mod tests {
         assert_eq!(files.len(), 1);
         assert_eq!(files[0].0, b"cards.csv");
         assert_eq!(files[0].1, b"n,4111 1111 1111 1111");
-        assert_eq!(multipart_boundary(b"multipart/form-data; boundary=\"XyZ\""), Some(&b"XyZ"[..]));
+        assert_eq!(
+            multipart_boundary(b"multipart/form-data; boundary=\"XyZ\""),
+            Some(&b"XyZ"[..])
+        );
         assert_eq!(multipart_boundary(b"text/plain"), None);
     }
 
@@ -313,7 +360,10 @@ mod tests {
         let mut out = Vec::new();
         blocked_download(&mut out, "Q3 report.docx", "files", "", 7, true, true);
         let text = String::from_utf8(out).unwrap();
-        assert!(text.contains("filename=\"Q3 report.docx.blocked.txt\""), "{text}");
+        assert!(
+            text.contains("filename=\"Q3 report.docx.blocked.txt\""),
+            "{text}"
+        );
         assert!(text.contains("Download restricted"));
     }
 }

@@ -11,6 +11,7 @@
 pub mod detect;
 pub mod file;
 pub mod flow;
+pub mod phase;
 
 use std::borrow::Cow;
 use std::rc::Rc;
@@ -90,7 +91,11 @@ impl Inspector {
             for m in ac.find_iter(text) {
                 per[m.pattern().as_usize()] += 1;
             }
-            if let Some((i, n)) = per.iter().enumerate().find(|(_, n)| **n >= self.min_matches) {
+            if let Some((i, n)) = per
+                .iter()
+                .enumerate()
+                .find(|(_, n)| **n >= self.min_matches)
+            {
                 found.push(format!("keyword#{}={n}", i + 1));
             }
         }
@@ -134,14 +139,22 @@ impl SessionRule {
             .iter()
             .rposition(|b| *b == b'.')
             .map_or(&b""[..], |i| &name[i + 1..]);
-        (f.names.is_empty() || f.names.iter().any(|g| glob_matches(g.as_bytes(), name, true)))
-            && (f.extensions.is_empty() || f.extensions.iter().any(|e| e.as_bytes().eq_ignore_ascii_case(ext)))
+        (f.names.is_empty()
+            || f.names
+                .iter()
+                .any(|g| glob_matches(g.as_bytes(), name, true)))
+            && (f.extensions.is_empty()
+                || f.extensions
+                    .iter()
+                    .any(|e| e.as_bytes().eq_ignore_ascii_case(ext)))
             && size.is_none_or(|s| s >= f.min_size && (f.max_size == 0 || s <= f.max_size))
     }
 
     /// Bytes of a file held for this rule.
     fn hold_limit(&self) -> u64 {
-        self.inspector.as_ref().map_or(DEFAULT_MAX_BYTES, |i| i.max_bytes)
+        self.inspector
+            .as_ref()
+            .map_or(DEFAULT_MAX_BYTES, |i| i.max_bytes)
     }
 }
 
@@ -249,7 +262,10 @@ impl SessionTable {
 
     /// The first matching monitor rule (activities are logged under it).
     pub fn monitor_rule(&self, matched: &[u32]) -> Option<u32> {
-        matched.iter().copied().find(|&i| self.rule(i).control == Control::Monitor)
+        matched
+            .iter()
+            .copied()
+            .find(|&i| self.rule(i).control == Control::Monitor)
     }
 
     /// The rule blocking activity `name`, if any.
@@ -268,7 +284,13 @@ impl SessionTable {
     /// How many bytes of a file to hold so every candidate rule of
     /// `control` can decide; `None`: no rule can match from what the
     /// headers say, or none needs the bytes (decide without holding).
-    pub fn hold_limit(&self, matched: &[u32], control: Control, name: &[u8], size: Option<u64>) -> Option<u64> {
+    pub fn hold_limit(
+        &self,
+        matched: &[u32],
+        control: Control,
+        name: &[u8],
+        size: Option<u64>,
+    ) -> Option<u64> {
         matched
             .iter()
             .map(|&i| self.rule(i))
@@ -280,7 +302,13 @@ impl SessionTable {
 
     /// Whether any rule of `control` may match a file with this name and
     /// size (before looking at its bytes).
-    pub fn may_match(&self, matched: &[u32], control: Control, name: &[u8], size: Option<u64>) -> bool {
+    pub fn may_match(
+        &self,
+        matched: &[u32],
+        control: Control,
+        name: &[u8],
+        size: Option<u64>,
+    ) -> bool {
         matched
             .iter()
             .map(|&i| self.rule(i))
@@ -301,13 +329,21 @@ impl SessionTable {
             if r.control != control || !r.header_filters_match(f.name, size) {
                 continue;
             }
-            if let Some((e, content)) = f.content.map(|c| (examined.get_or_insert_with(|| file::examine(c, r.hold_limit())), c)) {
+            if let Some((e, content)) = f.content.map(|c| {
+                (
+                    examined.get_or_insert_with(|| file::examine(c, r.hold_limit())),
+                    c,
+                )
+            }) {
                 let t = e.file_type.unwrap_or(file::FileType::Unknown);
                 if !r.file.types.is_empty() && !r.file.types.iter().any(|n| t.is(n)) {
                     continue;
                 }
                 if !r.file.labels.is_empty()
-                    && !e.label.as_ref().is_some_and(|l| r.file.labels.iter().any(|w| w.eq_ignore_ascii_case(l)))
+                    && !e
+                        .label
+                        .as_ref()
+                        .is_some_and(|l| r.file.labels.iter().any(|w| w.eq_ignore_ascii_case(l)))
                 {
                     continue;
                 }
@@ -319,7 +355,9 @@ impl SessionTable {
                     let result = match t {
                         Err(u) => Err(*u),
                         Ok(None) => Ok(None),
-                        Ok(Some(text)) if text.len() as u64 > ins.max_chars => Err(Uninspectable::TooManyCharacters),
+                        Ok(Some(text)) if text.len() as u64 > ins.max_chars => {
+                            Err(Uninspectable::TooManyCharacters)
+                        }
                         Ok(Some(text)) if content.len() as u64 > ins.max_bytes => {
                             let _ = text;
                             Err(Uninspectable::TooBig)
@@ -369,7 +407,8 @@ impl SessionTable {
 
     /// The notice cookie value for `binding` (the session) under `app`.
     pub fn seal_notice(&self, app: &str, binding: &str) -> Option<String> {
-        self.notice_sealer.seal(binding.as_bytes(), format!("notice:{app}").as_bytes())
+        self.notice_sealer
+            .seal(binding.as_bytes(), format!("notice:{app}").as_bytes())
     }
 
     /// True when `cookie` acknowledges the notice for this session.
@@ -383,7 +422,11 @@ impl SessionTable {
 /// The custom activity a request is, by the app's profile (method, path
 /// glob, query marker; the body marker is checked by the caller with the
 /// body at hand). Returns indices of candidates needing the body too.
-pub fn custom_activity<'p>(profile: &'p AppProfile, method: &[u8], target: &[u8]) -> impl Iterator<Item = &'p palisade_schema::session::CustomActivity> + 'p {
+pub fn custom_activity<'p>(
+    profile: &'p AppProfile,
+    method: &[u8],
+    target: &[u8],
+) -> impl Iterator<Item = &'p palisade_schema::session::CustomActivity> + 'p {
     let (path, query) = match memchr::memchr(b'?', target) {
         Some(q) => (&target[..q], &target[q + 1..]),
         None => (target, &b""[..]),
@@ -392,14 +435,17 @@ pub fn custom_activity<'p>(profile: &'p AppProfile, method: &[u8], target: &[u8]
     profile.activities.iter().filter(move |a| {
         (a.method.is_empty() || a.method.as_bytes() == method.as_slice())
             && glob_matches(a.path.as_bytes(), &path, false)
-            && (a.query_contains.is_empty() || memchr::memmem::find(&query, a.query_contains.as_bytes()).is_some())
+            && (a.query_contains.is_empty()
+                || memchr::memmem::find(&query, a.query_contains.as_bytes()).is_some())
     })
 }
 
 /// Whether `target`'s path matches one of `globs`.
 pub fn path_matches(globs: &[String], target: &[u8]) -> bool {
     let path = target.split(|b| *b == b'?').next().unwrap_or(b"");
-    globs.iter().any(|g| glob_matches(g.as_bytes(), path, false))
+    globs
+        .iter()
+        .any(|g| glob_matches(g.as_bytes(), path, false))
 }
 
 /// The last path segment of a request target (a file name for PUT
