@@ -11,6 +11,7 @@ pub mod mmdb;
 pub mod origin;
 pub mod policies;
 pub mod procs;
+pub mod samples;
 pub mod scenario;
 pub mod tls;
 pub mod websocket;

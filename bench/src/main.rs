@@ -19,8 +19,9 @@ enum Command {
     /// Run a named scenario against its own data plane and origin:
     /// small-page, dense-page, download, hot-swap, tls-handshake (new TLS
     /// connection per request, full and resumed), policy-heavy (1,000
-    /// access policies and 100,000 IP ranges vs none), idle-conns, logging
-    /// (small-page with logging on and off).
+    /// access policies and 100,000 IP ranges vs none), session-download (a
+    /// 100 MB attachment under session policies that do not inspect it vs
+    /// no policy), idle-conns, logging (small-page with logging on and off).
     Scenario {
         name: String,
         /// Connections (idle-conns: 10,000 by default; load scenarios: 50).

@@ -601,6 +601,23 @@ pub fn demo_app_with_hosts(domain: &str, default_hosts: usize) -> Handler {
                     body: json.to_string().into_bytes(),
                 }
             }
+            p if p.starts_with("/samples/") => {
+                let name = &p["/samples/".len()..];
+                match crate::samples::named(name) {
+                    Some(body) => Reply::Full {
+                        status: 200,
+                        headers: vec![
+                            ("Content-Type".into(), file_kind(name).0.into()),
+                            (
+                                "Content-Disposition".into(),
+                                format!("attachment; filename=\"{name}\""),
+                            ),
+                        ],
+                        body,
+                    },
+                    None => Reply::text(404, "no such sample"),
+                }
+            }
             p if p.starts_with("/files/") => {
                 let name = &p["/files/".len()..];
                 let size = query

@@ -12,6 +12,7 @@ pub mod commands;
 pub mod ingest;
 pub mod logcli;
 pub mod logstore;
+pub mod protect;
 pub mod server;
 pub mod socket;
 pub mod state;

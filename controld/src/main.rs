@@ -194,6 +194,23 @@ enum Command {
         /// Policy source (TOML).
         policy: PathBuf,
     },
+    /// Make an `age` identity for protected downloads (written 0600) and
+    /// print its recipient for a session policy's `recipients`.
+    ProtectKey {
+        /// Identity file to create.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Decrypt a file a session policy protected (`<name>.age`) with an
+    /// identity from `protect-key`; writes the original to stdout or -o.
+    Unprotect {
+        #[arg(long)]
+        identity: PathBuf,
+        /// The protected file.
+        file: PathBuf,
+        #[arg(short = 'o', long = "output")]
+        output: Option<PathBuf>,
+    },
     /// Certificates: a local CA, one certificate per app of a policy, and
     /// client certificates for managed devices.
     Certs {
@@ -459,6 +476,20 @@ fn run(cli: Cli) -> Result<(), String> {
                 )
             }),
         },
+        Command::ProtectKey { out } => palisade_controld::protect::make_identity(&out).map(|r| {
+            println!("{r}");
+        }),
+        Command::Unprotect {
+            identity,
+            file,
+            output,
+        } => palisade_controld::protect::decrypt(&identity, &file).and_then(|plain| {
+            match output {
+                Some(o) => std::fs::write(&o, plain).map_err(|e| format!("{}: {e}", o.display())),
+                None => std::io::Write::write_all(&mut std::io::stdout(), &plain)
+                    .map_err(|e| e.to_string()),
+            }
+        }),
         Command::Validate { policy } => {
             commands::validate(&policy).map(|p| println!("{}", commands::summary(&p)))
         }

@@ -8,79 +8,13 @@
 mod support;
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 
 use support::https::{self, Response};
 use support::{Env, Origin, OriginConfig, Proc, Reply, Request};
 
-const CARD: &str = "4111 1111 1111 1111";
-/// One digit off: fails the Luhn check.
-const NOT_A_CARD: &str = "4111 1111 1111 1112";
-
-/// A zip archive of `(name, content)` entries, deflated.
-fn zip_of(entries: &[(&str, &str)]) -> Vec<u8> {
-    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let options = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Deflated);
-    for (name, content) in entries {
-        w.start_file(*name, options).expect("zip entry");
-        w.write_all(content.as_bytes()).expect("zip write");
-    }
-    w.finish().expect("zip finish").into_inner()
-}
-
-const CONTENT_TYPES: &str = r#"<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"/>"#;
-
-fn docx(text: &str) -> Vec<u8> {
-    let body = format!(
-        r#"<w:document><w:body><w:p><w:r><w:t>Quarterly figures</w:t></w:r></w:p><w:p><w:r><w:t>{text}</w:t></w:r></w:p></w:body></w:document>"#
-    );
-    zip_of(&[
-        ("[Content_Types].xml", CONTENT_TYPES),
-        ("word/document.xml", &body),
-    ])
-}
-
-fn custom_props(label: &str) -> String {
-    format!(
-        r#"<Properties><property fmtid="{{D5CDD505}}" pid="2" name="MSIP_Label_0f1e2d3c-aaaa_Enabled"><vt:lpwstr>true</vt:lpwstr></property><property fmtid="{{D5CDD505}}" pid="3" name="MSIP_Label_0f1e2d3c-aaaa_Name"><vt:lpwstr>{label}</vt:lpwstr></property></Properties>"#
-    )
-}
-
-fn xlsx(label: Option<&str>) -> Vec<u8> {
-    let props = label.map(custom_props);
-    let mut entries = vec![
-        ("[Content_Types].xml", CONTENT_TYPES),
-        ("xl/workbook.xml", "<workbook/>"),
-        ("xl/sharedStrings.xml", "<sst><si><t>budget</t></si></sst>"),
-    ];
-    if let Some(p) = &props {
-        entries.push(("docProps/custom.xml", p));
-    }
-    zip_of(&entries)
-}
-
-fn pdf(label: &str) -> Vec<u8> {
-    format!("%PDF-1.7\n1 0 obj << /Title (Plan) /MSIP_Label_77aa_Enabled (true) /MSIP_Label_77aa_Name ({label}) >> endobj\ntrailer << /Info 1 0 R >>\n%%EOF\n").into_bytes()
-}
-
-/// What an encrypted OOXML document looks like: an OLE compound file
-/// holding an `EncryptedPackage` stream.
-fn encrypted_docx() -> Vec<u8> {
-    let mut v = vec![0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1];
-    v.resize(512, 0);
-    v.extend("EncryptedPackage".bytes().flat_map(|b| [b, 0]));
-    v.resize(2048, 0xAB);
-    v
-}
-
-fn executable() -> Vec<u8> {
-    let mut v = b"MZ\x90\x00\x03\x00\x00\x00".to_vec();
-    v.extend((0..4096u32).map(|i| (i * 7 % 256) as u8));
-    v
-}
+use palisade_bench::samples::{docx, encrypted_docx, executable, pdf, xlsx, CARD, NOT_A_CARD};
 
 /// The files the origin serves under `/files/<name>` as attachments.
 fn files() -> HashMap<String, Vec<u8>> {
@@ -88,8 +22,8 @@ fn files() -> HashMap<String, Vec<u8>> {
     let mut put = |name: &str, bytes: Vec<u8>| {
         f.insert(name.to_string(), bytes);
     };
-    put("cards.docx", docx(&format!("Card on file: {CARD}")));
-    put("cards-clean.docx", docx("No numbers here"));
+    put("cards.docx", docx(&format!("Card on file: {CARD}"), None));
+    put("cards-clean.docx", docx("No numbers here", None));
     put(
         "cards.csv",
         format!("name,card\nalice,{CARD}\n").into_bytes(),

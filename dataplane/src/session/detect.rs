@@ -38,10 +38,12 @@ impl Counts {
 /// Counts every built-in detector's matches in `text`.
 pub fn scan(text: &[u8]) -> Counts {
     let mut c = Counts::default();
-    let mut i = 0;
-    while let Some(d) = next_digit(text, i) {
-        i = examine(text, d, &mut c);
-    }
+    let mut resume = 0;
+    for_each_run_start(text, |d| {
+        if d >= resume {
+            resume = examine(text, d, &mut c);
+        }
+    });
     for prefix in [&b"AKIA"[..], b"ASIA"] {
         for at in memmem::find_iter(text, prefix) {
             if is_aws_key(text, at) {
@@ -57,6 +59,59 @@ pub fn scan(text: &[u8]) -> Counts {
         }
     }
     c
+}
+
+/// Calls `f` with the position of every digit that starts a run of
+/// digits, in order.
+#[inline]
+pub fn for_each_run_start(text: &[u8], f: impl FnMut(usize)) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        run_starts_sse2(text, f)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        run_starts_scalar(text, 0, false, f)
+    }
+}
+
+/// From `from` on; `after_digit`: the byte before `from` is a digit.
+pub fn run_starts_scalar(text: &[u8], from: usize, mut after_digit: bool, mut f: impl FnMut(usize)) {
+    for (i, b) in text.iter().enumerate().skip(from) {
+        let digit = b.is_ascii_digit();
+        if digit && !after_digit {
+            f(i);
+        }
+        after_digit = digit;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn run_starts_sse2(text: &[u8], mut f: impl FnMut(usize)) {
+    use std::arch::x86_64::*;
+    let mut i = 0;
+    // Bit 0: the last byte of the previous block was a digit.
+    let mut carry = 0u32;
+    // SAFETY: SSE2 is part of the x86_64 baseline; every load reads
+    // `text[i..i + 16]`, kept in bounds by the loop condition; `loadu`
+    // needs no alignment.
+    unsafe {
+        let zero = _mm_set1_epi8(b'0' as i8);
+        let nine = _mm_set1_epi8(9);
+        while i + 16 <= text.len() {
+            let v = _mm_loadu_si128(text.as_ptr().add(i) as *const __m128i);
+            let d = _mm_sub_epi8(v, zero);
+            let mask = _mm_movemask_epi8(_mm_cmpeq_epi8(_mm_min_epu8(d, nine), d)) as u32;
+            let mut starts = mask & !((mask << 1) | carry);
+            while starts != 0 {
+                f(i + starts.trailing_zeros() as usize);
+                starts &= starts - 1;
+            }
+            carry = (mask >> 15) & 1;
+            i += 16;
+        }
+    }
+    run_starts_scalar(text, i, carry == 1, f)
 }
 
 /// The position of the first ASCII digit at or after `from`.
@@ -123,13 +178,23 @@ fn examine(text: &[u8], d: usize, c: &mut Counts) -> usize {
     if d > 0 && is_word(text[d - 1]) {
         return run_end;
     }
+    // Most runs are short numbers in prose ("2024", "$350"): only a run
+    // long enough for a card, or one continued after a single separator
+    // (a grouped card or an SSN), can match.
+    let continued = matches!(text.get(run_end), Some(b' ' | b'-'))
+        && text.get(run_end + 1).is_some_and(u8::is_ascii_digit);
+    if !continued && run_end - d < 13 {
+        return run_end;
+    }
     if let Some(end) = ssn_at(text, d) {
         c.ssn += 1;
         return end;
     }
-    if let Some(end) = card_at(text, d) {
-        c.credit_card += 1;
-        return end;
+    if matches!(text[d], b'2'..=b'6') {
+        if let Some(end) = card_at(text, d) {
+            c.credit_card += 1;
+            return end;
+        }
     }
     run_end
 }
@@ -342,6 +407,15 @@ mod tests {
         #[test]
         fn simd_digit_search_matches_scalar(text in proptest::collection::vec(prop_oneof![Just(b'0'), Just(b'9'), Just(b'a'), Just(b' '), Just(b'/'), Just(b':'), any::<u8>()], 0..200), from in 0usize..220) {
             prop_assert_eq!(next_digit(&text, from), next_digit_scalar(&text, from));
+        }
+
+        #[test]
+        fn simd_run_starts_match_scalar(text in proptest::collection::vec(prop_oneof![Just(b'0'), Just(b'9'), Just(b'a'), Just(b' '), any::<u8>()], 0..200)) {
+            let mut fast = Vec::new();
+            for_each_run_start(&text, |d| fast.push(d));
+            let mut slow = Vec::new();
+            run_starts_scalar(&text, 0, false, |d| slow.push(d));
+            prop_assert_eq!(fast, slow);
         }
 
         #[test]
