@@ -41,7 +41,10 @@ pub fn docx(text: &str, label: Option<&str>) -> Vec<u8> {
         r#"<w:document><w:body><w:p><w:r><w:t>Quarterly figures</w:t></w:r></w:p><w:p><w:r><w:t>{text}</w:t></w:r></w:p></w:body></w:document>"#
     );
     let props = label.map(custom_props);
-    let mut entries = vec![("[Content_Types].xml", CONTENT_TYPES), ("word/document.xml", body.as_str())];
+    let mut entries = vec![
+        ("[Content_Types].xml", CONTENT_TYPES),
+        ("word/document.xml", body.as_str()),
+    ];
     if let Some(p) = &props {
         entries.push(("docProps/custom.xml", p));
     }

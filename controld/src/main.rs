@@ -483,11 +483,10 @@ fn run(cli: Cli) -> Result<(), String> {
             identity,
             file,
             output,
-        } => palisade_controld::protect::decrypt(&identity, &file).and_then(|plain| {
-            match output {
-                Some(o) => std::fs::write(&o, plain).map_err(|e| format!("{}: {e}", o.display())),
-                None => std::io::Write::write_all(&mut std::io::stdout(), &plain)
-                    .map_err(|e| e.to_string()),
+        } => palisade_controld::protect::decrypt(&identity, &file).and_then(|plain| match output {
+            Some(o) => std::fs::write(&o, plain).map_err(|e| format!("{}: {e}", o.display())),
+            None => {
+                std::io::Write::write_all(&mut std::io::stdout(), &plain).map_err(|e| e.to_string())
             }
         }),
         Command::Validate { policy } => {

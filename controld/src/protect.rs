@@ -23,7 +23,8 @@ pub fn make_identity(out: &Path) -> Result<String, String> {
         .mode(0o600)
         .open(out)
         .map_err(|e| format!("{}: {e}", out.display()))?;
-    writeln!(f, "# recipient: {recipient}\n{secret}").map_err(|e| format!("{}: {e}", out.display()))?;
+    writeln!(f, "# recipient: {recipient}\n{secret}")
+        .map_err(|e| format!("{}: {e}", out.display()))?;
     Ok(recipient)
 }
 

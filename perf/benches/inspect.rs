@@ -13,9 +13,30 @@ use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughpu
 use palisade_dataplane::session::detect;
 
 const WORDS: [&str; 24] = [
-    "the", "quarterly", "report", "shows", "revenue", "growth", "in", "our", "regional",
-    "offices", "and", "customers", "renewed", "their", "contracts", "before", "the", "deadline",
-    "while", "support", "tickets", "fell", "sharply", "overall",
+    "the",
+    "quarterly",
+    "report",
+    "shows",
+    "revenue",
+    "growth",
+    "in",
+    "our",
+    "regional",
+    "offices",
+    "and",
+    "customers",
+    "renewed",
+    "their",
+    "contracts",
+    "before",
+    "the",
+    "deadline",
+    "while",
+    "support",
+    "tickets",
+    "fell",
+    "sharply",
+    "overall",
 ];
 
 fn corpus(size: usize) -> Vec<u8> {
@@ -40,8 +61,8 @@ fn corpus(size: usize) -> Vec<u8> {
             _ => WORDS[(r >> 8) as usize % WORDS.len()].to_string(),
         };
         out.extend_from_slice(token.as_bytes());
-        out.push(if n % 15 == 0 { b'\n' } else { b' ' });
-        if n % 40_000 == 0 {
+        out.push(if n.is_multiple_of(15) { b'\n' } else { b' ' });
+        if n.is_multiple_of(40_000) {
             out.extend_from_slice(b"card 4111 1111 1111 1111, ssn 123-45-6789, iban GB82 WEST 1234 5698 7654 32, key AKIAIOSFODNN7EXAMPLE\n");
         }
     }
@@ -70,9 +91,18 @@ impl Naive {
     }
 
     fn scan(&self, text: &[u8]) -> u32 {
-        let digits = |m: &[u8]| m.iter().filter(|b| b.is_ascii_digit()).copied().collect::<Vec<u8>>();
+        let digits = |m: &[u8]| {
+            m.iter()
+                .filter(|b| b.is_ascii_digit())
+                .copied()
+                .collect::<Vec<u8>>()
+        };
         let mut n = 0;
-        n += self.card.find_iter(text).filter(|m| detect::luhn_valid(&digits(m.as_bytes()))).count();
+        n += self
+            .card
+            .find_iter(text)
+            .filter(|m| detect::luhn_valid(&digits(m.as_bytes())))
+            .count();
         n += self.ssn.find_iter(text).count();
         n += self.iban.find_iter(text).count();
         n += self.aws.find_iter(text).count();

@@ -76,7 +76,12 @@ pub fn for_each_run_start(text: &[u8], f: impl FnMut(usize)) {
 }
 
 /// From `from` on; `after_digit`: the byte before `from` is a digit.
-pub fn run_starts_scalar(text: &[u8], from: usize, mut after_digit: bool, mut f: impl FnMut(usize)) {
+pub fn run_starts_scalar(
+    text: &[u8],
+    from: usize,
+    mut after_digit: bool,
+    mut f: impl FnMut(usize),
+) {
     for (i, b) in text.iter().enumerate().skip(from) {
         let digit = b.is_ascii_digit();
         if digit && !after_digit {
