@@ -104,6 +104,28 @@ fn origin(files: Arc<HashMap<String, Vec<u8>>>) -> Origin {
                 }
                 return Reply::text(404, "no such file");
             }
+            if let Some(name) = path.strip_prefix("/gz/") {
+                // The same files gzip-encoded, as apps send text.
+                let mut gz =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+                std::io::Write::write_all(
+                    &mut gz,
+                    files.get(name).map_or(&[][..], |f| f.as_slice()),
+                )
+                .expect("gzip");
+                return Reply::Full {
+                    status: 200,
+                    headers: vec![
+                        ("Content-Type".into(), "application/octet-stream".into()),
+                        ("Content-Encoding".into(), "gzip".into()),
+                        (
+                            "Content-Disposition".into(),
+                            format!("attachment; filename=\"{name}\""),
+                        ),
+                    ],
+                    body: gz.finish().expect("gzip"),
+                };
+            }
             if let Some(name) = path.strip_prefix("/export/") {
                 // A download recognized by the app profile's path only.
                 return Reply::Full {
@@ -374,6 +396,35 @@ fn downloads_are_blocked_protected_or_audited_by_file_and_content() {
     );
     assert_untouched(&rig, &rig.download("plain.xlsx"), "plain.xlsx");
 
+    // Content-encoded downloads are inspected and protected decoded.
+    assert_blocked(
+        &rig.get("/gz/cards.csv", "Accept-Encoding: gzip\r\n"),
+        "cards.csv",
+    );
+    let r = rig.get("/gz/report.xlsx", "Accept-Encoding: gzip\r\n");
+    assert!(
+        disposition(&r).contains("filename=\"report.xlsx.age\""),
+        "{r:?}"
+    );
+    assert_eq!(r.header("content-encoding"), None);
+    assert_eq!(
+        age::decrypt(&rig.identity, &r.bytes).expect("decrypts"),
+        rig.files["report.xlsx"]
+    );
+    // A byte range cannot slip a controlled file past inspection: the app
+    // is asked for the whole file.
+    assert_blocked(
+        &rig.get("/files/cards.csv", "Range: bytes=0-3\r\n"),
+        "cards.csv",
+    );
+    assert!(
+        rig.origin
+            .requests()
+            .iter()
+            .all(|r| r.header("range").is_none()),
+        "a Range reached the app"
+    );
+
     // Type filter from magic bytes (the name says nothing).
     assert_blocked(&rig.download("tool.bin"), "tool.bin");
     // Extension filter with audit: through untouched, logged.
@@ -384,7 +435,7 @@ fn downloads_are_blocked_protected_or_audited_by_file_and_content() {
     let r = rig.get("/export/cards-invalid.csv", "");
     assert_eq!(r.bytes, rig.files["cards-invalid.csv"]);
 
-    let records = rig.activities(10);
+    let records = rig.activities(15);
     let rec = record_of(&records, "download", "cards.docx");
     assert_eq!(rec["action"], "block");
     assert_eq!(rec["policy"], "cards-blocked");
@@ -564,7 +615,22 @@ fn uploads_with_card_numbers_are_refused_before_the_app_sees_them() {
     assert_eq!(https::read_response(&mut conn).status, 200);
     assert!(rig.origin_saw("/after") && !rig.origin_saw("/put/a.csv"));
 
-    let records = rig.activities(4);
+    // A client that waits for 100 Continue gets it before its body is
+    // held for inspection (once).
+    let mut conn = TcpStream::connect(rig.addr).expect("connect");
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("timeout");
+    https::send(&mut conn, &format!(
+        "PUT /put/e.csv HTTP/1.1\r\nHost: demo.test.proxy.test\r\nContent-Length: {}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
+        CARD.len()
+    ));
+    let mut interim = [0u8; 25];
+    std::io::Read::read_exact(&mut conn, &mut interim).expect("100 Continue before the body");
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    https::send(&mut conn, CARD);
+    assert_eq!(https::read_response(&mut conn).status, 403);
+
+    let records = rig.activities(5);
     let rec = record_of(&records, "upload", "payroll.csv");
     assert_eq!(
         (rec["action"].as_str(), rec["policy"].as_str()),

@@ -207,6 +207,12 @@ pub async fn serve_connection(core: Rc<Core>, stream: ClientIo, peer: SocketAddr
         let outcome = match verdict {
             Gate::Pass(a) => {
                 admitted = a;
+                if routes.session.controls(
+                    &admitted.session_rules,
+                    palisade_schema::session::Control::Download,
+                ) {
+                    crate::session::flow::neutralize_ranges(&mut upstream_head);
+                }
                 exchange(
                     &core,
                     &routes,
@@ -413,6 +419,8 @@ async fn exchange(
     // Phase 6 (request side): custom activities and upload control.
     let session_on = !admitted.session_rules.is_empty() || !route.profile.activities.is_empty();
     let mut note = None;
+    // Set when session control asked for the body (100 Continue sent).
+    let mut continued = false;
     if session_on {
         use crate::session::phase::{before_upstream, BeforeUpstream};
         let decided = before_upstream(
@@ -425,6 +433,7 @@ async fn exchange(
             request_id,
             scratch,
             &mut note,
+            &mut continued,
         )
         .await;
         if let BeforeUpstream::Refused { status, body_read } = decided {
@@ -460,7 +469,7 @@ async fn exchange(
             },
         };
         let result = async {
-            if req.expect_continue && !body_sent {
+            if req.expect_continue && !body_sent && !continued {
                 // The app is reachable: ask the client for its body
                 // (RFC 9110 §10.1.1). Expect itself is not forwarded.
                 client

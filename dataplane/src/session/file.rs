@@ -69,7 +69,7 @@ pub enum Uninspectable {
     TooManyCharacters,
     Encrypted,
     Corrupt,
-    /// Content-Encoding the inspector does not undo.
+    /// A content coding the inspector does not undo (unknown, stacked).
     Encoded,
 }
 
@@ -355,6 +355,38 @@ fn push_unescaped(text: &[u8], out: &mut Vec<u8>) {
         rest = &tail[len..];
     }
     out.extend_from_slice(rest);
+}
+
+/// Undoes a response's content coding, at most `max` decoded bytes (a
+/// decompression bomb stops there).
+pub fn decode_bounded(
+    coding: crate::rewrite::codec::Coding,
+    bytes: &[u8],
+    max: u64,
+) -> Result<Vec<u8>, Uninspectable> {
+    use crate::rewrite::codec::Coding;
+    let reader: Box<dyn Read + '_> = match coding {
+        Coding::Gzip => Box::new(flate2::read::MultiGzDecoder::new(bytes)),
+        // HTTP "deflate" is zlib-wrapped (RFC 9110 §8.4.1.2); some servers
+        // send raw deflate: a zlib stream starts with CMF 0x78.
+        Coding::Deflate if bytes.first() == Some(&0x78) => {
+            Box::new(flate2::read::ZlibDecoder::new(bytes))
+        }
+        Coding::Deflate => Box::new(flate2::read::DeflateDecoder::new(bytes)),
+        Coding::Br => Box::new(brotli::Decompressor::new(bytes, 4096)),
+        Coding::Zstd => {
+            Box::new(zstd::stream::read::Decoder::new(bytes).map_err(|_| Uninspectable::Corrupt)?)
+        }
+    };
+    let mut out = Vec::new();
+    reader
+        .take(max + 1)
+        .read_to_end(&mut out)
+        .map_err(|_| Uninspectable::Corrupt)?;
+    if out.len() as u64 > max {
+        return Err(Uninspectable::TooBig);
+    }
+    Ok(out)
 }
 
 /// The text to inspect: OOXML text, or the bytes of a text file;

@@ -158,19 +158,51 @@ pub fn blocked_download(
     }
 }
 
-/// The head of a protected download (`<name>.age`, chunked or until
-/// close); the body follows through [`Protect`].
-pub fn protected_head(out: &mut Vec<u8>, name: &str, chunked: bool) {
+/// How a protected download's body is delimited.
+pub enum ProtectedFraming {
+    Length(usize),
+    Chunked,
+    UntilClose,
+}
+
+/// The head of a protected download (`<name>.age`); the body follows
+/// through [`Protect`].
+pub fn protected_head(out: &mut Vec<u8>, name: &str, framing: ProtectedFraming, keep_alive: bool) {
     let file = if name.is_empty() { "download" } else { name };
+    let framing = match framing {
+        ProtectedFraming::Length(n) => format!("Content-Length: {n}\r\n"),
+        ProtectedFraming::Chunked => "Transfer-Encoding: chunked\r\n".into(),
+        ProtectedFraming::UntilClose => String::new(),
+    };
     out.clear();
     out.extend_from_slice(
         format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Disposition: {}\r\nCache-Control: no-store\r\nX-Palisade-Session: protected\r\n{}\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Disposition: {}\r\nCache-Control: no-store\r\nX-Palisade-Session: protected\r\n{framing}{}\r\n",
             disposition(&format!("{file}.age")),
-            if chunked { "Transfer-Encoding: chunked\r\n" } else { "Connection: close\r\n" }
+            if keep_alive { "" } else { "Connection: close\r\n" }
         )
         .as_bytes(),
     );
+}
+
+/// Renames `Range` and `If-Range` fields of a request head in place (same
+/// length, so recorded offsets stay valid): a download under control is
+/// always fetched whole, or a byte range could slip past inspection.
+pub fn neutralize_ranges(head: &mut [u8]) {
+    let mut at = match memchr::memchr(b'\n', head) {
+        Some(i) => i + 1,
+        None => return,
+    };
+    while at < head.len() {
+        let end = memchr::memchr(b'\n', &head[at..]).map_or(head.len(), |i| at + i + 1);
+        let line = &head[at..end];
+        if line.len() > 6 && line[..6].eq_ignore_ascii_case(b"range:") {
+            head[at..at + 5].copy_from_slice(b"X-Rng");
+        } else if line.len() > 9 && line[..9].eq_ignore_ascii_case(b"if-range:") {
+            head[at..at + 8].copy_from_slice(b"X-If-Rng");
+        }
+        at = end;
+    }
 }
 
 /// A writer appending to a shared buffer (the encryptor owns its writer;
@@ -353,6 +385,15 @@ mod tests {
         }
         p.finish(&mut out).unwrap();
         assert_eq!(age::decrypt(&id, &out).unwrap(), data);
+    }
+
+    #[test]
+    fn ranges_are_renamed_in_place() {
+        let mut head = b"GET /f HTTP/1.1\r\nHost: a\r\nrange: bytes=0-9\r\nIf-Range: x\r\nX-Range-Like: y\r\n\r\n".to_vec();
+        let len = head.len();
+        neutralize_ranges(&mut head);
+        assert_eq!(head.len(), len);
+        assert_eq!(head, b"GET /f HTTP/1.1\r\nHost: a\r\nX-Rng: bytes=0-9\r\nX-If-Rng: x\r\nX-Range-Like: y\r\n\r\n".to_vec());
     }
 
     #[test]

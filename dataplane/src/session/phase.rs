@@ -124,6 +124,7 @@ pub async fn before_upstream(
     request_id: u64,
     out: &mut Vec<u8>,
     note: &mut Option<ActivityNote>,
+    continued: &mut bool,
 ) -> BeforeUpstream {
     let route = &routes.apps[req.app];
     let rules = &admitted.session_rules;
@@ -139,6 +140,9 @@ pub async fn before_upstream(
                     continue;
                 };
                 if n > MAX_MARKER_BODY {
+                    continue;
+                }
+                if !ask_for_body(client, req, continued).await {
                     continue;
                 }
                 match flow::hold_body(client, req.framing, MAX_MARKER_BODY, timeout).await {
@@ -206,6 +210,12 @@ pub async fn before_upstream(
         })
         .max()
         .unwrap_or(palisade_schema::session::DEFAULT_MAX_BYTES);
+    if !ask_for_body(client, req, continued).await {
+        return BeforeUpstream::Refused {
+            status: 400,
+            body_read: false,
+        };
+    }
     let held = match flow::hold_body(client, req.framing, limit, timeout).await {
         Ok(h) => h,
         Err(e) => {
@@ -297,6 +307,27 @@ pub async fn before_upstream(
         }
         _ => BeforeUpstream::Forward,
     }
+}
+
+/// A client that sent `Expect: 100-continue` waits for the go-ahead before
+/// its body (RFC 9110 §10.1.1): give it once before holding the body.
+/// False when the client is gone.
+async fn ask_for_body(
+    client: &mut Inbound<ClientStream>,
+    req: &RequestInfo,
+    continued: &mut bool,
+) -> bool {
+    use futures_lite::AsyncWriteExt;
+    if !req.expect_continue || *continued {
+        return true;
+    }
+    *continued = true;
+    client
+        .stream
+        .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+        .await
+        .is_ok()
+        && client.stream.flush().await.is_ok()
 }
 
 fn refused(client: &mut Inbound<ClientStream>, req: &RequestInfo) -> BeforeUpstream {
@@ -403,13 +434,29 @@ pub async fn on_response(
         ));
         return Ok(OnResponse::Relay);
     }
-    let encoded = flow::header(out, b"content-encoding")
-        .is_some_and(|v| !v.eq_ignore_ascii_case(b"identity"));
-    let mut held = None;
-    if let Some(limit) = routes
+    // The app's content coding: a held file is inspected (and protected)
+    // decoded.
+    let coding = match &resp.rewrite {
+        Some(plan) => Ok(plan.from),
+        None => crate::rewrite::codec::response_coding(
+            flow::header(out, b"content-encoding").into_iter(),
+        ),
+    };
+    let encoded = !matches!(coding, Ok(None));
+    let mut limit = routes
         .session
-        .hold_limit(rules, Control::Download, &name, size)
-    {
+        .hold_limit(rules, Control::Download, &name, size);
+    if encoded {
+        // Protecting means encrypting the decoded file: hold it even when
+        // no policy needs its bytes to decide.
+        limit = Some(
+            limit
+                .unwrap_or(0)
+                .max(palisade_schema::session::DEFAULT_MAX_BYTES),
+        );
+    }
+    let mut held = None;
+    if let Some(limit) = limit {
         held = Some(
             flow::hold_body(up, resp.upstream_framing, limit, core.limits.body_timeout)
                 .await
@@ -420,34 +467,63 @@ pub async fn on_response(
         Some(Held::Complete { raw_len }) => Some(raw_len),
         _ => None,
     };
-    let (verdict, counted) = {
-        let bytes = raw_len.map(|n| flow::held_bytes(up.buffered(), resp.upstream_framing, n));
-        let uninspectable = if encoded {
-            Some(Uninspectable::Encoded)
-        } else if matches!(held, Some(Held::TooBig)) {
-            Some(Uninspectable::TooBig)
-        } else {
+    // The decoded file when it was held whole (and its coding undone).
+    let mut uninspectable = matches!(held, Some(Held::TooBig)).then_some(Uninspectable::TooBig);
+    let decoded: Option<Vec<u8>> = match (raw_len, coding) {
+        (None, _) => None,
+        (Some(n), Ok(None)) => {
+            Some(flow::held_bytes(up.buffered(), resp.upstream_framing, n).into_owned())
+        }
+        (Some(n), Ok(Some(c))) => {
+            let raw = flow::held_bytes(up.buffered(), resp.upstream_framing, n);
+            match crate::session::file::decode_bounded(c, &raw, limit.unwrap_or(0)) {
+                Ok(d) => Some(d),
+                Err(u) => {
+                    uninspectable = Some(u);
+                    None
+                }
+            }
+        }
+        (Some(_), Err(_)) => {
+            uninspectable = Some(Uninspectable::Encoded);
             None
-        };
-        let facts = FileFacts {
-            name: &name,
-            size: size.or(bytes.as_ref().map(|b| b.len() as u64)),
-            content: bytes.as_deref(),
-            uninspectable,
-        };
-        let counted = bytes.as_ref().map(|b| b.len() as u64);
-        (
-            routes.session.decide_file(rules, Control::Download, &facts),
-            counted,
-        )
+        }
     };
-    let file_size = size.or(counted).unwrap_or(0);
+    let verdict = routes.session.decide_file(
+        rules,
+        Control::Download,
+        &FileFacts {
+            name: &name,
+            size: decoded.as_ref().map(|d| d.len() as u64).or(size),
+            content: decoded.as_deref(),
+            uninspectable,
+        },
+    );
+    let file_size = decoded
+        .as_ref()
+        .map(|d| d.len() as u64)
+        .or(size)
+        .unwrap_or(0);
     *note = Some(note_for(
         routes, admitted, "download", &name, file_size, &verdict,
     ));
     let name_text = String::from_utf8_lossy(&name).into_owned();
-    match (verdict.action, verdict.rule) {
-        (Some(SessionAction::Block), Some(rule)) => {
+    let action = match (verdict.action, verdict.rule) {
+        // An encoded file that could not be decoded cannot be encrypted
+        // as the file it is: refuse it instead.
+        (Some(SessionAction::Protect), Some(rule)) if encoded && decoded.is_none() => {
+            if let Some(n) = note.as_mut() {
+                n.action = Some(Action::Block);
+                n.detail
+                    .push_str(" (content-encoded, not decodable: blocked instead of protected)");
+            }
+            Some((SessionAction::Block, rule))
+        }
+        (Some(a), Some(rule)) => Some((a, rule)),
+        _ => None,
+    };
+    match action {
+        Some((SessionAction::Block, rule)) => {
             flow::blocked_download(
                 out,
                 &name_text,
@@ -471,10 +547,41 @@ pub async fn on_response(
                 reuse_upstream: raw_len.is_some() && resp.upstream_reusable,
             })
         }
-        (Some(SessionAction::Protect), Some(rule)) => {
+        Some((SessionAction::Protect, rule)) => {
             let mut protect = flow::Protect::new(&routes.session.rule(rule).recipients)?;
+            if let (Some(n), Some(plain)) = (raw_len, &decoded) {
+                // Held whole: encrypt in memory, send with its length.
+                let mut sealed = Vec::with_capacity(plain.len() + plain.len() / 4096 * 16 + 256);
+                protect.feed(plain, &mut sealed).map_err(|e| e.0)?;
+                protect.finish(&mut sealed).map_err(|e| e.0)?;
+                up.consume(n);
+                flow::protected_head(
+                    out,
+                    &name_text,
+                    flow::ProtectedFraming::Length(sealed.len()),
+                    resp.client_keep_alive,
+                );
+                out.extend_from_slice(&sealed);
+                let written = futures_lite::AsyncWriteExt::write_all(&mut client.stream, out).await;
+                out.clear();
+                return Ok(OnResponse::Done {
+                    outcome: if written.is_ok() && resp.client_keep_alive {
+                        Outcome::KeepAlive
+                    } else {
+                        Outcome::Close
+                    },
+                    reuse_upstream: resp.upstream_reusable,
+                });
+            }
+            // Not held (no policy needed its bytes): encrypt as it streams.
             let chunked = req.http11;
-            flow::protected_head(out, &name_text, chunked);
+            let framing = if chunked {
+                flow::ProtectedFraming::Chunked
+            } else {
+                flow::ProtectedFraming::UntilClose
+            };
+            let keep_alive = chunked && resp.client_keep_alive;
+            flow::protected_head(out, &name_text, framing, keep_alive);
             let sink = if chunked {
                 SinkFraming::Chunked
             } else {
@@ -495,7 +602,7 @@ pub async fn on_response(
             Ok(OnResponse::Done {
                 reuse_upstream: relayed.is_ok() && resp.upstream_reusable,
                 outcome: match relayed {
-                    Ok(_) if chunked && resp.client_keep_alive => Outcome::KeepAlive,
+                    Ok(_) if keep_alive => Outcome::KeepAlive,
                     _ => Outcome::Close,
                 },
             })
