@@ -78,6 +78,8 @@ fn files() -> HashMap<String, Vec<u8>> {
         "big-open.csv",
         format!("a,b\n{}", "x,y\n".repeat(2000)).into_bytes(),
     );
+    put("sized-small.txt", vec![b'a'; 100]);
+    put("sized-big.txt", vec![b'a'; 2000]);
     put("secret-closed.docx", encrypted_docx());
     put("secret-open.docx", encrypted_docx());
     f
@@ -225,6 +227,13 @@ action = "block"
 keywords = ["project falcon"]
 regexes = ["TICKET-[0-9]{4}"]
 min_matches = 2
+
+[[session_policy]]
+name = "size"
+control = "control_download"
+file_names = ["sized-*"]
+min_size = 1000
+action = "block"
 
 [[session_policy]]
 name = "limit-closed"
@@ -510,7 +519,10 @@ fn each_detector_finds_true_positives_and_passes_false_ones() {
     assert_blocked(&rig.download("kw-twice.html"), "kw-twice.html");
     assert_untouched(&rig, &rig.download("kw-once.html"), "kw-once.html");
     assert_blocked(&rig.download("rx-ticket.txt"), "rx-ticket.txt");
-    let records = rig.activities(11);
+    // The size filter.
+    assert_blocked(&rig.download("sized-big.txt"), "sized-big.txt");
+    assert_untouched(&rig, &rig.download("sized-small.txt"), "sized-small.txt");
+    let records = rig.activities(13);
     for (file, want) in [
         ("detect-ssn.txt", "ssn=1"),
         ("detect-iban.csv", "iban=1"),

@@ -719,6 +719,92 @@ fn compile_inspection(source: &Spanned<InspectSource>, report: Report<'_>) -> In
 #[cfg(test)]
 mod tests {
     use super::glob_matches;
+    use crate::policy::{compile_source, CompileOptions};
+
+    const FULL: &str = r#"
+[proxy]
+suffix = "p.test"
+[[app]]
+name = "box"
+domains = ["box.test"]
+[app.profile]
+download_content_types = ["application/pdf"]
+download_paths = ["/export/*"]
+upload_paths = ["/api/files/*"]
+[[app.profile.activity]]
+name = "share"
+method = "post"
+path = "/api/*/share"
+query_contains = "a=1"
+body_contains = "invitees"
+[[location]]
+name = "office"
+ranges = ["10.0.0.0/8"]
+[monitoring_notice]
+message = "Watched."
+[[session_policy]]
+name = "everything"
+control = "control_download"
+apps = ["box"]
+users = ["alice"]
+groups = ["eng"]
+not_locations = ["office"]
+devices = ["unmanaged"]
+client_apps = ["browser"]
+user_agent_regex = "Chrome"
+file_names = ["*.docx"]
+extensions = [".DOCX", "xlsx"]
+file_types = ["ooxml", "pdf"]
+min_size = 10
+max_size = 1000000
+labels = ["Confidential"]
+action = "protect"
+message = "Protected."
+recipients = ["age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"]
+alert = { severity = "high" }
+notice = false
+[session_policy.inspect]
+detectors = ["credit_card", { name = "ssn", min_matches = 3 }]
+keywords = ["falcon"]
+regexes = ["T-[0-9]+"]
+min_matches = 2
+max_bytes = 1000
+max_chars = 500
+on_uninspectable = "allow"
+[[session_policy]]
+name = "no sharing"
+control = "block_activities"
+activities = ["share"]
+"#;
+
+    #[test]
+    fn every_session_field_survives_a_snapshot() {
+        let p = compile_source(
+            "t.toml",
+            FULL,
+            std::path::Path::new("."),
+            &CompileOptions::default(),
+        )
+        .expect("compiles");
+        assert_eq!(p.session_policies.len(), 2);
+        let s = &p.session_policies[0];
+        assert_eq!(s.file.extensions, ["docx", "xlsx"]);
+        assert_eq!(
+            s.inspection.as_ref().map(|i| i.detectors.clone()),
+            Some(vec![("credit_card".into(), 1), ("ssn".into(), 3)])
+        );
+        assert!(!s.notice && !s.inspection.as_ref().is_some_and(|i| i.fail_closed));
+        assert_eq!(p.apps[0].profile.activities[0].method, "POST");
+        // The alert is raised by controld on the policy's activity records.
+        assert!(p
+            .activity_policies
+            .iter()
+            .any(|a| a.policies == ["everything"] && a.kinds == ["activity"]));
+        let back = crate::snapshot::decode(&crate::snapshot::encode(&p)).expect("decodes");
+        assert_eq!(back.session_policies, p.session_policies);
+        assert_eq!(back.apps[0].profile, p.apps[0].profile);
+        assert_eq!(back.monitoring_notice, "Watched.");
+    }
 
     #[test]
     fn globs_match_like_a_shell() {
