@@ -2,6 +2,7 @@
 //! test servers, generated policies and the apply-latency measurement.
 
 pub mod apply_latency;
+pub mod browser;
 pub mod fast_origin;
 pub mod handshake;
 pub mod idp;
@@ -11,6 +12,7 @@ pub mod mmdb;
 pub mod origin;
 pub mod policies;
 pub mod procs;
+pub mod saas;
 pub mod samples;
 pub mod scenario;
 pub mod tls;

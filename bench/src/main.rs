@@ -136,6 +136,10 @@ enum Command {
         /// a request's `hosts=` overrides it).
         #[arg(long, default_value_t = 16)]
         hosts: usize,
+        /// Which app: `demo` (pages, files, samples, dense documents) or
+        /// `saas` (a multi-host app: app., static., api. and ws.<domain>).
+        #[arg(long, default_value = "demo")]
+        app: String,
     },
 }
 
@@ -320,16 +324,20 @@ fn main() -> ExitCode {
             tls_key,
             threads,
             hosts,
+            app,
         } => {
+            let handler = match app.as_str() {
+                "demo" => demo_app_with_hosts(&domain, hosts.clamp(1, 4096)),
+                "saas" => palisade_bench::saas::saas_app(&domain),
+                other => {
+                    eprintln!("bench origin: unknown app {other:?} (demo or saas)");
+                    return ExitCode::FAILURE;
+                }
+            };
             if tls_cert.is_none() {
-                let result = palisade_bench::fast_origin::serve(
-                    listen,
-                    demo_app_with_hosts(&domain, hosts.clamp(1, 4096)),
-                    threads,
-                    |addr| {
-                        println!("bench origin: serving {domain} on http://{addr}");
-                    },
-                );
+                let result = palisade_bench::fast_origin::serve(listen, handler, threads, |addr| {
+                    println!("bench origin: serving {domain} on http://{addr}");
+                });
                 return match result {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => {
@@ -351,7 +359,7 @@ fn main() -> ExitCode {
             let scheme = if tls.is_some() { "https" } else { "http" };
             let config = OriginConfig {
                 listen,
-                handler: demo_app_with_hosts(&domain, hosts.clamp(1, 4096)),
+                handler,
                 tls,
                 split_writes: false,
                 record: false,

@@ -242,6 +242,7 @@ pub fn check(a: &Ask<'_>, conn: &mut ConnGate, out: &mut Vec<u8>) -> Gate {
             out,
             g.wants_json,
             &app.name,
+            None,
             message,
             &routes.block_page,
             &format!("{:016x}", a.request_id),

@@ -93,11 +93,14 @@ pub fn html_page(title: &str, paragraphs: &[String]) -> String {
 
 /// The access block page (RFC 9110 §15.5.4 403): the policy's and the
 /// operator's messages, a support link and the request id to quote; JSON
-/// for API clients.
+/// for API clients. `activity`: what a session policy refused (an upload,
+/// `share`…); `None` for access to the whole app.
+#[allow(clippy::too_many_arguments)]
 pub fn block_page(
     out: &mut Vec<u8>,
     json: bool,
     app: &str,
+    activity: Option<&str>,
     policy_message: &str,
     page: &palisade_schema::access::BlockPage,
     request_id: &str,
@@ -105,8 +108,9 @@ pub fn block_page(
 ) {
     let body = if json {
         serde_json::json!({
-            "error": "access_blocked",
+            "error": if activity.is_some() { "activity_blocked" } else { "access_blocked" },
             "app": app,
+            "activity": activity,
             "message": policy_message,
             "operator_message": page.message,
             "support_url": page.support_url,
@@ -114,10 +118,17 @@ pub fn block_page(
         })
         .to_string()
     } else {
-        let mut paragraphs = vec![format!(
-            "Access to {} is blocked by your organization's policy.",
-            escape_html(app)
-        )];
+        let mut paragraphs = vec![match activity {
+            None => format!(
+                "Access to {} is blocked by your organization's policy.",
+                escape_html(app)
+            ),
+            Some(a) => format!(
+                "This {} in {} is blocked by your organization's policy.",
+                escape_html(a),
+                escape_html(app)
+            ),
+        }];
         for m in [policy_message, page.message.as_str()] {
             if !m.is_empty() {
                 paragraphs.push(escape_html(m));
@@ -131,7 +142,14 @@ pub fn block_page(
             "Request id: <code>{}</code>",
             escape_html(request_id)
         ));
-        html_page("Access blocked", &paragraphs)
+        html_page(
+            if activity.is_some() {
+                "Action blocked"
+            } else {
+                "Access blocked"
+            },
+            &paragraphs,
+        )
     };
     own_response(out, 403, "", json, &body, with_body);
 }

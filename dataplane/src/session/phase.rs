@@ -89,12 +89,20 @@ fn note_for(
 
 /// Answers with the block page for a refused request; the connection
 /// stays open only when the body was read whole.
-fn refuse(out: &mut Vec<u8>, routes: &RouteTable, req: &RequestInfo, rule: u32, request_id: u64) {
+fn refuse(
+    out: &mut Vec<u8>,
+    routes: &RouteTable,
+    req: &RequestInfo,
+    activity: &str,
+    rule: u32,
+    request_id: u64,
+) {
     let app = &routes.apps[req.app];
     pages::block_page(
         out,
         req.gate.wants_json,
         &app.name,
+        Some(activity),
         &routes.session.rule(rule).message,
         &routes.block_page,
         &format!("{request_id:016x}"),
@@ -164,13 +172,13 @@ pub async fn before_upstream(
         }
         if let Some(name) = found {
             if let Some(rule) = routes.session.blocking_activity(rules, &name) {
+                refuse(out, routes, req, &name, rule, request_id);
                 *note = Some(ActivityNote {
                     name,
                     action: Some(Action::Block),
                     policy: Some(routes.session.rule(rule).name.clone()),
                     ..Default::default()
                 });
-                refuse(out, routes, req, rule, request_id);
                 return refused(client, req);
             }
             let monitor = routes.session.monitor_rule(rules);
@@ -292,7 +300,7 @@ pub async fn before_upstream(
     ));
     match (worst.action, worst.rule) {
         (Some(SessionAction::Block), Some(rule)) => {
-            refuse(out, routes, req, rule, request_id);
+            refuse(out, routes, req, "upload", rule, request_id);
             if let Held::Complete { raw_len } = held {
                 client.consume(raw_len);
                 return BeforeUpstream::Refused {

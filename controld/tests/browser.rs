@@ -1,0 +1,426 @@
+//! A real browser never leaves the proxy: headless Chromium (driven over
+//! the DevTools protocol) signs in through the test identity provider and
+//! walks a multi-host SaaS app (`palisade_bench::saas`) through the data
+//! plane over HTTPS: scripts and styles from another host, API calls built
+//! from a JSON config with fetch and XHR (CORS, credentials), a WebSocket,
+//! an iframe, a form POST with a `return_to` URL, a redirect chain across
+//! hosts, a blocked download and a blocked upload, and the monitoring
+//! notice. Every request the browser made, from its own network events,
+//! must have gone to a `*.proxy.test` host (or the identity provider) and
+//! none may have failed.
+//!
+//! Needs `/usr/bin/chromium` (or `$CHROMIUM`); `scripts/test` installs it.
+//! Screenshots go to `target/browser/`.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use palisade_bench::browser::{Browser, Launch};
+use palisade_bench::idp::{Idp, IdpConfig};
+use palisade_controld::certs;
+use support::{Env, Origin, OriginConfig, Proc};
+
+const KEY_HEX: &str = "3f1c0e5a3b2d4f6071829a0b1c2d3e4f5061728394a5b6c7d8e9f00112233446";
+const APP: &str = "https://app.saas.test.proxy.test";
+
+struct Rig {
+    env: Env,
+    _controld: Proc,
+    _dataplane: Proc,
+    tls: SocketAddr,
+    origin: Origin,
+    idp: Idp,
+}
+
+fn rig() -> Rig {
+    let env = Env::new();
+    certs::make_ca(&env.path("ca"), "test CA", 30).expect("ca");
+    let names = certs::AppNames {
+        suffix: palisade_schema::policy::DnsName::parse("proxy.test").expect("suffix"),
+        apps: vec![(
+            "saas".to_string(),
+            vec![palisade_schema::policy::DnsName::parse("saas.test").expect("domain")],
+        )],
+    };
+    certs::issue_app_certificates(
+        &names,
+        &env.path("ca/ca.pem"),
+        &env.path("ca/ca.key"),
+        &env.path("certs"),
+        30,
+    )
+    .expect("app certificates");
+    let origin = Origin::start(OriginConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        handler: palisade_bench::saas::saas_app("saas.test"),
+        tls: None,
+        split_writes: false,
+        record: true,
+    })
+    .expect("origin");
+    let idp = Idp::start(IdpConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        issuer: None,
+        test_mode: false,
+        key_dir: None,
+        token_lifetime: 600,
+    })
+    .expect("idp");
+    std::fs::write(env.path("jwks.json"), &idp.jwks).expect("jwks");
+    let issuer = &idp.issuer;
+    let upstream = origin.addr();
+    let policy = env.path("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            r#"[proxy]
+suffix = "proxy.test"
+
+[identity]
+provider = "oidc"
+issuer = "{issuer}"
+client_id = "palisade-browser-test"
+authorization_endpoint = "{issuer}/authorize"
+jwks_file = "jwks.json"
+session_keys = [{{ id = "k1", secret = "{KEY_HEX}" }}]
+
+[[app]]
+name = "saas"
+domains = ["saas.test"]
+upstream = "http://{upstream}"
+tls_cert = "certs/saas.pem"
+tls_key = "certs/saas.key"
+
+[monitoring_notice]
+message = "Acme monitors this session for data protection."
+
+[[session_policy]]
+name = "no card numbers out"
+control = "control_download"
+action = "block"
+message = "Card numbers stay in Acme Files."
+[session_policy.inspect]
+detectors = ["credit_card"]
+
+[[session_policy]]
+name = "no card numbers in"
+control = "control_upload"
+action = "block"
+message = "Uploads with card numbers are refused."
+[session_policy.inspect]
+detectors = ["credit_card"]
+"#
+        ),
+    )
+    .expect("policy");
+    let controld = env.controld(&policy, &[]);
+    let (dataplane, _plain, tls) = env.dataplane_tls(1, &[]);
+    env.wait_for_cores(1, 1);
+    Rig {
+        env,
+        _controld: controld,
+        _dataplane: dataplane,
+        tls,
+        origin,
+        idp,
+    }
+}
+
+fn screenshots() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/browser")
+}
+
+fn host_of(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    authority.rsplit_once(':').map_or(authority, |(h, p)| {
+        if p.chars().all(|c| c.is_ascii_digit()) {
+            h
+        } else {
+            authority
+        }
+    })
+}
+
+/// Runs `step`, and on failure says where the browser was.
+fn step<T>(b: &mut Browser, what: &str, f: impl FnOnce(&mut Browser) -> Result<T, String>) -> T {
+    match f(b) {
+        Ok(v) => v,
+        Err(e) => {
+            let at = b.eval("location.href").unwrap_or_default();
+            let text = b
+                .eval("document.body ? document.body.innerText.slice(0, 400) : ''")
+                .unwrap_or_default();
+            panic!("{what}: {e}\n  page: {at}\n  text: {text}")
+        }
+    }
+}
+
+#[test]
+fn a_browser_session_never_leaves_the_proxy() {
+    if !palisade_bench::browser::chromium_binary().exists() {
+        panic!(
+            "{} is missing: install Debian's chromium (scripts/test does)",
+            palisade_bench::browser::chromium_binary().display()
+        );
+    }
+    let rig = rig();
+    let profile = tempfile::tempdir().expect("profile dir");
+    let rules = format!("MAP *.proxy.test 127.0.0.1:{}", rig.tls.port());
+    let mut b = Browser::launch(&Launch {
+        host_resolver_rules: &rules,
+        dir: profile.path(),
+        ignore_certificate_errors: true,
+    })
+    .expect("launch chromium");
+    let shots = screenshots();
+
+    // Sign in: the app sends the browser to the provider, its form posts
+    // the token back to the proxy.
+    step(&mut b, "open the app", |b| b.navigate(&format!("{APP}/")));
+    step(&mut b, "the provider's sign-in form", |b| {
+        b.wait_until(
+            "!!document.querySelector('input[name=username]')",
+            Duration::from_secs(20),
+        )
+    });
+    let mark = b.mark();
+    step(&mut b, "sign in", |b| {
+        b.eval("document.querySelector('input[name=username]').value = 'alice'; document.forms[0].submit(); true")
+    });
+    // The form_post page, then the callback, then the app's first page:
+    // the monitoring notice.
+    step(&mut b, "the monitoring notice", |b| {
+        b.wait_load(mark)?;
+        b.wait_until(
+            "document.title === 'This session is monitored' && location.host === 'app.saas.test.proxy.test'",
+            Duration::from_secs(20),
+        )
+    });
+    let notice = b.eval("document.body.innerText").expect("notice text");
+    assert!(
+        notice
+            .as_str()
+            .unwrap_or("")
+            .contains("Acme monitors this session"),
+        "{notice}"
+    );
+    b.screenshot(&shots.join("notice.png")).expect("screenshot");
+    let mark = b.mark();
+    step(&mut b, "continue past the notice", |b| {
+        b.eval("document.getElementById('continue').click(); true")?;
+        b.wait_load(mark)?;
+        b.wait_until("document.title === 'Acme Files'", Duration::from_secs(20))
+    });
+
+    // The app: static host, JSON config, fetch, XHR, WebSocket, iframe.
+    step(&mut b, "the app's scripts", |b| {
+        b.wait_until(
+            "document.getElementById('status').textContent !== 'loading'",
+            Duration::from_secs(20),
+        )
+    });
+    let status = b
+        .eval("document.getElementById('status').textContent")
+        .expect("status");
+    assert_eq!(status, "ready", "the app's script reported a failure");
+    assert_eq!(
+        b.eval("window.acmeConfig.apiBase").expect("config"),
+        "https://api.saas.test.proxy.test",
+        "the JSON config was not rewritten"
+    );
+    // The cookie the app set for .saas.test arrives on its API host.
+    assert_eq!(b.eval("window.acmeFetch.cookie").expect("fetch"), true);
+    assert_eq!(b.eval("window.acmeXhr.cookie").expect("xhr"), true);
+    assert_eq!(b.eval("window.acmeWs").expect("ws"), "ping from the page");
+    // The iframe (another origin: seen from the browser's network events).
+    step(&mut b, "the iframe", |b| {
+        b.wait_for("the iframe's page", Duration::from_secs(10), |e| {
+            e["method"] == "Network.responseReceived"
+                && e["params"]["response"]["url"]
+                    == "https://static.saas.test.proxy.test/frame.html"
+                && e["params"]["response"]["status"] == 200
+        })
+    });
+    b.screenshot(&shots.join("app.png")).expect("screenshot");
+    let api_cookies = rig
+        .origin
+        .requests()
+        .iter()
+        .filter(|r| {
+            r.header("host")
+                .is_some_and(|h| h.starts_with("api.saas.test"))
+                && r.target.starts_with("/api/")
+        })
+        .all(|r| {
+            r.header("cookie")
+                .is_some_and(|c| c.contains("acme_sid=s3cr3t"))
+        });
+    assert!(
+        api_cookies,
+        "an API request reached the app without the .saas.test cookie"
+    );
+
+    // The notice was shown once: the app comes straight back.
+    step(&mut b, "reload", |b| {
+        b.navigate(&format!("{APP}/"))?;
+        b.wait_until("document.title === 'Acme Files'", Duration::from_secs(10))
+    });
+
+    // A form POST with a return_to URL, answered by a redirect to it.
+    let mark = b.mark();
+    step(&mut b, "the settings form", |b| {
+        b.eval("document.getElementById('settings').submit(); true")?;
+        b.wait_load(mark)?;
+        b.wait_until("document.title === 'Saved'", Duration::from_secs(10))
+    });
+    assert_eq!(
+        b.eval("location.href").expect("href"),
+        format!("{APP}/saved")
+    );
+
+    // A redirect chain across three hosts.
+    step(&mut b, "the redirect chain", |b| {
+        b.navigate(&format!("{APP}/"))?;
+        b.wait_until("document.title === 'Acme Files'", Duration::from_secs(10))?;
+        let mark = b.mark();
+        b.eval("document.getElementById('chain').click(); true")?;
+        b.wait_load(mark)?;
+        b.wait_until("document.title === 'Landed'", Duration::from_secs(10))
+    });
+    let landed = b.eval("document.body.innerText").expect("text");
+    assert!(
+        landed.as_str().unwrap_or("").contains("cookie seen"),
+        "{landed}"
+    );
+
+    // The download: the session policy replaces it.
+    step(&mut b, "back to the app", |b| {
+        b.navigate(&format!("{APP}/"))?;
+        b.wait_until(
+            "document.getElementById('status').textContent === 'ready'",
+            Duration::from_secs(20),
+        )
+    });
+    b.eval("document.getElementById('download').click(); true")
+        .expect("click");
+    let begun = step(&mut b, "the download", |b| {
+        b.wait_for("a download", Duration::from_secs(20), |e| {
+            e["method"] == "Browser.downloadWillBegin"
+        })
+    });
+    assert_eq!(
+        begun["params"]["suggestedFilename"], "report.csv.blocked.txt",
+        "{begun}"
+    );
+    step(&mut b, "the download to finish", |b| {
+        b.wait_for("the download to complete", Duration::from_secs(20), |e| {
+            e["method"] == "Browser.downloadProgress" && e["params"]["state"] == "completed"
+        })
+    });
+    let saved = std::fs::read_to_string(b.downloads.join("report.csv.blocked.txt"))
+        .expect("the downloaded file");
+    assert!(
+        saved.starts_with("Download restricted")
+            && saved.contains("Card numbers stay in Acme Files."),
+        "{saved}"
+    );
+
+    // The upload form with a file holding card numbers: the block page.
+    let file = profile.path().join("cards.csv");
+    std::fs::write(
+        &file,
+        palisade_bench::samples::named("cards.csv").expect("sample"),
+    )
+    .expect("write");
+    let input = b
+        .call(
+            "Runtime.evaluate",
+            serde_json::json!({"expression": "document.querySelector('#upload input[type=file]')"}),
+        )
+        .expect("file input");
+    let object_id = input["result"]["objectId"]
+        .as_str()
+        .expect("objectId")
+        .to_string();
+    b.call(
+        "DOM.setFileInputFiles",
+        serde_json::json!({"files": [file.to_string_lossy()], "objectId": object_id}),
+    )
+    .expect("choose the file");
+    let mark = b.mark();
+    step(&mut b, "the blocked upload", |b| {
+        b.eval("document.getElementById('upload').submit(); true")?;
+        b.wait_load(mark)?;
+        b.wait_until(
+            "document.body.innerText.includes('Uploads with card numbers are refused.')",
+            Duration::from_secs(10),
+        )
+    });
+    b.screenshot(&shots.join("block.png")).expect("screenshot");
+    assert!(
+        !rig.origin.requests().iter().any(|r| r.target == "/upload"),
+        "the blocked upload reached the app"
+    );
+
+    // Every request the browser made went through the proxy (or to the
+    // identity provider), and none failed.
+    let idp_host = host_of(&rig.idp.issuer).to_string();
+    let requests = b.requests();
+    assert!(
+        requests.len() >= 20,
+        "too few requests recorded: {requests:?}"
+    );
+    let escaped: Vec<String> = requests
+        .iter()
+        .filter(|(url, _)| {
+            !(url.starts_with("data:") || url.starts_with("about:") || url.starts_with("blob:"))
+        })
+        .filter(|(url, _)| {
+            let host = host_of(url);
+            !(host.ends_with(".proxy.test") || host == idp_host)
+        })
+        .map(|(url, page)| format!("{url} (from {page})"))
+        .collect();
+    assert!(
+        escaped.is_empty(),
+        "requests escaped the proxy:\n  {}",
+        escaped.join("\n  ")
+    );
+    let failed: Vec<String> = b
+        .failures()
+        .into_iter()
+        // A navigation that turns into a download is aborted by design.
+        .filter(|(url, error, _)| {
+            !(error == "net::ERR_ABORTED" && url.ends_with("/files/report.csv"))
+        })
+        .map(|(url, error, page)| format!("{url}: {error} (from {page})"))
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "requests failed:\n  {}",
+        failed.join("\n  ")
+    );
+    for host in [
+        "app.saas.test.proxy.test",
+        "static.saas.test.proxy.test",
+        "api.saas.test.proxy.test",
+        "ws.saas.test.proxy.test",
+    ] {
+        assert!(
+            requests.iter().any(|(url, _)| host_of(url) == host),
+            "no request to {host}: {requests:?}"
+        );
+    }
+    // The decisions are in the log.
+    let records = rig.env.wait_for_records("activity", 2);
+    assert!(
+        records
+            .iter()
+            .any(|r| r["activity"] == "download" && r["action"] == "block"),
+        "{records:?}"
+    );
+}
