@@ -58,27 +58,7 @@ fn recording_origin() -> Origin {
 /// `ca/` (serves the proxy names), `devices/` (managed devices) and
 /// `other/` (a CA the proxy does not trust).
 fn make_certificates(env: &Env, apps: &[(&str, &str)]) {
-    certs::make_ca(&env.path("ca"), "test CA", 30).expect("ca");
-    let names = certs::AppNames {
-        suffix: palisade_schema::policy::DnsName::parse("proxy.test").expect("suffix"),
-        apps: apps
-            .iter()
-            .map(|(name, domain)| {
-                (
-                    name.to_string(),
-                    vec![palisade_schema::policy::DnsName::parse(domain).expect("domain")],
-                )
-            })
-            .collect(),
-    };
-    certs::issue_app_certificates(
-        &names,
-        &env.path("ca/ca.pem"),
-        &env.path("ca/ca.key"),
-        &env.path("certs"),
-        30,
-    )
-    .expect("app certificates");
+    env.app_certificates("certs", apps);
     // The device CA the policy trusts, and one it does not.
     for (dir, ca_name, device) in [
         ("devices", "device CA", "laptop"),
@@ -1197,21 +1177,7 @@ fn certificates_rotate_by_apply_while_connections_stay_open() {
     let first = leaf(&open);
 
     // New certificates for the same names (new keys), applied live.
-    let names = certs::AppNames {
-        suffix: palisade_schema::policy::DnsName::parse("proxy.test").expect("suffix"),
-        apps: vec![(
-            "demo".into(),
-            vec![palisade_schema::policy::DnsName::parse("demo.test").expect("d")],
-        )],
-    };
-    certs::issue_app_certificates(
-        &names,
-        &env.path("ca/ca.pem"),
-        &env.path("ca/ca.key"),
-        &env.path("certs2"),
-        30,
-    )
-    .expect("new certificates");
+    env.app_certificates("certs2", &[("demo", "demo.test")]);
     let policy = write_policy("certs2");
     let out = env.cli(&["apply", policy.to_str().expect("path")]);
     assert!(

@@ -20,7 +20,6 @@ use std::time::Duration;
 
 use palisade_bench::browser::{Browser, Launch};
 use palisade_bench::idp::{Idp, IdpConfig};
-use palisade_controld::certs;
 use support::{Env, Origin, OriginConfig, Proc};
 
 const KEY_HEX: &str = "3f1c0e5a3b2d4f6071829a0b1c2d3e4f5061728394a5b6c7d8e9f00112233446";
@@ -37,22 +36,7 @@ struct Rig {
 
 fn rig() -> Rig {
     let env = Env::new();
-    certs::make_ca(&env.path("ca"), "test CA", 30).expect("ca");
-    let names = certs::AppNames {
-        suffix: palisade_schema::policy::DnsName::parse("proxy.test").expect("suffix"),
-        apps: vec![(
-            "saas".to_string(),
-            vec![palisade_schema::policy::DnsName::parse("saas.test").expect("domain")],
-        )],
-    };
-    certs::issue_app_certificates(
-        &names,
-        &env.path("ca/ca.pem"),
-        &env.path("ca/ca.key"),
-        &env.path("certs"),
-        30,
-    )
-    .expect("app certificates");
+    env.app_certificates("certs", &[("saas", "saas.test")]);
     let origin = Origin::start(OriginConfig {
         listen: "127.0.0.1:0".parse().expect("addr"),
         handler: palisade_bench::saas::saas_app("saas.test"),

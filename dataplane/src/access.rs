@@ -235,8 +235,14 @@ impl AccessTable {
         let mut groups: HashMap<Box<str>, u32> = HashMap::new();
         // User-agent patterns: (is regex, text); the bit is the position.
         let mut ua_patterns: Vec<(bool, String)> = Vec::new();
+        // Access policies, then session policies' filters: one set of
+        // interned names, IP sets and user-agent bits for both.
+        let every_filter = policy
+            .access_policies
+            .iter()
+            .chain(policy.session_policies.iter().map(|s| &s.filters));
         let mut compiled = Vec::with_capacity(policy.access_policies.len());
-        for p in &policy.access_policies {
+        for p in every_filter {
             compiled.push(compile_one(
                 p,
                 &tag_ids,
@@ -247,18 +253,7 @@ impl AccessTable {
                 &mut ua_patterns,
             )?);
         }
-        let mut session = Vec::with_capacity(policy.session_policies.len());
-        for p in &policy.session_policies {
-            session.push(compile_one(
-                &p.filters,
-                &tag_ids,
-                &location_ids,
-                &mut set_ranges,
-                &mut users,
-                &mut groups,
-                &mut ua_patterns,
-            )?);
-        }
+        let session = compiled.split_off(policy.access_policies.len());
         let by_app = |apps_of: &mut dyn Iterator<Item = &[String]>| {
             let mut per_app: Vec<Vec<u32>> = vec![Vec::new(); policy.apps.len()];
             for (i, apps) in apps_of.enumerate() {

@@ -301,14 +301,7 @@ fn notice_page(out: &mut Vec<u8>, text: &str, app: &str, path: &[u8], with_body:
         text
     };
     let back = identity::safe_return_path(std::str::from_utf8(path).unwrap_or("/"));
-    let mut encoded = String::new();
-    for b in back.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
-            encoded.push(b as char);
-        } else {
-            encoded.push_str(&format!("%{b:02X}"));
-        }
-    }
+    let encoded = pages::percent_encode(back, b"-._~/");
     let body = pages::html_page(
         "This session is monitored",
         &[

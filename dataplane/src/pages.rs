@@ -154,6 +154,20 @@ pub fn block_page(
     own_response(out, 403, "", json, &body, with_body);
 }
 
+/// Percent-encodes every byte of `text` but ASCII alphanumerics and
+/// `keep` (RFC 3986 §2.1).
+pub fn percent_encode(text: &str, keep: &[u8]) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || keep.contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// Escapes text for an HTML element body.
 pub fn escape_html(text: &str) -> String {
     let mut out = String::with_capacity(text.len());

@@ -339,3 +339,36 @@ pub fn content_length(headers: &[httparse::Header<'_>]) -> usize {
         .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse().ok())
         .unwrap_or(0)
 }
+
+impl Env {
+    /// Issues a certificate per app (`<dir>/<app>.pem` and `.key`) for
+    /// its `<domain>.proxy.test` names from the CA in `ca/` (made first
+    /// when missing).
+    pub fn app_certificates(&self, dir: &str, apps: &[(&str, &str)]) {
+        use palisade_controld::certs;
+        use palisade_schema::policy::DnsName;
+        if !self.path("ca/ca.pem").exists() {
+            certs::make_ca(&self.path("ca"), "test CA", 30).expect("ca");
+        }
+        let names = certs::AppNames {
+            suffix: DnsName::parse("proxy.test").expect("suffix"),
+            apps: apps
+                .iter()
+                .map(|(name, domain)| {
+                    (
+                        name.to_string(),
+                        vec![DnsName::parse(domain).expect("domain")],
+                    )
+                })
+                .collect(),
+        };
+        certs::issue_app_certificates(
+            &names,
+            &self.path("ca/ca.pem"),
+            &self.path("ca/ca.key"),
+            &self.path(dir),
+            30,
+        )
+        .expect("app certificates");
+    }
+}

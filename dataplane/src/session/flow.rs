@@ -116,14 +116,7 @@ fn disposition(name: &str) -> String {
             }
         })
         .collect();
-    let mut encoded = String::new();
-    for b in name.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            encoded.push(b as char);
-        } else {
-            encoded.push_str(&format!("%{b:02X}"));
-        }
-    }
+    let encoded = crate::pages::percent_encode(name, b"-._~");
     format!("attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}")
 }
 
