@@ -462,14 +462,12 @@ impl AccessTable {
     }
 
     /// The session policies whose filters match, in policy order.
-    pub fn session_matches(&self, s: &Subject<'_>, out: &mut Vec<u32>) {
+    pub fn session_matches(&self, s: &Subject<'_>, out: &mut crate::session::RuleSet) {
         out.clear();
-        if let Some(list) = self.session_per_app.get(s.app) {
-            out.extend(
-                list.iter()
-                    .copied()
-                    .filter(|&i| self.session[i as usize].matches(s)),
-            );
+        for &i in self.session_per_app.get(s.app).map_or(&[][..], |l| &l[..]) {
+            if self.session[i as usize].matches(s) {
+                out.push(i);
+            }
         }
     }
 

@@ -78,7 +78,7 @@ pub struct Admitted {
     pub policy: Option<u32>,
     pub devices: u8,
     /// Session policies whose who/where filters match, in policy order.
-    pub session_rules: Vec<u32>,
+    pub session_rules: crate::session::RuleSet,
 }
 
 impl Admitted {
@@ -189,7 +189,7 @@ pub fn check(a: &Ask<'_>, conn: &mut ConnGate, out: &mut Vec<u8>) -> Gate {
             action: AccessAction::Allow,
             policy: None,
             devices,
-            session_rules: Vec::new(),
+            session_rules: Default::default(),
         });
     }
     if conn.ip_version != routes.version {
@@ -225,7 +225,7 @@ pub fn check(a: &Ask<'_>, conn: &mut ConnGate, out: &mut Vec<u8>) -> Gate {
         user_agent_bits,
     };
     let decision = access.evaluate(&subject);
-    let mut session_rules = Vec::new();
+    let mut session_rules = crate::session::RuleSet::default();
     if decision.action != AccessAction::Block && access.has_session_policies(req.app) {
         access.session_matches(&subject, &mut session_rules);
     }

@@ -28,6 +28,45 @@ pub use crate::identity::NOTICE_COOKIE;
 /// Where the notice's continue button goes.
 pub const NOTICE_PATH: &str = "/.palisade/notice";
 
+/// The session policies matching a request, in policy order: up to 16
+/// inline (no allocation per request), more spill to the heap.
+#[derive(Clone, Debug, Default)]
+pub struct RuleSet {
+    inline: [u32; 16],
+    len: usize,
+    spill: Vec<u32>,
+}
+
+impl RuleSet {
+    pub fn clear(&mut self) {
+        self.len = 0;
+        self.spill.clear();
+    }
+
+    pub fn push(&mut self, rule: u32) {
+        if self.spill.is_empty() && self.len < self.inline.len() {
+            self.inline[self.len] = rule;
+            self.len += 1;
+        } else {
+            if self.spill.is_empty() {
+                self.spill.extend_from_slice(&self.inline[..self.len]);
+            }
+            self.spill.push(rule);
+        }
+    }
+}
+
+impl std::ops::Deref for RuleSet {
+    type Target = [u32];
+    fn deref(&self) -> &[u32] {
+        if self.spill.is_empty() {
+            &self.inline[..self.len]
+        } else {
+            &self.spill
+        }
+    }
+}
+
 /// A policy's content inspection, ready to run.
 pub struct Inspector {
     detectors: Vec<(String, u32)>,
@@ -453,4 +492,22 @@ pub fn path_matches(globs: &[String], target: &[u8]) -> bool {
 pub fn last_segment(target: &[u8]) -> &[u8] {
     let path = target.split(|b| *b == b'?').next().unwrap_or(b"");
     path.rsplit(|b| *b == b'/').next().unwrap_or(b"")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RuleSet;
+
+    #[test]
+    fn rule_sets_spill_past_sixteen_in_order() {
+        let mut r = RuleSet::default();
+        for i in 0..40 {
+            r.push(i);
+            assert_eq!(&r[..], (0..=i).collect::<Vec<_>>().as_slice());
+        }
+        r.clear();
+        assert!(r.is_empty());
+        r.push(7);
+        assert_eq!(&r[..], &[7]);
+    }
 }
