@@ -445,49 +445,45 @@ fn downloads_are_blocked_protected_or_audited_by_file_and_content() {
     assert_eq!(r.bytes, rig.files["cards-invalid.csv"]);
 
     let records = rig.activities(15);
-    let rec = record_of(&records, "download", "cards.docx");
-    assert_eq!(rec["action"], "block");
-    assert_eq!(rec["policy"], "cards-blocked");
-    let detail = rec["detail"].as_str().unwrap_or("");
-    assert!(
-        detail.contains("type=docx") && detail.contains("credit_card=1"),
-        "{detail}"
-    );
-    let rec = record_of(&records, "download", "report.xlsx");
-    assert_eq!(
-        (rec["action"].as_str(), rec["policy"].as_str()),
-        (Some("protect"), Some("labelled-protected"))
-    );
-    assert!(
-        rec["detail"]
-            .as_str()
-            .unwrap_or("")
-            .contains("label=Confidential"),
-        "{rec}"
-    );
-    let rec = record_of(&records, "download", "plan.pdf");
-    assert_eq!(
-        (rec["action"].as_str(), rec["policy"].as_str()),
-        (Some("audit"), Some("pdf-audit"))
-    );
-    let rec = record_of(&records, "download", "tool.bin");
-    assert_eq!(
-        (rec["action"].as_str(), rec["policy"].as_str()),
-        (Some("block"), Some("executables-blocked"))
-    );
-    assert!(
-        rec["detail"]
-            .as_str()
-            .unwrap_or("")
-            .contains("type=executable"),
-        "{rec}"
-    );
-    // Passed files are logged under the monitor policy.
-    let rec = record_of(&records, "download", "cards-invalid.csv");
-    assert_eq!(
-        (rec["action"].as_str(), rec["policy"].as_str()),
-        (Some("monitor"), Some("watch"))
-    );
+    // (file, action, deciding policy, found in the detail); passed files
+    // are logged under the monitor policy.
+    for (file, action, policy, found) in [
+        (
+            "cards.docx",
+            "block",
+            "cards-blocked",
+            "type=docx credit_card=1",
+        ),
+        (
+            "report.xlsx",
+            "protect",
+            "labelled-protected",
+            "label=Confidential",
+        ),
+        (
+            "contract.pdf",
+            "protect",
+            "labelled-protected",
+            "label=Confidential",
+        ),
+        ("plan.pdf", "audit", "pdf-audit", "label=Internal"),
+        (
+            "tool.bin",
+            "block",
+            "executables-blocked",
+            "type=executable",
+        ),
+        ("cards-invalid.csv", "monitor", "watch", "type=text"),
+    ] {
+        let rec = record_of(&records, "download", file);
+        assert_eq!(
+            (rec["action"].as_str(), rec["policy"].as_str()),
+            (Some(action), Some(policy)),
+            "{file}"
+        );
+        let detail = rec["detail"].as_str().unwrap_or("");
+        assert!(detail.contains(found), "{file}: {detail:?}");
+    }
     // The blocking policy's alert.
     support::eventually("the cards-blocked alert", || {
         rig.env.alerts().iter().any(|a| {
