@@ -393,13 +393,12 @@ impl SessionTable {
                     });
                     let result = match t {
                         Err(u) => Err(*u),
+                        // This policy's own byte limit (the text may have
+                        // been read under another's).
+                        Ok(_) if content.len() as u64 > ins.max_bytes => Err(Uninspectable::TooBig),
                         Ok(None) => Ok(None),
                         Ok(Some(text)) if text.len() as u64 > ins.max_chars => {
                             Err(Uninspectable::TooManyCharacters)
-                        }
-                        Ok(Some(text)) if content.len() as u64 > ins.max_bytes => {
-                            let _ = text;
-                            Err(Uninspectable::TooBig)
                         }
                         Ok(Some(text)) => Ok(ins.matches(text, &mut builtin)),
                     };
