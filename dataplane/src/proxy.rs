@@ -64,6 +64,9 @@ pub struct Core {
     pub logs: Option<RefCell<LogShard>>,
     /// Request ids for block pages: a per-core random start, counted up.
     request_ids: std::cell::Cell<u64>,
+    /// Bytes of files currently held for session control on this core
+    /// (bounded by `session::flow::MAX_HELD_BYTES_PER_CORE`).
+    pub held_bytes: std::cell::Cell<u64>,
 }
 
 impl Core {
@@ -76,6 +79,7 @@ impl Core {
             buffers: Rc::new(BufferPool::new(CLIENT_BUFFER, 4096)),
             logs: None,
             request_ids: std::cell::Cell::new(random_u64()),
+            held_bytes: std::cell::Cell::new(0),
         }
     }
 
@@ -421,6 +425,8 @@ async fn exchange(
     let mut note = None;
     // Set when session control asked for the body (100 Continue sent).
     let mut continued = false;
+    // Bytes this exchange holds for inspection, released when it ends.
+    let mut budget = None;
     if session_on {
         use crate::session::phase::{before_upstream, BeforeUpstream};
         let decided = before_upstream(
@@ -434,6 +440,7 @@ async fn exchange(
             scratch,
             &mut note,
             &mut continued,
+            &mut budget,
         )
         .await;
         if let BeforeUpstream::Refused { status, body_read } = decided {
@@ -528,6 +535,7 @@ async fn exchange(
             request_id,
             scratch,
             &mut note,
+            &mut budget,
         )
         .await;
         match decided {

@@ -71,6 +71,8 @@ pub enum Uninspectable {
     Corrupt,
     /// A content coding the inspector does not undo (unknown, stacked).
     Encoded,
+    /// The core's budget for held files is spent.
+    Busy,
 }
 
 impl Uninspectable {
@@ -81,6 +83,7 @@ impl Uninspectable {
             Uninspectable::Encrypted => "encrypted",
             Uninspectable::Corrupt => "corrupt",
             Uninspectable::Encoded => "content-encoded",
+            Uninspectable::Busy => "proxy busy (held-file budget spent)",
         }
     }
 }

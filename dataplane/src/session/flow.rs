@@ -21,6 +21,36 @@ use crate::http::chunked::{ChunkedDecoder, Step};
 use crate::http::Framing;
 use crate::io::{within, Inbound};
 
+/// Most bytes of files one core holds at once for session control: past
+/// it, a file that would need holding is treated as uninspectable (the
+/// policy's fail-open or fail-closed choice applies), so many concurrent
+/// large transfers cannot exhaust memory.
+pub const MAX_HELD_BYTES_PER_CORE: u64 = 512 * 1024 * 1024;
+
+/// A reservation of held bytes against the core's budget, given back
+/// when dropped.
+pub struct HoldBudget<'c> {
+    held: &'c std::cell::Cell<u64>,
+    bytes: u64,
+}
+
+impl Drop for HoldBudget<'_> {
+    fn drop(&mut self) {
+        self.held.set(self.held.get().saturating_sub(self.bytes));
+    }
+}
+
+/// Reserves `bytes` from `held` (the core's count); `None` when that
+/// would pass [`MAX_HELD_BYTES_PER_CORE`].
+pub fn reserve(held: &std::cell::Cell<u64>, bytes: u64) -> Option<HoldBudget<'_>> {
+    let now = held.get();
+    if now + bytes > MAX_HELD_BYTES_PER_CORE {
+        return None;
+    }
+    held.set(now + bytes);
+    Some(HoldBudget { held, bytes })
+}
+
 /// A held body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Held {
@@ -378,6 +408,18 @@ mod tests {
         }
         p.finish(&mut out).unwrap();
         assert_eq!(age::decrypt(&id, &out).unwrap(), data);
+    }
+
+    #[test]
+    fn the_hold_budget_is_given_back() {
+        let held = std::cell::Cell::new(0);
+        let a = reserve(&held, MAX_HELD_BYTES_PER_CORE - 10).expect("fits");
+        assert!(reserve(&held, 11).is_none());
+        let b = reserve(&held, 10).expect("fits exactly");
+        drop(a);
+        assert_eq!(held.get(), 10);
+        drop(b);
+        assert_eq!(held.get(), 0);
     }
 
     #[test]

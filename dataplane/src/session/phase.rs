@@ -122,8 +122,8 @@ pub enum BeforeUpstream {
 /// Custom activities and upload control, before anything is sent to the
 /// app.
 #[allow(clippy::too_many_arguments)]
-pub async fn before_upstream(
-    core: &Core,
+pub async fn before_upstream<'c>(
+    core: &'c Core,
     routes: &RouteTable,
     client: &mut Inbound<ClientStream>,
     req: &RequestInfo,
@@ -133,6 +133,7 @@ pub async fn before_upstream(
     out: &mut Vec<u8>,
     note: &mut Option<ActivityNote>,
     continued: &mut bool,
+    budget: &mut Option<flow::HoldBudget<'c>>,
 ) -> BeforeUpstream {
     let route = &routes.apps[req.app];
     let rules = &admitted.session_rules;
@@ -224,14 +225,19 @@ pub async fn before_upstream(
             body_read: false,
         };
     }
-    let held = match flow::hold_body(client, req.framing, limit, timeout).await {
-        Ok(h) => h,
-        Err(e) => {
-            pages::error_response(out, 400, &format!("reading the upload: {e}"), !req.is_head);
-            return BeforeUpstream::Refused {
-                status: 400,
-                body_read: false,
-            };
+    *budget = flow::reserve(&core.held_bytes, announced.unwrap_or(limit).min(limit));
+    let (held, too_big) = if budget.is_none() {
+        (Held::TooBig, Uninspectable::Busy)
+    } else {
+        match flow::hold_body(client, req.framing, limit, timeout).await {
+            Ok(h) => (h, Uninspectable::TooBig),
+            Err(e) => {
+                pages::error_response(out, 400, &format!("reading the upload: {e}"), !req.is_head);
+                return BeforeUpstream::Refused {
+                    status: 400,
+                    body_read: false,
+                };
+            }
         }
     };
     let mut worst = FileVerdict::default();
@@ -281,7 +287,7 @@ pub async fn before_upstream(
                     name: &name,
                     size: announced,
                     content: None,
-                    uninspectable: Some(Uninspectable::TooBig),
+                    uninspectable: Some(too_big),
                 },
             );
             consider(v, &name, announced.unwrap_or(0));
@@ -371,8 +377,8 @@ pub enum OnResponse {
 /// Download control, after the app's response head (the client head is
 /// in `out`, not yet sent).
 #[allow(clippy::too_many_arguments)]
-pub async fn on_response(
-    core: &Core,
+pub async fn on_response<'c>(
+    core: &'c Core,
     routes: &RouteTable,
     client: &mut Inbound<ClientStream>,
     up: &mut UpstreamConn,
@@ -383,6 +389,7 @@ pub async fn on_response(
     request_id: u64,
     out: &mut Vec<u8>,
     note: &mut Option<ActivityNote>,
+    budget: &mut Option<flow::HoldBudget<'c>>,
 ) -> Result<OnResponse, String> {
     let rules = &admitted.session_rules;
     if req.is_head || !(200..300).contains(&resp.status) || !resp.upstream_framing.has_body() {
@@ -464,19 +471,28 @@ pub async fn on_response(
         );
     }
     let mut held = None;
+    let mut uninspectable = None;
     if let Some(limit) = limit {
-        held = Some(
-            flow::hold_body(up, resp.upstream_framing, limit, core.limits.body_timeout)
-                .await
-                .map_err(|e| format!("reading the download: {e}"))?,
-        );
+        *budget = flow::reserve(&core.held_bytes, size.unwrap_or(limit).min(limit));
+        if budget.is_none() {
+            held = Some(Held::TooBig);
+            uninspectable = Some(Uninspectable::Busy);
+        } else {
+            held = Some(
+                flow::hold_body(up, resp.upstream_framing, limit, core.limits.body_timeout)
+                    .await
+                    .map_err(|e| format!("reading the download: {e}"))?,
+            );
+        }
     }
     let raw_len = match held {
         Some(Held::Complete { raw_len }) => Some(raw_len),
         _ => None,
     };
+    if matches!(held, Some(Held::TooBig)) && uninspectable.is_none() {
+        uninspectable = Some(Uninspectable::TooBig);
+    }
     // The decoded file when it was held whole (and its coding undone).
-    let mut uninspectable = matches!(held, Some(Held::TooBig)).then_some(Uninspectable::TooBig);
     let decoded: Option<Vec<u8>> = match (raw_len, coding) {
         (None, _) => None,
         (Some(n), Ok(None)) => {
