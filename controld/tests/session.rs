@@ -128,6 +128,17 @@ fn origin(files: Arc<HashMap<String, Vec<u8>>>) -> Origin {
                     body: gz.finish().expect("gzip"),
                 };
             }
+            if let Some(name) = path.strip_prefix("/report/") {
+                // A download recognized by the profile's content type only.
+                return Reply::Full {
+                    status: 200,
+                    headers: vec![(
+                        "Content-Type".into(),
+                        "application/x-acme-report; charset=utf-8".into(),
+                    )],
+                    body: files.get(name).cloned().unwrap_or_default(),
+                };
+            }
             if let Some(name) = path.strip_prefix("/export/") {
                 // A download recognized by the app profile's path only.
                 return Reply::Full {
@@ -162,6 +173,7 @@ const POLICY: &str = r#"
 [app.profile]
 upload_paths = ["/put/*"]
 download_paths = ["/export/*"]
+download_content_types = ["application/x-acme-report"]
 [[app.profile.activity]]
 name = "share"
 method = "POST"
@@ -441,10 +453,12 @@ fn downloads_are_blocked_protected_or_audited_by_file_and_content() {
     // A download recognized by the profile's path, not by a disposition
     // (named by the path's last segment).
     assert_blocked(&rig.get("/export/cards.csv", ""), "cards.csv");
+    // ... and by the profile's content type.
+    assert_blocked(&rig.get("/report/cards.csv", ""), "cards.csv");
     let r = rig.get("/export/cards-invalid.csv", "");
     assert_eq!(r.bytes, rig.files["cards-invalid.csv"]);
 
-    let records = rig.activities(15);
+    let records = rig.activities(16);
     // (file, action, deciding policy, found in the detail); passed files
     // are logged under the monitor policy.
     for (file, action, policy, found) in [
