@@ -158,24 +158,38 @@ const DIRECT_WRITE_MIN: usize = 8 * 1024;
 /// Pending output is flushed once it reaches this size.
 const FLUSH_AT: usize = 64 * 1024;
 
+/// How one body crosses: its framing at the source and toward the sink,
+/// and the bounds on reading it.
+#[derive(Debug, Clone, Copy)]
+pub struct Transfer {
+    pub framing: Framing,
+    pub sink_framing: SinkFraming,
+    /// Longest wait for the next source bytes.
+    pub read_timeout: Duration,
+    /// Read-buffer size for the source.
+    pub max_buffer: usize,
+}
+
 /// Transfers one body from `src` to `sink`. `pending` holds bytes already
 /// due to the sink (e.g. a head) and is flushed along with the body.
 /// Returns the number of body bytes read from the source.
-#[allow(clippy::too_many_arguments)]
 pub async fn relay<R, W>(
     src: &mut Inbound<R>,
     sink: &mut W,
-    framing: Framing,
-    sink_framing: SinkFraming,
+    how: Transfer,
     mut filter: Option<&mut dyn BodyFilter>,
     pending: &mut Vec<u8>,
-    read_timeout: Duration,
-    max_buffer: usize,
 ) -> Result<u64, RelayError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    let Transfer {
+        framing,
+        sink_framing,
+        read_timeout,
+        max_buffer,
+    } = how;
     let sink = &mut Tracked {
         inner: sink,
         wrote: false,

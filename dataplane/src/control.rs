@@ -25,8 +25,8 @@ use palisade_schema::control_capnp::{request, response};
 use palisade_schema::frame::{self, MAX_FRAME_BYTES, PREFIX_BYTES};
 use palisade_schema::snapshot;
 
-use crate::proxy::Core;
-use crate::routes::{RouteTable, SharedRoots};
+use crate::core::Core;
+use crate::snapshot::{SharedRoots, Snapshot};
 
 /// First and longest wait between reconnection attempts.
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
@@ -130,7 +130,7 @@ async fn session(
         h.set_pid(std::process::id());
         h.set_core(config.core_index);
         h.set_cores(config.cores);
-        h.set_version_held(core.routes.borrow().version);
+        h.set_version_held(core.snapshot.borrow().version);
         h.set_log_dropped(core.logs.as_ref().map_or(0, |l| l.borrow().dropped()));
     }
     if let Some(log) = &core.logs {
@@ -251,8 +251,8 @@ fn install(core: &Core, config: &ControlConfig, version: u64, bytes: &[u8]) -> R
             policy.version
         ));
     }
-    let table = RouteTable::build(&policy, &config.roots).map_err(|e| e.to_string())?;
-    core.routes.replace(Rc::new(table));
+    let table = Snapshot::build(&policy, &config.roots).map_err(|e| e.to_string())?;
+    core.snapshot.replace(Rc::new(table));
     if config.core_index == 0 {
         if let Some(dir) = &config.cache_dir {
             // Best effort: a cache that cannot be written costs a restart

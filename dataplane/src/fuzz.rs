@@ -8,12 +8,12 @@ use crate::http::chunked::{ChunkedDecoder, Step};
 use crate::http::request::{prepare_request, ClientContext, Parsed};
 use crate::http::Framing;
 use crate::limits::Limits;
-use crate::routes::RouteTable;
+use crate::snapshot::Snapshot;
 
 /// The routing table every fuzz run uses (apps `demo.test` and
 /// `demo-cdn.test` under `proxy.test`, with three bare-host context
 /// patterns).
-pub fn fuzz_routes() -> RouteTable {
+pub fn fuzz_routes() -> Snapshot {
     let policy = palisade_schema::policy::compile_source(
         "fuzz.toml",
         "[proxy]\nsuffix = \"proxy.test\"\n[[app]]\nname = \"demo\"\ndomains = [\"demo.test\", \"demo-cdn.test\"]\nupstream = \"http://127.0.0.1:9\"\nbare_host_contexts = ['\"domain\":\"', 'document.domain = \"', 'host=']\n",
@@ -22,13 +22,13 @@ pub fn fuzz_routes() -> RouteTable {
     )
     // The embedded policy is valid; a failure here is a bug in this file.
     .expect("fuzz policy compiles");
-    RouteTable::build(&policy, &rustls::RootCertStore::empty()).expect("fuzz routes build")
+    Snapshot::build(&policy, &rustls::RootCertStore::empty()).expect("fuzz routes build")
 }
 
 /// Parses `data` as a request head and, when it is complete, decodes the
 /// body that follows per its framing. Must never panic; checks invariants
 /// that hold for any input.
-pub fn request_head_and_body(routes: &RouteTable, data: &[u8]) {
+pub fn request_head_and_body(routes: &Snapshot, data: &[u8]) {
     let limits = Limits::default();
     let ctx = ClientContext::new(SocketAddr::from(([127, 0, 0, 1], 1)), false);
     let mut out = Vec::new();
@@ -65,7 +65,7 @@ pub fn request_head_and_body(routes: &RouteTable, data: &[u8]) {
 /// Rewrites `data` (the first byte picks HTML or not and the split
 /// pattern) whole and in pieces: must never panic, and every split must
 /// give the same output. The request-body unwrapper is held to the same.
-pub fn rewrite_split_invariance(routes: &RouteTable, data: &[u8]) {
+pub fn rewrite_split_invariance(routes: &Snapshot, data: &[u8]) {
     use crate::body::BodyFilter;
     use crate::rewrite::{unwrap::Unwrapper, Rewriter};
     let Some((&control, doc)) = data.split_first() else {
@@ -78,12 +78,12 @@ pub fn rewrite_split_invariance(routes: &RouteTable, data: &[u8]) {
         None
     };
     let mut whole = Vec::new();
-    let mut r = Rewriter::new(routes, html).with_contexts(contexts);
+    let mut r = Rewriter::new(&routes.hosts, html).with_contexts(contexts);
     r.feed(doc, &mut whole);
     r.finish(&mut whole);
     let step = usize::from(control >> 2).max(1);
     let mut split = Vec::new();
-    let mut r = Rewriter::new(routes, html).with_contexts(contexts);
+    let mut r = Rewriter::new(&routes.hosts, html).with_contexts(contexts);
     for piece in doc.chunks(step) {
         r.feed(piece, &mut split);
     }
@@ -92,7 +92,7 @@ pub fn rewrite_split_invariance(routes: &RouteTable, data: &[u8]) {
 
     // Zero-copy output (spans of the input by reference) is the same text.
     let mut zero_copy = Vec::new();
-    let mut r = Rewriter::new(routes, html).with_contexts(contexts);
+    let mut r = Rewriter::new(&routes.hosts, html).with_contexts(contexts);
     let mut pieces = crate::body::FilterOutput::default();
     for piece in doc.chunks(step) {
         pieces.clear();
@@ -104,7 +104,7 @@ pub fn rewrite_split_invariance(routes: &RouteTable, data: &[u8]) {
 
     let unwrap = |step: usize| {
         let mut out = Vec::new();
-        let mut u = Unwrapper::new(routes);
+        let mut u = Unwrapper::new(&routes.hosts);
         for piece in doc.chunks(step) {
             u.feed(piece, &mut out).expect("unwrapping never fails");
         }
@@ -115,7 +115,7 @@ pub fn rewrite_split_invariance(routes: &RouteTable, data: &[u8]) {
 
     let multipart = |step: usize| {
         let mut out = Vec::new();
-        let mut m = crate::rewrite::unwrap::MultipartUnwrapper::new(routes, b"XyZ");
+        let mut m = crate::rewrite::unwrap::MultipartUnwrapper::new(&routes.hosts, b"XyZ");
         for piece in doc.chunks(step) {
             m.feed(piece, &mut out).expect("unwrapping never fails");
         }

@@ -6,7 +6,7 @@
 //! filter) is a separate engine. Functions return `None` when nothing
 //! changes so the caller can copy the original bytes.
 
-use crate::routes::{RouteTable, MAX_HOST_LEN};
+use crate::hostmap::{HostMap, MAX_HOST_LEN};
 
 /// Bytes that may appear in a host name as written in URLs (reg-name
 /// letters, digits, '-', '.', and '_' which real deployments use).
@@ -18,7 +18,7 @@ fn is_host_byte(b: u8) -> bool {
 /// `value` (after `scheme://` or a leading/delimited `//`), keeping user
 /// info and port. Used for Location, Content-Location, Link, Refresh,
 /// Access-Control-Allow-Origin.
-pub fn wrap_urls(routes: &RouteTable, value: &[u8]) -> Option<Vec<u8>> {
+pub fn wrap_urls(host_map: &HostMap, value: &[u8]) -> Option<Vec<u8>> {
     let mut out: Option<Vec<u8>> = None;
     let mut copied = 0;
     let mut search = 0;
@@ -37,13 +37,16 @@ pub fn wrap_urls(routes: &RouteTable, value: &[u8]) -> Option<Vec<u8>> {
             None => continue,
         };
         search = host_end;
-        if routes.app_for_host(&value[host_start..host_end]).is_none() {
+        if host_map
+            .app_for_host(&value[host_start..host_end])
+            .is_none()
+        {
             continue;
         }
         let o = out.get_or_insert_with(|| Vec::with_capacity(value.len() + 32));
         o.extend_from_slice(&value[copied..host_end]);
         o.push(b'.');
-        o.extend_from_slice(routes.suffix());
+        o.extend_from_slice(host_map.suffix());
         copied = host_end;
     }
     out.map(|mut o| {
@@ -106,7 +109,7 @@ fn authority_host(value: &[u8], start: usize) -> Option<(usize, usize)> {
 /// Rewrites the host sources of a Content-Security-Policy value (RFC: CSP
 /// Level 3 §2.3.1 `host-source`): `https://demo.test`, `*.demo.test`,
 /// `demo.test:443/path` all gain the suffix when the host is an app host.
-pub fn wrap_csp(routes: &RouteTable, value: &[u8]) -> Option<Vec<u8>> {
+pub fn wrap_csp(host_map: &HostMap, value: &[u8]) -> Option<Vec<u8>> {
     let mut out: Option<Vec<u8>> = None;
     let mut copied = 0;
     let mut i = 0;
@@ -139,14 +142,16 @@ pub fn wrap_csp(routes: &RouteTable, value: &[u8]) -> Option<Vec<u8>> {
         }
         if host_end == host_start
             || (host_end < i && !matches!(value[host_end], b':' | b'/'))
-            || routes.app_for_host(&value[host_start..host_end]).is_none()
+            || host_map
+                .app_for_host(&value[host_start..host_end])
+                .is_none()
         {
             continue;
         }
         let o = out.get_or_insert_with(|| Vec::with_capacity(value.len() + 64));
         o.extend_from_slice(&value[copied..host_end]);
         o.push(b'.');
-        o.extend_from_slice(routes.suffix());
+        o.extend_from_slice(host_map.suffix());
         copied = host_end;
     }
     out.map(|mut o| {
@@ -158,7 +163,7 @@ pub fn wrap_csp(routes: &RouteTable, value: &[u8]) -> Option<Vec<u8>> {
 /// Rewrites the `Domain` attribute of a Set-Cookie value (RFC 6265 §5.2.3):
 /// `Domain=.demo.test` → `Domain=.demo.test.proxy.test`. Host-only cookies
 /// (no Domain attribute) are left host-only.
-pub fn wrap_cookie_domain(routes: &RouteTable, value: &[u8]) -> Option<Vec<u8>> {
+pub fn wrap_cookie_domain(host_map: &HostMap, value: &[u8]) -> Option<Vec<u8>> {
     let mut pos = memchr::memchr(b';', value)?;
     while pos < value.len() {
         let attr_start = pos + 1;
@@ -187,11 +192,11 @@ pub fn wrap_cookie_domain(routes: &RouteTable, value: &[u8]) -> Option<Vec<u8>> 
                 }
                 let domain = &value[v_start..v_end];
                 let bare = domain.strip_prefix(b".").unwrap_or(domain);
-                if routes.app_for_host(bare).is_some() {
-                    let mut o = Vec::with_capacity(value.len() + routes.suffix().len() + 1);
+                if host_map.app_for_host(bare).is_some() {
+                    let mut o = Vec::with_capacity(value.len() + host_map.suffix().len() + 1);
                     o.extend_from_slice(&value[..v_end]);
                     o.push(b'.');
-                    o.extend_from_slice(routes.suffix());
+                    o.extend_from_slice(host_map.suffix());
                     o.extend_from_slice(&value[v_end..]);
                     return Some(o);
                 }
@@ -206,12 +211,12 @@ pub fn wrap_cookie_domain(routes: &RouteTable, value: &[u8]) -> Option<Vec<u8>> 
 /// `value`, wherever it stands: in URLs, in percent-encoded URLs inside
 /// query strings (`https%3A%2F%2Fdemo.test.proxy.test`, also double
 /// encoded), or bare. Used for Origin, Referer and request query strings.
-pub fn unwrap_proxy_hosts(routes: &RouteTable, value: &[u8]) -> Option<Vec<u8>> {
-    let suffix_len = routes.suffix().len();
+pub fn unwrap_proxy_hosts(host_map: &HostMap, value: &[u8]) -> Option<Vec<u8>> {
+    let suffix_len = host_map.suffix().len();
     let mut out: Option<Vec<u8>> = None;
     let mut copied = 0;
-    for dot in routes.find_dotted_suffix(value) {
-        if dot < copied || !is_proxy_host_suffix(routes, value, 0, dot, true) {
+    for dot in host_map.find_dotted_suffix(value) {
+        if dot < copied || !is_proxy_host_suffix(host_map, value, 0, dot, true) {
             continue;
         }
         let o = out.get_or_insert_with(|| Vec::with_capacity(value.len()));
@@ -228,13 +233,13 @@ pub fn unwrap_proxy_hosts(routes: &RouteTable, value: &[u8]) -> Option<Vec<u8>> 
 /// stands before it and no further host label follows. `lo` is where the
 /// readable text begins; `at_end`: nothing follows `value`.
 pub fn is_proxy_host_suffix(
-    routes: &RouteTable,
+    host_map: &HostMap,
     value: &[u8],
     lo: usize,
     dot: usize,
     at_end: bool,
 ) -> bool {
-    let end = dot + 1 + routes.suffix().len();
+    let end = dot + 1 + host_map.suffix().len();
     // Right label boundary: the host ends here (a further `.label` would
     // make it another name, e.g. `proxy.test.evil.net`).
     match value.get(end) {
@@ -269,17 +274,16 @@ pub fn is_proxy_host_suffix(
     };
     (start.max(dot.saturating_sub(MAX_HOST_LEN + 8))..dot).any(|s| {
         let boundary = s == start || escape_at(s) || double_escape_at(s) || js_escape_at(s);
-        boundary && value[s] != b'.' && routes.app_for_host(&value[s..dot]).is_some()
+        boundary && value[s] != b'.' && host_map.app_for_host(&value[s..dot]).is_some()
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::routes::RouteTable;
     use palisade_schema::policy::{compile_source, CompileOptions};
 
-    fn table() -> RouteTable {
+    fn table() -> HostMap {
         let p = compile_source(
             "t",
             "[proxy]\nsuffix = \"proxy.test\"\n[[app]]\nname = \"demo\"\ndomains = [\"demo.test\", \"demo-cdn.test\"]\nupstream = \"http://127.0.0.1:1\"\n",
@@ -287,7 +291,9 @@ mod tests {
             &CompileOptions::default(),
         )
         .unwrap();
-        RouteTable::build(&p, &rustls::RootCertStore::empty()).unwrap()
+        crate::snapshot::Snapshot::build(&p, &rustls::RootCertStore::empty())
+            .unwrap()
+            .hosts
     }
 
     fn s(v: Option<Vec<u8>>) -> Option<String> {

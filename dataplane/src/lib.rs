@@ -13,11 +13,14 @@
 //! harness the fuzz targets call.
 
 pub mod access;
+pub mod activity;
+pub mod answers;
 pub mod body;
 pub mod control;
+pub mod core;
 pub mod domains;
 pub mod fuzz;
-pub mod gate;
+pub mod hostmap;
 pub mod hosts;
 pub mod http;
 pub mod identity;
@@ -25,13 +28,12 @@ pub mod io;
 pub mod iptags;
 pub mod limits;
 pub mod logs;
-pub mod pages;
 pub mod proxy;
 pub mod rewrite;
-pub mod routes;
 pub mod server;
-pub mod session;
+pub mod session_policy;
 pub mod shutdown;
+pub mod snapshot;
 pub mod stream;
 pub mod tls;
 pub mod upstream;

@@ -13,10 +13,11 @@ use glommio::{LocalExecutorBuilder, Placement};
 use palisade_schema::snapshot;
 
 use crate::control::{self, ControlConfig};
+use crate::core::Core;
 use crate::io::within;
 use crate::limits::Limits;
-use crate::proxy::{serve_connection, Core};
-use crate::routes::{system_roots, RouteTable, SharedRoots};
+use crate::proxy::serve_connection;
+use crate::snapshot::{system_roots, SharedRoots, Snapshot};
 use crate::stream::ClientIo;
 
 /// Everything a data plane needs to start.
@@ -69,7 +70,7 @@ pub fn run(
     let roots: SharedRoots = Arc::new(system_roots());
     if let Some(bytes) = &config.snapshot {
         let policy = snapshot::decode(bytes).map_err(|e| StartError(e.to_string()))?;
-        RouteTable::build(&policy, &roots).map_err(|e| StartError(e.to_string()))?;
+        Snapshot::build(&policy, &roots).map_err(|e| StartError(e.to_string()))?;
     } else if config.control.is_none() {
         return Err(StartError(
             "no snapshot: give --snapshot, a --snapshot-cache holding one, or --control".into(),
@@ -113,9 +114,9 @@ pub fn run(
                     let routes = match &bytes {
                         Some(bytes) => {
                             let policy = snapshot::decode(bytes).map_err(|e| e.to_string())?;
-                            RouteTable::build(&policy, &roots).map_err(|e| e.to_string())?
+                            Snapshot::build(&policy, &roots).map_err(|e| e.to_string())?
                         }
-                        None => RouteTable::empty(),
+                        None => Snapshot::empty(),
                     };
                     let listener =
                         bind_listener(listen).map_err(|e| format!("bind {listen}: {e}"))?;
@@ -156,35 +157,11 @@ pub fn run(
                     core.limits.max_connections.max(1) as u64,
                 ));
                 if let Some(tls_listener) = tls_listener {
-                    glommio::spawn_local(accept_tls(core.clone(), tls_listener, slots.clone()))
-                        .detach();
+                    let accepting =
+                        accept(core.clone(), tls_listener, slots.clone(), Transport::Tls);
+                    glommio::spawn_local(accepting).detach();
                 }
-                loop {
-                    let Ok(slot) = slots.acquire_static_permit(1).await else {
-                        break;
-                    };
-                    match listener.accept().await {
-                        Ok(stream) => {
-                            let peer = match stream.peer_addr() {
-                                Ok(p) => p,
-                                Err(_) => continue,
-                            };
-                            let core = core.clone();
-                            glommio::spawn_local(async move {
-                                let _ = stream.set_nodelay(true);
-                                serve_connection(core, ClientIo::Plain(stream), peer, false).await;
-                                drop(slot);
-                            })
-                            .detach();
-                        }
-                        // Out of descriptors and the like: back off briefly
-                        // instead of spinning.
-                        Err(_) => {
-                            drop(slot);
-                            glommio::timer::sleep(std::time::Duration::from_millis(10)).await
-                        }
-                    }
-                }
+                accept(core, listener, slots, Transport::Plain).await;
             })
             .map_err(|e| StartError(format!("cannot start core {index}: {e}")))?;
         handles.push(handle);
@@ -206,17 +183,33 @@ pub fn run(
     Ok(())
 }
 
-/// The TLS accept loop of one core: each connection is handshaken with
-/// the TLS configuration of the snapshot current at accept time (so an
-/// apply rotates certificates for new connections while open ones keep
-/// theirs), then served like a plain one.
-async fn accept_tls(core: Rc<Core>, listener: TcpListener, slots: Rc<glommio::sync::Semaphore>) {
+/// What a listener speaks.
+#[derive(Clone, Copy)]
+enum Transport {
+    Plain,
+    /// TLS, handshaken with the configuration of the snapshot current at
+    /// accept time (so an apply rotates certificates for new connections
+    /// while open ones keep theirs).
+    Tls,
+}
+
+/// The accept loop of one listener of one core: each connection holds a
+/// slot; at the limit, accepting pauses and new connections wait in the
+/// kernel backlog.
+async fn accept(
+    core: Rc<Core>,
+    listener: TcpListener,
+    slots: Rc<glommio::sync::Semaphore>,
+    transport: Transport,
+) {
     loop {
         let Ok(slot) = slots.acquire_static_permit(1).await else {
             break;
         };
         let stream = match listener.accept().await {
             Ok(s) => s,
+            // Out of descriptors and the like: back off briefly instead of
+            // spinning.
             Err(_) => {
                 drop(slot);
                 glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
@@ -229,29 +222,37 @@ async fn accept_tls(core: Rc<Core>, listener: TcpListener, slots: Rc<glommio::sy
         let core = core.clone();
         glommio::spawn_local(async move {
             let _ = stream.set_nodelay(true);
-            let routes = core.routes.borrow().clone();
-            let Some(tls) = &routes.tls else {
-                // No certificate in the snapshot: nothing to offer.
-                drop(slot);
-                return;
-            };
-            let acceptor = futures_rustls::TlsAcceptor::from(tls.config.clone());
-            let handshake = within(core.limits.header_timeout, async {
-                acceptor.accept(stream).await
-            })
-            .await;
-            let Ok(stream) = handshake else {
-                drop(slot);
-                return;
-            };
-            let managed = tls.wants_client_certificates()
-                && tls.device_is_managed(stream.get_ref().1.peer_certificates());
-            drop(routes);
-            serve_connection(core, ClientIo::Tls(Box::new(stream)), peer, managed).await;
+            match transport {
+                Transport::Plain => {
+                    serve_connection(core, ClientIo::Plain(stream), peer, false).await
+                }
+                Transport::Tls => {
+                    if let Some((io, managed)) = handshake(&core, stream).await {
+                        serve_connection(core, io, peer, managed).await;
+                    }
+                }
+            }
             drop(slot);
         })
         .detach();
     }
+}
+
+/// The TLS handshake of a new connection (under the header timeout);
+/// `None` when there is no certificate to offer or it fails. `managed`:
+/// the client certificate verifies against the device roots.
+async fn handshake(core: &Core, stream: glommio::net::TcpStream) -> Option<(ClientIo, bool)> {
+    let snap = core.snapshot.borrow().clone();
+    let tls = snap.tls.as_ref()?;
+    let acceptor = futures_rustls::TlsAcceptor::from(tls.config.clone());
+    let stream = within(core.limits.header_timeout, async {
+        acceptor.accept(stream).await
+    })
+    .await
+    .ok()?;
+    let managed = tls.wants_client_certificates()
+        && tls.device_is_managed(stream.get_ref().1.peer_certificates());
+    Some((ClientIo::Tls(Box::new(stream)), managed))
 }
 
 /// A listening socket for one core: SO_REUSEPORT so every core gets its

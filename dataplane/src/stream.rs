@@ -87,3 +87,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for MaybeTls<T> {
         }
     }
 }
+
+/// A client connection (TCP or TLS) counting the bytes sent to it, for
+/// the traffic log.
+pub type ClientStream = crate::io::Counted<ClientIo>;

@@ -15,7 +15,7 @@ use glommio::net::TcpStream;
 use rustls::pki_types::ServerName;
 
 use crate::io::{within, Inbound};
-use crate::routes::{AppRoute, UpstreamRoute};
+use crate::snapshot::{AppRoute, UpstreamRoute};
 
 /// Read buffer per upstream connection.
 pub const UPSTREAM_BUFFER: usize = 16 * 1024;

@@ -194,7 +194,7 @@ fn oracle_with(doc: &[u8], html: bool, contexts: bool) -> Vec<u8> {
 fn rewrite_split(doc: &[u8], html: bool, cuts: &[usize]) -> Vec<u8> {
     let routes = fuzz_routes();
     let mut out = Vec::new();
-    let mut r = Rewriter::new(&routes, html);
+    let mut r = Rewriter::new(&routes.hosts, html);
     let mut at = 0;
     let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (doc.len() + 1)).collect();
     cuts.sort_unstable();
@@ -300,7 +300,7 @@ proptest! {
     ) {
         let want = oracle(&doc, html);
         let routes = fuzz_routes();
-        let whole = rewrite_all(&routes, html, &doc);
+        let whole = rewrite_all(&routes.hosts, html, &doc);
         prop_assert_eq!(
             String::from_utf8_lossy(&whole),
             String::from_utf8_lossy(&want),
@@ -320,7 +320,7 @@ proptest! {
         let want = oracle_with(&doc, html, true);
         let run = |cuts: &[usize]| {
             let mut out = Vec::new();
-            let mut r = Rewriter::new(&routes, html).with_contexts(contexts);
+            let mut r = Rewriter::new(&routes.hosts, html).with_contexts(contexts);
             let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (doc.len() + 1)).collect();
             cuts.sort_unstable();
             let mut at = 0;

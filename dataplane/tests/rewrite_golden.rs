@@ -16,7 +16,7 @@ use palisade_dataplane::rewrite::Rewriter;
 fn rewrite_in_pieces(input: &[u8], html: bool, piece: usize) -> Vec<u8> {
     let routes = fuzz_routes();
     let mut out = Vec::new();
-    let mut r = Rewriter::new(&routes, html);
+    let mut r = Rewriter::new(&routes.hosts, html);
     for p in input.chunks(piece.max(1)) {
         r.feed(p, &mut out);
     }

@@ -4,11 +4,11 @@
 
 use libfuzzer_sys::fuzz_target;
 use palisade_dataplane::fuzz::{fuzz_routes, request_head_and_body};
-use palisade_dataplane::routes::RouteTable;
+use palisade_dataplane::snapshot::Snapshot;
 
 thread_local! {
     // Per-thread like a data-plane core: the table is not shared.
-    static ROUTES: RouteTable = fuzz_routes();
+    static ROUTES: Snapshot = fuzz_routes();
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -5,10 +5,10 @@
 
 use libfuzzer_sys::fuzz_target;
 use palisade_dataplane::fuzz::{fuzz_routes, rewrite_split_invariance};
-use palisade_dataplane::routes::RouteTable;
+use palisade_dataplane::snapshot::Snapshot;
 
 thread_local! {
-    static ROUTES: RouteTable = fuzz_routes();
+    static ROUTES: Snapshot = fuzz_routes();
 }
 
 fuzz_target!(|data: &[u8]| {

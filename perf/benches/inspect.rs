@@ -10,7 +10,7 @@
 //! the checksums applied to each match.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use palisade_dataplane::session::detect;
+use palisade_dataplane::session_policy::detect;
 
 const WORDS: [&str; 24] = [
     "the",

@@ -50,11 +50,10 @@ fn heads(c: &mut Criterion) {
         upgrade: false,
         is_head: false,
         idempotent: true,
-        app_host: palisade_dataplane::routes::HostName::lowercase(b"app.demo.test").expect("host"),
+        app_host: palisade_dataplane::hostmap::HostName::lowercase(b"app.demo.test").expect("host"),
         accepted: Default::default(),
         unwrap_body: None,
-        log_fields: Default::default(),
-        gate: Default::default(),
+        index: Default::default(),
     };
     let mut g = c.benchmark_group("response_head");
     g.throughput(Throughput::Bytes(APP_RESPONSE.len() as u64));
@@ -71,9 +70,11 @@ fn heads(c: &mut Criterion) {
                 prepare_response(
                     black_box(APP_RESPONSE),
                     &req,
-                    &routes,
-                    65536,
-                    false,
+                    &routes.hosts,
+                    palisade_dataplane::http::response::ResponseLimits {
+                        max_header_bytes: 65536,
+                        rewrite_bodies: false,
+                    },
                     &mut out,
                 )
                 .is_ok(),

@@ -22,7 +22,7 @@
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use palisade_dataplane::body::FilterOutput;
 use palisade_dataplane::rewrite::Rewriter;
-use palisade_dataplane::routes::RouteTable;
+use palisade_dataplane::snapshot::Snapshot;
 use palisade_schema::policy::{compile_source, CompileOptions};
 
 const CORPUS_BYTES: usize = 1 << 20;
@@ -34,7 +34,7 @@ fn domains(n: usize) -> Vec<String> {
     (0..n).map(|k| format!("svc{k}.test")).collect()
 }
 
-fn routes(n: usize) -> RouteTable {
+fn routes(n: usize) -> Snapshot {
     let mut toml = format!("[proxy]\nsuffix = \"{SUFFIX}\"\n");
     for (k, d) in domains(n).iter().enumerate() {
         toml.push_str(&format!(
@@ -48,7 +48,7 @@ fn routes(n: usize) -> RouteTable {
         &CompileOptions::default(),
     )
     .expect("bench policy compiles");
-    RouteTable::build(&policy, &rustls::RootCertStore::empty()).expect("routes")
+    Snapshot::build(&policy, &rustls::RootCertStore::empty()).expect("routes")
 }
 
 /// A deterministic pseudo-random sequence (no dependency, same corpus
@@ -136,8 +136,8 @@ fn page(n_domains: usize, app_hosts: bool) -> Vec<u8> {
 /// into the pending write buffer (cleared per read, as a write would),
 /// unchanged spans of 8 KiB or more by reference to the read buffer.
 /// Returns the bytes produced.
-fn engine(routes: &RouteTable, input: &[u8], pending: &mut Vec<u8>) -> usize {
-    let mut r = Rewriter::new(routes, true);
+fn engine(routes: &Snapshot, input: &[u8], pending: &mut Vec<u8>) -> usize {
+    let mut r = Rewriter::new(&routes.hosts, true);
     let mut out = FilterOutput {
         bytes: std::mem::take(pending),
         ..FilterOutput::default()
@@ -160,9 +160,9 @@ fn engine(routes: &RouteTable, input: &[u8], pending: &mut Vec<u8>) -> usize {
 }
 
 /// The engine writing everything into one buffer (every byte copied).
-fn engine_to_vec(routes: &RouteTable, input: &[u8], out: &mut Vec<u8>) {
+fn engine_to_vec(routes: &Snapshot, input: &[u8], out: &mut Vec<u8>) {
     out.clear();
-    let mut r = Rewriter::new(routes, true);
+    let mut r = Rewriter::new(&routes.hosts, true);
     for piece in input.chunks(PIECE) {
         r.feed(piece, out);
     }
@@ -235,7 +235,7 @@ fn rewrite(c: &mut Criterion) {
         b.iter(|| {
             hosts
                 .iter()
-                .filter(|h| table.app_for_host(black_box(h.as_bytes())).is_some())
+                .filter(|h| table.hosts.app_for_host(black_box(h.as_bytes())).is_some())
                 .count()
         })
     });

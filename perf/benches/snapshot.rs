@@ -12,7 +12,7 @@
 use std::path::Path;
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use palisade_dataplane::routes::RouteTable;
+use palisade_dataplane::snapshot::Snapshot;
 use palisade_schema::policy::{compile_source, CompileOptions};
 use palisade_schema::{policy_capnp, snapshot};
 
@@ -65,7 +65,7 @@ fn large(c: &mut Criterion) {
     g.bench_function("decode_and_build", |b| {
         b.iter(|| {
             let p = snapshot::decode(black_box(&bytes)).expect("decode");
-            black_box(RouteTable::build(&p, &roots).expect("build"))
+            black_box(Snapshot::build(&p, &roots).expect("build"))
         })
     });
     g.bench_function("encode", |b| {

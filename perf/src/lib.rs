@@ -25,7 +25,7 @@ Strict-Transport-Security: max-age=31536000\r\n\
 Date: Sun, 22 Nov 2026 12:00:00 GMT\r\n\r\n";
 
 /// The routing table the benchmarks use.
-pub fn routes() -> palisade_dataplane::routes::RouteTable {
+pub fn routes() -> palisade_dataplane::snapshot::Snapshot {
     palisade_dataplane::fuzz::fuzz_routes()
 }
 

@@ -4,6 +4,7 @@
 
 pub mod chunked;
 pub mod fields;
+pub mod index;
 pub mod request;
 pub mod response;
 

@@ -9,12 +9,14 @@
 use std::net::SocketAddr;
 
 use super::fields::{self, FieldName, TransferCoding};
+pub use super::index::{RequestIndex, Span, MAX_RANGE_FIELDS};
 use super::{line_endings_are_strict, push_field, Framing};
+use crate::hostmap::{HostMapping, HostName};
 use crate::hosts;
 use crate::limits::Limits;
 use crate::rewrite::codec::Accepted;
 use crate::rewrite::unwrap::BodyUnwrap;
-use crate::routes::{HostMapping, HostName, RouteTable};
+use crate::snapshot::Snapshot;
 
 /// Hard ceiling on header fields per head, whatever the configured limit.
 pub const MAX_HEADERS_CEILING: usize = 256;
@@ -60,71 +62,8 @@ pub struct RequestInfo {
     /// hosts in it (in its text fields) are unwrapped on the way to the
     /// app, and it is sent chunked.
     pub unwrap_body: Option<BodyUnwrap>,
-    /// Where the request target (as the app sees it) and the User-Agent
-    /// value sit in the upstream head, for the traffic log (method: the
-    /// head's first bytes, up to the target less one).
-    pub log_fields: LogFields,
-    /// What identity and access control read from the client's head:
-    /// offsets into the read buffer the head was parsed from.
-    pub gate: GateFields,
-}
-
-/// Offsets (into the client's read buffer) of what identity and access
-/// control need; `(0, 0)` when absent.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct GateFields {
-    /// The request target's path and query.
-    pub path: (u32, u32),
-    pub session_cookie: (u32, u32),
-    pub login_cookie: (u32, u32),
-    /// The monitoring-notice acknowledgement.
-    pub notice_cookie: (u32, u32),
-    /// Trusted identity headers (only from a trusted source).
-    pub trusted_user: (u32, u32),
-    pub trusted_groups: (u32, u32),
-    /// The path is one of the proxy's own (`/.palisade/…`).
-    pub reserved: bool,
-    /// The client prefers JSON (`Accept: application/json`).
-    pub wants_json: bool,
-    /// GET or HEAD: a browser navigation can be redirected to sign in.
-    pub safe_method: bool,
-}
-
-impl GateFields {
-    /// The bytes at `range` of `head`.
-    pub fn slice(head: &[u8], (start, end): (u32, u32)) -> &[u8] {
-        head.get(start as usize..end as usize).unwrap_or(b"")
-    }
-}
-
-/// Offsets of `part` (a subslice of `whole`) within it.
-fn offsets(whole: &[u8], part: &[u8]) -> (u32, u32) {
-    let start = (part.as_ptr() as usize).wrapping_sub(whole.as_ptr() as usize);
-    if start > whole.len() {
-        return (0, 0);
-    }
-    (start as u32, (start + part.len()) as u32)
-}
-
-/// Offsets into the upstream head of what the traffic log records.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct LogFields {
-    pub target: (u32, u32),
-    pub user_agent: (u32, u32),
-}
-
-impl LogFields {
-    /// The method, target and User-Agent value out of `head`.
-    pub fn split<'h>(&self, head: &'h [u8]) -> (&'h [u8], &'h [u8], &'h [u8]) {
-        let slice =
-            |(start, end): (u32, u32)| head.get(start as usize..end as usize).unwrap_or(b"");
-        let method_end = (self.target.0 as usize).saturating_sub(1);
-        (
-            head.get(..method_end).unwrap_or(b""),
-            slice(self.target),
-            slice(self.user_agent),
-        )
-    }
+    /// Where every field the proxy reads sits, located once here.
+    pub index: RequestIndex,
 }
 
 /// Outcome of looking at the bytes buffered so far.
@@ -160,7 +99,7 @@ impl ClientContext {
 /// upstream head to `out` (cleared first).
 pub fn prepare_request(
     buf: &[u8],
-    routes: &RouteTable,
+    routes: &Snapshot,
     limits: &Limits,
     client: &ClientContext,
     out: &mut Vec<u8>,
@@ -327,7 +266,7 @@ pub fn prepare_request(
         }
     }
 
-    let (app_host, app) = match routes.map_proxy_host(host_name) {
+    let (app_host, app) = match routes.hosts.map_proxy_host(host_name) {
         HostMapping::App { app_host, app } => (app_host, app),
         HostMapping::UnknownApp => return Err(reject(404, "no app is served at this host")),
         HostMapping::NotOurs => return Err(reject(421, "this host is not served by this proxy")),
@@ -383,15 +322,15 @@ pub fn prepare_request(
         Accepted::default()
     };
     let unwrap_body = unwrap_body.filter(|_| framing.has_body());
-    let mut gate = GateFields {
-        path: offsets(buf, path_and_query),
+    let mut index = RequestIndex {
+        path: Span::within(buf, path_and_query),
         reserved: path_and_query.starts_with(crate::identity::RESERVED_PREFIX),
         safe_method: matches!(method, b"GET" | b"HEAD"),
-        ..GateFields::default()
+        ..RequestIndex::default()
     };
-    let trusted_headers = routes.identity.trusted_headers();
+    let trusted_headers = routes.sign_in.trusted_headers();
     let trusted_source =
-        trusted_headers.is_some() && routes.identity.is_trusted_source(client.peer.ip());
+        trusted_headers.is_some() && routes.sign_in.is_trusted_source(client.peer.ip());
 
     // Write the upstream head.
     out.clear();
@@ -399,7 +338,7 @@ pub fn prepare_request(
     out.push(b' ');
     let target_start = out.len() as u32;
     match memchr::memchr(b'?', path_and_query) {
-        Some(q) => match hosts::unwrap_proxy_hosts(routes, &path_and_query[q..]) {
+        Some(q) => match hosts::unwrap_proxy_hosts(&routes.hosts, &path_and_query[q..]) {
             Some(query) => {
                 out.extend_from_slice(&path_and_query[..q]);
                 out.extend_from_slice(&query);
@@ -408,10 +347,7 @@ pub fn prepare_request(
         },
         None => out.extend_from_slice(path_and_query),
     }
-    let mut log_fields = LogFields {
-        target: (target_start, out.len() as u32),
-        user_agent: (0, 0),
-    };
+    index.target = Span(target_start, out.len() as u32);
     out.extend_from_slice(b" HTTP/1.1\r\n");
     push_field(out, b"Host", app_host);
 
@@ -430,7 +366,7 @@ pub fn prepare_request(
             // Re-written below, after the values earlier proxies sent.
             FieldName::XForwardedFor | FieldName::Forwarded => continue,
             FieldName::Origin | FieldName::Referer => {
-                if let Some(v) = hosts::unwrap_proxy_hosts(routes, h.value) {
+                if let Some(v) = hosts::unwrap_proxy_hosts(&routes.hosts, h.value) {
                     push_field(out, name, &v);
                     continue;
                 }
@@ -442,20 +378,20 @@ pub fn prepare_request(
                 if let Some(v) =
                     crate::identity::cookie_value(value, crate::identity::SESSION_COOKIE)
                 {
-                    gate.session_cookie = offsets(buf, v);
+                    index.session_cookie = Span::within(buf, v);
                 }
                 if let Some(v) = crate::identity::cookie_value(value, crate::identity::LOGIN_COOKIE)
                 {
-                    gate.login_cookie = offsets(buf, v);
+                    index.login_cookie = Span::within(buf, v);
                 }
                 if let Some(v) =
                     crate::identity::cookie_value(value, crate::identity::NOTICE_COOKIE)
                 {
-                    gate.notice_cookie = offsets(buf, v);
+                    index.notice_cookie = Span::within(buf, v);
                 }
-                if gate.session_cookie != (0, 0)
-                    || gate.login_cookie != (0, 0)
-                    || gate.notice_cookie != (0, 0)
+                if !index.session_cookie.is_empty()
+                    || !index.login_cookie.is_empty()
+                    || !index.notice_cookie.is_empty()
                 {
                     write_cookie_without_ours(out, name, value);
                     continue;
@@ -465,8 +401,9 @@ pub fn prepare_request(
                 // Media types are case-insensitive, but JSON ones are sent
                 // in lower case in practice; a browser navigation lists
                 // text/html first.
-                gate.wants_json |= memchr::memmem::find(h.value, b"json").is_some()
+                index.wants_json |= memchr::memmem::find(h.value, b"json").is_some()
                     && !h.value.starts_with(b"text/html");
+                index.accepts_html |= memchr::memmem::find(h.value, b"text/html").is_some();
             }
             FieldName::Other => {
                 if let Some((user, groups)) = trusted_headers {
@@ -479,11 +416,11 @@ pub fn prepare_request(
                         if !trusted_source {
                             continue;
                         }
-                        let at = offsets(buf, h.value.trim_ascii());
+                        let at = Span::within(buf, h.value.trim_ascii());
                         if is_user {
-                            gate.trusted_user = at;
+                            index.trusted_user = at;
                         } else {
-                            gate.trusted_groups = at;
+                            index.trusted_groups = at;
                         }
                     }
                 }
@@ -493,9 +430,20 @@ pub fn prepare_request(
         if nominated(name) {
             continue;
         }
-        if kind == FieldName::UserAgent {
-            let start = (out.len() + name.len() + 2) as u32;
-            log_fields.user_agent = (start, start + h.value.len() as u32);
+        let value_start = (out.len() + name.len() + 2) as u32;
+        let value_span = Span(value_start, value_start + h.value.len() as u32);
+        match kind {
+            FieldName::UserAgent => index.user_agent = value_span,
+            FieldName::ContentType => index.content_type = value_span,
+            FieldName::Range | FieldName::IfRange => {
+                let n = usize::from(index.range_count);
+                if n == MAX_RANGE_FIELDS {
+                    return Err(reject(400, "too many Range fields"));
+                }
+                index.ranges[n] = (out.len() as u32, kind == FieldName::IfRange);
+                index.range_count += 1;
+            }
+            _ => {}
         }
         push_field(out, name, h.value);
     }
@@ -566,8 +514,7 @@ pub fn prepare_request(
         app_host: HostName::lowercase(app_host).ok_or_else(|| reject(400, "malformed Host"))?,
         accepted,
         unwrap_body,
-        log_fields,
-        gate,
+        index,
     }))
 }
 

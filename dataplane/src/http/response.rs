@@ -6,12 +6,12 @@
 //! desynchronise the client connection.
 
 use super::fields::{self, FieldName, TransferCoding};
-use super::request::{itoa, RequestInfo};
+use super::request::{itoa, RequestInfo, Span};
 use super::{line_endings_are_strict, push_field, Framing};
+use crate::hostmap::HostMap;
 use crate::hosts;
 use crate::rewrite::codec::{self, Coding};
 use crate::rewrite::content::{self, TextKind};
-use crate::routes::RouteTable;
 
 /// Why an upstream response was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,9 +48,14 @@ pub struct ResponseInfo {
     pub client_keep_alive: bool,
     /// The body goes through the rewrite engine.
     pub rewrite: Option<BodyPlan>,
-    /// Where the Content-Disposition value sits in the client head (for
-    /// recognizing downloads).
-    pub content_disposition: Option<(u32, u32)>,
+    /// The response's head index: where the Content-Disposition and
+    /// Content-Type values sit in the client head (for recognizing
+    /// downloads), located while parsing.
+    pub content_disposition: Span,
+    pub content_type: Span,
+    /// The app's content coding (of every Content-Encoding field): a
+    /// controlled download is inspected and protected decoded.
+    pub content_coding: Result<Option<Coding>, codec::NotDecodable>,
 }
 
 /// How a rewritten body is processed.
@@ -68,17 +73,28 @@ pub enum ParsedResponse {
     Complete(ResponseInfo),
 }
 
+/// What bounds and shapes a response head.
+#[derive(Debug, Clone, Copy)]
+pub struct ResponseLimits {
+    pub max_header_bytes: usize,
+    /// Text bodies go through the rewrite engine, so their length is
+    /// unknown.
+    pub rewrite_bodies: bool,
+}
+
 /// Parses the response head at the start of `buf` and writes the client
-/// head to `out` (cleared first). `rewrite_bodies`: text bodies go through
-/// the rewrite engine, so their length is unknown.
+/// head to `out` (cleared first).
 pub fn prepare_response(
     buf: &[u8],
     req: &RequestInfo,
-    routes: &RouteTable,
-    max_header_bytes: usize,
-    rewrite_bodies: bool,
+    hosts: &HostMap,
+    limits: ResponseLimits,
     out: &mut Vec<u8>,
 ) -> Result<ParsedResponse, BadResponse> {
+    let ResponseLimits {
+        max_header_bytes,
+        rewrite_bodies,
+    } = limits;
     let mut storage = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() };
         super::request::MAX_HEADERS_CEILING];
     let mut resp = httparse::Response::new(&mut []);
@@ -188,21 +204,21 @@ pub fn prepare_response(
         }
     };
 
+    let content_coding = if content_encoding_seen {
+        codec::response_coding(
+            headers
+                .iter()
+                .zip(kinds)
+                .filter(|(_, k)| *k == FieldName::ContentEncoding)
+                .map(|(h, _)| h.value),
+        )
+    } else {
+        Ok(None)
+    };
     // Partial content is left alone: rewriting would break its offsets.
     let rewrite = match text_kind {
         Some(kind) if rewrite_bodies && upstream_framing.has_body() && status != 206 => {
-            let coding = if content_encoding_seen {
-                codec::response_coding(
-                    headers
-                        .iter()
-                        .zip(kinds)
-                        .filter(|(_, k)| *k == FieldName::ContentEncoding)
-                        .map(|(h, _)| h.value),
-                )
-            } else {
-                Ok(None)
-            };
-            coding.ok().map(|from| BodyPlan {
+            content_coding.ok().map(|from| BodyPlan {
                 kind,
                 from,
                 to: req.accepted.choose(from),
@@ -236,7 +252,8 @@ pub fn prepare_response(
     let nominated = |name: &[u8]| {
         connection_nominates_fields && fields::named_in_connection(headers, &kinds, name)
     };
-    let mut attachment = None;
+    let mut content_disposition = Span::default();
+    let mut content_type = Span::default();
     for (h, kind) in headers.iter().zip(kinds) {
         let name = h.name.as_bytes();
         let rewritten = match kind {
@@ -254,14 +271,14 @@ pub fn prepare_response(
             | FieldName::ContentLocation
             | FieldName::Refresh
             | FieldName::Link
-            | FieldName::AccessControlAllowOrigin => hosts::wrap_urls(routes, h.value),
+            | FieldName::AccessControlAllowOrigin => hosts::wrap_urls(hosts, h.value),
             FieldName::ContentSecurityPolicy | FieldName::ContentSecurityPolicyReportOnly => {
-                hosts::wrap_csp(routes, h.value)
+                hosts::wrap_csp(hosts, h.value)
             }
             // The proxy's own cookie names are reserved: an app setting one
             // could log its users out of the proxy or pin a login state.
             FieldName::SetCookie if crate::identity::is_proxy_cookie(h.value) => continue,
-            FieldName::SetCookie => hosts::wrap_cookie_domain(routes, h.value),
+            FieldName::SetCookie => hosts::wrap_cookie_domain(hosts, h.value),
             // The coding of a rewritten body is set below.
             FieldName::ContentEncoding if filtered => continue,
             // A rewritten body is no longer byte-identical to the app's
@@ -276,9 +293,14 @@ pub fn prepare_response(
         if nominated(name) {
             continue;
         }
-        if kind == FieldName::ContentDisposition && rewritten.is_none() {
-            let start = out.len() + name.len() + 2;
-            attachment = Some((start as u32, (start + h.value.len()) as u32));
+        if rewritten.is_none() {
+            let start = (out.len() + name.len() + 2) as u32;
+            let span = Span(start, start + h.value.len() as u32);
+            match kind {
+                FieldName::ContentDisposition => content_disposition = span,
+                FieldName::ContentType if content_type.is_empty() => content_type = span,
+                _ => {}
+            }
         }
         match rewritten {
             Some(v) => push_field(out, name, &v),
@@ -324,6 +346,8 @@ pub fn prepare_response(
         upstream_reusable,
         client_keep_alive,
         rewrite,
-        content_disposition: attachment,
+        content_disposition,
+        content_type,
+        content_coding,
     }))
 }

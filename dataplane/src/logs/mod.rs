@@ -3,7 +3,6 @@
 //! the batch arena (no allocation per record); batches go to controld over
 //! the core's control connection and are freed only once acknowledged.
 
-pub mod disposition;
 pub mod shard;
 
 use std::net::SocketAddr;

@@ -11,124 +11,12 @@
 //! outcome therefore depends only on the bytes, never on how they were
 //! split into chunks.
 
-use crate::hosts;
-use crate::routes::{RouteTable, MAX_HOST_LEN};
+use super::html::{integrity_attribute, meta_csp};
+use super::window::{Decision, Edit, Insert, Stop, Window};
+use crate::hostmap::{HostMap, MAX_HOST_LEN};
 
-/// Bytes before a candidate a decision may read (scheme, encoded colon
-/// and encoded first slash: `https%253A%252F` is 15 bytes).
-pub const LOOKBACK: usize = 24;
-/// Bytes from a candidate a decision may read (a whole `<meta>` tag).
-pub const LOOKAHEAD: usize = MAX_TAG + 64;
-/// Longest `<meta ...>` tag examined for a Content-Security-Policy.
-pub const MAX_TAG: usize = 4096;
 /// Longest user information (`user:password@`) in an authority.
 const MAX_USERINFO: usize = 128;
-/// Longest `integrity` attribute value.
-const MAX_INTEGRITY: usize = 1024;
-
-/// What to do at a candidate.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Decision {
-    /// Nothing to change here.
-    Skip,
-    /// The decision needs bytes that have not arrived yet.
-    NeedMore,
-    /// Replace `start..end` and continue scanning at `resume`.
-    Edit(Edit),
-}
-
-#[derive(Debug, PartialEq, Eq)]
-pub struct Edit {
-    pub start: usize,
-    pub end: usize,
-    pub insert: Insert,
-    pub resume: usize,
-}
-
-#[derive(Debug, PartialEq, Eq)]
-pub enum Insert {
-    /// `.` followed by the proxy suffix (after an app host).
-    Suffix,
-    /// Nothing (a removed attribute).
-    Nothing,
-    /// Replacement text (a rewritten meta tag value).
-    Bytes(Vec<u8>),
-}
-
-/// The bytes a decision may see.
-pub struct Window<'a> {
-    data: &'a [u8],
-    /// First readable index (bytes before it read as "nothing").
-    lo: usize,
-    /// One past the last readable index.
-    hi: usize,
-    /// `hi` is the end of the whole body.
-    at_end: bool,
-    /// `hi` is the lookahead limit (not the end of the data so far).
-    full: bool,
-}
-
-/// Why a forward read could not be answered.
-enum Stop {
-    NeedMore,
-    Skip,
-}
-
-impl<'a> Window<'a> {
-    /// The window around candidate `p` of `data`; `at_end`: `data` ends
-    /// the body.
-    pub fn new(data: &'a [u8], p: usize, at_end: bool) -> Window<'a> {
-        let limit = p + LOOKAHEAD;
-        Window {
-            data,
-            lo: p.saturating_sub(LOOKBACK),
-            hi: data.len().min(limit),
-            at_end: at_end && data.len() <= limit,
-            full: data.len() >= limit,
-        }
-    }
-
-    /// The byte at `i` (ahead of the candidate): `Ok(None)` at the end of
-    /// the body.
-    #[inline]
-    fn at(&self, i: usize) -> Result<Option<u8>, Stop> {
-        if i < self.hi {
-            Ok(Some(self.data[i]))
-        } else if self.at_end {
-            Ok(None)
-        } else if self.full {
-            Err(Stop::Skip)
-        } else {
-            Err(Stop::NeedMore)
-        }
-    }
-
-    /// The byte at `i` behind the candidate (`None` outside the window).
-    #[inline]
-    fn before(&self, i: usize) -> Option<u8> {
-        (i >= self.lo && i < self.hi).then(|| self.data[i])
-    }
-
-    /// `data[end - pat.len()..end]` equals `pat` (ASCII case-insensitive),
-    /// within the window.
-    fn ends_with(&self, end: usize, pat: &[u8]) -> bool {
-        end >= self.lo + pat.len()
-            && end <= self.hi
-            && self.data[end - pat.len()..end].eq_ignore_ascii_case(pat)
-    }
-
-    /// `data[start..]` begins with `pat` (ASCII case-insensitive).
-    fn starts_with(&self, start: usize, pat: &[u8]) -> Result<bool, Stop> {
-        for (k, want) in pat.iter().enumerate() {
-            match self.at(start + k)? {
-                Some(b) if b.eq_ignore_ascii_case(want) => {}
-                _ => return Ok(false),
-            }
-        }
-        Ok(true)
-    }
-}
-
 /// The encodings of `/` an anchor may use; both slashes of `//` use the
 /// same family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -211,19 +99,15 @@ static USERINFO_BYTES: [bool; 256] = {
     t
 };
 
-fn is_html_space(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b'\x0c')
-}
-
 /// The schemes whose authority is rewritten (RFC 9110 §4.2, RFC 6455 §3).
 const SCHEMES: [&[u8]; 4] = [b"http", b"https", b"ws", b"wss"];
 
 /// Decides the candidate at `p` (a pair found by the scanner).
-pub fn decide(win: &Window<'_>, p: usize, routes: &RouteTable, html: bool) -> Decision {
+pub fn decide(win: &Window<'_>, p: usize, host_map: &HostMap, html: bool) -> Decision {
     let result = match (win.data[p] | 0x20, win.data[p + 1]) {
-        (b'/', _) | (b'f', _) | (b';', b'&') => url_anchor(win, p, routes),
+        (b'/', _) | (b'f', _) | (b';', b'&') => url_anchor(win, p, host_map),
         (b'y', b'=') if html => integrity_attribute(win, p),
-        (b'<', _) if html => meta_csp(win, p, routes),
+        (b'<', _) if html => meta_csp(win, p, host_map),
         _ => Ok(Decision::Skip),
     };
     settle(result)
@@ -347,7 +231,7 @@ fn authority_position(win: &Window<'_>, family: Family, start: usize) -> bool {
     }
 }
 
-fn url_anchor(win: &Window<'_>, p: usize, routes: &RouteTable) -> Result<Decision, Stop> {
+fn url_anchor(win: &Window<'_>, p: usize, host_map: &HostMap) -> Result<Decision, Stop> {
     let Some((family, start, authority)) = encoded_double_slash(win, p)? else {
         return Ok(Decision::Skip);
     };
@@ -362,12 +246,12 @@ fn url_anchor(win: &Window<'_>, p: usize, routes: &RouteTable) -> Result<Decisio
             }
             (
                 end,
-                routes.app_for_host_parts(&win.data[start..end], host.two, host.one),
+                host_map.app_for_host_parts(&win.data[start..end], host.two, host.one),
             )
         }
         None => match authority_host(win, authority)? {
             Some((start, end)) if end > start && win.data[start] != b'.' => {
-                (end, routes.app_for_host(&win.data[start..end]))
+                (end, host_map.app_for_host(&win.data[start..end]))
             }
             _ => return Ok(Decision::Skip),
         },
@@ -566,7 +450,7 @@ fn authority_host(win: &Window<'_>, authority: usize) -> Result<Option<(usize, u
 
 /// A bare host right after one of the app's context patterns (which ends
 /// at `host_start`): rewritten when it is an app host.
-pub fn decide_bare_host(win: &Window<'_>, host_start: usize, routes: &RouteTable) -> Decision {
+pub fn decide_bare_host(win: &Window<'_>, host_start: usize, host_map: &HostMap) -> Decision {
     let result = (|| {
         let mut end = host_start;
         let after = loop {
@@ -583,7 +467,7 @@ pub fn decide_bare_host(win: &Window<'_>, host_start: usize, routes: &RouteTable
             host_end -= 1;
         }
         let host = &win.data[host_start..host_end];
-        if host.is_empty() || host[0] == b'.' || routes.app_for_host(host).is_none() {
+        if host.is_empty() || host[0] == b'.' || host_map.app_for_host(host).is_none() {
             return Ok(Decision::Skip);
         }
         Ok(Decision::Edit(Edit {
@@ -594,138 +478,4 @@ pub fn decide_bare_host(win: &Window<'_>, host_start: usize, routes: &RouteTable
         }))
     })();
     settle(result)
-}
-
-/// ` integrity="sha384-..."` inside a tag: a rewritten script or
-/// stylesheet would fail its Subresource Integrity check, so the attribute
-/// goes (W3C SRI §3.3).
-fn integrity_attribute(win: &Window<'_>, p: usize) -> Result<Decision, Stop> {
-    if !win.ends_with(p + 1, b"integrity") {
-        return Ok(Decision::Skip);
-    }
-    let start = p + 1 - b" integrity".len();
-    if !win.before(start).is_some_and(is_html_space) {
-        return Ok(Decision::Skip);
-    }
-    let value = p + 2;
-    let end = match win.at(value)? {
-        Some(q @ (b'"' | b'\'')) => {
-            let mut i = value + 1;
-            loop {
-                match win.at(i)? {
-                    Some(b) if b == q => break i + 1,
-                    Some(_) if i - value < MAX_INTEGRITY => i += 1,
-                    _ => return Ok(Decision::Skip),
-                }
-            }
-        }
-        _ => {
-            let mut i = value;
-            loop {
-                match win.at(i)? {
-                    Some(b) if !is_html_space(b) && b != b'>' && i - value < MAX_INTEGRITY => {
-                        i += 1
-                    }
-                    _ => break i,
-                }
-            }
-        }
-    };
-    Ok(Decision::Edit(Edit {
-        start,
-        end,
-        insert: Insert::Nothing,
-        resume: end,
-    }))
-}
-
-/// `<meta http-equiv="Content-Security-Policy" content="...">`: its host
-/// sources are rewritten like the response header (CSP3 §3.3).
-fn meta_csp(win: &Window<'_>, p: usize, routes: &RouteTable) -> Result<Decision, Stop> {
-    if !win.starts_with(p + 1, b"meta")? {
-        return Ok(Decision::Skip);
-    }
-    match win.at(p + 5)? {
-        Some(b) if is_html_space(b) || b == b'/' => {}
-        _ => return Ok(Decision::Skip),
-    }
-    let mut i = p + 5;
-    let mut is_csp = false;
-    let mut content = None;
-    let tag_end = loop {
-        if i - p > MAX_TAG {
-            return Ok(Decision::Skip);
-        }
-        let Some(b) = win.at(i)? else {
-            return Ok(Decision::Skip);
-        };
-        if is_html_space(b) || b == b'/' {
-            i += 1;
-            continue;
-        }
-        if b == b'>' {
-            break i + 1;
-        }
-        let name_start = i;
-        while let Some(b) = win.at(i)? {
-            if is_html_space(b) || matches!(b, b'/' | b'>' | b'=') {
-                break;
-            }
-            i += 1;
-        }
-        let name = &win.data[name_start..i];
-        while win.at(i)?.is_some_and(is_html_space) {
-            i += 1;
-        }
-        if win.at(i)? != Some(b'=') {
-            continue;
-        }
-        i += 1;
-        while win.at(i)?.is_some_and(is_html_space) {
-            i += 1;
-        }
-        let (v_start, v_end) = match win.at(i)? {
-            Some(q @ (b'"' | b'\'')) => {
-                let s = i + 1;
-                i = s;
-                loop {
-                    match win.at(i)? {
-                        Some(b) if b == q => break,
-                        Some(_) => i += 1,
-                        None => return Ok(Decision::Skip),
-                    }
-                }
-                i += 1;
-                (s, i - 1)
-            }
-            _ => {
-                let s = i;
-                while let Some(b) = win.at(i)? {
-                    if is_html_space(b) || b == b'>' {
-                        break;
-                    }
-                    i += 1;
-                }
-                (s, i)
-            }
-        };
-        let value = &win.data[v_start..v_end];
-        if name.eq_ignore_ascii_case(b"http-equiv") {
-            is_csp = value.eq_ignore_ascii_case(b"content-security-policy");
-        } else if name.eq_ignore_ascii_case(b"content") {
-            content = Some((v_start, v_end));
-        }
-    };
-    let Some((c_start, c_end)) = content.filter(|_| is_csp) else {
-        return Ok(Decision::Skip);
-    };
-    match hosts::wrap_csp(routes, &win.data[c_start..c_end]) {
-        Some(new) => Ok(Decision::Edit(Edit {
-            start: c_start,
-            end: c_end,
-            insert: Insert::Bytes(new),
-            resume: tag_end,
-        })),
-        None => Ok(Decision::Skip),
-    }
 }

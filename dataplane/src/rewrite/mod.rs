@@ -20,13 +20,16 @@
 pub mod anchor;
 pub mod codec;
 pub mod content;
+pub mod contexts;
+mod html;
 pub mod scan;
 pub mod unwrap;
+pub mod window;
 
 use crate::body::{BodyFilter, FilterError, FilterOutput};
-use crate::routes::{ContextPatterns, RouteTable};
-use anchor::{Decision, Insert, Window, LOOKBACK};
+use crate::hostmap::HostMap;
 use scan::{Candidates, PairSet};
+use window::{Decision, Insert, Window, LOOKBACK};
 
 /// Input bytes copied next to the carry before switching to scanning the
 /// new input in place: enough for every URL decision that starts in the
@@ -35,9 +38,9 @@ const STITCH: usize = 1024;
 
 /// The response-body rewriter for one response.
 pub struct Rewriter<'r> {
-    routes: &'r RouteTable,
+    host_map: &'r HostMap,
     /// The app's bare-host context patterns, if it has any.
-    contexts: Option<&'r ContextPatterns>,
+    contexts: Option<&'r contexts::ContextPatterns>,
     set: PairSet,
     /// Bytes kept from earlier input: context already emitted, then bytes
     /// not yet emitted.
@@ -59,9 +62,9 @@ struct Progress {
 impl<'r> Rewriter<'r> {
     /// A rewriter for HTML (`html`: also drops `integrity` attributes and
     /// rewrites meta Content-Security-Policy) or other text.
-    pub fn new(routes: &'r RouteTable, html: bool) -> Rewriter<'r> {
+    pub fn new(host_map: &'r HostMap, html: bool) -> Rewriter<'r> {
         Rewriter {
-            routes,
+            host_map,
             contexts: None,
             set: if html { PairSet::Html } else { PairSet::Urls },
             carry: Vec::new(),
@@ -72,7 +75,10 @@ impl<'r> Rewriter<'r> {
     }
 
     /// Also rewrites bare app hosts right after these patterns.
-    pub fn with_contexts(mut self, contexts: Option<&'r ContextPatterns>) -> Rewriter<'r> {
+    pub fn with_contexts(
+        mut self,
+        contexts: Option<&'r contexts::ContextPatterns>,
+    ) -> Rewriter<'r> {
         self.contexts = contexts;
         self
     }
@@ -97,18 +103,15 @@ impl<'r> Rewriter<'r> {
         if progress.scanned >= old + LOOKBACK && progress.emitted >= old {
             let (scan_from, emit_from) = (progress.scanned - old, progress.emitted - old);
             self.carry.clear();
-            let p = run(
-                self.routes,
-                self.contexts,
-                self.set,
-                input,
-                true,
-                false,
+            let pass = Pass {
+                data: input,
+                data_is_input: true,
+                at_body_start: false,
                 emit_from,
                 scan_from,
-                false,
-                out,
-            );
+                at_end: false,
+            };
+            let p = run(self.engine(), pass, out);
             self.at_body_start = false;
             self.carry_from(input, p);
         } else {
@@ -132,18 +135,23 @@ impl<'r> Rewriter<'r> {
     }
 
     fn pass_over_carry<E: Emit>(&mut self, at_end: bool, out: &mut E) -> Progress {
-        run(
-            self.routes,
-            self.contexts,
-            self.set,
-            &self.carry,
-            false,
-            self.at_body_start,
-            self.emitted,
-            self.scanned,
+        let pass = Pass {
+            data: &self.carry,
+            data_is_input: false,
+            at_body_start: self.at_body_start,
+            emit_from: self.emitted,
+            scan_from: self.scanned,
             at_end,
-            out,
-        )
+        };
+        run(self.engine(), pass, out)
+    }
+
+    fn engine(&self) -> Engine<'r> {
+        Engine {
+            host_map: self.host_map,
+            contexts: self.contexts,
+            set: self.set,
+        }
     }
 
     /// Drops the carry's prefix that is neither pending nor look-back.
@@ -169,23 +177,45 @@ fn carry_start(p: &Progress) -> usize {
     p.emitted.min(p.scanned.saturating_sub(LOOKBACK))
 }
 
-/// One pass over `data`: decides candidates from `scan_from`, emits from
-/// `emit_from`. Without `at_end`, stops at the first candidate that needs
-/// more input and emits only up to [`LOOKBACK`] bytes before the scan
-/// position (a later edit may start that far back).
-#[allow(clippy::too_many_arguments)]
-fn run<E: Emit>(
-    routes: &RouteTable,
-    contexts: Option<&ContextPatterns>,
+/// What a pass decides with: the host map, the app's bare-host context
+/// patterns and the candidate pair set of the body's kind.
+#[derive(Clone, Copy)]
+struct Engine<'r> {
+    host_map: &'r HostMap,
+    contexts: Option<&'r contexts::ContextPatterns>,
     set: PairSet,
-    data: &[u8],
+}
+
+/// One pass's input and where it starts.
+struct Pass<'d> {
+    data: &'d [u8],
+    /// `data` is the caller's input (not the carry).
     data_is_input: bool,
     at_body_start: bool,
     emit_from: usize,
     scan_from: usize,
+    /// `data` ends the body.
     at_end: bool,
-    out: &mut E,
-) -> Progress {
+}
+
+/// One pass over `data`: decides candidates from `scan_from`, emits from
+/// `emit_from`. Without `at_end`, stops at the first candidate that needs
+/// more input and emits only up to [`LOOKBACK`] bytes before the scan
+/// position (a later edit may start that far back).
+fn run<E: Emit>(engine: Engine<'_>, pass: Pass<'_>, out: &mut E) -> Progress {
+    let Engine {
+        host_map,
+        contexts,
+        set,
+    } = engine;
+    let Pass {
+        data,
+        data_is_input,
+        at_body_start,
+        emit_from,
+        scan_from,
+        at_end,
+    } = pass;
     debug_assert!(at_body_start || scan_from >= LOOKBACK || data.is_empty());
     let html = set == PairSet::Html;
     let mut emitted = emit_from;
@@ -214,8 +244,8 @@ fn run<E: Emit>(
         }
         let window = Window::new(data, p, at_end);
         let decision = match context_end {
-            None => anchor::decide(&window, p, routes, html),
-            Some(end) => anchor::decide_bare_host(&window, end, routes),
+            None => anchor::decide(&window, p, host_map, html),
+            Some(end) => anchor::decide_bare_host(&window, end, host_map),
         };
         // Advance the source of this candidate.
         match context_end {
@@ -235,7 +265,7 @@ fn run<E: Emit>(
                 }
                 out.span(data, emitted..edit.start, data_is_input);
                 match edit.insert {
-                    Insert::Suffix => out.bytes(routes.dotted_suffix()),
+                    Insert::Suffix => out.bytes(host_map.dotted_suffix()),
                     Insert::Nothing => {}
                     Insert::Bytes(b) => out.bytes(&b),
                 }
@@ -328,9 +358,9 @@ impl BodyFilter for Rewriter<'_> {
 }
 
 /// Rewrites a whole body at once (tests, benchmarks, small documents).
-pub fn rewrite_all(routes: &RouteTable, html: bool, body: &[u8]) -> Vec<u8> {
+pub fn rewrite_all(host_map: &HostMap, html: bool, body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len() + body.len() / 8);
-    let mut r = Rewriter::new(routes, html);
+    let mut r = Rewriter::new(host_map, html);
     r.feed(body, &mut out);
     r.finish(&mut out);
     out
@@ -342,7 +372,7 @@ mod tests {
     use crate::fuzz::fuzz_routes;
 
     fn rw(html: bool, s: &str) -> String {
-        String::from_utf8(rewrite_all(&fuzz_routes(), html, s.as_bytes())).unwrap()
+        String::from_utf8(rewrite_all(&fuzz_routes().hosts, html, s.as_bytes())).unwrap()
     }
 
     #[test]

@@ -9,8 +9,8 @@
 //! streaming filter here.
 
 use crate::body::{BodyFilter, FilterError};
+use crate::hostmap::{HostMap, MAX_HOST_LEN};
 use crate::hosts::is_proxy_host_suffix;
-use crate::routes::{RouteTable, MAX_HOST_LEN};
 
 /// True for request bodies whose proxy hosts are unwrapped.
 pub fn is_unwrapped_body(content_type: &[u8]) -> bool {
@@ -30,7 +30,7 @@ const CONTEXT: usize = MAX_HOST_LEN + 16;
 
 /// Streaming unwrapper for one request body.
 pub struct Unwrapper<'r> {
-    routes: &'r RouteTable,
+    host_map: &'r HostMap,
     buf: Vec<u8>,
     /// `buf[..emitted]` was already passed on (kept as context).
     emitted: usize,
@@ -39,9 +39,9 @@ pub struct Unwrapper<'r> {
 }
 
 impl<'r> Unwrapper<'r> {
-    pub fn new(routes: &'r RouteTable) -> Unwrapper<'r> {
+    pub fn new(host_map: &'r HostMap) -> Unwrapper<'r> {
         Unwrapper {
-            routes,
+            host_map,
             buf: Vec::new(),
             emitted: 0,
             scanned: 0,
@@ -49,19 +49,19 @@ impl<'r> Unwrapper<'r> {
     }
 
     fn process(&mut self, at_end: bool, out: &mut Vec<u8>) {
-        let suffix_len = self.routes.suffix().len();
+        let suffix_len = self.host_map.suffix().len();
         // A match needs the byte after it to be decided.
         let hold = if at_end { 0 } else { suffix_len + 2 };
         let limit = self.buf.len().saturating_sub(hold);
         if limit > self.scanned {
             let from = self.scanned;
-            for rel in self.routes.find_dotted_suffix(&self.buf[from..]) {
+            for rel in self.host_map.find_dotted_suffix(&self.buf[from..]) {
                 let dot = from + rel;
                 if dot >= limit {
                     break;
                 }
                 if dot < self.emitted
-                    || !is_proxy_host_suffix(self.routes, &self.buf, 0, dot, at_end)
+                    || !is_proxy_host_suffix(self.host_map, &self.buf, 0, dot, at_end)
                 {
                     continue;
                 }
@@ -146,11 +146,11 @@ impl BodyUnwrap {
     }
 
     /// The body filter for this unwrapping.
-    pub fn filter<'r>(&self, routes: &'r RouteTable) -> Box<dyn BodyFilter + 'r> {
+    pub fn filter<'r>(&self, host_map: &'r HostMap) -> Box<dyn BodyFilter + 'r> {
         match self {
-            BodyUnwrap::Text => Box::new(Unwrapper::new(routes)),
+            BodyUnwrap::Text => Box::new(Unwrapper::new(host_map)),
             BodyUnwrap::Multipart { boundary, len } => Box::new(MultipartUnwrapper::new(
-                routes,
+                host_map,
                 &boundary[..usize::from(*len)],
             )),
         }
@@ -173,7 +173,7 @@ enum PartState {
 /// Unwraps proxy hosts in the text fields of a `multipart/form-data`
 /// body (RFC 7578), streaming; file parts and framing pass untouched.
 pub struct MultipartUnwrapper<'r> {
-    routes: &'r RouteTable,
+    host_map: &'r HostMap,
     /// `\r\n--<boundary>`.
     delimiter: Vec<u8>,
     buf: Vec<u8>,
@@ -185,11 +185,11 @@ pub struct MultipartUnwrapper<'r> {
 }
 
 impl<'r> MultipartUnwrapper<'r> {
-    pub fn new(routes: &'r RouteTable, boundary: &[u8]) -> MultipartUnwrapper<'r> {
+    pub fn new(host_map: &'r HostMap, boundary: &[u8]) -> MultipartUnwrapper<'r> {
         let mut delimiter = b"\r\n--".to_vec();
         delimiter.extend_from_slice(boundary);
         MultipartUnwrapper {
-            routes,
+            host_map,
             delimiter,
             buf: b"\r\n".to_vec(),
             state: PartState::Content { text: false },
@@ -265,7 +265,7 @@ impl<'r> MultipartUnwrapper<'r> {
                             .any(|w| w.eq_ignore_ascii_case(b"filename="));
                         self.emit(i + 4, false, out)?;
                         if !is_file {
-                            self.text = Some(Unwrapper::new(self.routes));
+                            self.text = Some(Unwrapper::new(self.host_map));
                         }
                         self.state = PartState::Content { text: !is_file };
                     }
@@ -306,11 +306,11 @@ mod tests {
 
     #[test]
     fn text_fields_are_unwrapped_and_files_are_not_for_any_split() {
-        let routes = fuzz_routes();
+        let host_map = fuzz_routes().hosts;
         let unwrap = BodyUnwrap::for_content_type(b"multipart/form-data; boundary=\"XyZ\"")
             .expect("multipart");
         for step in [1, 2, 3, 5, 8, 13, 64, BODY.len()] {
-            let mut f = unwrap.filter(&routes);
+            let mut f = unwrap.filter(&host_map);
             let mut out = Vec::new();
             for piece in BODY.as_bytes().chunks(step) {
                 f.feed(piece, &mut out).unwrap();

@@ -133,101 +133,6 @@ pub fn held_bytes(buffered: &[u8], framing: Framing, raw_len: usize) -> Cow<'_, 
     }
 }
 
-/// A `Content-Disposition` value naming `name` (RFC 6266 §4.3: a plain
-/// ASCII fallback and the RFC 8187 UTF-8 form).
-fn disposition(name: &str) -> String {
-    let fallback: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let encoded = crate::pages::percent_encode(name, b"-._~");
-    format!("attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}")
-}
-
-/// The response replacing a blocked download: `<name>.blocked.txt` with
-/// the operator's message.
-pub fn blocked_download(
-    out: &mut Vec<u8>,
-    name: &str,
-    app: &str,
-    message: &str,
-    request_id: u64,
-    keep_alive: bool,
-    with_body: bool,
-) {
-    let file = if name.is_empty() { "download" } else { name };
-    let body = format!(
-        "Download restricted\r\n\r\n{file} was not downloaded: your organization's policy for {app} blocks it.\r\n{message}\r\n\r\nRequest id: {request_id:016x}\r\n",
-        message = if message.is_empty() { "Contact your administrator if you need this file." } else { message }
-    );
-    out.clear();
-    out.extend_from_slice(
-        format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Disposition: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nX-Palisade-Session: download-restricted\r\n{}\r\n",
-            disposition(&format!("{file}.blocked.txt")),
-            body.len(),
-            if keep_alive { "" } else { "Connection: close\r\n" }
-        )
-        .as_bytes(),
-    );
-    if with_body {
-        out.extend_from_slice(body.as_bytes());
-    }
-}
-
-/// How a protected download's body is delimited.
-pub enum ProtectedFraming {
-    Length(usize),
-    Chunked,
-    UntilClose,
-}
-
-/// The head of a protected download (`<name>.age`); the body follows
-/// through [`Protect`].
-pub fn protected_head(out: &mut Vec<u8>, name: &str, framing: ProtectedFraming, keep_alive: bool) {
-    let file = if name.is_empty() { "download" } else { name };
-    let framing = match framing {
-        ProtectedFraming::Length(n) => format!("Content-Length: {n}\r\n"),
-        ProtectedFraming::Chunked => "Transfer-Encoding: chunked\r\n".into(),
-        ProtectedFraming::UntilClose => String::new(),
-    };
-    out.clear();
-    out.extend_from_slice(
-        format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Disposition: {}\r\nCache-Control: no-store\r\nX-Palisade-Session: protected\r\n{framing}{}\r\n",
-            disposition(&format!("{file}.age")),
-            if keep_alive { "" } else { "Connection: close\r\n" }
-        )
-        .as_bytes(),
-    );
-}
-
-/// Renames `Range` and `If-Range` fields of a request head in place (same
-/// length, so recorded offsets stay valid): a download under control is
-/// always fetched whole, or a byte range could slip past inspection.
-pub fn neutralize_ranges(head: &mut [u8]) {
-    let mut at = match memchr::memchr(b'\n', head) {
-        Some(i) => i + 1,
-        None => return,
-    };
-    while at < head.len() {
-        let end = memchr::memchr(b'\n', &head[at..]).map_or(head.len(), |i| at + i + 1);
-        let line = &head[at..end];
-        if line.len() > 6 && line[..6].eq_ignore_ascii_case(b"range:") {
-            head[at..at + 5].copy_from_slice(b"X-Rng");
-        } else if line.len() > 9 && line[..9].eq_ignore_ascii_case(b"if-range:") {
-            head[at..at + 8].copy_from_slice(b"X-If-Rng");
-        }
-        at = end;
-    }
-}
-
 /// A writer appending to a shared buffer (the encryptor owns its writer;
 /// the filter drains what it wrote).
 #[derive(Clone, Default)]
@@ -291,30 +196,6 @@ impl BodyFilter for Protect {
     }
 }
 
-/// The `boundary` parameter of a multipart Content-Type value.
-pub fn multipart_boundary(content_type: &[u8]) -> Option<&[u8]> {
-    let mut parts = content_type.split(|b| *b == b';');
-    if !parts
-        .next()?
-        .trim_ascii()
-        .eq_ignore_ascii_case(b"multipart/form-data")
-    {
-        return None;
-    }
-    for p in parts {
-        let p = p.trim_ascii();
-        if p.len() > 9 && p[..9].eq_ignore_ascii_case(b"boundary=") {
-            let v = &p[9..];
-            let v = v
-                .strip_prefix(b"\"")
-                .and_then(|v| v.strip_suffix(b"\""))
-                .unwrap_or(v);
-            return (!v.is_empty() && v.len() <= 70).then_some(v);
-        }
-    }
-    None
-}
-
 /// The file parts of a whole multipart/form-data body (RFC 7578): each
 /// part whose Content-Disposition has a `filename`, as (name, content).
 pub fn multipart_files<'b>(body: &'b [u8], boundary: &[u8]) -> Vec<(Vec<u8>, &'b [u8])> {
@@ -350,7 +231,7 @@ pub fn multipart_files<'b>(body: &'b [u8], boundary: &[u8]) -> Vec<(Vec<u8>, &'b
                 if let Some(semi) = memchr::memchr(b';', value) {
                     as_attachment.extend_from_slice(&value[semi..]);
                     if memchr::memmem::find(value, b"filename").is_some() {
-                        let name = crate::logs::disposition::attachment_name(&as_attachment)
+                        let name = crate::activity::disposition::attachment_name(&as_attachment)
                             .unwrap_or_default();
                         files.push((name, &rest[content_start..content_end]));
                     }
@@ -362,26 +243,10 @@ pub fn multipart_files<'b>(body: &'b [u8], boundary: &[u8]) -> Vec<(Vec<u8>, &'b
     files
 }
 
-/// The value of header `name` in a head (first occurrence).
-pub fn header<'h>(head: &'h [u8], name: &[u8]) -> Option<&'h [u8]> {
-    for line in head.split(|b| *b == b'\n').skip(1) {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.is_empty() {
-            break;
-        }
-        if line.len() > name.len()
-            && line[name.len()] == b':'
-            && line[..name.len()].eq_ignore_ascii_case(name)
-        {
-            return Some(line[name.len() + 1..].trim_ascii());
-        }
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::activity::disposition::multipart_boundary;
 
     #[test]
     fn multipart_file_parts_are_found() {
@@ -420,26 +285,5 @@ mod tests {
         assert_eq!(held.get(), 10);
         drop(b);
         assert_eq!(held.get(), 0);
-    }
-
-    #[test]
-    fn ranges_are_renamed_in_place() {
-        let mut head = b"GET /f HTTP/1.1\r\nHost: a\r\nrange: bytes=0-9\r\nIf-Range: x\r\nX-Range-Like: y\r\n\r\n".to_vec();
-        let len = head.len();
-        neutralize_ranges(&mut head);
-        assert_eq!(head.len(), len);
-        assert_eq!(head, b"GET /f HTTP/1.1\r\nHost: a\r\nX-Rng: bytes=0-9\r\nX-If-Rng: x\r\nX-Range-Like: y\r\n\r\n".to_vec());
-    }
-
-    #[test]
-    fn blocked_download_names_the_replacement() {
-        let mut out = Vec::new();
-        blocked_download(&mut out, "Q3 report.docx", "files", "", 7, true, true);
-        let text = String::from_utf8(out).unwrap();
-        assert!(
-            text.contains("filename=\"Q3 report.docx.blocked.txt\""),
-            "{text}"
-        );
-        assert!(text.contains("Download restricted"));
     }
 }

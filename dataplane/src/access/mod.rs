@@ -12,34 +12,18 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::rc::Rc;
 
-use palisade_schema::access::{AccessAction, AccessPolicy};
+use palisade_schema::access::AccessAction;
 use palisade_schema::policy::{IpRange, Policy};
 
 use crate::identity::ip_number;
 
-/// Device tag bits.
-pub const DEVICE_MANAGED: u8 = 1;
-pub const DEVICE_UNMANAGED: u8 = 2;
-pub const DEVICE_COMPLIANT: u8 = 4;
-pub const DEVICE_DOMAIN_JOINED: u8 = 8;
-/// Client kind bits.
-pub const CLIENT_BROWSER: u8 = 1;
-pub const CLIENT_NATIVE: u8 = 2;
+mod bits;
+mod compile;
 
-/// Most distinct user-agent patterns across all policies (one bit each).
-pub const MAX_USER_AGENT_PATTERNS: usize = 64;
-
-fn device_bit(tag: &str) -> u8 {
-    match tag {
-        "managed" => DEVICE_MANAGED,
-        "unmanaged" => DEVICE_UNMANAGED,
-        "compliant" => DEVICE_COMPLIANT,
-        "domain_joined" => DEVICE_DOMAIN_JOINED,
-        _ => 0,
-    }
-}
+pub use bits::*;
+use compile::{index_sets, CompiledPolicy, IdList};
+pub use compile::{AccessError, Subject};
 
 /// Tag names for the log, in bit order.
 pub fn device_tags_text(bits: u8) -> &'static str {
@@ -92,70 +76,6 @@ pub fn client_kind(user_agent: &[u8]) -> u8 {
     }
 }
 
-/// A sorted, deduplicated list of small ids.
-type IdList = Box<[u32]>;
-
-fn intersects(a: &[u32], b: &[u32]) -> bool {
-    let (mut i, mut j) = (0, 0);
-    while i < a.len() && j < b.len() {
-        match a[i].cmp(&b[j]) {
-            std::cmp::Ordering::Less => i += 1,
-            std::cmp::Ordering::Greater => j += 1,
-            std::cmp::Ordering::Equal => return true,
-        }
-    }
-    false
-}
-
-struct CompiledPolicy {
-    name: Rc<str>,
-    action: AccessAction,
-    message: Rc<str>,
-    alert: bool,
-    users: Option<IdList>,
-    groups: Option<IdList>,
-    /// The address must be in one of these sets.
-    ip_any: Option<IdList>,
-    /// The address must be in none of these sets.
-    ip_none: IdList,
-    devices: u8,
-    client_kinds: u8,
-    user_agents: u64,
-}
-
-impl CompiledPolicy {
-    #[inline]
-    fn matches(&self, s: &Subject<'_>) -> bool {
-        (self.devices == 0 || self.devices & s.devices != 0)
-            && (self.client_kinds == 0 || self.client_kinds & s.client_kind != 0)
-            && (self.user_agents == 0 || self.user_agents & s.user_agent_bits != 0)
-            && self
-                .users
-                .as_ref()
-                .is_none_or(|u| s.user.is_some_and(|id| u.binary_search(&id).is_ok()))
-            && self.groups.as_ref().is_none_or(|g| intersects(g, s.groups))
-            && self
-                .ip_any
-                .as_ref()
-                .is_none_or(|sets| intersects(sets, s.ip_sets))
-            && !intersects(&self.ip_none, s.ip_sets)
-    }
-}
-
-/// Who is asking, in the table's numbers.
-pub struct Subject<'a> {
-    pub app: usize,
-    /// Interned user id (`None`: anonymous or unknown to every policy).
-    pub user: Option<u32>,
-    /// Interned group ids, sorted.
-    pub groups: &'a [u32],
-    /// The client address's set ids ([`AccessTable::ip_sets`]).
-    pub ip_sets: &'a [u32],
-    pub devices: u8,
-    pub client_kind: u8,
-    pub user_agent_bits: u64,
-}
-
 /// An access decision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Decision {
@@ -193,9 +113,6 @@ pub struct AccessTable {
 
 /// Per ISO country code, the location sets naming it.
 type CountrySets = HashMap<[u8; 2], Vec<u32>>;
-
-#[derive(Debug)]
-pub struct AccessError(pub String);
 
 impl AccessTable {
     pub fn build(policy: &Policy) -> Result<AccessTable, AccessError> {
@@ -243,15 +160,17 @@ impl AccessTable {
             .chain(policy.session_policies.iter().map(|s| &s.filters));
         let mut compiled = Vec::with_capacity(policy.access_policies.len());
         for p in every_filter {
-            compiled.push(compile_one(
-                p,
-                &tag_ids,
-                &location_ids,
-                &mut set_ranges,
-                &mut users,
-                &mut groups,
-                &mut ua_patterns,
-            )?);
+            let names = compile::SetNames {
+                tags: &tag_ids,
+                locations: &location_ids,
+            };
+            let mut interned = compile::Interned {
+                set_ranges: &mut set_ranges,
+                users: &mut users,
+                groups: &mut groups,
+                ua_patterns: &mut ua_patterns,
+            };
+            compiled.push(compile::compile_one(p, &names, &mut interned)?);
         }
         let session = compiled.split_off(policy.access_policies.len());
         let by_app = |apps_of: &mut dyn Iterator<Item = &[String]>| {
@@ -462,7 +381,7 @@ impl AccessTable {
     }
 
     /// The session policies whose filters match, in policy order.
-    pub fn session_matches(&self, s: &Subject<'_>, out: &mut crate::session::RuleSet) {
+    pub fn session_matches(&self, s: &Subject<'_>, out: &mut crate::session_policy::RuleSet) {
         out.clear();
         for &i in self.session_per_app.get(s.app).map_or(&[][..], |l| &l[..]) {
             if self.session[i as usize].matches(s) {
@@ -482,154 +401,4 @@ impl AccessTable {
     pub fn policy_alerts(&self, i: u32) -> bool {
         self.policies.get(i as usize).is_some_and(|p| p.alert)
     }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn compile_one<'p>(
-    p: &'p AccessPolicy,
-    tag_ids: &HashMap<&str, u32>,
-    location_ids: &HashMap<&str, u32>,
-    set_ranges: &mut Vec<&'p [IpRange]>,
-    users: &mut HashMap<Box<str>, u32>,
-    groups: &mut HashMap<Box<str>, u32>,
-    ua_patterns: &mut Vec<(bool, String)>,
-) -> Result<CompiledPolicy, AccessError> {
-    let intern = |map: &mut HashMap<Box<str>, u32>, names: &[String]| -> Option<IdList> {
-        if names.is_empty() {
-            return None;
-        }
-        let mut ids: Vec<u32> = names
-            .iter()
-            .map(|n| {
-                let next = map.len() as u32;
-                *map.entry(n.as_str().into()).or_insert(next)
-            })
-            .collect();
-        ids.sort_unstable();
-        ids.dedup();
-        Some(ids.into_boxed_slice())
-    };
-    let sets = |names: &[String], extra: Option<u32>| -> Vec<u32> {
-        let mut ids: Vec<u32> = names
-            .iter()
-            .filter_map(|n| {
-                tag_ids
-                    .get(n.as_str())
-                    .or(location_ids.get(n.as_str()))
-                    .copied()
-            })
-            .chain(extra)
-            .collect();
-        ids.sort_unstable();
-        ids.dedup();
-        ids
-    };
-    let own = (!p.ip_ranges.is_empty()).then(|| {
-        set_ranges.push(&p.ip_ranges);
-        set_ranges.len() as u32 - 1
-    });
-    let any_names: Vec<String> = p.ip_tags.iter().chain(&p.locations).cloned().collect();
-    let none_names: Vec<String> = p
-        .not_ip_tags
-        .iter()
-        .chain(&p.not_locations)
-        .cloned()
-        .collect();
-    let ip_any =
-        (!any_names.is_empty() || own.is_some()).then(|| sets(&any_names, own).into_boxed_slice());
-    let mut user_agents = 0u64;
-    let regex = (!p.user_agent_regex.is_empty()).then(|| (true, p.user_agent_regex.clone()));
-    for pattern in p
-        .user_agent_contains
-        .iter()
-        .map(|t| (false, t.clone()))
-        .chain(regex)
-    {
-        let i = match ua_patterns.iter().position(|x| *x == pattern) {
-            Some(i) => i,
-            None => {
-                ua_patterns.push(pattern);
-                ua_patterns.len() - 1
-            }
-        };
-        if i >= MAX_USER_AGENT_PATTERNS {
-            return Err(AccessError(format!(
-                "more than {MAX_USER_AGENT_PATTERNS} distinct user agent patterns"
-            )));
-        }
-        user_agents |= 1 << i;
-    }
-    Ok(CompiledPolicy {
-        name: p.name.as_str().into(),
-        action: p.action,
-        message: p.message.as_str().into(),
-        alert: !p.alert_severity.is_empty(),
-        users: intern(users, &p.users),
-        groups: intern(groups, &p.groups),
-        ip_any,
-        ip_none: sets(&none_names, None).into_boxed_slice(),
-        devices: p.devices.iter().fold(0, |b, d| b | device_bit(d)),
-        client_kinds: p.client_apps.iter().fold(0, |b, c| {
-            b | match c.as_str() {
-                "browser" => CLIENT_BROWSER,
-                _ => CLIENT_NATIVE,
-            }
-        }),
-        user_agents,
-    })
-}
-
-/// Splits the address space at every range edge; each elementary interval
-/// gets the (shared, deduplicated) list of sets covering it.
-fn index_sets(set_ranges: &[&[IpRange]]) -> (Vec<u128>, Vec<u32>, Vec<IdList>) {
-    // Events: at `at`, set `id` starts (+1) or ends (-1, the address after
-    // its last one).
-    let mut events: Vec<(u128, bool, u32)> = Vec::new();
-    for (id, ranges) in set_ranges.iter().enumerate() {
-        for r in ranges.iter() {
-            let (lo, hi) = r.bounds();
-            events.push((lo, true, id as u32));
-            if let Some(after) = hi.checked_add(1) {
-                events.push((after, false, id as u32));
-            }
-        }
-    }
-    events.sort_unstable();
-    let mut boundaries = vec![0u128];
-    let mut interval_sets = vec![0u32];
-    let mut set_lists: Vec<IdList> = vec![Box::new([])];
-    let mut list_ids: HashMap<Vec<u32>, u32> = HashMap::new();
-    list_ids.insert(Vec::new(), 0);
-    let mut active: HashMap<u32, u32> = HashMap::new();
-    let mut i = 0;
-    while i < events.len() {
-        let at = events[i].0;
-        while i < events.len() && events[i].0 == at {
-            let (_, start, id) = events[i];
-            let count = active.entry(id).or_insert(0);
-            if start {
-                *count += 1;
-            } else {
-                *count = count.saturating_sub(1);
-                if *count == 0 {
-                    active.remove(&id);
-                }
-            }
-            i += 1;
-        }
-        let mut list: Vec<u32> = active.keys().copied().collect();
-        list.sort_unstable();
-        let next = set_lists.len() as u32;
-        let id = *list_ids.entry(list.clone()).or_insert_with(|| {
-            set_lists.push(list.into_boxed_slice());
-            next
-        });
-        if *boundaries.last().unwrap_or(&0) == at {
-            *interval_sets.last_mut().unwrap_or(&mut 0) = id;
-        } else {
-            boundaries.push(at);
-            interval_sets.push(id);
-        }
-    }
-    (boundaries, interval_sets, set_lists)
 }

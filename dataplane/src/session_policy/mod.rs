@@ -11,14 +11,13 @@
 pub mod detect;
 pub mod file;
 pub mod flow;
-pub mod phase;
 
 use std::borrow::Cow;
 use std::rc::Rc;
 
 use palisade_schema::policy::Policy;
 use palisade_schema::session::{
-    glob_matches, AppProfile, Control, FileFilter, Inspection, SessionAction, DEFAULT_MAX_BYTES,
+    glob_matches, Control, FileFilter, Inspection, SessionAction, DEFAULT_MAX_BYTES,
 };
 
 use crate::identity::seal::Sealer;
@@ -199,7 +198,7 @@ impl SessionRule {
 
 /// All session policies of a snapshot, in policy order (the access table
 /// holds their filters under the same indices).
-pub struct SessionTable {
+pub struct SessionPolicies {
     pub rules: Vec<SessionRule>,
     pub notice_text: String,
     notice_sealer: Sealer,
@@ -239,8 +238,8 @@ fn process_notice_key() -> [u8; 32] {
     })
 }
 
-impl SessionTable {
-    pub fn build(policy: &Policy) -> Result<SessionTable, String> {
+impl SessionPolicies {
+    pub fn build(policy: &Policy) -> Result<SessionPolicies, String> {
         let mut rules = Vec::with_capacity(policy.session_policies.len());
         for p in &policy.session_policies {
             let inspector = p
@@ -275,15 +274,15 @@ impl SessionTable {
         } else {
             policy.identity.session_keys.clone()
         };
-        Ok(SessionTable {
+        Ok(SessionPolicies {
             rules,
             notice_text: policy.monitoring_notice.clone(),
             notice_sealer: Sealer::new(&keys),
         })
     }
 
-    pub fn empty() -> SessionTable {
-        SessionTable {
+    pub fn empty() -> SessionPolicies {
+        SessionPolicies {
             rules: Vec::new(),
             notice_text: String::new(),
             notice_sealer: Sealer::new(&[]),
@@ -455,42 +454,6 @@ impl SessionTable {
             .open(cookie, format!("notice:{app}").as_bytes())
             .is_some_and(|b| b == binding.as_bytes())
     }
-}
-
-/// The custom activity a request is, by the app's profile (method, path
-/// glob, query marker; the body marker is checked by the caller with the
-/// body at hand). Returns indices of candidates needing the body too.
-pub fn custom_activity<'p>(
-    profile: &'p AppProfile,
-    method: &[u8],
-    target: &[u8],
-) -> impl Iterator<Item = &'p palisade_schema::session::CustomActivity> + 'p {
-    let (path, query) = match memchr::memchr(b'?', target) {
-        Some(q) => (&target[..q], &target[q + 1..]),
-        None => (target, &b""[..]),
-    };
-    let (path, query, method) = (path.to_vec(), query.to_vec(), method.to_vec());
-    profile.activities.iter().filter(move |a| {
-        (a.method.is_empty() || a.method.as_bytes() == method.as_slice())
-            && glob_matches(a.path.as_bytes(), &path, false)
-            && (a.query_contains.is_empty()
-                || memchr::memmem::find(&query, a.query_contains.as_bytes()).is_some())
-    })
-}
-
-/// Whether `target`'s path matches one of `globs`.
-pub fn path_matches(globs: &[String], target: &[u8]) -> bool {
-    let path = target.split(|b| *b == b'?').next().unwrap_or(b"");
-    globs
-        .iter()
-        .any(|g| glob_matches(g.as_bytes(), path, false))
-}
-
-/// The last path segment of a request target (a file name for PUT
-/// uploads and downloads without a disposition name).
-pub fn last_segment(target: &[u8]) -> &[u8] {
-    let path = target.split(|b| *b == b'?').next().unwrap_or(b"");
-    path.rsplit(|b| *b == b'/').next().unwrap_or(b"")
 }
 
 #[cfg(test)]

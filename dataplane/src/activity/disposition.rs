@@ -1,5 +1,6 @@
-//! Recognizing downloads: `Content-Disposition: attachment` and its file
-//! name (RFC 6266), preferring the RFC 8187 `filename*` form.
+//! Field values that name files: `Content-Disposition: attachment` and
+//! its file name (RFC 6266, preferring the RFC 8187 `filename*` form), the
+//! first file part of a multipart body, and a multipart boundary.
 
 /// The file name of an `attachment` disposition (possibly empty when none
 /// is given); `None` for `inline` or anything else.
@@ -65,6 +66,30 @@ fn percent_decode(v: &[u8]) -> Vec<u8> {
         i += 1;
     }
     out
+}
+
+/// The `boundary` parameter of a multipart Content-Type value.
+pub fn multipart_boundary(content_type: &[u8]) -> Option<&[u8]> {
+    let mut parts = content_type.split(|b| *b == b';');
+    if !parts
+        .next()?
+        .trim_ascii()
+        .eq_ignore_ascii_case(b"multipart/form-data")
+    {
+        return None;
+    }
+    for p in parts {
+        let p = p.trim_ascii();
+        if p.len() > 9 && p[..9].eq_ignore_ascii_case(b"boundary=") {
+            let v = &p[9..];
+            let v = v
+                .strip_prefix(b"\"")
+                .and_then(|v| v.strip_suffix(b"\""))
+                .unwrap_or(v);
+            return (!v.is_empty() && v.len() <= 70).then_some(v);
+        }
+    }
+    None
 }
 
 #[cfg(test)]

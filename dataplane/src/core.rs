@@ -1,0 +1,71 @@
+//! The per-core state every connection of one core shares (never shared
+//! across cores): the snapshot in force, the limits, the upstream pool,
+//! the buffer pool, the log shard, request ids and the held-bytes budget.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use crate::io::BufferPool;
+use crate::limits::Limits;
+use crate::logs::LogShard;
+use crate::snapshot::Snapshot;
+use crate::upstream::Pool;
+
+/// Initial read buffer of a client connection.
+pub const CLIENT_BUFFER: usize = 8 * 1024;
+
+/// Per-core state shared by that core's connections.
+pub struct Core {
+    /// The snapshot in force. A request takes its own reference when its
+    /// head arrives and keeps it to its end; a swap only changes what
+    /// later requests see, and an old snapshot is freed when its last
+    /// request ends.
+    pub snapshot: RefCell<Rc<Snapshot>>,
+    pub limits: Limits,
+    pub pool: RefCell<Pool>,
+    /// Read and scratch buffers lent to this core's connections.
+    pub buffers: Rc<BufferPool>,
+    /// This core's traffic and activity log (`None`: logging is off).
+    pub logs: Option<RefCell<LogShard>>,
+    /// Request ids for block pages: a per-core random start, counted up.
+    request_ids: Cell<u64>,
+    /// Bytes of files currently held for session control on this core
+    /// (bounded by `session_policy::flow::MAX_HELD_BYTES_PER_CORE`).
+    pub held_bytes: Cell<u64>,
+}
+
+impl Core {
+    pub fn new(snapshot: Snapshot, limits: Limits) -> Core {
+        let pool = Pool::new(limits.pool_max_idle, limits.pool_idle_timeout);
+        Core {
+            snapshot: RefCell::new(Rc::new(snapshot)),
+            limits,
+            pool: RefCell::new(pool),
+            buffers: Rc::new(BufferPool::new(CLIENT_BUFFER, 4096)),
+            logs: None,
+            request_ids: Cell::new(random_u64()),
+            held_bytes: Cell::new(0),
+        }
+    }
+
+    /// A new request id (shown as 16 hex digits on block pages and in
+    /// the log).
+    pub fn next_request_id(&self) -> u64 {
+        let id = self.request_ids.get().wrapping_add(1).max(1);
+        self.request_ids.set(id);
+        id
+    }
+
+    /// Turns on this core's log with `shard`.
+    pub fn with_logs(mut self, shard: LogShard) -> Core {
+        self.logs = Some(RefCell::new(shard));
+        self
+    }
+}
+
+fn random_u64() -> u64 {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 8];
+    let _ = ring::rand::SystemRandom::new().fill(&mut b);
+    u64::from_le_bytes(b)
+}

@@ -1,0 +1,185 @@
+//! Phase *identity*: who is asking. Serves the proxy's own paths, finds
+//! the user (the sign-in cookie, or trusted headers from a trusted
+//! source) through the connection's cache, and sends a user without one
+//! to sign in when the app requires it.
+//!
+//! Runs after *route*, while the request head is still in the client
+//! buffer. Sets `x.admitted.signed_in`; may answer (404 for unknown proxy
+//! paths, the sign-in redirect or 401, logout, the sign-in callback, the
+//! notice acknowledgement).
+
+use std::rc::Rc;
+
+use super::{proxy_host, sign_in, Admitted, CachedUser, SignedInUser};
+use crate::answers;
+use crate::identity::{self, OidcProvider, Provider, Session};
+use crate::proxy::exchange::{Exchange, Step};
+
+/// Runs the phase.
+pub async fn identity(x: &mut Exchange<'_>) -> Step {
+    let snap = x.snap;
+    let app = x.app();
+    // The app's own provider, else the global one.
+    let oidc = app.oidc.as_deref().or(snap.sign_in.oidc());
+    let with_body = !x.req.is_head;
+    if x.req.index.reserved {
+        let path = x.req.index.path.of(x.client_head());
+        let path_only = path.split(|b| *b == b'?').next().unwrap_or(b"");
+        if path_only == identity::CALLBACK_PATH.as_bytes() {
+            if oidc.is_none() {
+                return not_found(x, "Sign-in is not configured here.");
+            }
+            return sign_in::callback(x).await;
+        }
+        if path_only == answers::NOTICE_PATH.as_bytes() {
+            let path = path.to_vec();
+            return acknowledge_notice(x, &path);
+        }
+        if path_only == identity::LOGOUT_PATH.as_bytes() {
+            let host = x.req.app_host.as_str();
+            let domain = snap.hosts.cookie_domain(x.req.app, host);
+            x.conn.signed_in = None;
+            answers::signed_out(&mut x.out, &domain, with_body);
+            x.admitted = Admitted::undecided(x.conn);
+            return Step::Respond(200);
+        }
+        return not_found(x, "No such proxy path.");
+    }
+    let signed_in = signed_in_user(x, identity::now_unix(), oidc.is_some());
+    if app.login_required && signed_in.is_none() {
+        return sign_in_required(x, oidc);
+    }
+    x.admitted.signed_in = signed_in;
+    Step::Continue
+}
+
+fn not_found(x: &mut Exchange<'_>, text: &str) -> Step {
+    answers::simple_page(&mut x.out, 404, ("Not found", text), !x.req.is_head);
+    x.admitted = Admitted::undecided(x.conn);
+    Step::Respond(404)
+}
+
+/// `/.palisade/notice?return=…`: remembers the acknowledgement for this
+/// session and app (a sealed cookie), then goes back to the page.
+fn acknowledge_notice(x: &mut Exchange<'_>, path: &[u8]) -> Step {
+    let snap = x.snap;
+    let app = x.app();
+    let oidc = app.oidc.as_deref().or(snap.sign_in.oidc());
+    let signed_in = signed_in_user(x, identity::now_unix(), oidc.is_some());
+    let binding = super::access::notice_binding(signed_in.as_deref());
+    let query = path.splitn(2, |b| *b == b'?').nth(1).unwrap_or(b"");
+    let back = url::form_urlencoded::parse(query)
+        .find(|(k, _)| k == "return")
+        .map(|(_, v)| identity::safe_return_path(&v).to_string())
+        .unwrap_or_else(|| "/".into());
+    let domain = snap.hosts.cookie_domain(x.req.app, x.req.app_host.as_str());
+    let token = snap.session_policies.seal_notice(&app.name, &binding);
+    let cookie = token
+        .as_deref()
+        .map(|t| (t, domain.as_str(), x.conn.ctx.tls));
+    answers::notice_acknowledged(&mut x.out, &back, cookie, !x.req.is_head);
+    x.admitted = Admitted {
+        signed_in,
+        devices: x.conn.devices,
+        ..Default::default()
+    };
+    Step::Respond(303)
+}
+
+/// The request's user: from the sign-in cookie (OIDC) or the trusted
+/// headers, through the connection's cache.
+pub(super) fn signed_in_user(
+    x: &mut Exchange<'_>,
+    now: i64,
+    oidc: bool,
+) -> Option<Rc<SignedInUser>> {
+    let snap = x.snap;
+    let index = x.req.index;
+    let head = x.client_head();
+    let key: &[u8] = match &snap.sign_in.provider {
+        _ if oidc => index.session_cookie.of(head),
+        Provider::None | Provider::Oidc(_) => return None,
+        // Trusted headers: user, then groups, as one cache key.
+        Provider::TrustedHeader { .. } => index.trusted_user.of(head),
+    };
+    if key.is_empty() {
+        return None;
+    }
+    let groups_value = index.trusted_groups.of(head);
+    if let Some(c) = &x.conn.signed_in {
+        if c.version == snap.version
+            && c.app == x.req.app
+            && c.key.len() == key.len() + groups_value.len()
+            && c.key.starts_with(key)
+            && c.key.ends_with(groups_value)
+            // Sessions expire: a cached one is re-checked against the clock.
+            && c.user.expires_unix > now
+        {
+            return Some(c.user.clone());
+        }
+    }
+    let app_name = &snap.apps[x.req.app].name;
+    let session = match &snap.sign_in.provider {
+        _ if oidc => snap.sign_in.open_session(key, app_name, now)?,
+        _ => Session {
+            user: String::from_utf8_lossy(key).into_owned(),
+            groups: String::from_utf8_lossy(groups_value)
+                .split(',')
+                .map(str::trim)
+                .filter(|g| !g.is_empty())
+                .map(str::to_string)
+                .collect(),
+            device_tags: Vec::new(),
+            expires_unix: i64::MAX,
+        },
+    };
+    let mut group_ids = Vec::new();
+    snap.access
+        .group_ids(session.groups.iter().map(String::as_str), &mut group_ids);
+    let user = Rc::new(SignedInUser {
+        user_id: snap.access.user_id(&session.user),
+        device_bits: crate::access::device_bits(session.device_tags.iter().map(String::as_str)),
+        expires_unix: session.expires_unix,
+        user: session.user,
+        groups: session.groups,
+        group_ids,
+    });
+    let mut cache_key = key.to_vec();
+    cache_key.extend_from_slice(groups_value);
+    // A cookie-based session is only cached while it is valid; the cache
+    // is dropped when the snapshot changes.
+    if session.expires_unix > now {
+        x.conn.signed_in = Some(CachedUser {
+            key: cache_key,
+            version: snap.version,
+            app: x.req.app,
+            user: user.clone(),
+        });
+    }
+    Some(user)
+}
+
+/// No session: browsers navigating are sent to sign in; other requests
+/// get 401.
+fn sign_in_required(x: &mut Exchange<'_>, oidc: Option<&OidcProvider>) -> Step {
+    let index = x.req.index;
+    let with_body = !x.req.is_head;
+    let sign_in = &x.snap.sign_in;
+    x.admitted = Admitted::undecided(x.conn);
+    if let (Some(oidc), true) = (oidc, index.safe_method && !index.wants_json) {
+        let path = String::from_utf8_lossy(index.path.of(x.client_head())).into_owned();
+        let scheme = if x.conn.ctx.tls { "https" } else { "http" };
+        let proxy_host = proxy_host(x);
+        if let Some((url, login)) = sign_in.login_redirect(oidc, scheme, &proxy_host, &path) {
+            answers::sign_in_redirect(&mut x.out, &url, &login, with_body);
+            return Step::Respond(302);
+        }
+    }
+    let message = if oidc.is_some() {
+        "Sign-in required: open this app in a browser to sign in."
+    } else {
+        "Sign-in required: no identity was received from the trusted identity proxy."
+    };
+    answers::sign_in_required(&mut x.out, message, index.wants_json, with_body);
+    Step::Respond(401)
+}

@@ -1,0 +1,268 @@
+//! Phases *connect*, *send* and *read response*: a pooled keep-alive
+//! connection to the app or a new one; the rewritten request head and its
+//! body (framing re-encoded, proxy hosts unwrapped); the app's response
+//! head (interim responses forwarded, headers rewritten toward the user).
+//!
+//! A reused connection the app closed in the meantime is retried once on
+//! a new connection when that is safe (idempotent, no body, nothing
+//! received). On success `x.upstream` holds the connection, `x.response`
+//! the parsed head and `x.out` the client head, not yet written.
+
+use std::borrow::Cow;
+use std::time::Instant;
+
+use futures_lite::AsyncWriteExt;
+
+use super::error::{ExchangeError, RequestBodyError, UpstreamError};
+use super::exchange::{Exchange, Step};
+use crate::answers;
+use crate::body::{self, BodyFilter, SinkFraming, Transfer};
+use crate::core::{Core, CLIENT_BUFFER};
+use crate::http::response::{prepare_response, ParsedResponse, ResponseInfo, ResponseLimits};
+use crate::http::Framing;
+use crate::io::within;
+use crate::upstream::{self, Target, UpstreamConn};
+
+/// Interim responses accepted before the final one.
+const MAX_INTERIM_RESPONSES: usize = 16;
+
+/// Runs *connect*, *send* and *read response*, retrying once on a fresh
+/// connection when a reused one turns out closed.
+pub async fn exchange_with_app(x: &mut Exchange<'_>) -> Step {
+    let app_host = x.req.app_host.clone();
+    let route = x.app();
+    let target = match Target::for_request(route, app_host.as_str()) {
+        Ok(t) => t,
+        Err(reason) => {
+            let app = route.name.clone();
+            return UpstreamError::BadTarget { app, reason }.into();
+        }
+    };
+    let mut body_sent = false;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let pooled = if attempt == 1 {
+            take_idle(x.core, &target.key)
+        } else {
+            None
+        };
+        let reused = pooled.is_some();
+        let mut up = match pooled {
+            Some(c) => c,
+            None => match connect(x, &target).await {
+                Ok(c) => c,
+                Err(e) => return Step::Fail(e),
+            },
+        };
+        let result = async {
+            if x.req.expect_continue && !body_sent && !x.continued {
+                // The app is reachable: ask the client for its body
+                // (RFC 9110 §10.1.1). Expect itself is not forwarded.
+                x.client
+                    .stream
+                    .write_all(answers::CONTINUE)
+                    .await
+                    .map_err(|e| ExchangeError::downstream(format!("writing 100 Continue: {e}")))?;
+                let _ = x.client.stream.flush().await;
+            }
+            body_sent |= x.req.framing.has_body();
+            send(x, &mut up).await.map_err(ExchangeError::from)?;
+            read_response(x, &mut up).await
+        }
+        .await;
+        match result {
+            Ok(resp) => {
+                x.upstream = Some(up);
+                x.response = Some(resp);
+                // The pool key outlives `target`: it borrows only the
+                // route (a fixed upstream) or is owned (a direct one).
+                x.pool_key = Some(match target.key {
+                    Cow::Borrowed(_) => Cow::Borrowed(route_key(route).unwrap_or_default()),
+                    Cow::Owned(k) => Cow::Owned(k),
+                });
+                return Step::Continue;
+            }
+            Err(e)
+                if reused
+                    && e.retry_safe
+                    && x.req.idempotent
+                    && !x.req.framing.has_body()
+                    && attempt == 1 => {}
+            Err(e) => return Step::Fail(e),
+        }
+    }
+}
+
+/// The pool key of a fixed upstream, borrowed from the route.
+fn route_key(route: &crate::snapshot::AppRoute) -> Option<&str> {
+    match &route.upstream {
+        crate::snapshot::UpstreamRoute::Fixed { key, .. } => Some(key),
+        crate::snapshot::UpstreamRoute::Direct { .. } => None,
+    }
+}
+
+/// *connect* from the pool: an idle pooled connection that is still
+/// usable. One that has bytes waiting (an upstream that sent more than its
+/// response: never relayed to the next request) or was closed by the app
+/// is dropped.
+fn take_idle(core: &Core, key: &str) -> Option<UpstreamConn> {
+    loop {
+        let conn = core.pool.borrow_mut().take(key)?;
+        if conn.stream.is_idle_and_open() {
+            return Some(conn);
+        }
+    }
+}
+
+/// *connect*: a new upstream connection.
+async fn connect(x: &Exchange<'_>, target: &Target<'_>) -> Result<UpstreamConn, ExchangeError> {
+    upstream::connect(target, x.core.limits.connect_timeout)
+        .await
+        .map_err(|error| {
+            UpstreamError::Connect {
+                app: x.app().name.clone(),
+                key: target.key.to_string(),
+                error,
+            }
+            .into()
+        })
+}
+
+/// *send*: the head, then the body with its framing re-encoded.
+async fn send(x: &mut Exchange<'_>, up: &mut UpstreamConn) -> Result<(), RequestBodyError> {
+    x.out.clear();
+    if let Some(sent) = send_small_unwrapped_body(x, up).await {
+        return sent;
+    }
+    x.out.extend_from_slice(&x.upstream_head);
+    let sink_framing = if x.req.framing == Framing::Chunked || x.req.unwrap_body.is_some() {
+        SinkFraming::Chunked
+    } else {
+        SinkFraming::Raw
+    };
+    let how = Transfer {
+        framing: x.req.framing,
+        sink_framing,
+        read_timeout: x.core.limits.body_timeout,
+        max_buffer: CLIENT_BUFFER.max(x.core.limits.max_header_bytes),
+    };
+    let mut unwrapper = x.req.unwrap_body.map(|u| u.filter(&x.snap.hosts));
+    let filter = unwrapper.as_deref_mut().map(|u| u as &mut dyn BodyFilter);
+    let result = body::relay(x.client, &mut up.stream, how, filter, &mut x.out).await;
+    x.out.clear();
+    result.map(|_| ()).map_err(RequestBodyError::from)
+}
+
+/// Unwrapped request bodies up to this size that have fully arrived are
+/// sent with an exact Content-Length instead of chunked: some apps refuse
+/// chunked uploads (411).
+const SMALL_UNWRAPPED_BODY: u64 = 64 * 1024;
+
+/// Sends a small, fully buffered form/JSON/multipart body unwrapped with
+/// its new exact length; `None` when the body is not such a body (it then
+/// streams chunked).
+async fn send_small_unwrapped_body(
+    x: &mut Exchange<'_>,
+    up: &mut UpstreamConn,
+) -> Option<Result<(), RequestBodyError>> {
+    let unwrap = x.req.unwrap_body?;
+    let Framing::Length(n) = x.req.framing else {
+        return None;
+    };
+    if n > SMALL_UNWRAPPED_BODY || (x.client.buffered().len() as u64) < n {
+        return None;
+    }
+    // The codec announced the body as chunked (it could not know the body
+    // had arrived): swap that field for the exact length.
+    const CHUNKED: &[u8] = b"\r\nTransfer-Encoding: chunked\r\n";
+    let head = &x.upstream_head;
+    let at = memchr::memmem::find(head, CHUNKED)?;
+    let mut body = Vec::with_capacity(n as usize + 64);
+    let mut filter = unwrap.filter(&x.snap.hosts);
+    let input = &x.client.buffered()[..n as usize];
+    if filter.feed(input, &mut body).is_err() || filter.finish(&mut body).is_err() {
+        return None;
+    }
+    let out = &mut x.out;
+    out.extend_from_slice(&head[..at]);
+    out.extend_from_slice(b"\r\nContent-Length: ");
+    out.extend_from_slice(crate::http::request::itoa(body.len() as u64).as_bytes());
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(&head[at + CHUNKED.len()..]);
+    out.extend_from_slice(&body);
+    let result = up.stream.write_all(out).await;
+    out.clear();
+    x.client.consume(n as usize);
+    Some(result.map_err(RequestBodyError::Send))
+}
+
+/// *read response*: the final response head, forwarding interim
+/// responses. On success the client head is in `x.out`, not yet written.
+async fn read_response(
+    x: &mut Exchange<'_>,
+    up: &mut UpstreamConn,
+) -> Result<ResponseInfo, ExchangeError> {
+    let limits = &x.core.limits;
+    let app = x.app().name.clone();
+    let invalid = |what: &str, retry_safe: bool| UpstreamError::Invalid {
+        app: app.clone(),
+        what: what.to_string(),
+        retry_safe,
+    };
+    let shape = ResponseLimits {
+        max_header_bytes: limits.max_response_header_bytes,
+        rewrite_bodies: limits.rewrite_bodies,
+    };
+    let deadline = Instant::now() + limits.response_timeout;
+    let mut received_any = false;
+    let mut interim = 0;
+    loop {
+        match prepare_response(up.buffered(), &x.req, &x.snap.hosts, shape, &mut x.out) {
+            Ok(ParsedResponse::Complete(info)) => {
+                up.consume(info.head_len);
+                if !info.interim {
+                    return Ok(info);
+                }
+                interim += 1;
+                if interim > MAX_INTERIM_RESPONSES {
+                    return Err(invalid("too many interim responses", false).into());
+                }
+                // 100 was already sent by the proxy; other 1xx go to
+                // HTTP/1.1 clients only (RFC 9110 §15.2).
+                if info.status != 100 && x.req.http11 {
+                    x.client
+                        .stream
+                        .write_all(&x.out)
+                        .await
+                        .map_err(RequestBodyError::Interim)?;
+                    let _ = x.client.stream.flush().await;
+                }
+                continue;
+            }
+            Ok(ParsedResponse::Partial) => {}
+            Err(e) => return Err(invalid(&e.0, false).into()),
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(UpstreamError::NoAnswer { app }.into());
+        }
+        match within(left, up.fill(limits.max_response_header_bytes + 1024)).await {
+            Ok(0) => {
+                let what = "the app closed the connection without a complete response";
+                return Err(invalid(what, !received_any).into());
+            }
+            Ok(_) => received_any = true,
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                return Err(UpstreamError::NoAnswer { app }.into())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::OutOfMemory => {
+                return Err(invalid("response header section too large", false).into())
+            }
+            Err(e) => {
+                let what = format!("reading the response failed: {e}");
+                return Err(invalid(&what, !received_any).into());
+            }
+        }
+    }
+}

@@ -1,0 +1,301 @@
+//! The compiled snapshot a core serves from: the host map, each app's
+//! upstream and settings, the TLS listener configuration, the sign-in
+//! settings, access policies and session policies.
+//!
+//! Each core builds its own from the snapshot bytes (shared-nothing):
+//! lookups touch no state shared with another core. A request holds an
+//! `Rc` to the snapshot current when its head arrived until it ends.
+
+use crate::hostmap::HostMap;
+use crate::iptags::IpTagTable;
+use std::net::IpAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use palisade_schema::policy::{Policy, Scheme, Upstream, UpstreamHost};
+use rustls::pki_types::ServerName;
+
+/// Trust anchors shared read-only by every core (cloned into each core's
+/// TLS configurations when a snapshot is compiled, never touched per
+/// request).
+pub type SharedRoots = Arc<rustls::RootCertStore>;
+
+/// Where one app's requests go.
+pub struct AppRoute {
+    pub name: Rc<str>,
+    pub upstream: UpstreamRoute,
+    /// Text after which bare app hosts are rewritten in this app's
+    /// responses (none configured: `None`).
+    pub bare_host_contexts: Option<crate::rewrite::contexts::ContextPatterns>,
+    /// Requests need a proxy session.
+    pub login_required: bool,
+    /// The app's own OpenID Connect provider (else the global one).
+    pub oidc: Option<Box<crate::identity::OidcProvider>>,
+    /// How the app's downloads, uploads and custom activities look.
+    pub profile: palisade_schema::session::AppProfile,
+}
+
+/// The connection target of an app, resolved as far as it can be ahead of
+/// time.
+pub enum UpstreamRoute {
+    /// Connect to the requested app host itself: HTTPS, port 443.
+    Direct { tls: Arc<rustls::ClientConfig> },
+    /// Connect to this address for every host of the app.
+    Fixed {
+        /// Pool key, also used in error pages: `scheme://host:port`.
+        key: Rc<str>,
+        host: Rc<str>,
+        ip: Option<IpAddr>,
+        port: u16,
+        /// `Some` for HTTPS upstreams.
+        tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
+    },
+}
+
+/// Why a snapshot could not be compiled for serving.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum SnapshotError {
+    BadCaCertificates {
+        app: String,
+        reason: String,
+    },
+    BadSuffix(String),
+    /// TLS material, identity settings or access policies are unusable.
+    Access(String),
+}
+
+impl std::fmt::Display for SnapshotError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SnapshotError::BadCaCertificates { app, reason } => {
+                write!(f, "app {app:?}: bad CA certificates: {reason}")
+            }
+            SnapshotError::BadSuffix(e) => write!(f, "proxy suffix: {e}"),
+            SnapshotError::Access(e) => f.write_str(e),
+        }
+    }
+}
+
+impl std::error::Error for SnapshotError {}
+
+/// One compiled snapshot.
+pub struct Snapshot {
+    pub version: u64,
+    /// Host → app, the proxy suffix (what the rewriter needs).
+    pub hosts: HostMap,
+    pub apps: Vec<AppRoute>,
+    /// Client-address tags for access and session policies.
+    pub ip_tags: IpTagTable,
+    /// The TLS listener's configuration (`None`: no certificate).
+    pub tls: Option<crate::tls::TlsServer>,
+    /// How users sign in (the proxy's own session).
+    pub sign_in: crate::identity::IdentityConfig,
+    pub access: crate::access::AccessTable,
+    pub block_page: palisade_schema::access::BlockPage,
+    /// Session policies (their who/where filters live in `access`).
+    pub session_policies: crate::session_policy::SessionPolicies,
+}
+
+impl Snapshot {
+    /// Compiles `policy`; `system_roots` are the trust anchors for HTTPS
+    /// upstreams without (or in addition to) an app CA file.
+    pub fn build(
+        policy: &Policy,
+        system_roots: &rustls::RootCertStore,
+    ) -> Result<Snapshot, SnapshotError> {
+        let mut apps = Vec::with_capacity(policy.apps.len());
+        let default_tls = Arc::new(client_config(system_roots.clone()));
+        for app in &policy.apps {
+            let tls = if app.ca_certificates_pem.is_empty() {
+                default_tls.clone()
+            } else {
+                let mut roots = system_roots.clone();
+                let mut reader = app.ca_certificates_pem.as_slice();
+                let mut added = 0;
+                for cert in rustls_pemfile::certs(&mut reader) {
+                    let cert = cert.map_err(|e| SnapshotError::BadCaCertificates {
+                        app: app.name.clone(),
+                        reason: e.to_string(),
+                    })?;
+                    roots
+                        .add(cert)
+                        .map_err(|e| SnapshotError::BadCaCertificates {
+                            app: app.name.clone(),
+                            reason: e.to_string(),
+                        })?;
+                    added += 1;
+                }
+                if added == 0 {
+                    return Err(SnapshotError::BadCaCertificates {
+                        app: app.name.clone(),
+                        reason: "no certificate in the PEM data".into(),
+                    });
+                }
+                Arc::new(client_config(roots))
+            };
+            let upstream = match &app.upstream {
+                Upstream::Direct => UpstreamRoute::Direct { tls },
+                Upstream::Fixed { scheme, host, port } => {
+                    let (host_text, ip) = match host {
+                        UpstreamHost::Name(n) => (n.as_str().to_string(), None),
+                        UpstreamHost::Ip(ip) => (ip.to_string(), Some(*ip)),
+                    };
+                    let tls = match scheme {
+                        Scheme::Http => None,
+                        Scheme::Https => {
+                            let name = match ip {
+                                Some(ip) => ServerName::IpAddress(ip.into()),
+                                None => ServerName::try_from(host_text.clone()).map_err(|e| {
+                                    SnapshotError::BadCaCertificates {
+                                        app: app.name.clone(),
+                                        reason: e.to_string(),
+                                    }
+                                })?,
+                            };
+                            Some((tls, name))
+                        }
+                    };
+                    UpstreamRoute::Fixed {
+                        key: format!("{}://{host}:{port}", scheme.as_str()).into(),
+                        host: host_text.into(),
+                        ip,
+                        port: *port,
+                        tls,
+                    }
+                }
+            };
+            apps.push(AppRoute {
+                name: app.name.as_str().into(),
+                upstream,
+                bare_host_contexts: crate::rewrite::contexts::ContextPatterns::build(
+                    &app.bare_host_contexts,
+                )
+                .map_err(|e| SnapshotError::BadSuffix(e.to_string()))?,
+                login_required: app.login_required,
+                oidc: match &app.oidc {
+                    Some(o) => Some(Box::new(crate::identity::OidcProvider::build(o).map_err(
+                        |e| SnapshotError::Access(format!("app {:?}: {e}", app.name)),
+                    )?)),
+                    None => None,
+                },
+                profile: app.profile.clone(),
+            });
+        }
+        let app_domains = policy
+            .apps
+            .iter()
+            .map(|a| a.domains.iter().map(|d| d.as_str().into()).collect())
+            .collect();
+        Ok(Snapshot {
+            version: policy.version,
+            hosts: HostMap::build(policy.suffix.as_str(), app_domains)
+                .map_err(|e| SnapshotError::BadSuffix(e.0))?,
+            ip_tags: IpTagTable::build(&policy.ip_tags),
+            apps,
+            tls: crate::tls::TlsServer::build(policy)
+                .map_err(|e| SnapshotError::Access(format!("tls: {e}")))?,
+            sign_in: crate::identity::IdentityConfig::build(&policy.identity)
+                .map_err(SnapshotError::Access)?,
+            access: crate::access::AccessTable::build(policy)
+                .map_err(|e| SnapshotError::Access(format!("access policies: {}", e.0)))?,
+            block_page: policy.block_page.clone(),
+            session_policies: crate::session_policy::SessionPolicies::build(policy)
+                .map_err(SnapshotError::Access)?,
+        })
+    }
+
+    /// A snapshot with no apps, for a data plane waiting for its first
+    /// snapshot from controld: every host gets 421.
+    pub fn empty() -> Snapshot {
+        Snapshot {
+            version: 0,
+            hosts: HostMap::empty(),
+            apps: Vec::new(),
+            ip_tags: IpTagTable::default(),
+            tls: None,
+            sign_in: crate::identity::IdentityConfig::none(),
+            access: crate::access::AccessTable::empty(),
+            block_page: Default::default(),
+            session_policies: crate::session_policy::SessionPolicies::empty(),
+        }
+    }
+}
+
+fn client_config(roots: rustls::RootCertStore) -> rustls::ClientConfig {
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    // The ring provider supports the default protocol versions.
+    .expect("ring supports TLS 1.2 and 1.3")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config
+}
+
+/// The machine's trust anchors (`/etc/ssl/certs` and friends). Unreadable
+/// entries are skipped: an app that needs a private CA names it in policy.
+pub fn system_roots() -> rustls::RootCertStore {
+    let mut roots = rustls::RootCertStore::empty();
+    let found = rustls_native_certs::load_native_certs();
+    for cert in found.certs {
+        let _ = roots.add(cert);
+    }
+    roots
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hostmap::HostMapping;
+    use palisade_schema::policy::{compile_source, CompileOptions};
+
+    pub(crate) fn table() -> Snapshot {
+        let p = compile_source(
+            "t",
+            "[proxy]\nsuffix = \"proxy.test\"\n[[app]]\nname = \"demo\"\ndomains = [\"demo.test\", \"demo-cdn.test\"]\nupstream = \"http://127.0.0.1:1\"\n[[app]]\nname = \"api\"\ndomains = [\"api.demo.test\"]\nupstream = \"http://127.0.0.1:2\"\n",
+            std::path::Path::new("."),
+            &CompileOptions::default(),
+        )
+        .unwrap();
+        Snapshot::build(&p, &rustls::RootCertStore::empty()).unwrap()
+    }
+
+    #[test]
+    fn host_lookup_respects_label_boundaries() {
+        let t = table();
+        assert_eq!(t.hosts.app_for_host(b"demo.test"), Some(0));
+        assert_eq!(t.hosts.app_for_host(b"A.B.Demo.TEST"), Some(0));
+        assert_eq!(t.hosts.app_for_host(b"api.demo.test"), Some(1));
+        assert_eq!(t.hosts.app_for_host(b"x.api.demo.test"), Some(1));
+        assert_eq!(t.hosts.app_for_host(b"notdemo.test"), None);
+        assert_eq!(t.hosts.app_for_host(b"demo.testing"), None);
+        assert_eq!(t.hosts.app_for_host(b"demo.test.evil.net"), None);
+        assert_eq!(t.hosts.app_for_host(b""), None);
+    }
+
+    #[test]
+    fn proxy_host_mapping() {
+        let t = table();
+        assert_eq!(
+            t.hosts.map_proxy_host(b"Www.Demo.Test.PROXY.test"),
+            HostMapping::App {
+                app_host: b"Www.Demo.Test",
+                app: 0
+            }
+        );
+        assert_eq!(
+            t.hosts.map_proxy_host(b"other.test.proxy.test"),
+            HostMapping::UnknownApp
+        );
+        assert_eq!(t.hosts.map_proxy_host(b"proxy.test"), HostMapping::NotOurs);
+        assert_eq!(t.hosts.map_proxy_host(b"demo.test"), HostMapping::NotOurs);
+        assert_eq!(
+            t.hosts.map_proxy_host(b"demo.testproxy.test"),
+            HostMapping::NotOurs
+        );
+        assert_eq!(t.hosts.map_proxy_host(b".proxy.test"), HostMapping::NotOurs);
+    }
+}
