@@ -89,3 +89,94 @@ impl RequestIndex {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::fuzz::fuzz_routes;
+    use crate::http::request::{prepare_request, ClientContext, Parsed, RequestInfo};
+    use crate::limits::Limits;
+
+    /// Parses `head` for the fuzz snapshot; the request and the upstream
+    /// head.
+    fn prepare(head: &[u8]) -> (RequestInfo, Vec<u8>) {
+        let snap = fuzz_routes();
+        let ctx = ClientContext::new("127.0.0.1:5000".parse().unwrap(), false);
+        let mut out = Vec::new();
+        match prepare_request(head, &snap, &Limits::default(), &ctx, &mut out) {
+            Ok(Parsed::Complete(info)) => (info, out),
+            other => panic!("{:?}: {other:?}", String::from_utf8_lossy(head)),
+        }
+    }
+
+    #[test]
+    fn ranges_are_renamed_in_place() {
+        let head = b"GET /f HTTP/1.1\r\nHost: demo.test.proxy.test\r\nrange: bytes=0-9\r\nIf-Range: x\r\nX-Range-Like: y\r\n\r\n";
+        let (info, mut up) = prepare(head);
+        assert_eq!(info.index.range_count, 2);
+        let len = up.len();
+        info.index.neutralize_ranges(&mut up);
+        assert_eq!(up.len(), len);
+        let text = String::from_utf8(up).unwrap();
+        assert!(text.contains("\r\nX-Rng: bytes=0-9\r\n"), "{text}");
+        assert!(text.contains("\r\nX-If-Rng: x\r\n"), "{text}");
+        assert!(text.contains("\r\nX-Range-Like: y\r\n"), "{text}");
+        assert!(!text.to_ascii_lowercase().contains("\r\nrange:"), "{text}");
+    }
+
+    #[test]
+    fn every_indexed_field_is_found_once() {
+        // (head, what the index must say)
+        let head = b"POST /a/b.csv?x=1 HTTP/1.1\r\nHost: app.demo.test.proxy.test\r\nUser-Agent: UA/1\r\nAccept: text/html,application/json\r\nContent-Type: text/csv\r\nCookie: palisade_session=S1; other=o; palisade_notice=N1\r\nContent-Length: 3\r\n\r\nabc";
+        let (info, up) = prepare(head);
+        let ix = info.index;
+        assert_eq!(ix.path.of(head), b"/a/b.csv?x=1");
+        assert_eq!(ix.session_cookie.of(head), b"S1");
+        assert_eq!(ix.notice_cookie.of(head), b"N1");
+        assert!(ix.login_cookie.is_empty());
+        assert_eq!(ix.method(&up), b"POST");
+        assert_eq!(ix.target.of(&up), b"/a/b.csv?x=1");
+        assert_eq!(ix.user_agent.of(&up), b"UA/1");
+        assert_eq!(ix.content_type.of(&up), b"text/csv");
+        assert!(ix.accepts_html);
+        assert!(!ix.wants_json, "a browser listing text/html first");
+        assert!(!ix.safe_method && !ix.reserved);
+        // The proxy's cookies never reach the app; the app's own do.
+        let text = String::from_utf8_lossy(&up);
+        assert!(text.contains("\r\nCookie: other=o\r\n"), "{text}");
+        assert!(!text.contains("palisade_"), "{text}");
+    }
+
+    #[test]
+    fn flags_follow_the_request() {
+        let cases: &[(&[u8], bool, bool, bool)] = &[
+            // head, reserved, wants_json, safe_method
+            (&b"GET /.palisade/logout HTTP/1.1\r\nHost: demo.test.proxy.test\r\n\r\n"[..], true, false, true),
+            (&b"GET /api HTTP/1.1\r\nHost: demo.test.proxy.test\r\nAccept: application/json\r\n\r\n"[..], false, true, true),
+            (&b"HEAD / HTTP/1.1\r\nHost: demo.test.proxy.test\r\n\r\n"[..], false, false, true),
+            (&b"DELETE /x HTTP/1.1\r\nHost: demo.test.proxy.test\r\n\r\n"[..], false, false, false),
+        ];
+        for (head, reserved, json, safe) in cases {
+            let (info, _) = prepare(head);
+            let ix = info.index;
+            let what = String::from_utf8_lossy(head);
+            assert_eq!(
+                (ix.reserved, ix.wants_json, ix.safe_method),
+                (*reserved, *json, *safe),
+                "{what}"
+            );
+        }
+    }
+
+    #[test]
+    fn too_many_range_fields_are_refused() {
+        let snap = fuzz_routes();
+        let ctx = ClientContext::new("127.0.0.1:5000".parse().unwrap(), false);
+        let mut head = b"GET /f HTTP/1.1\r\nHost: demo.test.proxy.test\r\n".to_vec();
+        for _ in 0..=super::MAX_RANGE_FIELDS {
+            head.extend_from_slice(b"Range: bytes=0-1\r\n");
+        }
+        head.extend_from_slice(b"\r\n");
+        let refused = prepare_request(&head, &snap, &Limits::default(), &ctx, &mut Vec::new());
+        assert!(matches!(refused, Err(r) if r.status == 400));
+    }
+}

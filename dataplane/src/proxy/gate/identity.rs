@@ -169,7 +169,7 @@ fn sign_in_required(x: &mut Exchange<'_>, oidc: Option<&OidcProvider>) -> Step {
     if let (Some(oidc), true) = (oidc, index.safe_method && !index.wants_json) {
         let path = String::from_utf8_lossy(index.path.of(x.client_head())).into_owned();
         let scheme = if x.conn.ctx.tls { "https" } else { "http" };
-        let proxy_host = proxy_host(x);
+        let proxy_host = proxy_host(&x.snap.hosts, x.req.app_host.as_str());
         if let Some((url, login)) = sign_in.login_redirect(oidc, scheme, &proxy_host, &path) {
             answers::sign_in_redirect(&mut x.out, &url, &login, with_body);
             return Step::Respond(302);

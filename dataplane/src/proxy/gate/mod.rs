@@ -107,10 +107,6 @@ impl Admitted {
 }
 
 /// The host the user asked for: `<app host>.<suffix>`.
-fn proxy_host(x: &crate::proxy::exchange::Exchange<'_>) -> String {
-    format!(
-        "{}.{}",
-        x.req.app_host.as_str(),
-        String::from_utf8_lossy(x.snap.hosts.suffix())
-    )
+fn proxy_host(hosts: &crate::hostmap::HostMap, app_host: &str) -> String {
+    format!("{app_host}.{}", String::from_utf8_lossy(hosts.suffix()))
 }

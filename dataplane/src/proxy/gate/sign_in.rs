@@ -16,7 +16,7 @@ use crate::proxy::exchange::{Exchange, Step};
 
 /// Completes a sign-in; the answer is in `x.out`.
 pub async fn callback(x: &mut Exchange<'_>) -> Step {
-    let host = proxy_host(x);
+    let host = proxy_host(&x.snap.hosts, x.req.app_host.as_str());
     let login_cookie = x.req.index.login_cookie.of(x.client_head()).to_vec();
     x.consume_head();
     x.admitted = Admitted::undecided(x.conn);
