@@ -83,7 +83,8 @@ fn naive(policy: &Policy, r: &Request, devices: &[&str]) -> AccessAction {
     let app = &policy.apps[r.app].name;
     let mut best: Option<AccessAction> = None;
     for p in &policy.access_policies {
-        let m = |p: &AccessPolicy| {
+        let m = |policy: &AccessPolicy| {
+            let p = &policy.filters;
             (p.apps.is_empty() || p.apps.contains(app))
                 && (p.users.is_empty() || p.users.iter().any(|u| u == r.user))
                 && (p.groups.is_empty() || p.groups.iter().any(|g| r.groups.contains(&g.as_str())))

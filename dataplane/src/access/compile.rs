@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use palisade_schema::access::{AccessAction, AccessPolicy};
+use palisade_schema::access::{AccessAction, AccessPolicy, Filters};
 use palisade_schema::policy::IpRange;
 
 use super::bits::{device_bit, CLIENT_BROWSER, CLIENT_NATIVE, MAX_USER_AGENT_PATTERNS};
@@ -94,9 +94,39 @@ pub struct Interned<'i, 'p> {
     pub ua_patterns: &'i mut Vec<(bool, String)>,
 }
 
-/// One policy, its names turned into ids.
+/// What a matching policy decides: an access policy's own; a session
+/// policy's filters decide nothing by themselves (allow, no message).
+pub struct Verdict<'p> {
+    pub name: &'p str,
+    pub action: AccessAction,
+    pub message: &'p str,
+    pub alert: bool,
+}
+
+impl<'p> Verdict<'p> {
+    pub fn of_access_policy(p: &'p AccessPolicy) -> Verdict<'p> {
+        Verdict {
+            name: &p.name,
+            action: p.action,
+            message: &p.message,
+            alert: !p.alert_severity.is_empty(),
+        }
+    }
+
+    pub fn filters_only(name: &'p str) -> Verdict<'p> {
+        Verdict {
+            name,
+            action: AccessAction::Allow,
+            message: "",
+            alert: false,
+        }
+    }
+}
+
+/// One policy's filters, their names turned into ids.
 pub fn compile_one<'p>(
-    p: &'p AccessPolicy,
+    verdict: Verdict<'_>,
+    p: &'p Filters,
     names: &SetNames<'_>,
     interned: &mut Interned<'_, 'p>,
 ) -> Result<CompiledPolicy, AccessError> {
@@ -173,10 +203,10 @@ pub fn compile_one<'p>(
         user_agents |= 1 << i;
     }
     Ok(CompiledPolicy {
-        name: p.name.as_str().into(),
-        action: p.action,
-        message: p.message.as_str().into(),
-        alert: !p.alert_severity.is_empty(),
+        name: verdict.name.into(),
+        action: verdict.action,
+        message: verdict.message.into(),
+        alert: verdict.alert,
         users: intern(users, &p.users),
         groups: intern(groups, &p.groups),
         ip_any,

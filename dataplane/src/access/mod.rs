@@ -157,9 +157,15 @@ impl AccessTable {
         let every_filter = policy
             .access_policies
             .iter()
-            .chain(policy.session_policies.iter().map(|s| &s.filters));
+            .map(|p| (compile::Verdict::of_access_policy(p), &p.filters))
+            .chain(
+                policy
+                    .session_policies
+                    .iter()
+                    .map(|s| (compile::Verdict::filters_only(&s.name), &s.filters)),
+            );
         let mut compiled = Vec::with_capacity(policy.access_policies.len());
-        for p in every_filter {
+        for (verdict, filters) in every_filter {
             let names = compile::SetNames {
                 tags: &tag_ids,
                 locations: &location_ids,
@@ -170,7 +176,12 @@ impl AccessTable {
                 groups: &mut groups,
                 ua_patterns: &mut ua_patterns,
             };
-            compiled.push(compile::compile_one(p, &names, &mut interned)?);
+            compiled.push(compile::compile_one(
+                verdict,
+                filters,
+                &names,
+                &mut interned,
+            )?);
         }
         let session = compiled.split_off(policy.access_policies.len());
         let by_app = |apps_of: &mut dyn Iterator<Item = &[String]>| {
@@ -188,7 +199,12 @@ impl AccessTable {
             }
             per_app
         };
-        let mut per_app = by_app(&mut policy.access_policies.iter().map(|p| p.apps.as_slice()));
+        let mut per_app = by_app(
+            &mut policy
+                .access_policies
+                .iter()
+                .map(|p| p.filters.apps.as_slice()),
+        );
         let session_per_app = by_app(
             &mut policy
                 .session_policies

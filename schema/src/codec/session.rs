@@ -1,24 +1,15 @@
 //! Snapshot encoding of session control: session policies, the monitoring
 //! notice and app activity profiles, validated again on decode.
 
-use crate::access_codec::{decode_access_policy, encode_access_policy, text};
-use crate::activity::SEVERITIES;
-use crate::policy_capnp;
-use crate::session::{
+use super::access::{decode_filters, encode_filters};
+use super::error::SnapshotError;
+use super::fields::{known, set_texts, text, texts};
+use crate::model::activity::SEVERITIES;
+use crate::model::session::{
     check_recipient, AppProfile, Control, CustomActivity, FileFilter, Inspection, SessionAction,
     SessionPolicy, DETECTORS, FILE_TYPES, MAX_MAX_BYTES,
 };
-use crate::snapshot::SnapshotError;
-
-fn texts(r: capnp::Result<capnp::text_list::Reader<'_>>) -> Result<Vec<String>, SnapshotError> {
-    r?.iter().map(text).collect()
-}
-
-fn set_texts(mut list: capnp::text_list::Builder<'_>, values: &[String]) {
-    for (i, v) in values.iter().enumerate() {
-        list.set(i as u32, v.as_str());
-    }
-}
+use crate::policy_capnp;
 
 fn invalid(name: &str, what: &str) -> SnapshotError {
     SnapshotError::Invalid(format!("session policy {name:?}: {what}"))
@@ -50,7 +41,11 @@ pub(crate) fn encode(
     let mut list = snap.init_session_policies(policies.len() as u32);
     for (i, p) in policies.iter().enumerate() {
         let mut b = list.reborrow().get(i as u32);
-        encode_access_policy(b.reborrow().init_filters(), &p.filters);
+        {
+            let mut filters = b.reborrow().init_filters();
+            filters.set_name(p.name.as_str());
+            encode_filters(filters, &p.filters);
+        }
         b.set_control(control_to_capnp(p.control));
         set_texts(
             b.reborrow().init_activities(p.activities.len() as u32),
@@ -112,22 +107,17 @@ pub(crate) fn decode(
 ) -> Result<Vec<SessionPolicy>, SnapshotError> {
     let mut out = Vec::with_capacity(list.len() as usize);
     for b in list.iter() {
-        let filters = decode_access_policy(b.get_filters()?)?;
-        let name = filters.name.clone();
+        let filters_in = b.get_filters()?;
+        let name = text(filters_in.get_name())?;
+        let filters = decode_filters(filters_in, &name)?;
         let bad = |what: &str| invalid(&name, what);
-        let control = match b
-            .get_control()
-            .map_err(|e| SnapshotError::Decode(e.to_string()))?
-        {
+        let control = match known(b.get_control())? {
             policy_capnp::SessionControl::Monitor => Control::Monitor,
             policy_capnp::SessionControl::ControlDownload => Control::Download,
             policy_capnp::SessionControl::ControlUpload => Control::Upload,
             policy_capnp::SessionControl::BlockActivities => Control::Activities,
         };
-        let action = match b
-            .get_action()
-            .map_err(|e| SnapshotError::Decode(e.to_string()))?
-        {
+        let action = match known(b.get_action())? {
             policy_capnp::SessionAction::Audit => SessionAction::Audit,
             policy_capnp::SessionAction::Protect => SessionAction::Protect,
             policy_capnp::SessionAction::Block => SessionAction::Block,
@@ -190,6 +180,7 @@ pub(crate) fn decode(
             return Err(bad("unknown severity"));
         }
         out.push(SessionPolicy {
+            name,
             filters,
             control,
             activities: texts(b.get_activities())?,

@@ -1,36 +1,18 @@
 //! Snapshot encoding of the access-control part of a policy (TLS material,
-//! identity, access policies, block page), validated again on decode like
-//! every other snapshot field.
+//! identity, access policies and the filters session policies share, the
+//! block page), validated again on decode like every other snapshot field.
 
-use std::net::IpAddr;
-
-use crate::access::{
-    check_jwks, AccessAction, AccessPolicy, BlockPage, CertifiedKeyPem, Identity, IdentityProvider,
-    Oidc, SessionKey, TlsSettings, TrustedHeader, CLIENT_APPS, DEVICE_TAGS,
+use super::error::SnapshotError;
+use super::fields::{decode_range, encode_range, invalid, known, set_texts, text, texts};
+use crate::model::access::{
+    check_jwks, AccessAction, AccessPolicy, BlockPage, CertifiedKeyPem, Filters, Identity,
+    IdentityProvider, Oidc, SessionKey, TlsSettings, TrustedHeader, CLIENT_APPS, DEVICE_TAGS,
 };
-use crate::activity::SEVERITIES;
-use crate::policy::{App, IpRange, Policy};
+use crate::model::activity::SEVERITIES;
+use crate::model::policy::Policy;
 use crate::policy_capnp;
-use crate::snapshot::SnapshotError;
 
-type TextResult<'a> = capnp::Result<capnp::text::Reader<'a>>;
-
-pub(crate) fn text(r: TextResult<'_>) -> Result<String, SnapshotError> {
-    Ok(r?
-        .to_str()
-        .map_err(|e| SnapshotError::Decode(e.to_string()))?
-        .to_string())
-}
-
-fn texts(r: capnp::Result<capnp::text_list::Reader<'_>>) -> Result<Vec<String>, SnapshotError> {
-    r?.iter().map(text).collect()
-}
-
-fn invalid(what: &str) -> SnapshotError {
-    SnapshotError::Invalid(what.to_string())
-}
-
-fn action_to_capnp(a: AccessAction) -> policy_capnp::AccessAction {
+pub(crate) fn action_to_capnp(a: AccessAction) -> policy_capnp::AccessAction {
     match a {
         AccessAction::Allow => policy_capnp::AccessAction::Allow,
         AccessAction::Audit => policy_capnp::AccessAction::Audit,
@@ -42,7 +24,7 @@ fn action_to_capnp(a: AccessAction) -> policy_capnp::AccessAction {
 pub(crate) fn decode_action(
     a: Result<policy_capnp::AccessAction, capnp::NotInSchema>,
 ) -> Result<AccessAction, SnapshotError> {
-    Ok(match a.map_err(|e| SnapshotError::Decode(e.to_string()))? {
+    Ok(match known(a)? {
         policy_capnp::AccessAction::Allow => AccessAction::Allow,
         policy_capnp::AccessAction::Audit => AccessAction::Audit,
         policy_capnp::AccessAction::Monitor => AccessAction::Monitor,
@@ -50,25 +32,7 @@ pub(crate) fn decode_action(
     })
 }
 
-fn encode_range(mut out: policy_capnp::ip_range::Builder<'_>, r: &IpRange) {
-    match r.addr() {
-        IpAddr::V4(a) => out.set_address(&a.octets()),
-        IpAddr::V6(a) => out.set_address(&a.octets()),
-    }
-    out.set_prefix_length(r.prefix());
-}
-
-fn decode_range(r: policy_capnp::ip_range::Reader<'_>) -> Result<IpRange, SnapshotError> {
-    let address = r.get_address()?;
-    let addr = match address.len() {
-        4 => IpAddr::from(<[u8; 4]>::try_from(address).map_err(|_| invalid("ip range"))?),
-        16 => IpAddr::from(<[u8; 16]>::try_from(address).map_err(|_| invalid("ip range"))?),
-        _ => return Err(invalid("ip range address length")),
-    };
-    IpRange::new(addr, r.get_prefix_length()).ok_or_else(|| invalid("ip range"))
-}
-
-fn encode_key(mut out: policy_capnp::certified_key::Builder<'_>, k: &CertifiedKeyPem) {
+pub(crate) fn encode_key(mut out: policy_capnp::certified_key::Builder<'_>, k: &CertifiedKeyPem) {
     out.set_certificate_chain_pem(&k.chain_pem);
     out.set_private_key_pem(&k.key_pem);
 }
@@ -99,21 +63,7 @@ pub(crate) fn decode_certified_key(
         .ok_or_else(|| invalid("app certificate is empty"))
 }
 
-/// The app fields of the access part.
-pub(crate) fn encode_app(mut a: policy_capnp::app::Builder<'_>, app: &App) {
-    if let Some(c) = &app.certificate {
-        a.set_has_certificate(true);
-        encode_key(a.reborrow().init_certificate(), c);
-    }
-    a.set_access_default(action_to_capnp(app.access_default));
-    a.set_login_required(app.login_required);
-    if let Some(o) = &app.oidc {
-        a.set_has_oidc(true);
-        encode_oidc(a.init_oidc(), o);
-    }
-}
-
-fn encode_oidc(mut b: policy_capnp::oidc::Builder<'_>, o: &Oidc) {
+pub(crate) fn encode_oidc(mut b: policy_capnp::oidc::Builder<'_>, o: &Oidc) {
     b.set_issuer(o.issuer.as_str());
     b.set_client_id(o.client_id.as_str());
     b.set_authorization_endpoint(o.authorization_endpoint.as_str());
@@ -192,41 +142,55 @@ pub(crate) fn encode(mut snap: policy_capnp::snapshot::Builder<'_>, policy: &Pol
     }
 }
 
-/// One access policy (also a session policy's filters).
-pub(crate) fn encode_access_policy(
-    mut out: policy_capnp::access_policy::Builder<'_>,
-    p: &AccessPolicy,
-) {
-    {
-        out.set_name(p.name.as_str());
-        macro_rules! set_texts {
-            ($init:ident, $values:expr) => {{
-                let values = &$values;
-                let mut l = out.reborrow().$init(values.len() as u32);
-                for (j, v) in values.iter().enumerate() {
-                    l.set(j as u32, v.as_str());
-                }
-            }};
-        }
-        set_texts!(init_apps, p.apps);
-        set_texts!(init_users, p.users);
-        set_texts!(init_groups, p.groups);
-        set_texts!(init_ip_tags, p.ip_tags);
-        set_texts!(init_not_ip_tags, p.not_ip_tags);
-        set_texts!(init_locations, p.locations);
-        set_texts!(init_not_locations, p.not_locations);
-        set_texts!(init_devices, p.devices);
-        set_texts!(init_client_apps, p.client_apps);
-        set_texts!(init_user_agent_contains, p.user_agent_contains);
-        let mut ranges = out.reborrow().init_ip_ranges(p.ip_ranges.len() as u32);
-        for (j, r) in p.ip_ranges.iter().enumerate() {
-            encode_range(ranges.reborrow().get(j as u32), r);
-        }
-        out.set_user_agent_regex(p.user_agent_regex.as_str());
-        out.set_action(action_to_capnp(p.action));
-        out.set_message(p.message.as_str());
-        out.set_alert_severity(p.alert_severity.as_str());
+fn encode_access_policy(mut out: policy_capnp::access_policy::Builder<'_>, p: &AccessPolicy) {
+    out.set_name(p.name.as_str());
+    encode_filters(out.reborrow(), &p.filters);
+    out.set_action(action_to_capnp(p.action));
+    out.set_message(p.message.as_str());
+    out.set_alert_severity(p.alert_severity.as_str());
+}
+
+/// The who/where filters, written into an `AccessPolicy` struct (a session
+/// policy carries its filters in one too).
+pub(crate) fn encode_filters(mut out: policy_capnp::access_policy::Builder<'_>, f: &Filters) {
+    set_texts(out.reborrow().init_apps(f.apps.len() as u32), &f.apps);
+    set_texts(out.reborrow().init_users(f.users.len() as u32), &f.users);
+    set_texts(out.reborrow().init_groups(f.groups.len() as u32), &f.groups);
+    set_texts(
+        out.reborrow().init_ip_tags(f.ip_tags.len() as u32),
+        &f.ip_tags,
+    );
+    set_texts(
+        out.reborrow().init_not_ip_tags(f.not_ip_tags.len() as u32),
+        &f.not_ip_tags,
+    );
+    set_texts(
+        out.reborrow().init_locations(f.locations.len() as u32),
+        &f.locations,
+    );
+    set_texts(
+        out.reborrow()
+            .init_not_locations(f.not_locations.len() as u32),
+        &f.not_locations,
+    );
+    set_texts(
+        out.reborrow().init_devices(f.devices.len() as u32),
+        &f.devices,
+    );
+    set_texts(
+        out.reborrow().init_client_apps(f.client_apps.len() as u32),
+        &f.client_apps,
+    );
+    set_texts(
+        out.reborrow()
+            .init_user_agent_contains(f.user_agent_contains.len() as u32),
+        &f.user_agent_contains,
+    );
+    let mut ranges = out.reborrow().init_ip_ranges(f.ip_ranges.len() as u32);
+    for (j, r) in f.ip_ranges.iter().enumerate() {
+        encode_range(ranges.reborrow().get(j as u32), r);
     }
+    out.set_user_agent_regex(f.user_agent_regex.as_str());
 }
 
 pub(crate) fn decode_tls(r: policy_capnp::tls::Reader<'_>) -> Result<TlsSettings, SnapshotError> {
@@ -260,10 +224,7 @@ pub(crate) fn decode_identity(
             key,
         });
     }
-    let provider = match r
-        .which()
-        .map_err(|e| SnapshotError::Decode(e.to_string()))?
-    {
+    let provider = match known(r.which())? {
         policy_capnp::identity::None(()) => IdentityProvider::None,
         policy_capnp::identity::Oidc(o) => IdentityProvider::Oidc(decode_oidc(o?)?),
         policy_capnp::identity::TrustedHeader(t) => {
@@ -304,57 +265,65 @@ pub(crate) fn decode_access_policies(
     list.iter().map(decode_access_policy).collect()
 }
 
-/// One access policy (also a session policy's filters), checked.
-pub(crate) fn decode_access_policy(
+fn decode_access_policy(
     p: policy_capnp::access_policy::Reader<'_>,
 ) -> Result<AccessPolicy, SnapshotError> {
-    {
-        let mut ip_ranges = Vec::new();
-        for r in p.get_ip_ranges()?.iter() {
-            ip_ranges.push(decode_range(r)?);
-        }
-        let policy = AccessPolicy {
-            name: text(p.get_name())?,
-            apps: texts(p.get_apps())?,
-            users: texts(p.get_users())?,
-            groups: texts(p.get_groups())?,
-            ip_tags: texts(p.get_ip_tags())?,
-            not_ip_tags: texts(p.get_not_ip_tags())?,
-            ip_ranges,
-            locations: texts(p.get_locations())?,
-            not_locations: texts(p.get_not_locations())?,
-            devices: texts(p.get_devices())?,
-            client_apps: texts(p.get_client_apps())?,
-            user_agent_contains: texts(p.get_user_agent_contains())?,
-            user_agent_regex: text(p.get_user_agent_regex())?,
-            action: decode_action(p.get_action())?,
-            message: text(p.get_message())?,
-            alert_severity: text(p.get_alert_severity())?,
-        };
-        if policy
-            .devices
-            .iter()
-            .any(|d| !DEVICE_TAGS.contains(&d.as_str()))
-            || policy
-                .client_apps
-                .iter()
-                .any(|c| !CLIENT_APPS.contains(&c.as_str()))
-            || !(policy.alert_severity.is_empty()
-                || SEVERITIES.contains(&policy.alert_severity.as_str()))
-        {
-            return Err(SnapshotError::Invalid(format!(
-                "access policy {:?}: unknown device tag, client app or severity",
-                policy.name
-            )));
-        }
-        if !policy.user_agent_regex.is_empty()
-            && regex::Regex::new(&policy.user_agent_regex).is_err()
-        {
-            return Err(SnapshotError::Invalid(format!(
-                "access policy {:?}: bad user agent regex",
-                policy.name
-            )));
-        }
-        Ok(policy)
+    let name = text(p.get_name())?;
+    let alert_severity = text(p.get_alert_severity())?;
+    if !(alert_severity.is_empty() || SEVERITIES.contains(&alert_severity.as_str())) {
+        return Err(invalid(format!(
+            "access policy {name:?}: unknown severity {alert_severity:?}"
+        )));
     }
+    Ok(AccessPolicy {
+        filters: decode_filters(p, &name)?,
+        name,
+        action: decode_action(p.get_action())?,
+        message: text(p.get_message())?,
+        alert_severity,
+    })
+}
+
+/// The who/where filters of an access or session policy (`name` is for
+/// messages), checked.
+pub(crate) fn decode_filters(
+    p: policy_capnp::access_policy::Reader<'_>,
+    name: &str,
+) -> Result<Filters, SnapshotError> {
+    let mut ip_ranges = Vec::new();
+    for r in p.get_ip_ranges()?.iter() {
+        ip_ranges.push(decode_range(r)?);
+    }
+    let filters = Filters {
+        apps: texts(p.get_apps())?,
+        users: texts(p.get_users())?,
+        groups: texts(p.get_groups())?,
+        ip_tags: texts(p.get_ip_tags())?,
+        not_ip_tags: texts(p.get_not_ip_tags())?,
+        ip_ranges,
+        locations: texts(p.get_locations())?,
+        not_locations: texts(p.get_not_locations())?,
+        devices: texts(p.get_devices())?,
+        client_apps: texts(p.get_client_apps())?,
+        user_agent_contains: texts(p.get_user_agent_contains())?,
+        user_agent_regex: text(p.get_user_agent_regex())?,
+    };
+    if filters
+        .devices
+        .iter()
+        .any(|d| !DEVICE_TAGS.contains(&d.as_str()))
+        || filters
+            .client_apps
+            .iter()
+            .any(|c| !CLIENT_APPS.contains(&c.as_str()))
+    {
+        return Err(invalid(format!(
+            "policy {name:?}: unknown device tag or client app"
+        )));
+    }
+    if !filters.user_agent_regex.is_empty() && regex::Regex::new(&filters.user_agent_regex).is_err()
+    {
+        return Err(invalid(format!("policy {name:?}: bad user agent regex")));
+    }
+    Ok(filters)
 }

@@ -1,0 +1,107 @@
+//! `[app.profile]`: how an app's downloads, uploads and custom activities
+//! look (content types and path globs; named activities by method, path,
+//! query and body markers).
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::report::Report;
+use crate::model::session::{AppProfile, CustomActivity, BUILT_IN_ACTIVITIES};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AppProfileSource {
+    #[serde(default)]
+    download_content_types: Vec<Spanned<String>>,
+    #[serde(default)]
+    download_paths: Vec<Spanned<String>>,
+    #[serde(default)]
+    upload_paths: Vec<Spanned<String>>,
+    #[serde(default, rename = "activity")]
+    activities: Vec<Spanned<CustomActivitySource>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CustomActivitySource {
+    name: Spanned<String>,
+    method: Option<Spanned<String>>,
+    path: Spanned<String>,
+    #[serde(default)]
+    query_contains: String,
+    #[serde(default)]
+    body_contains: String,
+}
+
+fn check_path_glob(p: &Spanned<String>, report: Report<'_>) -> String {
+    let text = p.get_ref().trim();
+    if !text.starts_with('/') {
+        report(p.span(), format!("path pattern {text:?} must start with /"));
+    }
+    text.to_string()
+}
+
+pub(crate) fn compile_profile(
+    source: &Spanned<AppProfileSource>,
+    report: Report<'_>,
+) -> AppProfile {
+    let s = source.get_ref();
+    let mut types = Vec::new();
+    for t in &s.download_content_types {
+        let text = t.get_ref().trim().to_ascii_lowercase();
+        if !text.contains('/') || text.contains(';') {
+            report(
+                t.span(),
+                format!("content type {text:?}: want type/subtype without parameters"),
+            );
+        }
+        types.push(text);
+    }
+    let mut seen = HashMap::new();
+    let mut activities = Vec::new();
+    for a in &s.activities {
+        let a_ref = a.get_ref();
+        let name = a_ref.name.get_ref().trim().to_string();
+        if name.is_empty() || BUILT_IN_ACTIVITIES.contains(&name.as_str()) {
+            report(
+                a_ref.name.span(),
+                format!("activity name {name:?} is empty or built in"),
+            );
+        } else if seen.insert(name.clone(), ()).is_some() {
+            report(a_ref.name.span(), format!("duplicate activity {name:?}"));
+        }
+        let method = match &a_ref.method {
+            Some(m) => {
+                let text = m.get_ref().trim().to_ascii_uppercase();
+                if text.is_empty() || !text.bytes().all(|b| b.is_ascii_uppercase()) {
+                    report(m.span(), format!("bad method {:?}", m.get_ref()));
+                }
+                text
+            }
+            None => String::new(),
+        };
+        activities.push(CustomActivity {
+            name,
+            method,
+            path: check_path_glob(&a_ref.path, report),
+            query_contains: a_ref.query_contains.clone(),
+            body_contains: a_ref.body_contains.clone(),
+        });
+    }
+    AppProfile {
+        download_content_types: types,
+        download_paths: s
+            .download_paths
+            .iter()
+            .map(|p| check_path_glob(p, report))
+            .collect(),
+        upload_paths: s
+            .upload_paths
+            .iter()
+            .map(|p| check_path_glob(p, report))
+            .collect(),
+        activities,
+    }
+}
