@@ -15,5 +15,6 @@ pub mod procs;
 pub mod saas;
 pub mod samples;
 pub mod scenario;
+pub mod testing;
 pub mod tls;
 pub mod websocket;

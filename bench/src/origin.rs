@@ -6,6 +6,7 @@
 //! it came on, so tests can assert what reached the app — or that nothing
 //! did. Replies come from a handler; [`demo_app`] is the default one.
 
+use crate::testing::HeaderFields;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -32,10 +33,7 @@ pub struct Request {
 impl Request {
     /// First value of the named field (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.header(name)
     }
 }
 

@@ -33,6 +33,7 @@ pub mod rewrite;
 pub mod server;
 pub mod session_policy;
 pub mod shutdown;
+pub mod simd;
 pub mod snapshot;
 pub mod stream;
 pub mod tls;

@@ -2,6 +2,7 @@
 //! root, SNI set to the proxy host, an optional client certificate, and a
 //! response reader for Content-Length, chunked and close-delimited bodies.
 
+use palisade_bench::testing::HeaderFields;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
@@ -96,18 +97,11 @@ pub struct Response {
 
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.header(name)
     }
 
     pub fn headers_named(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
+        self.headers.headers_named(name)
     }
 }
 

@@ -10,7 +10,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub use palisade_bench::origin::{Origin, OriginConfig, Reply, Request};
 
@@ -266,15 +266,9 @@ pub fn parse_response(buf: &[u8]) -> Result<(u16, String), String> {
     ))
 }
 
-pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while start.elapsed() < DEADLINE {
-        if cond() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("timed out waiting for: {what}");
+/// Polls `cond` until it holds or [`DEADLINE`] passes.
+pub fn eventually(what: &str, cond: impl FnMut() -> bool) {
+    palisade_bench::testing::eventually_within(what, DEADLINE, Duration::from_millis(20), cond)
 }
 
 impl Env {

@@ -14,6 +14,7 @@
 use super::html::{integrity_attribute, meta_csp};
 use super::window::{Decision, Edit, Insert, Stop, Window};
 use crate::hostmap::{HostMap, MAX_HOST_LEN};
+use crate::simd::{Baseline16, Vector};
 
 /// Longest user information (`user:password@`) in an authority.
 const MAX_USERINFO: usize = 128;
@@ -292,49 +293,45 @@ static HOST_BYTES: [bool; 256] = {
 /// of the dots among them.
 #[inline]
 fn host_run16(bytes: &[u8]) -> (usize, u32) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::*;
-        let bytes: &[u8; 16] = bytes.try_into().expect("16 bytes");
-        // SAFETY: SSE2 is part of the x86_64 baseline; the load reads the
-        // 16 bytes of `bytes`.
-        unsafe {
-            let v = _mm_loadu_si128(bytes.as_ptr() as *const __m128i);
-            let set = |c: u8| _mm_set1_epi8(c as i8);
-            // Signed compares: bytes from 0x80 are negative, never in range.
-            let in_range = |x: __m128i, lo: u8, hi: u8| {
-                _mm_and_si128(
-                    _mm_cmpgt_epi8(x, set(lo - 1)),
-                    _mm_cmplt_epi8(x, set(hi + 1)),
-                )
-            };
-            let lower = _mm_or_si128(v, set(0x20));
-            let dots = _mm_cmpeq_epi8(v, set(b'.'));
-            let host = _mm_or_si128(
-                _mm_or_si128(in_range(lower, b'a', b'z'), in_range(v, b'0', b'9')),
-                _mm_or_si128(
-                    _mm_or_si128(_mm_cmpeq_epi8(v, set(b'-')), dots),
-                    _mm_cmpeq_epi8(v, set(b'_')),
-                ),
-            );
-            let run = (_mm_movemask_epi8(host) as u32).trailing_ones() as usize;
-            let run_mask = (1u32 << run) - 1;
-            (run, _mm_movemask_epi8(dots) as u32 & run_mask)
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let run = bytes
-            .iter()
-            .take_while(|&&b| HOST_BYTES[usize::from(b)])
-            .count();
-        let dots = bytes[..run]
-            .iter()
-            .enumerate()
-            .filter(|(_, &b)| b == b'.')
-            .fold(0u32, |m, (i, _)| m | 1 << i);
-        (run, dots)
-    }
+    let bytes: &[u8; 16] = bytes.try_into().expect("16 bytes");
+    // SAFETY: the loads read the 16 bytes of `bytes`; the baseline vector
+    // needs no CPU feature beyond the target's own.
+    unsafe { host_run::<Baseline16>(bytes) }
+}
+
+/// [`host_run16`]'s kernel over any 16-lane vector; [`host_run_scalar`] is
+/// its oracle.
+///
+/// # Safety
+/// `V::LANES == 16` and `V`'s feature available.
+#[inline(always)]
+unsafe fn host_run<V: Vector>(bytes: &[u8; 16]) -> (usize, u32) {
+    let v = V::load(bytes.as_ptr());
+    let dots = v.eq_byte(b'.');
+    let host = v
+        .fold_case()
+        .in_range(b'a', b'z')
+        .or(v.in_range(b'0', b'9'))
+        .or(v.eq_byte(b'-').or(dots))
+        .or(v.eq_byte(b'_'));
+    let run = host.movemask().trailing_ones() as usize;
+    let run_mask = (1u32 << run) - 1;
+    (run, dots.movemask() & run_mask)
+}
+
+/// The definition [`host_run16`] must agree with.
+#[cfg(test)]
+fn host_run_scalar(bytes: &[u8]) -> (usize, u32) {
+    let run = bytes
+        .iter()
+        .take_while(|&&b| HOST_BYTES[usize::from(b)])
+        .count();
+    let dots = bytes[..run]
+        .iter()
+        .enumerate()
+        .filter(|(_, &b)| b == b'.')
+        .fold(0u32, |m, (i, _)| m | 1 << i);
+    (run, dots)
 }
 
 /// The common case of [`authority_host`]: the whole authority lies inside
@@ -478,4 +475,27 @@ pub fn decide_bare_host(win: &Window<'_>, host_start: usize, host_map: &HostMap)
         }))
     })();
     settle(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::simd::Bytes16;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn host_runs_agree_with_the_scalar_definition(
+            bytes in proptest::array::uniform16(prop_oneof![
+                Just(b'a'), Just(b'Z'), Just(b'0'), Just(b'9'), Just(b'.'), Just(b'-'),
+                Just(b'_'), Just(b'/'), Just(b'@'), Just(b'`'), Just(b'{'), Just(0xc1_u8),
+                Just(b'a' | 0x80), any::<u8>()
+            ]),
+        ) {
+            let want = host_run_scalar(&bytes);
+            prop_assert_eq!(host_run16(&bytes), want);
+            // SAFETY: 16 bytes; Bytes16 needs no CPU feature.
+            prop_assert_eq!(unsafe { host_run::<Bytes16>(&bytes) }, want);
+        }
+    }
 }

@@ -10,6 +10,11 @@
 //! per 16 or 32 bytes, and real text rarely contains the pairs, so the scan
 //! runs near memory speed and its cost does not depend on how many apps
 //! the snapshot has. Candidates are only hints: `anchor` decides.
+//!
+//! The kernel is written once over [`crate::simd::Vector`] and run at the
+//! widest level the CPU has; [`is_pair`] is its oracle in the tests.
+
+use crate::simd::{Bytes16, Level, Vector};
 
 /// Which pair set to look for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,33 +48,7 @@ pub struct Candidates<'a> {
     mask: u32,
     /// Positions from here on are not examined (exclusive end).
     end: usize,
-    simd: Simd,
-}
-
-#[derive(Clone, Copy)]
-enum Simd {
-    #[cfg(target_arch = "x86_64")]
-    Avx2,
-    #[cfg(target_arch = "x86_64")]
-    Sse2,
-    #[allow(dead_code)]
-    Scalar,
-}
-
-fn detect() -> Simd {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx2") {
-            Simd::Avx2
-        } else {
-            // SSE2 is part of the x86_64 baseline.
-            Simd::Sse2
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        Simd::Scalar
-    }
+    level: Level,
 }
 
 const BLOCK: usize = 32;
@@ -84,7 +63,7 @@ impl<'a> Candidates<'a> {
             block: from,
             mask: 0,
             end,
-            simd: detect(),
+            level: Level::detect(),
         };
         c.load(from);
         c
@@ -103,14 +82,15 @@ impl<'a> Candidates<'a> {
     /// Moves to the first block at or after `at` that has a candidate
     /// (or past the end).
     fn load(&mut self, at: usize) {
-        let (block, mask) = match self.simd {
+        let (block, mask) = match self.level {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: AVX2 was detected at run time.
-            Simd::Avx2 => unsafe { x86::next_block_avx2(self.data, at, self.end, self.set) },
+            Level::Avx2 => unsafe { next_block_avx2(self.data, at, self.end, self.set) },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: SSE2 is part of the x86_64 baseline.
-            Simd::Sse2 => unsafe { x86::next_block_sse2(self.data, at, self.end, self.set) },
-            Simd::Scalar => next_block_scalar(self.data, at, self.end, self.set),
+            Level::Sse2 => unsafe { next_block_sse2(self.data, at, self.end, self.set) },
+            // SAFETY: `end < data.len()`; Bytes16 needs no CPU feature.
+            Level::Scalar => unsafe { next_block::<Bytes16>(self.data, at, self.end, self.set) },
         };
         self.block = block;
         self.mask = mask;
@@ -164,98 +144,75 @@ fn scalar_mask(data: &[u8], at: usize, n: usize, set: PairSet) -> u32 {
     mask
 }
 
-#[cfg(target_arch = "x86_64")]
-mod x86 {
-    use super::PairSet;
-    use std::arch::x86_64::*;
+/// Bit `k` set when `(p[k], p[k + 1])` is a candidate pair, for
+/// `V::LANES` positions: two shifted loads, a handful of compares.
+///
+/// # Safety
+/// `p..p + V::LANES + 1` must be readable; `V`'s feature available.
+#[inline(always)]
+unsafe fn pair_mask<V: Vector>(p: *const u8, set: PairSet) -> u32 {
+    let a = V::load(p);
+    let b = V::load(p.add(1));
+    let al = a.fold_case();
+    let backslash = b.eq_byte(b'\\');
+    let slash_first = al.eq_byte(b'/').and(b.eq_byte(b'/').or(backslash));
+    let f_first = al.eq_byte(b'f').and(backslash.or(b.eq_byte(b'%')));
+    let semi_first = al.eq_byte(b';').and(b.eq_byte(b'&'));
+    let mut m = slash_first.or(f_first).or(semi_first);
+    if set == PairSet::Html {
+        let y = al.eq_byte(b'y').and(b.eq_byte(b'='));
+        let meta = a.eq_byte(b'<').and(b.fold_case().eq_byte(b'm'));
+        m = m.or(y.or(meta));
+    }
+    m.movemask()
+}
 
-    /// Pair mask of 32 positions from `at` with AVX2.
-    ///
-    /// # Safety
-    /// AVX2 must be available and `at + 33 <= data.len()`.
-    #[target_feature(enable = "avx2")]
-    #[inline]
-    pub unsafe fn mask32_avx2(data: &[u8], at: usize, set: PairSet) -> u32 {
-        debug_assert!(at + 33 <= data.len());
+/// [`next_block_scalar`] a vector at a time: whole blocks of 32 positions
+/// while they fit, the tail by the scalar definition. Instantiated inside
+/// each `target_feature` function below, so the whole loop is compiled for
+/// that feature (a call per block would cost more than the block).
+///
+/// # Safety
+/// `end < data.len()`; `V`'s feature available.
+#[inline(always)]
+unsafe fn next_block<V: Vector>(
+    data: &[u8],
+    mut at: usize,
+    end: usize,
+    set: PairSet,
+) -> (usize, u32) {
+    // `at + BLOCK <= end` keeps the second load (one byte further) inside
+    // `data`.
+    while at + BLOCK <= end {
         let p = data.as_ptr().add(at);
-        let a = _mm256_loadu_si256(p as *const __m256i);
-        let b = _mm256_loadu_si256(p.add(1) as *const __m256i);
-        let case = _mm256_set1_epi8(0x20);
-        let al = _mm256_or_si256(a, case);
-        let eq = |v, c: u8| _mm256_cmpeq_epi8(v, _mm256_set1_epi8(c as i8));
-        let backslash = eq(b, b'\\');
-        let slash_first = _mm256_and_si256(eq(al, b'/'), _mm256_or_si256(eq(b, b'/'), backslash));
-        let f_first = _mm256_and_si256(eq(al, b'f'), _mm256_or_si256(backslash, eq(b, b'%')));
-        let semi_first = _mm256_and_si256(eq(al, b';'), eq(b, b'&'));
-        let mut m = _mm256_or_si256(_mm256_or_si256(slash_first, f_first), semi_first);
-        if set == PairSet::Html {
-            let bl = _mm256_or_si256(b, case);
-            let y = _mm256_and_si256(eq(al, b'y'), eq(b, b'='));
-            let meta = _mm256_and_si256(eq(a, b'<'), eq(bl, b'm'));
-            m = _mm256_or_si256(m, _mm256_or_si256(y, meta));
+        let mut mask = 0u32;
+        let mut k = 0;
+        while k < BLOCK {
+            mask |= pair_mask::<V>(p.add(k), set) << k;
+            k += V::LANES;
         }
-        _mm256_movemask_epi8(m) as u32
+        if mask != 0 {
+            return (at, mask);
+        }
+        at += BLOCK;
     }
+    next_block_scalar(data, at, end, set)
+}
 
-    /// [`super::next_block_scalar`] with a vector mask function: the whole
-    /// search loop is generated inside each `target_feature` function (a
-    /// call per block would cost more than the block).
-    macro_rules! next_block {
-        ($name:ident, $feature:literal, $mask:ident) => {
-            /// # Safety
-            #[doc = concat!("`", $feature, "` must be available; `end < data.len()`.")]
-            #[target_feature(enable = $feature)]
-            pub unsafe fn $name(
-                data: &[u8],
-                mut at: usize,
-                end: usize,
-                set: PairSet,
-            ) -> (usize, u32) {
-                while at + 32 <= end {
-                    let mask = $mask(data, at, set);
-                    if mask != 0 {
-                        return (at, mask);
-                    }
-                    at += 32;
-                }
-                super::next_block_scalar(data, at, end, set)
-            }
-        };
-    }
+/// # Safety
+/// AVX2 must be available; `end < data.len()`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn next_block_avx2(data: &[u8], at: usize, end: usize, set: PairSet) -> (usize, u32) {
+    next_block::<std::arch::x86_64::__m256i>(data, at, end, set)
+}
 
-    next_block!(next_block_avx2, "avx2", mask32_avx2);
-    next_block!(next_block_sse2, "sse2", mask32_sse2);
-
-    /// The same with two SSE2 halves.
-    ///
-    /// # Safety
-    /// `at + 33 <= data.len()`.
-    #[target_feature(enable = "sse2")]
-    #[inline]
-    pub unsafe fn mask32_sse2(data: &[u8], at: usize, set: PairSet) -> u32 {
-        debug_assert!(at + 33 <= data.len());
-        let half = |off: usize| {
-            let p = data.as_ptr().add(at + off);
-            let a = _mm_loadu_si128(p as *const __m128i);
-            let b = _mm_loadu_si128(p.add(1) as *const __m128i);
-            let case = _mm_set1_epi8(0x20);
-            let al = _mm_or_si128(a, case);
-            let eq = |v, c: u8| _mm_cmpeq_epi8(v, _mm_set1_epi8(c as i8));
-            let backslash = eq(b, b'\\');
-            let slash_first = _mm_and_si128(eq(al, b'/'), _mm_or_si128(eq(b, b'/'), backslash));
-            let f_first = _mm_and_si128(eq(al, b'f'), _mm_or_si128(backslash, eq(b, b'%')));
-            let semi_first = _mm_and_si128(eq(al, b';'), eq(b, b'&'));
-            let mut m = _mm_or_si128(_mm_or_si128(slash_first, f_first), semi_first);
-            if set == PairSet::Html {
-                let bl = _mm_or_si128(b, case);
-                let y = _mm_and_si128(eq(al, b'y'), eq(b, b'='));
-                let meta = _mm_and_si128(eq(a, b'<'), eq(bl, b'm'));
-                m = _mm_or_si128(m, _mm_or_si128(y, meta));
-            }
-            _mm_movemask_epi8(m) as u32 & 0xffff
-        };
-        half(0) | (half(16) << 16)
-    }
+/// # Safety
+/// `end < data.len()`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse2")]
+unsafe fn next_block_sse2(data: &[u8], at: usize, end: usize, set: PairSet) -> (usize, u32) {
+    next_block::<std::arch::x86_64::__m128i>(data, at, end, set)
 }
 
 #[cfg(test)]
@@ -270,15 +227,11 @@ mod tests {
     }
 
     fn all_paths(data: &[u8], from: usize, set: PairSet) -> Vec<Vec<usize>> {
-        let mut paths = vec![detect()];
-        paths.push(Simd::Scalar);
-        #[cfg(target_arch = "x86_64")]
-        paths.push(Simd::Sse2);
-        paths
+        Level::available()
             .into_iter()
-            .map(|simd| {
+            .map(|level| {
                 let mut c = Candidates::new(data, from, set);
-                c.simd = simd;
+                c.level = level;
                 c.load(from);
                 c.collect()
             })

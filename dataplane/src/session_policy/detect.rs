@@ -9,6 +9,7 @@
 //! private-key headers are found with `memmem`. Every fast path is checked
 //! against a naive oracle in the tests.
 
+use crate::simd::{Bytes16, Level, Vector};
 use memchr::memmem;
 
 /// Matches per built-in detector.
@@ -65,13 +66,20 @@ pub fn scan(text: &[u8]) -> Counts {
 /// digits, in order.
 #[inline]
 pub fn for_each_run_start(text: &[u8], f: impl FnMut(usize)) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        run_starts_sse2(text, f)
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        run_starts_scalar(text, 0, false, f)
+    run_starts_at(Level::detect(), text, f)
+}
+
+/// [`for_each_run_start`] at a given SIMD level (the tests run each).
+pub fn run_starts_at(level: Level, text: &[u8], f: impl FnMut(usize)) {
+    match level {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX2 was detected at run time.
+        Level::Avx2 => unsafe { run_starts_avx2(text, f) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: SSE2 is part of the x86_64 baseline.
+        Level::Sse2 => unsafe { run_starts_sse2(text, f) },
+        // SAFETY: Bytes16 needs no CPU feature.
+        Level::Scalar => unsafe { run_starts::<Bytes16>(text, f) },
     }
 }
 
@@ -91,32 +99,46 @@ pub fn run_starts_scalar(
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-fn run_starts_sse2(text: &[u8], mut f: impl FnMut(usize)) {
-    use std::arch::x86_64::*;
+/// The digit-run kernel, a vector at a time: a lane starts a run when it
+/// is a digit and the lane before it (or the previous vector's last) is
+/// not; the tail goes to [`run_starts_scalar`], its oracle.
+///
+/// # Safety
+/// `V`'s feature must be available.
+#[inline(always)]
+unsafe fn run_starts<V: Vector>(text: &[u8], mut f: impl FnMut(usize)) {
     let mut i = 0;
-    // Bit 0: the last byte of the previous block was a digit.
+    // Bit 0: the last byte of the previous vector was a digit.
     let mut carry = 0u32;
-    // SAFETY: SSE2 is part of the x86_64 baseline; every load reads
-    // `text[i..i + 16]`, kept in bounds by the loop condition; `loadu`
-    // needs no alignment.
-    unsafe {
-        let zero = _mm_set1_epi8(b'0' as i8);
-        let nine = _mm_set1_epi8(9);
-        while i + 16 <= text.len() {
-            let v = _mm_loadu_si128(text.as_ptr().add(i) as *const __m128i);
-            let d = _mm_sub_epi8(v, zero);
-            let mask = _mm_movemask_epi8(_mm_cmpeq_epi8(_mm_min_epu8(d, nine), d)) as u32;
-            let mut starts = mask & !((mask << 1) | carry);
-            while starts != 0 {
-                f(i + starts.trailing_zeros() as usize);
-                starts &= starts - 1;
-            }
-            carry = (mask >> 15) & 1;
-            i += 16;
+    // Every load reads `text[i..i + LANES]`, kept in bounds by the loop
+    // condition.
+    while i + V::LANES <= text.len() {
+        let mask = V::load(text.as_ptr().add(i))
+            .in_range(b'0', b'9')
+            .movemask();
+        let mut starts = mask & !((mask << 1) | carry);
+        while starts != 0 {
+            f(i + starts.trailing_zeros() as usize);
+            starts &= starts - 1;
         }
+        carry = (mask >> (V::LANES - 1)) & 1;
+        i += V::LANES;
     }
     run_starts_scalar(text, i, carry == 1, f)
+}
+
+/// # Safety
+/// AVX2 must be available.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn run_starts_avx2(text: &[u8], f: impl FnMut(usize)) {
+    run_starts::<std::arch::x86_64::__m256i>(text, f)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse2")]
+unsafe fn run_starts_sse2(text: &[u8], f: impl FnMut(usize)) {
+    run_starts::<std::arch::x86_64::__m128i>(text, f)
 }
 
 /// The position of the first ASCII digit at or after `from` (the
@@ -375,11 +397,13 @@ mod tests {
     proptest! {
         #[test]
         fn simd_run_starts_match_scalar(text in proptest::collection::vec(prop_oneof![Just(b'0'), Just(b'9'), Just(b'a'), Just(b' '), any::<u8>()], 0..200)) {
-            let mut fast = Vec::new();
-            for_each_run_start(&text, |d| fast.push(d));
             let mut slow = Vec::new();
             run_starts_scalar(&text, 0, false, |d| slow.push(d));
-            prop_assert_eq!(fast, slow);
+            for level in Level::available() {
+                let mut fast = Vec::new();
+                run_starts_at(level, &text, |d| fast.push(d));
+                prop_assert_eq!(&fast, &slow, "{:?}", level);
+            }
         }
 
         #[test]

@@ -472,4 +472,213 @@ mod tests {
         r.push(7);
         assert_eq!(&r[..], &[7]);
     }
+
+    mod file_decision {
+        use super::super::{FileFacts, SessionPolicies, Uninspectable};
+        use palisade_schema::policy::{compile_source, CompileOptions};
+        use palisade_schema::session::{Control, SessionAction};
+
+        const POLICY: &str = r#"
+[proxy]
+suffix = "p.test"
+[[app]]
+name = "files"
+domains = ["files.test"]
+[[session_policy]]
+name = "block csv"
+control = "control_download"
+extensions = ["csv"]
+action = "block"
+[[session_policy]]
+name = "audit big"
+control = "control_download"
+min_size = 1000
+action = "audit"
+[[session_policy]]
+name = "cards in text"
+control = "control_download"
+extensions = ["txt"]
+action = "block"
+[session_policy.inspect]
+detectors = ["credit_card"]
+[[session_policy]]
+name = "falcon, fail open"
+control = "control_download"
+file_names = ["falcon*"]
+action = "block"
+[session_policy.inspect]
+keywords = ["falcon"]
+on_uninspectable = "allow"
+[[session_policy]]
+name = "no executables up"
+control = "control_upload"
+file_types = ["executable"]
+action = "block"
+"#;
+
+        fn policies() -> SessionPolicies {
+            let policy = compile_source(
+                "t.toml",
+                POLICY,
+                std::path::Path::new("."),
+                &CompileOptions::default(),
+            )
+            .expect("compiles");
+            SessionPolicies::build(&policy).expect("builds")
+        }
+
+        /// (control, file name, size, content, why uninspectable,
+        ///  expected action, deciding rule, text the detail contains)
+        type Case<'a> = (
+            Control,
+            &'a str,
+            Option<u64>,
+            Option<&'a [u8]>,
+            Option<Uninspectable>,
+            Option<SessionAction>,
+            Option<&'a str>,
+            &'a str,
+        );
+
+        #[test]
+        fn the_most_restrictive_matching_rule_decides_each_file() {
+            use Control::{Download, Upload};
+            use SessionAction::{Audit, Block};
+            let p = policies();
+            let every_rule: Vec<u32> = (0..p.rules.len() as u32).collect();
+            let cases: &[Case<'_>] = &[
+                (
+                    Download,
+                    "report.csv",
+                    Some(10),
+                    None,
+                    None,
+                    Some(Block),
+                    Some("block csv"),
+                    "",
+                ),
+                (Download, "report.pdf", Some(10), None, None, None, None, ""),
+                (
+                    Download,
+                    "big.bin",
+                    Some(5000),
+                    None,
+                    None,
+                    Some(Audit),
+                    Some("audit big"),
+                    "",
+                ),
+                (
+                    Download,
+                    "big.csv",
+                    Some(5000),
+                    None,
+                    None,
+                    Some(Block),
+                    Some("block csv"),
+                    "",
+                ),
+                (
+                    Download,
+                    "cards.txt",
+                    None,
+                    Some(b"card 4111 1111 1111 1111 ok"),
+                    None,
+                    Some(Block),
+                    Some("cards in text"),
+                    "credit_card=1",
+                ),
+                (
+                    Download,
+                    "plain.txt",
+                    None,
+                    Some(b"nothing to see"),
+                    None,
+                    None,
+                    None,
+                    "type=text",
+                ),
+                (
+                    Download,
+                    "huge.txt",
+                    Some(1 << 30),
+                    None,
+                    None,
+                    Some(Block),
+                    Some("cards in text"),
+                    "not inspected: too big",
+                ),
+                (
+                    Download,
+                    "falcon.doc",
+                    Some(10),
+                    Some(b"project falcon"),
+                    None,
+                    Some(Block),
+                    Some("falcon, fail open"),
+                    "keyword#1=1",
+                ),
+                (
+                    Download,
+                    "falcon.doc",
+                    Some(10),
+                    Some(b"project falcon"),
+                    Some(Uninspectable::Encrypted),
+                    None,
+                    None,
+                    "not inspected: encrypted",
+                ),
+                (Upload, "report.csv", Some(10), None, None, None, None, ""),
+                (
+                    Upload,
+                    "tool.exe",
+                    None,
+                    Some(b"MZ\x90\x00\x03\x00\x00\x00"),
+                    None,
+                    Some(Block),
+                    Some("no executables up"),
+                    "type=executable",
+                ),
+                (
+                    Upload,
+                    "notes.txt",
+                    None,
+                    Some(b"plain words"),
+                    None,
+                    None,
+                    None,
+                    "",
+                ),
+            ];
+            for (i, &(control, name, size, content, uninspectable, action, rule, detail)) in
+                cases.iter().enumerate()
+            {
+                let facts = FileFacts {
+                    name: name.as_bytes(),
+                    size,
+                    content,
+                    uninspectable,
+                };
+                let v = p.decide_file(&every_rule, control, &facts);
+                assert_eq!(v.action, action, "case {i}: {v:?}");
+                assert_eq!(v.rule.map(|r| p.rule(r).name.as_ref()), rule, "case {i}");
+                assert!(v.detail.contains(detail), "case {i}: {:?}", v.detail);
+            }
+        }
+
+        #[test]
+        fn only_the_matched_rules_are_considered() {
+            let p = policies();
+            let facts = FileFacts {
+                name: b"report.csv",
+                size: Some(5000),
+                content: None,
+                uninspectable: None,
+            };
+            // The access table matched only "audit big" for this user.
+            let v = p.decide_file(&[1], Control::Download, &facts);
+            assert_eq!(v.action, Some(SessionAction::Audit));
+            assert_eq!(p.decide_file(&[], Control::Download, &facts).action, None);
+        }
+    }
 }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use palisade_bench::origin::{demo_app, Handler, Origin, OriginConfig, Reply, Request};
+use palisade_bench::testing::HeaderFields;
 use palisade_schema::policy::{compile_source, CompileOptions};
 
 /// How long any single wait in a test may take before it fails.
@@ -171,17 +172,10 @@ pub struct Response {
 
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.header(name)
     }
     pub fn header_all(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
+        self.headers.headers_named(name)
     }
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
@@ -350,16 +344,9 @@ pub fn get(host: &str, target: &str) -> Vec<u8> {
     format!("GET {target} HTTP/1.1\r\nHost: {host}\r\n\r\n").into_bytes()
 }
 
-/// Polls `cond` until it holds or the deadline passes.
-pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while start.elapsed() < DEADLINE {
-        if cond() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    panic!("timed out waiting for: {what}");
+/// Polls `cond` until it holds or [`DEADLINE`] passes.
+pub fn eventually(what: &str, cond: impl FnMut() -> bool) {
+    palisade_bench::testing::eventually_within(what, DEADLINE, Duration::from_millis(10), cond)
 }
 
 /// Handler that answers every request with `reply()`.

@@ -10,47 +10,66 @@
 
 use palisade_schema::access::AccessAction;
 
-use super::{Admitted, SignedInUser};
-use crate::access::{self, Subject};
+use super::{Admitted, Connection, SignedInUser};
+use crate::access::{self, AccessTable, Decision, Subject};
 use crate::answers;
 use crate::proxy::exchange::{Exchange, Step};
+use crate::session_policy::RuleSet;
 
-/// Runs the phase.
-pub fn access(x: &mut Exchange<'_>) -> Step {
-    let snap = x.snap;
-    let table = &snap.access;
-    let signed_in = x.admitted.signed_in.take();
-    let mut devices = x.conn.devices;
-    if let Some(s) = &signed_in {
+/// Who asks, for [`decide`].
+pub struct Asking<'a> {
+    pub app: usize,
+    pub user_agent: &'a [u8],
+    pub signed_in: Option<&'a SignedInUser>,
+}
+
+/// What the access policies decided for one request.
+pub struct Verdict {
+    pub decision: Decision,
+    /// The connection's device tags and the identity token's.
+    pub devices: u8,
+    /// Session policies whose who/where filters match (none when blocked).
+    pub session_rules: RuleSet,
+}
+
+/// The access decision, a function of the compiled table (snapshot
+/// `version`), the connection's cached facts (refreshed here when the
+/// snapshot or the user agent changed) and who asks.
+pub fn decide(
+    table: &AccessTable,
+    version: u64,
+    conn: &mut Connection,
+    who: Asking<'_>,
+) -> Verdict {
+    let mut devices = conn.devices;
+    if let Some(s) = who.signed_in {
         devices |= s.device_bits;
     }
     if table.allows_everything() {
-        x.admitted = Admitted {
-            signed_in,
-            action: AccessAction::Allow,
-            policy: None,
+        return Verdict {
+            decision: Decision {
+                action: AccessAction::Allow,
+                policy: None,
+            },
             devices,
-            session_rules: Default::default(),
+            session_rules: RuleSet::default(),
         };
-        return Step::Continue;
     }
-    let conn = &mut *x.conn;
-    if conn.ip_version != snap.version {
+    if conn.ip_version != version {
         table.connection_ip_sets(conn.ctx.peer.ip(), &mut conn.ip_sets);
-        conn.ip_version = snap.version;
+        conn.ip_version = version;
     }
-    let user_agent = x.req.index.user_agent.of(&x.upstream_head);
-    let fresh_ua = !matches!(&conn.user_agent, Some((v, ua, _, _)) if *v == snap.version && ua.as_slice() == user_agent);
+    let fresh_ua = !matches!(&conn.user_agent, Some((v, ua, _, _)) if *v == version && ua.as_slice() == who.user_agent);
     if fresh_ua {
         let bits = if table.has_user_agent_patterns() {
-            table.user_agent_bits(user_agent)
+            table.user_agent_bits(who.user_agent)
         } else {
             0
         };
         conn.user_agent = Some((
-            snap.version,
-            user_agent.to_vec(),
-            access::client_kind(user_agent),
+            version,
+            who.user_agent.to_vec(),
+            access::client_kind(who.user_agent),
             bits,
         ));
     }
@@ -59,19 +78,41 @@ pub fn access(x: &mut Exchange<'_>) -> Step {
         .as_ref()
         .map_or((access::CLIENT_NATIVE, 0), |(_, _, k, b)| (*k, *b));
     let subject = Subject {
-        app: x.req.app,
-        user: signed_in.as_ref().and_then(|s| s.user_id),
-        groups: signed_in.as_ref().map_or(&[], |s| &s.group_ids),
+        app: who.app,
+        user: who.signed_in.and_then(|s| s.user_id),
+        groups: who.signed_in.map_or(&[], |s| &s.group_ids),
         ip_sets: &conn.ip_sets,
         devices,
         client_kind,
         user_agent_bits,
     };
     let decision = table.evaluate(&subject);
-    let mut session_rules = crate::session_policy::RuleSet::default();
-    if decision.action != AccessAction::Block && table.has_session_policies(x.req.app) {
+    let mut session_rules = RuleSet::default();
+    if decision.action != AccessAction::Block && table.has_session_policies(who.app) {
         table.session_matches(&subject, &mut session_rules);
     }
+    Verdict {
+        decision,
+        devices,
+        session_rules,
+    }
+}
+
+/// Runs the phase.
+pub fn access(x: &mut Exchange<'_>) -> Step {
+    let snap = x.snap;
+    let table = &snap.access;
+    let signed_in = x.admitted.signed_in.take();
+    let who = Asking {
+        app: x.req.app,
+        user_agent: x.req.index.user_agent.of(&x.upstream_head),
+        signed_in: signed_in.as_deref(),
+    };
+    let Verdict {
+        decision,
+        devices,
+        session_rules,
+    } = decide(table, snap.version, x.conn, who);
     x.admitted = Admitted {
         signed_in,
         action: decision.action,
@@ -79,6 +120,9 @@ pub fn access(x: &mut Exchange<'_>) -> Step {
         devices,
         session_rules,
     };
+    if table.allows_everything() {
+        return Step::Continue;
+    }
     let with_body = !x.req.is_head;
     let app = x.app();
     if decision.action == AccessAction::Block {
@@ -125,4 +169,266 @@ pub(super) fn notice_binding(signed_in: Option<&SignedInUser>) -> String {
         || "-".to_string(),
         |s| format!("{}|{}", s.user, s.expires_unix),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use palisade_schema::policy::{compile_source, CompileOptions};
+
+    const POLICY: &str = r#"
+[proxy]
+suffix = "p.test"
+[[app]]
+name = "box"
+domains = ["box.test"]
+[[app]]
+name = "wiki"
+domains = ["wiki.test"]
+access_default = "block"
+[[ip_tag]]
+name = "corp"
+ranges = ["10.0.0.0/8", "2001:db8::/32"]
+[[access_policy]]
+name = "curl out"
+apps = ["box"]
+user_agent_regex = "^curl/"
+action = "block"
+message = "No scripts."
+[[access_policy]]
+name = "unmanaged audit"
+apps = ["box"]
+devices = ["unmanaged"]
+action = "audit"
+[[access_policy]]
+name = "eng from corp"
+apps = ["wiki"]
+groups = ["eng"]
+ip_tags = ["corp"]
+action = "allow"
+[[access_policy]]
+name = "contractors"
+users = ["mallory"]
+action = "monitor"
+[[session_policy]]
+name = "watch box"
+control = "monitor"
+apps = ["box"]
+"#;
+
+    fn table() -> AccessTable {
+        let policy = compile_source(
+            "t.toml",
+            POLICY,
+            std::path::Path::new("."),
+            &CompileOptions::default(),
+        )
+        .expect("compiles");
+        AccessTable::build(&policy).expect("builds")
+    }
+
+    fn user(table: &AccessTable, name: &str, groups: &[&str]) -> SignedInUser {
+        let mut group_ids = Vec::new();
+        table.group_ids(groups.iter().copied(), &mut group_ids);
+        SignedInUser {
+            user: name.into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            user_id: table.user_id(name),
+            group_ids,
+            device_bits: 0,
+            expires_unix: 0,
+        }
+    }
+
+    const CHROME: &str = "Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0";
+
+    #[test]
+    fn the_most_restrictive_matching_policy_decides() {
+        let table = table();
+        // (app, peer, managed device, user agent, user and groups,
+        //  expected action, deciding policy (None: the app's default),
+        //  session policies matched)
+        type Case<'a> = (
+            usize,
+            &'a str,
+            bool,
+            &'a str,
+            Option<(&'a str, &'a [&'a str])>,
+            AccessAction,
+            Option<&'a str>,
+            usize,
+        );
+        let cases: &[Case<'_>] = &[
+            (
+                0,
+                "192.0.2.1:1",
+                true,
+                CHROME,
+                None,
+                AccessAction::Allow,
+                None,
+                1,
+            ),
+            (
+                0,
+                "192.0.2.1:1",
+                false,
+                CHROME,
+                None,
+                AccessAction::Audit,
+                Some("unmanaged audit"),
+                1,
+            ),
+            (
+                0,
+                "192.0.2.1:1",
+                true,
+                "curl/8.5",
+                None,
+                AccessAction::Block,
+                Some("curl out"),
+                0,
+            ),
+            (
+                0,
+                "192.0.2.1:1",
+                false,
+                "curl/8.5",
+                None,
+                AccessAction::Block,
+                Some("curl out"),
+                0,
+            ),
+            (
+                1,
+                "10.1.2.3:1",
+                true,
+                CHROME,
+                Some(("ann", &["eng"])),
+                AccessAction::Allow,
+                Some("eng from corp"),
+                0,
+            ),
+            (
+                1,
+                "[2001:db8::7]:1",
+                true,
+                CHROME,
+                Some(("ann", &["eng"])),
+                AccessAction::Allow,
+                Some("eng from corp"),
+                0,
+            ),
+            (
+                1,
+                "192.0.2.1:1",
+                true,
+                CHROME,
+                Some(("ann", &["eng"])),
+                AccessAction::Block,
+                None,
+                0,
+            ),
+            (
+                1,
+                "10.1.2.3:1",
+                true,
+                CHROME,
+                Some(("bob", &[])),
+                AccessAction::Block,
+                None,
+                0,
+            ),
+            (
+                0,
+                "192.0.2.1:1",
+                true,
+                CHROME,
+                Some(("mallory", &[])),
+                AccessAction::Monitor,
+                Some("contractors"),
+                1,
+            ),
+            (
+                1,
+                "10.1.2.3:1",
+                true,
+                CHROME,
+                Some(("mallory", &["eng"])),
+                AccessAction::Monitor,
+                Some("contractors"),
+                0,
+            ),
+        ];
+        for (i, &(app, peer, managed, ua, who, action, policy, session)) in cases.iter().enumerate()
+        {
+            let mut conn = Connection::new(peer.parse().unwrap(), true, managed);
+            let signed_in = who.map(|(name, groups)| user(&table, name, groups));
+            let v = decide(
+                &table,
+                1,
+                &mut conn,
+                Asking {
+                    app,
+                    user_agent: ua.as_bytes(),
+                    signed_in: signed_in.as_ref(),
+                },
+            );
+            assert_eq!(v.decision.action, action, "case {i}");
+            assert_eq!(
+                v.decision.policy.map(|p| table.policy_name(p)),
+                policy,
+                "case {i}"
+            );
+            assert_eq!(v.session_rules.len(), session, "case {i}");
+        }
+    }
+
+    #[test]
+    fn a_new_user_agent_on_the_same_connection_is_evaluated_again() {
+        let table = table();
+        let mut conn = Connection::new("192.0.2.1:1".parse().unwrap(), true, true);
+        let mut ask = |ua: &str| {
+            decide(
+                &table,
+                1,
+                &mut conn,
+                Asking {
+                    app: 0,
+                    user_agent: ua.as_bytes(),
+                    signed_in: None,
+                },
+            )
+            .decision
+            .action
+        };
+        assert_eq!(ask(CHROME), AccessAction::Allow);
+        assert_eq!(ask("curl/8.5"), AccessAction::Block);
+        assert_eq!(ask(CHROME), AccessAction::Allow);
+    }
+
+    #[test]
+    fn an_empty_policy_allows_everything_without_looking() {
+        let table = AccessTable::empty();
+        let mut conn = Connection::new("192.0.2.1:1".parse().unwrap(), false, false);
+        let v = decide(
+            &table,
+            1,
+            &mut conn,
+            Asking {
+                app: 0,
+                user_agent: b"curl/8.5",
+                signed_in: None,
+            },
+        );
+        assert_eq!(
+            v.decision,
+            Decision {
+                action: AccessAction::Allow,
+                policy: None
+            }
+        );
+        // Nothing was computed for the connection.
+        assert!(conn.user_agent.is_none() && conn.ip_version == u64::MAX);
+    }
 }
