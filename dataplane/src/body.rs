@@ -81,16 +81,34 @@ impl FilterOutput {
     }
 }
 
-/// The body could not be transformed (e.g. corrupt compressed data): the
-/// source is to blame.
+/// The body could not be transformed: the source is to blame for a body
+/// that does not decode; encrypting a protected file is the proxy's own.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FilterError(pub String);
+#[non_exhaustive]
+pub enum FilterError {
+    /// A content-coded body does not decode, or the rewritten one does not
+    /// encode again (`stage` names which coding or step).
+    Coding { stage: &'static str, reason: String },
+    /// A compressed body ended before its coding's end marker.
+    Truncated,
+    /// Encrypting a protected file failed.
+    Encrypt(String),
+    /// Bytes arrived after the filter had finished.
+    AfterFinish,
+}
 
 impl std::fmt::Display for FilterError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            FilterError::Coding { stage, reason } => write!(f, "{stage}: {reason}"),
+            FilterError::Truncated => f.write_str("the compressed body ended early"),
+            FilterError::Encrypt(e) => write!(f, "age: {e}"),
+            FilterError::AfterFinish => f.write_str("encryption already finished"),
+        }
     }
 }
+
+impl std::error::Error for FilterError {}
 
 /// A sink that remembers whether any byte reached it (so a failed body
 /// filter can still be answered with an error page).
@@ -149,7 +167,10 @@ pub enum RelayError {
     /// The body filter refused the body (e.g. corrupt compressed data).
     /// `sent_nothing`: no byte reached the sink, so the caller may still
     /// answer with an error page.
-    Filter { reason: String, sent_nothing: bool },
+    Filter {
+        reason: FilterError,
+        sent_nothing: bool,
+    },
 }
 
 /// Above this many bytes a pass-through slice is written directly instead
@@ -260,8 +281,8 @@ where
     }
     if let Some(f) = filter {
         let mut rest = Vec::new();
-        f.finish(&mut rest).map_err(|e| RelayError::Filter {
-            reason: e.0,
+        f.finish(&mut rest).map_err(|reason| RelayError::Filter {
+            reason,
             sent_nothing: !sink.wrote,
         })?;
         emit(sink, pending, &rest, sink_framing).await?;
@@ -310,7 +331,7 @@ fn filter_into_pending(
     out: &mut FilterOutput,
     pending: &mut Vec<u8>,
     framing: SinkFraming,
-) -> Result<(), String> {
+) -> Result<(), FilterError> {
     // The chunk size is written once the output is known: eight hex digits
     // (leading zeros are valid, RFC 9112 §7.1).
     const HEADER: &[u8] = b"00000000\r\n";
@@ -323,7 +344,7 @@ fn filter_into_pending(
     let body_at = out.bytes.len();
     let result = f.feed_pieces(chunk, out);
     *pending = std::mem::take(&mut out.bytes);
-    result.map_err(|e| e.0)?;
+    result?;
     let total = pending.len() - body_at + out.spans.iter().map(|(_, r)| r.len()).sum::<usize>();
     if framing == SinkFraming::Chunked {
         if total == 0 {

@@ -47,6 +47,82 @@ const LOG_FLUSH_EVERY: Duration = Duration::from_millis(20);
 /// Log batches sent and not yet acknowledged, per connection.
 const LOG_WINDOW: usize = 16;
 
+/// Why a session with controld ended (it is re-established after a
+/// backoff either way).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum SessionEnd {
+    /// The socket failed or closed.
+    Io(std::io::Error),
+    /// A frame was malformed or too large.
+    Frame(frame::FrameError),
+    /// A frame's message does not fit the control schema.
+    Schema(capnp::Error),
+    /// A message names a variant this build does not know.
+    NotInSchema(capnp::NotInSchema),
+}
+
+impl std::fmt::Display for SessionEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SessionEnd::Io(e) => e.fmt(f),
+            SessionEnd::Frame(e) => e.fmt(f),
+            SessionEnd::Schema(e) => e.fmt(f),
+            SessionEnd::NotInSchema(e) => e.fmt(f),
+        }
+    }
+}
+
+impl From<std::io::Error> for SessionEnd {
+    fn from(e: std::io::Error) -> Self {
+        SessionEnd::Io(e)
+    }
+}
+
+impl From<frame::FrameError> for SessionEnd {
+    fn from(e: frame::FrameError) -> Self {
+        SessionEnd::Frame(e)
+    }
+}
+
+impl From<capnp::Error> for SessionEnd {
+    fn from(e: capnp::Error) -> Self {
+        SessionEnd::Schema(e)
+    }
+}
+
+impl From<capnp::NotInSchema> for SessionEnd {
+    fn from(e: capnp::NotInSchema) -> Self {
+        SessionEnd::NotInSchema(e)
+    }
+}
+
+/// Why a pushed snapshot was refused (sent back in the ack; the current
+/// snapshot keeps serving).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum InstallError {
+    Decode(snapshot::SnapshotError),
+    /// The push and the snapshot disagree on the version.
+    VersionMismatch {
+        pushed: u64,
+        holds: u64,
+    },
+    Build(crate::snapshot::SnapshotError),
+}
+
+impl std::fmt::Display for InstallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InstallError::Decode(e) => e.fmt(f),
+            InstallError::VersionMismatch { pushed, holds } => {
+                write!(f, "pushed as version {pushed} but holds version {holds}")
+            }
+            InstallError::Build(e) => e.fmt(f),
+        }
+    }
+}
+
 /// Runs forever: connect, serve the session, back off, repeat.
 pub async fn run(core: Rc<Core>, config: ControlConfig) {
     let wake = Rc::new(Signal::default());
@@ -123,7 +199,7 @@ async fn session(
     config: &ControlConfig,
     stream: UnixStream,
     wake: &Signal,
-) -> Result<(), String> {
+) -> Result<(), SessionEnd> {
     let mut hello = Builder::new_default();
     {
         let mut h = hello.init_root::<request::Builder>().init_hello();
@@ -137,10 +213,7 @@ async fn session(
         log.borrow_mut().connection_reset();
     }
     let (reader, mut writer) = futures_lite::io::split(stream);
-    writer
-        .write_all(&frame::encode(&hello))
-        .await
-        .map_err(|e| e.to_string())?;
+    writer.write_all(&frame::encode(&hello)).await?;
     // Frames the reader wants sent (snapshot acks) go before log batches.
     let outbox: RefCell<Vec<Vec<u8>>> = RefCell::new(Vec::new());
     let read_side = read_frames(core, config, reader, &outbox, wake);
@@ -148,13 +221,13 @@ async fn session(
         loop {
             let urgent = std::mem::take(&mut *outbox.borrow_mut());
             for f in urgent {
-                writer.write_all(&f).await.map_err(|e| e.to_string())?;
+                writer.write_all(&f).await?;
             }
             if let Some(log) = &core.logs {
                 loop {
                     let next = log.borrow_mut().next_to_send(LOG_WINDOW);
                     let Some(f) = next else { break };
-                    writer.write_all(&f).await.map_err(|e| e.to_string())?;
+                    writer.write_all(&f).await?;
                     if !outbox.borrow().is_empty() {
                         break;
                     }
@@ -176,27 +249,19 @@ async fn read_frames(
     mut stream: impl futures_lite::AsyncRead + Unpin,
     outbox: &RefCell<Vec<Vec<u8>>>,
     wake: &Signal,
-) -> Result<(), String> {
+) -> Result<(), SessionEnd> {
     loop {
         let mut prefix = [0u8; PREFIX_BYTES];
-        stream
-            .read_exact(&mut prefix)
-            .await
-            .map_err(|e| e.to_string())?;
-        let len = frame::check_length(prefix, MAX_FRAME_BYTES).map_err(|e| e.to_string())?;
+        stream.read_exact(&mut prefix).await?;
+        let len = frame::check_length(prefix, MAX_FRAME_BYTES)?;
         let mut body = vec![0u8; len];
-        stream
-            .read_exact(&mut body)
-            .await
-            .map_err(|e| e.to_string())?;
-        let message = frame::decode(&body).map_err(|e| e.to_string())?;
-        let root = message
-            .get_root::<response::Reader>()
-            .map_err(|e| e.to_string())?;
-        let push = match root.which().map_err(|e| e.to_string())? {
-            response::Snapshot(p) => p.map_err(|e| e.to_string())?,
+        stream.read_exact(&mut body).await?;
+        let message = frame::decode(&body)?;
+        let root = message.get_root::<response::Reader>()?;
+        let push = match root.which()? {
+            response::Snapshot(p) => p?,
             response::LogAck(a) => {
-                let a = a.map_err(|e| e.to_string())?;
+                let a = a?;
                 if let Some(log) = &core.logs {
                     if !a.get_ok() {
                         eprintln!(
@@ -219,7 +284,7 @@ async fn read_frames(
             _ => continue,
         };
         let version = push.get_version();
-        let bytes = push.get_bytes().map_err(|e| e.to_string())?;
+        let bytes = push.get_bytes()?;
         // Yield first so requests already queued on this core run before
         // the (synchronous) decode and compile.
         glommio::yield_if_needed().await;
@@ -232,7 +297,7 @@ async fn read_frames(
                 Ok(()) => a.set_ok(true),
                 Err(e) => {
                     a.set_ok(false);
-                    a.set_error(e.as_str());
+                    a.set_error(e.to_string().as_str());
                 }
             }
         }
@@ -243,15 +308,20 @@ async fn read_frames(
 
 /// Decodes and compiles a pushed snapshot and swaps it in; on any error the
 /// current snapshot stays.
-fn install(core: &Core, config: &ControlConfig, version: u64, bytes: &[u8]) -> Result<(), String> {
-    let policy = snapshot::decode(bytes).map_err(|e| e.to_string())?;
+fn install(
+    core: &Core,
+    config: &ControlConfig,
+    version: u64,
+    bytes: &[u8],
+) -> Result<(), InstallError> {
+    let policy = snapshot::decode(bytes).map_err(InstallError::Decode)?;
     if policy.version != version {
-        return Err(format!(
-            "pushed as version {version} but holds version {}",
-            policy.version
-        ));
+        return Err(InstallError::VersionMismatch {
+            pushed: version,
+            holds: policy.version,
+        });
     }
-    let table = Snapshot::build(&policy, &config.roots).map_err(|e| e.to_string())?;
+    let table = Snapshot::build(&policy, &config.roots).map_err(InstallError::Build)?;
     core.snapshot.replace(Rc::new(table));
     if config.core_index == 0 {
         if let Some(dir) = &config.cache_dir {

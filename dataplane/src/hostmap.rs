@@ -75,7 +75,13 @@ pub struct HostMap {
 
 /// The proxy suffix is not a usable search pattern.
 #[derive(Debug)]
-pub struct BadSuffix(pub String);
+pub struct BadSuffix(pub aho_corasick::BuildError);
+
+impl std::fmt::Display for BadSuffix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
 
 impl HostMap {
     /// Builds the map from `suffix` and each app's domains (by app index).
@@ -84,7 +90,7 @@ impl HostMap {
         let dotted_suffix_finder = aho_corasick::AhoCorasick::builder()
             .ascii_case_insensitive(true)
             .build([dotted.as_str()])
-            .map_err(|e| BadSuffix(e.to_string()))?;
+            .map_err(BadSuffix)?;
         let domain_list = app_domains
             .iter()
             .enumerate()

@@ -17,7 +17,7 @@ use crate::core::Core;
 use crate::io::within;
 use crate::limits::Limits;
 use crate::proxy::serve_connection;
-use crate::snapshot::{system_roots, SharedRoots, Snapshot};
+use crate::snapshot::{system_roots, SharedRoots, Snapshot, SnapshotError};
 use crate::stream::ClientIo;
 
 /// Everything a data plane needs to start.
@@ -47,13 +47,49 @@ pub struct ServerConfig {
     pub log: Option<crate::logs::LogConfig>,
 }
 
-/// Start-up failure.
+/// Why the data plane could not start.
 #[derive(Debug)]
-pub struct StartError(pub String);
+#[non_exhaustive]
+pub enum StartError {
+    /// The snapshot given at start does not decode.
+    SnapshotDecode(palisade_schema::snapshot::SnapshotError),
+    /// It decodes but cannot be compiled for serving.
+    SnapshotBuild(SnapshotError),
+    /// Neither a snapshot nor a control socket to wait on.
+    NoSnapshot,
+    /// A listening socket could not be made (`what`: the step).
+    Listen {
+        addr: SocketAddr,
+        what: &'static str,
+        error: std::io::Error,
+    },
+    /// The bound address of a reserved port could not be read.
+    NoBoundAddress,
+    /// A core's thread could not be started.
+    Core { index: usize, error: String },
+    /// A core failed while starting (`what`: its own start-up error).
+    CoreStart { index: usize, what: Box<StartError> },
+    /// A core stopped before saying whether it started.
+    CoreLost,
+}
 
 impl std::fmt::Display for StartError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            StartError::SnapshotDecode(e) => e.fmt(f),
+            StartError::SnapshotBuild(e) => e.fmt(f),
+            StartError::NoSnapshot => f.write_str(
+                "no snapshot: give --snapshot, a --snapshot-cache holding one, or --control",
+            ),
+            StartError::Listen { addr, what, error } => match *what {
+                "listen" => write!(f, "cannot listen on {addr}: {error}"),
+                step => write!(f, "{step} {addr}: {error}"),
+            },
+            StartError::NoBoundAddress => f.write_str("cannot read the bound address"),
+            StartError::Core { index, error } => write!(f, "cannot start core {index}: {error}"),
+            StartError::CoreStart { index, what } => write!(f, "core {index}: {what}"),
+            StartError::CoreLost => f.write_str("a core stopped during start-up"),
+        }
     }
 }
 
@@ -69,12 +105,10 @@ pub fn run(
     // message instead of inside a core.
     let roots: SharedRoots = Arc::new(system_roots());
     if let Some(bytes) = &config.snapshot {
-        let policy = snapshot::decode(bytes).map_err(|e| StartError(e.to_string()))?;
-        Snapshot::build(&policy, &roots).map_err(|e| StartError(e.to_string()))?;
+        let policy = snapshot::decode(bytes).map_err(StartError::SnapshotDecode)?;
+        Snapshot::build(&policy, &roots).map_err(StartError::SnapshotBuild)?;
     } else if config.control.is_none() {
-        return Err(StartError(
-            "no snapshot: give --snapshot, a --snapshot-cache holding one, or --control".into(),
-        ));
+        return Err(StartError::NoSnapshot);
     }
 
     // With port 0 every SO_REUSEPORT listener would get its own port: pick
@@ -90,7 +124,7 @@ pub fn run(
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
-    let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<(), StartError>>();
     let mut handles = Vec::new();
     for index in 0..config.cores.max(1) {
         let ready = ready_tx.clone();
@@ -110,32 +144,39 @@ pub fn run(
             .name(&format!("palisade-core{index}"))
             .io_memory(config.io_memory)
             .spawn(move || async move {
-                let start = || -> Result<(TcpListener, Option<TcpListener>, Rc<Core>), String> {
-                    let routes = match &bytes {
-                        Some(bytes) => {
-                            let policy = snapshot::decode(bytes).map_err(|e| e.to_string())?;
-                            Snapshot::build(&policy, &roots).map_err(|e| e.to_string())?
+                let start =
+                    || -> Result<(TcpListener, Option<TcpListener>, Rc<Core>), StartError> {
+                        let routes = match &bytes {
+                            Some(bytes) => {
+                                let policy =
+                                    snapshot::decode(bytes).map_err(StartError::SnapshotDecode)?;
+                                Snapshot::build(&policy, &roots)
+                                    .map_err(StartError::SnapshotBuild)?
+                            }
+                            None => Snapshot::empty(),
+                        };
+                        let bind = |addr| {
+                            bind_listener(addr).map_err(|error| StartError::Listen {
+                                addr,
+                                what: "bind",
+                                error,
+                            })
+                        };
+                        let listener = bind(listen)?;
+                        let tls_listener = tls_listen.map(bind).transpose()?;
+                        let mut core = Core::new(routes, limits);
+                        if let Some(log) = log {
+                            core = core.with_logs(crate::logs::LogShard::new(index as u32, log));
                         }
-                        None => Snapshot::empty(),
+                        Ok((listener, tls_listener, Rc::new(core)))
                     };
-                    let listener =
-                        bind_listener(listen).map_err(|e| format!("bind {listen}: {e}"))?;
-                    let tls_listener = match tls_listen {
-                        Some(addr) => {
-                            Some(bind_listener(addr).map_err(|e| format!("bind {addr}: {e}"))?)
-                        }
-                        None => None,
-                    };
-                    let mut core = Core::new(routes, limits);
-                    if let Some(log) = log {
-                        core = core.with_logs(crate::logs::LogShard::new(index as u32, log));
-                    }
-                    Ok((listener, tls_listener, Rc::new(core)))
-                };
                 let (listener, tls_listener, core) = match start() {
                     Ok(v) => v,
                     Err(e) => {
-                        let _ = ready.send(Err(format!("core {index}: {e}")));
+                        let _ = ready.send(Err(StartError::CoreStart {
+                            index,
+                            what: Box::new(e),
+                        }));
                         return;
                     }
                 };
@@ -163,15 +204,18 @@ pub fn run(
                 }
                 accept(core, listener, slots, Transport::Plain).await;
             })
-            .map_err(|e| StartError(format!("cannot start core {index}: {e}")))?;
+            .map_err(|e| StartError::Core {
+                index,
+                error: e.to_string(),
+            })?;
         handles.push(handle);
     }
     drop(ready_tx);
     for _ in 0..handles.len() {
         match ready_rx.recv() {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(StartError(e)),
-            Err(_) => return Err(StartError("a core stopped during start-up".into())),
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(StartError::CoreLost),
         }
     }
     drop(reservation);
@@ -297,7 +341,13 @@ fn reserve_port(addr: SocketAddr) -> Result<(SocketAddr, Option<socket2::Socket>
                 {
                     std::thread::sleep(std::time::Duration::from_millis(50));
                 }
-                Err(e) => return Err(StartError(format!("cannot listen on {addr}: {e}"))),
+                Err(error) => {
+                    return Err(StartError::Listen {
+                        addr,
+                        what: "listen",
+                        error,
+                    })
+                }
             }
         }
     }
@@ -306,17 +356,17 @@ fn reserve_port(addr: SocketAddr) -> Result<(SocketAddr, Option<socket2::Socket>
     } else {
         socket2::Domain::IPV4
     };
-    let sock = socket2::Socket::new(domain, socket2::Type::STREAM, None)
-        .map_err(|e| StartError(format!("socket: {e}")))?;
+    let fail = |what| move |error| StartError::Listen { addr, what, error };
+    let sock =
+        socket2::Socket::new(domain, socket2::Type::STREAM, None).map_err(fail("socket for"))?;
     sock.set_reuse_port(true)
-        .map_err(|e| StartError(format!("SO_REUSEPORT: {e}")))?;
-    sock.bind(&addr.into())
-        .map_err(|e| StartError(format!("bind {addr}: {e}")))?;
+        .map_err(fail("SO_REUSEPORT for"))?;
+    sock.bind(&addr.into()).map_err(fail("bind"))?;
     let bound = sock
         .local_addr()
         .ok()
         .and_then(|a| a.as_socket())
-        .ok_or_else(|| StartError("cannot read the bound address".into()))?;
+        .ok_or(StartError::NoBoundAddress)?;
     Ok((bound, Some(sock)))
 }
 

@@ -60,9 +60,20 @@ pub enum SnapshotError {
         app: String,
         reason: String,
     },
-    BadSuffix(String),
-    /// TLS material, identity settings or access policies are unusable.
-    Access(String),
+    /// An app's bare-host contexts cannot be searched for.
+    BadContexts {
+        app: String,
+        error: aho_corasick::BuildError,
+    },
+    BadSuffix(crate::hostmap::BadSuffix),
+    Tls(crate::tls::TlsError),
+    /// The global identity provider (`app: None`) or an app's own.
+    Identity {
+        app: Option<String>,
+        error: crate::identity::IdentityError,
+    },
+    Access(crate::access::AccessError),
+    Session(crate::session_policy::SessionPolicyError),
 }
 
 impl std::fmt::Display for SnapshotError {
@@ -71,13 +82,53 @@ impl std::fmt::Display for SnapshotError {
             SnapshotError::BadCaCertificates { app, reason } => {
                 write!(f, "app {app:?}: bad CA certificates: {reason}")
             }
+            SnapshotError::BadContexts { app, error } => {
+                write!(f, "app {app:?}: bare_host_contexts: {error}")
+            }
             SnapshotError::BadSuffix(e) => write!(f, "proxy suffix: {e}"),
-            SnapshotError::Access(e) => f.write_str(e),
+            SnapshotError::Tls(e) => write!(f, "tls: {e}"),
+            SnapshotError::Identity { app: None, error } => error.fmt(f),
+            SnapshotError::Identity {
+                app: Some(app),
+                error,
+            } => write!(f, "app {app:?}: {error}"),
+            SnapshotError::Access(e) => write!(f, "access policies: {e}"),
+            SnapshotError::Session(e) => e.fmt(f),
         }
     }
 }
 
 impl std::error::Error for SnapshotError {}
+
+impl From<crate::hostmap::BadSuffix> for SnapshotError {
+    fn from(e: crate::hostmap::BadSuffix) -> Self {
+        SnapshotError::BadSuffix(e)
+    }
+}
+
+impl From<crate::tls::TlsError> for SnapshotError {
+    fn from(e: crate::tls::TlsError) -> Self {
+        SnapshotError::Tls(e)
+    }
+}
+
+impl From<crate::identity::IdentityError> for SnapshotError {
+    fn from(error: crate::identity::IdentityError) -> Self {
+        SnapshotError::Identity { app: None, error }
+    }
+}
+
+impl From<crate::access::AccessError> for SnapshotError {
+    fn from(e: crate::access::AccessError) -> Self {
+        SnapshotError::Access(e)
+    }
+}
+
+impl From<crate::session_policy::SessionPolicyError> for SnapshotError {
+    fn from(e: crate::session_policy::SessionPolicyError) -> Self {
+        SnapshotError::Session(e)
+    }
+}
 
 /// One compiled snapshot.
 pub struct Snapshot {
@@ -171,11 +222,17 @@ impl Snapshot {
                 bare_host_contexts: crate::rewrite::contexts::ContextPatterns::build(
                     &app.bare_host_contexts,
                 )
-                .map_err(|e| SnapshotError::BadSuffix(e.to_string()))?,
+                .map_err(|error| SnapshotError::BadContexts {
+                    app: app.name.clone(),
+                    error,
+                })?,
                 login_required: app.login_required,
                 oidc: match &app.oidc {
                     Some(o) => Some(Box::new(crate::identity::OidcProvider::build(o).map_err(
-                        |e| SnapshotError::Access(format!("app {:?}: {e}", app.name)),
+                        |error| SnapshotError::Identity {
+                            app: Some(app.name.clone()),
+                            error,
+                        },
                     )?)),
                     None => None,
                 },
@@ -189,19 +246,14 @@ impl Snapshot {
             .collect();
         Ok(Snapshot {
             version: policy.version,
-            hosts: HostMap::build(policy.suffix.as_str(), app_domains)
-                .map_err(|e| SnapshotError::BadSuffix(e.0))?,
+            hosts: HostMap::build(policy.suffix.as_str(), app_domains)?,
             ip_tags: IpTagTable::build(&policy.ip_tags),
             apps,
-            tls: crate::tls::TlsServer::build(policy)
-                .map_err(|e| SnapshotError::Access(format!("tls: {e}")))?,
-            sign_in: crate::identity::IdentityConfig::build(&policy.identity)
-                .map_err(SnapshotError::Access)?,
-            access: crate::access::AccessTable::build(policy)
-                .map_err(|e| SnapshotError::Access(format!("access policies: {}", e.0)))?,
+            tls: crate::tls::TlsServer::build(policy)?,
+            sign_in: crate::identity::IdentityConfig::build(&policy.identity)?,
+            access: crate::access::AccessTable::build(policy)?,
             block_page: policy.block_page.clone(),
-            session_policies: crate::session_policy::SessionPolicies::build(policy)
-                .map_err(SnapshotError::Access)?,
+            session_policies: crate::session_policy::SessionPolicies::build(policy)?,
         })
     }
 

@@ -26,13 +26,49 @@ use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 
 /// Why the TLS material in a snapshot cannot be used.
 #[derive(Debug)]
-pub struct TlsError(pub String);
+#[non_exhaustive]
+pub enum TlsError {
+    /// A certificate chain or key (`what`: the default certificate or an
+    /// app's) is not usable.
+    Certificate { what: String, problem: PemProblem },
+    /// The client-certificate roots do not parse or load.
+    ClientRoots(String),
+    /// The client-certificate revocation list does not parse.
+    ClientCrl(std::io::Error),
+    /// rustls refused the configuration.
+    Config(rustls::Error),
+}
+
+/// What is wrong with a certificate chain and key.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum PemProblem {
+    CertificatePem(std::io::Error),
+    NoCertificate,
+    KeyPem(std::io::Error),
+    NoPrivateKey,
+    /// The key does not fit the certificate or is of an unsupported kind.
+    Unusable(rustls::Error),
+}
 
 impl std::fmt::Display for TlsError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            TlsError::Certificate { what, problem } => match problem {
+                PemProblem::CertificatePem(e) => write!(f, "{what}: certificate PEM: {e}"),
+                PemProblem::NoCertificate => write!(f, "{what}: no certificate"),
+                PemProblem::KeyPem(e) => write!(f, "{what}: key PEM: {e}"),
+                PemProblem::NoPrivateKey => write!(f, "{what}: no private key"),
+                PemProblem::Unusable(e) => write!(f, "{what}: {e}"),
+            },
+            TlsError::ClientRoots(e) => write!(f, "client_ca: {e}"),
+            TlsError::ClientCrl(e) => write!(f, "client_crl: {e}"),
+            TlsError::Config(e) => e.fmt(f),
+        }
     }
 }
+
+impl std::error::Error for TlsError {}
 
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -60,18 +96,22 @@ fn resumption() -> Option<&'static Resumption> {
 
 /// Parses a PEM chain and key into a signing certificate.
 pub fn certified_key(pem: &CertifiedKeyPem, what: &str) -> Result<Arc<CertifiedKey>, TlsError> {
+    let fail = |problem| TlsError::Certificate {
+        what: what.to_string(),
+        problem,
+    };
     let chain: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut pem.chain_pem.as_slice())
         .collect::<Result<_, _>>()
-        .map_err(|e| TlsError(format!("{what}: certificate PEM: {e}")))?;
+        .map_err(|e| fail(PemProblem::CertificatePem(e)))?;
     if chain.is_empty() {
-        return Err(TlsError(format!("{what}: no certificate")));
+        return Err(fail(PemProblem::NoCertificate));
     }
     let key = rustls_pemfile::private_key(&mut pem.key_pem.as_slice())
-        .map_err(|e| TlsError(format!("{what}: key PEM: {e}")))?
-        .ok_or_else(|| TlsError(format!("{what}: no private key")))?;
+        .map_err(|e| fail(PemProblem::KeyPem(e)))?
+        .ok_or_else(|| fail(PemProblem::NoPrivateKey))?;
     CertifiedKey::from_der(chain, key, &provider())
         .map(Arc::new)
-        .map_err(|e| TlsError(format!("{what}: {e}")))
+        .map_err(|e| fail(PemProblem::Unusable(e)))
 }
 
 /// SNI → certificate: the most specific app domain under the suffix, else
@@ -200,14 +240,14 @@ impl TlsServer {
         } else {
             let mut roots = rustls::RootCertStore::empty();
             for cert in rustls_pemfile::certs(&mut policy.tls.client_ca_pem.as_slice()) {
-                let cert = cert.map_err(|e| TlsError(format!("client_ca: {e}")))?;
+                let cert = cert.map_err(|e| TlsError::ClientRoots(e.to_string()))?;
                 roots
                     .add(cert)
-                    .map_err(|e| TlsError(format!("client_ca: {e}")))?;
+                    .map_err(|e| TlsError::ClientRoots(e.to_string()))?;
             }
             let crls = rustls_pemfile::crls(&mut policy.tls.client_crl_pem.as_slice())
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| TlsError(format!("client_crl: {e}")))?;
+                .map_err(TlsError::ClientCrl)?;
             let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
                 Arc::new(roots),
                 provider(),
@@ -215,7 +255,7 @@ impl TlsServer {
             .with_crls(crls)
             .allow_unknown_revocation_status()
             .build()
-            .map_err(|e| TlsError(format!("client_ca: {e}")))?;
+            .map_err(|e| TlsError::ClientRoots(e.to_string()))?;
             Some(verifier)
         };
         let verifier: Arc<dyn ClientCertVerifier> = match &devices {
@@ -226,7 +266,7 @@ impl TlsServer {
         };
         let mut config = rustls::ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
-            .map_err(|e| TlsError(e.to_string()))?
+            .map_err(TlsError::Config)?
             .with_client_cert_verifier(verifier)
             .with_cert_resolver(resolver);
         config.alpn_protocols = vec![b"http/1.1".to_vec()];

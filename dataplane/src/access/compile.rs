@@ -74,9 +74,34 @@ pub struct Subject<'a> {
     pub user_agent_bits: u64,
 }
 
-/// A policy set that cannot be compiled.
+/// Why the access and session policies' filters cannot be compiled.
 #[derive(Debug)]
-pub struct AccessError(pub String);
+#[non_exhaustive]
+pub enum AccessError {
+    /// More distinct user-agent patterns than the match bits hold.
+    TooManyUserAgentPatterns,
+    /// The MaxMind country database does not open.
+    CountryDatabase(maxminddb::MaxMindDbError),
+    /// The user-agent substring searcher cannot be built.
+    UserAgentSearch(aho_corasick::BuildError),
+    UserAgentRegex(regex::Error),
+}
+
+impl std::fmt::Display for AccessError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AccessError::TooManyUserAgentPatterns => write!(
+                f,
+                "more than {MAX_USER_AGENT_PATTERNS} distinct user agent patterns"
+            ),
+            AccessError::CountryDatabase(e) => write!(f, "geoip country database: {e}"),
+            AccessError::UserAgentSearch(e) => write!(f, "user agent patterns: {e}"),
+            AccessError::UserAgentRegex(e) => write!(f, "user agent regex: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for AccessError {}
 
 /// The ids of the named IP sets (ip tags and locations).
 pub struct SetNames<'n> {
@@ -196,9 +221,7 @@ pub fn compile_one<'p>(
             }
         };
         if i >= MAX_USER_AGENT_PATTERNS {
-            return Err(AccessError(format!(
-                "more than {MAX_USER_AGENT_PATTERNS} distinct user agent patterns"
-            )));
+            return Err(AccessError::TooManyUserAgentPatterns);
         }
         user_agents |= 1 << i;
     }

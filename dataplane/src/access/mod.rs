@@ -145,7 +145,7 @@ impl AccessTable {
             None
         } else {
             let reader = maxminddb::Reader::from_source(policy.geoip_country_database.clone())
-                .map_err(|e| AccessError(format!("geoip country database: {e}")))?;
+                .map_err(AccessError::CountryDatabase)?;
             Some((reader, country_sets))
         };
         let mut users: HashMap<Box<str>, u32> = HashMap::new();
@@ -229,7 +229,7 @@ impl AccessTable {
             None
         } else {
             let finder = aho_corasick::AhoCorasick::new(contains.iter().map(|(t, _)| t))
-                .map_err(|e| AccessError(e.to_string()))?;
+                .map_err(AccessError::UserAgentSearch)?;
             Some((finder, contains.iter().map(|(_, b)| *b).collect()))
         };
         let ua_regexes = ua_patterns
@@ -239,7 +239,7 @@ impl AccessTable {
             .map(|(i, (_, r))| {
                 regex::bytes::Regex::new(r)
                     .map(|re| (re, 1u64 << i))
-                    .map_err(|e| AccessError(format!("user agent regex: {e}")))
+                    .map_err(AccessError::UserAgentRegex)
             })
             .collect::<Result<_, _>>()?;
         let defaults: Vec<AccessAction> = policy.apps.iter().map(|a| a.access_default).collect();

@@ -13,9 +13,63 @@ use crate::hosts;
 use crate::rewrite::codec::{self, Coding};
 use crate::rewrite::content::{self, TextKind};
 
-/// Why an upstream response was refused.
+/// Why an upstream response head was refused (RFC 9112 framing, RFC 9110
+/// field syntax): the client gets a 502 page, the log the reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BadResponse(pub String);
+#[non_exhaustive]
+pub enum BadResponse {
+    /// The head is longer than the configured limit.
+    HeadTooLarge,
+    /// httparse refused the head.
+    Malformed(httparse::Error),
+    /// A line ends in a bare CR or LF (RFC 9112 §2.2).
+    BareLineEnding,
+    InvalidStatus(u16),
+    /// NUL, CR or LF inside a field value (RFC 9110 §5.5).
+    ForbiddenValueByte,
+    MalformedContentLength,
+    DifferingContentLengths,
+    /// 101 to a request that did not ask to upgrade.
+    UnaskedUpgrade,
+    /// Both framings at once (RFC 9112 §6.3 ¶3).
+    LengthAndTransferEncoding,
+    /// A transfer coding other than a final `chunked`, or chunked to
+    /// HTTP/1.0.
+    UnsupportedTransferCoding,
+    /// More 1xx responses than the proxy relays for one request.
+    TooManyInterim,
+    /// The connection closed before a complete head arrived.
+    ClosedEarly,
+}
+
+impl std::fmt::Display for BadResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BadResponse::HeadTooLarge => f.write_str("response header section too large"),
+            BadResponse::Malformed(e) => write!(f, "malformed response head: {e}"),
+            BadResponse::BareLineEnding => f.write_str("bare CR or LF in response head"),
+            BadResponse::InvalidStatus(s) => write!(f, "invalid status code {s}"),
+            BadResponse::ForbiddenValueByte => f.write_str("NUL, CR or LF in a field value"),
+            BadResponse::MalformedContentLength => f.write_str("malformed Content-Length"),
+            BadResponse::DifferingContentLengths => f.write_str("differing Content-Length values"),
+            BadResponse::UnaskedUpgrade => {
+                f.write_str("101 Switching Protocols to a request that asked no upgrade")
+            }
+            BadResponse::LengthAndTransferEncoding => {
+                f.write_str("both Transfer-Encoding and Content-Length")
+            }
+            BadResponse::UnsupportedTransferCoding => {
+                f.write_str("unsupported response transfer coding")
+            }
+            BadResponse::TooManyInterim => f.write_str("too many interim responses"),
+            BadResponse::ClosedEarly => {
+                f.write_str("the app closed the connection without a complete response")
+            }
+        }
+    }
+}
+
+impl std::error::Error for BadResponse {}
 
 /// What the proxy does with the body after the head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,21 +160,21 @@ pub fn prepare_response(
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
             if buf.len() > max_header_bytes {
-                return Err(BadResponse("response header section too large".into()));
+                return Err(BadResponse::HeadTooLarge);
             }
             return Ok(ParsedResponse::Partial);
         }
-        Err(e) => return Err(BadResponse(format!("malformed response head: {e}"))),
+        Err(e) => return Err(BadResponse::Malformed(e)),
     };
     if head_len > max_header_bytes {
-        return Err(BadResponse("response header section too large".into()));
+        return Err(BadResponse::HeadTooLarge);
     }
     if !line_endings_are_strict(&buf[..head_len]) {
-        return Err(BadResponse("bare CR or LF in response head".into()));
+        return Err(BadResponse::BareLineEnding);
     }
     let status = resp.code.unwrap_or(0);
     if !(100..=999).contains(&status) {
-        return Err(BadResponse(format!("invalid status code {status}")));
+        return Err(BadResponse::InvalidStatus(status));
     }
     let http11 = resp.version == Some(1);
     let headers: &[httparse::Header<'_>] = resp.headers;
@@ -136,15 +190,15 @@ pub fn prepare_response(
     let mut kinds = [FieldName::Other; super::request::MAX_HEADERS_CEILING];
     for (h, kind) in headers.iter().zip(kinds.iter_mut()) {
         if fields::has_forbidden_value_bytes(h.value) {
-            return Err(BadResponse("NUL, CR or LF in a field value".into()));
+            return Err(BadResponse::ForbiddenValueByte);
         }
         *kind = FieldName::classify(h.name.as_bytes());
         match *kind {
             FieldName::ContentLength => {
                 let n = fields::parse_content_length(h.value)
-                    .ok_or_else(|| BadResponse("malformed Content-Length".into()))?;
+                    .ok_or(BadResponse::MalformedContentLength)?;
                 if content_length.is_some_and(|p| p != n) {
-                    return Err(BadResponse("differing Content-Length values".into()));
+                    return Err(BadResponse::DifferingContentLengths);
                 }
                 content_length = Some(n);
             }
@@ -173,9 +227,7 @@ pub fn prepare_response(
     let interim = (100..200).contains(&status) && status != 101;
     let switching_protocols = status == 101;
     if switching_protocols && !req.upgrade {
-        return Err(BadResponse(
-            "101 Switching Protocols to a request that asked no upgrade".into(),
-        ));
+        return Err(BadResponse::UnaskedUpgrade);
     }
 
     // RFC 9112 §6.3: no body for HEAD, 1xx, 204 and 304.
@@ -184,9 +236,7 @@ pub fn prepare_response(
         Framing::Empty
     } else if te_values > 0 {
         if content_length.is_some() {
-            return Err(BadResponse(
-                "both Transfer-Encoding and Content-Length".into(),
-            ));
+            return Err(BadResponse::LengthAndTransferEncoding);
         }
         let values = headers
             .iter()
@@ -195,7 +245,7 @@ pub fn prepare_response(
             .map(|(h, _)| h.value);
         match fields::classify_transfer_encoding(values) {
             TransferCoding::Chunked if http11 => Framing::Chunked,
-            _ => return Err(BadResponse("unsupported response transfer coding".into())),
+            _ => return Err(BadResponse::UnsupportedTransferCoding),
         }
     } else {
         match content_length {

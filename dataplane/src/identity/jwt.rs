@@ -28,24 +28,19 @@ pub struct KeySet {
     keys: HashMap<String, PublicKey>,
 }
 
-/// Why a token was refused (shown to the user and logged).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenError(pub String);
+pub use super::error::{IdentityError, TokenError};
 
-fn err<T>(why: impl Into<String>) -> Result<T, TokenError> {
-    Err(TokenError(why.into()))
-}
-
-fn b64(field: &str, text: &str) -> Result<Vec<u8>, TokenError> {
+fn b64(part: &'static str, text: &str) -> Result<Vec<u8>, TokenError> {
     URL_SAFE_NO_PAD
         .decode(text.trim_end_matches('='))
-        .map_err(|_| TokenError(format!("{field} is not base64url")))
+        .map_err(|_| TokenError::NotBase64 { part })
 }
 
 impl KeySet {
     /// Parses a JWKS document; keys of unsupported types are skipped.
-    pub fn parse(jwks: &str) -> Result<KeySet, String> {
-        let doc: serde_json::Value = serde_json::from_str(jwks).map_err(|e| e.to_string())?;
+    pub fn parse(jwks: &str) -> Result<KeySet, IdentityError> {
+        let doc: serde_json::Value =
+            serde_json::from_str(jwks).map_err(|e| IdentityError::JwksNotJson(e.to_string()))?;
         let mut keys = HashMap::new();
         for k in doc
             .get("keys")
@@ -55,19 +50,23 @@ impl KeySet {
         {
             let field = |name: &str| k.get(name).and_then(|v| v.as_str());
             let Some(kid) = field("kid") else { continue };
+            let bad = |reason| IdentityError::BadKey {
+                kid: kid.to_string(),
+                reason,
+            };
             let key = match (field("kty"), field("crv")) {
                 (Some("RSA"), _) => match (field("n"), field("e")) {
                     (Some(n), Some(e)) => PublicKey::Rsa {
-                        n: b64("n", n).map_err(|e| e.0)?,
-                        e: b64("e", e).map_err(|e| e.0)?,
+                        n: b64("n", n).map_err(bad)?,
+                        e: b64("e", e).map_err(bad)?,
                     },
                     _ => continue,
                 },
                 (Some("EC"), Some("P-256")) => match (field("x"), field("y")) {
                     (Some(x), Some(y)) => {
-                        let (x, y) = (b64("x", x).map_err(|e| e.0)?, b64("y", y).map_err(|e| e.0)?);
+                        let (x, y) = (b64("x", x).map_err(bad)?, b64("y", y).map_err(bad)?);
                         if x.len() != 32 || y.len() != 32 {
-                            return Err(format!("key {kid:?}: bad P-256 coordinates"));
+                            return Err(bad(TokenError::BadCoordinates));
                         }
                         let mut point = vec![4u8];
                         point.extend_from_slice(&x);
@@ -112,24 +111,23 @@ pub struct Claims {
 /// Verifies signature, `iss`, `aud`, `exp`, `nbf` and `nonce`.
 pub fn verify(token: &str, keys: &KeySet, expect: &Expect<'_>) -> Result<Claims, TokenError> {
     if token.len() > MAX_ID_TOKEN {
-        return err("token too long");
+        return Err(TokenError::TooLong);
     }
     let mut parts = token.split('.');
     let (Some(h), Some(p), Some(s), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return err("not a signed JWT (three dot-separated parts)");
+        return Err(TokenError::NotCompact);
     };
     let header: serde_json::Value = serde_json::from_slice(&b64("header", h)?)
-        .map_err(|_| TokenError("header is not JSON".into()))?;
+        .map_err(|_| TokenError::NotJson { part: "header" })?;
     let alg = header.get("alg").and_then(|v| v.as_str()).unwrap_or("");
     let kid = header.get("kid").and_then(|v| v.as_str()).unwrap_or("");
     let signed = &token.as_bytes()[..h.len() + 1 + p.len()];
     let sig = b64("signature", s)?;
-    let key = keys
-        .keys
-        .get(kid)
-        .ok_or_else(|| TokenError(format!("unknown signing key (kid {kid:?})")))?;
+    let key = keys.keys.get(kid).ok_or_else(|| TokenError::UnknownKey {
+        kid: kid.to_string(),
+    })?;
     let ok = match (alg, key) {
         ("RS256", PublicKey::Rsa { n, e }) => RsaPublicKeyComponents { n, e }
             .verify(&signature::RSA_PKCS1_2048_8192_SHA256, signed, &sig)
@@ -139,18 +137,29 @@ pub fn verify(token: &str, keys: &KeySet, expect: &Expect<'_>) -> Result<Claims,
                 .verify(signed, &sig)
                 .is_ok()
         }
-        ("RS256" | "ES256", _) => return err(format!("alg {alg} does not fit key {kid:?}")),
-        _ => return err(format!("alg {alg:?} is not accepted (RS256, ES256)")),
+        ("RS256" | "ES256", _) => {
+            return Err(TokenError::AlgorithmDoesNotFitKey {
+                alg: alg.to_string(),
+                kid: kid.to_string(),
+            })
+        }
+        _ => {
+            return Err(TokenError::AlgorithmNotAccepted {
+                alg: alg.to_string(),
+            })
+        }
     };
     if !ok {
-        return err("bad signature");
+        return Err(TokenError::BadSignature);
     }
     let claims: serde_json::Value = serde_json::from_slice(&b64("payload", p)?)
-        .map_err(|_| TokenError("payload is not JSON".into()))?;
+        .map_err(|_| TokenError::NotJson { part: "payload" })?;
     let text = |name: &str| claims.get(name).and_then(|v| v.as_str());
     let number = |name: &str| claims.get(name).and_then(|v| v.as_i64());
     if text("iss") != Some(expect.issuer) {
-        return err(format!("wrong issuer {:?}", text("iss").unwrap_or("")));
+        return Err(TokenError::WrongIssuer {
+            found: text("iss").unwrap_or("").to_string(),
+        });
     }
     let aud_ok = match claims.get("aud") {
         Some(serde_json::Value::String(a)) => a == expect.audience,
@@ -160,26 +169,26 @@ pub fn verify(token: &str, keys: &KeySet, expect: &Expect<'_>) -> Result<Claims,
         _ => false,
     };
     if !aud_ok {
-        return err("token is for another audience");
+        return Err(TokenError::WrongAudience);
     }
     match number("exp") {
         Some(exp) if expect.now_unix < exp + SKEW_SECS => {}
-        Some(_) => return err("token expired"),
-        None => return err("token has no exp"),
+        Some(_) => return Err(TokenError::Expired),
+        None => return Err(TokenError::NoExpiry),
     }
     if let Some(nbf) = number("nbf") {
         if expect.now_unix + SKEW_SECS < nbf {
-            return err("token not valid yet (nbf)");
+            return Err(TokenError::NotYetValid);
         }
     }
     if text("nonce") != Some(expect.nonce) {
-        return err("nonce does not match this sign-in");
+        return Err(TokenError::NonceMismatch);
     }
     let user = text("preferred_username")
         .or_else(|| text("email"))
         .or_else(|| text("sub"))
         .filter(|u| !u.is_empty() && u.len() <= 256)
-        .ok_or_else(|| TokenError("token names no user".into()))?
+        .ok_or(TokenError::NoUser)?
         .to_string();
     let groups = claims
         .get("groups")

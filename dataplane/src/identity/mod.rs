@@ -6,6 +6,7 @@
 //! Built per core from each snapshot ([`IdentityConfig::build`]); the
 //! request path only reads it.
 
+mod error;
 pub mod jwt;
 pub mod seal;
 
@@ -14,6 +15,7 @@ use std::net::IpAddr;
 use palisade_schema::access::{Identity, IdentityProvider, DEFAULT_SESSION_LIFETIME_SECS};
 use serde::{Deserialize, Serialize};
 
+pub use error::{IdentityError, LoginError, TokenError};
 use seal::Sealer;
 
 /// The proxy session cookie.
@@ -69,10 +71,10 @@ pub struct OidcProvider {
 }
 
 impl OidcProvider {
-    pub fn build(o: &palisade_schema::access::Oidc) -> Result<OidcProvider, String> {
-        let keys = jwt::KeySet::parse(&o.jwks).map_err(|e| format!("identity JWKS: {e}"))?;
+    pub fn build(o: &palisade_schema::access::Oidc) -> Result<OidcProvider, IdentityError> {
+        let keys = jwt::KeySet::parse(&o.jwks)?;
         if keys.is_empty() {
-            return Err("identity JWKS holds no RSA or P-256 key".into());
+            return Err(IdentityError::NoUsableKey);
         }
         Ok(OidcProvider {
             issuer: o.issuer.clone(),
@@ -120,12 +122,8 @@ pub fn now_unix() -> i64 {
         .unwrap_or(0)
 }
 
-/// Why a sign-in callback was refused.
-#[derive(Debug)]
-pub struct LoginError(pub String);
-
 impl IdentityConfig {
-    pub fn build(identity: &Identity) -> Result<IdentityConfig, String> {
+    pub fn build(identity: &Identity) -> Result<IdentityConfig, IdentityError> {
         let provider = match &identity.provider {
             IdentityProvider::None => Provider::None,
             IdentityProvider::Oidc(o) => Provider::Oidc(OidcProvider::build(o)?),
@@ -266,29 +264,27 @@ impl IdentityConfig {
             match &*k {
                 "id_token" => id_token = Some(v.into_owned()),
                 "state" => state = Some(v.into_owned()),
-                "error" => return Err(LoginError(format!("the identity provider said: {v}"))),
+                "error" => return Err(LoginError::ProviderSaid(v.into_owned())),
                 _ => {}
             }
         }
-        let state = state.ok_or_else(|| LoginError("no state in the callback".into()))?;
-        let id_token = id_token.ok_or_else(|| LoginError("no id_token in the callback".into()))?;
+        let state = state.ok_or(LoginError::NoState)?;
+        let id_token = id_token.ok_or(LoginError::NoIdToken)?;
         let state: LoginState = self
             .sealer
             .open(state.as_bytes(), b"palisade-state")
             .and_then(|p| serde_json::from_slice(&p).ok())
-            .ok_or_else(|| LoginError("state is forged or from an old key".into()))?;
+            .ok_or(LoginError::ForgedState)?;
         if state.x < now {
-            return Err(LoginError("sign-in took too long; start again".into()));
+            return Err(LoginError::StateExpired);
         }
         if !state.h.eq_ignore_ascii_case(host) {
-            return Err(LoginError("state belongs to another host".into()));
+            return Err(LoginError::StateForAnotherHost);
         }
         // The login cookie is cleared when a sign-in completes: a replayed
         // state (same browser or another one) finds no matching cookie.
         if login_cookie.is_empty() || login_cookie != state.l.as_bytes() {
-            return Err(LoginError(
-                "state was already used or belongs to another browser".into(),
-            ));
+            return Err(LoginError::StateReused);
         }
         let claims = jwt::verify(
             &id_token,
@@ -299,12 +295,9 @@ impl IdentityConfig {
                 nonce: &state.n,
                 now_unix: now,
             },
-        )
-        .map_err(|e| LoginError(format!("id_token refused: {}", e.0)))?;
+        )?;
         if !first_use_of_state(&state.n, state.x, now) {
-            return Err(LoginError(
-                "state was already used or belongs to another browser".into(),
-            ));
+            return Err(LoginError::StateReused);
         }
         let session = Session {
             user: claims.user,

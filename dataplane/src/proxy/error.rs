@@ -60,7 +60,14 @@ pub enum UpstreamError {
     /// The app's response cannot be forwarded.
     Invalid {
         app: Rc<str>,
-        what: String,
+        error: crate::http::response::BadResponse,
+        /// Nothing at all was received (a reused connection closed).
+        retry_safe: bool,
+    },
+    /// Reading the response head failed.
+    Receive {
+        app: Rc<str>,
+        error: io::Error,
         /// Nothing at all was received (a reused connection closed).
         retry_safe: bool,
     },
@@ -68,7 +75,10 @@ pub enum UpstreamError {
     NoAnswer { app: Rc<str> },
     /// The body the app sent cannot be rewritten, and nothing of the
     /// response reached the client yet.
-    Unrewritable { app: Rc<str>, reason: String },
+    Unrewritable {
+        app: Rc<str>,
+        reason: crate::body::FilterError,
+    },
     /// Session control could not complete its decision on the response.
     Session { app: Rc<str>, error: SessionError },
 }
@@ -83,9 +93,13 @@ impl fmt::Display for UpstreamError {
                 write!(f, "app \"{app}\" ({key}): {error}")
             }
             UpstreamError::Send(e) => write!(f, "sending the request to the app failed: {e}"),
-            UpstreamError::Invalid { app, what, .. } => {
-                write!(f, "app \"{app}\" sent an invalid response: {what}")
+            UpstreamError::Invalid { app, error, .. } => {
+                write!(f, "app \"{app}\" sent an invalid response: {error}")
             }
+            UpstreamError::Receive { app, error, .. } => write!(
+                f,
+                "app \"{app}\" sent an invalid response: reading the response failed: {error}"
+            ),
             UpstreamError::NoAnswer { app } => write!(f, "app \"{app}\" did not answer in time"),
             UpstreamError::Unrewritable { app, reason } => {
                 write!(
@@ -111,7 +125,8 @@ impl From<UpstreamError> for ExchangeError {
                 (status, Blame::Upstream, true)
             }
             UpstreamError::Send(_) => (502, Blame::Upstream, true),
-            UpstreamError::Invalid { retry_safe, .. } => (502, Blame::Upstream, *retry_safe),
+            UpstreamError::Invalid { retry_safe, .. }
+            | UpstreamError::Receive { retry_safe, .. } => (502, Blame::Upstream, *retry_safe),
             UpstreamError::NoAnswer { .. } => (504, Blame::Upstream, false),
             UpstreamError::Unrewritable { .. } | UpstreamError::Session { .. } => {
                 (502, Blame::Upstream, false)
@@ -131,13 +146,13 @@ impl From<UpstreamError> for ExchangeError {
 #[non_exhaustive]
 pub enum RequestBodyError {
     /// The client's chunked framing is broken.
-    Framing(String),
+    Framing(crate::http::chunked::ChunkError),
     /// Reading from the client failed.
     Read(io::Error),
     /// Writing to the app failed.
     Send(io::Error),
     /// Unwrapping proxy hosts in the body failed.
-    Unwrap(String),
+    Unwrap(crate::body::FilterError),
     /// Writing `100 Continue` or an interim response to the client failed.
     Interim(io::Error),
 }
@@ -146,7 +161,7 @@ impl From<RelayError> for RequestBodyError {
     fn from(e: RelayError) -> RequestBodyError {
         match e {
             RelayError::Sink(e) => RequestBodyError::Send(e),
-            RelayError::Framing(e) => RequestBodyError::Framing(e.to_string()),
+            RelayError::Framing(e) => RequestBodyError::Framing(e),
             RelayError::Source(e) => RequestBodyError::Read(e),
             RelayError::Filter { reason, .. } => RequestBodyError::Unwrap(reason),
         }
@@ -183,20 +198,20 @@ pub enum SessionError {
     /// Reading a download to inspect it failed.
     Hold(io::Error),
     /// Encrypting a protected file failed.
-    Protect(String),
+    Protect(crate::body::FilterError),
 }
 
 impl fmt::Display for SessionError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SessionError::Hold(e) => write!(f, "reading the download: {e}"),
-            SessionError::Protect(e) => f.write_str(e),
+            SessionError::Protect(e) => e.fmt(f),
         }
     }
 }
 
 impl From<crate::body::FilterError> for SessionError {
     fn from(e: crate::body::FilterError) -> SessionError {
-        SessionError::Protect(e.0)
+        SessionError::Protect(e)
     }
 }

@@ -18,7 +18,9 @@ use super::exchange::{Exchange, Step};
 use crate::answers;
 use crate::body::{self, BodyFilter, SinkFraming, Transfer};
 use crate::core::{Core, CLIENT_BUFFER};
-use crate::http::response::{prepare_response, ParsedResponse, ResponseInfo, ResponseLimits};
+use crate::http::response::{
+    prepare_response, BadResponse, ParsedResponse, ResponseInfo, ResponseLimits,
+};
 use crate::http::Framing;
 use crate::io::within;
 use crate::upstream::{self, Target, UpstreamConn};
@@ -205,9 +207,9 @@ async fn read_response(
 ) -> Result<ResponseInfo, ExchangeError> {
     let limits = &x.core.limits;
     let app = x.app().name.clone();
-    let invalid = |what: &str, retry_safe: bool| UpstreamError::Invalid {
+    let invalid = |error: BadResponse, retry_safe: bool| UpstreamError::Invalid {
         app: app.clone(),
-        what: what.to_string(),
+        error,
         retry_safe,
     };
     let shape = ResponseLimits {
@@ -226,7 +228,7 @@ async fn read_response(
                 }
                 interim += 1;
                 if interim > MAX_INTERIM_RESPONSES {
-                    return Err(invalid("too many interim responses", false).into());
+                    return Err(invalid(BadResponse::TooManyInterim, false).into());
                 }
                 // 100 was already sent by the proxy; other 1xx go to
                 // HTTP/1.1 clients only (RFC 9110 §15.2).
@@ -241,7 +243,7 @@ async fn read_response(
                 continue;
             }
             Ok(ParsedResponse::Partial) => {}
-            Err(e) => return Err(invalid(&e.0, false).into()),
+            Err(e) => return Err(invalid(e, false).into()),
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -249,19 +251,23 @@ async fn read_response(
         }
         match within(left, up.fill(limits.max_response_header_bytes + 1024)).await {
             Ok(0) => {
-                let what = "the app closed the connection without a complete response";
-                return Err(invalid(what, !received_any).into());
+                return Err(invalid(BadResponse::ClosedEarly, !received_any).into());
             }
             Ok(_) => received_any = true,
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
                 return Err(UpstreamError::NoAnswer { app }.into())
             }
             Err(e) if e.kind() == std::io::ErrorKind::OutOfMemory => {
-                return Err(invalid("response header section too large", false).into())
+                return Err(invalid(BadResponse::HeadTooLarge, false).into())
             }
-            Err(e) => {
-                let what = format!("reading the response failed: {e}");
-                return Err(invalid(&what, !received_any).into());
+            Err(error) => {
+                let retry_safe = !received_any;
+                return Err(UpstreamError::Receive {
+                    app,
+                    error,
+                    retry_safe,
+                }
+                .into());
             }
         }
     }

@@ -241,8 +241,11 @@ enum Encoder {
     Zstd(zstd::stream::write::Encoder<'static, Vec<u8>>),
 }
 
-fn bad(what: &str, e: impl std::fmt::Display) -> FilterError {
-    FilterError(format!("{what}: {e}"))
+fn bad(stage: &'static str, e: impl std::fmt::Display) -> FilterError {
+    FilterError::Coding {
+        stage,
+        reason: e.to_string(),
+    }
 }
 
 impl Decoder {
@@ -292,7 +295,7 @@ impl Decoder {
     }
 
     fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), FilterError> {
-        let incomplete = || FilterError("the compressed body ended early".into());
+        let incomplete = || FilterError::Truncated;
         match self {
             Decoder::Gzip(d) => {
                 d.try_finish().map_err(|e| bad("gzip", e))?;

@@ -156,14 +156,14 @@ pub struct Protect {
 }
 
 impl Protect {
-    pub fn new(recipients: &[age::x25519::Recipient]) -> Result<Protect, String> {
+    pub fn new(recipients: &[age::x25519::Recipient]) -> Result<Protect, FilterError> {
         let encryptor =
             age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))
-                .map_err(|e| format!("age: {e}"))?;
+                .map_err(|e| FilterError::Encrypt(e.to_string()))?;
         let out = Shared::default();
         let writer = encryptor
             .wrap_output(out.clone())
-            .map_err(|e| format!("age: {e}"))?;
+            .map_err(|e| FilterError::Encrypt(e.to_string()))?;
         Ok(Protect {
             writer: Some(writer),
             out,
@@ -177,19 +177,17 @@ impl Protect {
 
 impl BodyFilter for Protect {
     fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), FilterError> {
-        let w = self
-            .writer
-            .as_mut()
-            .ok_or_else(|| FilterError("encryption already finished".into()))?;
+        let w = self.writer.as_mut().ok_or(FilterError::AfterFinish)?;
         w.write_all(input)
-            .map_err(|e| FilterError(format!("age: {e}")))?;
+            .map_err(|e| FilterError::Encrypt(e.to_string()))?;
         self.drain(out);
         Ok(())
     }
 
     fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), FilterError> {
         if let Some(w) = self.writer.take() {
-            w.finish().map_err(|e| FilterError(format!("age: {e}")))?;
+            w.finish()
+                .map_err(|e| FilterError::Encrypt(e.to_string()))?;
         }
         self.drain(out);
         Ok(())

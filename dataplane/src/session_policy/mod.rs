@@ -78,8 +78,48 @@ pub struct Inspector {
     fail_closed: bool,
 }
 
+/// Why a session policy cannot be compiled for serving (the compiler
+/// checked the same; a snapshot from another build may still fail here).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum SessionPolicyError {
+    Keywords {
+        policy: String,
+        error: aho_corasick::BuildError,
+    },
+    Regex {
+        policy: String,
+        pattern: String,
+        error: regex::Error,
+    },
+    Recipient {
+        policy: String,
+        reason: String,
+    },
+}
+
+impl std::fmt::Display for SessionPolicyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SessionPolicyError::Keywords { policy, error } => {
+                write!(f, "session policy {policy:?}: keywords: {error}")
+            }
+            SessionPolicyError::Regex {
+                policy,
+                pattern,
+                error,
+            } => write!(f, "session policy {policy:?}: regex {pattern:?}: {error}"),
+            SessionPolicyError::Recipient { policy, reason } => {
+                write!(f, "session policy {policy:?}: recipient: {reason}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for SessionPolicyError {}
+
 impl Inspector {
-    fn build(i: &Inspection) -> Result<Inspector, String> {
+    fn build(policy: &str, i: &Inspection) -> Result<Inspector, SessionPolicyError> {
         let keywords = if i.keywords.is_empty() {
             None
         } else {
@@ -87,7 +127,10 @@ impl Inspector {
                 aho_corasick::AhoCorasick::builder()
                     .ascii_case_insensitive(true)
                     .build(&i.keywords)
-                    .map_err(|e| format!("keywords: {e}"))?,
+                    .map_err(|error| SessionPolicyError::Keywords {
+                        policy: policy.to_string(),
+                        error,
+                    })?,
             )
         };
         let regexes = i
@@ -97,7 +140,11 @@ impl Inspector {
                 regex::bytes::RegexBuilder::new(r)
                     .size_limit(1 << 20)
                     .build()
-                    .map_err(|e| format!("regex {r:?}: {e}"))
+                    .map_err(|error| SessionPolicyError::Regex {
+                        policy: policy.to_string(),
+                        pattern: r.clone(),
+                        error,
+                    })
             })
             .collect::<Result<_, _>>()?;
         Ok(Inspector {
@@ -239,21 +286,23 @@ fn process_notice_key() -> [u8; 32] {
 }
 
 impl SessionPolicies {
-    pub fn build(policy: &Policy) -> Result<SessionPolicies, String> {
+    pub fn build(policy: &Policy) -> Result<SessionPolicies, SessionPolicyError> {
         let mut rules = Vec::with_capacity(policy.session_policies.len());
         for p in &policy.session_policies {
             let inspector = p
                 .inspection
                 .as_ref()
-                .map(Inspector::build)
-                .transpose()
-                .map_err(|e| format!("session policy {:?}: {e}", p.name()))?;
+                .map(|i| Inspector::build(p.name(), i))
+                .transpose()?;
             let recipients = p
                 .recipients
                 .iter()
                 .map(|r| r.parse::<age::x25519::Recipient>())
                 .collect::<Result<_, _>>()
-                .map_err(|e| format!("session policy {:?}: recipient: {e}", p.name()))?;
+                .map_err(|e| SessionPolicyError::Recipient {
+                    policy: p.name().to_string(),
+                    reason: e.to_string(),
+                })?;
             rules.push(SessionRule {
                 name: p.name().into(),
                 control: p.control,

@@ -87,8 +87,9 @@ fn complete(x: &mut Exchange<'_>, host: &str, login_cookie: &[u8], form: &[u8]) 
             303
         }
         Err(e) => {
-            answers::sign_in_failed(&mut x.out, 403, &e.0);
-            refuse(403, &e.0)
+            let why = e.to_string();
+            answers::sign_in_failed(&mut x.out, 403, &why);
+            refuse(403, &why)
         }
     }
 }
