@@ -24,6 +24,28 @@ pub fn eventually_within(
     panic!("timed out after {deadline:?} waiting for: {what}");
 }
 
+/// Runs a command a test depends on and insists it succeeded.
+pub trait RunOk {
+    /// The command's output; panics naming `what`, with the exit status and
+    /// stderr, when it cannot start or exits unsuccessfully.
+    fn ran_ok(&mut self, what: &str) -> std::process::Output;
+}
+
+impl RunOk for std::process::Command {
+    fn ran_ok(&mut self, what: &str) -> std::process::Output {
+        let out = self
+            .output()
+            .unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
+        assert!(
+            out.status.success(),
+            "{what} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+}
+
 /// Header fields as a list of (name, value), looked up case-insensitively
 /// (RFC 9110 §5.1).
 pub trait HeaderFields {
@@ -89,6 +111,22 @@ mod tests {
             },
         );
         assert_eq!(n, 3);
+    }
+
+    #[test]
+    fn ran_ok_returns_the_output_of_a_successful_command() {
+        let out = std::process::Command::new("sh")
+            .args(["-c", "echo hi"])
+            .ran_ok("sh");
+        assert_eq!(out.stdout, b"hi\n");
+    }
+
+    #[test]
+    #[should_panic(expected = "sh failed")]
+    fn ran_ok_names_a_failed_command() {
+        std::process::Command::new("sh")
+            .args(["-c", "echo oops >&2; exit 3"])
+            .ran_ok("sh");
     }
 
     #[test]

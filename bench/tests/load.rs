@@ -1,6 +1,7 @@
 //! `bench load` against `bench origin`: counts and JSON are right (this is
 //! a correctness test, not a speed test).
 
+use palisade_bench::testing::RunOk;
 use std::process::Command;
 
 use palisade_bench::origin::{demo_app, Origin, OriginConfig};
@@ -45,13 +46,7 @@ fn run_load(args: &[&str]) -> serde_json::Value {
         .args(args)
         .arg("--json")
         .arg(&json)
-        .output()
-        .expect("run bench load");
-    assert!(
-        out.status.success(),
-        "bench load failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .ran_ok("bench load");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("requests:") && text.contains("latency µs: p50"),

@@ -1,5 +1,6 @@
 //! The `controld` binary's offline commands, run as an operator would.
 
+use palisade_bench::testing::RunOk;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -22,13 +23,7 @@ fn minimal_policy_compiles_to_a_snapshot_the_data_plane_reads() {
         .arg(example("minimal.toml"))
         .arg("-o")
         .arg(&out)
-        .output()
-        .expect("run");
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+        .ran_ok("run");
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert!(
         stdout.contains("suffix proxy.test, 1 app(s), 2 domain(s)"),

@@ -3,6 +3,7 @@
 
 mod support;
 
+use palisade_bench::testing::RunOk;
 use std::collections::{BTreeSet, HashMap};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -581,13 +582,7 @@ fn export_filters_and_formats() {
             "--state-dir",
         ])
         .arg(env.path("state"))
-        .output()
-        .expect("export");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .ran_ok("export");
     let text = String::from_utf8_lossy(&out.stdout);
     let mut lines = text.lines();
     assert!(lines

@@ -281,16 +281,11 @@ pub fn is_proxy_host_suffix(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use palisade_schema::policy::{compile_source, CompileOptions};
 
     fn table() -> HostMap {
-        let p = compile_source(
-            "t",
+        let p = crate::testing::policy(
             "[proxy]\nsuffix = \"proxy.test\"\n[[app]]\nname = \"demo\"\ndomains = [\"demo.test\", \"demo-cdn.test\"]\nupstream = \"http://127.0.0.1:1\"\n",
-            std::path::Path::new("."),
-            &CompileOptions::default(),
-        )
-        .unwrap();
+        );
         crate::snapshot::Snapshot::build(&p, &rustls::RootCertStore::empty())
             .unwrap()
             .hosts

@@ -38,3 +38,27 @@ pub mod snapshot;
 pub mod stream;
 pub mod tls;
 pub mod upstream;
+
+/// Helpers for the unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    /// Compiles a policy text the tests know to be valid.
+    pub fn policy(text: &str) -> palisade_schema::policy::Policy {
+        palisade_schema::policy::compile_source(
+            "test.toml",
+            text,
+            std::path::Path::new("."),
+            &palisade_schema::policy::CompileOptions::default(),
+        )
+        .unwrap_or_else(|e| panic!("test policy: {e}"))
+    }
+
+    /// The rows of a case table (`testdata/*_cases.txt`): lines that are
+    /// neither blank nor `#` comments.
+    pub fn rows(table: &str) -> impl Iterator<Item = &str> {
+        table
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    }
+}

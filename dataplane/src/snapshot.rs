@@ -302,16 +302,11 @@ pub fn system_roots() -> rustls::RootCertStore {
 mod tests {
     use super::*;
     use crate::hostmap::HostMapping;
-    use palisade_schema::policy::{compile_source, CompileOptions};
 
     pub(crate) fn table() -> Snapshot {
-        let p = compile_source(
-            "t",
+        let p = crate::testing::policy(
             "[proxy]\nsuffix = \"proxy.test\"\n[[app]]\nname = \"demo\"\ndomains = [\"demo.test\", \"demo-cdn.test\"]\nupstream = \"http://127.0.0.1:1\"\n[[app]]\nname = \"api\"\ndomains = [\"api.demo.test\"]\nupstream = \"http://127.0.0.1:2\"\n",
-            std::path::Path::new("."),
-            &CompileOptions::default(),
-        )
-        .unwrap();
+        );
         Snapshot::build(&p, &rustls::RootCertStore::empty()).unwrap()
     }
 

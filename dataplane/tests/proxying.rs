@@ -6,6 +6,7 @@
 
 mod support;
 
+use palisade_bench::testing::RunOk;
 use std::io::Write;
 use std::sync::Arc;
 
@@ -342,13 +343,7 @@ fn works_through_curl() {
         let out = std::process::Command::new("curl")
             .args(["-sS", "--max-time", "10", "--resolve", &resolve])
             .args(extra)
-            .output()
-            .expect("curl must be installed (scripts/test installs it)");
-        assert!(
-            out.status.success(),
-            "curl failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+            .ran_ok("curl");
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let page = run(&[&url]);

@@ -5,6 +5,7 @@
 
 pub mod https;
 
+use palisade_bench::testing::RunOk;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -294,13 +295,7 @@ impl Env {
         let out = Command::new(controld_bin())
             .args(["alerts", "--json", "--state-dir"])
             .arg(self.path("state"))
-            .output()
-            .expect("run controld alerts");
-        assert!(
-            out.status.success(),
-            "controld alerts: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+            .ran_ok("controld alerts");
         serde_json::from_slice(&out.stdout).expect("alerts JSON")
     }
 

@@ -524,194 +524,49 @@ mod tests {
 
     mod file_decision {
         use super::super::{FileFacts, SessionPolicies, Uninspectable};
-        use palisade_schema::policy::{compile_source, CompileOptions};
         use palisade_schema::session::{Control, SessionAction};
 
-        const POLICY: &str = r#"
-[proxy]
-suffix = "p.test"
-[[app]]
-name = "files"
-domains = ["files.test"]
-[[session_policy]]
-name = "block csv"
-control = "control_download"
-extensions = ["csv"]
-action = "block"
-[[session_policy]]
-name = "audit big"
-control = "control_download"
-min_size = 1000
-action = "audit"
-[[session_policy]]
-name = "cards in text"
-control = "control_download"
-extensions = ["txt"]
-action = "block"
-[session_policy.inspect]
-detectors = ["credit_card"]
-[[session_policy]]
-name = "falcon, fail open"
-control = "control_download"
-file_names = ["falcon*"]
-action = "block"
-[session_policy.inspect]
-keywords = ["falcon"]
-on_uninspectable = "allow"
-[[session_policy]]
-name = "no executables up"
-control = "control_upload"
-file_types = ["executable"]
-action = "block"
-"#;
+        const POLICY: &str = include_str!("../../testdata/session_files.toml");
 
         fn policies() -> SessionPolicies {
-            let policy = compile_source(
-                "t.toml",
-                POLICY,
-                std::path::Path::new("."),
-                &CompileOptions::default(),
-            )
-            .expect("compiles");
-            SessionPolicies::build(&policy).expect("builds")
+            SessionPolicies::build(&crate::testing::policy(POLICY)).expect("builds")
         }
-
-        /// (control, file name, size, content, why uninspectable,
-        ///  expected action, deciding rule, text the detail contains)
-        type Case<'a> = (
-            Control,
-            &'a str,
-            Option<u64>,
-            Option<&'a [u8]>,
-            Option<Uninspectable>,
-            Option<SessionAction>,
-            Option<&'a str>,
-            &'a str,
-        );
 
         #[test]
         fn the_most_restrictive_matching_rule_decides_each_file() {
-            use Control::{Download, Upload};
-            use SessionAction::{Audit, Block};
             let p = policies();
             let every_rule: Vec<u32> = (0..p.rules.len() as u32).collect();
-            let cases: &[Case<'_>] = &[
-                (
-                    Download,
-                    "report.csv",
-                    Some(10),
-                    None,
-                    None,
-                    Some(Block),
-                    Some("block csv"),
-                    "",
-                ),
-                (Download, "report.pdf", Some(10), None, None, None, None, ""),
-                (
-                    Download,
-                    "big.bin",
-                    Some(5000),
-                    None,
-                    None,
-                    Some(Audit),
-                    Some("audit big"),
-                    "",
-                ),
-                (
-                    Download,
-                    "big.csv",
-                    Some(5000),
-                    None,
-                    None,
-                    Some(Block),
-                    Some("block csv"),
-                    "",
-                ),
-                (
-                    Download,
-                    "cards.txt",
-                    None,
-                    Some(b"card 4111 1111 1111 1111 ok"),
-                    None,
-                    Some(Block),
-                    Some("cards in text"),
-                    "credit_card=1",
-                ),
-                (
-                    Download,
-                    "plain.txt",
-                    None,
-                    Some(b"nothing to see"),
-                    None,
-                    None,
-                    None,
-                    "type=text",
-                ),
-                (
-                    Download,
-                    "huge.txt",
-                    Some(1 << 30),
-                    None,
-                    None,
-                    Some(Block),
-                    Some("cards in text"),
-                    "not inspected: too big",
-                ),
-                (
-                    Download,
-                    "falcon.doc",
-                    Some(10),
-                    Some(b"project falcon"),
-                    None,
-                    Some(Block),
-                    Some("falcon, fail open"),
-                    "keyword#1=1",
-                ),
-                (
-                    Download,
-                    "falcon.doc",
-                    Some(10),
-                    Some(b"project falcon"),
-                    Some(Uninspectable::Encrypted),
-                    None,
-                    None,
-                    "not inspected: encrypted",
-                ),
-                (Upload, "report.csv", Some(10), None, None, None, None, ""),
-                (
-                    Upload,
-                    "tool.exe",
-                    None,
-                    Some(b"MZ\x90\x00\x03\x00\x00\x00"),
-                    None,
-                    Some(Block),
-                    Some("no executables up"),
-                    "type=executable",
-                ),
-                (
-                    Upload,
-                    "notes.txt",
-                    None,
-                    Some(b"plain words"),
-                    None,
-                    None,
-                    None,
-                    "",
-                ),
-            ];
-            for (i, &(control, name, size, content, uninspectable, action, rule, detail)) in
-                cases.iter().enumerate()
-            {
+            let cases = include_str!("../../testdata/session_files_cases.txt");
+            for row in crate::testing::rows(cases) {
+                let f: Vec<&str> = row.split('|').map(str::trim).collect();
+                let given = |i: usize| (f[i] != "-").then_some(f[i]);
+                let content = given(3).map(|c| match c {
+                    "MZ-header" => b"MZ\x90\x00\x03\x00\x00\x00".to_vec(),
+                    text => text.as_bytes().to_vec(),
+                });
                 let facts = FileFacts {
-                    name: name.as_bytes(),
-                    size,
-                    content,
-                    uninspectable,
+                    name: f[1].as_bytes(),
+                    size: given(2).map(|n| n.parse().unwrap()),
+                    content: content.as_deref(),
+                    uninspectable: given(4).map(|u| match u {
+                        "encrypted" => Uninspectable::Encrypted,
+                        other => panic!("{other}"),
+                    }),
+                };
+                let control = if f[0] == "down" {
+                    Control::Download
+                } else {
+                    Control::Upload
                 };
                 let v = p.decide_file(&every_rule, control, &facts);
-                assert_eq!(v.action, action, "case {i}: {v:?}");
-                assert_eq!(v.rule.map(|r| p.rule(r).name.as_ref()), rule, "case {i}");
-                assert!(v.detail.contains(detail), "case {i}: {:?}", v.detail);
+                let action = v.action.map(|a| match a {
+                    SessionAction::Audit => "audit",
+                    SessionAction::Protect => "protect",
+                    SessionAction::Block => "block",
+                });
+                assert_eq!(action, given(5), "{row}: {v:?}");
+                assert_eq!(v.rule.map(|r| p.rule(r).name.as_ref()), given(6), "{row}");
+                assert!(v.detail.contains(f[7]), "{row}: {:?}", v.detail);
             }
         }
 
@@ -724,7 +579,7 @@ action = "block"
                 content: None,
                 uninspectable: None,
             };
-            // The access table matched only "audit big" for this user.
+            // The access table matched only "audit-big" for this user.
             let v = p.decide_file(&[1], Control::Download, &facts);
             assert_eq!(v.action, Some(SessionAction::Audit));
             assert_eq!(p.decide_file(&[], Control::Download, &facts).action, None);

@@ -5,76 +5,54 @@ use std::arch::x86_64::*;
 
 use super::Vector;
 
-impl Vector for __m128i {
-    const LANES: usize = 16;
+/// One `impl Vector` per register type, from its intrinsics.
+macro_rules! vector {
+    ($ty:ty, $lanes:literal, $mask:expr, load: $load:ident, splat: $splat:ident,
+     eq: $eq:ident, and: $and:ident, or: $or:ident, sub: $sub:ident, min: $min:ident,
+     movemask: $movemask:ident) => {
+        impl Vector for $ty {
+            const LANES: usize = $lanes;
 
-    #[inline(always)]
-    unsafe fn load(ptr: *const u8) -> Self {
-        _mm_loadu_si128(ptr as *const __m128i)
-    }
-    #[inline(always)]
-    unsafe fn splat(b: u8) -> Self {
-        _mm_set1_epi8(b as i8)
-    }
-    #[inline(always)]
-    unsafe fn eq(self, other: Self) -> Self {
-        _mm_cmpeq_epi8(self, other)
-    }
-    #[inline(always)]
-    unsafe fn and(self, other: Self) -> Self {
-        _mm_and_si128(self, other)
-    }
-    #[inline(always)]
-    unsafe fn or(self, other: Self) -> Self {
-        _mm_or_si128(self, other)
-    }
-    #[inline(always)]
-    unsafe fn sub(self, other: Self) -> Self {
-        _mm_sub_epi8(self, other)
-    }
-    #[inline(always)]
-    unsafe fn min(self, other: Self) -> Self {
-        _mm_min_epu8(self, other)
-    }
-    #[inline(always)]
-    unsafe fn movemask(self) -> u32 {
-        _mm_movemask_epi8(self) as u32 & 0xffff
-    }
+            #[inline(always)]
+            unsafe fn load(ptr: *const u8) -> Self {
+                $load(ptr as *const $ty)
+            }
+            #[inline(always)]
+            unsafe fn splat(b: u8) -> Self {
+                $splat(b as i8)
+            }
+            #[inline(always)]
+            unsafe fn eq(self, other: Self) -> Self {
+                $eq(self, other)
+            }
+            #[inline(always)]
+            unsafe fn and(self, other: Self) -> Self {
+                $and(self, other)
+            }
+            #[inline(always)]
+            unsafe fn or(self, other: Self) -> Self {
+                $or(self, other)
+            }
+            #[inline(always)]
+            unsafe fn sub(self, other: Self) -> Self {
+                $sub(self, other)
+            }
+            #[inline(always)]
+            unsafe fn min(self, other: Self) -> Self {
+                $min(self, other)
+            }
+            #[inline(always)]
+            unsafe fn movemask(self) -> u32 {
+                $movemask(self) as u32 & $mask
+            }
+        }
+    };
 }
 
-impl Vector for __m256i {
-    const LANES: usize = 32;
+vector!(__m128i, 16, 0xffff, load: _mm_loadu_si128, splat: _mm_set1_epi8,
+    eq: _mm_cmpeq_epi8, and: _mm_and_si128, or: _mm_or_si128, sub: _mm_sub_epi8,
+    min: _mm_min_epu8, movemask: _mm_movemask_epi8);
 
-    #[inline(always)]
-    unsafe fn load(ptr: *const u8) -> Self {
-        _mm256_loadu_si256(ptr as *const __m256i)
-    }
-    #[inline(always)]
-    unsafe fn splat(b: u8) -> Self {
-        _mm256_set1_epi8(b as i8)
-    }
-    #[inline(always)]
-    unsafe fn eq(self, other: Self) -> Self {
-        _mm256_cmpeq_epi8(self, other)
-    }
-    #[inline(always)]
-    unsafe fn and(self, other: Self) -> Self {
-        _mm256_and_si256(self, other)
-    }
-    #[inline(always)]
-    unsafe fn or(self, other: Self) -> Self {
-        _mm256_or_si256(self, other)
-    }
-    #[inline(always)]
-    unsafe fn sub(self, other: Self) -> Self {
-        _mm256_sub_epi8(self, other)
-    }
-    #[inline(always)]
-    unsafe fn min(self, other: Self) -> Self {
-        _mm256_min_epu8(self, other)
-    }
-    #[inline(always)]
-    unsafe fn movemask(self) -> u32 {
-        _mm256_movemask_epi8(self) as u32
-    }
-}
+vector!(__m256i, 32, u32::MAX, load: _mm256_loadu_si256, splat: _mm256_set1_epi8,
+    eq: _mm256_cmpeq_epi8, and: _mm256_and_si256, or: _mm256_or_si256, sub: _mm256_sub_epi8,
+    min: _mm256_min_epu8, movemask: _mm256_movemask_epi8);

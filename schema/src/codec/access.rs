@@ -3,7 +3,7 @@
 //! block page), validated again on decode like every other snapshot field.
 
 use super::error::SnapshotError;
-use super::fields::{decode_range, encode_range, invalid, known, set_texts, text, texts};
+use super::fields::{decode_range, encode_range, invalid, known, text, text_lists, texts};
 use crate::model::access::{
     check_jwks, AccessAction, AccessPolicy, BlockPage, CertifiedKeyPem, Filters, Identity,
     IdentityProvider, Oidc, SessionKey, TlsSettings, TrustedHeader, CLIENT_APPS, DEVICE_TAGS,
@@ -153,38 +153,17 @@ fn encode_access_policy(mut out: policy_capnp::access_policy::Builder<'_>, p: &A
 /// The who/where filters, written into an `AccessPolicy` struct (a session
 /// policy carries its filters in one too).
 pub(crate) fn encode_filters(mut out: policy_capnp::access_policy::Builder<'_>, f: &Filters) {
-    set_texts(out.reborrow().init_apps(f.apps.len() as u32), &f.apps);
-    set_texts(out.reborrow().init_users(f.users.len() as u32), &f.users);
-    set_texts(out.reborrow().init_groups(f.groups.len() as u32), &f.groups);
-    set_texts(
-        out.reborrow().init_ip_tags(f.ip_tags.len() as u32),
-        &f.ip_tags,
-    );
-    set_texts(
-        out.reborrow().init_not_ip_tags(f.not_ip_tags.len() as u32),
-        &f.not_ip_tags,
-    );
-    set_texts(
-        out.reborrow().init_locations(f.locations.len() as u32),
-        &f.locations,
-    );
-    set_texts(
-        out.reborrow()
-            .init_not_locations(f.not_locations.len() as u32),
-        &f.not_locations,
-    );
-    set_texts(
-        out.reborrow().init_devices(f.devices.len() as u32),
-        &f.devices,
-    );
-    set_texts(
-        out.reborrow().init_client_apps(f.client_apps.len() as u32),
-        &f.client_apps,
-    );
-    set_texts(
-        out.reborrow()
-            .init_user_agent_contains(f.user_agent_contains.len() as u32),
-        &f.user_agent_contains,
+    text_lists!(out;
+        init_apps: f.apps,
+        init_users: f.users,
+        init_groups: f.groups,
+        init_ip_tags: f.ip_tags,
+        init_not_ip_tags: f.not_ip_tags,
+        init_locations: f.locations,
+        init_not_locations: f.not_locations,
+        init_devices: f.devices,
+        init_client_apps: f.client_apps,
+        init_user_agent_contains: f.user_agent_contains,
     );
     let mut ranges = out.reborrow().init_ip_ranges(f.ip_ranges.len() as u32);
     for (j, r) in f.ip_ranges.iter().enumerate() {

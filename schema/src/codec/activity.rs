@@ -2,7 +2,7 @@
 //! the log stream), validated again on decode.
 
 use super::error::SnapshotError;
-use super::fields::{set_texts, text, texts};
+use super::fields::{set_texts, text, text_lists, texts};
 use crate::model::activity::{ActivityPolicy, AlertSpec, SEVERITIES};
 use crate::policy_capnp;
 
@@ -13,20 +13,13 @@ pub(crate) fn encode_activity_policies(
     for (i, p) in policies.iter().enumerate() {
         let mut out = list.reborrow().get(i as u32);
         out.set_name(p.name.as_str());
-        set_texts(out.reborrow().init_kinds(p.kinds.len() as u32), &p.kinds);
-        set_texts(out.reborrow().init_apps(p.apps.len() as u32), &p.apps);
-        set_texts(out.reborrow().init_users(p.users.len() as u32), &p.users);
-        set_texts(
-            out.reborrow().init_activities(p.activities.len() as u32),
-            &p.activities,
-        );
-        set_texts(
-            out.reborrow().init_actions(p.actions.len() as u32),
-            &p.actions,
-        );
-        set_texts(
-            out.reborrow().init_methods(p.methods.len() as u32),
-            &p.methods,
+        text_lists!(out;
+            init_kinds: p.kinds,
+            init_apps: p.apps,
+            init_users: p.users,
+            init_activities: p.activities,
+            init_actions: p.actions,
+            init_methods: p.methods,
         );
         let mut statuses = out.reborrow().init_statuses(p.statuses.len() as u32);
         for (j, v) in p.statuses.iter().enumerate() {

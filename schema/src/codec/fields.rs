@@ -30,6 +30,20 @@ pub(crate) fn set_texts(mut list: capnp::text_list::Builder<'_>, values: &[Strin
     }
 }
 
+/// Writes text-list fields of a builder, one `init_field: values` each:
+/// `text_lists!(out; init_apps: f.apps, init_users: f.users)`.
+macro_rules! text_lists {
+    ($builder:ident; $($init:ident: $values:expr),* $(,)?) => {
+        $(
+            $crate::codec::fields::set_texts(
+                $builder.reborrow().$init($values.len() as u32),
+                &$values,
+            );
+        )*
+    };
+}
+pub(crate) use text_lists;
+
 pub(crate) fn invalid(what: impl Into<String>) -> SnapshotError {
     SnapshotError::Invalid(what.into())
 }

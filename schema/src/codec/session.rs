@@ -3,7 +3,7 @@
 
 use super::access::{decode_filters, encode_filters};
 use super::error::SnapshotError;
-use super::fields::{known, set_texts, text, texts};
+use super::fields::{known, set_texts, text, text_lists, texts};
 use crate::model::activity::SEVERITIES;
 use crate::model::session::{
     check_recipient, AppProfile, Control, CustomActivity, FileFilter, Inspection, SessionAction,
@@ -47,21 +47,11 @@ pub(crate) fn encode(
             encode_filters(filters, &p.filters);
         }
         b.set_control(control_to_capnp(p.control));
-        set_texts(
-            b.reborrow().init_activities(p.activities.len() as u32),
-            &p.activities,
-        );
-        set_texts(
-            b.reborrow().init_file_names(p.file.names.len() as u32),
-            &p.file.names,
-        );
-        set_texts(
-            b.reborrow().init_extensions(p.file.extensions.len() as u32),
-            &p.file.extensions,
-        );
-        set_texts(
-            b.reborrow().init_file_types(p.file.types.len() as u32),
-            &p.file.types,
+        text_lists!(b;
+            init_activities: p.activities,
+            init_file_names: p.file.names,
+            init_extensions: p.file.extensions,
+            init_file_types: p.file.types,
         );
         b.set_min_size(p.file.min_size);
         b.set_max_size(p.file.max_size);
@@ -78,13 +68,9 @@ pub(crate) fn encode(
                 d.set_name(name.as_str());
                 d.set_min_matches(*min);
             }
-            set_texts(
-                ib.reborrow().init_keywords(ins.keywords.len() as u32),
-                &ins.keywords,
-            );
-            set_texts(
-                ib.reborrow().init_regexes(ins.regexes.len() as u32),
-                &ins.regexes,
+            text_lists!(ib;
+                init_keywords: ins.keywords,
+                init_regexes: ins.regexes,
             );
             ib.set_min_matches(ins.min_matches);
             ib.set_max_bytes(ins.max_bytes);
@@ -197,19 +183,10 @@ pub(crate) fn decode(
 }
 
 pub(crate) fn encode_profile(mut b: policy_capnp::app_profile::Builder<'_>, p: &AppProfile) {
-    set_texts(
-        b.reborrow()
-            .init_download_content_types(p.download_content_types.len() as u32),
-        &p.download_content_types,
-    );
-    set_texts(
-        b.reborrow()
-            .init_download_paths(p.download_paths.len() as u32),
-        &p.download_paths,
-    );
-    set_texts(
-        b.reborrow().init_upload_paths(p.upload_paths.len() as u32),
-        &p.upload_paths,
+    text_lists!(b;
+        init_download_content_types: p.download_content_types,
+        init_download_paths: p.download_paths,
+        init_upload_paths: p.upload_paths,
     );
     let mut list = b.init_activities(p.activities.len() as u32);
     for (i, a) in p.activities.iter().enumerate() {

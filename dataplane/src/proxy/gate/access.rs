@@ -174,213 +174,64 @@ pub(super) fn notice_binding(signed_in: Option<&SignedInUser>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use palisade_schema::policy::{compile_source, CompileOptions};
 
-    const POLICY: &str = r#"
-[proxy]
-suffix = "p.test"
-[[app]]
-name = "box"
-domains = ["box.test"]
-[[app]]
-name = "wiki"
-domains = ["wiki.test"]
-access_default = "block"
-[[ip_tag]]
-name = "corp"
-ranges = ["10.0.0.0/8", "2001:db8::/32"]
-[[access_policy]]
-name = "curl out"
-apps = ["box"]
-user_agent_regex = "^curl/"
-action = "block"
-message = "No scripts."
-[[access_policy]]
-name = "unmanaged audit"
-apps = ["box"]
-devices = ["unmanaged"]
-action = "audit"
-[[access_policy]]
-name = "eng from corp"
-apps = ["wiki"]
-groups = ["eng"]
-ip_tags = ["corp"]
-action = "allow"
-[[access_policy]]
-name = "contractors"
-users = ["mallory"]
-action = "monitor"
-[[session_policy]]
-name = "watch box"
-control = "monitor"
-apps = ["box"]
-"#;
+    const POLICY: &str = include_str!("../../../testdata/gate_access.toml");
+
+    const CHROME: &[u8] = b"Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0";
 
     fn table() -> AccessTable {
-        let policy = compile_source(
-            "t.toml",
-            POLICY,
-            std::path::Path::new("."),
-            &CompileOptions::default(),
-        )
-        .expect("compiles");
-        AccessTable::build(&policy).expect("builds")
+        AccessTable::build(&crate::testing::policy(POLICY)).expect("builds")
     }
 
-    fn user(table: &AccessTable, name: &str, groups: &[&str]) -> SignedInUser {
+    /// `user:group,group` (or `-`: nobody signed in) as the table sees them.
+    fn signed_in(table: &AccessTable, who: &str) -> Option<SignedInUser> {
+        let (name, groups) = who.split_once(':')?;
+        let groups: Vec<&str> = groups.split(',').filter(|g| !g.is_empty()).collect();
         let mut group_ids = Vec::new();
         table.group_ids(groups.iter().copied(), &mut group_ids);
-        SignedInUser {
+        Some(SignedInUser {
             user: name.into(),
             groups: groups.iter().map(|g| g.to_string()).collect(),
             user_id: table.user_id(name),
             group_ids,
             device_bits: 0,
             expires_unix: 0,
-        }
+        })
     }
 
-    const CHROME: &str = "Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0";
+    fn ask(
+        table: &AccessTable,
+        conn: &mut Connection,
+        app: usize,
+        ua: &[u8],
+        who: Option<&SignedInUser>,
+    ) -> Verdict {
+        let asking = Asking {
+            app,
+            user_agent: ua,
+            signed_in: who,
+        };
+        decide(table, 1, conn, asking)
+    }
 
     #[test]
     fn the_most_restrictive_matching_policy_decides() {
         let table = table();
-        // (app, peer, managed device, user agent, user and groups,
-        //  expected action, deciding policy (None: the app's default),
-        //  session policies matched)
-        type Case<'a> = (
-            usize,
-            &'a str,
-            bool,
-            &'a str,
-            Option<(&'a str, &'a [&'a str])>,
-            AccessAction,
-            Option<&'a str>,
-            usize,
-        );
-        let cases: &[Case<'_>] = &[
-            (
-                0,
-                "192.0.2.1:1",
-                true,
-                CHROME,
-                None,
-                AccessAction::Allow,
-                None,
-                1,
-            ),
-            (
-                0,
-                "192.0.2.1:1",
-                false,
-                CHROME,
-                None,
-                AccessAction::Audit,
-                Some("unmanaged audit"),
-                1,
-            ),
-            (
-                0,
-                "192.0.2.1:1",
-                true,
-                "curl/8.5",
-                None,
-                AccessAction::Block,
-                Some("curl out"),
-                0,
-            ),
-            (
-                0,
-                "192.0.2.1:1",
-                false,
-                "curl/8.5",
-                None,
-                AccessAction::Block,
-                Some("curl out"),
-                0,
-            ),
-            (
-                1,
-                "10.1.2.3:1",
-                true,
-                CHROME,
-                Some(("ann", &["eng"])),
-                AccessAction::Allow,
-                Some("eng from corp"),
-                0,
-            ),
-            (
-                1,
-                "[2001:db8::7]:1",
-                true,
-                CHROME,
-                Some(("ann", &["eng"])),
-                AccessAction::Allow,
-                Some("eng from corp"),
-                0,
-            ),
-            (
-                1,
-                "192.0.2.1:1",
-                true,
-                CHROME,
-                Some(("ann", &["eng"])),
-                AccessAction::Block,
-                None,
-                0,
-            ),
-            (
-                1,
-                "10.1.2.3:1",
-                true,
-                CHROME,
-                Some(("bob", &[])),
-                AccessAction::Block,
-                None,
-                0,
-            ),
-            (
-                0,
-                "192.0.2.1:1",
-                true,
-                CHROME,
-                Some(("mallory", &[])),
-                AccessAction::Monitor,
-                Some("contractors"),
-                1,
-            ),
-            (
-                1,
-                "10.1.2.3:1",
-                true,
-                CHROME,
-                Some(("mallory", &["eng"])),
-                AccessAction::Monitor,
-                Some("contractors"),
-                0,
-            ),
-        ];
-        for (i, &(app, peer, managed, ua, who, action, policy, session)) in cases.iter().enumerate()
-        {
-            let mut conn = Connection::new(peer.parse().unwrap(), true, managed);
-            let signed_in = who.map(|(name, groups)| user(&table, name, groups));
-            let v = decide(
-                &table,
-                1,
-                &mut conn,
-                Asking {
-                    app,
-                    user_agent: ua.as_bytes(),
-                    signed_in: signed_in.as_ref(),
-                },
-            );
-            assert_eq!(v.decision.action, action, "case {i}");
-            assert_eq!(
-                v.decision.policy.map(|p| table.policy_name(p)),
-                policy,
-                "case {i}"
-            );
-            assert_eq!(v.session_rules.len(), session, "case {i}");
+        let cases = include_str!("../../../testdata/gate_access_cases.txt");
+        for row in crate::testing::rows(cases) {
+            let f: Vec<&str> = row.split('|').map(str::trim).collect();
+            let ua = if f[3] == "chrome" {
+                CHROME
+            } else {
+                f[3].as_bytes()
+            };
+            let mut conn = Connection::new(f[1].parse().unwrap(), true, f[2] == "managed");
+            let who = signed_in(&table, f[4]);
+            let v = ask(&table, &mut conn, f[0].parse().unwrap(), ua, who.as_ref());
+            assert_eq!(v.decision.action.as_str(), f[5], "{row}");
+            let policy = v.decision.policy.map_or("-", |p| table.policy_name(p));
+            assert_eq!(policy, f[6], "{row}");
+            assert_eq!(v.session_rules.len().to_string(), f[7], "{row}");
         }
     }
 
@@ -388,39 +239,20 @@ apps = ["box"]
     fn a_new_user_agent_on_the_same_connection_is_evaluated_again() {
         let table = table();
         let mut conn = Connection::new("192.0.2.1:1".parse().unwrap(), true, true);
-        let mut ask = |ua: &str| {
-            decide(
-                &table,
-                1,
-                &mut conn,
-                Asking {
-                    app: 0,
-                    user_agent: ua.as_bytes(),
-                    signed_in: None,
-                },
-            )
-            .decision
-            .action
-        };
-        assert_eq!(ask(CHROME), AccessAction::Allow);
-        assert_eq!(ask("curl/8.5"), AccessAction::Block);
-        assert_eq!(ask(CHROME), AccessAction::Allow);
+        for (ua, action) in [
+            (CHROME, AccessAction::Allow),
+            (b"curl/8.5".as_slice(), AccessAction::Block),
+            (CHROME, AccessAction::Allow),
+        ] {
+            assert_eq!(ask(&table, &mut conn, 0, ua, None).decision.action, action);
+        }
     }
 
     #[test]
     fn an_empty_policy_allows_everything_without_looking() {
         let table = AccessTable::empty();
         let mut conn = Connection::new("192.0.2.1:1".parse().unwrap(), false, false);
-        let v = decide(
-            &table,
-            1,
-            &mut conn,
-            Asking {
-                app: 0,
-                user_agent: b"curl/8.5",
-                signed_in: None,
-            },
-        );
+        let v = ask(&table, &mut conn, 0, b"curl/8.5", None);
         assert_eq!(
             v.decision,
             Decision {
