@@ -401,3 +401,115 @@ pub fn prepare_response(
         content_coding,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fuzz::fuzz_routes;
+    use crate::http::request::{prepare_request, ClientContext, Parsed};
+    use crate::limits::Limits;
+
+    /// The request a response answers (GET, or HEAD, or asking to upgrade).
+    fn request(head: &[u8]) -> RequestInfo {
+        let snap = fuzz_routes();
+        let ctx = ClientContext::new("127.0.0.1:5000".parse().unwrap(), false);
+        match prepare_request(head, &snap, &Limits::default(), &ctx, &mut Vec::new()) {
+            Ok(Parsed::Complete(info)) => info,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn prepare(req: &RequestInfo, head: &str) -> Result<ParsedResponse, BadResponse> {
+        let limits = ResponseLimits {
+            max_header_bytes: 1024,
+            rewrite_bodies: true,
+        };
+        let hosts = &fuzz_routes().hosts;
+        prepare_response(head.as_bytes(), req, hosts, limits, &mut Vec::new())
+    }
+
+    #[test]
+    fn each_unforwardable_head_is_refused_for_its_reason() {
+        let get = request(b"GET / HTTP/1.1\r\nHost: demo.test.proxy.test\r\n\r\n");
+        let long = format!("HTTP/1.1 200 OK\r\nX: {}\r\n\r\n", "a".repeat(2000));
+        let cases: &[(&str, BadResponse)] = &[
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+                BadResponse::DifferingContentLengths,
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: +1\r\n\r\n",
+                BadResponse::MalformedContentLength,
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+                BadResponse::LengthAndTransferEncoding,
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+                BadResponse::UnsupportedTransferCoding,
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nX: a\rb\r\n\r\n",
+                BadResponse::Malformed(httparse::Error::HeaderValue),
+            ),
+            ("HTTP/1.1 200 OK\nX: a\r\n\r\n", BadResponse::BareLineEnding),
+            ("HTTP/1.1 099 Odd\r\n\r\n", BadResponse::InvalidStatus(99)),
+            (
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n",
+                BadResponse::UnaskedUpgrade,
+            ),
+            (&long, BadResponse::HeadTooLarge),
+        ];
+        for (head, want) in cases {
+            match prepare(&get, head) {
+                Err(got) => assert_eq!(&got, want, "{head:?}"),
+                Ok(_) => panic!("{head:?} was accepted"),
+            }
+        }
+    }
+
+    #[test]
+    fn framing_follows_rfc_9112_section_6_3() {
+        let get = request(b"GET / HTTP/1.1\r\nHost: demo.test.proxy.test\r\n\r\n");
+        let head = request(b"HEAD / HTTP/1.1\r\nHost: demo.test.proxy.test\r\n\r\n");
+        let cases: &[(&RequestInfo, &str, Framing)] = &[
+            (
+                &get,
+                "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n",
+                Framing::Length(5),
+            ),
+            (
+                &get,
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                Framing::Chunked,
+            ),
+            (&get, "HTTP/1.1 200 OK\r\n\r\n", Framing::UntilClose),
+            (&get, "HTTP/1.1 204 No Content\r\n\r\n", Framing::Empty),
+            (
+                &get,
+                "HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n",
+                Framing::Empty,
+            ),
+            (
+                &head,
+                "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n",
+                Framing::Empty,
+            ),
+        ];
+        for (req, text, want) in cases {
+            match prepare(req, text) {
+                Ok(ParsedResponse::Complete(info)) => {
+                    assert_eq!(info.upstream_framing, *want, "{text:?}")
+                }
+                Ok(ParsedResponse::Partial) => panic!("{text:?}: partial"),
+                Err(e) => panic!("{text:?}: {e}"),
+            }
+        }
+        // A head not complete yet asks for more bytes.
+        assert!(matches!(
+            prepare(&get, "HTTP/1.1 200 OK\r\nContent-Le"),
+            Ok(ParsedResponse::Partial)
+        ));
+    }
+}
