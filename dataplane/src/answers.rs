@@ -87,6 +87,23 @@ pub fn own_response(
     }
 }
 
+/// The client instrumentation script. Its URL carries the snapshot
+/// version, so it may be cached for good; private: it is the same for
+/// every user but lists the policy's app domains.
+pub fn client_script(out: &mut Vec<u8>, script: &[u8], with_body: bool) {
+    out.clear();
+    out.extend_from_slice(
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/javascript; charset=utf-8\r\nContent-Length: {}\r\nCache-Control: private, max-age=31536000, immutable\r\nX-Content-Type-Options: nosniff\r\n\r\n",
+            script.len()
+        )
+        .as_bytes(),
+    );
+    if with_body {
+        out.extend_from_slice(script);
+    }
+}
+
 /// A simple HTML page: a title and paragraphs (already escaped).
 pub fn html_page(title: &str, paragraphs: &[String]) -> String {
     let mut body = format!(

@@ -16,6 +16,7 @@ pub mod access;
 pub mod activity;
 pub mod answers;
 pub mod body;
+pub mod client;
 pub mod control;
 pub mod core;
 pub mod domains;

@@ -33,6 +33,8 @@ pub struct AppRoute {
     pub oidc: Option<Box<crate::identity::OidcProvider>>,
     /// How the app's downloads, uploads and custom activities look.
     pub profile: palisade_schema::session::AppProfile,
+    /// Data responses rewritten anyway.
+    pub rewrite_data: palisade_schema::policy::DataRewrite,
 }
 
 /// The connection target of an app, resolved as far as it can be ahead of
@@ -146,6 +148,8 @@ pub struct Snapshot {
     pub block_page: palisade_schema::access::BlockPage,
     /// Session policies (their who/where filters live in `access`).
     pub session_policies: crate::session_policy::SessionPolicies,
+    /// The script injected into rewritten documents.
+    pub client: crate::client::Instrumentation,
 }
 
 impl Snapshot {
@@ -237,6 +241,7 @@ impl Snapshot {
                     None => None,
                 },
                 profile: app.profile.clone(),
+                rewrite_data: app.rewrite_data.clone(),
             });
         }
         let app_domains = policy
@@ -254,6 +259,14 @@ impl Snapshot {
             access: crate::access::AccessTable::build(policy)?,
             block_page: policy.block_page.clone(),
             session_policies: crate::session_policy::SessionPolicies::build(policy)?,
+            client: crate::client::Instrumentation::new(
+                policy.version,
+                policy.suffix.as_str(),
+                policy
+                    .apps
+                    .iter()
+                    .flat_map(|a| a.domains.iter().map(|d| d.as_str())),
+            ),
         })
     }
 
@@ -270,6 +283,7 @@ impl Snapshot {
             access: crate::access::AccessTable::empty(),
             block_page: Default::default(),
             session_policies: crate::session_policy::SessionPolicies::empty(),
+            client: crate::client::Instrumentation::new(0, "", std::iter::empty()),
         }
     }
 }

@@ -14,13 +14,30 @@ use support::*;
 
 const H: &str = "demo.test.proxy.test";
 
-const FILES: &[(&str, &str)] = &[
-    ("page.html", "text/html; charset=utf-8"),
-    ("app.js", "text/javascript"),
-    ("style.css", "text/css"),
-    ("data.json", "application/json"),
-    ("image.svg", "image/svg+xml"),
+/// (file, its type, the `Sec-Fetch-Dest` a browser sends for it). The JSON
+/// is data: rewritten because the test app asks for it (`[app.rewrite]`).
+const FILES: &[(&str, &str, &str)] = &[
+    ("page.html", "text/html; charset=utf-8", "document"),
+    ("app.js", "text/javascript", "script"),
+    ("style.css", "text/css", "style"),
+    ("data.json", "application/json", "empty"),
+    ("image.svg", "image/svg+xml", "document"),
 ];
+
+/// The test app's data responses rewritten anyway.
+const REWRITE_JSON: &str = "[app.rewrite]\ndata_content_types = [\"application/json\"]\n";
+
+/// `expected` with the client instrumentation's tag where the proxy puts
+/// it in a document (after the doctype), taken from `got`.
+fn with_injected_tag(expected: &[u8], got: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(got);
+    let start = text
+        .find("<script src=\"/.palisade/client.js?v=")
+        .expect("the injected tag");
+    let end = start + text[start..].find("</script>").expect("tag end") + "</script>".len();
+    let at = expected.iter().position(|b| *b == b'>').expect("doctype") + 1;
+    [&expected[..at], &got[start..end], &expected[at..]].concat()
+}
 
 fn golden(name: &str) -> Vec<u8> {
     std::fs::read(
@@ -94,7 +111,7 @@ fn golden_origin() -> Origin {
     origin(Arc::new(|req: &Request| {
         let (path, query) = req.target.split_once('?').unwrap_or((&req.target, ""));
         let name = path.trim_start_matches('/');
-        let Some((_, content_type)) = FILES.iter().find(|(f, _)| *f == name) else {
+        let Some((_, content_type, _)) = FILES.iter().find(|(f, _, _)| *f == name) else {
             return Reply::text(404, "no such file");
         };
         let coding = query.strip_prefix("enc=").unwrap_or("identity");
@@ -121,20 +138,36 @@ fn golden_origin() -> Origin {
 }
 
 fn fetch(dp: &Dataplane, target: &str, accept_encoding: Option<&str>) -> Response {
+    fetch_for(dp, target, accept_encoding, None)
+}
+
+/// A GET as a browser makes it for `dest` (`Sec-Fetch-Dest`).
+fn fetch_for(
+    dp: &Dataplane,
+    target: &str,
+    accept_encoding: Option<&str>,
+    dest: Option<&str>,
+) -> Response {
     let ae = accept_encoding
         .map(|v| format!("Accept-Encoding: {v}\r\n"))
         .unwrap_or_default();
+    let dest = dest
+        .map(|v| format!("Sec-Fetch-Dest: {v}\r\n"))
+        .unwrap_or_default();
     request(
         dp,
-        format!("GET {target} HTTP/1.1\r\nHost: {H}\r\n{ae}\r\n").as_bytes(),
+        format!("GET {target} HTTP/1.1\r\nHost: {H}\r\n{ae}{dest}\r\n").as_bytes(),
     )
 }
 
 #[test]
 fn every_document_is_rewritten_plain_and_compressed() {
     let origin = golden_origin();
-    let dp = Dataplane::start(&policy(&format!("http://{}", origin.addr()), ""), &[]);
-    for (file, _) in FILES {
+    let dp = Dataplane::start(
+        &policy(&format!("http://{}", origin.addr()), REWRITE_JSON),
+        &[],
+    );
+    for (file, _, dest) in FILES {
         let expected = golden(&format!("{file}.expected"));
         // (what the app sends, what the client accepts, coding expected back)
         let cases: &[(&str, Option<&str>, Option<&str>)] = &[
@@ -151,7 +184,7 @@ fn every_document_is_rewritten_plain_and_compressed() {
             ("gzip", None, None),
         ];
         for (sent, accept, want_coding) in cases {
-            let resp = fetch(&dp, &format!("/{file}?enc={sent}"), *accept);
+            let resp = fetch_for(&dp, &format!("/{file}?enc={sent}"), *accept, Some(dest));
             let what = format!("{file} sent {sent}, client accepts {accept:?}");
             assert_eq!(resp.status, 200, "{what}");
             assert_eq!(resp.header("content-encoding"), *want_coding, "{what}");
@@ -165,6 +198,11 @@ fn every_document_is_rewritten_plain_and_compressed() {
                 "{what}: Vary {vary:?}"
             );
             let body = decompress(*want_coding, &resp.body);
+            let expected = if *file == "page.html" {
+                with_injected_tag(&expected, &body)
+            } else {
+                expected.clone()
+            };
             assert!(
                 body == expected,
                 "{what}: body differs from {file}.expected:\n{}",
@@ -297,7 +335,7 @@ fn bare_hosts_are_rewritten_only_after_the_apps_context_patterns() {
     let dp = Dataplane::start(
         &policy(
             &format!("http://{}", origin.addr()),
-            "bare_host_contexts = ['\"domain\":\"']\n",
+            "bare_host_contexts = ['\"domain\":\"']\n[app.rewrite]\ndata_paths = [\"/config.json\"]\n",
         ),
         &[],
     );
@@ -331,8 +369,9 @@ fn large_pages_are_rewritten_with_long_spans_passed_through() {
             "https://app.demo.test/",
             "https://app.demo.test.proxy.test/",
         );
+        let want = with_injected_tag(want.as_bytes(), &body);
         assert_eq!(body.len(), want.len(), "{accept:?}");
-        assert!(body == want.as_bytes(), "{accept:?}: bodies differ");
+        assert!(body == want, "{accept:?}: bodies differ");
     }
 }
 
@@ -398,5 +437,125 @@ fn large_request_bodies_are_unwrapped_as_they_stream() {
     assert_eq!(
         String::from_utf8_lossy(&seen.body),
         format!("big={filler}&next=https%3A%2F%2Fapp.demo.test%2Fdone")
+    );
+}
+
+/// What the page's scripts read and what users download reaches them
+/// byte for byte; what the browser renders or runs is rewritten, documents
+/// with the client instrumentation first in their head.
+#[test]
+fn data_and_downloads_pass_through_byte_for_byte() {
+    const DATA: &str = r#"{"html":"<a href=\"https://app.demo.test/x\">x</a>","code":"fetch('https://api.demo.test/run')","url":"https://demo-cdn.test/f"}"#;
+    const PAGE: &str = "<!doctype html><html><head><title>t</title></head><body><a href=\"https://app.demo.test/p\">p</a></body></html>";
+    let origin = origin(always(|req| {
+        let path = req.target.split('?').next().unwrap_or("");
+        let (content_type, body, attachment) = match path {
+            "/data.json" => ("application/json", DATA, false),
+            "/export.json" => ("application/json", DATA, true),
+            "/feed.xml" => (
+                "application/xml",
+                "<a href=\"https://app.demo.test/\"/>",
+                false,
+            ),
+            "/page.html" => ("text/html", PAGE, false),
+            "/report.html" => ("text/html", PAGE, true),
+            _ => ("text/plain", "no such file", false),
+        };
+        let mut headers = vec![
+            ("Content-Type".to_string(), content_type.to_string()),
+            (
+                "Content-Security-Policy".to_string(),
+                "script-src https://demo-cdn.test".to_string(),
+            ),
+        ];
+        if attachment {
+            headers.push((
+                "Content-Disposition".into(),
+                "attachment; filename=\"f\"".into(),
+            ));
+        }
+        Reply::Full {
+            status: 200,
+            headers,
+            body: body.as_bytes().to_vec(),
+        }
+    }));
+    // The app asks for /export.json to be rewritten: a download still is
+    // not.
+    let dp = Dataplane::start(
+        &policy(
+            &format!("http://{}", origin.addr()),
+            "[app.rewrite]\ndata_paths = [\"/export.json\"]\n",
+        ),
+        &[],
+    );
+    // (path, Sec-Fetch-Dest, passed through untouched)
+    let cases: &[(&str, Option<&str>, bool)] = &[
+        ("/data.json", Some("empty"), true),
+        ("/data.json", None, true),
+        ("/data.json", Some("document"), true),
+        ("/export.json", Some("empty"), true),
+        ("/feed.xml", Some("empty"), true),
+        ("/feed.xml", None, true),
+        ("/page.html", Some("empty"), true),
+        ("/report.html", Some("document"), true),
+        ("/page.html", Some("document"), false),
+        ("/page.html", Some("iframe"), false),
+        ("/page.html", None, false),
+    ];
+    for (path, dest, untouched) in cases {
+        let resp = fetch_for(&dp, path, Some("gzip"), *dest);
+        let what = format!("{path} for {dest:?}");
+        assert_eq!(resp.status, 200, "{what}");
+        let original = if path.ends_with(".html") {
+            PAGE.as_bytes()
+        } else if path.ends_with(".xml") {
+            b"<a href=\"https://app.demo.test/\"/>".as_slice()
+        } else {
+            DATA.as_bytes()
+        };
+        if *untouched {
+            assert_eq!(resp.body, original, "{what}: changed");
+            assert_eq!(
+                resp.header("content-length"),
+                Some(original.len().to_string().as_str()),
+                "{what}: framing kept"
+            );
+            assert_eq!(
+                resp.header("content-security-policy"),
+                Some("script-src https://demo-cdn.test.proxy.test"),
+                "{what}"
+            );
+        } else {
+            let text = resp.text();
+            assert!(
+                text.starts_with("<!doctype html><script src=\"/.palisade/client.js?v="),
+                "{what}: {text}"
+            );
+            assert!(
+                text.contains("href=\"https://app.demo.test.proxy.test/p\""),
+                "{what}: {text}"
+            );
+            // The injected script may run under the app's CSP.
+            assert_eq!(
+                resp.header("content-security-policy"),
+                Some("script-src https://demo-cdn.test.proxy.test 'self'"),
+                "{what}"
+            );
+        }
+    }
+    // The script itself, configured with the suffix and every app domain.
+    let script = fetch(&dp, "/.palisade/client.js?v=1", None);
+    assert_eq!(script.status, 200);
+    assert_eq!(
+        script.header("content-type"),
+        Some("text/javascript; charset=utf-8")
+    );
+    assert!(
+        script.text().starts_with(
+            "const PALISADE = {\"domains\":[\"demo.test\",\"demo-cdn.test\"],\"suffix\":\"proxy.test\"};"
+        ),
+        "{}",
+        script.text()
     );
 }

@@ -74,6 +74,7 @@ fn heads(c: &mut Criterion) {
                     palisade_dataplane::http::response::ResponseLimits {
                         max_header_bytes: 65536,
                         rewrite_bodies: false,
+                        data_types: &[],
                     },
                     &mut out,
                 )

@@ -300,6 +300,17 @@ struct App {
   profile @10 :AppProfile;
   # How the app's downloads, uploads and custom activities look (session
   # control); unset lists: the defaults.
+
+  rewriteData @11 :DataRewrite;
+  # Data responses (what the page's scripts read: fetch, XHR) that are
+  # rewritten anyway; unset: none, data passes through untouched.
+}
+
+struct DataRewrite {
+  paths @0 :List(Text);
+  # Path globs (`*`, `?`) of requests whose data responses are rewritten.
+  contentTypes @1 :List(Text);
+  # Lower-case `type/subtype` of data responses that are rewritten.
 }
 
 struct Upstream {

@@ -30,6 +30,7 @@ pub enum FieldName {
     ProxyAuthorization,
     ProxyConnection,
     Range,
+    SecFetchDest,
     Referer,
     Refresh,
     SetCookie,
@@ -128,7 +129,10 @@ impl FieldName {
                 (b"user-agent", UserAgent),
             ],
             12 => &[(b"content-type", ContentType)],
-            14 => &[(b"content-length", ContentLength)],
+            14 => &[
+                (b"content-length", ContentLength),
+                (b"sec-fetch-dest", SecFetchDest),
+            ],
             15 => &[
                 (b"x-forwarded-for", XForwardedFor),
                 (b"accept-encoding", AcceptEncoding),

@@ -66,6 +66,11 @@ pub struct RequestIndex {
     pub accepts_html: bool,
     /// GET or HEAD: a browser navigation can be redirected to sign in.
     pub safe_method: bool,
+    /// Where the response goes (`Sec-Fetch-Dest`): decides whether it is
+    /// rewritten.
+    pub fetch_dest: crate::rewrite::consumer::FetchDest,
+    /// The app asks for data responses on this path to be rewritten.
+    pub rewrite_data_path: bool,
 }
 
 impl RequestIndex {

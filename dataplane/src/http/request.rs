@@ -322,10 +322,20 @@ pub fn prepare_request(
         Accepted::default()
     };
     let unwrap_body = unwrap_body.filter(|_| framing.has_body());
+    let path_only = path_and_query
+        .split(|b| *b == b'?')
+        .next()
+        .unwrap_or_default();
     let mut index = RequestIndex {
         path: Span::within(buf, path_and_query),
         reserved: path_and_query.starts_with(crate::identity::RESERVED_PREFIX),
         safe_method: matches!(method, b"GET" | b"HEAD"),
+        rewrite_data_path: routes.apps.get(app).is_some_and(|a| {
+            a.rewrite_data
+                .paths
+                .iter()
+                .any(|g| palisade_schema::session::glob_matches(g.as_bytes(), path_only, false))
+        }),
         ..RequestIndex::default()
     };
     let trusted_headers = routes.sign_in.trusted_headers();
@@ -434,6 +444,9 @@ pub fn prepare_request(
         let value_span = Span(value_start, value_start + h.value.len() as u32);
         match kind {
             FieldName::UserAgent => index.user_agent = value_span,
+            FieldName::SecFetchDest => {
+                index.fetch_dest = crate::rewrite::consumer::FetchDest::parse(h.value)
+            }
             FieldName::ContentType => index.content_type = value_span,
             FieldName::Range | FieldName::IfRange => {
                 let n = usize::from(index.range_count);

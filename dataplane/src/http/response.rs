@@ -11,6 +11,7 @@ use super::{line_endings_are_strict, push_field, Framing};
 use crate::hostmap::HostMap;
 use crate::hosts;
 use crate::rewrite::codec::{self, Coding};
+use crate::rewrite::consumer::{self, Consumer, FetchDest};
 use crate::rewrite::content::{self, TextKind};
 
 /// Why an upstream response head was refused (RFC 9112 framing, RFC 9110
@@ -116,6 +117,9 @@ pub struct ResponseInfo {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BodyPlan {
     pub kind: TextKind,
+    /// An HTML document: the client instrumentation is injected first in
+    /// its head.
+    pub instrument: bool,
     /// The app's content coding (decoded first).
     pub from: Option<Coding>,
     /// The coding sent to the client.
@@ -129,11 +133,14 @@ pub enum ParsedResponse {
 
 /// What bounds and shapes a response head.
 #[derive(Debug, Clone, Copy)]
-pub struct ResponseLimits {
+pub struct ResponseLimits<'a> {
     pub max_header_bytes: usize,
     /// Text bodies go through the rewrite engine, so their length is
     /// unknown.
     pub rewrite_bodies: bool,
+    /// The app's data responses of these types (lower-case essences) are
+    /// rewritten too.
+    pub data_types: &'a [String],
 }
 
 /// Parses the response head at the start of `buf` and writes the client
@@ -142,12 +149,13 @@ pub fn prepare_response(
     buf: &[u8],
     req: &RequestInfo,
     hosts: &HostMap,
-    limits: ResponseLimits,
+    limits: ResponseLimits<'_>,
     out: &mut Vec<u8>,
 ) -> Result<ParsedResponse, BadResponse> {
     let ResponseLimits {
         max_header_bytes,
         rewrite_bodies,
+        data_types,
     } = limits;
     let mut storage = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() };
         super::request::MAX_HEADERS_CEILING];
@@ -184,7 +192,9 @@ pub fn prepare_response(
     let mut connection_close = false;
     let mut connection_keep_alive = false;
     let mut connection_nominates_fields = false;
-    let mut text_kind = None;
+    let mut media = None;
+    let mut data_type_asked = false;
+    let mut attachment = false;
     let mut content_encoding_seen = false;
     let mut varies_on_accept_encoding = false;
     let mut kinds = [FieldName::Other; super::request::MAX_HEADERS_CEILING];
@@ -203,7 +213,13 @@ pub fn prepare_response(
                 content_length = Some(n);
             }
             FieldName::TransferEncoding => te_values += 1,
-            FieldName::ContentType => text_kind = content::classify(h.value),
+            FieldName::ContentType => {
+                media = content::classify(h.value);
+                data_type_asked = data_types
+                    .iter()
+                    .any(|t| t.as_bytes().eq_ignore_ascii_case(content::essence(h.value)));
+            }
+            FieldName::ContentDisposition => attachment |= consumer::is_attachment(h.value),
             FieldName::ContentEncoding => content_encoding_seen = true,
             FieldName::Vary => {
                 varies_on_accept_encoding |= fields::list_elements(h.value)
@@ -265,11 +281,21 @@ pub fn prepare_response(
     } else {
         Ok(None)
     };
-    // Partial content is left alone: rewriting would break its offsets.
-    let rewrite = match text_kind {
-        Some(kind) if rewrite_bodies && upstream_framing.has_body() && status != 206 => {
-            content_coding.ok().map(|from| BodyPlan {
-                kind,
+    // What the browser consumes is rewritten; data only when the app asks
+    // for it; downloads never (`consumer`). Partial content is left
+    // alone: rewriting would break its offsets.
+    let rewrite = match media {
+        Some(media) if rewrite_bodies && upstream_framing.has_body() && status != 206 => {
+            let dest = req.index.fetch_dest;
+            let wanted = match consumer::consumer(dest, media, attachment) {
+                Consumer::Browser => true,
+                Consumer::Data => req.index.rewrite_data_path || data_type_asked,
+                Consumer::Download => false,
+            };
+            let document = matches!(dest, FetchDest::Document | FetchDest::Unknown);
+            content_coding.ok().filter(|_| wanted).map(|from| BodyPlan {
+                kind: media.kind(),
+                instrument: media == content::Media::Html && document,
                 from,
                 to: req.accepted.choose(from),
             })
@@ -323,7 +349,15 @@ pub fn prepare_response(
             | FieldName::Link
             | FieldName::AccessControlAllowOrigin => hosts::wrap_urls(hosts, h.value),
             FieldName::ContentSecurityPolicy | FieldName::ContentSecurityPolicyReportOnly => {
-                hosts::wrap_csp(hosts, h.value)
+                let wrapped = hosts::wrap_csp(hosts, h.value);
+                match rewrite.as_ref().filter(|p| p.instrument) {
+                    // The injected script must be allowed to run.
+                    Some(_) => {
+                        let value = wrapped.as_deref().unwrap_or(h.value);
+                        crate::client::allow_script(value).or(wrapped)
+                    }
+                    None => wrapped,
+                }
             }
             // The proxy's own cookie names are reserved: an app setting one
             // could log its users out of the proxy or pin a login state.
@@ -423,6 +457,7 @@ mod tests {
         let limits = ResponseLimits {
             max_header_bytes: 1024,
             rewrite_bodies: true,
+            data_types: &[],
         };
         let hosts = &fuzz_routes().hosts;
         prepare_response(head.as_bytes(), req, hosts, limits, &mut Vec::new())

@@ -44,8 +44,11 @@ pub async fn relay(x: &mut Exchange<'_>) -> Step {
     };
     let app = x.app();
     let mut transcoder = resp.rewrite.map(|plan| {
-        let rewriter = Rewriter::new(&x.snap.hosts, plan.kind == TextKind::Html)
+        let mut rewriter = Rewriter::new(&x.snap.hosts, plan.kind == TextKind::Html)
             .with_contexts(app.bare_host_contexts.as_ref());
+        if plan.instrument {
+            rewriter = rewriter.with_injection(&x.snap.client.tag);
+        }
         Transcoder::new(rewriter, plan.from, plan.to)
     });
     let how = Transfer {

@@ -215,6 +215,7 @@ async fn read_response(
     let shape = ResponseLimits {
         max_header_bytes: limits.max_response_header_bytes,
         rewrite_bodies: limits.rewrite_bodies,
+        data_types: &x.snap.apps[x.req.app].rewrite_data.content_types,
     };
     let deadline = Instant::now() + limits.response_timeout;
     let mut received_any = false;

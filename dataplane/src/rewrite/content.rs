@@ -1,6 +1,8 @@
-//! Which bodies are rewritten, decided from the media type (RFC 9110
-//! §8.3.1): markup, scripts, stylesheets, JSON, XML (SVG included) and web
-//! manifests are; images, fonts, media and opaque binary data are not.
+//! What a body is, from its media type (RFC 9110 §8.3.1): markup, scripts,
+//! style sheets, JSON, XML (SVG included) and web manifests are text the
+//! engine can rewrite; images, fonts, media and opaque binary data are not.
+//! Whether a text body *is* rewritten depends on who consumes it
+//! ([`super::consumer`]).
 
 /// How a body of some media type is rewritten.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -11,14 +13,36 @@ pub enum TextKind {
     Other,
 }
 
-/// The rewrite kind for a `Content-Type` value, `None` for bodies left
-/// alone.
-pub fn classify(content_type: &[u8]) -> Option<TextKind> {
-    let essence = content_type
-        .split(|&b| b == b';')
-        .next()
-        .unwrap_or_default()
-        .trim_ascii();
+/// The text media the engine knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Media {
+    /// `text/html`, `application/xhtml+xml`.
+    Html,
+    /// Every JavaScript media type of RFC 9239 §6.
+    Script,
+    Css,
+    /// `application/json`, `text/json`, `+json` (RFC 6838 §4.2.8).
+    Json,
+    /// `application/manifest+json` (a web app manifest the browser reads).
+    Manifest,
+    /// `image/svg+xml`.
+    Svg,
+    /// `text/xml`, `application/xml`, `+xml`.
+    Xml,
+}
+
+impl Media {
+    pub fn kind(self) -> TextKind {
+        match self {
+            Media::Html => TextKind::Html,
+            _ => TextKind::Other,
+        }
+    }
+}
+
+/// The media of a `Content-Type` value, `None` for bodies left alone.
+pub fn classify(content_type: &[u8]) -> Option<Media> {
+    let essence = essence(content_type);
     let mut lower = [0u8; 96];
     if essence.len() > lower.len() {
         return None;
@@ -28,7 +52,7 @@ pub fn classify(content_type: &[u8]) -> Option<TextKind> {
     lower.make_ascii_lowercase();
     let lower: &[u8] = lower;
     match lower {
-        b"text/html" | b"application/xhtml+xml" => return Some(TextKind::Html),
+        b"text/html" | b"application/xhtml+xml" => return Some(Media::Html),
         // Every JavaScript media type of RFC 9239 §6, plus the legacy
         // `application/x-javascript`.
         b"text/javascript"
@@ -38,60 +62,30 @@ pub fn classify(content_type: &[u8]) -> Option<TextKind> {
         | b"text/ecmascript"
         | b"text/x-javascript"
         | b"text/jscript"
-        | b"text/livescript"
-        | b"text/css"
-        | b"application/json"
-        | b"text/json"
-        | b"text/xml"
-        | b"application/xml"
-        | b"application/manifest+json" => return Some(TextKind::Other),
+        | b"text/livescript" => return Some(Media::Script),
+        b"text/css" => return Some(Media::Css),
+        b"application/json" | b"text/json" => return Some(Media::Json),
+        b"application/manifest+json" => return Some(Media::Manifest),
+        b"image/svg+xml" => return Some(Media::Svg),
+        b"text/xml" | b"application/xml" => return Some(Media::Xml),
         _ => {}
     }
     // Structured syntax suffixes (RFC 6838 §4.2.8): `+json`, `+xml`
-    // (`image/svg+xml`, `application/atom+xml`, `application/ld+json`).
-    if lower.ends_with(b"+json") || lower.ends_with(b"+xml") {
-        return Some(TextKind::Other);
+    // (`application/atom+xml`, `application/ld+json`).
+    if lower.ends_with(b"+json") {
+        return Some(Media::Json);
+    }
+    if lower.ends_with(b"+xml") {
+        return Some(Media::Xml);
     }
     None
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn text_types_are_rewritten_and_binary_types_are_not() {
-        for t in [
-            "text/html",
-            "Text/HTML; charset=utf-8",
-            "application/xhtml+xml",
-        ] {
-            assert_eq!(classify(t.as_bytes()), Some(TextKind::Html), "{t}");
-        }
-        for t in [
-            "text/javascript",
-            "application/javascript; charset=utf-8",
-            "application/x-javascript",
-            "text/css",
-            "application/json",
-            "application/problem+json",
-            "application/manifest+json",
-            "text/xml",
-            "application/atom+xml",
-            "image/svg+xml",
-        ] {
-            assert_eq!(classify(t.as_bytes()), Some(TextKind::Other), "{t}");
-        }
-        for t in [
-            "image/png",
-            "font/woff2",
-            "video/mp4",
-            "application/octet-stream",
-            "application/pdf",
-            "text/plain",
-            "",
-        ] {
-            assert_eq!(classify(t.as_bytes()), None, "{t}");
-        }
-    }
+/// The `type/subtype` of a media type, without parameters or spaces.
+pub fn essence(content_type: &[u8]) -> &[u8] {
+    content_type
+        .split(|&b| b == b';')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii()
 }

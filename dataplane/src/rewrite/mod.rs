@@ -19,9 +19,11 @@
 
 pub mod anchor;
 pub mod codec;
+pub mod consumer;
 pub mod content;
 pub mod contexts;
 mod html;
+pub mod inject;
 pub mod scan;
 pub mod unwrap;
 pub mod window;
@@ -51,6 +53,9 @@ pub struct Rewriter<'r> {
     scanned: usize,
     /// `carry[0]` is the first byte of the body.
     at_body_start: bool,
+    /// The tag still to be injected first in the document's head, and the
+    /// body's first bytes held until its place is known.
+    inject: Option<(&'r [u8], Vec<u8>)>,
 }
 
 /// Where one pass over a buffer got to.
@@ -71,7 +76,40 @@ impl<'r> Rewriter<'r> {
             emitted: 0,
             scanned: 0,
             at_body_start: true,
+            inject: None,
         }
+    }
+
+    /// Injects `tag` (the client instrumentation's script element) first in
+    /// the document's head ([`inject::injection_point`]).
+    pub fn with_injection(mut self, tag: &'r [u8]) -> Rewriter<'r> {
+        self.inject = Some((tag, Vec::new()));
+        self
+    }
+
+    /// Holds the body's first bytes until the injection point is known,
+    /// then rewrites them with the tag in place. `true`: `input` was taken.
+    fn prologue<E: Emit>(&mut self, input: &[u8], complete: bool, out: &mut E) -> bool {
+        let Some((tag, held)) = self.inject.as_mut() else {
+            return false;
+        };
+        held.extend_from_slice(input);
+        let Some(at) = inject::injection_point(held, complete) else {
+            return true;
+        };
+        let tag: &[u8] = tag;
+        let held = std::mem::take(held);
+        self.inject = None;
+        // The held bytes are not the caller's input: they are rewritten
+        // into a buffer of our own and emitted as made bytes.
+        let mut made = Vec::with_capacity(held.len() + tag.len() + 64);
+        let mut whole = Vec::with_capacity(held.len() + tag.len());
+        whole.extend_from_slice(&held[..at]);
+        whole.extend_from_slice(tag);
+        whole.extend_from_slice(&held[at..]);
+        self.feed(&whole, &mut made);
+        out.bytes(&made);
+        true
     }
 
     /// Also rewrites bare app hosts right after these patterns.
@@ -87,7 +125,7 @@ impl<'r> Rewriter<'r> {
     /// (a `Vec<u8>`, or a [`FilterOutput`] that refers to unchanged spans
     /// of `input` instead of copying them).
     pub fn feed<E: Emit>(&mut self, input: &[u8], out: &mut E) {
-        if input.is_empty() {
+        if input.is_empty() || self.prologue(input, false, out) {
             return;
         }
         let old = self.carry.len();
@@ -127,6 +165,7 @@ impl<'r> Rewriter<'r> {
 
     /// End of body: decides what was held back and emits the rest.
     pub fn finish<E: Emit>(&mut self, out: &mut E) {
+        self.prologue(&[], true, out);
         let progress = self.pass_over_carry(true, out);
         debug_assert_eq!(progress.emitted, self.carry.len());
         self.carry.clear();

@@ -10,9 +10,9 @@ use super::access::{
     action_to_capnp, decode_action, decode_app_oidc, decode_certified_key, encode_key, encode_oidc,
 };
 use super::error::SnapshotError;
-use super::fields::{invalid, known, set_texts, text};
+use super::fields::{invalid, known, set_texts, text, text_lists, texts};
 use super::session::{decode_profile, encode_profile};
-use crate::model::app::{check_bare_host_context, App, MAX_BARE_HOST_CONTEXTS};
+use crate::model::app::{check_bare_host_context, App, DataRewrite, MAX_BARE_HOST_CONTEXTS};
 use crate::model::names::{DnsName, Scheme, Upstream, UpstreamHost};
 use crate::policy_capnp;
 
@@ -41,6 +41,13 @@ pub(crate) fn encode_app(mut a: policy_capnp::app::Builder<'_>, app: &App) {
     }
     if app.profile != Default::default() {
         encode_profile(a.reborrow().init_profile(), &app.profile);
+    }
+    if !app.rewrite_data.is_empty() {
+        let mut r = a.reborrow().init_rewrite_data();
+        text_lists!(r;
+            init_paths: app.rewrite_data.paths,
+            init_content_types: app.rewrite_data.content_types,
+        );
     }
     let mut up = a.init_upstream();
     up.set_ca_certificates_pem(&app.ca_certificates_pem);
@@ -125,6 +132,15 @@ pub(crate) fn decode_app(
         login_required: a.get_login_required(),
         oidc: decode_app_oidc(a.get_has_oidc(), a.get_oidc())?,
         profile: decode_profile(a.has_profile(), a.get_profile())?,
+        rewrite_data: if a.has_rewrite_data() {
+            let r = a.get_rewrite_data()?;
+            DataRewrite {
+                paths: texts(r.get_paths())?,
+                content_types: texts(r.get_content_types())?,
+            }
+        } else {
+            DataRewrite::default()
+        },
         ..App::new(name, domains, upstream)
     })
 }

@@ -29,6 +29,24 @@ pub struct App {
     pub oidc: Option<Oidc>,
     /// How the app's downloads, uploads and custom activities look.
     pub profile: AppProfile,
+    /// Data responses rewritten anyway (by default data passes through).
+    pub rewrite_data: DataRewrite,
+}
+
+/// The data responses of an app that are rewritten although scripts, not
+/// the browser, read them: for apps that need their API's URLs rewritten.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DataRewrite {
+    /// Path globs (`*`, `?`, starting with `/`) of the requests.
+    pub paths: Vec<String>,
+    /// Lower-case `type/subtype` without parameters.
+    pub content_types: Vec<String>,
+}
+
+impl DataRewrite {
+    pub fn is_empty(&self) -> bool {
+        self.paths.is_empty() && self.content_types.is_empty()
+    }
 }
 
 impl App {
@@ -49,6 +67,7 @@ impl App {
             login_required: true,
             oidc: None,
             profile: AppProfile::default(),
+            rewrite_data: DataRewrite::default(),
         }
     }
 }

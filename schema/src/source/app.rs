@@ -9,7 +9,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::identity::OidcSource;
-use super::profile::{compile_profile, AppProfileSource};
+use super::profile::{compile_profile, compile_rewrite, AppProfileSource, RewriteSource};
 use super::report::{Locator, Report};
 use super::tls::certified_key;
 use crate::model::access::AccessAction;
@@ -38,6 +38,8 @@ pub(crate) struct AppSource {
     oidc: Option<Spanned<OidcSource>>,
     /// How the app's activities look (session control).
     profile: Option<Spanned<AppProfileSource>>,
+    /// Data responses rewritten anyway.
+    rewrite: Option<Spanned<RewriteSource>>,
 }
 
 /// Compiles the `[[app]]` tables. Returns the apps and each app name with
@@ -194,6 +196,11 @@ pub(crate) fn compile_apps(
             .as_ref()
             .map(|p| compile_profile(p, report))
             .unwrap_or_default();
+        let rewrite_data = app_src
+            .rewrite
+            .as_ref()
+            .map(|r| compile_rewrite(r, report))
+            .unwrap_or_default();
         apps.push(App {
             ca_certificates_pem,
             bare_host_contexts,
@@ -203,6 +210,7 @@ pub(crate) fn compile_apps(
             // Settled by the caller, once identity is known.
             login_required: app_src.login.unwrap_or(true),
             profile,
+            rewrite_data,
             ..App::new(name, domains, upstream)
         });
     }

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::report::Report;
+use crate::model::app::DataRewrite;
 use crate::model::session::{AppProfile, CustomActivity, BUILT_IN_ACTIVITIES};
 
 #[derive(Deserialize)]
@@ -35,7 +36,7 @@ struct CustomActivitySource {
     body_contains: String,
 }
 
-fn check_path_glob(p: &Spanned<String>, report: Report<'_>) -> String {
+pub(crate) fn check_path_glob(p: &Spanned<String>, report: Report<'_>) -> String {
     let text = p.get_ref().trim();
     if !text.starts_with('/') {
         report(p.span(), format!("path pattern {text:?} must start with /"));
@@ -48,17 +49,7 @@ pub(crate) fn compile_profile(
     report: Report<'_>,
 ) -> AppProfile {
     let s = source.get_ref();
-    let mut types = Vec::new();
-    for t in &s.download_content_types {
-        let text = t.get_ref().trim().to_ascii_lowercase();
-        if !text.contains('/') || text.contains(';') {
-            report(
-                t.span(),
-                format!("content type {text:?}: want type/subtype without parameters"),
-            );
-        }
-        types.push(text);
-    }
+    let types = check_content_types(&s.download_content_types, report);
     let mut seen = HashMap::new();
     let mut activities = Vec::new();
     for a in &s.activities {
@@ -103,5 +94,44 @@ pub(crate) fn compile_profile(
             .map(|p| check_path_glob(p, report))
             .collect(),
         activities,
+    }
+}
+
+/// Checks a list of media types: lower-cased, `type/subtype` without
+/// parameters.
+pub(crate) fn check_content_types(list: &[Spanned<String>], report: Report<'_>) -> Vec<String> {
+    let mut types = Vec::with_capacity(list.len());
+    for t in list {
+        let text = t.get_ref().trim().to_ascii_lowercase();
+        if !text.contains('/') || text.contains(';') {
+            report(
+                t.span(),
+                format!("content type {text:?}: want type/subtype without parameters"),
+            );
+        }
+        types.push(text);
+    }
+    types
+}
+
+/// `[app.rewrite]`: data responses rewritten anyway.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RewriteSource {
+    #[serde(default)]
+    data_paths: Vec<Spanned<String>>,
+    #[serde(default)]
+    data_content_types: Vec<Spanned<String>>,
+}
+
+pub(crate) fn compile_rewrite(source: &Spanned<RewriteSource>, report: Report<'_>) -> DataRewrite {
+    let s = source.get_ref();
+    DataRewrite {
+        paths: s
+            .data_paths
+            .iter()
+            .map(|p| check_path_glob(p, report))
+            .collect(),
+        content_types: check_content_types(&s.data_content_types, report),
     }
 }

@@ -35,6 +35,17 @@ pub async fn identity(x: &mut Exchange<'_>) -> Step {
             let path = path.to_vec();
             return acknowledge_notice(x, &path);
         }
+        if path_only == crate::client::SCRIPT_PATH.as_bytes() {
+            // It lists the policy's app domains: only for who may use the
+            // app.
+            let signed_in = signed_in_user(x, identity::now_unix(), oidc.is_some());
+            if app.login_required && signed_in.is_none() {
+                return sign_in_required(x, oidc);
+            }
+            answers::client_script(&mut x.out, &snap.client.script, with_body);
+            x.admitted = Admitted::undecided(x.conn);
+            return Step::Respond(200);
+        }
         if path_only == identity::LOGOUT_PATH.as_bytes() {
             let host = x.req.app_host.as_str();
             let domain = snap.hosts.cookie_domain(x.req.app, host);

@@ -1,0 +1,245 @@
+// Palisade client instrumentation: translates the app's URLs into proxy
+// URLs at the moment the page's scripts use them, so data the app hands
+// out can stay byte for byte what the app wrote. Prepended by the proxy:
+// `const PALISADE = { suffix, domains }` (the proxy suffix, the app
+// domains, lower case).
+(function (config) {
+  'use strict';
+  const root = typeof window !== 'undefined' ? window : self;
+  if (root.__palisade) return;
+  const suffix = config.suffix;
+  const domains = config.domains;
+
+  function isAppHost(host) {
+    host = String(host).toLowerCase().replace(/\.$/, '');
+    if (host === suffix || host.endsWith('.' + suffix)) return false;
+    return domains.some((d) => host === d || host.endsWith('.' + d));
+  }
+
+  function base() {
+    return typeof document !== 'undefined' ? document.baseURI : self.location.href;
+  }
+
+  // An app URL (absolute or protocol-relative) as the proxy URL; anything
+  // else unchanged, so relative and foreign URLs keep their exact text.
+  function translate(value) {
+    if (value === null || value === undefined) return value;
+    const text = String(value);
+    if (!/^\s*([a-z][a-z0-9+.-]*:)?\/\//i.test(text)) return value;
+    let url;
+    try {
+      url = new URL(text.trim(), base());
+    } catch (e) {
+      return value;
+    }
+    if (!/^(https?|wss?):$/.test(url.protocol) || !isAppHost(url.hostname)) return value;
+    url.hostname = url.hostname.replace(/\.$/, '') + '.' + suffix;
+    return url.href;
+  }
+
+  // App hosts after `//` inside markup or CSS a script builds.
+  function translateText(text) {
+    if (typeof text !== 'string' || text.indexOf('//') < 0) return text;
+    return text.replace(/\/\/([a-z0-9-]+(?:\.[a-z0-9-]+)+)(?=[:/"'?#\s>)]|$)/gi, (m, host) =>
+      isAppHost(host) ? '//' + host + '.' + suffix : m);
+  }
+
+  function translateSrcset(value) {
+    return String(value)
+      .split(',')
+      .map((part) => {
+        const m = part.match(/^(\s*)(\S+)(.*)$/);
+        return m ? m[1] + translate(m[2]) + m[3] : part;
+      })
+      .join(',');
+  }
+
+  function wrapConstructor(name, translateArgs) {
+    const Original = root[name];
+    if (typeof Original !== 'function') return;
+    const Wrapped = function (...args) {
+      return new Original(...translateArgs(args));
+    };
+    Wrapped.prototype = Original.prototype;
+    Object.setPrototypeOf(Wrapped, Original);
+    Object.defineProperty(Wrapped, 'name', { value: name });
+    root[name] = Wrapped;
+  }
+
+  function wrapMethod(owner, name, translateArgs) {
+    if (!owner || typeof owner[name] !== 'function') return;
+    const original = owner[name];
+    owner[name] = function (...args) {
+      return original.apply(this, translateArgs(args));
+    };
+  }
+
+  const firstUrl = (args) => {
+    if (args.length) args[0] = translate(args[0]);
+    return args;
+  };
+
+  // Requests: fetch, Request, XHR, WebSocket, EventSource, beacons.
+  if (typeof root.fetch === 'function') {
+    const fetchOriginal = root.fetch;
+    root.fetch = function (input, init) {
+      if (typeof Request !== 'undefined' && input instanceof Request) {
+        const url = translate(input.url);
+        if (url !== input.url) input = new Request(url, input);
+      } else {
+        input = translate(input);
+      }
+      return fetchOriginal.call(this, input, init);
+    };
+  }
+  wrapConstructor('Request', (args) => {
+    if (typeof args[0] === 'string' || args[0] instanceof URL) args[0] = translate(args[0]);
+    return args;
+  });
+  if (root.XMLHttpRequest) {
+    wrapMethod(root.XMLHttpRequest.prototype, 'open', (args) => {
+      if (args.length > 1) args[1] = translate(args[1]);
+      return args;
+    });
+  }
+  wrapConstructor('WebSocket', firstUrl);
+  wrapConstructor('EventSource', firstUrl);
+  wrapConstructor('Worker', firstUrl);
+  wrapConstructor('SharedWorker', firstUrl);
+  if (root.navigator) wrapMethod(root.navigator, 'sendBeacon', firstUrl);
+  if (typeof importScripts === 'function') {
+    root.importScripts = ((original) => function (...urls) {
+      return original.apply(this, urls.map(translate));
+    })(root.importScripts);
+  }
+
+  // Service workers would run the app's code for this origin without
+  // this script: registering one is refused.
+  if (root.navigator && root.navigator.serviceWorker) {
+    try {
+      root.navigator.serviceWorker.register = () =>
+        Promise.reject(new DOMException('Service workers are not available through Palisade', 'SecurityError'));
+    } catch (e) { /* read-only in some contexts */ }
+  }
+
+  if (typeof document === 'undefined') {
+    root.__palisade = { translate };
+    return;
+  }
+
+  // Navigations a script starts.
+  wrapMethod(window, 'open', firstUrl);
+  wrapMethod(History.prototype, 'pushState', (args) => {
+    if (args.length > 2) args[2] = translate(args[2]);
+    return args;
+  });
+  wrapMethod(History.prototype, 'replaceState', (args) => {
+    if (args.length > 2) args[2] = translate(args[2]);
+    return args;
+  });
+  if (window.navigation && typeof window.navigation.addEventListener === 'function') {
+    window.navigation.addEventListener('navigate', (event) => {
+      const to = event.destination && event.destination.url;
+      const proxied = translate(to);
+      if (to && proxied !== to && event.cancelable) {
+        event.preventDefault();
+        window.location.assign(proxied);
+      }
+    });
+  }
+  wrapMethod(window, 'postMessage', (args) => {
+    if (args.length > 1 && typeof args[1] === 'string' && args[1] !== '*' && args[1] !== '/') {
+      args[1] = translate(args[1]).replace(/\/$/, '');
+    }
+    return args;
+  });
+
+  // URL properties and attributes of elements.
+  const urlProperties = [
+    ['HTMLAnchorElement', 'href'], ['HTMLAreaElement', 'href'], ['HTMLLinkElement', 'href'],
+    ['HTMLBaseElement', 'href'], ['HTMLImageElement', 'src'], ['HTMLScriptElement', 'src'],
+    ['HTMLIFrameElement', 'src'], ['HTMLFrameElement', 'src'], ['HTMLEmbedElement', 'src'],
+    ['HTMLSourceElement', 'src'], ['HTMLMediaElement', 'src'], ['HTMLTrackElement', 'src'],
+    ['HTMLInputElement', 'src'], ['HTMLFormElement', 'action'], ['HTMLObjectElement', 'data'],
+    ['HTMLVideoElement', 'poster'], ['HTMLInputElement', 'formAction'],
+    ['HTMLButtonElement', 'formAction'],
+  ];
+  for (const [type, property] of urlProperties) {
+    const proto = window[type] && window[type].prototype;
+    const desc = proto && Object.getOwnPropertyDescriptor(proto, property);
+    if (!desc || !desc.set) continue;
+    Object.defineProperty(proto, property, {
+      configurable: true,
+      enumerable: desc.enumerable,
+      get: desc.get,
+      set(value) { desc.set.call(this, translate(value)); },
+    });
+  }
+  for (const type of ['HTMLImageElement', 'HTMLSourceElement']) {
+    const proto = window[type] && window[type].prototype;
+    const desc = proto && Object.getOwnPropertyDescriptor(proto, 'srcset');
+    if (!desc || !desc.set) continue;
+    Object.defineProperty(proto, 'srcset', {
+      configurable: true,
+      enumerable: desc.enumerable,
+      get: desc.get,
+      set(value) { desc.set.call(this, translateSrcset(value)); },
+    });
+  }
+  const urlAttributes = new Set(['href', 'src', 'action', 'formaction', 'data', 'poster', 'xlink:href']);
+  wrapMethod(Element.prototype, 'setAttribute', (args) => {
+    const name = String(args[0]).toLowerCase();
+    if (urlAttributes.has(name)) args[1] = translate(args[1]);
+    else if (name === 'srcset') args[1] = translateSrcset(args[1]);
+    else if (name === 'style') args[1] = translateText(args[1]);
+    return args;
+  });
+  wrapMethod(Element.prototype, 'setAttributeNS', (args) => {
+    const name = String(args[1]).toLowerCase();
+    if (urlAttributes.has(name) || name === 'href') args[2] = translate(args[2]);
+    return args;
+  });
+
+  // Markup a script hands to the parser.
+  for (const [owner, property] of [[Element.prototype, 'innerHTML'], [Element.prototype, 'outerHTML']]) {
+    const desc = Object.getOwnPropertyDescriptor(owner, property);
+    if (!desc || !desc.set) continue;
+    Object.defineProperty(owner, property, {
+      configurable: true,
+      enumerable: desc.enumerable,
+      get: desc.get,
+      set(value) { desc.set.call(this, translateText(value)); },
+    });
+  }
+  wrapMethod(Element.prototype, 'insertAdjacentHTML', (args) => {
+    if (args.length > 1) args[1] = translateText(args[1]);
+    return args;
+  });
+  wrapMethod(Document.prototype, 'write', (args) => args.map(translateText));
+  wrapMethod(Document.prototype, 'writeln', (args) => args.map(translateText));
+
+  // Cookies a script sets for the app's domain, and document.domain.
+  const cookie = Object.getOwnPropertyDescriptor(Document.prototype, 'cookie');
+  if (cookie && cookie.set) {
+    Object.defineProperty(Document.prototype, 'cookie', {
+      configurable: true,
+      enumerable: cookie.enumerable,
+      get: cookie.get,
+      set(value) {
+        cookie.set.call(this, String(value).replace(/(;\s*domain\s*=\s*\.?)([^;]+)/i, (m, lead, host) =>
+          isAppHost(host.trim()) ? lead + host.trim() + '.' + suffix : m));
+      },
+    });
+  }
+  const domain = Object.getOwnPropertyDescriptor(Document.prototype, 'domain');
+  if (domain && domain.set) {
+    Object.defineProperty(Document.prototype, 'domain', {
+      configurable: true,
+      enumerable: domain.enumerable,
+      get: domain.get,
+      set(value) { domain.set.call(this, isAppHost(value) ? value + '.' + suffix : value); },
+    });
+  }
+
+  root.__palisade = { translate, translateText };
+})(PALISADE);
