@@ -24,6 +24,8 @@ const MAX_USERINFO: usize = 128;
 enum Family {
     Plain,
     JsEscaped,
+    /// `\\/\\/`: JSON text inside a JS string literal, escaped twice.
+    JsDoubleEscaped,
     Unicode,
     Hex,
     Percent,
@@ -38,7 +40,7 @@ impl Family {
     /// How `:` may be written right before `//` in this family.
     fn colons(self) -> &'static [&'static [u8]] {
         match self {
-            Family::Plain | Family::JsEscaped => &[b":"],
+            Family::Plain | Family::JsEscaped | Family::JsDoubleEscaped => &[b":"],
             Family::Unicode => &[b":", b"\\u003a"],
             Family::Hex => &[b":", b"\\x3a"],
             Family::Percent => &[b"%3a"],
@@ -135,7 +137,11 @@ fn encoded_double_slash(
     Ok(match (a, b) {
         (b'/', b'/') => Some((Family::Plain, p, p + 2)),
         (b'/', b'\\') => {
-            if win.before(p.wrapping_sub(1)) == Some(b'\\') && win.starts_with(p + 1, b"\\/")? {
+            if win.ends_with(p, b"\\\\") && win.starts_with(p + 1, b"\\\\/")? {
+                Some((Family::JsDoubleEscaped, p - 2, p + 4))
+            } else if win.before(p.wrapping_sub(1)) == Some(b'\\')
+                && win.starts_with(p + 1, b"\\/")?
+            {
                 Some((Family::JsEscaped, p - 1, p + 3))
             } else {
                 None

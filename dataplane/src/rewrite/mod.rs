@@ -427,6 +427,12 @@ mod tests {
                 "\"https:\\/\\/demo.test\\/x\"",
                 "\"https:\\/\\/demo.test.proxy.test\\/x\"",
             ),
+            // JSON text inside a JS string literal (`JSON.parse("…")`):
+            // the slashes are escaped twice.
+            (
+                "JSON.parse(\"{\\\"u\\\":\\\"https:\\\\/\\\\/demo.test\\\\/x\\\"}\")",
+                "JSON.parse(\"{\\\"u\\\":\\\"https:\\\\/\\\\/demo.test.proxy.test\\\\/x\\\"}\")",
+            ),
             (
                 "'https:\\u002F\\u002Fdemo.test'",
                 "'https:\\u002F\\u002Fdemo.test.proxy.test'",
