@@ -13,6 +13,7 @@ pub mod origin;
 pub mod policies;
 pub mod procs;
 pub mod saas;
+pub mod saas_fidelity;
 pub mod samples;
 pub mod scenario;
 pub mod testing;

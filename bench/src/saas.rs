@@ -120,6 +120,11 @@ pub fn config(domain: &str) -> String {
     .to_string()
 }
 
+/// A downloadable text file holding the app's own URLs.
+pub fn notes(domain: &str) -> String {
+    format!("Notes\nSee https://app.{domain}/help and https:\\/\\/api.{domain}\\/x.\n")
+}
+
 fn has_session_cookie(req: &Request) -> bool {
     req.header("cookie")
         .is_some_and(|c| c.split(';').any(|p| p.trim() == "acme_sid=s3cr3t"))
@@ -154,7 +159,53 @@ fn handle(domain: &str, req: &Request) -> Reply {
             ("Vary".into(), "Origin".into()),
         ]
     };
+    use crate::saas_fidelity as fidelity;
+    if sub == "api" && req.method == "OPTIONS" {
+        // CORS preflight (Fetch §3.2.2) for the editor's JSON saves.
+        let mut headers = cors();
+        headers.push(("Access-Control-Allow-Methods".into(), "GET, POST".into()));
+        headers.push(("Access-Control-Allow-Headers".into(), "content-type".into()));
+        return with_headers(reply(204, "text/plain", Vec::new()), headers);
+    }
+    if sub == "api" && req.method == "POST" {
+        if let Some(same) = fidelity::save_is_exact(domain, path, req) {
+            return with_headers(fidelity::save_reply(same), cors());
+        }
+    }
+    let html_page = |html: &str| {
+        reply(
+            200,
+            "text/html; charset=utf-8",
+            html.replace("__DOMAIN__", domain),
+        )
+    };
     match (sub.as_str(), path) {
+        ("app", "/editor") => html_page(fidelity::EDITOR_PAGE),
+        ("app", "/builder") => html_page(fidelity::BUILDER_PAGE),
+        ("app", "/worker.js") => reply(200, "text/javascript", fidelity::WORKER_SCRIPT),
+        ("static", "/editor.js") => reply(200, "text/javascript", fidelity::EDITOR_SCRIPT),
+        ("static", "/builder.js") => reply(200, "text/javascript", fidelity::BUILDER_SCRIPT),
+        ("static", "/pixel.png") => reply(200, "image/png", fidelity::PIXEL),
+        ("api", "/api/doc") => with_headers(
+            reply(200, "application/json", fidelity::document(domain)),
+            cors(),
+        ),
+        ("api", "/api/events") => with_headers(
+            reply(200, "text/event-stream", "data: hello\n\n"),
+            cors(),
+        ),
+        ("api", "/api/beacon") => with_headers(reply(204, "text/plain", Vec::new()), cors()),
+        ("api", "/files/notes.txt") => with_headers(
+            Reply::Full {
+                status: 200,
+                headers: vec![
+                    ("Content-Type".into(), "text/plain".into()),
+                    ("Content-Disposition".into(), "attachment; filename=\"notes.txt\"".into()),
+                ],
+                body: notes(domain).into_bytes(),
+            },
+            cors(),
+        ),
         ("app", "/") => with_headers(
             reply(200, "text/html; charset=utf-8", page(domain)),
             vec![(

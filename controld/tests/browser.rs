@@ -360,6 +360,70 @@ fn a_browser_session_never_leaves_the_proxy() {
         "the blocked upload reached the app"
     );
 
+    // Fidelity: the editor loads a document holding the app's URLs and
+    // code, changes one word and saves it back through every channel; the
+    // app receives exactly the edit it would receive without the proxy,
+    // and a download arrives as the app wrote it.
+    step(&mut b, "the editor's saves", |b| {
+        b.navigate(&format!("{APP}/editor"))?;
+        b.wait_until("window.fidelity !== undefined", Duration::from_secs(20))
+    });
+    let fidelity = b.eval("window.fidelity").expect("fidelity");
+    let failures = b.failures();
+    for channel in ["json", "form", "multipart", "compressed", "websocket"] {
+        assert_eq!(
+            fidelity[channel],
+            serde_json::Value::Bool(true),
+            "{channel}: the app did not get its document back unchanged: {fidelity} {failures:?}"
+        );
+    }
+    assert_eq!(
+        fidelity["download"],
+        palisade_bench::saas::notes("saas.test"),
+        "the download differs from the app's copy"
+    );
+
+    // URLs the page's scripts build from pieces, used through every API:
+    // each request lands on a proxy host (checked with all the others
+    // below).
+    step(&mut b, "the builder's requests", |b| {
+        b.navigate(&format!("{APP}/builder"))?;
+        b.wait_until("window.built !== undefined", Duration::from_secs(20))
+    });
+    let built = b.eval("window.built").expect("built");
+    for api in [
+        "concat",
+        "template",
+        "json",
+        "atob",
+        "request",
+        "xhr",
+        "websocket",
+        "eventsource",
+        "beacon",
+    ] {
+        assert_eq!(
+            built[api],
+            serde_json::Value::Bool(true),
+            "{api} failed: {built}"
+        );
+    }
+    assert_eq!(built["worker"], "ran", "{built}");
+    assert_eq!(
+        built["location"],
+        format!("{APP}/builder?pushed=1"),
+        "{built}"
+    );
+    for via in ["src", "srcset", "html"] {
+        step(&mut b, "the builder's images", |b| {
+            b.wait_for("an image", Duration::from_secs(10), |e| {
+                e["method"] == "Network.responseReceived"
+                    && e["params"]["response"]["url"]
+                        == format!("https://static.saas.test.proxy.test/pixel.png?via={via}")
+            })
+        });
+    }
+
     // Every request the browser made went through the proxy (or to the
     // identity provider), and none failed.
     let idp_host = host_of(&rig.idp.issuer).to_string();

@@ -71,9 +71,20 @@ pub struct RequestIndex {
     pub fetch_dest: crate::rewrite::consumer::FetchDest,
     /// The app asks for data responses on this path to be rewritten.
     pub rewrite_data_path: bool,
+    /// `Origin` and `Access-Control-Request-Method` are present: with
+    /// OPTIONS, a CORS preflight ([`RequestIndex::is_cors_preflight`]).
+    pub has_origin: bool,
+    pub asks_preflight: bool,
 }
 
 impl RequestIndex {
+    /// A CORS-preflight request (Fetch §3.7.2): OPTIONS with `Origin` and
+    /// `Access-Control-Request-Method`. Browsers never send credentials
+    /// with one, so it cannot carry the proxy's sign-in cookie.
+    pub fn is_cors_preflight(self, upstream_head: &[u8]) -> bool {
+        self.has_origin && self.asks_preflight && self.method(upstream_head) == b"OPTIONS"
+    }
+
     /// The method out of the upstream head.
     pub fn method(self, upstream_head: &[u8]) -> &[u8] {
         let end = (self.target.0 as usize).saturating_sub(1);

@@ -376,6 +376,7 @@ pub fn prepare_request(
             // Re-written below, after the values earlier proxies sent.
             FieldName::XForwardedFor | FieldName::Forwarded => continue,
             FieldName::Origin | FieldName::Referer => {
+                index.has_origin |= kind == FieldName::Origin;
                 if let Some(v) = hosts::unwrap_proxy_hosts(&routes.hosts, h.value) {
                     push_field(out, name, &v);
                     continue;
@@ -416,6 +417,7 @@ pub fn prepare_request(
                 index.accepts_html |= memchr::memmem::find(h.value, b"text/html").is_some();
             }
             FieldName::Other => {
+                index.asks_preflight |= name.eq_ignore_ascii_case(b"access-control-request-method");
                 if let Some((user, groups)) = trusted_headers {
                     let is_user = name.eq_ignore_ascii_case(user);
                     let is_groups = !groups.is_empty() && name.eq_ignore_ascii_case(groups);

@@ -57,7 +57,11 @@ pub async fn identity(x: &mut Exchange<'_>) -> Step {
         return not_found(x, "No such proxy path.");
     }
     let signed_in = signed_in_user(x, identity::now_unix(), oidc.is_some());
-    if app.login_required && signed_in.is_none() {
+    // A CORS preflight carries no cookies (Fetch §3.7.2): it goes to the
+    // app as an anonymous request (access policies still decide), or no
+    // cross-origin API call of a signed-in user could ever be made.
+    let preflight = x.req.index.is_cors_preflight(&x.upstream_head);
+    if app.login_required && signed_in.is_none() && !preflight {
         return sign_in_required(x, oidc);
     }
     x.admitted.signed_in = signed_in;
