@@ -182,6 +182,7 @@ fn handle(domain: &str, req: &Request) -> Reply {
     match (sub.as_str(), path) {
         ("app", "/editor") => html_page(fidelity::EDITOR_PAGE),
         ("app", "/builder") => html_page(fidelity::BUILDER_PAGE),
+        ("app", "/escape") => html_page(fidelity::ESCAPE_PAGE),
         ("app", "/worker.js") => reply(200, "text/javascript", fidelity::WORKER_SCRIPT),
         ("static", "/editor.js") => reply(200, "text/javascript", fidelity::EDITOR_SCRIPT),
         ("static", "/builder.js") => reply(200, "text/javascript", fidelity::BUILDER_SCRIPT),

@@ -152,6 +152,15 @@ pub const BUILDER_SCRIPT: &str = r#"// Acme Builder: the app's URLs built from p
 })();
 "#;
 
+/// A page whose inline script deliberately escapes to a host that is no
+/// app's (nothing can translate it): the leak guard must report it.
+pub const ESCAPE_PAGE: &str = r#"<!doctype html>
+<html><head><meta charset="utf-8"><title>Acme Escape</title></head><body><h1>Escape</h1>
+<script>
+fetch('https://escape.example/beacon', { mode: 'no-cors' }).catch(() => {}).finally(() => { window.escaped = true; });
+</script></body></html>
+"#;
+
 pub const WORKER_SCRIPT: &str = r#"// A worker asking the API for its user.
 fetch('/api/me').then(() => postMessage('ran'), () => postMessage('ran'));
 "#;

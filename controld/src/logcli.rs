@@ -359,6 +359,8 @@ pub struct ReportRow {
     pub bytes_down: i64,
     pub blocked: i64,
     pub activities: i64,
+    /// Requests the leak guard saw escape the proxy (`leak` activities).
+    pub leaks: i64,
 }
 
 /// Requests, users, bytes and blocked counts per app, user or IP.
@@ -377,7 +379,8 @@ pub fn report(state_dir: &Path, filter: &Filter, by: By) -> Result<Vec<ReportRow
          coalesce(sum(bytes_up) FILTER (WHERE kind = 'traffic'), 0), \
          coalesce(sum(bytes_down) FILTER (WHERE kind = 'traffic'), 0), \
          count(*) FILTER (WHERE kind = 'traffic' AND action = 'block'), \
-         count(*) FILTER (WHERE kind = 'activity') \
+         count(*) FILTER (WHERE kind = 'activity'), \
+         count(*) FILTER (WHERE kind = 'activity' AND activity = 'leak') \
          {clause} GROUP BY {key} ORDER BY 2 DESC, 1"
     );
     let mut st = conn.prepare(&sql).map_err(|e| e.to_string())?;
@@ -391,6 +394,7 @@ pub fn report(state_dir: &Path, filter: &Filter, by: By) -> Result<Vec<ReportRow
                 bytes_down: r.get(4)?,
                 blocked: r.get(5)?,
                 activities: r.get(6)?,
+                leaks: r.get(7)?,
             })
         })
         .map_err(|e| e.to_string())?;
@@ -405,14 +409,14 @@ pub fn render_report(rows: &[ReportRow], by: By) -> String {
         By::Ip => "client ip",
     };
     let mut out = format!(
-        "{head:<28} {:>10} {:>6} {:>14} {:>14} {:>8} {:>10}\n",
-        "requests", "users", "bytes up", "bytes down", "blocked", "activities"
+        "{head:<28} {:>10} {:>6} {:>14} {:>14} {:>8} {:>10} {:>6}\n",
+        "requests", "users", "bytes up", "bytes down", "blocked", "activities", "leaks"
     );
     for r in rows {
         let key = if r.key.is_empty() { "-" } else { &r.key };
         out.push_str(&format!(
-            "{key:<28} {:>10} {:>6} {:>14} {:>14} {:>8} {:>10}\n",
-            r.requests, r.users, r.bytes_up, r.bytes_down, r.blocked, r.activities
+            "{key:<28} {:>10} {:>6} {:>14} {:>14} {:>8} {:>10} {:>6}\n",
+            r.requests, r.users, r.bytes_up, r.bytes_down, r.blocked, r.activities, r.leaks
         ));
     }
     out

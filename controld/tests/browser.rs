@@ -24,6 +24,8 @@ use support::{Env, Origin, OriginConfig, Proc};
 
 const KEY_HEX: &str = "3f1c0e5a3b2d4f6071829a0b1c2d3e4f5061728394a5b6c7d8e9f00112233446";
 const APP: &str = "https://app.saas.test.proxy.test";
+/// Where the escaping page goes (no app owns the host).
+const ESCAPE: &str = "https://escape.example/beacon";
 
 struct Rig {
     env: Env,
@@ -424,8 +426,47 @@ fn a_browser_session_never_leaves_the_proxy() {
         });
     }
 
+    // A page that deliberately escapes (to a host no app owns, which
+    // nothing translates): the leak guard reports it as a `leak` record.
+    step(&mut b, "the escaping page", |b| {
+        b.navigate(&format!("{APP}/escape"))?;
+        b.wait_until("window.escaped === true", Duration::from_secs(20))
+    });
+    let mut leaks: Vec<serde_json::Value> = Vec::new();
+    support::eventually("the leak record", || {
+        leaks = rig
+            .env
+            .export(&["--kind", "activity"])
+            .into_iter()
+            .filter(|r| r["activity"] == "leak")
+            .collect();
+        !leaks.is_empty()
+    });
+    assert_eq!(leaks.len(), 1, "one leak, the deliberate one: {leaks:?}");
+    let detail = leaks[0]["detail"].as_str().unwrap_or("");
+    assert!(
+        detail.contains("url=https://escape.example/beacon")
+            && detail.contains(&format!("page={APP}/escape")),
+        "{}",
+        leaks[0]
+    );
+    assert_eq!(leaks[0]["user"], "alice", "{}", leaks[0]);
+    // ...and counted in the traffic report.
+    let out = std::process::Command::new(support::controld_bin())
+        .args(["report", "--json", "--state-dir"])
+        .arg(rig.env.path("state"))
+        .output()
+        .expect("controld report");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("report JSON");
+    let saas = report
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["key"] == "saas"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(saas["leaks"], 1, "{report}");
+
     // Every request the browser made went through the proxy (or to the
-    // identity provider), and none failed.
+    // identity provider), and none failed; but the deliberate escape.
     let idp_host = host_of(&rig.idp.issuer).to_string();
     let requests = b.requests();
     assert!(
@@ -439,7 +480,7 @@ fn a_browser_session_never_leaves_the_proxy() {
         })
         .filter(|(url, _)| {
             let host = host_of(url);
-            !(host.ends_with(".proxy.test") || host == idp_host)
+            !(host.ends_with(".proxy.test") || host == idp_host || url == ESCAPE)
         })
         .map(|(url, page)| format!("{url} (from {page})"))
         .collect();
@@ -453,7 +494,7 @@ fn a_browser_session_never_leaves_the_proxy() {
         .into_iter()
         // A navigation that turns into a download is aborted by design.
         .filter(|(url, error, _)| {
-            !(error == "net::ERR_ABORTED" && url.ends_with("/files/report.csv"))
+            !(error == "net::ERR_ABORTED" && url.ends_with("/files/report.csv")) && url != ESCAPE
         })
         .map(|(url, error, page)| format!("{url}: {error} (from {page})"))
         .collect();

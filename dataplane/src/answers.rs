@@ -87,6 +87,12 @@ pub fn own_response(
     }
 }
 
+/// 204 No Content (a report received).
+pub fn no_content(out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 204 No Content\r\nCache-Control: no-store\r\n\r\n");
+}
+
 /// The client instrumentation script. Its URL carries the snapshot
 /// version, so it may be cached for good; private: it is the same for
 /// every user but lists the policy's app domains.

@@ -33,8 +33,10 @@ pub struct AppRoute {
     pub oidc: Option<Box<crate::identity::OidcProvider>>,
     /// How the app's downloads, uploads and custom activities look.
     pub profile: palisade_schema::session::AppProfile,
-    /// Data responses rewritten anyway.
-    pub rewrite_data: palisade_schema::policy::DataRewrite,
+    /// `[app.rewrite]`: data rewritten anyway, the leak guard.
+    pub rewrite: palisade_schema::policy::RewriteSettings,
+    /// The leak guard's header line for the app's documents (empty: off).
+    pub leak_guard: Box<[u8]>,
 }
 
 /// The connection target of an app, resolved as far as it can be ahead of
@@ -241,7 +243,9 @@ impl Snapshot {
                     None => None,
                 },
                 profile: app.profile.clone(),
-                rewrite_data: app.rewrite_data.clone(),
+                rewrite: app.rewrite.clone(),
+                leak_guard: crate::client::leak_guard_header(policy.suffix.as_str(), &app.rewrite)
+                    .into_boxed_slice(),
             });
         }
         let app_domains = policy

@@ -526,7 +526,21 @@ fn data_and_downloads_pass_through_byte_for_byte() {
                 Some("script-src https://demo-cdn.test.proxy.test"),
                 "{what}"
             );
+            assert_eq!(
+                resp.header("content-security-policy-report-only"),
+                None,
+                "{what}"
+            );
         } else {
+            // The leak guard: report-only by default, proxy hosts only.
+            let guard = resp
+                .header("content-security-policy-report-only")
+                .unwrap_or_default();
+            assert!(
+                guard.starts_with("default-src 'self' https://*.proxy.test:* wss://*.proxy.test:*")
+                    && guard.ends_with("report-uri /.palisade/csp-report"),
+                "{what}: {guard:?}"
+            );
             let text = resp.text();
             assert!(
                 text.starts_with("<!doctype html><script src=\"/.palisade/client.js?v="),

@@ -75,6 +75,7 @@ fn heads(c: &mut Criterion) {
                         max_header_bytes: 65536,
                         rewrite_bodies: false,
                         data_types: &[],
+                        leak_guard: b"",
                     },
                     &mut out,
                 )

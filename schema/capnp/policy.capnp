@@ -301,16 +301,29 @@ struct App {
   # How the app's downloads, uploads and custom activities look (session
   # control); unset lists: the defaults.
 
-  rewriteData @11 :DataRewrite;
-  # Data responses (what the page's scripts read: fetch, XHR) that are
-  # rewritten anyway; unset: none, data passes through untouched.
+  rewrite @11 :RewriteSettings;
+  # How the app's responses are rewritten beyond the defaults; unset:
+  # data passes through untouched, the leak guard reports.
 }
 
-struct DataRewrite {
-  paths @0 :List(Text);
+struct RewriteSettings {
+  dataPaths @0 :List(Text);
   # Path globs (`*`, `?`) of requests whose data responses are rewritten.
-  contentTypes @1 :List(Text);
+  dataContentTypes @1 :List(Text);
   # Lower-case `type/subtype` of data responses that are rewritten.
+  leakGuard @2 :LeakGuard;
+  # The Content-Security-Policy the proxy adds to the app's documents,
+  # allowing network destinations on proxy hosts only.
+  leakAllow @3 :List(Text);
+  # Further CSP sources the leak guard allows (`https://cdn.example`).
+}
+
+enum LeakGuard {
+  report @0;
+  # Report-only: escapes are logged as `leak` activities.
+  enforce @1;
+  # Escapes are blocked by the browser, and logged.
+  off @2;
 }
 
 struct Upstream {

@@ -22,7 +22,7 @@ pub use generated::{control_capnp, policy_capnp};
 /// The whole policy and its compiler.
 pub mod policy {
     pub use crate::model::app::{
-        check_bare_host_context, App, DataRewrite, MAX_BARE_HOST_CONTEXTS,
+        check_bare_host_context, App, LeakGuard, RewriteSettings, MAX_BARE_HOST_CONTEXTS,
         MAX_BARE_HOST_CONTEXT_LEN,
     };
     pub use crate::model::names::{DnsName, IpRange, IpTag, Scheme, Upstream, UpstreamHost};

@@ -45,6 +45,92 @@ impl Instrumentation {
     }
 }
 
+/// Where browsers send the leak guard's violation reports.
+pub const REPORT_PATH: &str = "/.palisade/csp-report";
+
+/// The leak guard's header line for an app's documents (empty when it is
+/// off): every fetch directive falls back to `default-src` (CSP Level 3
+/// §6.1), which allows the proxy's hosts on any port, `data:`, `blob:`,
+/// inline code and the operator's extra sources; `form-action`, which
+/// does not fall back, likewise. It restricts only where requests go,
+/// never what runs, so it can be enforced without breaking the app's
+/// scripts.
+pub fn leak_guard_header(
+    suffix: &str,
+    settings: &palisade_schema::policy::RewriteSettings,
+) -> Vec<u8> {
+    use palisade_schema::policy::LeakGuard;
+    let name = match settings.leak_guard {
+        LeakGuard::Report => "Content-Security-Policy-Report-Only",
+        LeakGuard::Enforce => "Content-Security-Policy",
+        LeakGuard::Off => return Vec::new(),
+    };
+    let suffix = suffix.to_ascii_lowercase();
+    let mut sources = format!(
+        "'self' https://*.{suffix}:* wss://*.{suffix}:* http://*.{suffix}:* ws://*.{suffix}:* data: blob:"
+    );
+    for extra in &settings.leak_allow {
+        sources.push(' ');
+        sources.push_str(extra);
+    }
+    format!(
+        "{name}: default-src {sources} 'unsafe-inline' 'unsafe-eval'; form-action {sources}; report-uri {REPORT_PATH}\r\n"
+    )
+    .into_bytes()
+}
+
+/// One violation a browser reported: what was blocked (or would have
+/// been), from which page, under which directive.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Violation {
+    pub blocked: String,
+    pub page: String,
+    pub directive: String,
+    /// The policy was enforced (else report-only).
+    pub enforced: bool,
+}
+
+/// Parses a violation report: the `report-uri` form (`application/csp-report`,
+/// CSP Level 2 §4.4: `{"csp-report": {...}}`) or the Reporting API's list
+/// (`application/reports+json`: `[{"type": "csp-violation", "body": {...}}]`).
+pub fn parse_report(body: &[u8]) -> Vec<Violation> {
+    let Ok(doc) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return Vec::new();
+    };
+    let text = |v: &serde_json::Value, keys: &[&str]| {
+        keys.iter()
+            .find_map(|k| v.get(*k).and_then(|x| x.as_str()))
+            .unwrap_or("")
+            .chars()
+            .take(2048)
+            .collect::<String>()
+    };
+    let one = |r: &serde_json::Value| Violation {
+        blocked: text(r, &["blocked-uri", "blockedURL"]),
+        page: text(r, &["document-uri", "documentURL"]),
+        directive: text(
+            r,
+            &[
+                "effective-directive",
+                "effectiveDirective",
+                "violated-directive",
+            ],
+        ),
+        enforced: text(r, &["disposition"]) == "enforce",
+    };
+    match &doc {
+        serde_json::Value::Object(_) => doc.get("csp-report").map(one).into_iter().collect(),
+        serde_json::Value::Array(list) => list
+            .iter()
+            .filter(|r| r.get("type").and_then(|t| t.as_str()) == Some("csp-violation"))
+            .filter_map(|r| r.get("body"))
+            .take(16)
+            .map(one)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// Adds `'self'` to the directive that governs scripts in each policy of a
 /// Content-Security-Policy value (`script-src-elem`, else `script-src`,
 /// else `default-src`; CSP Level 3 §6.1), so the injected same-origin
@@ -134,5 +220,51 @@ mod tests {
             let got = allow_script(value.as_bytes()).map(|v| String::from_utf8(v).unwrap());
             assert_eq!(got.as_deref(), *want, "{value}");
         }
+    }
+}
+
+#[cfg(test)]
+mod leak_tests {
+    use super::*;
+    use palisade_schema::policy::{LeakGuard, RewriteSettings};
+
+    #[test]
+    fn the_leak_guard_allows_proxy_hosts_only() {
+        let mut s = RewriteSettings::default();
+        let line = String::from_utf8(leak_guard_header("Proxy.Test", &s)).unwrap();
+        assert!(line.starts_with("Content-Security-Policy-Report-Only: default-src 'self' https://*.proxy.test:* wss://*.proxy.test:*"), "{line}");
+        assert!(
+            line.ends_with("report-uri /.palisade/csp-report\r\n"),
+            "{line}"
+        );
+        s.leak_guard = LeakGuard::Enforce;
+        s.leak_allow = vec!["https://cdn.example".into()];
+        let line = String::from_utf8(leak_guard_header("proxy.test", &s)).unwrap();
+        assert!(line.starts_with("Content-Security-Policy: "), "{line}");
+        assert!(
+            line.contains("blob: https://cdn.example 'unsafe-inline'"),
+            "{line}"
+        );
+        s.leak_guard = LeakGuard::Off;
+        assert!(leak_guard_header("proxy.test", &s).is_empty());
+    }
+
+    #[test]
+    fn reports_of_both_formats_are_read() {
+        let classic = br#"{"csp-report":{"document-uri":"https://app.a.test.p.test/x","blocked-uri":"https://evil.example/y","effective-directive":"connect-src","disposition":"report"}}"#;
+        assert_eq!(
+            parse_report(classic),
+            vec![Violation {
+                blocked: "https://evil.example/y".into(),
+                page: "https://app.a.test.p.test/x".into(),
+                directive: "connect-src".into(),
+                enforced: false,
+            }]
+        );
+        let api = br#"[{"type":"csp-violation","body":{"documentURL":"https://p/x","blockedURL":"https://e/y","effectiveDirective":"img-src","disposition":"enforce"}},{"type":"deprecation","body":{}}]"#;
+        let got = parse_report(api);
+        assert_eq!(got.len(), 1);
+        assert!(got[0].enforced && got[0].blocked == "https://e/y");
+        assert!(parse_report(b"not json").is_empty());
     }
 }

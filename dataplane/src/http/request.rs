@@ -331,8 +331,8 @@ pub fn prepare_request(
         reserved: path_and_query.starts_with(crate::identity::RESERVED_PREFIX),
         safe_method: matches!(method, b"GET" | b"HEAD"),
         rewrite_data_path: routes.apps.get(app).is_some_and(|a| {
-            a.rewrite_data
-                .paths
+            a.rewrite
+                .data_paths
                 .iter()
                 .any(|g| palisade_schema::session::glob_matches(g.as_bytes(), path_only, false))
         }),

@@ -141,6 +141,8 @@ pub struct ResponseLimits<'a> {
     /// The app's data responses of these types (lower-case essences) are
     /// rewritten too.
     pub data_types: &'a [String],
+    /// The leak guard's header line, added to instrumented documents.
+    pub leak_guard: &'a [u8],
 }
 
 /// Parses the response head at the start of `buf` and writes the client
@@ -156,6 +158,7 @@ pub fn prepare_response(
         max_header_bytes,
         rewrite_bodies,
         data_types,
+        leak_guard,
     } = limits;
     let mut storage = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() };
         super::request::MAX_HEADERS_CEILING];
@@ -399,6 +402,11 @@ pub fn prepare_response(
     if rewrite.is_some_and(|p| p.from.is_some()) && !varies_on_accept_encoding {
         push_field(out, b"Vary", b"Accept-Encoding");
     }
+    if rewrite.is_some_and(|p| p.instrument) {
+        // The leak guard: a policy allowing proxy hosts only, so a URL
+        // that escaped every rewriting is reported, not silent.
+        out.extend_from_slice(leak_guard);
+    }
     match client_framing {
         ClientFraming::Length(n) => push_field(out, b"Content-Length", itoa(n).as_bytes()),
         ClientFraming::Chunked => push_field(out, b"Transfer-Encoding", b"chunked"),
@@ -458,6 +466,7 @@ mod tests {
             max_header_bytes: 1024,
             rewrite_bodies: true,
             data_types: &[],
+            leak_guard: b"",
         };
         let hosts = &fuzz_routes().hosts;
         prepare_response(head.as_bytes(), req, hosts, limits, &mut Vec::new())

@@ -215,7 +215,8 @@ async fn read_response(
     let shape = ResponseLimits {
         max_header_bytes: limits.max_response_header_bytes,
         rewrite_bodies: limits.rewrite_bodies,
-        data_types: &x.snap.apps[x.req.app].rewrite_data.content_types,
+        data_types: &x.snap.apps[x.req.app].rewrite.data_content_types,
+        leak_guard: &x.snap.apps[x.req.app].leak_guard,
     };
     let deadline = Instant::now() + limits.response_timeout;
     let mut received_any = false;

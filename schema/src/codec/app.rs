@@ -12,7 +12,9 @@ use super::access::{
 use super::error::SnapshotError;
 use super::fields::{invalid, known, set_texts, text, text_lists, texts};
 use super::session::{decode_profile, encode_profile};
-use crate::model::app::{check_bare_host_context, App, DataRewrite, MAX_BARE_HOST_CONTEXTS};
+use crate::model::app::{
+    check_bare_host_context, App, LeakGuard, RewriteSettings, MAX_BARE_HOST_CONTEXTS,
+};
 use crate::model::names::{DnsName, Scheme, Upstream, UpstreamHost};
 use crate::policy_capnp;
 
@@ -42,12 +44,19 @@ pub(crate) fn encode_app(mut a: policy_capnp::app::Builder<'_>, app: &App) {
     if app.profile != Default::default() {
         encode_profile(a.reborrow().init_profile(), &app.profile);
     }
-    if !app.rewrite_data.is_empty() {
-        let mut r = a.reborrow().init_rewrite_data();
+    if !app.rewrite.is_default() {
+        let settings = &app.rewrite;
+        let mut r = a.reborrow().init_rewrite();
         text_lists!(r;
-            init_paths: app.rewrite_data.paths,
-            init_content_types: app.rewrite_data.content_types,
+            init_data_paths: settings.data_paths,
+            init_data_content_types: settings.data_content_types,
+            init_leak_allow: settings.leak_allow,
         );
+        r.set_leak_guard(match settings.leak_guard {
+            LeakGuard::Report => policy_capnp::LeakGuard::Report,
+            LeakGuard::Enforce => policy_capnp::LeakGuard::Enforce,
+            LeakGuard::Off => policy_capnp::LeakGuard::Off,
+        });
     }
     let mut up = a.init_upstream();
     up.set_ca_certificates_pem(&app.ca_certificates_pem);
@@ -132,14 +141,27 @@ pub(crate) fn decode_app(
         login_required: a.get_login_required(),
         oidc: decode_app_oidc(a.get_has_oidc(), a.get_oidc())?,
         profile: decode_profile(a.has_profile(), a.get_profile())?,
-        rewrite_data: if a.has_rewrite_data() {
-            let r = a.get_rewrite_data()?;
-            DataRewrite {
-                paths: texts(r.get_paths())?,
-                content_types: texts(r.get_content_types())?,
+        rewrite: if a.has_rewrite() {
+            let r = a.get_rewrite()?;
+            let leak_allow = texts(r.get_leak_allow())?;
+            if leak_allow
+                .iter()
+                .any(|s| s.is_empty() || s.contains([' ', ';', ',', '\'', '"']))
+            {
+                return Err(bad("leak_allow: not one CSP source expression".into()));
+            }
+            RewriteSettings {
+                data_paths: texts(r.get_data_paths())?,
+                data_content_types: texts(r.get_data_content_types())?,
+                leak_guard: match known(r.get_leak_guard())? {
+                    policy_capnp::LeakGuard::Report => LeakGuard::Report,
+                    policy_capnp::LeakGuard::Enforce => LeakGuard::Enforce,
+                    policy_capnp::LeakGuard::Off => LeakGuard::Off,
+                },
+                leak_allow,
             }
         } else {
-            DataRewrite::default()
+            RewriteSettings::default()
         },
         ..App::new(name, domains, upstream)
     })

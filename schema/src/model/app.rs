@@ -29,23 +29,51 @@ pub struct App {
     pub oidc: Option<Oidc>,
     /// How the app's downloads, uploads and custom activities look.
     pub profile: AppProfile,
-    /// Data responses rewritten anyway (by default data passes through).
-    pub rewrite_data: DataRewrite,
+    /// `[app.rewrite]`: data rewritten anyway, the leak guard.
+    pub rewrite: RewriteSettings,
 }
 
-/// The data responses of an app that are rewritten although scripts, not
-/// the browser, read them: for apps that need their API's URLs rewritten.
+/// How an app's responses are rewritten beyond the defaults.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct DataRewrite {
-    /// Path globs (`*`, `?`, starting with `/`) of the requests.
-    pub paths: Vec<String>,
-    /// Lower-case `type/subtype` without parameters.
-    pub content_types: Vec<String>,
+pub struct RewriteSettings {
+    /// Path globs (`*`, `?`, starting with `/`) of requests whose data
+    /// responses (what scripts read) are rewritten although data passes
+    /// through by default: for apps that need their API's URLs rewritten.
+    pub data_paths: Vec<String>,
+    /// Lower-case `type/subtype` of data responses rewritten anyway.
+    pub data_content_types: Vec<String>,
+    pub leak_guard: LeakGuard,
+    /// Further Content-Security-Policy sources the leak guard allows.
+    pub leak_allow: Vec<String>,
 }
 
-impl DataRewrite {
-    pub fn is_empty(&self) -> bool {
-        self.paths.is_empty() && self.content_types.is_empty()
+/// The Content-Security-Policy the proxy adds to an app's documents: it
+/// allows network destinations on proxy hosts only, so a URL that
+/// escaped every rewriting is reported (or blocked), never silent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LeakGuard {
+    /// `Content-Security-Policy-Report-Only`: escapes are logged.
+    #[default]
+    Report,
+    /// `Content-Security-Policy`: escapes are blocked and logged.
+    Enforce,
+    Off,
+}
+
+impl LeakGuard {
+    pub fn parse(text: &str) -> Option<LeakGuard> {
+        Some(match text {
+            "report" => LeakGuard::Report,
+            "enforce" => LeakGuard::Enforce,
+            "off" => LeakGuard::Off,
+            _ => return None,
+        })
+    }
+}
+
+impl RewriteSettings {
+    pub fn is_default(&self) -> bool {
+        *self == RewriteSettings::default()
     }
 }
 
@@ -67,7 +95,7 @@ impl App {
             login_required: true,
             oidc: None,
             profile: AppProfile::default(),
-            rewrite_data: DataRewrite::default(),
+            rewrite: RewriteSettings::default(),
         }
     }
 }

@@ -196,7 +196,7 @@ pub(crate) fn compile_apps(
             .as_ref()
             .map(|p| compile_profile(p, report))
             .unwrap_or_default();
-        let rewrite_data = app_src
+        let rewrite = app_src
             .rewrite
             .as_ref()
             .map(|r| compile_rewrite(r, report))
@@ -210,7 +210,7 @@ pub(crate) fn compile_apps(
             // Settled by the caller, once identity is known.
             login_required: app_src.login.unwrap_or(true),
             profile,
-            rewrite_data,
+            rewrite,
             ..App::new(name, domains, upstream)
         });
     }

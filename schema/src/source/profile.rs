@@ -8,7 +8,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::report::Report;
-use crate::model::app::DataRewrite;
+use crate::model::app::{LeakGuard, RewriteSettings};
 use crate::model::session::{AppProfile, CustomActivity, BUILT_IN_ACTIVITIES};
 
 #[derive(Deserialize)]
@@ -114,7 +114,7 @@ pub(crate) fn check_content_types(list: &[Spanned<String>], report: Report<'_>) 
     types
 }
 
-/// `[app.rewrite]`: data responses rewritten anyway.
+/// `[app.rewrite]`: data responses rewritten anyway, the leak guard.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RewriteSource {
@@ -122,16 +122,50 @@ pub(crate) struct RewriteSource {
     data_paths: Vec<Spanned<String>>,
     #[serde(default)]
     data_content_types: Vec<Spanned<String>>,
+    leak_guard: Option<Spanned<String>>,
+    #[serde(default)]
+    leak_allow: Vec<Spanned<String>>,
 }
 
-pub(crate) fn compile_rewrite(source: &Spanned<RewriteSource>, report: Report<'_>) -> DataRewrite {
+pub(crate) fn compile_rewrite(
+    source: &Spanned<RewriteSource>,
+    report: Report<'_>,
+) -> RewriteSettings {
     let s = source.get_ref();
-    DataRewrite {
-        paths: s
+    let leak_guard = match &s.leak_guard {
+        None => LeakGuard::default(),
+        Some(v) => LeakGuard::parse(v.get_ref()).unwrap_or_else(|| {
+            report(
+                v.span(),
+                format!(
+                    "unknown leak_guard {:?} (report, enforce, off)",
+                    v.get_ref()
+                ),
+            );
+            LeakGuard::default()
+        }),
+    };
+    let mut leak_allow = Vec::new();
+    for a in &s.leak_allow {
+        let text = a.get_ref().trim();
+        // One CSP source expression: no spaces, separators or quotes that
+        // would end it or start another directive.
+        if text.is_empty() || text.contains([' ', ';', ',', '\'', '"']) {
+            report(
+                a.span(),
+                format!("leak_allow {text:?}: one CSP source expression"),
+            );
+        }
+        leak_allow.push(text.to_string());
+    }
+    RewriteSettings {
+        data_paths: s
             .data_paths
             .iter()
             .map(|p| check_path_glob(p, report))
             .collect(),
-        content_types: check_content_types(&s.data_content_types, report),
+        data_content_types: check_content_types(&s.data_content_types, report),
+        leak_guard,
+        leak_allow,
     }
 }

@@ -46,6 +46,9 @@ pub async fn identity(x: &mut Exchange<'_>) -> Step {
             x.admitted = Admitted::undecided(x.conn);
             return Step::Respond(200);
         }
+        if path_only == crate::client::REPORT_PATH.as_bytes() {
+            return leak_report(x, oidc.is_some()).await;
+        }
         if path_only == identity::LOGOUT_PATH.as_bytes() {
             let host = x.req.app_host.as_str();
             let domain = snap.hosts.cookie_domain(x.req.app, host);
@@ -197,4 +200,50 @@ fn sign_in_required(x: &mut Exchange<'_>, oidc: Option<&OidcProvider>) -> Step {
     };
     answers::sign_in_required(&mut x.out, message, index.wants_json, with_body);
     Step::Respond(401)
+}
+
+/// Largest violation report read (bytes); browsers send a few hundred.
+const MAX_REPORT_BODY: u64 = 16 * 1024;
+
+/// A leak guard violation report: each violation becomes a `leak`
+/// activity record (blocked if the policy was enforced, else audited) with
+/// the escaped URL, the page and the directive. Answered 204 either way.
+async fn leak_report(x: &mut Exchange<'_>, oidc: bool) -> Step {
+    let signed_in = signed_in_user(x, identity::now_unix(), oidc);
+    x.consume_head();
+    x.admitted = Admitted::undecided(x.conn);
+    x.admitted.signed_in = signed_in;
+    let body = match x.req.framing {
+        crate::http::Framing::Length(n) if n <= MAX_REPORT_BODY => {
+            sign_in::read_small_body(x, n as usize).await
+        }
+        _ => None,
+    };
+    let Some(body) = body else {
+        answers::error_response(
+            &mut x.out,
+            400,
+            "a violation report is a JSON body of at most 16 KiB",
+            !x.req.is_head,
+        );
+        return Step::Respond(400);
+    };
+    if let Some(v) = crate::client::parse_report(&body).into_iter().next() {
+        use palisade_schema::logrec::Action;
+        x.served.activity = Some(crate::proxy::exchange::ActivityNote {
+            name: "leak".into(),
+            action: Some(if v.enforced {
+                Action::Block
+            } else {
+                Action::Audit
+            }),
+            detail: format!(
+                "url={} page={} directive={}",
+                v.blocked, v.page, v.directive
+            ),
+            ..Default::default()
+        });
+    }
+    answers::no_content(&mut x.out);
+    Step::Respond(204)
 }

@@ -32,21 +32,28 @@ pub async fn callback(x: &mut Exchange<'_>) -> Step {
             return Step::Respond(400);
         }
     };
+    let Some(form) = read_small_body(x, len).await else {
+        answers::error_response(&mut x.out, 400, "the sign-in form did not arrive", true);
+        return Step::Respond(400);
+    };
+    let status = complete(x, &host, &login_cookie, &form);
+    Step::Respond(status)
+}
+
+/// Reads a body of `len` bytes the proxy answers itself (bounded by the
+/// caller), within the body timeout; `None` when it does not arrive.
+pub(super) async fn read_small_body(x: &mut Exchange<'_>, len: usize) -> Option<Vec<u8>> {
     let deadline = Instant::now() + x.core.limits.body_timeout;
     while x.client.buffered().len() < len {
         let left = deadline.saturating_duration_since(Instant::now());
         match within(left, x.client.fill(len.max(CLIENT_BUFFER))).await {
             Ok(n) if n > 0 => {}
-            _ => {
-                answers::error_response(&mut x.out, 400, "the sign-in form did not arrive", true);
-                return Step::Respond(400);
-            }
+            _ => return None,
         }
     }
-    let form = x.client.buffered()[..len].to_vec();
+    let body = x.client.buffered()[..len].to_vec();
     x.client.consume(len);
-    let status = complete(x, &host, &login_cookie, &form);
-    Step::Respond(status)
+    Some(body)
 }
 
 /// Checks the posted token and writes the answer; returns its status.
