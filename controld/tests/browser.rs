@@ -92,6 +92,13 @@ message = "Card numbers stay in Acme Files."
 detectors = ["credit_card"]
 
 [[session_policy]]
+name = "no copying for alice"
+control = "block_activities"
+users = ["alice"]
+activities = ["copy", "paste", "print"]
+message = "Copying is not allowed in Acme Files."
+
+[[session_policy]]
 name = "no card numbers in"
 control = "control_upload"
 action = "block"
@@ -426,6 +433,54 @@ fn a_browser_session_never_leaves_the_proxy() {
         });
     }
 
+    // Browser activities: copy, paste and print are stopped for alice and
+    // logged; cut is no policy's business.
+    step(&mut b, "back to the app", |b| {
+        b.navigate(&format!("{APP}/"))?;
+        b.wait_until("document.title === 'Acme Files'", Duration::from_secs(10))
+    });
+    const TRY_ACTIVITIES: &str = "['copy', 'cut', 'paste'].map((k) => document.dispatchEvent(new ClipboardEvent(k, { bubbles: true, cancelable: true }))).concat([window.print() === undefined])";
+    let allowed = b.eval(TRY_ACTIVITIES).expect("activities");
+    assert_eq!(
+        allowed,
+        serde_json::json!([false, true, false, true]),
+        "copy and paste prevented, cut allowed"
+    );
+    step(&mut b, "the notice of a blocked copy", |b| {
+        b.wait_until(
+            "(document.getElementById('palisade-notice') || {}).textContent === 'Copying is not allowed in Acme Files.'",
+            Duration::from_secs(10),
+        )
+    });
+    let mut browser_records: Vec<serde_json::Value> = Vec::new();
+    support::eventually("the browser activities in the log", || {
+        browser_records = rig
+            .env
+            .export(&["--kind", "activity"])
+            .into_iter()
+            .filter(|r| {
+                matches!(
+                    r["activity"].as_str(),
+                    Some("copy" | "cut" | "paste" | "print")
+                )
+            })
+            .collect();
+        browser_records.len() >= 3
+    });
+    for activity in ["copy", "paste", "print"] {
+        assert!(
+            browser_records.iter().any(|r| r["activity"] == activity
+                && r["action"] == "block"
+                && r["user"] == "alice"
+                && r["policy"] == "no copying for alice"),
+            "{activity}: {browser_records:?}"
+        );
+    }
+    assert!(
+        !browser_records.iter().any(|r| r["activity"] == "cut"),
+        "{browser_records:?}"
+    );
+
     // A page that deliberately escapes (to a host no app owns, which
     // nothing translates): the leak guard reports it as a `leak` record.
     step(&mut b, "the escaping page", |b| {
@@ -517,6 +572,43 @@ fn a_browser_session_never_leaves_the_proxy() {
             "no request to {host}: {requests:?}"
         );
     }
+    // Another user may copy: bob, in a browser of his own.
+    let bob_profile = tempfile::tempdir().expect("profile dir");
+    let mut bob = Browser::launch(&Launch {
+        host_resolver_rules: &rules,
+        dir: bob_profile.path(),
+        ignore_certificate_errors: true,
+    })
+    .expect("launch chromium");
+    step(&mut bob, "bob opens the app", |b| {
+        b.navigate(&format!("{APP}/"))?;
+        b.wait_until(
+            "!!document.querySelector('input[name=username]')",
+            Duration::from_secs(20),
+        )
+    });
+    let mark = bob.mark();
+    step(&mut bob, "bob signs in", |b| {
+        b.eval("document.querySelector('input[name=username]').value = 'bob'; document.forms[0].submit(); true")?;
+        b.wait_load(mark)?;
+        b.wait_until(
+            "document.title === 'This session is monitored'",
+            Duration::from_secs(20),
+        )
+    });
+    let mark = bob.mark();
+    step(&mut bob, "bob continues past the notice", |b| {
+        b.eval("document.getElementById('continue').click(); true")?;
+        b.wait_load(mark)?;
+        b.wait_until("document.title === 'Acme Files'", Duration::from_secs(20))
+    });
+    let allowed = bob.eval(TRY_ACTIVITIES).expect("activities");
+    assert_eq!(
+        allowed,
+        serde_json::json!([true, true, true, true]),
+        "bob may copy, cut, paste and print"
+    );
+
     // The decisions are in the log.
     let records = rig.env.wait_for_records("activity", 2);
     assert!(

@@ -45,6 +45,47 @@ impl Instrumentation {
     }
 }
 
+/// Where the instrumentation reports a browser activity a session policy
+/// controls (copy, cut, paste, print).
+pub const ACTIVITY_PATH: &str = "/.palisade/activity";
+
+/// The tag for one document: the snapshot's, with the browser activities
+/// the request's session policies control (`data-controls`, JSON: name →
+/// `{"block": bool, "message": …}`) when there are any.
+pub fn tag_for(
+    client: &Instrumentation,
+    policies: &crate::session_policy::SessionPolicies,
+    matched: &[u32],
+) -> Vec<u8> {
+    use palisade_schema::session::{SessionAction, BROWSER_ACTIVITIES};
+    let mut controls = serde_json::Map::new();
+    for name in BROWSER_ACTIVITIES {
+        if let Some(rule) = policies.blocking_activity(matched, name) {
+            let r = policies.rule(rule);
+            controls.insert(
+                name.to_string(),
+                serde_json::json!({"block": r.action == SessionAction::Block, "message": r.message}),
+            );
+        }
+    }
+    if controls.is_empty() {
+        return client.tag.clone();
+    }
+    let json = serde_json::Value::Object(controls).to_string();
+    let attribute = json
+        .replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;");
+    let mut tag = client.tag.clone();
+    // `<script src="…"` + ` data-controls="…"` + `></script>`
+    let at = tag.len() - b"></script>".len();
+    tag.splice(
+        at..at,
+        format!(" data-controls=\"{attribute}\"").into_bytes(),
+    );
+    tag
+}
+
 /// Where browsers send the leak guard's violation reports.
 pub const REPORT_PATH: &str = "/.palisade/csp-report";
 

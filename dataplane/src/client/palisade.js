@@ -241,5 +241,69 @@
     });
   }
 
-  root.__palisade = { translate, translateText };
+  // Browser activities a session policy controls for this user (set by
+  // the proxy on this script's tag): stopped when blocked, reported
+  // either way. Client-side by nature: a determined user can get around
+  // it.
+  const script = document.currentScript;
+  const controls = script && script.dataset.controls ? JSON.parse(script.dataset.controls) : {};
+  const seen = [];
+  function report(activity) {
+    seen.push(activity);
+    // A beacon outlives the page (the user may leave right after).
+    try {
+      const body = new Blob([JSON.stringify({ activity })], { type: 'application/json' });
+      navigator.sendBeacon('/.palisade/activity', body);
+    } catch (e) { /* reporting is best effort */ }
+  }
+  function notify(message) {
+    if (!message || !document.body) return;
+    let box = document.getElementById('palisade-notice');
+    if (!box) {
+      box = document.createElement('div');
+      box.id = 'palisade-notice';
+      box.setAttribute('role', 'alert');
+      box.style.cssText = 'position:fixed;z-index:2147483647;left:1em;bottom:1em;padding:.6em 1em;background:#222;color:#fff;font:14px sans-serif;border-radius:4px';
+      document.body.appendChild(box);
+    }
+    box.textContent = message;
+  }
+  for (const activity of ['copy', 'cut', 'paste']) {
+    const rule = controls[activity];
+    if (!rule) continue;
+    window.addEventListener(activity, (event) => {
+      report(activity);
+      if (rule.block) {
+        event.preventDefault();
+        event.stopImmediatePropagation();
+        notify(rule.message || activity + ' is not allowed here.');
+      }
+    }, true);
+  }
+  if (controls.print) {
+    const rule = controls.print;
+    const print = window.print;
+    window.print = function () {
+      report('print');
+      if (rule.block) {
+        notify(rule.message || 'Printing is not allowed here.');
+        return undefined;
+      }
+      return print.apply(this, arguments);
+    };
+    window.addEventListener('keydown', (event) => {
+      if ((event.ctrlKey || event.metaKey) && (event.key === 'p' || event.key === 'P')) {
+        event.preventDefault();
+        window.print();
+      }
+    }, true);
+    if (rule.block) {
+      // What the browser's own print command would print.
+      const style = document.createElement('style');
+      style.textContent = '@media print { body { display: none !important; } }';
+      (document.head || document.documentElement).appendChild(style);
+    }
+  }
+
+  root.__palisade = { translate, translateText, controls, seen };
 })(PALISADE);

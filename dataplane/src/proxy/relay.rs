@@ -43,11 +43,18 @@ pub async fn relay(x: &mut Exchange<'_>) -> Step {
         _ => SinkFraming::Raw,
     };
     let app = x.app();
+    let tag = resp.rewrite.filter(|p| p.instrument).map(|_| {
+        crate::client::tag_for(
+            &x.snap.client,
+            &x.snap.session_policies,
+            &x.admitted.session_rules,
+        )
+    });
     let mut transcoder = resp.rewrite.map(|plan| {
         let mut rewriter = Rewriter::new(&x.snap.hosts, plan.kind == TextKind::Html)
             .with_contexts(app.bare_host_contexts.as_ref());
-        if plan.instrument {
-            rewriter = rewriter.with_injection(&x.snap.client.tag);
+        if let Some(tag) = &tag {
+            rewriter = rewriter.with_injection(tag);
         }
         Transcoder::new(rewriter, plan.from, plan.to)
     });

@@ -166,6 +166,12 @@ pub struct CustomActivity {
 /// Activity names the data plane recognizes without a profile.
 pub const BUILT_IN_ACTIVITIES: [&str; 2] = ["download", "upload"];
 
+/// The activities the client instrumentation controls in the browser
+/// (a determined user can get around it: it runs in their browser). An
+/// app profile may also name a request activity so (a `print` API): a
+/// policy listing the name controls both.
+pub const BROWSER_ACTIVITIES: [&str; 4] = ["copy", "cut", "paste", "print"];
+
 /// `*` matches any run (also empty), `?` one byte; ASCII case folded when
 /// `fold` is set.
 pub fn glob_matches(pattern: &[u8], text: &[u8], fold: bool) -> bool {

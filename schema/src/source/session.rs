@@ -31,8 +31,8 @@ use super::filters::{compile_filters, policy_source, KnownNames};
 use super::report::{check_name, Report};
 use crate::model::session::{
     check_recipient, Control, FileFilter, Inspection, SessionAction, SessionPolicy,
-    BUILT_IN_ACTIVITIES, DEFAULT_MAX_BYTES, DEFAULT_MAX_CHARS, DETECTORS, FILE_TYPES,
-    MAX_MAX_BYTES,
+    BROWSER_ACTIVITIES, BUILT_IN_ACTIVITIES, DEFAULT_MAX_BYTES, DEFAULT_MAX_CHARS, DETECTORS,
+    FILE_TYPES, MAX_MAX_BYTES,
 };
 
 #[derive(Deserialize)]
@@ -161,6 +161,7 @@ pub(crate) fn compile(
                     "activities: only block_activities policies list activities".into(),
                 );
             } else if !BUILT_IN_ACTIVITIES.contains(&text)
+                && !BROWSER_ACTIVITIES.contains(&text)
                 && !activity_names.iter().any(|n| n == text)
             {
                 report(

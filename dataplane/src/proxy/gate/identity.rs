@@ -46,6 +46,9 @@ pub async fn identity(x: &mut Exchange<'_>) -> Step {
             x.admitted = Admitted::undecided(x.conn);
             return Step::Respond(200);
         }
+        if path_only == crate::client::ACTIVITY_PATH.as_bytes() {
+            return browser_activity(x, oidc.is_some()).await;
+        }
         if path_only == crate::client::REPORT_PATH.as_bytes() {
             return leak_report(x, oidc.is_some()).await;
         }
@@ -244,6 +247,73 @@ async fn leak_report(x: &mut Exchange<'_>, oidc: bool) -> Step {
             ..Default::default()
         });
     }
+    answers::no_content(&mut x.out);
+    Step::Respond(204)
+}
+
+/// A browser activity the instrumentation stopped or saw (copy, cut,
+/// paste, print): recorded as an activity of the session policy that
+/// controls it for this user, decided here again (the browser only says
+/// what happened). Answered 204; nothing is recorded when no policy
+/// controls it.
+async fn browser_activity(x: &mut Exchange<'_>, oidc: bool) -> Step {
+    use palisade_schema::logrec::Action;
+    use palisade_schema::session::{SessionAction, BROWSER_ACTIVITIES};
+    let signed_in = signed_in_user(x, identity::now_unix(), oidc);
+    x.consume_head();
+    let body = match x.req.framing {
+        crate::http::Framing::Length(n) if n <= MAX_REPORT_BODY => {
+            sign_in::read_small_body(x, n as usize).await
+        }
+        _ => None,
+    };
+    let name = body
+        .as_deref()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
+        .and_then(|v| {
+            v.get("activity")
+                .and_then(|a| a.as_str())
+                .map(str::to_string)
+        })
+        .filter(|n| BROWSER_ACTIVITIES.contains(&n.as_str()));
+    let Some(name) = name else {
+        x.admitted = Admitted::undecided(x.conn);
+        answers::error_response(
+            &mut x.out,
+            400,
+            "expected {\"activity\": \"copy\"|\"cut\"|\"paste\"|\"print\"}",
+            !x.req.is_head,
+        );
+        return Step::Respond(400);
+    };
+    let snap = x.snap;
+    let asking = super::access::Asking {
+        app: x.req.app,
+        user_agent: x.req.index.user_agent.of(&x.upstream_head),
+        signed_in: signed_in.as_deref(),
+    };
+    let verdict = super::access::decide(&snap.access, snap.version, x.conn, asking);
+    let policies = &snap.session_policies;
+    if let Some(rule) = policies.blocking_activity(&verdict.session_rules, &name) {
+        let r = policies.rule(rule);
+        x.served.activity = Some(crate::proxy::exchange::ActivityNote {
+            name,
+            action: Some(match r.action {
+                SessionAction::Block => Action::Block,
+                _ => Action::Audit,
+            }),
+            policy: Some(r.name.clone()),
+            detail: "in the browser".into(),
+            ..Default::default()
+        });
+    }
+    x.admitted = Admitted {
+        signed_in,
+        action: verdict.decision.action,
+        policy: verdict.decision.policy,
+        devices: verdict.devices,
+        session_rules: verdict.session_rules,
+    };
     answers::no_content(&mut x.out);
     Step::Respond(204)
 }
