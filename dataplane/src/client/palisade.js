@@ -74,6 +74,19 @@
     };
   }
 
+  // Replaces the setter of `property` on `proto` with one that passes the
+  // value through `transform` first; the getter stays.
+  function wrapSetter(proto, property, transform) {
+    const desc = proto && Object.getOwnPropertyDescriptor(proto, property);
+    if (!desc || !desc.set) return;
+    Object.defineProperty(proto, property, {
+      configurable: true,
+      enumerable: desc.enumerable,
+      get: desc.get,
+      set(value) { desc.set.call(this, transform(value)); },
+    });
+  }
+
   const firstUrl = (args) => {
     if (args.length) args[0] = translate(args[0]);
     return args;
@@ -164,27 +177,12 @@
     ['HTMLVideoElement', 'poster'], ['HTMLInputElement', 'formAction'],
     ['HTMLButtonElement', 'formAction'],
   ];
+  const prototypeOf = (type) => window[type] && window[type].prototype;
   for (const [type, property] of urlProperties) {
-    const proto = window[type] && window[type].prototype;
-    const desc = proto && Object.getOwnPropertyDescriptor(proto, property);
-    if (!desc || !desc.set) continue;
-    Object.defineProperty(proto, property, {
-      configurable: true,
-      enumerable: desc.enumerable,
-      get: desc.get,
-      set(value) { desc.set.call(this, translate(value)); },
-    });
+    wrapSetter(prototypeOf(type), property, translate);
   }
   for (const type of ['HTMLImageElement', 'HTMLSourceElement']) {
-    const proto = window[type] && window[type].prototype;
-    const desc = proto && Object.getOwnPropertyDescriptor(proto, 'srcset');
-    if (!desc || !desc.set) continue;
-    Object.defineProperty(proto, 'srcset', {
-      configurable: true,
-      enumerable: desc.enumerable,
-      get: desc.get,
-      set(value) { desc.set.call(this, translateSrcset(value)); },
-    });
+    wrapSetter(prototypeOf(type), 'srcset', translateSrcset);
   }
   const urlAttributes = new Set(['href', 'src', 'action', 'formaction', 'data', 'poster', 'xlink:href']);
   wrapMethod(Element.prototype, 'setAttribute', (args) => {
@@ -201,16 +199,8 @@
   });
 
   // Markup a script hands to the parser.
-  for (const [owner, property] of [[Element.prototype, 'innerHTML'], [Element.prototype, 'outerHTML']]) {
-    const desc = Object.getOwnPropertyDescriptor(owner, property);
-    if (!desc || !desc.set) continue;
-    Object.defineProperty(owner, property, {
-      configurable: true,
-      enumerable: desc.enumerable,
-      get: desc.get,
-      set(value) { desc.set.call(this, translateText(value)); },
-    });
-  }
+  wrapSetter(Element.prototype, 'innerHTML', translateText);
+  wrapSetter(Element.prototype, 'outerHTML', translateText);
   wrapMethod(Element.prototype, 'insertAdjacentHTML', (args) => {
     if (args.length > 1) args[1] = translateText(args[1]);
     return args;
@@ -219,27 +209,11 @@
   wrapMethod(Document.prototype, 'writeln', (args) => args.map(translateText));
 
   // Cookies a script sets for the app's domain, and document.domain.
-  const cookie = Object.getOwnPropertyDescriptor(Document.prototype, 'cookie');
-  if (cookie && cookie.set) {
-    Object.defineProperty(Document.prototype, 'cookie', {
-      configurable: true,
-      enumerable: cookie.enumerable,
-      get: cookie.get,
-      set(value) {
-        cookie.set.call(this, String(value).replace(/(;\s*domain\s*=\s*\.?)([^;]+)/i, (m, lead, host) =>
-          isAppHost(host.trim()) ? lead + host.trim() + '.' + suffix : m));
-      },
-    });
-  }
-  const domain = Object.getOwnPropertyDescriptor(Document.prototype, 'domain');
-  if (domain && domain.set) {
-    Object.defineProperty(Document.prototype, 'domain', {
-      configurable: true,
-      enumerable: domain.enumerable,
-      get: domain.get,
-      set(value) { domain.set.call(this, isAppHost(value) ? value + '.' + suffix : value); },
-    });
-  }
+  wrapSetter(Document.prototype, 'cookie', (value) =>
+    String(value).replace(/(;\s*domain\s*=\s*\.?)([^;]+)/i, (m, lead, host) =>
+      isAppHost(host.trim()) ? lead + host.trim() + '.' + suffix : m));
+  wrapSetter(Document.prototype, 'domain', (value) =>
+    isAppHost(value) ? value + '.' + suffix : value);
 
   // Browser activities a session policy controls for this user (set by
   // the proxy on this script's tag): stopped when blocked, reported
