@@ -609,6 +609,29 @@ fn a_browser_session_never_leaves_the_proxy() {
         "bob may copy, cut, paste and print"
     );
 
+    // Signing out and in again as another user in the same browser: the
+    // page's subresources loading without a session must not spoil the
+    // sign-in in progress.
+    step(&mut b, "sign out", |b| {
+        b.navigate(&format!("{APP}/.palisade/logout"))
+    });
+    step(&mut b, "the provider's sign-in form again", |b| {
+        b.navigate(&format!("{APP}/"))?;
+        b.wait_until(
+            "!!document.querySelector('input[name=username]')",
+            Duration::from_secs(20),
+        )
+    });
+    let mark = b.mark();
+    step(&mut b, "sign in as bob in alice's browser", |b| {
+        b.eval("document.querySelector('input[name=username]').value = 'bob'; document.forms[0].submit(); true")?;
+        b.wait_load(mark)?;
+        b.wait_until(
+            "document.title === 'This session is monitored'",
+            Duration::from_secs(20),
+        )
+    });
+
     // The decisions are in the log.
     let records = rig.env.wait_for_records("activity", 2);
     assert!(

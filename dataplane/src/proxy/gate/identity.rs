@@ -187,7 +187,17 @@ fn sign_in_required(x: &mut Exchange<'_>, oidc: Option<&OidcProvider>) -> Step {
     let with_body = !x.req.is_head;
     let sign_in = &x.snap.sign_in;
     x.admitted = Admitted::undecided(x.conn);
-    if let (Some(oidc), true) = (oidc, index.safe_method && !index.wants_json) {
+    // Only a page load is sent to sign in: the redirect sets the login
+    // cookie its callback must find, and a subresource of the same page
+    // (an image, a script, the favicon) sent there too would replace it
+    // and fail the sign-in in progress. Browsers say what a request is for
+    // (Sec-Fetch-Dest); without that, any GET not asking for JSON is one.
+    let page_load = matches!(
+        index.fetch_dest,
+        crate::rewrite::consumer::FetchDest::Document
+            | crate::rewrite::consumer::FetchDest::Unknown
+    );
+    if let (Some(oidc), true) = (oidc, index.safe_method && !index.wants_json && page_load) {
         let path = String::from_utf8_lossy(index.path.of(x.client_head())).into_owned();
         let scheme = if x.conn.ctx.tls { "https" } else { "http" };
         let proxy_host = proxy_host(&x.snap.hosts, x.req.app_host.as_str());
