@@ -39,6 +39,21 @@ pub struct AppRoute {
     pub leak_guard: Box<[u8]>,
 }
 
+impl AppRoute {
+    /// The app asks for data responses to requests for this path (the
+    /// query is ignored) to be rewritten (`[app.rewrite] data_paths`).
+    pub fn rewrites_data_at(&self, path_and_query: &[u8]) -> bool {
+        let path = path_and_query
+            .split(|b| *b == b'?')
+            .next()
+            .unwrap_or_default();
+        self.rewrite
+            .data_paths
+            .iter()
+            .any(|g| palisade_schema::session::glob_matches(g.as_bytes(), path, false))
+    }
+}
+
 /// The connection target of an app, resolved as far as it can be ahead of
 /// time.
 pub enum UpstreamRoute {

@@ -322,20 +322,14 @@ pub fn prepare_request(
         Accepted::default()
     };
     let unwrap_body = unwrap_body.filter(|_| framing.has_body());
-    let path_only = path_and_query
-        .split(|b| *b == b'?')
-        .next()
-        .unwrap_or_default();
     let mut index = RequestIndex {
         path: Span::within(buf, path_and_query),
         reserved: path_and_query.starts_with(crate::identity::RESERVED_PREFIX),
         safe_method: matches!(method, b"GET" | b"HEAD"),
-        rewrite_data_path: routes.apps.get(app).is_some_and(|a| {
-            a.rewrite
-                .data_paths
-                .iter()
-                .any(|g| palisade_schema::session::glob_matches(g.as_bytes(), path_only, false))
-        }),
+        rewrite_data_path: routes
+            .apps
+            .get(app)
+            .is_some_and(|a| a.rewrites_data_at(path_and_query)),
         ..RequestIndex::default()
     };
     let trusted_headers = routes.sign_in.trusted_headers();
