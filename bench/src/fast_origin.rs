@@ -37,8 +37,10 @@ async fn connection(mut stream: TcpStream, handler: Rc<Handler>, id: u64) {
         }
         if upgrade != crate::origin::AfterUpgrade::Nothing {
             // Echo what was read ahead, then everything else.
-            let mut pending = Vec::new();
-            let (out, mut more) = crate::origin::upgraded_echo(upgrade, &mut pending, &buf);
+            // Nothing is recorded here: what frames carried is dropped.
+            let (mut pending, mut received) = (Vec::new(), Vec::new());
+            let (out, mut more) =
+                crate::origin::upgraded_echo(upgrade, &mut pending, &buf, &mut received);
             if stream.write_all(&out).await.is_err() {
                 return;
             }
@@ -46,8 +48,13 @@ async fn connection(mut stream: TcpStream, handler: Rc<Handler>, id: u64) {
                 match stream.read(&mut chunk).await {
                     Ok(0) | Err(_) => return,
                     Ok(n) => {
-                        let (out, keep) =
-                            crate::origin::upgraded_echo(upgrade, &mut pending, &chunk[..n]);
+                        received.clear();
+                        let (out, keep) = crate::origin::upgraded_echo(
+                            upgrade,
+                            &mut pending,
+                            &chunk[..n],
+                            &mut received,
+                        );
                         more = keep;
                         if stream.write_all(&out).await.is_err() {
                             return;

@@ -71,21 +71,41 @@ pub(crate) enum AfterUpgrade {
 }
 
 /// Feeds `data` to the upgraded connection; returns the bytes to send
-/// back and whether to keep going.
+/// back and whether to keep going. WebSocket data frames' payloads are
+/// appended to `received`.
 pub(crate) fn upgraded_echo(
     mode: AfterUpgrade,
     pending: &mut Vec<u8>,
     data: &[u8],
+    received: &mut Vec<Vec<u8>>,
 ) -> (Vec<u8>, bool) {
     match mode {
         AfterUpgrade::WebSocket => {
             pending.extend_from_slice(data);
             let mut out = Vec::new();
-            let more = crate::websocket::echo_frames(pending, &mut out);
+            let more = crate::websocket::echo_frames(pending, &mut out, received);
             (out, more)
         }
         _ => (data.to_vec(), true),
     }
+}
+
+/// A WebSocket message the origin received (one data frame's payload).
+#[derive(Clone, Debug)]
+pub struct Message {
+    /// Which accepted connection (1-based) carried it.
+    pub connection: u64,
+    /// The `Host` and target of the upgrade request.
+    pub host: String,
+    pub target: String,
+    pub payload: Vec<u8>,
+}
+
+/// What a recording origin keeps.
+#[derive(Default)]
+struct Log {
+    requests: Vec<Request>,
+    messages: Vec<Message>,
 }
 
 impl Reply {
@@ -117,7 +137,7 @@ pub struct OriginConfig {
 /// A running origin.
 pub struct Origin {
     addr: SocketAddr,
-    log: Arc<Mutex<Vec<Request>>>,
+    log: Arc<Mutex<Log>>,
     connections: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
 }
@@ -127,7 +147,7 @@ impl Origin {
     pub fn start(config: OriginConfig) -> io::Result<Origin> {
         let listener = TcpListener::bind(config.listen)?;
         let addr = listener.local_addr()?;
-        let log = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::new(Mutex::new(Log::default()));
         let connections = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let shared = Arc::new(config);
@@ -177,7 +197,18 @@ impl Origin {
 
     /// Every request received so far, in order.
     pub fn requests(&self) -> Vec<Request> {
-        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+        self.log
+            .lock()
+            .map(|l| l.requests.clone())
+            .unwrap_or_default()
+    }
+
+    /// Every WebSocket message received so far, in order.
+    pub fn messages(&self) -> Vec<Message> {
+        self.log
+            .lock()
+            .map(|l| l.messages.clone())
+            .unwrap_or_default()
     }
 
     /// Connections accepted so far.
@@ -199,7 +230,7 @@ fn serve<S: Read + Write>(
     mut stream: S,
     id: u64,
     config: &OriginConfig,
-    log: &Mutex<Vec<Request>>,
+    log: &Mutex<Log>,
 ) -> io::Result<()> {
     let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
     let mut rng = id.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
@@ -212,7 +243,7 @@ fn serve<S: Read + Write>(
             .is_some_and(|v| v.eq_ignore_ascii_case("close"));
         if config.record {
             if let Ok(mut l) = log.lock() {
-                l.push(req.clone());
+                l.requests.push(req.clone());
             }
         }
         let reply = (config.handler)(&req);
@@ -221,7 +252,22 @@ fn serve<S: Read + Write>(
         if upgrade != AfterUpgrade::Nothing {
             // Echo whatever was read ahead, then everything else.
             let mut pending = Vec::new();
-            let (out, mut more) = upgraded_echo(upgrade, &mut pending, &buf);
+            let mut received = Vec::new();
+            let keep = |received: &mut Vec<Vec<u8>>| {
+                if config.record && !received.is_empty() {
+                    if let Ok(mut l) = log.lock() {
+                        l.messages.extend(received.drain(..).map(|payload| Message {
+                            connection: id,
+                            host: req.header("host").unwrap_or("").to_string(),
+                            target: req.target.clone(),
+                            payload,
+                        }));
+                    }
+                }
+                received.clear();
+            };
+            let (out, mut more) = upgraded_echo(upgrade, &mut pending, &buf, &mut received);
+            keep(&mut received);
             stream.write_all(&out)?;
             stream.flush()?;
             buf.clear();
@@ -231,8 +277,9 @@ fn serve<S: Read + Write>(
                 if n == 0 {
                     return Ok(());
                 }
-                let (out, keep) = upgraded_echo(upgrade, &mut pending, &chunk[..n]);
-                more = keep;
+                let (out, go_on) = upgraded_echo(upgrade, &mut pending, &chunk[..n], &mut received);
+                keep(&mut received);
+                more = go_on;
                 stream.write_all(&out)?;
                 stream.flush()?;
             }

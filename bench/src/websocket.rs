@@ -37,10 +37,11 @@ pub fn frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
     out.extend_from_slice(payload);
 }
 
-/// Echoes every complete frame in `input` (consumed) into `out`. Returns
-/// false when the connection should close (a close frame, or a frame the
-/// echo refuses).
-pub fn echo_frames(input: &mut Vec<u8>, out: &mut Vec<u8>) -> bool {
+/// Echoes every complete frame in `input` (consumed) into `out`, and
+/// appends the payload of each data frame (text, binary, continuation) to
+/// `received`. Returns false when the connection should close (a close
+/// frame, or a frame the echo refuses).
+pub fn echo_frames(input: &mut Vec<u8>, out: &mut Vec<u8>, received: &mut Vec<Vec<u8>>) -> bool {
     loop {
         if input.len() < 2 {
             return true;
@@ -79,7 +80,10 @@ pub fn echo_frames(input: &mut Vec<u8>, out: &mut Vec<u8>) -> bool {
             }
             0x9 => frame(out, 0xA, &payload),
             0xA => {}
-            op => frame(out, op, &payload),
+            op => {
+                frame(out, op, &payload);
+                received.push(payload);
+            }
         }
     }
 }
@@ -103,14 +107,15 @@ mod tests {
         let mut input = vec![
             0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
         ];
-        let mut out = Vec::new();
-        assert!(echo_frames(&mut input, &mut out));
+        let (mut out, mut received) = (Vec::new(), Vec::new());
+        assert!(echo_frames(&mut input, &mut out, &mut received));
         assert_eq!(out, [0x81, 0x05, b'H', b'e', b'l', b'l', b'o']);
+        assert_eq!(received, [b"Hello".to_vec()]);
         assert!(input.is_empty());
         // A partial frame waits for more.
         let mut input = vec![0x81, 0x85, 0x37];
-        let mut out = Vec::new();
-        assert!(echo_frames(&mut input, &mut out));
-        assert!(out.is_empty() && input.len() == 3);
+        let (mut out, mut received) = (Vec::new(), Vec::new());
+        assert!(echo_frames(&mut input, &mut out, &mut received));
+        assert!(out.is_empty() && received.is_empty() && input.len() == 3);
     }
 }

@@ -7,20 +7,29 @@
 //! hosts, a blocked download and a blocked upload, and the monitoring
 //! notice. Every request the browser made, from its own network events,
 //! must have gone to a `*.proxy.test` host (or the identity provider) and
-//! none may have failed.
+//! none may have failed. The fidelity pages (an editor saving through
+//! every channel, a script building URLs from pieces) are walked once
+//! without the proxy first (`browser/direct.rs`): through the proxy the
+//! app must receive and store the same bytes and the same requests.
 //!
 //! Needs `/usr/bin/chromium` (or `$CHROMIUM`); `scripts/test` installs it.
 //! Screenshots go to `target/browser/`.
 
+#[path = "browser/direct.rs"]
+mod direct;
 mod support;
+#[path = "browser/walk.rs"]
+mod walk;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use palisade_bench::browser::{Browser, Launch};
+use palisade_bench::fidelity_walk;
 use palisade_bench::idp::{Idp, IdpConfig};
 use support::{Env, Origin, OriginConfig, Proc};
+use walk::{host_of, sign_in, step};
 
 const KEY_HEX: &str = "3f1c0e5a3b2d4f6071829a0b1c2d3e4f5061728394a5b6c7d8e9f00112233446";
 const APP: &str = "https://app.saas.test.proxy.test";
@@ -126,32 +135,6 @@ fn screenshots() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/browser")
 }
 
-fn host_of(url: &str) -> &str {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    authority.rsplit_once(':').map_or(authority, |(h, p)| {
-        if p.chars().all(|c| c.is_ascii_digit()) {
-            h
-        } else {
-            authority
-        }
-    })
-}
-
-/// Runs `step`, and on failure says where the browser was.
-fn step<T>(b: &mut Browser, what: &str, f: impl FnOnce(&mut Browser) -> Result<T, String>) -> T {
-    match f(b) {
-        Ok(v) => v,
-        Err(e) => {
-            let at = b.eval("location.href").unwrap_or_default();
-            let text = b
-                .eval("document.body ? document.body.innerText.slice(0, 400) : ''")
-                .unwrap_or_default();
-            panic!("{what}: {e}\n  page: {at}\n  text: {text}")
-        }
-    }
-}
-
 #[test]
 fn a_browser_session_never_leaves_the_proxy() {
     if !palisade_bench::browser::chromium_binary().exists() {
@@ -161,6 +144,11 @@ fn a_browser_session_never_leaves_the_proxy() {
         );
     }
     let rig = rig();
+    // The fidelity pages walked without the proxy first: the oracle.
+    let direct = direct::walk(
+        &rig.env.path("certs/saas.pem"),
+        &rig.env.path("certs/saas.key"),
+    );
     let profile = tempfile::tempdir().expect("profile dir");
     let rules = format!("MAP *.proxy.test 127.0.0.1:{}", rig.tls.port());
     let mut b = Browser::launch(&Launch {
@@ -172,27 +160,13 @@ fn a_browser_session_never_leaves_the_proxy() {
     let shots = screenshots();
 
     // Sign in: the app sends the browser to the provider, its form posts
-    // the token back to the proxy.
-    step(&mut b, "open the app", |b| b.navigate(&format!("{APP}/")));
-    step(&mut b, "the provider's sign-in form", |b| {
-        b.wait_until(
-            "!!document.querySelector('input[name=username]')",
-            Duration::from_secs(20),
-        )
-    });
-    let mark = b.mark();
-    step(&mut b, "sign in", |b| {
-        b.eval("document.querySelector('input[name=username]').value = 'alice'; document.forms[0].submit(); true")
-    });
-    // The form_post page, then the callback, then the app's first page:
-    // the monitoring notice.
-    step(&mut b, "the monitoring notice", |b| {
-        b.wait_load(mark)?;
-        b.wait_until(
-            "document.title === 'This session is monitored' && location.host === 'app.saas.test.proxy.test'",
-            Duration::from_secs(20),
-        )
-    });
+    // the token back to the proxy; then the app's first page is the
+    // monitoring notice.
+    sign_in(&mut b, APP, "alice");
+    assert_eq!(
+        b.eval("location.host").expect("host"),
+        "app.saas.test.proxy.test"
+    );
     let notice = b.eval("document.body.innerText").expect("notice text");
     assert!(
         notice
@@ -202,12 +176,7 @@ fn a_browser_session_never_leaves_the_proxy() {
         "{notice}"
     );
     b.screenshot(&shots.join("notice.png")).expect("screenshot");
-    let mark = b.mark();
-    step(&mut b, "continue past the notice", |b| {
-        b.eval("document.getElementById('continue').click(); true")?;
-        b.wait_load(mark)?;
-        b.wait_until("document.title === 'Acme Files'", Duration::from_secs(20))
-    });
+    walk::continue_past_notice(&mut b);
 
     // The app: static host, JSON config, fetch, XHR, WebSocket, iframe.
     step(&mut b, "the app's scripts", |b| {
@@ -371,13 +340,12 @@ fn a_browser_session_never_leaves_the_proxy() {
 
     // Fidelity: the editor loads a document holding the app's URLs and
     // code, changes one word and saves it back through every channel; the
-    // app receives exactly the edit it would receive without the proxy,
-    // and a download arrives as the app wrote it.
-    step(&mut b, "the editor's saves", |b| {
-        b.navigate(&format!("{APP}/editor"))?;
-        b.wait_until("window.fidelity !== undefined", Duration::from_secs(20))
+    // app receives and stores exactly the bytes it received in the direct
+    // walk, and a download arrives as the app wrote it.
+    let (since, since_messages) = (rig.origin.requests().len(), rig.origin.messages().len());
+    let fidelity = step(&mut b, "the editor's saves", |b| {
+        fidelity_walk::editor(b, APP)
     });
-    let fidelity = b.eval("window.fidelity").expect("fidelity");
     let failures = b.failures();
     for channel in ["json", "form", "multipart", "compressed", "websocket"] {
         assert_eq!(
@@ -386,20 +354,33 @@ fn a_browser_session_never_leaves_the_proxy() {
             "{channel}: the app did not get its document back unchanged: {fidelity} {failures:?}"
         );
     }
+    assert_eq!(fidelity, direct.fidelity, "the editor saw another walk");
     assert_eq!(
         fidelity["download"],
         palisade_bench::saas::notes("saas.test"),
         "the download differs from the app's copy"
     );
+    let saves = fidelity_walk::saves_since(&rig.origin, since, since_messages);
+    assert!(
+        saves == direct.saves,
+        "the app stored other bytes through the proxy:\n{}\ndirect:\n{}",
+        direct::show(&saves),
+        direct::show(&direct.saves)
+    );
+    let editor_requests = fidelity_walk::requests_since(&rig.origin, since);
+    assert!(
+        editor_requests == direct.editor_requests,
+        "the editor's requests differ: {}",
+        fidelity_walk::differences(&editor_requests, &direct.editor_requests)
+    );
 
     // URLs the page's scripts build from pieces, used through every API:
     // each request lands on a proxy host (checked with all the others
-    // below).
-    step(&mut b, "the builder's requests", |b| {
-        b.navigate(&format!("{APP}/builder"))?;
-        b.wait_until("window.built !== undefined", Duration::from_secs(20))
+    // below), and the app receives the requests it receives direct.
+    let since = rig.origin.requests().len();
+    let built = step(&mut b, "the builder's requests", |b| {
+        fidelity_walk::builder(b, APP)
     });
-    let built = b.eval("window.built").expect("built");
     for api in [
         "concat",
         "template",
@@ -415,6 +396,11 @@ fn a_browser_session_never_leaves_the_proxy() {
             built[api],
             serde_json::Value::Bool(true),
             "{api} failed: {built}"
+        );
+        assert_eq!(
+            built[api], direct.built[api],
+            "{api} direct: {}",
+            direct.built
         );
     }
     assert_eq!(built["worker"], "ran", "{built}");
@@ -432,6 +418,23 @@ fn a_browser_session_never_leaves_the_proxy() {
             })
         });
     }
+
+    let late = direct::builder_stragglers("saas.test");
+    palisade_bench::testing::eventually_within(
+        "the builder's images and beacon at the app",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || {
+            let got = fidelity_walk::requests_since(&rig.origin, since);
+            late.iter().all(|r| got.contains(r))
+        },
+    );
+    let builder_requests = fidelity_walk::requests_since(&rig.origin, since);
+    assert!(
+        builder_requests == direct.builder_requests,
+        "the builder's requests differ: {}",
+        fidelity_walk::differences(&builder_requests, &direct.builder_requests)
+    );
 
     // Browser activities: copy, paste and print are stopped for alice and
     // logged; cut is no policy's business.
@@ -523,55 +526,8 @@ fn a_browser_session_never_leaves_the_proxy() {
     // Every request the browser made went through the proxy (or to the
     // identity provider), and none failed; but the deliberate escape.
     let idp_host = host_of(&rig.idp.issuer).to_string();
-    let requests = b.requests();
-    assert!(
-        requests.len() >= 20,
-        "too few requests recorded: {requests:?}"
-    );
-    let escaped: Vec<String> = requests
-        .iter()
-        .filter(|(url, _)| {
-            !(url.starts_with("data:") || url.starts_with("about:") || url.starts_with("blob:"))
-        })
-        .filter(|(url, _)| {
-            let host = host_of(url);
-            !(host.ends_with(".proxy.test") || host == idp_host || url == ESCAPE)
-        })
-        .map(|(url, page)| format!("{url} (from {page})"))
-        .collect();
-    assert!(
-        escaped.is_empty(),
-        "requests escaped the proxy:\n  {}",
-        escaped.join("\n  ")
-    );
-    let failed: Vec<String> = b
-        .failures()
-        .into_iter()
-        // Aborted by design: a navigation that turns into a download, and
-        // the event stream the builder closes after its first message.
-        .filter(|(url, error, _)| {
-            let aborted = error == "net::ERR_ABORTED"
-                && (url.ends_with("/files/report.csv") || url.ends_with("/api/events"));
-            !aborted && url != ESCAPE
-        })
-        .map(|(url, error, page)| format!("{url}: {error} (from {page})"))
-        .collect();
-    assert!(
-        failed.is_empty(),
-        "requests failed:\n  {}",
-        failed.join("\n  ")
-    );
-    for host in [
-        "app.saas.test.proxy.test",
-        "static.saas.test.proxy.test",
-        "api.saas.test.proxy.test",
-        "ws.saas.test.proxy.test",
-    ] {
-        assert!(
-            requests.iter().any(|(url, _)| host_of(url) == host),
-            "no request to {host}: {requests:?}"
-        );
-    }
+    walk::assert_stayed_on_proxy(&b, &idp_host, &[ESCAPE]);
+
     // Another user may copy: bob, in a browser of his own.
     let bob_profile = tempfile::tempdir().expect("profile dir");
     let mut bob = Browser::launch(&Launch {
@@ -580,28 +536,8 @@ fn a_browser_session_never_leaves_the_proxy() {
         ignore_certificate_errors: true,
     })
     .expect("launch chromium");
-    step(&mut bob, "bob opens the app", |b| {
-        b.navigate(&format!("{APP}/"))?;
-        b.wait_until(
-            "!!document.querySelector('input[name=username]')",
-            Duration::from_secs(20),
-        )
-    });
-    let mark = bob.mark();
-    step(&mut bob, "bob signs in", |b| {
-        b.eval("document.querySelector('input[name=username]').value = 'bob'; document.forms[0].submit(); true")?;
-        b.wait_load(mark)?;
-        b.wait_until(
-            "document.title === 'This session is monitored'",
-            Duration::from_secs(20),
-        )
-    });
-    let mark = bob.mark();
-    step(&mut bob, "bob continues past the notice", |b| {
-        b.eval("document.getElementById('continue').click(); true")?;
-        b.wait_load(mark)?;
-        b.wait_until("document.title === 'Acme Files'", Duration::from_secs(20))
-    });
+    sign_in(&mut bob, APP, "bob");
+    walk::continue_past_notice(&mut bob);
     let allowed = bob.eval(TRY_ACTIVITIES).expect("activities");
     assert_eq!(
         allowed,
@@ -615,22 +551,7 @@ fn a_browser_session_never_leaves_the_proxy() {
     step(&mut b, "sign out", |b| {
         b.navigate(&format!("{APP}/.palisade/logout"))
     });
-    step(&mut b, "the provider's sign-in form again", |b| {
-        b.navigate(&format!("{APP}/"))?;
-        b.wait_until(
-            "!!document.querySelector('input[name=username]')",
-            Duration::from_secs(20),
-        )
-    });
-    let mark = b.mark();
-    step(&mut b, "sign in as bob in alice's browser", |b| {
-        b.eval("document.querySelector('input[name=username]').value = 'bob'; document.forms[0].submit(); true")?;
-        b.wait_load(mark)?;
-        b.wait_until(
-            "document.title === 'This session is monitored'",
-            Duration::from_secs(20),
-        )
-    });
+    sign_in(&mut b, APP, "bob");
 
     // The decisions are in the log.
     let records = rig.env.wait_for_records("activity", 2);
