@@ -18,11 +18,44 @@ use serde_json::Value;
 use crate::browser::Browser;
 use crate::origin::{Origin, OriginConfig};
 
-/// The editor's answers (`window.fidelity`) after loading `base/editor`.
+/// The editor's answers (`window.fidelity`) after loading `base/editor`;
+/// the page stays open (for [`downloads`]).
 pub fn editor(b: &mut Browser, base: &str) -> Result<Value, String> {
     b.navigate(&format!("{base}/editor"))?;
     b.wait_until("window.fidelity !== undefined", Duration::from_secs(20))?;
     b.eval("window.fidelity")
+}
+
+/// Clicks the link `name` on the page (an attachment of that file name)
+/// and returns the bytes the browser saved.
+pub fn download(b: &mut Browser, name: &str) -> Result<Vec<u8>, String> {
+    let id = serde_json::to_string(name).map_err(|e| e.to_string())?;
+    b.eval(&format!("document.getElementById({id}).click(); true"))?;
+    let begun = b.wait_for(
+        &format!("the download of {name}"),
+        Duration::from_secs(20),
+        |e| e["method"] == "Browser.downloadWillBegin" && e["params"]["suggestedFilename"] == name,
+    )?;
+    let guid = begun["params"]["guid"].clone();
+    b.wait_for(
+        &format!("{name} to complete"),
+        Duration::from_secs(20),
+        |e| {
+            e["method"] == "Browser.downloadProgress"
+                && e["params"]["guid"] == guid
+                && e["params"]["state"] == "completed"
+        },
+    )?;
+    std::fs::read(b.downloads.join(name)).map_err(|e| format!("{name}: {e}"))
+}
+
+/// The editor page's attachments as the browser saved them: `(name,
+/// bytes)`.
+pub fn downloads(b: &mut Browser, domain: &str) -> Result<Vec<(String, Vec<u8>)>, String> {
+    crate::saas_fidelity::attachments(domain)
+        .into_iter()
+        .map(|(name, _, _)| Ok((name.to_string(), download(b, name)?)))
+        .collect()
 }
 
 /// The builder's answers (`window.built`) after loading `base/builder`.

@@ -11,6 +11,7 @@ pub mod load;
 pub mod log_ingest;
 pub mod mmdb;
 pub mod origin;
+pub mod page_load;
 pub mod policies;
 pub mod procs;
 pub mod saas;

@@ -21,9 +21,14 @@ enum Command {
     /// connection per request, full and resumed), policy-heavy (1,000
     /// access policies and 100,000 IP ranges vs none), session-download (a
     /// 100 MB attachment under session policies that do not inspect it vs
-    /// no policy), idle-conns, logging (small-page with logging on and off).
+    /// no policy), idle-conns, logging (small-page with logging on and off),
+    /// page-load (the SaaS demo app's page in headless Chromium through
+    /// the proxy vs direct).
     Scenario {
         name: String,
+        /// Measured loads of each (page-load).
+        #[arg(long, default_value_t = 30)]
+        rounds: usize,
         /// Connections (idle-conns: 10,000 by default; load scenarios: 50).
         #[arg(long)]
         connections: Option<usize>,
@@ -150,9 +155,11 @@ fn main() -> ExitCode {
             connections,
             duration,
             warmup,
+            rounds,
         } => {
             let result = match name.as_str() {
                 "idle-conns" => palisade_bench::scenario::idle_conns(connections.unwrap_or(10_000)),
+                "page-load" => palisade_bench::page_load::page_load(rounds),
                 other => {
                     let seconds =
                         |v: f64| std::time::Duration::try_from_secs_f64(v).unwrap_or_default();

@@ -101,6 +101,7 @@ const SCRIPT: &str = r#"// Acme Files client: everything from the JSON config.
     });
     show('ws', 'echo: ' + echoed);
     window.acmeWs = echoed;
+    window.acmeReadyAt = performance.now();
     show('status', 'ready');
   } catch (e) {
     show('status', 'error: ' + e.message);
@@ -292,6 +293,23 @@ fn handle(domain: &str, req: &Request) -> Reply {
             },
             None => reply(400, "text/plain", "a WebSocket handshake is expected here\n"),
         },
+        ("api", file) if file.starts_with("/files/") => {
+            let name = &file["/files/".len()..];
+            match fidelity::attachments(domain)
+                .into_iter()
+                .find(|(n, _, _)| *n == name)
+            {
+                Some((name, content_type, body)) => Reply::Full {
+                    status: 200,
+                    headers: vec![
+                        ("Content-Type".into(), content_type.into()),
+                        ("Content-Disposition".into(), format!("attachment; filename=\"{name}\"")),
+                    ],
+                    body: body.into_bytes(),
+                },
+                None => reply(404, "text/plain", format!("no {path} on {host}\n")),
+            }
+        }
         (_, "/favicon.ico") => reply(204, "image/x-icon", Vec::new()),
         _ => reply(404, "text/plain", format!("no {path} on {host}\n")),
     }

@@ -8,7 +8,8 @@
 //!   message, and the document deflated by the page (`CompressionStream`)
 //!   and base64-encoded (`btoa`). `api.` compares each save with the edit
 //!   made to its own copy and answers `{"same": …}`; the page collects the
-//!   answers in `window.fidelity`.
+//!   answers in `window.fidelity`. It links to two attachments (an SVG
+//!   and a JSON file holding the app's URLs) the browser downloads.
 //! - `app./builder`: a script that builds the app's URLs from pieces
 //!   (concatenation, template literals, `new URL`, JSON data, `atob`) and
 //!   uses them through fetch, `Request`, XHR, WebSocket, EventSource,
@@ -32,10 +33,30 @@ pub fn edited(domain: &str) -> String {
     document(domain).replace("draft", "final")
 }
 
+/// Attachments the editor page links to, downloaded by the browser
+/// itself: `(file name, content type, body)`. Both are types a page
+/// rewriter would rewrite, and both hold the app's URLs.
+pub fn attachments(domain: &str) -> Vec<(&'static str, &'static str, String)> {
+    vec![
+        (
+            "diagram.svg",
+            "image/svg+xml",
+            format!("<svg xmlns=\"http://www.w3.org/2000/svg\" xmlns:xlink=\"http://www.w3.org/1999/xlink\" width=\"10\" height=\"10\"><a xlink:href=\"https://app.{domain}/help\"><image href=\"https://static.{domain}/pixel.png\" width=\"10\" height=\"10\"/></a></svg>\n"),
+        ),
+        (
+            "export.json",
+            "application/json",
+            format!("{{\"links\":[\"https://app.{domain}/help\",\"https:\\/\\/api.{domain}\\/api\\/me\"]}}\n"),
+        ),
+    ]
+}
+
 pub const EDITOR_PAGE: &str = r#"<!doctype html>
 <html><head><meta charset="utf-8"><title>Acme Editor</title>
 <script src="https://static.__DOMAIN__/editor.js" defer></script>
-</head><body><h1>Acme Editor</h1><p>Saves: <b id="saves">pending</b></p></body></html>
+</head><body><h1>Acme Editor</h1><p>Saves: <b id="saves">pending</b></p>
+<p><a id="diagram.svg" href="https://api.__DOMAIN__/files/diagram.svg">diagram.svg</a>
+<a id="export.json" href="https://api.__DOMAIN__/files/export.json">export.json</a></p></body></html>
 "#;
 
 pub const EDITOR_SCRIPT: &str = r#"// Acme Editor: load, change one word, save through every channel.

@@ -15,7 +15,9 @@
 //! * `tls-handshake`: a new TLS connection per request, full and resumed;
 //! * `policy-heavy`: small-page under 1,000 access policies vs none;
 //! * `session-download`: a 100 MB attachment under session policies that
-//!   do not inspect it, against no policy (target ≥ 90% of the throughput).
+//!   do not inspect it, against no policy (target ≥ 90% of the throughput);
+//! * `page-load` (in [`crate::page_load`]): the SaaS demo app's page in
+//!   headless Chromium through the proxy vs direct.
 //!
 //! The data plane runs on the last CPU; the load and the origin on the
 //! others.

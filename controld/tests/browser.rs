@@ -360,6 +360,20 @@ fn a_browser_session_never_leaves_the_proxy() {
         palisade_bench::saas::notes("saas.test"),
         "the download differs from the app's copy"
     );
+    // The attachments the browser downloads itself (an SVG and a JSON
+    // file holding the app's URLs) are saved exactly as direct.
+    let downloads = step(&mut b, "the editor's attachments", |b| {
+        fidelity_walk::downloads(b, "saas.test")
+    });
+    for ((name, got), (_, want)) in downloads.iter().zip(&direct.downloads) {
+        assert!(
+            got == want,
+            "{name} differs from the direct download:\n{}\n{}",
+            String::from_utf8_lossy(got),
+            String::from_utf8_lossy(want)
+        );
+    }
+    assert_eq!(downloads.len(), direct.downloads.len());
     let saves = fidelity_walk::saves_since(&rig.origin, since, since_messages);
     assert!(
         saves == direct.saves,

@@ -17,6 +17,8 @@ pub struct DirectWalk {
     pub editor_requests: BTreeSet<Received>,
     /// What the app stored from the editor's saves and its WebSocket.
     pub saves: Vec<(String, Vec<u8>)>,
+    /// The editor page's attachments as the browser saved them.
+    pub downloads: Vec<(String, Vec<u8>)>,
     /// What the app received during the builder's walk.
     pub builder_requests: BTreeSet<Received>,
 }
@@ -54,6 +56,7 @@ pub fn walk(cert: &std::path::Path, key: &std::path::Path) -> DirectWalk {
     .expect("launch chromium");
     let base = "https://app.saas.test";
     let fidelity = fidelity_walk::editor(&mut b, base).expect("the direct editor walk");
+    let downloads = fidelity_walk::downloads(&mut b, "saas.test").expect("direct downloads");
     let editor_requests = fidelity_walk::requests_since(&origin, 0);
     let saves = fidelity_walk::saves_since(&origin, 0, 0);
     let since = origin.requests().len();
@@ -76,6 +79,12 @@ pub fn walk(cert: &std::path::Path, key: &std::path::Path) -> DirectWalk {
             "direct {channel}: {fidelity}"
         );
     }
+    for ((name, got), (_, _, sent)) in downloads
+        .iter()
+        .zip(palisade_bench::saas_fidelity::attachments("saas.test"))
+    {
+        assert_eq!(got, sent.as_bytes(), "direct download of {name}");
+    }
     let stored: Vec<&str> = saves.iter().map(|(what, _)| what.as_str()).collect();
     assert_eq!(
         stored,
@@ -93,6 +102,7 @@ pub fn walk(cert: &std::path::Path, key: &std::path::Path) -> DirectWalk {
         built,
         editor_requests,
         saves,
+        downloads,
         builder_requests: fidelity_walk::requests_since(&origin, since),
     }
 }
