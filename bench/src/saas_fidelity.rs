@@ -13,8 +13,13 @@
 //! - `app./builder`: a script that builds the app's URLs from pieces
 //!   (concatenation, template literals, `new URL`, JSON data, `atob`) and
 //!   uses them through fetch, `Request`, XHR, WebSocket, EventSource,
-//!   `sendBeacon`, a worker, element properties and attributes, `srcset`,
-//!   `innerHTML` and `history.pushState`; every request must land on a
+//!   `sendBeacon`, classic, module and shared workers (each building an
+//!   app URL itself), a service worker registration, `window.open` into a
+//!   frame, a frame navigating itself by `location.href`, element
+//!   properties and attributes, `srcset`, `innerHTML`, `outerHTML`,
+//!   `insertAdjacentHTML`, `document.write`, `history.replaceState` and
+//!   `pushState`, `postMessage` to the app's origin, a cookie for the
+//!   app's domain and `document.domain`; every request must land on a
 //!   proxy host.
 
 use crate::origin::{Reply, Request};
@@ -109,7 +114,17 @@ pub const EDITOR_SCRIPT: &str = r#"// Acme Editor: load, change one word, save t
 pub const BUILDER_PAGE: &str = r#"<!doctype html>
 <html><head><meta charset="utf-8"><title>Acme Builder</title>
 <script src="https://static.__DOMAIN__/builder.js" defer></script>
-</head><body><h1>Acme Builder</h1><div id="out"></div><a id="link">link</a><img id="pic" alt=""><img id="pic2" alt=""></body></html>
+</head><body><h1>Acme Builder</h1><div id="out"></div><a id="link">link</a><img id="pic" alt=""><img id="pic2" alt="">
+<script>document.write('<img src="https://static.' + location.hostname.split('.').slice(1, 3).join('.') + '/pixel.png?via=write" alt="">');</script>
+<iframe name="target" src="about:blank" width="80" height="40"></iframe>
+<iframe src="https://app.__DOMAIN__/navigate" width="80" height="40"></iframe></body></html>
+"#;
+
+/// A frame whose script sends itself to another app URL it builds.
+pub const NAVIGATE_PAGE: &str = r#"<!doctype html>
+<html><head><meta charset="utf-8"><title>Acme Navigate</title></head><body>
+<script>location.href = 'https://app.' + location.hostname.split('.').slice(1, 3).join('.') + '/help?via=location';</script>
+</body></html>
 "#;
 
 pub const BUILDER_SCRIPT: &str = r#"// Acme Builder: the app's URLs built from pieces, used through every API.
@@ -153,6 +168,28 @@ pub const BUILDER_SCRIPT: &str = r#"// Acme Builder: the app's URLs built from p
     w.onmessage = (e) => resolve(e.data);
     w.onerror = () => resolve('worker failed');
   });
+  done.moduleWorker = await new Promise((resolve) => {
+    const w = new Worker('https://app.' + domain + '/module-worker.js', { type: 'module' });
+    w.onmessage = (e) => resolve(e.data);
+    w.onerror = () => resolve('module worker failed');
+  });
+  done.sharedWorker = await new Promise((resolve) => {
+    const w = new SharedWorker('https://app.' + domain + '/shared-worker.js');
+    w.port.onmessage = (e) => resolve(e.data);
+    w.onerror = () => resolve('shared worker failed');
+    w.port.start();
+  });
+  done.serviceWorker = await navigator.serviceWorker.register('/sw.js')
+    .then(() => 'registered', (e) => e.name);
+  window.open('https://app.' + domain + '/help?via=open', 'target');
+  done.postMessage = await new Promise((resolve) => {
+    window.addEventListener('message', (e) => { if (e.data === 'to-self') resolve(true); });
+    window.postMessage('to-self', 'https://app.' + domain);
+    setTimeout(() => resolve('not delivered'), 5000);
+  });
+  document.cookie = 'built=1; domain=.' + domain + '; path=/';
+  done.cookie = document.cookie.split('; ').includes('built=1');
+  done.domain = (() => { try { document.domain = domain; return true; } catch (e) { return e.name; } })();
   const pic = document.getElementById('pic');
   pic.src = 'https://static.' + domain + '/pixel.png?via=src';
   document.getElementById('pic2')
@@ -160,8 +197,13 @@ pub const BUILDER_SCRIPT: &str = r#"// Acme Builder: the app's URLs built from p
   const link = document.getElementById('link');
   link.href = 'https://app.' + domain + '/help';
   link.setAttribute('href', 'https://app.' + domain + '/help?via=attribute');
-  document.getElementById('out').innerHTML =
-    '<img src="https://static.' + domain + '/pixel.png?via=html" alt="">';
+  const out = document.getElementById('out');
+  out.innerHTML = '<img src="https://static.' + domain + '/pixel.png?via=html" alt=""><span></span>';
+  out.querySelector('span').outerHTML =
+    '<img src="https://static.' + domain + '/pixel.png?via=outer" alt="">';
+  out.insertAdjacentHTML('beforeend', '<img src="https://static.' + domain + '/pixel.png?via=adjacent" alt="">');
+  history.replaceState({}, '', 'https://app.' + domain + '/builder?replaced=1');
+  done.replaced = location.search === '?replaced=1';
   history.pushState({}, '', 'https://app.' + domain + '/builder?pushed=1');
   done.href = link.href;
   done.location = location.href;
@@ -182,8 +224,31 @@ fetch('https://escape.example/beacon', { mode: 'no-cors' }).catch(() => {}).fina
 </script></body></html>
 "#;
 
-pub const WORKER_SCRIPT: &str = r#"// A worker asking the API for its user.
-fetch('/api/me').then(() => postMessage('ran'), () => postMessage('ran'));
+/// A classic worker asking the API for its user, by a URL it builds.
+pub const WORKER_SCRIPT: &str = r#"'use strict';
+const domain = self.location.hostname.split('.').slice(1, 3).join('.');
+fetch('https://api.' + domain + '/api/me?via=worker', { credentials: 'include' })
+  .then((r) => postMessage(r.ok ? 'ran' : 'status ' + r.status), (e) => postMessage(String(e)));
+"#;
+
+/// The same from a module worker, which imports how it finds the app's
+/// domain.
+pub const MODULE_WORKER_SCRIPT: &str = r#"import { appDomain } from './worker-lib.js';
+const r = await fetch(`https://api.${appDomain()}/api/me?via=module-worker`, { credentials: 'include' });
+postMessage(r.ok ? 'ran' : 'status ' + r.status);
+"#;
+
+/// The module the module worker imports.
+pub const WORKER_LIB_SCRIPT: &str = r#"export const appDomain = () => self.location.hostname.split('.').slice(1, 3).join('.');
+"#;
+
+/// The same from a shared worker, answering each page that connects.
+pub const SHARED_WORKER_SCRIPT: &str = r#"onconnect = (event) => {
+  const port = event.ports[0];
+  const domain = self.location.hostname.split('.').slice(1, 3).join('.');
+  fetch('https://api.' + domain + '/api/me?via=shared-worker', { credentials: 'include' })
+    .then((r) => port.postMessage(r.ok ? 'ran' : 'status ' + r.status), (e) => port.postMessage(String(e)));
+};
 "#;
 
 /// One pixel (PNG).

@@ -405,6 +405,10 @@ fn a_browser_session_never_leaves_the_proxy() {
         "websocket",
         "eventsource",
         "beacon",
+        "replaced",
+        "postMessage",
+        "cookie",
+        "domain",
     ] {
         assert_eq!(
             built[api],
@@ -417,7 +421,11 @@ fn a_browser_session_never_leaves_the_proxy() {
             direct.built
         );
     }
-    assert_eq!(built["worker"], "ran", "{built}");
+    for worker in ["worker", "moduleWorker", "sharedWorker"] {
+        assert_eq!(built[worker], "ran", "{worker}: {built}");
+        assert_eq!(built[worker], direct.built[worker], "{worker} direct");
+    }
+    assert_eq!(built["serviceWorker"], "SecurityError", "{built}");
     assert_eq!(
         built["location"],
         format!("{APP}/builder?pushed=1"),

@@ -24,10 +24,10 @@ pub struct DirectWalk {
 }
 
 /// The requests that may arrive after the builder says it is done (the
-/// images it set and its beacon): waited for before a walk's requests are
-/// compared.
+/// images it set, its beacon, the frames' navigations): waited for before
+/// a walk's requests are compared.
 pub fn builder_stragglers(domain: &str) -> Vec<Received> {
-    let mut late: Vec<Received> = ["src", "srcset", "html"]
+    let mut late: Vec<Received> = ["src", "srcset", "html", "outer", "adjacent", "write"]
         .iter()
         .map(|via| {
             (
@@ -38,6 +38,13 @@ pub fn builder_stragglers(domain: &str) -> Vec<Received> {
         })
         .collect();
     late.push(("POST".into(), format!("api.{domain}"), "/api/beacon".into()));
+    for via in ["open", "location"] {
+        late.push((
+            "GET".into(),
+            format!("app.{domain}"),
+            format!("/help?via={via}"),
+        ));
+    }
     late
 }
 
@@ -97,13 +104,22 @@ pub fn walk(cert: &std::path::Path, key: &std::path::Path) -> DirectWalk {
         ],
         "direct: what the app stored"
     );
+    let mut builder_requests = fidelity_walk::requests_since(&origin, since);
+    // Through the proxy a service worker is refused (it would run the
+    // app's code without the instrumentation): its script is fetched
+    // direct only.
+    assert!(
+        builder_requests.remove(&("GET".into(), "app.saas.test".into(), "/sw.js".into())),
+        "direct: the service worker's script was not fetched: {builder_requests:?}"
+    );
+    assert_eq!(built["serviceWorker"], "registered", "direct: {built}");
     DirectWalk {
         fidelity,
         built,
         editor_requests,
         saves,
         downloads,
-        builder_requests: fidelity_walk::requests_since(&origin, since),
+        builder_requests,
     }
 }
 

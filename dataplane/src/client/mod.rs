@@ -26,6 +26,14 @@ pub struct Instrumentation {
     pub script: Vec<u8>,
     /// `<script src="/.palisade/client.js?v=N"></script>`.
     pub tag: Vec<u8>,
+    /// What goes in front of a classic worker's script:
+    /// `try { importScripts("/.palisade/client.js?v=N"); } catch {}` (a
+    /// module worker that does not start with an import gets it too, and
+    /// runs on without the translation).
+    pub classic_worker: Vec<u8>,
+    /// What goes in front of a module worker's script:
+    /// `import "/.palisade/client.js?v=N";`.
+    pub module_worker: Vec<u8>,
 }
 
 impl Instrumentation {
@@ -41,6 +49,11 @@ impl Instrumentation {
         Instrumentation {
             script: script.into_bytes(),
             tag: format!("<script src=\"{SCRIPT_PATH}?v={version}\"></script>").into_bytes(),
+            classic_worker: format!(
+                "try {{ importScripts(\"{SCRIPT_PATH}?v={version}\"); }} catch {{}}"
+            )
+            .into_bytes(),
+            module_worker: format!("import \"{SCRIPT_PATH}?v={version}\";").into_bytes(),
         }
     }
 }

@@ -15,6 +15,7 @@ use crate::hostmap::{HostMapping, HostName};
 use crate::hosts;
 use crate::limits::Limits;
 use crate::rewrite::codec::Accepted;
+use crate::rewrite::consumer::FetchDest;
 use crate::rewrite::unwrap::BodyUnwrap;
 use crate::snapshot::Snapshot;
 
@@ -440,9 +441,7 @@ pub fn prepare_request(
         let value_span = Span(value_start, value_start + h.value.len() as u32);
         match kind {
             FieldName::UserAgent => index.user_agent = value_span,
-            FieldName::SecFetchDest => {
-                index.fetch_dest = crate::rewrite::consumer::FetchDest::parse(h.value)
-            }
+            FieldName::SecFetchDest => index.fetch_dest = FetchDest::parse(h.value),
             FieldName::ContentType => index.content_type = value_span,
             FieldName::Range | FieldName::IfRange => {
                 let n = usize::from(index.range_count);

@@ -13,6 +13,7 @@ use crate::hosts;
 use crate::rewrite::codec::{self, Coding};
 use crate::rewrite::consumer::{self, Consumer, FetchDest};
 use crate::rewrite::content::{self, TextKind};
+use crate::rewrite::inject::Injection;
 
 /// Why an upstream response head was refused (RFC 9112 framing, RFC 9110
 /// field syntax): the client gets a 502 page, the log the reason.
@@ -117,9 +118,9 @@ pub struct ResponseInfo {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BodyPlan {
     pub kind: TextKind,
-    /// An HTML document: the client instrumentation is injected first in
-    /// its head.
-    pub instrument: bool,
+    /// An HTML document or a worker's script: the client instrumentation
+    /// is injected (`rewrite::inject`).
+    pub instrument: Option<Injection>,
     /// The app's content coding (decoded first).
     pub from: Option<Coding>,
     /// The coding sent to the client.
@@ -295,10 +296,16 @@ pub fn prepare_response(
                 Consumer::Data => req.index.rewrite_data_path || data_type_asked,
                 Consumer::Download => false,
             };
-            let document = matches!(dest, FetchDest::Document | FetchDest::Unknown);
+            let instrument = match (dest, media) {
+                (FetchDest::Document | FetchDest::Unknown, content::Media::Html) => {
+                    Some(Injection::Document)
+                }
+                (FetchDest::Worker, content::Media::Script) => Some(Injection::Worker),
+                _ => None,
+            };
             content_coding.ok().filter(|_| wanted).map(|from| BodyPlan {
                 kind: media.kind(),
-                instrument: media == content::Media::Html && document,
+                instrument,
                 from,
                 to: req.accepted.choose(from),
             })
@@ -353,7 +360,7 @@ pub fn prepare_response(
             | FieldName::AccessControlAllowOrigin => hosts::wrap_urls(hosts, h.value),
             FieldName::ContentSecurityPolicy | FieldName::ContentSecurityPolicyReportOnly => {
                 let wrapped = hosts::wrap_csp(hosts, h.value);
-                match rewrite.as_ref().filter(|p| p.instrument) {
+                match rewrite.as_ref().filter(|p| p.instrument.is_some()) {
                     // The injected script must be allowed to run.
                     Some(_) => {
                         let value = wrapped.as_deref().unwrap_or(h.value);
@@ -402,7 +409,7 @@ pub fn prepare_response(
     if rewrite.is_some_and(|p| p.from.is_some()) && !varies_on_accept_encoding {
         push_field(out, b"Vary", b"Accept-Encoding");
     }
-    if rewrite.is_some_and(|p| p.instrument) {
+    if rewrite.is_some_and(|p| p.instrument.is_some()) {
         // The leak guard: a policy allowing proxy hosts only, so a URL
         // that escaped every rewriting is reported, not silent.
         out.extend_from_slice(leak_guard);

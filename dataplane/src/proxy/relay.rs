@@ -15,6 +15,7 @@ use crate::body::{self, BodyFilter, RelayError, SinkFraming, Transfer};
 use crate::http::response::ClientFraming;
 use crate::rewrite::codec::Transcoder;
 use crate::rewrite::content::TextKind;
+use crate::rewrite::inject::Injection;
 use crate::rewrite::Rewriter;
 
 /// Runs the phase.
@@ -43,7 +44,8 @@ pub async fn relay(x: &mut Exchange<'_>) -> Step {
         _ => SinkFraming::Raw,
     };
     let app = x.app();
-    let tag = resp.rewrite.filter(|p| p.instrument).map(|_| {
+    let injection = resp.rewrite.and_then(|p| p.instrument);
+    let tag = (injection == Some(Injection::Document)).then(|| {
         crate::client::tag_for(
             &x.snap.client,
             &x.snap.session_policies,
@@ -55,6 +57,10 @@ pub async fn relay(x: &mut Exchange<'_>) -> Step {
             .with_contexts(app.bare_host_contexts.as_ref());
         if let Some(tag) = &tag {
             rewriter = rewriter.with_injection(tag);
+        } else if injection == Some(Injection::Worker) {
+            let client = &x.snap.client;
+            rewriter =
+                rewriter.with_worker_injection(&client.classic_worker, &client.module_worker);
         }
         Transcoder::new(rewriter, plan.from, plan.to)
     });

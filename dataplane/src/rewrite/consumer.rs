@@ -23,9 +23,11 @@ pub enum FetchDest {
     Unknown,
     /// `document`, `iframe`, `frame`, `embed`, `object`, `fencedframe`.
     Document,
-    /// `script`, `worker`, `sharedworker`, `serviceworker`,
-    /// `audioworklet`, `paintworklet`, `xslt`.
+    /// `script`, `serviceworker`, `audioworklet`, `paintworklet`, `xslt`.
     Script,
+    /// `worker`, `sharedworker`: a worker's own script, which gets the
+    /// client instrumentation in front of it.
+    Worker,
     /// `style`.
     Style,
     /// `manifest`.
@@ -43,8 +45,10 @@ impl FetchDest {
             b"document" | b"iframe" | b"frame" | b"embed" | b"object" | b"fencedframe" => {
                 FetchDest::Document
             }
-            b"script" | b"worker" | b"sharedworker" | b"serviceworker" | b"audioworklet"
-            | b"paintworklet" | b"xslt" => FetchDest::Script,
+            b"script" | b"serviceworker" | b"audioworklet" | b"paintworklet" | b"xslt" => {
+                FetchDest::Script
+            }
+            b"worker" | b"sharedworker" => FetchDest::Worker,
             b"style" => FetchDest::Style,
             b"manifest" => FetchDest::Manifest,
             b"empty" => FetchDest::Empty,
@@ -74,7 +78,7 @@ pub fn consumer(dest: FetchDest, media: Media, attachment: bool) -> Consumer {
     }
     let browser = match dest {
         FetchDest::Document => matches!(media, Media::Html | Media::Svg | Media::Xml),
-        FetchDest::Script => media == Media::Script,
+        FetchDest::Script | FetchDest::Worker => media == Media::Script,
         FetchDest::Style => media == Media::Css,
         FetchDest::Manifest => matches!(media, Media::Manifest | Media::Json),
         FetchDest::Empty | FetchDest::Other => false,
@@ -117,6 +121,8 @@ mod tests {
             ("document", Json, false, Data),
             ("script", Script, false, Browser),
             ("worker", Script, false, Browser),
+            ("sharedworker", Script, false, Browser),
+            ("worker", Json, false, Data),
             ("style", Css, false, Browser),
             ("manifest", Manifest, false, Browser),
             ("empty", Json, false, Data),

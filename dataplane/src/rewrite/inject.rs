@@ -1,10 +1,67 @@
-//! Where the client instrumentation goes into an HTML document: first in
-//! its head, which is right after the doctype. A `<script>` before
-//! `<html>` or `<head>` is placed in the head by the parser (WHATWG HTML
-//! §13.2.6.4.1–3, the "before html" and "before head" insertion modes), so
-//! it runs before any script of the page; before the doctype it would put
-//! the page in quirks mode, so the doctype (after an optional byte order
-//! mark, white space and comments) is skipped first.
+//! Where the client instrumentation goes: into an HTML document, or in
+//! front of a worker's script.
+//!
+//! A document gets a script element first in its head, which is right
+//! after the doctype. A `<script>` before `<html>` or `<head>` is placed
+//! in the head by the parser (WHATWG HTML §13.2.6.4.1–3, the "before html"
+//! and "before head" insertion modes), so it runs before any script of the
+//! page; before the doctype it would put the page in quirks mode, so the
+//! doctype (after an optional byte order mark, white space and comments)
+//! is skipped first.
+//!
+//! A worker's script gets one statement that loads the instrumentation,
+//! after its directive prologue: in front of a `"use strict"` directive
+//! it would turn the directive into a plain expression and the worker's
+//! code sloppy (ECMA-262 §11.2.1). A classic worker loads it with
+//! `importScripts`, a module worker only with an `import` declaration
+//! (`importScripts` throws there, and an `import` declaration is a syntax
+//! error in a classic script); the request does not say which (Chromium
+//! fetches both in `same-origin` mode), so the script's first statement
+//! decides: an `import` or `export` declaration makes it a module and the
+//! statement an `import`; anything else gets `importScripts` guarded by
+//! `try` (a module worker starting otherwise runs without the
+//! translation). When the prologue cannot be told apart within the first
+//! bytes, the script is left as it is. The leak guard watches workers
+//! either way.
+
+/// What the instrumentation goes into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Injection {
+    /// An HTML document (a script element in its head).
+    Document,
+    /// A dedicated or shared worker's script.
+    Worker,
+}
+
+/// Whether the script `head` is a module, from its first statement at or
+/// after `at` (past white space and comments).
+pub fn is_module(head: &[u8], at: usize) -> bool {
+    skip_blank(head, at).is_some_and(|(first, _)| starts_as_module(&head[first..]))
+}
+
+/// Whether a script whose first statement starts with `rest` is a module:
+/// an `import` declaration (not `import(…)` or `import.meta`) or an
+/// `export` (ECMA-262 §16.2).
+pub fn starts_as_module(rest: &[u8]) -> bool {
+    let declaration = |word: &[u8]| {
+        rest.starts_with(word)
+            && rest.get(word.len()).is_some_and(|c| {
+                matches!(c, b' ' | b'\t' | b'\n' | b'\r' | b'{' | b'*' | b'"' | b'\'')
+            })
+    };
+    declaration(b"import") || declaration(b"export")
+}
+
+/// Where the injection goes, once known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Point {
+    /// More bytes are needed to tell.
+    Wait,
+    /// At this offset of the first bytes.
+    At(usize),
+    /// Nowhere: the body is left as it is.
+    Skip,
+}
 
 /// How far into a document the injection point is looked for; past it
 /// the script goes at the start (after the byte order mark).
@@ -57,6 +114,141 @@ fn give_up(head: &[u8], complete: bool, bom: usize) -> Option<usize> {
     (complete || head.len() >= MAX_PROLOGUE).then_some(bom)
 }
 
+/// Where the statement goes in a script starting with `head`: after a
+/// byte order mark, a hashbang line (ECMA-262 §12.5), and the directive
+/// prologue (§11.2.1: string literal statements), white space and
+/// comments between them kept before it.
+pub fn script_injection_point(head: &[u8], complete: bool) -> Point {
+    let mut at = if head.starts_with(b"\xEF\xBB\xBF") {
+        3
+    } else {
+        0
+    };
+    if head[at..].starts_with(b"#!") {
+        match memchr::memchr2(b'\n', b'\r', &head[at..]) {
+            // The statement goes on the next line, not into the comment.
+            Some(end) => at += end + 1,
+            None => return wait_or_skip(head, complete),
+        }
+    }
+    // The end of the last directive (or of the hashbang) so far.
+    let mut point = at;
+    loop {
+        at = match skip_blank(head, at) {
+            Some((next, _)) => next,
+            None => return wait_or_skip(head, complete),
+        };
+        let quote = match head.get(at) {
+            Some(q @ (b'"' | b'\'')) => *q,
+            Some(_) => return Point::At(point),
+            None if complete => return Point::At(point),
+            None => return wait_or_skip(head, complete),
+        };
+        let Some(end) = string_end(head, at, quote) else {
+            return wait_or_skip(head, complete);
+        };
+        // A directive is a string literal alone in its statement: ended by
+        // `;`, or by a line break (automatic semicolon insertion, §12.10)
+        // before a token that cannot continue the expression.
+        let Some((after, line_break)) = skip_blank(head, end) else {
+            return wait_or_skip(head, complete);
+        };
+        match head.get(after) {
+            Some(b';') => point = after + 1,
+            None if complete => return Point::At(end),
+            None => return wait_or_skip(head, complete),
+            Some(c) if line_break && !continues_expression(*c, &head[after..]) => point = end,
+            // `"a" + b`, `"a".length`, `"a" in o`: an expression, not a
+            // directive; the prologue ended before it.
+            Some(_) => return Point::At(point),
+        }
+        at = point.max(end);
+    }
+}
+
+/// Skips white space and comments from `at`; the offset reached and
+/// whether a line break was crossed, or `None` inside an unfinished
+/// comment.
+fn skip_blank(head: &[u8], mut at: usize) -> Option<(usize, bool)> {
+    let mut line_break = false;
+    loop {
+        match head.get(at) {
+            Some(b'\n' | b'\r') => {
+                line_break = true;
+                at += 1;
+            }
+            Some(b' ' | b'\t' | b'\x0b' | b'\x0c') => at += 1,
+            Some(b'/') if head.get(at + 1) == Some(&b'/') => {
+                let end = memchr::memchr2(b'\n', b'\r', &head[at..])?;
+                at += end;
+            }
+            Some(b'/') if head.get(at + 1) == Some(&b'*') => {
+                let end = memchr::memmem::find(&head[at + 2..], b"*/")?;
+                line_break |= memchr::memchr2(b'\n', b'\r', &head[at + 2..at + 2 + end]).is_some();
+                at += 2 + end + 2;
+            }
+            Some(b'/') if at + 1 == head.len() => return None,
+            _ => return Some((at, line_break)),
+        }
+    }
+}
+
+/// The offset after the string literal opened by `quote` at `at`.
+fn string_end(head: &[u8], at: usize, quote: u8) -> Option<usize> {
+    let mut i = at + 1;
+    while i < head.len() {
+        match head[i] {
+            b'\\' => i += 2,
+            b'\n' | b'\r' => return None,
+            c if c == quote => return Some(i + 1),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// Whether a token starting with `c` (`rest`) continues the expression a
+/// string literal began on the line before: then there is no automatic
+/// semicolon and the literal is no directive.
+fn continues_expression(c: u8, rest: &[u8]) -> bool {
+    let word = |w: &[u8]| {
+        rest.starts_with(w)
+            && !rest
+                .get(w.len())
+                .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'$')
+    };
+    matches!(
+        c,
+        b'+' | b'-'
+            | b'*'
+            | b'/'
+            | b'%'
+            | b'('
+            | b'['
+            | b'.'
+            | b','
+            | b'?'
+            | b'='
+            | b'<'
+            | b'>'
+            | b'&'
+            | b'|'
+            | b'^'
+            | b'`'
+    ) || word(b"in")
+        || word(b"instanceof")
+}
+
+/// Not enough bytes: wait for more, unless there are none or enough were
+/// seen (then the script is left alone).
+fn wait_or_skip(head: &[u8], complete: bool) -> Point {
+    if complete || head.len() >= MAX_PROLOGUE {
+        Point::Skip
+    } else {
+        Point::Wait
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,5 +283,71 @@ mod tests {
         }
         let long_comment = [b"<!--".as_slice(), &[b'x'; MAX_PROLOGUE]].concat();
         assert_eq!(injection_point(&long_comment, false), Some(0));
+    }
+
+    #[test]
+    fn a_worker_script_gets_it_after_its_directive_prologue() {
+        use Point::{At, Skip, Wait};
+        // (script start, complete, where)
+        let cases: [(&str, bool, Point); 22] = [
+            ("fetch('/x');", false, At(0)),
+            ("'use strict';\nfetch('/x');", false, At(13)),
+            ("\"use strict\"; 'use asm';  x()", false, At(24)),
+            ("'use strict'\nx()", false, At(12)),
+            ("// built\n'use strict';\nx()", false, At(22)),
+            ("/* a\n */ \"use strict\";x()", false, At(22)),
+            ("#!/usr/bin/env node\n'use strict';x", false, At(33)),
+            ("#!/usr/bin/env node\nx", false, At(20)),
+            ("\u{feff}'use strict';x", false, At(16)),
+            // Not directives: the prologue ended before them.
+            ("'a' + b;", false, At(0)),
+            ("'a'\n.length", false, At(0)),
+            ("'a'\n+ b", false, At(0)),
+            ("'use strict';\n'b'.length", false, At(13)),
+            ("'a' in o", false, At(0)),
+            ("'use strict'\ninstanceof X", false, At(0)),
+            ("'use strict'\nin_place()", false, At(12)),
+            // Wait for more, or leave it alone when there is no more.
+            ("'use str", false, Wait),
+            ("'use str", true, Skip),
+            ("'use strict'", false, Wait),
+            ("'use strict'", true, At(12)),
+            ("/* long", false, Wait),
+            ("", true, At(0)),
+        ];
+        for (head, complete, want) in cases {
+            assert_eq!(
+                script_injection_point(head.as_bytes(), complete),
+                want,
+                "{head:?}"
+            );
+        }
+        let long = [b"'".as_slice(), &[b'x'; MAX_PROLOGUE]].concat();
+        assert_eq!(script_injection_point(&long, false), Point::Skip);
+    }
+
+    #[test]
+    fn modules_are_told_by_their_first_statement() {
+        for (rest, module) in [
+            ("import { a } from './a.js';", true),
+            ("import './a.js';", true),
+            ("import * as a from './a.js';", true),
+            ("import\n{a} from 'a'", true),
+            ("export const a = 1;", true),
+            ("export{a}", true),
+            ("import('./a.js')", false),
+            ("import.meta.url", false),
+            ("importScripts('a.js')", false),
+            ("exports.a = 1", false),
+            ("fetch('/x')", false),
+        ] {
+            assert_eq!(starts_as_module(rest.as_bytes()), module, "{rest:?}");
+        }
+        assert!(is_module(
+            b"/* built */\n// by a bundler\nimport a from 'a';",
+            0
+        ));
+        assert!(!is_module(b"// a\nfetch('/x')", 0));
+        assert!(!is_module(b"/* unfinished", 0));
     }
 }

@@ -53,9 +53,19 @@ pub struct Rewriter<'r> {
     scanned: usize,
     /// `carry[0]` is the first byte of the body.
     at_body_start: bool,
-    /// The tag still to be injected first in the document's head, and the
-    /// body's first bytes held until its place is known.
-    inject: Option<(&'r [u8], Vec<u8>)>,
+    /// What is still to be injected, and the body's first bytes held until
+    /// its place is known.
+    inject: Option<(Tags<'r>, Vec<u8>)>,
+}
+
+/// What a rewriter injects.
+#[derive(Clone, Copy)]
+enum Tags<'r> {
+    /// A script element, first in a document's head.
+    Document(&'r [u8]),
+    /// A statement in front of a worker's script: one for a classic
+    /// script, one for a module ([`inject::starts_as_module`]).
+    Worker { classic: &'r [u8], module: &'r [u8] },
 }
 
 /// Where one pass over a buffer got to.
@@ -83,21 +93,40 @@ impl<'r> Rewriter<'r> {
     /// Injects `tag` (the client instrumentation's script element) first in
     /// the document's head ([`inject::injection_point`]).
     pub fn with_injection(mut self, tag: &'r [u8]) -> Rewriter<'r> {
-        self.inject = Some((tag, Vec::new()));
+        self.inject = Some((Tags::Document(tag), Vec::new()));
+        self
+    }
+
+    /// Puts the statement loading the client instrumentation in front of a
+    /// worker's script, after its directive prologue
+    /// ([`inject::script_injection_point`]): `classic` or `module` as the
+    /// script's first statement says.
+    pub fn with_worker_injection(mut self, classic: &'r [u8], module: &'r [u8]) -> Rewriter<'r> {
+        self.inject = Some((Tags::Worker { classic, module }, Vec::new()));
         self
     }
 
     /// Holds the body's first bytes until the injection point is known,
     /// then rewrites them with the tag in place. `true`: `input` was taken.
     fn prologue<E: Emit>(&mut self, input: &[u8], complete: bool, out: &mut E) -> bool {
-        let Some((tag, held)) = self.inject.as_mut() else {
+        let Some((tags, held)) = self.inject.as_mut() else {
             return false;
         };
         held.extend_from_slice(input);
-        let Some(at) = inject::injection_point(held, complete) else {
-            return true;
+        let (tag, at): (&[u8], usize) = match *tags {
+            Tags::Document(tag) => match inject::injection_point(held, complete) {
+                Some(at) => (tag, at),
+                None => return true,
+            },
+            Tags::Worker { classic, module } => {
+                match inject::script_injection_point(held, complete) {
+                    inject::Point::Wait => return true,
+                    inject::Point::Skip => (&[], 0),
+                    inject::Point::At(at) if inject::is_module(held, at) => (module, at),
+                    inject::Point::At(at) => (classic, at),
+                }
+            }
         };
-        let tag: &[u8] = tag;
         let held = std::mem::take(held);
         self.inject = None;
         // The held bytes are not the caller's input: they are rewritten
