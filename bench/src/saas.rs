@@ -192,6 +192,7 @@ fn handle(domain: &str, req: &Request) -> Reply {
         ("app", "/navigate") => html_page(fidelity::NAVIGATE_PAGE),
         ("static", "/editor.js") => reply(200, "text/javascript", fidelity::EDITOR_SCRIPT),
         ("static", "/builder.js") => reply(200, "text/javascript", fidelity::BUILDER_SCRIPT),
+        ("static", "/extra.js") => reply(200, "text/javascript", "window.builtExtra = true;\n"),
         ("static", "/pixel.png") => reply(200, "image/png", fidelity::PIXEL),
         ("api", "/api/doc") => with_headers(
             reply(200, "application/json", fidelity::document(domain)),

@@ -16,7 +16,8 @@
 //!   `sendBeacon`, classic, module and shared workers (each building an
 //!   app URL itself), a service worker registration, `window.open` into a
 //!   frame, a frame navigating itself by `location.href`, element
-//!   properties and attributes, `srcset`, `innerHTML`, `outerHTML`,
+//!   properties and attributes (`a`, `img`, and a `script`, `link`,
+//!   `iframe` and `video` `source` made by script), `srcset`, `innerHTML`, `outerHTML`,
 //!   `insertAdjacentHTML`, `document.write`, `history.replaceState` and
 //!   `pushState`, `postMessage` to the app's origin, a cookie for the
 //!   app's domain and `document.domain`; every request must land on a
@@ -197,6 +198,34 @@ pub const BUILDER_SCRIPT: &str = r#"// Acme Builder: the app's URLs built from p
   const link = document.getElementById('link');
   link.href = 'https://app.' + domain + '/help';
   link.setAttribute('href', 'https://app.' + domain + '/help?via=attribute');
+  // Elements made by script, their URL set by property.
+  const script = document.createElement('script');
+  done.script = await new Promise((resolve) => {
+    script.onload = () => resolve(window.builtExtra === true);
+    script.onerror = () => resolve('script failed');
+    script.src = 'https://static.' + domain + '/extra.js';
+    document.head.appendChild(script);
+  });
+  const sheet = document.createElement('link');
+  done.link = await new Promise((resolve) => {
+    sheet.onload = () => resolve(true);
+    sheet.onerror = () => resolve('style sheet failed');
+    sheet.rel = 'stylesheet';
+    sheet.href = 'https://static.' + domain + '/app.css?via=link';
+    document.head.appendChild(sheet);
+  });
+  const frame = document.createElement('iframe');
+  done.iframe = await new Promise((resolve) => {
+    frame.onload = () => resolve(true);
+    frame.src = 'https://static.' + domain + '/frame.html?via=iframe';
+    document.body.appendChild(frame);
+  });
+  const video = document.createElement('video');
+  const source = document.createElement('source');
+  source.src = 'https://static.' + domain + '/pixel.png?via=source';
+  video.preload = 'auto';
+  video.appendChild(source);
+  document.body.appendChild(video);
   const out = document.getElementById('out');
   out.innerHTML = '<img src="https://static.' + domain + '/pixel.png?via=html" alt=""><span></span>';
   out.querySelector('span').outerHTML =

@@ -27,16 +27,18 @@ pub struct DirectWalk {
 /// images it set, its beacon, the frames' navigations): waited for before
 /// a walk's requests are compared.
 pub fn builder_stragglers(domain: &str) -> Vec<Received> {
-    let mut late: Vec<Received> = ["src", "srcset", "html", "outer", "adjacent", "write"]
-        .iter()
-        .map(|via| {
-            (
-                "GET".into(),
-                format!("static.{domain}"),
-                format!("/pixel.png?via={via}"),
-            )
-        })
-        .collect();
+    let mut late: Vec<Received> = [
+        "src", "srcset", "html", "outer", "adjacent", "write", "source",
+    ]
+    .iter()
+    .map(|via| {
+        (
+            "GET".into(),
+            format!("static.{domain}"),
+            format!("/pixel.png?via={via}"),
+        )
+    })
+    .collect();
     late.push(("POST".into(), format!("api.{domain}"), "/api/beacon".into()));
     for via in ["open", "location"] {
         late.push((
