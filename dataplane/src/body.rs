@@ -159,9 +159,17 @@ pub enum SinkFraming {
 #[derive(Debug)]
 pub enum RelayError {
     /// Reading from the source failed, timed out or ended early.
-    Source(io::Error),
-    /// The source's framing was invalid.
-    Framing(ChunkError),
+    /// `sent_nothing`: no byte reached the sink (as for `Filter`).
+    Source {
+        error: io::Error,
+        sent_nothing: bool,
+    },
+    /// The source's framing was invalid (`sent_nothing`: as for `Filter`;
+    /// a bad chunk in the same read as the head leaves the head unsent).
+    Framing {
+        error: ChunkError,
+        sent_nothing: bool,
+    },
     /// Writing to the sink failed.
     Sink(io::Error),
     /// The body filter refused the body (e.g. corrupt compressed data).
@@ -228,15 +236,21 @@ where
             flush(sink, pending).await?;
             let n = within(read_timeout, src.fill(max_buffer))
                 .await
-                .map_err(RelayError::Source)?;
+                .map_err(|error| RelayError::Source {
+                    error,
+                    sent_nothing: !sink.wrote,
+                })?;
             if n == 0 {
                 if framing == Framing::UntilClose {
                     break;
                 }
-                return Err(RelayError::Source(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "connection closed before the end of the body",
-                )));
+                return Err(RelayError::Source {
+                    error: io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "connection closed before the end of the body",
+                    ),
+                    sent_nothing: !sink.wrote,
+                });
             }
         }
         let buffered = src.buffered();
@@ -248,14 +262,21 @@ where
                 (take, 0..take)
             }
             Framing::UntilClose => (buffered.len(), 0..buffered.len()),
-            Framing::Chunked => match decoder.step(buffered).map_err(RelayError::Framing)? {
-                (n, Step::Data(r)) => (n, r),
-                (n, Step::Framing) => (n, 0..0),
-                (n, Step::Done) => {
-                    done = true;
-                    (n, 0..0)
+            Framing::Chunked => {
+                match decoder
+                    .step(buffered)
+                    .map_err(|error| RelayError::Framing {
+                        error,
+                        sent_nothing: !sink.wrote,
+                    })? {
+                    (n, Step::Data(r)) => (n, r),
+                    (n, Step::Framing) => (n, 0..0),
+                    (n, Step::Done) => {
+                        done = true;
+                        (n, 0..0)
+                    }
                 }
-            },
+            }
             Framing::Empty => (0, 0..0),
         };
         let chunk = &buffered[data];

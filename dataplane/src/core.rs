@@ -1,6 +1,7 @@
 //! The per-core state every connection of one core shares (never shared
 //! across cores): the snapshot in force, the limits, the upstream pool,
-//! the buffer pool, the log shard, request ids and the held-bytes budget.
+//! the buffer pool, the log shard, request ids, the held-bytes budget and
+//! the warnings already given about each app.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -32,6 +33,8 @@ pub struct Core {
     /// Bytes of files currently held for session control on this core
     /// (bounded by `session_policy::flow::MAX_HELD_BYTES_PER_CORE`).
     pub held_bytes: Cell<u64>,
+    /// `(app, what)` warnings already written to stderr by this core.
+    warned: RefCell<Vec<(Rc<str>, &'static str)>>,
 }
 
 impl Core {
@@ -45,6 +48,7 @@ impl Core {
             logs: None,
             request_ids: Cell::new(random_u64()),
             held_bytes: Cell::new(0),
+            warned: RefCell::new(Vec::new()),
         }
     }
 
@@ -54,6 +58,18 @@ impl Core {
         let id = self.request_ids.get().wrapping_add(1).max(1);
         self.request_ids.set(id);
         id
+    }
+
+    /// Writes `message` about `app` to stderr the first time this core
+    /// meets `what` from it (an app's quirk is worth one line, not one per
+    /// request).
+    pub fn warn_once(&self, app: &Rc<str>, what: &'static str, message: impl FnOnce() -> String) {
+        let mut warned = self.warned.borrow_mut();
+        if warned.iter().any(|(a, w)| a == app && *w == what) {
+            return;
+        }
+        warned.push((app.clone(), what));
+        eprintln!("dataplane: app \"{app}\": {}", message());
     }
 
     /// Turns on this core's log with `shard`.

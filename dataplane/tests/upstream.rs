@@ -115,20 +115,39 @@ fn https_upstream_with_unknown_ca_is_refused_with_502() {
 /// connection — is answered correctly by a healthy upstream connection.
 #[test]
 fn misbehaving_upstream_never_poisons_the_next_request() {
+    fn chunked(body: &[u8]) -> Vec<u8> {
+        [
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".as_slice(),
+            body,
+        ]
+        .concat()
+    }
     let cases: Vec<(&str, Vec<u8>, bool)> = vec![
         ("garbage_status_line", b"HTTP/1.1 2OO OK\r\nContent-Length: 2\r\n\r\nok".to_vec(), true),
-        ("te_and_cl", b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".to_vec(), true),
         ("differing_cl", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok".to_vec(), true),
         ("bad_cl", b"HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\nok".to_vec(), true),
         ("unknown_transfer_coding", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nxx".to_vec(), true),
-        ("bare_lf_head", b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok".to_vec(), true),
+        ("bare_cr_head", b"HTTP/1.1 200 OK\r\nX: a\rContent-Length: 2\r\n\r\nok".to_vec(), true),
+        ("double_space_status_line", b"HTTP/1.1  200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec(), true),
         ("obs_fold", b"HTTP/1.1 200 OK\r\nX-A: a\r\n b\r\nContent-Length: 2\r\n\r\nok".to_vec(), true),
         ("oversized_head", format!("HTTP/1.1 200 OK\r\nX-Big: {}\r\nContent-Length: 2\r\n\r\nok", "a".repeat(70_000)).into_bytes(), true),
         ("early_close_in_head", b"HTTP/1.1 200 OK\r\nContent-Le".to_vec(), true),
         ("unsolicited_101", b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n".to_vec(), true),
+        // Bad chunk syntax in the same read as the head: nothing was sent
+        // yet, so the client still gets the 502 page.
+        ("bad_chunk_in_body", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n".to_vec(), true),
+        ("chunk_size_0x", chunked(b"0x5\r\nhello\r\n0\r\n\r\n"), true),
+        ("chunk_size_plus", chunked(b"+5\r\nhello\r\n0\r\n\r\n"), true),
+        ("chunk_size_minus", chunked(b"-1\r\nhello\r\n0\r\n\r\n"), true),
+        ("chunk_size_leading_space", chunked(b" 5\r\nhello\r\n0\r\n\r\n"), true),
+        ("chunk_bare_lf", chunked(b"5\nhello\r\n0\r\n\r\n"), true),
+        ("chunk_bare_cr", chunked(b"5\rhello\r\n0\r\n\r\n"), true),
+        ("chunk_nul_in_extension", chunked(b"5;a=\0\r\nhello\r\n0\r\n\r\n"), true),
+        ("content_length_trailer", chunked(b"5\r\nhello\r\n0\r\nContent-Length: 5\r\n\r\n"), true),
+        ("transfer_encoding_trailer", chunked(b"5\r\nhello\r\n0\r\nTransfer-Encoding: chunked\r\n\r\n"), true),
+        ("host_trailer", chunked(b"5\r\nhello\r\n0\r\nHost: evil.test\r\n\r\n"), true),
         // The head went out: the client connection must be closed, not reused.
         ("early_close_in_body", b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part".to_vec(), false),
-        ("bad_chunk_in_body", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n".to_vec(), false),
         // Extra bytes after a complete response: a response-splitting attempt.
         ("extra_bytes_after_body", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\ninjected".to_vec(), false),
     ];
@@ -265,5 +284,66 @@ fn idempotent_request_is_retried_when_a_pooled_connection_was_closed() {
         served.load(Ordering::SeqCst),
         5,
         "each request reached the app exactly once"
+    );
+}
+
+#[test]
+fn imperfect_responses_that_nginx_and_haproxy_serve_are_served() {
+    // (path, what the app sends, the body the client must get)
+    let cases: &[(&str, &[u8], &str)] = &[
+        // RFC 9112 §6.3 ¶3: chunked wins; the Content-Length is dropped.
+        (
+            "/length-and-chunked",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+            "hello",
+        ),
+        // §2.2: a bare LF may end a line of a response.
+        (
+            "/bare-lf",
+            b"HTTP/1.1 200 OK\nContent-Type: text/plain\nContent-Length: 2\n\nok",
+            "ok",
+        ),
+        // No reason phrase (and no space after the code).
+        (
+            "/no-reason",
+            b"HTTP/1.1 200\r\nContent-Length: 2\r\n\r\nok",
+            "ok",
+        ),
+    ];
+    let raw: Vec<(String, Vec<u8>)> = cases
+        .iter()
+        .map(|(p, b, _)| (p.to_string(), b.to_vec()))
+        .collect();
+    let origin = origin(always(move |req: &Request| {
+        match raw.iter().find(|(p, _)| *p == req.target) {
+            Some((_, bytes)) => Reply::Raw {
+                bytes: bytes.clone(),
+                close: true,
+            },
+            None => Reply::text(404, "no such case"),
+        }
+    }));
+    let dp =
+        Dataplane::start_capturing_stderr(&policy(&format!("http://{}", origin.addr()), ""), &[]);
+    for (path, _, body) in cases {
+        for round in 0..2 {
+            let resp = request(&dp, &get(H, path));
+            assert_eq!(resp.status, 200, "{path} #{round}: {}", resp.text());
+            assert_eq!(resp.text(), *body, "{path} #{round}");
+            if *path == "/length-and-chunked" {
+                assert_eq!(resp.header("content-length"), None, "{path}");
+                assert_eq!(resp.header("transfer-encoding"), Some("chunked"), "{path}");
+            }
+        }
+    }
+    // The buggy framing is worth one line per app and core, not one per
+    // response.
+    let stderr = dp.stderr();
+    assert_eq!(
+        stderr
+            .matches("app \"demo\": a response carried both Content-Length and Transfer-Encoding")
+            .count(),
+        1,
+        "{stderr}"
     );
 }

@@ -7,7 +7,7 @@
 
 use super::fields::{self, FieldName, TransferCoding};
 use super::request::{itoa, RequestInfo, Span};
-use super::{line_endings_are_strict, push_field, Framing};
+use super::{push_field, Framing};
 use crate::hostmap::HostMap;
 use crate::hosts;
 use crate::rewrite::codec::{self, Coding};
@@ -24,7 +24,9 @@ pub enum BadResponse {
     HeadTooLarge,
     /// httparse refused the head.
     Malformed(httparse::Error),
-    /// A line ends in a bare CR or LF (RFC 9112 §2.2).
+    /// A bare CR in the head (RFC 9112 §2.2). A bare LF is accepted as a
+    /// line terminator in a response, as §2.2 allows: the client gets a
+    /// head the proxy writes itself, with CRLF.
     BareLineEnding,
     InvalidStatus(u16),
     /// NUL, CR or LF inside a field value (RFC 9110 §5.5).
@@ -33,8 +35,6 @@ pub enum BadResponse {
     DifferingContentLengths,
     /// 101 to a request that did not ask to upgrade.
     UnaskedUpgrade,
-    /// Both framings at once (RFC 9112 §6.3 ¶3).
-    LengthAndTransferEncoding,
     /// A transfer coding other than a final `chunked`, or chunked to
     /// HTTP/1.0.
     UnsupportedTransferCoding,
@@ -49,16 +49,13 @@ impl std::fmt::Display for BadResponse {
         match self {
             BadResponse::HeadTooLarge => f.write_str("response header section too large"),
             BadResponse::Malformed(e) => write!(f, "malformed response head: {e}"),
-            BadResponse::BareLineEnding => f.write_str("bare CR or LF in response head"),
+            BadResponse::BareLineEnding => f.write_str("bare CR in response head"),
             BadResponse::InvalidStatus(s) => write!(f, "invalid status code {s}"),
             BadResponse::ForbiddenValueByte => f.write_str("NUL, CR or LF in a field value"),
             BadResponse::MalformedContentLength => f.write_str("malformed Content-Length"),
             BadResponse::DifferingContentLengths => f.write_str("differing Content-Length values"),
             BadResponse::UnaskedUpgrade => {
                 f.write_str("101 Switching Protocols to a request that asked no upgrade")
-            }
-            BadResponse::LengthAndTransferEncoding => {
-                f.write_str("both Transfer-Encoding and Content-Length")
             }
             BadResponse::UnsupportedTransferCoding => {
                 f.write_str("unsupported response transfer coding")
@@ -112,6 +109,15 @@ pub struct ResponseInfo {
     /// The app's content coding (of every Content-Encoding field): a
     /// controlled download is inspected and protected decoded.
     pub content_coding: Result<Option<Coding>, codec::NotDecodable>,
+    /// The app sent both Content-Length and chunked Transfer-Encoding: the
+    /// length was dropped and the chunked framing used (worth a warning:
+    /// the app's stack is buggy).
+    pub length_ignored: bool,
+}
+
+/// A CR not followed by LF (RFC 9112 §2.2).
+fn has_bare_cr(head: &[u8]) -> bool {
+    memchr::memchr_iter(b'\r', head).any(|i| head.get(i + 1) != Some(&b'\n'))
 }
 
 /// How a rewritten body is processed.
@@ -181,7 +187,7 @@ pub fn prepare_response(
     if head_len > max_header_bytes {
         return Err(BadResponse::HeadTooLarge);
     }
-    if !line_endings_are_strict(&buf[..head_len]) {
+    if has_bare_cr(&buf[..head_len]) {
         return Err(BadResponse::BareLineEnding);
     }
     let status = resp.code.unwrap_or(0);
@@ -201,6 +207,7 @@ pub fn prepare_response(
     let mut attachment = false;
     let mut content_encoding_seen = false;
     let mut varies_on_accept_encoding = false;
+    let mut length_ignored = false;
     let mut kinds = [FieldName::Other; super::request::MAX_HEADERS_CEILING];
     for (h, kind) in headers.iter().zip(kinds.iter_mut()) {
         if fields::has_forbidden_value_bytes(h.value) {
@@ -255,9 +262,12 @@ pub fn prepare_response(
     let upstream_framing = if bodiless {
         Framing::Empty
     } else if te_values > 0 {
-        if content_length.is_some() {
-            return Err(BadResponse::LengthAndTransferEncoding);
-        }
+        // RFC 9112 §6.3 ¶3: Transfer-Encoding overrides Content-Length;
+        // an intermediary may forward the message after removing the
+        // Content-Length (the client head never carries it for a body:
+        // it is re-added from the framing below). Requests with both
+        // stay refused.
+        length_ignored = content_length.is_some();
         let values = headers
             .iter()
             .zip(kinds)
@@ -448,6 +458,7 @@ pub fn prepare_response(
         content_disposition,
         content_type,
         content_coding,
+        length_ignored,
     }))
 }
 
@@ -493,10 +504,6 @@ mod tests {
                 BadResponse::MalformedContentLength,
             ),
             (
-                "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
-                BadResponse::LengthAndTransferEncoding,
-            ),
-            (
                 "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
                 BadResponse::UnsupportedTransferCoding,
             ),
@@ -504,7 +511,16 @@ mod tests {
                 "HTTP/1.1 200 OK\r\nX: a\rb\r\n\r\n",
                 BadResponse::Malformed(httparse::Error::HeaderValue),
             ),
-            ("HTTP/1.1 200 OK\nX: a\r\n\r\n", BadResponse::BareLineEnding),
+            // A bare CR (httparse refuses it before our own check).
+            (
+                "HTTP/1.1 200 OK\r\nX: a\r\r\n\r\n",
+                BadResponse::Malformed(httparse::Error::HeaderValue),
+            ),
+            // RFC 9112 §4: one SP between version and code.
+            (
+                "HTTP/1.1  200 OK\r\n\r\n",
+                BadResponse::Malformed(httparse::Error::Status),
+            ),
             ("HTTP/1.1 099 Odd\r\n\r\n", BadResponse::InvalidStatus(99)),
             (
                 "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n",
@@ -518,6 +534,13 @@ mod tests {
                 Ok(_) => panic!("{head:?} was accepted"),
             }
         }
+    }
+
+    #[test]
+    fn only_a_cr_without_lf_is_bare() {
+        assert!(has_bare_cr(b"a\rb"));
+        assert!(has_bare_cr(b"a\r"));
+        assert!(!has_bare_cr(b"a\r\nb\nc"));
     }
 
     #[test]
@@ -547,11 +570,29 @@ mod tests {
                 "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n",
                 Framing::Empty,
             ),
+            // §6.3 ¶3: Transfer-Encoding overrides Content-Length (which
+            // is then dropped and the use noted).
+            (
+                &get,
+                "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+                Framing::Chunked,
+            ),
+            // §2.2: a bare LF may end a line of a response.
+            (
+                &get,
+                "HTTP/1.1 200 OK\nContent-Length: 5\n\n",
+                Framing::Length(5),
+            ),
+            // A status line without a reason phrase.
+            (&get, "HTTP/1.1 204\r\n\r\n", Framing::Empty),
         ];
         for (req, text, want) in cases {
             match prepare(req, text) {
                 Ok(ParsedResponse::Complete(info)) => {
-                    assert_eq!(info.upstream_framing, *want, "{text:?}")
+                    assert_eq!(info.upstream_framing, *want, "{text:?}");
+                    let both =
+                        text.contains("Content-Length") && text.contains("Transfer-Encoding");
+                    assert_eq!(info.length_ignored, both, "{text:?}");
                 }
                 Ok(ParsedResponse::Partial) => panic!("{text:?}: partial"),
                 Err(e) => panic!("{text:?}: {e}"),

@@ -79,6 +79,9 @@ pub enum UpstreamError {
         app: Rc<str>,
         reason: crate::body::FilterError,
     },
+    /// The body's chunked framing is broken, or the app closed or stalled
+    /// before its end, and nothing of the response reached the client yet.
+    BadBody { app: Rc<str>, error: RelayError },
     /// Session control could not complete its decision on the response.
     Session { app: Rc<str>, error: SessionError },
 }
@@ -107,6 +110,18 @@ impl fmt::Display for UpstreamError {
                     "app \"{app}\" sent a body that cannot be rewritten: {reason}"
                 )
             }
+            UpstreamError::BadBody { app, error } => match error {
+                RelayError::Framing { error, .. } => {
+                    write!(f, "app \"{app}\" sent an invalid response body: {error}")
+                }
+                RelayError::Source { error, .. } if error.kind() == io::ErrorKind::TimedOut => {
+                    write!(f, "app \"{app}\" stopped sending its response body")
+                }
+                RelayError::Source { error, .. } => {
+                    write!(f, "app \"{app}\" sent an incomplete response body: {error}")
+                }
+                other => write!(f, "app \"{app}\": {other:?}"),
+            },
             UpstreamError::Session { app, error } => write!(f, "app \"{app}\": {error}"),
         }
     }
@@ -128,9 +143,13 @@ impl From<UpstreamError> for ExchangeError {
             UpstreamError::Invalid { retry_safe, .. }
             | UpstreamError::Receive { retry_safe, .. } => (502, Blame::Upstream, *retry_safe),
             UpstreamError::NoAnswer { .. } => (504, Blame::Upstream, false),
-            UpstreamError::Unrewritable { .. } | UpstreamError::Session { .. } => {
-                (502, Blame::Upstream, false)
-            }
+            UpstreamError::BadBody {
+                error: RelayError::Source { error, .. },
+                ..
+            } if error.kind() == io::ErrorKind::TimedOut => (504, Blame::Upstream, false),
+            UpstreamError::Unrewritable { .. }
+            | UpstreamError::BadBody { .. }
+            | UpstreamError::Session { .. } => (502, Blame::Upstream, false),
         };
         ExchangeError {
             status,
@@ -161,8 +180,8 @@ impl From<RelayError> for RequestBodyError {
     fn from(e: RelayError) -> RequestBodyError {
         match e {
             RelayError::Sink(e) => RequestBodyError::Send(e),
-            RelayError::Framing(e) => RequestBodyError::Framing(e),
-            RelayError::Source(e) => RequestBodyError::Read(e),
+            RelayError::Framing { error, .. } => RequestBodyError::Framing(error),
+            RelayError::Source { error, .. } => RequestBodyError::Read(error),
             RelayError::Filter { reason, .. } => RequestBodyError::Unwrap(reason),
         }
     }

@@ -97,6 +97,17 @@ pub async fn relay(x: &mut Exchange<'_>) -> Step {
             let app = app.name.clone();
             return UpstreamError::Unrewritable { app, reason }.into();
         }
+        Err(
+            error @ (RelayError::Framing {
+                sent_nothing: true, ..
+            }
+            | RelayError::Source {
+                sent_nothing: true, ..
+            }),
+        ) => {
+            let app = app.name.clone();
+            return UpstreamError::BadBody { app, error }.into();
+        }
         // Part of the response is out: all we can do is close.
         Err(_) => return Step::Done(Outcome::Close),
     }

@@ -225,6 +225,14 @@ async fn read_response(
         match prepare_response(up.buffered(), &x.req, &x.snap.hosts, shape, &mut x.out) {
             Ok(ParsedResponse::Complete(info)) => {
                 up.consume(info.head_len);
+                if info.length_ignored {
+                    let app = &x.snap.apps[x.req.app].name;
+                    x.core.warn_once(app, "length and chunked", || {
+                        "a response carried both Content-Length and Transfer-Encoding: \
+                         forwarded chunked without the Content-Length (RFC 9112 §6.3)"
+                            .into()
+                    });
+                }
                 if !info.interim {
                     return Ok(info);
                 }

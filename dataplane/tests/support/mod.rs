@@ -45,8 +45,28 @@ impl Dataplane {
         Self::start_in(tempfile::tempdir().expect("tempdir"), policy_text, args)
     }
 
+    /// Like `start`, with its stderr kept for [`Dataplane::stderr`].
+    pub fn start_capturing_stderr(policy_text: &str, args: &[&str]) -> Dataplane {
+        Self::spawn(
+            tempfile::tempdir().expect("tempdir"),
+            policy_text,
+            args,
+            true,
+        )
+    }
+
+    /// What the data plane wrote to stderr so far (with
+    /// [`Dataplane::start_capturing_stderr`]).
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("stderr.log")).unwrap_or_default()
+    }
+
     /// Like `start`, with files (CA certificates) already in `dir`.
     pub fn start_in(dir: tempfile::TempDir, policy_text: &str, args: &[&str]) -> Dataplane {
+        Self::spawn(dir, policy_text, args, false)
+    }
+
+    fn spawn(dir: tempfile::TempDir, policy_text: &str, args: &[&str], capture: bool) -> Dataplane {
         let policy = compile_source(
             "test.toml",
             policy_text,
@@ -62,7 +82,13 @@ impl Dataplane {
             .args(["--listen", "127.0.0.1:0", "--cores", "1"])
             .args(args)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(if capture {
+                Stdio::from(
+                    std::fs::File::create(dir.path().join("stderr.log")).expect("stderr file"),
+                )
+            } else {
+                Stdio::inherit()
+            })
             .spawn()
             .expect("spawn dataplane");
         let stdout = child.stdout.take().expect("stdout");
