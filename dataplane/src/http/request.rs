@@ -61,7 +61,7 @@ pub struct RequestInfo {
     pub accepted: Accepted,
     /// The request body is form data, JSON or multipart form data: proxy
     /// hosts in it (in its text fields) are unwrapped on the way to the
-    /// app, and it is sent chunked.
+    /// app (the framing stays the client's: `proxy::upstream::send`).
     pub unwrap_body: Option<BodyUnwrap>,
     /// Where every field the proxy reads sits, located once here.
     pub index: RequestIndex,
@@ -462,8 +462,7 @@ pub fn prepare_request(
         out.extend_from_slice(b"\r\n");
     }
     match framing {
-        // An unwrapped body may change length: chunked (RFC 9112 §7.1).
-        _ if unwrap_body.is_some() => push_field(out, b"Transfer-Encoding", b"chunked"),
+        // An unwrapped body's new length replaces this one when it is sent.
         Framing::Length(n) => push_field(out, b"Content-Length", itoa(n).as_bytes()),
         Framing::Chunked => push_field(out, b"Transfer-Encoding", b"chunked"),
         Framing::Empty | Framing::UntilClose => {}

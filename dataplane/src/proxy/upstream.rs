@@ -9,6 +9,7 @@
 //! the parsed head and `x.out` the client head, not yet written.
 
 use std::borrow::Cow;
+use std::io;
 use std::time::Instant;
 
 use futures_lite::AsyncWriteExt;
@@ -23,6 +24,7 @@ use crate::http::response::{
 };
 use crate::http::Framing;
 use crate::io::within;
+use crate::rewrite::unwrap::BodyUnwrap;
 use crate::upstream::{self, Target, UpstreamConn};
 
 /// Interim responses accepted before the final one.
@@ -131,14 +133,29 @@ async fn connect(x: &Exchange<'_>, target: &Target<'_>) -> Result<UpstreamConn, 
         })
 }
 
-/// *send*: the head, then the body with its framing re-encoded.
+/// *send*: the head, then the body in the client's framing. Many app
+/// servers refuse or mishandle chunked request bodies (411, or an empty
+/// body), so a body the client sent with a Content-Length goes with one:
+/// unwrapped and with its exact new length when it is at most
+/// [`MAX_UNWRAPPED_BODY`], else byte for byte with its own. A chunked
+/// body stays chunked, unwrapped as it streams.
 async fn send(x: &mut Exchange<'_>, up: &mut UpstreamConn) -> Result<(), RequestBodyError> {
     x.out.clear();
-    if let Some(sent) = send_small_unwrapped_body(x, up).await {
-        return sent;
+    let mut unwrap = x.req.unwrap_body;
+    if let (Some(how), Framing::Length(n)) = (unwrap, x.req.framing) {
+        // Held against the core's budget for held bodies, so many
+        // concurrent uploads cannot exhaust memory; past it, byte for byte.
+        let already = x.client.buffered().len() as u64 >= n;
+        let budget = (n <= MAX_UNWRAPPED_BODY && !already)
+            .then(|| crate::session_policy::flow::reserve(&x.core.held_bytes, n))
+            .flatten();
+        if n <= MAX_UNWRAPPED_BODY && (already || budget.is_some()) {
+            return send_unwrapped_with_length(x, up, how, n).await;
+        }
+        unwrap = None;
     }
     x.out.extend_from_slice(&x.upstream_head);
-    let sink_framing = if x.req.framing == Framing::Chunked || x.req.unwrap_body.is_some() {
+    let sink_framing = if x.req.framing == Framing::Chunked {
         SinkFraming::Chunked
     } else {
         SinkFraming::Raw
@@ -149,54 +166,65 @@ async fn send(x: &mut Exchange<'_>, up: &mut UpstreamConn) -> Result<(), Request
         read_timeout: x.core.limits.body_timeout,
         max_buffer: CLIENT_BUFFER.max(x.core.limits.max_header_bytes),
     };
-    let mut unwrapper = x.req.unwrap_body.map(|u| u.filter(&x.snap.hosts));
+    let mut unwrapper = unwrap.map(|u| u.filter(&x.snap.hosts));
     let filter = unwrapper.as_deref_mut().map(|u| u as &mut dyn BodyFilter);
     let result = body::relay(x.client, &mut up.stream, how, filter, &mut x.out).await;
     x.out.clear();
     result.map(|_| ()).map_err(RequestBodyError::from)
 }
 
-/// Unwrapped request bodies up to this size that have fully arrived are
-/// sent with an exact Content-Length instead of chunked: some apps refuse
-/// chunked uploads (411).
-const SMALL_UNWRAPPED_BODY: u64 = 64 * 1024;
+/// Form, JSON and multipart bodies up to this size are held whole to be
+/// unwrapped and sent with their exact new Content-Length; larger ones go
+/// byte for byte (the proxy hosts in them stay).
+pub const MAX_UNWRAPPED_BODY: u64 = 1024 * 1024;
 
-/// Sends a small, fully buffered form/JSON/multipart body unwrapped with
-/// its new exact length; `None` when the body is not such a body (it then
-/// streams chunked).
-async fn send_small_unwrapped_body(
+/// Reads the whole `n`-byte body, unwraps it and sends the head with the
+/// new length, then the body.
+async fn send_unwrapped_with_length(
     x: &mut Exchange<'_>,
     up: &mut UpstreamConn,
-) -> Option<Result<(), RequestBodyError>> {
-    let unwrap = x.req.unwrap_body?;
-    let Framing::Length(n) = x.req.framing else {
-        return None;
-    };
-    if n > SMALL_UNWRAPPED_BODY || (x.client.buffered().len() as u64) < n {
-        return None;
+    unwrap: BodyUnwrap,
+    n: u64,
+) -> Result<(), RequestBodyError> {
+    let n = n as usize;
+    while x.client.buffered().len() < n {
+        let read = within(x.core.limits.body_timeout, x.client.fill(n.max(CLIENT_BUFFER)))
+            .await
+            .map_err(RequestBodyError::Read)?;
+        if read == 0 {
+            return Err(RequestBodyError::Read(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the client closed before the end of the body",
+            )));
+        }
     }
-    // The codec announced the body as chunked (it could not know the body
-    // had arrived): swap that field for the exact length.
-    const CHUNKED: &[u8] = b"\r\nTransfer-Encoding: chunked\r\n";
-    let head = &x.upstream_head;
-    let at = memchr::memmem::find(head, CHUNKED)?;
-    let mut body = Vec::with_capacity(n as usize + 64);
+    let mut body = Vec::with_capacity(n + 64);
     let mut filter = unwrap.filter(&x.snap.hosts);
-    let input = &x.client.buffered()[..n as usize];
-    if filter.feed(input, &mut body).is_err() || filter.finish(&mut body).is_err() {
-        return None;
-    }
+    let input = &x.client.buffered()[..n];
+    filter
+        .feed(input, &mut body)
+        .and_then(|()| filter.finish(&mut body))
+        .map_err(RequestBodyError::Unwrap)?;
+    // The codec wrote the client's length last among the framing fields.
+    let head = &x.upstream_head;
+    let old = format!("\r\nContent-Length: {n}\r\n");
+    let at = memchr::memmem::find(head, old.as_bytes()).ok_or_else(|| {
+        RequestBodyError::Unwrap(crate::body::FilterError::Coding {
+            stage: "request head",
+            reason: "no Content-Length to replace".into(),
+        })
+    })?;
     let out = &mut x.out;
     out.extend_from_slice(&head[..at]);
     out.extend_from_slice(b"\r\nContent-Length: ");
     out.extend_from_slice(crate::http::request::itoa(body.len() as u64).as_bytes());
     out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(&head[at + CHUNKED.len()..]);
+    out.extend_from_slice(&head[at + old.len()..]);
     out.extend_from_slice(&body);
     let result = up.stream.write_all(out).await;
     out.clear();
-    x.client.consume(n as usize);
-    Some(result.map_err(RequestBodyError::Send))
+    x.client.consume(n);
+    result.map_err(RequestBodyError::Send)
 }
 
 /// *read response*: the final response head, forwarding interim
