@@ -1,6 +1,8 @@
-//! Fuzz harness for the request parser and framing. The targets in `fuzz/`
-//! (outside the workspace) call [`request_head_and_body`]; keeping the logic
-//! here means it compiles and runs in normal CI through the tests.
+//! Fuzz harness: the request parser and framing, the rewrite engine and
+//! body unwrappers, the response head parser, the chunked decoder and the
+//! snapshot decoder. The targets in `fuzz/` (outside the workspace) call
+//! these functions; keeping the logic here means it compiles and runs in
+//! normal CI through the tests, which replay each target's corpus.
 
 use std::net::SocketAddr;
 
@@ -123,4 +125,122 @@ pub fn rewrite_split_invariance(routes: &Snapshot, data: &[u8]) {
         out
     };
     assert_eq!(multipart(doc.len().max(1)), multipart(step));
+}
+
+/// Parses `data[1..]` as an app's response head to a request the first
+/// byte picks (GET, HEAD, or GET asking to upgrade): must never panic, and
+/// a head it accepts becomes a client head that is itself a complete,
+/// valid HTTP/1.1 response head.
+pub fn response_head(routes: &Snapshot, data: &[u8]) {
+    use crate::http::response::{prepare_response, ParsedResponse, ResponseLimits};
+    let Some((&control, head)) = data.split_first() else {
+        return;
+    };
+    let request: &[u8] = match control % 3 {
+        0 => b"GET / HTTP/1.1\r\nHost: demo.test.proxy.test\r\n\r\n",
+        1 => b"HEAD / HTTP/1.1\r\nHost: demo.test.proxy.test\r\n\r\n",
+        _ => b"GET / HTTP/1.1\r\nHost: demo.test.proxy.test\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+    };
+    let limits = Limits::default();
+    let ctx = ClientContext::new(SocketAddr::from(([127, 0, 0, 1], 1)), false);
+    let mut upstream_head = Vec::new();
+    let Ok(Parsed::Complete(req)) =
+        prepare_request(request, routes, &limits, &ctx, &mut upstream_head)
+    else {
+        // The fixed requests are valid; a failure here is a bug in this file.
+        panic!("the fuzz request does not parse");
+    };
+    let shape = ResponseLimits {
+        max_header_bytes: limits.max_response_header_bytes,
+        rewrite_bodies: control & 4 == 0,
+        data_types: &[],
+        leak_guard: b"",
+    };
+    let mut out = Vec::new();
+    let Ok(ParsedResponse::Complete(info)) =
+        prepare_response(head, &req, &routes.hosts, shape, &mut out)
+    else {
+        return;
+    };
+    assert!(info.head_len <= head.len());
+    assert!(out.starts_with(b"HTTP/1.1 ") && out.ends_with(b"\r\n\r\n"));
+    let mut fields = [httparse::EMPTY_HEADER; 512];
+    let mut reparsed = httparse::Response::new(&mut fields);
+    assert!(
+        matches!(reparsed.parse(&out), Ok(httparse::Status::Complete(n)) if n == out.len()),
+        "the client head does not reparse: {:?}",
+        String::from_utf8_lossy(&out)
+    );
+    assert_eq!(reparsed.code, Some(info.status));
+}
+
+/// Decodes `data[1..]` as a chunked body whole and in pieces of the size
+/// the first byte picks: never panics, every split gives the same data,
+/// trailers and verdict, and the data re-encoded decodes to itself.
+pub fn chunked_body(data: &[u8]) {
+    use crate::http::chunked::{decode_all, push_chunk_header, push_last_chunk, ChunkError};
+    let Some((&control, body)) = data.split_first() else {
+        return;
+    };
+    let whole = decode_all(body).map(|(data, trailers, _)| (data, trailers));
+    let step = usize::from(control).max(1);
+    let mut d = ChunkedDecoder::new();
+    let (mut got, mut pos) = (Vec::new(), 0);
+    let pieces: Result<(Vec<u8>, Vec<u8>), ChunkError> = 'decode: {
+        for piece in body.chunks(step) {
+            // Feed what is left of this piece until it is used up.
+            let mut held = piece;
+            while !held.is_empty() {
+                match d.step(held) {
+                    Ok((n, Step::Data(r))) => {
+                        got.extend_from_slice(&held[r]);
+                        held = &held[n..];
+                    }
+                    Ok((n, Step::Framing)) => held = &held[n..],
+                    Ok((_, Step::Done)) => break 'decode Ok((got, d.trailers().to_vec())),
+                    Err(e) => break 'decode Err(e),
+                }
+                pos += 1;
+                assert!(
+                    pos <= 4 * body.len() + 8,
+                    "the decoder stopped making progress"
+                );
+            }
+        }
+        Err(ChunkError::InvalidSize)
+    };
+    assert_eq!(
+        whole.is_ok(),
+        pieces.is_ok(),
+        "split every {step} bytes changed the verdict: {whole:?} vs {pieces:?}"
+    );
+    if let (Ok(a), Ok(b)) = (&whole, &pieces) {
+        assert_eq!(a, b, "split every {step} bytes changed the body");
+    }
+    if let Ok((data, trailers)) = whole {
+        let mut again = Vec::new();
+        if !data.is_empty() {
+            push_chunk_header(&mut again, data.len());
+            again.extend_from_slice(&data);
+            again.extend_from_slice(b"\r\n");
+        }
+        push_last_chunk(&mut again, &trailers);
+        let (data2, trailers2, used) = decode_all(&again).expect("a re-encoded body decodes");
+        assert_eq!((data2, trailers2, used), (data, trailers, again.len()));
+    }
+}
+
+/// Decodes `data` as snapshot bytes: never panics; a snapshot that
+/// decodes builds or is refused with an error, and encodes to bytes that
+/// decode again.
+pub fn snapshot_bytes(data: &[u8]) {
+    let Ok(policy) = palisade_schema::snapshot::decode(data) else {
+        return;
+    };
+    let _ = Snapshot::build(&policy, &rustls::RootCertStore::empty());
+    let again = palisade_schema::snapshot::encode(&policy);
+    assert!(
+        palisade_schema::snapshot::decode(&again).is_ok(),
+        "a decoded snapshot does not survive encoding"
+    );
 }

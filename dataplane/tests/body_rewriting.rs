@@ -436,7 +436,10 @@ fn large_request_bodies_are_unwrapped_and_keep_a_length() {
     // exact length: apps refuse or mishandle chunked uploads.
     let want = format!("big={filler}&next=https%3A%2F%2Fapp.demo.test%2Fdone");
     assert_eq!(seen.header("transfer-encoding"), None);
-    assert_eq!(seen.header("content-length"), Some(want.len().to_string().as_str()));
+    assert_eq!(
+        seen.header("content-length"),
+        Some(want.len().to_string().as_str())
+    );
     assert_eq!(String::from_utf8_lossy(&seen.body), want);
 }
 

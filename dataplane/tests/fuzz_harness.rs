@@ -1,7 +1,10 @@
 //! Runs the fuzz harness (`palisade_dataplane::fuzz`) in normal CI: on every
 //! stored regression input, and on random mutations of valid requests.
 
-use palisade_dataplane::fuzz::{fuzz_routes, request_head_and_body, rewrite_split_invariance};
+use palisade_dataplane::fuzz::{
+    chunked_body, fuzz_routes, request_head_and_body, response_head, rewrite_split_invariance,
+    snapshot_bytes,
+};
 use proptest::prelude::*;
 
 const SEEDS: &[&[u8]] = &[
@@ -67,4 +70,74 @@ fn rewrite_corpus_replays() {
         count += 1;
     }
     assert!(count >= 20, "the rewrite corpus has its seeds");
+}
+
+/// Every input of the corpus `name` (seeds and saved finds).
+fn corpus(name: &str) -> Vec<Vec<u8>> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fuzz_corpus")
+        .join(name);
+    let mut inputs: Vec<Vec<u8>> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| std::fs::read(entry.expect("entry").path()).expect("read"))
+        .collect();
+    inputs.sort();
+    inputs
+}
+
+/// Replays the `response_parser`, `chunked_body` and `snapshot_decode`
+/// corpora (seeds and any saved finds).
+#[test]
+fn response_chunked_and_snapshot_corpora_replay() {
+    let routes = fuzz_routes();
+    let responses = corpus("response_parser");
+    assert!(responses.len() >= 8, "the response corpus has its seeds");
+    for data in &responses {
+        response_head(&routes, data);
+    }
+    let bodies = corpus("chunked_body");
+    assert!(bodies.len() >= 6, "the chunked corpus has its seeds");
+    for data in &bodies {
+        chunked_body(data);
+    }
+    let snapshots = corpus("snapshot_decode");
+    assert!(snapshots.len() >= 3, "the snapshot corpus has its seeds");
+    for data in &snapshots {
+        snapshot_bytes(data);
+    }
+    // The seeds are real snapshots: they decode.
+    assert!(snapshots
+        .iter()
+        .any(|s| palisade_schema::snapshot::decode(s).is_ok()));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    /// Random edits of the response and chunked seeds, between fuzzing
+    /// runs.
+    #[test]
+    fn mutated_responses_and_bodies_do_not_panic(
+        which in 0usize..2,
+        seed in any::<usize>(),
+        edits in proptest::collection::vec((any::<usize>(), any::<u8>(), 0u8..3), 0..8),
+    ) {
+        let routes = fuzz_routes();
+        let seeds = corpus(if which == 0 { "response_parser" } else { "chunked_body" });
+        let mut input = seeds[seed % seeds.len()].clone();
+        for (pos, byte, kind) in edits {
+            let at = pos % (input.len() + 1);
+            match kind {
+                0 => input.insert(at, byte),
+                1 if at < input.len() => { input.remove(at); }
+                _ if at < input.len() => input[at] = byte,
+                _ => {}
+            }
+        }
+        if which == 0 {
+            response_head(&routes, &input);
+        } else {
+            chunked_body(&input);
+        }
+    }
 }

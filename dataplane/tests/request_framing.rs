@@ -92,7 +92,12 @@ fn bodies_keep_their_framing_in_any_split() {
             &unwrapped,
         ),
         ("plain", &form, "text/plain", &form),
-        ("large-form", &big, "application/x-www-form-urlencoded", &big),
+        (
+            "large-form",
+            &big,
+            "application/x-www-form-urlencoded",
+            &big,
+        ),
     ];
     for (what, body, content_type, want) in cases {
         for split in [None, Some(1), Some(body.len() / 2)] {

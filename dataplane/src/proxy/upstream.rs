@@ -188,9 +188,12 @@ async fn send_unwrapped_with_length(
 ) -> Result<(), RequestBodyError> {
     let n = n as usize;
     while x.client.buffered().len() < n {
-        let read = within(x.core.limits.body_timeout, x.client.fill(n.max(CLIENT_BUFFER)))
-            .await
-            .map_err(RequestBodyError::Read)?;
+        let read = within(
+            x.core.limits.body_timeout,
+            x.client.fill(n.max(CLIENT_BUFFER)),
+        )
+        .await
+        .map_err(RequestBodyError::Read)?;
         if read == 0 {
             return Err(RequestBodyError::Read(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
