@@ -120,6 +120,14 @@ fn seconds(name: &str, s: f64) -> Result<Duration, String> {
 }
 
 fn main() -> ExitCode {
+    // A file-size limit (RLIMIT_FSIZE) makes a write fail with EFBIG, like
+    // a full disk, instead of killing the process: a spill file that
+    // cannot be written is a batch dropped and counted, never a crash.
+    // SAFETY: setting a signal's disposition to ignore, before any thread
+    // starts.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     let a = Args::parse();
     match start(a) {
         Ok(()) => ExitCode::SUCCESS,

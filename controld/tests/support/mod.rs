@@ -48,7 +48,7 @@ impl Drop for Proc {
 }
 
 impl Proc {
-    fn spawn(mut cmd: Command) -> Proc {
+    pub fn spawn(mut cmd: Command) -> Proc {
         let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -125,8 +125,13 @@ impl Env {
 
     /// Starts the data plane connected to controld; returns it and its address.
     pub fn dataplane(&self, cores: usize, extra: &[&str]) -> (Proc, SocketAddr) {
+        self.dataplane_on("127.0.0.1:0", cores, extra)
+    }
+
+    /// Like `dataplane`, listening on `listen` (to restart on a port).
+    pub fn dataplane_on(&self, listen: &str, cores: usize, extra: &[&str]) -> (Proc, SocketAddr) {
         let mut cmd = Command::new(dataplane_bin());
-        cmd.args(["--listen", "127.0.0.1:0", "--cores", &cores.to_string()])
+        cmd.args(["--listen", listen, "--cores", &cores.to_string()])
             .arg("--control")
             .arg(self.socket())
             .arg("--snapshot-cache")

@@ -348,13 +348,23 @@ fn parse_spill_name(name: &str) -> Option<(u64, u64)> {
     ))
 }
 
-/// Writes a spill file whole or not at all (temp file, then rename), so a
-/// crash never leaves a torn batch under a real name.
+/// Writes a spill file whole or not at all (temp file, fsync, rename,
+/// fsync of the directory), so neither a crash of the process nor of the
+/// machine leaves a torn batch under a real name or loses one written. A
+/// failed write (a full disk) leaves nothing behind.
 fn write_spill_file(dir: &Path, path: &Path, frame: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
     std::fs::create_dir_all(dir)?;
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, frame)?;
-    std::fs::rename(&tmp, path)
+    let written = std::fs::File::create(&tmp).and_then(|mut f| {
+        f.write_all(frame)?;
+        f.sync_all()
+    });
+    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    std::fs::File::open(dir)?.sync_all()
 }
 
 /// The control frame carrying one batch.
