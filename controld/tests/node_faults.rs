@@ -291,7 +291,7 @@ fn exhausted_file_descriptors_leave_open_connections_working() {
             }
             buf.extend_from_slice(&chunk[..n]);
             if let Ok((status, body)) = support::parse_response(&buf) {
-                if body.len() >= 1 {
+                if !body.is_empty() {
                     return Some(status);
                 }
             }
