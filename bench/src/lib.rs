@@ -18,6 +18,7 @@ pub mod saas;
 pub mod saas_fidelity;
 pub mod samples;
 pub mod scenario;
+pub mod slowloris;
 pub mod testing;
 pub mod tls;
 pub mod websocket;

@@ -23,7 +23,8 @@ enum Command {
     /// 100 MB attachment under session policies that do not inspect it vs
     /// no policy), idle-conns, logging (small-page with logging on and off),
     /// page-load (the SaaS demo app's page in headless Chromium through
-    /// the proxy vs direct).
+    /// the proxy vs direct), slowloris (open-loop latency of the 4 KB page
+    /// alone and while 10,000 idle and 500 slowloris connections are held).
     Scenario {
         name: String,
         /// Measured loads of each (page-load).
@@ -160,6 +161,12 @@ fn main() -> ExitCode {
             let result = match name.as_str() {
                 "idle-conns" => palisade_bench::scenario::idle_conns(connections.unwrap_or(10_000)),
                 "page-load" => palisade_bench::page_load::page_load(rounds),
+                "slowloris" => palisade_bench::slowloris::scenario(
+                    2000.0,
+                    duration,
+                    connections.unwrap_or(10_000),
+                    500,
+                ),
                 other => {
                     let seconds =
                         |v: f64| std::time::Duration::try_from_secs_f64(v).unwrap_or_default();

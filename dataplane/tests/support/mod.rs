@@ -108,6 +108,11 @@ impl Dataplane {
         }
     }
 
+    /// The data plane's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn connect(&self) -> TcpStream {
         let s = TcpStream::connect(self.addr).expect("connect to dataplane");
         s.set_read_timeout(Some(DEADLINE)).expect("timeout");
