@@ -7,7 +7,6 @@ use palisade_bench::testing::RunOk;
 use std::collections::{BTreeSet, HashMap};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use support::*;
@@ -213,59 +212,20 @@ fn requests_through_the_data_plane_produce_exactly_the_expected_rows() {
 }
 
 /// Clients sending unique URLs on keep-alive connections until stopped;
-/// returns the URLs that completed.
-struct Load {
-    stop: Arc<AtomicBool>,
-    done: Arc<Mutex<Vec<String>>>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Load {
-    fn start(addr: SocketAddr, clients: usize) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let done = Arc::new(Mutex::new(Vec::new()));
-        let threads = (0..clients)
-            .map(|t| {
-                let (stop, done) = (stop.clone(), done.clone());
-                std::thread::spawn(move || {
-                    let mut s = TcpStream::connect(addr).expect("connect");
-                    s.set_read_timeout(Some(DEADLINE)).expect("timeout");
-                    let mut n = 0;
-                    while !stop.load(Ordering::Relaxed) {
-                        let target = format!("/item/{t}-{n}");
-                        let (status, _) = roundtrip(&mut s, &get(&target, "load"));
-                        assert_eq!(status, 200);
-                        done.lock()
-                            .unwrap()
-                            .push(format!("http://demo.test{target}"));
-                        n += 1;
-                    }
-                })
-            })
-            .collect();
-        Load {
-            stop,
-            done,
-            threads,
+/// each completed URL is kept.
+fn keep_alive_load(addr: SocketAddr, clients: usize) -> support::Load {
+    support::Load::start(clients, move |c| {
+        let mut s = TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(DEADLINE)).expect("timeout");
+        let mut n = 0;
+        while !c.stopped() {
+            let target = format!("/item/{}-{n}", c.index);
+            let (status, _) = roundtrip(&mut s, &get(&target, "load"));
+            assert_eq!(status, 200);
+            c.completed(format!("http://demo.test{target}"));
+            n += 1;
         }
-    }
-
-    fn completed(&self) -> usize {
-        self.done.lock().unwrap().len()
-    }
-
-    fn wait_for(&self, n: usize) {
-        eventually(&format!("{n} requests completed"), || self.completed() >= n);
-    }
-
-    fn finish(self) -> Vec<String> {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads {
-            t.join().expect("client thread");
-        }
-        let v = self.done.lock().unwrap().clone();
-        v
-    }
+    })
 }
 
 #[test]
@@ -276,7 +236,7 @@ fn controld_killed_mid_load_loses_and_duplicates_nothing() {
     let controld = env.controld(&policy, &[]);
     let (_dp, addr) = env.dataplane(2, &["--log-batch-records", "64"]);
     env.wait_for_cores(2, 1);
-    let load = Load::start(addr, 4);
+    let load = keep_alive_load(addr, 4);
     load.wait_for(2000);
     // SIGKILL: no chance to finish a transaction or send an ack.
     controld.kill();

@@ -15,65 +15,27 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use support::{eventually, fetch, named_origin, Env, Proc, DEADLINE};
 
 const H: &str = "demo.test.proxy.test";
 
-/// Clients fetching `/n/<i>` in a loop; each success is kept by target.
-struct Load {
-    stop: Arc<AtomicBool>,
-    done: Arc<Mutex<Vec<String>>>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Load {
-    fn start(addr: SocketAddr, clients: usize) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let done = Arc::new(Mutex::new(Vec::new()));
-        let threads = (0..clients)
-            .map(|c| {
-                let (stop, done) = (stop.clone(), done.clone());
-                std::thread::spawn(move || {
-                    let mut i = 0u64;
-                    while !stop.load(Ordering::Relaxed) {
-                        i += 1;
-                        let target = format!("/n/{c}-{i}");
-                        // Refused or cut while the data plane restarts:
-                        // not completed, so not expected in the log.
-                        if get(addr, &target).is_some_and(|s| s == 200) {
-                            done.lock().expect("lock").push(target);
-                        }
-                    }
-                })
-            })
-            .collect();
-        Load {
-            stop,
-            done,
-            threads,
+/// Clients fetching `/n/<i>` on new connections in a loop; each success
+/// is kept by target.
+fn load(addr: SocketAddr, clients: usize) -> support::Load {
+    support::Load::start(clients, move |c| {
+        let mut i = 0u64;
+        while !c.stopped() {
+            i += 1;
+            let target = format!("/n/{}-{i}", c.index);
+            // Refused or cut while the data plane restarts: not
+            // completed, so not expected in the log.
+            if get(addr, &target).is_some_and(|s| s == 200) {
+                c.completed(target);
+            }
         }
-    }
-
-    fn completed(&self) -> usize {
-        self.done.lock().expect("lock").len()
-    }
-
-    fn wait_for(&self, n: usize) {
-        eventually(&format!("{n} requests completed"), || self.completed() >= n);
-    }
-
-    fn finish(self) -> Vec<String> {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads {
-            t.join().expect("load thread");
-        }
-        let done = self.done.lock().expect("lock");
-        done.clone()
-    }
+    })
 }
 
 /// One GET on a new connection; its status, or `None` when the
@@ -99,7 +61,7 @@ fn a_data_plane_killed_under_load_serves_again_from_its_cache_and_stores_nothing
     let (dp, addr) = env.dataplane(1, &["--log-batch-records", "16"]);
     env.wait_for_cores(1, 1);
     let listen = addr.to_string();
-    let load = Load::start(addr, 3);
+    let load = load(addr, 3);
     load.wait_for(300);
     // SIGKILL: no chance to send or spill what it holds in memory.
     dp.kill();
@@ -165,7 +127,7 @@ fn controld_killed_under_load_keeps_its_store_intact() {
     let controld = env.controld(&policy, &[]);
     let (_dp, addr) = env.dataplane(1, &["--log-batch-records", "8"]);
     env.wait_for_cores(1, 1);
-    let load = Load::start(addr, 3);
+    let load = load(addr, 3);
     load.wait_for(500);
     controld.kill();
     let at_kill = load.completed();
@@ -223,12 +185,7 @@ fn offline_dataplane_limited(
         });
     }
     let p = Proc::spawn(cmd);
-    let addr = p
-        .first_line
-        .split_whitespace()
-        .nth(3)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("dataplane did not start: {:?}", p.first_line));
+    let addr = p.listen_address();
     (p, addr)
 }
 

@@ -7,6 +7,24 @@ use palisade_dataplane::fuzz::{
 };
 use proptest::prelude::*;
 
+/// `seed` with `edits` applied: (position, byte, 0 insert / 1 remove /
+/// 2 replace).
+fn mutated(seed: &[u8], edits: &[(usize, u8, u8)]) -> Vec<u8> {
+    let mut input = seed.to_vec();
+    for &(pos, byte, kind) in edits {
+        let at = pos % (input.len() + 1);
+        match kind {
+            0 => input.insert(at, byte),
+            1 if at < input.len() => {
+                input.remove(at);
+            }
+            _ if at < input.len() => input[at] = byte,
+            _ => {}
+        }
+    }
+    input
+}
+
 const SEEDS: &[&[u8]] = &[
     b"GET / HTTP/1.1\r\nHost: demo.test.proxy.test\r\n\r\n",
     b"POST /x?r=https%3A%2F%2Fdemo.test.proxy.test HTTP/1.1\r\nHost: a.demo.test.proxy.test\r\nTransfer-Encoding: chunked\r\n\r\n5;e=1\r\nhello\r\n0\r\nX: y\r\n\r\n",
@@ -42,17 +60,7 @@ proptest! {
         edits in proptest::collection::vec((any::<usize>(), any::<u8>(), 0u8..3), 0..8),
     ) {
         let routes = fuzz_routes();
-        let mut input = SEEDS[seed].to_vec();
-        for (pos, byte, kind) in edits {
-            let at = pos % (input.len() + 1);
-            match kind {
-                0 => input.insert(at, byte),
-                1 if at < input.len() => { input.remove(at); }
-                _ if at < input.len() => input[at] = byte,
-                _ => {}
-            }
-        }
-        request_head_and_body(&routes, &input);
+        request_head_and_body(&routes, &mutated(SEEDS[seed], &edits));
     }
 }
 
@@ -124,16 +132,7 @@ proptest! {
     ) {
         let routes = fuzz_routes();
         let seeds = corpus(if which == 0 { "response_parser" } else { "chunked_body" });
-        let mut input = seeds[seed % seeds.len()].clone();
-        for (pos, byte, kind) in edits {
-            let at = pos % (input.len() + 1);
-            match kind {
-                0 => input.insert(at, byte),
-                1 if at < input.len() => { input.remove(at); }
-                _ if at < input.len() => input[at] = byte,
-                _ => {}
-            }
-        }
+        let input = mutated(&seeds[seed % seeds.len()], &edits);
         if which == 0 {
             response_head(&routes, &input);
         } else {

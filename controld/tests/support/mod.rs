@@ -48,6 +48,20 @@ impl Drop for Proc {
 }
 
 impl Proc {
+    /// The address a data plane reports in its first line.
+    pub fn listen_address(&self) -> SocketAddr {
+        self.first_line
+            .split_whitespace()
+            .nth(3)
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| {
+                panic!(
+                    "dataplane did not report its address: {:?}",
+                    self.first_line
+                )
+            })
+    }
+
     pub fn spawn(mut cmd: Command) -> Proc {
         let mut child = cmd
             .stdout(Stdio::piped())
@@ -138,12 +152,7 @@ impl Env {
             .arg(self.path("cache"))
             .args(extra);
         let p = Proc::spawn(cmd);
-        let addr = p
-            .first_line
-            .split_whitespace()
-            .nth(3)
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("dataplane did not report its address: {:?}", p.first_line));
+        let addr = p.listen_address();
         (p, addr)
     }
 
@@ -364,5 +373,72 @@ impl Env {
             30,
         )
         .expect("app certificates");
+    }
+}
+
+/// Client threads looping until stopped, each pushing what it completed
+/// (the loop body is the test's: keep-alive or not, strict or not).
+pub struct Load {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    done: Arc<std::sync::Mutex<Vec<String>>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// What one client thread of a [`Load`] gets: its index, the stop flag
+/// to poll and where to push each completed request.
+pub struct Client {
+    pub index: usize,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    done: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Client {
+    pub fn stopped(&self) -> bool {
+        self.stop.load(std::sync::atomic::Ordering::Relaxed)
+    }
+    pub fn completed(&self, what: String) {
+        self.done.lock().expect("lock").push(what);
+    }
+}
+
+impl Load {
+    /// Starts `clients` threads running `client`.
+    pub fn start(clients: usize, client: impl Fn(Client) + Clone + Send + 'static) -> Load {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let done = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let threads = (0..clients)
+            .map(|index| {
+                let c = Client {
+                    index,
+                    stop: stop.clone(),
+                    done: done.clone(),
+                };
+                let client = client.clone();
+                std::thread::spawn(move || client(c))
+            })
+            .collect();
+        Load {
+            stop,
+            done,
+            threads,
+        }
+    }
+
+    pub fn completed(&self) -> usize {
+        self.done.lock().expect("lock").len()
+    }
+
+    pub fn wait_for(&self, n: usize) {
+        eventually(&format!("{n} requests completed"), || self.completed() >= n);
+    }
+
+    /// Stops the clients; what they completed, in order of completion.
+    pub fn finish(self) -> Vec<String> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.threads {
+            t.join().expect("client thread");
+        }
+        let done = self.done.lock().expect("lock");
+        done.clone()
     }
 }
