@@ -55,9 +55,8 @@ fn get(addr: SocketAddr, target: &str) -> Option<u16> {
 #[test]
 fn a_data_plane_killed_under_load_serves_again_from_its_cache_and_stores_nothing_twice() {
     let env = Env::new();
-    let origin = named_origin("A");
-    let policy = env.policy("p.toml", origin.addr(), "");
-    let _controld = env.controld(&policy, &[]);
+    let o = env.two_origins();
+    let _controld = env.controld(&o.policy_a, &[]);
     let (dp, addr) = env.dataplane(1, &["--log-batch-records", "16"]);
     env.wait_for_cores(1, 1);
     let listen = addr.to_string();
@@ -66,6 +65,14 @@ fn a_data_plane_killed_under_load_serves_again_from_its_cache_and_stores_nothing
     // SIGKILL: no chance to send or spill what it holds in memory.
     dp.kill();
     let killed_at = load.completed();
+    // A policy push while it is down: it starts from its cache (version
+    // 1), then takes version 2 from controld.
+    let out = env.cli(&["apply", o.policy_b.to_str().expect("path")]);
+    assert!(
+        out.status.success(),
+        "apply with the data plane down: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let restarted = Instant::now();
     let (_dp, again) = env.dataplane_on(&listen, 1, &["--log-batch-records", "16"]);
     assert_eq!(again, addr, "restarted on its port");
@@ -77,6 +84,10 @@ fn a_data_plane_killed_under_load_serves_again_from_its_cache_and_stores_nothing
     eventually("serving again", || {
         fetch(addr, H).is_ok_and(|(s, _)| s == 200)
     });
+    env.wait_for_cores(1, 2);
+    eventually("the pushed version serving", || {
+        fetch(addr, H).is_ok_and(|(s, body)| s == 200 && body == "B")
+    });
     eprintln!(
         "serving again {:?} after the restart began",
         restarted.elapsed()
@@ -86,36 +97,36 @@ fn a_data_plane_killed_under_load_serves_again_from_its_cache_and_stores_nothing
 
     // Everything completed after the restart is stored, nothing twice;
     // what is missing was held in the killed process's memory.
-    let rows = env.wait_for_records("traffic", 1);
-    let stored: Vec<String> = rows
-        .iter()
-        .filter_map(|r| r["url"].as_str())
-        .map(|u| u.trim_start_matches("http://demo.test").to_string())
-        .collect();
-    let unique: BTreeSet<&String> = stored.iter().collect();
-    assert_eq!(unique.len(), stored.len(), "a record stored twice");
+    let load_urls = |rows: &[serde_json::Value]| -> Vec<String> {
+        rows.iter()
+            .filter_map(|r| r["url"].as_str())
+            .map(|u| u.trim_start_matches("http://demo.test").to_string())
+            .filter(|u| u.starts_with("/n/"))
+            .collect()
+    };
     let after_restart = &completed[killed_at + 16..];
     let mut missing = Vec::new();
     eventually("every request after the restart stored", || {
-        let rows = env.export(&["--kind", "traffic"]);
-        let stored: BTreeSet<String> = rows
-            .iter()
-            .filter_map(|r| r["url"].as_str())
-            .map(|u| u.trim_start_matches("http://demo.test").to_string())
+        let stored: BTreeSet<String> = load_urls(&env.export(&["--kind", "traffic"]))
+            .into_iter()
             .collect();
         missing = after_restart
             .iter()
-            .filter(|t| !stored.contains(*t) && t.starts_with("/n/"))
+            .filter(|t| !stored.contains(*t))
             .cloned()
             .collect();
         missing.is_empty()
     });
-    let stored = env.export(&["--kind", "traffic"]).len();
-    assert!(stored <= completed.len() + 1, "records no client completed");
+    let stored = load_urls(&env.export(&["--kind", "traffic"]));
+    let unique: BTreeSet<&String> = stored.iter().collect();
+    assert_eq!(unique.len(), stored.len(), "a record stored twice");
+    // (A request the proxy answered as it was killed may be stored though
+    // its client saw a reset: the counts are reported, not compared.)
     eprintln!(
-        "{} requests completed, {stored} stored; lost with the killed process: {}",
+        "{} requests completed, {} stored; lost with the killed process: {}",
         completed.len(),
-        completed.len().saturating_sub(stored)
+        stored.len(),
+        completed.len().saturating_sub(stored.len())
     );
 }
 
