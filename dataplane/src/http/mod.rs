@@ -30,8 +30,10 @@ impl Framing {
 
 /// Checks line endings of a complete head: every LF must follow a CR and
 /// every CR must precede an LF (RFC 9112 §2.2: bare CR is invalid; we also
-/// refuse bare LF, which §2.2 allows a recipient to accept, because
-/// disagreeing with an upstream about line ends enables smuggling).
+/// refuse bare LF in requests and trailers, which §2.2 allows a recipient
+/// to accept, because disagreeing with an upstream about line ends enables
+/// smuggling; a response head is held to [`has_bare_cr`] only: the client
+/// gets a head the proxy writes itself).
 pub fn line_endings_are_strict(head: &[u8]) -> bool {
     for i in memchr::memchr2_iter(b'\r', b'\n', head) {
         match head[i] {
@@ -43,6 +45,12 @@ pub fn line_endings_are_strict(head: &[u8]) -> bool {
     true
 }
 
+/// A CR not followed by LF (RFC 9112 §2.2): what a response head may not
+/// hold (a bare LF it may, as a line terminator).
+pub fn has_bare_cr(head: &[u8]) -> bool {
+    memchr::memchr_iter(b'\r', head).any(|i| head.get(i + 1) != Some(&b'\n'))
+}
+
 /// Writes `name: value\r\n`.
 pub fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.reserve(name.len() + value.len() + 4);
@@ -50,4 +58,19 @@ pub fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_endings() {
+        assert!(has_bare_cr(b"a\rb"));
+        assert!(has_bare_cr(b"a\r"));
+        assert!(!has_bare_cr(b"a\r\nb\nc"));
+        assert!(line_endings_are_strict(b"a\r\nb\r\n"));
+        assert!(!line_endings_are_strict(b"a\nb"));
+        assert!(!line_endings_are_strict(b"a\rb"));
+    }
 }

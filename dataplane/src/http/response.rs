@@ -7,7 +7,7 @@
 
 use super::fields::{self, FieldName, TransferCoding};
 use super::request::{itoa, RequestInfo, Span};
-use super::{push_field, Framing};
+use super::{has_bare_cr, push_field, Framing};
 use crate::hostmap::HostMap;
 use crate::hosts;
 use crate::rewrite::codec::{self, Coding};
@@ -113,11 +113,6 @@ pub struct ResponseInfo {
     /// length was dropped and the chunked framing used (worth a warning:
     /// the app's stack is buggy).
     pub length_ignored: bool,
-}
-
-/// A CR not followed by LF (RFC 9112 §2.2).
-fn has_bare_cr(head: &[u8]) -> bool {
-    memchr::memchr_iter(b'\r', head).any(|i| head.get(i + 1) != Some(&b'\n'))
 }
 
 /// How a rewritten body is processed.
@@ -534,13 +529,6 @@ mod tests {
                 Ok(_) => panic!("{head:?} was accepted"),
             }
         }
-    }
-
-    #[test]
-    fn only_a_cr_without_lf_is_bare() {
-        assert!(has_bare_cr(b"a\rb"));
-        assert!(has_bare_cr(b"a\r"));
-        assert!(!has_bare_cr(b"a\r\nb\nc"));
     }
 
     #[test]
