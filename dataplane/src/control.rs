@@ -150,7 +150,7 @@ async fn flush_logs(core: Rc<Core>, wake: Rc<Signal>) {
             if let Some(log) = &core.logs {
                 let written = log.borrow_mut().persist();
                 if written > 0 {
-                    eprintln!("dataplane: stopping: wrote {written} unacknowledged log batches to the spill directory");
+                    crate::say!("dataplane: stopping: wrote {written} unacknowledged log batches to the spill directory");
                 }
             }
             crate::shutdown::core_done();
@@ -264,7 +264,7 @@ async fn read_frames(
                 let a = a?;
                 if let Some(log) = &core.logs {
                     if !a.get_ok() {
-                        eprintln!(
+                        crate::say!(
                             "dataplane: core {}: controld refused log batch {}: {}",
                             config.core_index,
                             a.get_seq(),
@@ -328,7 +328,7 @@ fn install(
             // Best effort: a cache that cannot be written costs a restart
             // the newest policy, not correctness.
             if let Err(e) = cache_store(dir, version, bytes) {
-                eprintln!("dataplane: snapshot cache {}: {e}", dir.display());
+                crate::say!("dataplane: snapshot cache {}: {e}", dir.display());
             }
         }
     }

@@ -69,7 +69,7 @@ impl Core {
             return;
         }
         warned.push((app.clone(), what));
-        eprintln!("dataplane: app \"{app}\": {}", message());
+        crate::say!("dataplane: app \"{app}\": {}", message());
     }
 
     /// Turns on this core's log with `shard`.

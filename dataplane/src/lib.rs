@@ -12,6 +12,17 @@
 //! [`logs`] batches. [`fuzz`] holds the
 //! harness the fuzz targets call.
 
+/// Writes one line to stderr, ignoring failure. `eprintln!` panics when the
+/// write fails, and stderr redirected to a file on a full disk (or past a
+/// file-size limit) must not take a core down with it.
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 pub mod access;
 pub mod activity;
 pub mod answers;

@@ -132,7 +132,7 @@ fn main() -> ExitCode {
     match start(a) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("dataplane: {e}");
+            palisade_dataplane::say!("dataplane: {e}");
             ExitCode::FAILURE
         }
     }
@@ -156,7 +156,7 @@ fn start(a: Args) -> Result<(), String> {
         rewrite_bodies: !a.no_body_rewrite,
     };
     if a.no_body_rewrite {
-        eprintln!(
+        palisade_dataplane::say!(
             "dataplane: --no-body-rewrite: response bodies are NOT rewritten (measurement mode)"
         );
     }
@@ -192,14 +192,14 @@ fn start(a: Args) -> Result<(), String> {
     let nofile = server::raise_nofile();
     let wanted = (cores * limits.max_connections) as u64;
     if nofile < wanted {
-        eprintln!(
+        palisade_dataplane::say!(
             "dataplane: note: open-files limit is {nofile}, below {cores} cores × --max-connections {}; accepts fail beyond it",
             limits.max_connections
         );
     }
     let memlock = server::ensure_memlock((cores * io_memory) as u64);
     if memlock < (cores * io_memory) as u64 {
-        eprintln!(
+        palisade_dataplane::say!(
             "dataplane: note: RLIMIT_MEMLOCK is {} KiB, below {} cores × {} KiB; io_uring buffers will not be registered (slower, still correct)",
             memlock / 1024,
             cores,

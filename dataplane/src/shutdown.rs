@@ -64,7 +64,7 @@ pub fn install(logging_cores: usize) {
             }
             let done = CORES_DONE.load(Ordering::Acquire);
             if done < logging_cores {
-                eprintln!(
+                crate::say!(
                     "dataplane: stopping: {} of {logging_cores} cores did not write their log batches in time",
                     logging_cores - done
                 );

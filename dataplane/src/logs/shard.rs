@@ -196,7 +196,7 @@ impl LogShard {
                 Some(Held::Disk(path, len))
             }
             Err(e) => {
-                eprintln!(
+                crate::say!(
                     "dataplane: core {}: log spill {}: {e}",
                     self.core,
                     path.display()
@@ -275,7 +275,7 @@ impl LogShard {
                 Held::Disk(path, _) => match std::fs::read(path) {
                     Ok(b) => Some(Rc::from(b)),
                     Err(e) => {
-                        eprintln!(
+                        crate::say!(
                             "dataplane: core {}: log spill {} unreadable: {e}",
                             self.core,
                             path.display()

@@ -63,7 +63,7 @@ fn complete(x: &mut Exchange<'_>, host: &str, login_cookie: &[u8], form: &[u8]) 
     let refuse = |status: u16, reason: &str| {
         // The refusal is in the log record (status 403, action block); say
         // why on the data plane's error stream too.
-        eprintln!("sign-in refused for {host}: {reason}");
+        crate::say!("sign-in refused for {host}: {reason}");
         status
     };
     let Some(oidc) = app.oidc.as_deref().or(snap.sign_in.oidc()) else {
