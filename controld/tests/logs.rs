@@ -265,6 +265,16 @@ fn controld_killed_mid_load_loses_and_duplicates_nothing() {
         .filter_map(|r| r["request_id"].as_str())
         .collect();
     assert_eq!(ids.len(), rows.len(), "request ids are unique");
+    // The store survived the SIGKILL whole.
+    let db = rusqlite::Connection::open_with_flags(
+        env.path("state").join("logs.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .expect("open the store");
+    let check: String = db
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .expect("integrity check");
+    assert_eq!(check, "ok", "SQLite integrity check");
 }
 
 /// Compiles the env's policy into a snapshot file (for a data plane that

@@ -2,8 +2,7 @@
 //! serves again": the data plane SIGKILLed under load and restarted on its
 //! port (it serves from its snapshot cache; only the log records it held
 //! in memory and the requests in flight are lost, and no record is stored
-//! twice); controld SIGKILLed and its store intact (SQLite's integrity
-//! check); the disk under the log spill files full (batches dropped and
+//! twice); the disk under the log spill files full (batches dropped and
 //! counted, the data plane serving on); file descriptors exhausted (accept
 //! backs off, open connections keep working, new ones are served once
 //! descriptors free up).
@@ -128,32 +127,6 @@ fn a_data_plane_killed_under_load_serves_again_from_its_cache_and_stores_nothing
         stored.len(),
         completed.len().saturating_sub(stored.len())
     );
-}
-
-#[test]
-fn controld_killed_under_load_keeps_its_store_intact() {
-    let env = Env::new();
-    let origin = named_origin("A");
-    let policy = env.policy("p.toml", origin.addr(), "");
-    let controld = env.controld(&policy, &[]);
-    let (_dp, addr) = env.dataplane(1, &["--log-batch-records", "8"]);
-    env.wait_for_cores(1, 1);
-    let load = load(addr, 3);
-    load.wait_for(500);
-    controld.kill();
-    let at_kill = load.completed();
-    load.wait_for(at_kill + 200);
-    let _controld = env.controld(&policy, &[]);
-    let completed = load.finish();
-    env.wait_for_records("traffic", completed.len());
-    let store = env.path("state").join("logs.db");
-    let db =
-        rusqlite::Connection::open_with_flags(&store, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .expect("open the store");
-    let check: String = db
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .expect("integrity check");
-    assert_eq!(check, "ok", "{}", store.display());
 }
 
 /// Starts a data plane from a snapshot (before controld: it connects when
