@@ -151,3 +151,37 @@ fn a_chunked_body_stays_chunked_and_is_unwrapped() {
         "next=https%3A%2F%2Fapp.demo.test%2Fdone"
     );
 }
+
+#[test]
+fn a_body_to_unwrap_is_read_whole_before_the_app_is_contacted() {
+    let origin = strict_origin();
+    let dp = Dataplane::start(&policy(&format!("http://{}", origin.addr()), ""), &[]);
+    let body = format!("next=https%3A%2F%2Fapp.{H}%2Fdone");
+    let mut s = dp.connect();
+    s.write_all(
+        format!(
+            "POST /later HTTP/1.1\r\nHost: {H}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .expect("write head");
+    // The go-ahead comes before any connection to the app (RFC 9110
+    // §10.1.1), so no pooled connection waits on this client.
+    let mut interim = Reader::new(&mut s);
+    let cont = interim.response(true);
+    assert_eq!(cont.status, 100);
+    assert_eq!(
+        origin.connections(),
+        0,
+        "the app was contacted before the body"
+    );
+    s.write_all(body.as_bytes()).expect("write body");
+    let resp = Reader::new(&mut s).response(false);
+    let want = body.replace(".proxy.test", "");
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(
+        resp.text(),
+        format!("length={} bytes={}", want.len(), want.len())
+    );
+}

@@ -42,6 +42,13 @@ pub async fn exchange_with_app(x: &mut Exchange<'_>) -> Step {
             return UpstreamError::BadTarget { app, reason }.into();
         }
     };
+    // A body to unwrap and send with its exact length is read whole before
+    // any upstream connection is taken: no pooled connection waits idle
+    // on a slow client (the app may close it meanwhile).
+    let _held = match hold_body_to_unwrap(x).await {
+        Ok(held) => held,
+        Err(e) => return ExchangeError::from(e).into(),
+    };
     let mut body_sent = false;
     let mut attempt = 0;
     loop {
@@ -136,21 +143,15 @@ async fn connect(x: &Exchange<'_>, target: &Target<'_>) -> Result<UpstreamConn, 
 /// *send*: the head, then the body in the client's framing. Many app
 /// servers refuse or mishandle chunked request bodies (411, or an empty
 /// body), so a body the client sent with a Content-Length goes with one:
-/// unwrapped and with its exact new length when it is at most
-/// [`MAX_UNWRAPPED_BODY`], else byte for byte with its own. A chunked
-/// body stays chunked, unwrapped as it streams.
+/// unwrapped and with its exact new length when [`hold_body_to_unwrap`]
+/// held it whole, else byte for byte with its own. A chunked body stays
+/// chunked, unwrapped as it streams.
 async fn send(x: &mut Exchange<'_>, up: &mut UpstreamConn) -> Result<(), RequestBodyError> {
     x.out.clear();
     let mut unwrap = x.req.unwrap_body;
     if let (Some(how), Framing::Length(n)) = (unwrap, x.req.framing) {
-        // Held against the core's budget for held bodies, so many
-        // concurrent uploads cannot exhaust memory; past it, byte for byte.
-        let already = x.client.buffered().len() as u64 >= n;
-        let budget = (n <= MAX_UNWRAPPED_BODY && !already)
-            .then(|| crate::session_policy::flow::reserve(&x.core.held_bytes, n))
-            .flatten();
-        if n <= MAX_UNWRAPPED_BODY && (already || budget.is_some()) {
-            return send_unwrapped_with_length(x, up, how, n).await;
+        if x.client.buffered().len() as u64 >= n {
+            return send_unwrapped_with_length(x, up, how, n as usize).await;
         }
         unwrap = None;
     }
@@ -173,19 +174,31 @@ async fn send(x: &mut Exchange<'_>, up: &mut UpstreamConn) -> Result<(), Request
     result.map(|_| ()).map_err(RequestBodyError::from)
 }
 
-/// Form, JSON and multipart bodies up to this size are held whole to be
-/// unwrapped and sent with their exact new Content-Length; larger ones go
-/// byte for byte (the proxy hosts in them stay).
-pub const MAX_UNWRAPPED_BODY: u64 = 1024 * 1024;
-
-/// Reads the whole `n`-byte body, unwraps it and sends the head with the
-/// new length, then the body.
-async fn send_unwrapped_with_length(
-    x: &mut Exchange<'_>,
-    up: &mut UpstreamConn,
-    unwrap: BodyUnwrap,
-    n: u64,
-) -> Result<(), RequestBodyError> {
+/// Reads a Content-Length body that is to be unwrapped whole into the
+/// client buffer, when it is at most [`MAX_UNWRAPPED_BODY`] and the core's
+/// budget for held bodies has room (the reservation is returned; dropping
+/// it gives the bytes back). A client waiting for `100 Continue` gets it
+/// first. Past the bound or the budget, nothing is held and the body goes
+/// byte for byte.
+async fn hold_body_to_unwrap<'c>(
+    x: &mut Exchange<'c>,
+) -> Result<Option<crate::session_policy::flow::HoldBudget<'c>>, RequestBodyError> {
+    let (Some(_), Framing::Length(n)) = (x.req.unwrap_body, x.req.framing) else {
+        return Ok(None);
+    };
+    if n > MAX_UNWRAPPED_BODY || x.client.buffered().len() as u64 >= n {
+        return Ok(None);
+    }
+    let core: &'c Core = x.core;
+    let Some(budget) = crate::session_policy::flow::reserve(&core.held_bytes, n) else {
+        return Ok(None);
+    };
+    if !super::session_request::ask_for_body(x).await {
+        return Err(RequestBodyError::Interim(io::Error::new(
+            io::ErrorKind::BrokenPipe,
+            "the client is gone",
+        )));
+    }
     let n = n as usize;
     while x.client.buffered().len() < n {
         let read = within(
@@ -201,6 +214,22 @@ async fn send_unwrapped_with_length(
             )));
         }
     }
+    Ok(Some(budget))
+}
+
+/// Form, JSON and multipart bodies up to this size are held whole to be
+/// unwrapped and sent with their exact new Content-Length; larger ones go
+/// byte for byte (the proxy hosts in them stay).
+pub const MAX_UNWRAPPED_BODY: u64 = 1024 * 1024;
+
+/// Unwraps the `n`-byte body (all buffered) and sends the head with the
+/// new length, then the body.
+async fn send_unwrapped_with_length(
+    x: &mut Exchange<'_>,
+    up: &mut UpstreamConn,
+    unwrap: BodyUnwrap,
+    n: usize,
+) -> Result<(), RequestBodyError> {
     let mut body = Vec::with_capacity(n + 64);
     let mut filter = unwrap.filter(&x.snap.hosts);
     let input = &x.client.buffered()[..n];
