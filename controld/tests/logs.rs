@@ -375,16 +375,7 @@ fn records_are_dropped_and_counted_only_when_both_budgets_are_exhausted() {
     );
     send_sequence(addr, 30, "drop");
     let _controld = env.controld(&policy, &[]);
-    let mut counts = (0, 0);
-    eventually("stored + dropped = 30", || {
-        let st = env.status();
-        let core = &st["cores"][0];
-        counts = (
-            core["log_stored"].as_u64().unwrap_or(0),
-            core["log_dropped"].as_u64().unwrap_or(0),
-        );
-        counts.0 + counts.1 == 30
-    });
+    let counts = env.wait_for_log_counts(30);
     let (stored, dropped) = counts;
     assert!(
         stored >= 2 && dropped >= 2,

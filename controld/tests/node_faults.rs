@@ -197,16 +197,7 @@ fn a_full_disk_under_the_spill_files_drops_and_counts_batches_and_serves_on() {
         .unwrap_or_default();
     assert!(leftovers.is_empty(), "{leftovers:?}");
     let _controld = env.controld(&policy, &[]);
-    let mut counts = (0, 0);
-    eventually("stored + dropped = 30", || {
-        let st = env.status();
-        let core = &st["cores"][0];
-        counts = (
-            core["log_stored"].as_u64().unwrap_or(0),
-            core["log_dropped"].as_u64().unwrap_or(0),
-        );
-        counts.0 + counts.1 == 30
-    });
+    let counts = env.wait_for_log_counts(30);
     assert!(counts.1 >= 2, "stored {}, dropped {}", counts.0, counts.1);
     assert_eq!(get(addr, "/after"), Some(200));
 }

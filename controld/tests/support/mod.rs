@@ -313,6 +313,22 @@ impl Env {
         serde_json::from_slice(&out.stdout).expect("alerts JSON")
     }
 
+    /// Waits until core 0 reports `total` log records stored plus
+    /// dropped (`controld status`); returns (stored, dropped).
+    pub fn wait_for_log_counts(&self, total: u64) -> (u64, u64) {
+        let mut counts = (0, 0);
+        eventually(&format!("stored + dropped = {total}"), || {
+            let st = self.status();
+            let core = &st["cores"][0];
+            counts = (
+                core["log_stored"].as_u64().unwrap_or(0),
+                core["log_dropped"].as_u64().unwrap_or(0),
+            );
+            counts.0 + counts.1 == total
+        });
+        counts
+    }
+
     /// Waits until the store holds `n` records of `kind`, and returns them.
     pub fn wait_for_records(&self, kind: &str, n: usize) -> Vec<serde_json::Value> {
         let mut rows = Vec::new();
