@@ -79,6 +79,9 @@ pub struct Status {
     pub last_push_result: String,
     pub log_backlog: u64,
     pub log_stored: u64,
+    /// Log records data-plane runs lost when killed holding them in
+    /// memory (from the ended streams' ledgers), over the store's life.
+    pub log_lost: u64,
     pub alerts_pending: u64,
 }
 
@@ -122,6 +125,12 @@ impl Status {
             "counter",
             "Log records from each core stored since it connected.",
             per_core(&|c| c.log_stored),
+        );
+        metric(
+            "palisade_log_records_lost_total",
+            "counter",
+            "Log records data-plane runs made and never delivered because they were killed holding them in memory.",
+            vec![format!(" {}", self.log_lost)],
         );
         metric(
             "palisade_log_backlog_records",
@@ -179,8 +188,8 @@ impl Status {
             out.push_str("last push: none since controld started\n");
         }
         out.push_str(&format!(
-            "logs: {} records stored since start, {} waiting for storage; alerts waiting for delivery: {}\n",
-            self.log_stored, self.log_backlog, self.alerts_pending
+            "logs: {} records stored since start, {} waiting for storage, {} lost with killed data-plane runs; alerts waiting for delivery: {}\n",
+            self.log_stored, self.log_backlog, self.log_lost, self.alerts_pending
         ));
         out
     }
@@ -298,6 +307,7 @@ pub fn status(socket: &Path) -> Result<Status, String> {
                 last_push_result: text(s.get_last_push_result()),
                 log_backlog: s.get_log_backlog(),
                 log_stored: s.get_log_stored(),
+                log_lost: s.get_log_lost(),
                 alerts_pending: s.get_alerts_pending(),
             })
         }

@@ -21,7 +21,7 @@ use palisade_schema::frame;
 use palisade_schema::logrec::BatchView;
 
 use crate::alerts::Engine;
-use crate::logstore::{BatchRef, Store, Stored};
+use crate::logstore::{BatchRef, Store, Stored, StreamEnd};
 
 /// Batches queued for storage, at most.
 const QUEUE_BATCHES: usize = 256;
@@ -49,6 +49,9 @@ pub struct Stats {
     pub backlog: AtomicU64,
     /// Records stored since start.
     pub stored: AtomicU64,
+    /// Records data-plane runs lost (killed holding them in memory), over
+    /// the store's life.
+    pub lost: AtomicU64,
 }
 
 /// Called after each commit: (connection, records stored, core's dropped
@@ -70,7 +73,10 @@ impl Ingest {
         on_stored: OnStored,
     ) -> Ingest {
         let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE_BATCHES);
-        let stats = Arc::new(Stats::default());
+        let stats = Arc::new(Stats {
+            lost: AtomicU64::new(store.lost_total()),
+            ..Stats::default()
+        });
         let s = stats.clone();
         let _ = std::thread::Builder::new()
             .name("controld-store".into())
@@ -120,6 +126,7 @@ struct Header {
     seq: u64,
     core: u32,
     dropped_total: u64,
+    ends: Option<StreamEnd>,
 }
 
 fn run(
@@ -192,6 +199,10 @@ fn store_group(
                 seq: b.get_seq(),
                 core: b.get_core(),
                 dropped_total: b.get_dropped_total(),
+                ends: b.get_ends_stream().then(|| StreamEnd {
+                    issued: b.get_issued_total(),
+                    dropped: b.get_dropped_total(),
+                }),
             };
             let view = BatchView::new(
                 b.get_count(),
@@ -215,6 +226,7 @@ fn store_group(
                     seq: header.seq,
                     core: header.core,
                     view,
+                    ends: header.ends,
                 });
                 owners.push((incoming, header));
             }
@@ -223,6 +235,7 @@ fn store_group(
     }
     let result = store.store_all(&refs, |tx, id, r| alerts.check(tx, id, r));
     stats.backlog.fetch_sub(total, Ordering::Relaxed);
+    stats.lost.store(store.lost_total(), Ordering::Relaxed);
     match result {
         Ok(outcomes) => {
             for ((incoming, header), outcome) in owners.iter().zip(outcomes) {
@@ -233,6 +246,15 @@ fn store_group(
                 let stored = match outcome {
                     Stored::Inserted { .. } => incoming.count as u64,
                     Stored::Duplicate => 0,
+                    Stored::Ended { lost } => {
+                        if lost > 0 {
+                            eprintln!(
+                                "controld: core {}: an earlier data-plane run ended (killed or crashed) holding {lost} log records it never sent; counted as lost",
+                                header.core
+                            );
+                        }
+                        0
+                    }
                 };
                 stats.stored.fetch_add(stored, Ordering::Relaxed);
                 on_stored(incoming.conn_id, stored, header.dropped_total);

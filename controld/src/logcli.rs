@@ -523,6 +523,7 @@ mod tests {
                         seq: seq as u64 + 1,
                         core: 0,
                         view,
+                        ends: None,
                     }],
                     |_, _, _| Ok(()),
                 )

@@ -105,7 +105,11 @@ CREATE VIEW IF NOT EXISTS records_view AS SELECT
   JOIN strings activity ON activity.id = r.activity_id;
 CREATE TABLE IF NOT EXISTS streams (
     stream_id INTEGER PRIMARY KEY,
-    last_seq INTEGER NOT NULL
+    last_seq INTEGER NOT NULL,
+    records INTEGER NOT NULL DEFAULT 0,
+    ended_issued INTEGER,
+    ended_dropped INTEGER,
+    lost INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS alerts (
     id INTEGER PRIMARY KEY,
@@ -180,8 +184,11 @@ pub enum Sync {
 /// A writable store.
 pub struct Store {
     conn: Connection,
-    /// Last stored seq per stream (mirrors the `streams` table).
-    streams: HashMap<u64, u64>,
+    /// Last stored seq and records stored, per stream (mirrors the
+    /// `streams` table).
+    streams: HashMap<u64, StreamMark>,
+    /// Records the ended streams lost (sum of `streams.lost`).
+    lost_total: u64,
     /// Interned strings: text → id in `strings`. Low-cardinality fields
     /// (user agent, app, user, host…) are stored as ids: rows are a third
     /// of the size and the user index compares integers.
@@ -190,12 +197,41 @@ pub struct Store {
     ips: FxHashMap<[u8; 16], i64>,
 }
 
+/// How far a stream is stored.
+#[derive(Clone, Copy, Debug, Default)]
+struct StreamMark {
+    /// Last batch stored (end markers do not count: a batch of the killed
+    /// run still on its way, read from the dead connection after the next
+    /// run's marker arrived, is stored, not taken for a duplicate).
+    last_seq: u64,
+    records: u64,
+    /// From the stream's end marker, once stored.
+    end: Option<StreamEnd>,
+}
+
+impl StreamMark {
+    /// Of what an ended stream made and did not drop, what is not stored.
+    fn lost(&self) -> u64 {
+        self.end
+            .map_or(0, |e| e.issued.saturating_sub(e.dropped + self.records))
+    }
+}
+
 /// A batch to store.
 pub struct BatchRef<'a> {
     pub stream_id: u64,
     pub seq: u64,
     pub core: u32,
     pub view: BatchView<'a>,
+    /// Set on a stream's end marker: what its ledger says it made.
+    pub ends: Option<StreamEnd>,
+}
+
+/// An ended stream's totals, from its ledger.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StreamEnd {
+    pub issued: u64,
+    pub dropped: u64,
 }
 
 /// What storing one batch did.
@@ -205,6 +241,9 @@ pub enum Stored {
     Inserted { first_id: i64 },
     /// Already stored earlier (a resend after a lost ack).
     Duplicate,
+    /// A stream's end marker: of what the stream made and did not drop,
+    /// `lost` records never reached the store.
+    Ended { lost: u64 },
 }
 
 impl Store {
@@ -241,13 +280,42 @@ impl Store {
             )?;
             conn.execute_batch(SCHEMA)?;
         }
+        // Stores made before lost records were counted gain the columns.
+        let has_lost = conn
+            .prepare("SELECT 1 FROM pragma_table_info('streams') WHERE name = 'lost'")?
+            .exists([])?;
+        if !has_lost {
+            conn.execute_batch(
+                "ALTER TABLE streams ADD COLUMN records INTEGER NOT NULL DEFAULT 0; ALTER TABLE streams ADD COLUMN ended_issued INTEGER; ALTER TABLE streams ADD COLUMN ended_dropped INTEGER; ALTER TABLE streams ADD COLUMN lost INTEGER NOT NULL DEFAULT 0;",
+            )?;
+        }
         let mut streams = HashMap::new();
+        let mut lost_total = 0u64;
         {
-            let mut st = conn.prepare("SELECT stream_id, last_seq FROM streams")?;
-            let rows = st.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?;
+            let mut st = conn.prepare(
+                "SELECT stream_id, last_seq, records, ended_issued, ended_dropped FROM streams",
+            )?;
+            let rows = st.query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, Option<i64>>(3)?,
+                    r.get::<_, Option<i64>>(4)?,
+                ))
+            })?;
             for row in rows {
-                let (s, q) = row?;
-                streams.insert(s as u64, q as u64);
+                let (s, q, n, issued, dropped) = row?;
+                let mark = StreamMark {
+                    last_seq: q as u64,
+                    records: n as u64,
+                    end: issued.map(|i| StreamEnd {
+                        issued: i as u64,
+                        dropped: dropped.unwrap_or(0) as u64,
+                    }),
+                };
+                lost_total += mark.lost();
+                streams.insert(s as u64, mark);
             }
         }
         let mut interned = FxHashMap::default();
@@ -264,6 +332,7 @@ impl Store {
         Ok(Store {
             conn,
             streams,
+            lost_total,
             interned,
             ips: FxHashMap::default(),
         })
@@ -297,7 +366,8 @@ impl Store {
         }
         let tx = self.conn.transaction()?;
         let mut results = Vec::with_capacity(batches.len());
-        let mut advanced: Vec<(u64, u64)> = Vec::new();
+        // Streams advanced by this transaction, and their new marks.
+        let mut advanced: Vec<(u64, StreamMark)> = Vec::new();
         {
             let mut many = tx.prepare_cached(&insert_sql(ROWS_PER_INSERT))?;
             let mut one = tx.prepare_cached(&insert_sql(1))?;
@@ -327,14 +397,31 @@ impl Store {
             let mut apps = rustc_hash::FxHashSet::default();
             let mut users = rustc_hash::FxHashSet::default();
             for b in batches {
-                let last = advanced
+                let mark = advanced
                     .iter()
                     .rev()
                     .find(|(s, _)| *s == b.stream_id)
-                    .map(|(_, q)| *q)
+                    .map(|(_, m)| *m)
                     .or_else(|| self.streams.get(&b.stream_id).copied())
-                    .unwrap_or(0);
-                if b.seq <= last {
+                    .unwrap_or_default();
+                if let Some(end) = b.ends {
+                    if mark.end.is_some() {
+                        results.push(Stored::Duplicate);
+                        continue;
+                    }
+                    // Every batch of the stream that survived (sent, or
+                    // spilled and sent by the next run) comes before its
+                    // marker, but for one read late from the killed run's
+                    // connection: stored later, it lowers the count.
+                    let next = StreamMark {
+                        end: Some(end),
+                        ..mark
+                    };
+                    advanced.push((b.stream_id, next));
+                    results.push(Stored::Ended { lost: next.lost() });
+                    continue;
+                }
+                if b.seq <= mark.last_seq {
                     results.push(Stored::Duplicate);
                     continue;
                 }
@@ -428,23 +515,42 @@ impl Store {
                         add_block_user.execute(params![user, first])?;
                     }
                 }
-                advanced.push((b.stream_id, b.seq));
+                let next = StreamMark {
+                    last_seq: b.seq,
+                    records: mark.records + records.len() as u64,
+                    ..mark
+                };
+                advanced.push((b.stream_id, next));
                 results.push(Stored::Inserted {
                     first_id: first_id.unwrap_or(0),
                 });
             }
             let mut mark = tx.prepare_cached(
-                "INSERT INTO streams (stream_id, last_seq) VALUES (?1, ?2) ON CONFLICT(stream_id) DO UPDATE SET last_seq = excluded.last_seq",
+                "INSERT INTO streams (stream_id, last_seq, records, ended_issued, ended_dropped, lost) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(stream_id) DO UPDATE SET last_seq = excluded.last_seq, records = excluded.records, ended_issued = excluded.ended_issued, ended_dropped = excluded.ended_dropped, lost = excluded.lost",
             )?;
-            for (s, q) in &advanced {
-                mark.execute(params![*s as i64, *q as i64])?;
+            for (s, m) in &advanced {
+                mark.execute(params![
+                    *s as i64,
+                    m.last_seq as i64,
+                    m.records as i64,
+                    m.end.map(|e| e.issued as i64),
+                    m.end.map(|e| e.dropped as i64),
+                    m.lost() as i64
+                ])?;
             }
         }
         tx.commit()?;
-        for (s, q) in advanced {
-            self.streams.insert(s, q);
+        for (s, m) in advanced {
+            let before = self.streams.insert(s, m).map_or(0, |old| old.lost());
+            self.lost_total = (self.lost_total + m.lost()).saturating_sub(before);
         }
         Ok(results)
+    }
+
+    /// Records the ended streams made and never delivered (lost with a
+    /// killed process), over the store's life.
+    pub fn lost_total(&self) -> u64 {
+        self.lost_total
     }
 
     /// Deletes records (and alerts) older than `cutoff_us`; returns how
@@ -555,6 +661,7 @@ mod tests {
                 seq,
                 core: 0,
                 view: BatchView::new(b.count(), b.records_bytes(), b.arena()).unwrap(),
+                ends: None,
             }
         }
         {
@@ -573,6 +680,58 @@ mod tests {
         assert_eq!(r[0], Stored::Duplicate);
         assert!(matches!(r[1], Stored::Inserted { .. }));
         assert_eq!(count(&path), 3);
+    }
+
+    #[test]
+    fn an_end_marker_counts_what_its_stream_made_and_never_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        let (b1, b3) = (batch(&["/a", "/b"]), batch(&["/c"]));
+        let empty = BatchBuilder::default();
+        fn at(seq: u64, b: &BatchBuilder, ends: Option<StreamEnd>) -> BatchRef<'_> {
+            BatchRef {
+                stream_id: 9,
+                seq,
+                core: 0,
+                view: BatchView::new(b.count(), b.records_bytes(), b.arena()).unwrap(),
+                ends,
+            }
+        }
+        // The run made 8 records in batches 1–3 (2, 4 and 1 records) and
+        // 1 it dropped and counted; only batch 1 is stored when its
+        // marker arrives.
+        let end = Some(StreamEnd {
+            issued: 8,
+            dropped: 1,
+        });
+        {
+            let mut store = Store::open(&path, Sync::Full).unwrap();
+            store
+                .store_all(&[at(1, &b1, None)], |_, _, _| Ok(()))
+                .unwrap();
+            let r = store
+                .store_all(&[at(4, &empty, end)], |_, _, _| Ok(()))
+                .unwrap();
+            assert_eq!(r[0], Stored::Ended { lost: 5 });
+            assert_eq!(store.lost_total(), 5);
+        }
+        // Sent again after a lost ack: not counted twice, also after a
+        // restart.
+        let mut store = Store::open(&path, Sync::Full).unwrap();
+        assert_eq!(store.lost_total(), 5);
+        let r = store
+            .store_all(&[at(4, &empty, end)], |_, _, _| Ok(()))
+            .unwrap();
+        assert_eq!(r[0], Stored::Duplicate);
+        assert_eq!(store.lost_total(), 5);
+        // Batch 3 read late from the killed run's connection (after the
+        // marker): stored, and no longer lost; batch 2 died with it.
+        let r = store
+            .store_all(&[at(3, &b3, None)], |_, _, _| Ok(()))
+            .unwrap();
+        assert!(matches!(r[0], Stored::Inserted { .. }));
+        assert_eq!(store.lost_total(), 4);
+        assert_eq!(Store::open(&path, Sync::Full).unwrap().lost_total(), 4);
     }
 
     #[test]
@@ -596,6 +755,7 @@ mod tests {
                         seq,
                         core: 0,
                         view,
+                        ends: None,
                     }],
                     |_, _, _| Ok(()),
                 )
@@ -625,6 +785,7 @@ mod tests {
             seq: 1,
             core: 0,
             view,
+            ends: None,
         }];
         let failed = store.store_all(&refs, |_, id, _| {
             if id == 2 {

@@ -363,6 +363,7 @@ fn status_frame(daemon: &Daemon) -> Vec<u8> {
     if let Some(ingest) = daemon.ingest.get() {
         st.set_log_backlog(ingest.stats.backlog.load(Ordering::Relaxed));
         st.set_log_stored(ingest.stats.stored.load(Ordering::Relaxed));
+        st.set_log_lost(ingest.stats.lost.load(Ordering::Relaxed));
     }
     if let Some(p) = daemon.alerts_pending.get() {
         st.set_alerts_pending(p.load(Ordering::Relaxed));

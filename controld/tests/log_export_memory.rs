@@ -48,6 +48,7 @@ fn fill(store: &mut Store) {
                     seq: batch as u64 + 1,
                     core: 0,
                     view,
+                    ends: None,
                 }],
                 |_, _, _| Ok(()),
             )

@@ -244,6 +244,19 @@ fn controld_killed_mid_load_loses_and_duplicates_nothing() {
     load.wait_for(at_kill + 2000);
     let _controld = env.controld(&policy, &[]);
     let after = load.completed();
+    // A policy push under the same load, on the restarted controld.
+    let more = env.policy(
+        "more.toml",
+        origin.addr(),
+        "\n[[app]]\nname = \"more\"\ndomains = [\"more.test\"]\nupstream = \"http://127.0.0.1:9\"\n",
+    );
+    let out = env.cli(&["apply", more.to_str().expect("path")]);
+    assert!(
+        out.status.success(),
+        "apply after the restart: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    env.wait_for_cores(2, 2);
     load.wait_for(after + 2000);
     let completed = load.finish();
 

@@ -348,12 +348,15 @@ pub fn cache_store(dir: &Path, version: u64, bytes: &[u8]) -> std::io::Result<()
     std::fs::create_dir_all(dir)?;
     let path = cache_path(dir, version);
     let tmp = dir.join(format!(".{version:020}.snap.tmp{}", std::process::id()));
-    {
-        let mut f = std::fs::File::create(&tmp)?;
+    let written = std::fs::File::create(&tmp).and_then(|mut f| {
         f.write_all(bytes)?;
-        f.sync_all()?;
+        f.sync_all()
+    });
+    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, &path)) {
+        // A full disk leaves no partial file behind.
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
     }
-    std::fs::rename(&tmp, &path)?;
     std::fs::File::open(dir)?.sync_all()?;
     let mut versions = cache_versions(dir);
     while versions.len() > CACHE_KEEP {

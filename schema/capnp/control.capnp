@@ -55,6 +55,12 @@ struct LogBatch {
   # The strings the records point into.
   droppedTotal @6 :UInt64;
   # Records this core dropped since it started.
+  endsStream @7 :Bool;
+  # A stream's last word, sent by the core's next run (count 0, seq one
+  # past the stream's last batch): the stream made `issuedTotal` records
+  # and dropped `droppedTotal`; whatever of them is not stored was lost
+  # with the process that held them in memory (killed or crashed).
+  issuedTotal @8 :UInt64;
 }
 
 struct Ack {
@@ -151,4 +157,8 @@ struct Status {
   # Log records stored since controld started.
   alertsPending @8 :UInt64;
   # Alerts waiting for delivery to the webhook.
+  logLost @9 :UInt64;
+  # Log records data-plane runs made and never delivered because the
+  # process was killed or crashed holding them in memory (counted from
+  # each ended stream's ledger, stored).
 }

@@ -3,6 +3,7 @@
 //! the batch arena (no allocation per record); batches go to controld over
 //! the core's control connection and are freed only once acknowledged.
 
+pub mod ledger;
 pub mod shard;
 
 use std::net::SocketAddr;

@@ -10,7 +10,10 @@
 //! again, oldest first, and controld stores each (stream, seq) once.
 //!
 //! Spill files outlive the process: a restarted core finds the files its
-//! predecessor left and sends them first.
+//! predecessor left and sends them first. So does the run's ledger
+//! ([`super::ledger`]): after an earlier run's spill files, the next run
+//! sends that run's end marker, from which controld counts the records
+//! lost in the killed process's memory.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -20,6 +23,8 @@ use capnp::message::Builder;
 use palisade_schema::control_capnp::request;
 use palisade_schema::frame;
 use palisade_schema::logrec::BatchBuilder;
+
+use super::ledger::{self, Ledger};
 
 /// Budgets and places of a core's log.
 #[derive(Clone, Debug)]
@@ -59,6 +64,8 @@ struct Sealed {
     seq: u64,
     records: u32,
     held: Held,
+    /// An end marker's ledger file, deleted once the marker is stored.
+    ends: Option<PathBuf>,
 }
 
 /// The log of one core.
@@ -77,6 +84,11 @@ pub struct LogShard {
     disk_bytes: u64,
     dropped: u64,
     spilled_batches: u64,
+    /// Records of this run sealed (kept or dropped), and of those dropped:
+    /// with the batch being filled, what the ledger says.
+    sealed_records: u64,
+    own_dropped: u64,
+    ledger: Option<Ledger>,
 }
 
 impl LogShard {
@@ -99,9 +111,40 @@ impl LogShard {
             disk_bytes: 0,
             dropped: 0,
             spilled_batches: 0,
+            sealed_records: 0,
+            own_dropped: 0,
+            ledger: None,
         };
-        shard.adopt_spill_files();
+        shard.adopt_earlier_runs();
+        if let Some(dir) = shard.core_dir() {
+            match Ledger::create(&dir, stream_id) {
+                Ok(l) => shard.ledger = Some(l),
+                Err(e) => crate::say!(
+                    "dataplane: core {core}: log ledger in {}: {e} (records lost if this run is killed are not counted)",
+                    dir.display()
+                ),
+            }
+        }
         shard
+    }
+
+    /// Brings the ledger up to date (plain stores into a mapped page).
+    fn note(&self) {
+        if let Some(l) = &self.ledger {
+            l.update(
+                self.sealed_records + self.building.count() as u64,
+                self.own_dropped,
+                self.next_seq,
+            );
+        }
+    }
+
+    /// Counts `records` of `stream_id` dropped.
+    fn count_dropped(&mut self, stream_id: u64, records: u32) {
+        self.dropped += records as u64;
+        if stream_id == self.stream_id {
+            self.own_dropped += records as u64;
+        }
     }
 
     pub(super) fn next_request_id(&mut self) -> u64 {
@@ -116,6 +159,8 @@ impl LogShard {
     pub(super) fn after_push(&mut self) {
         if self.building.count() >= self.config.batch_records {
             self.seal();
+        } else {
+            self.note();
         }
     }
 
@@ -124,14 +169,15 @@ impl LogShard {
         self.dropped
     }
 
-    /// Sealed batches waiting for an ack, and how many of those are on disk.
+    /// Sealed batches waiting for an ack, and how many of those are on
+    /// disk (earlier runs' end markers not included).
     pub fn backlog(&self) -> (usize, usize) {
-        let on_disk = self
-            .queue
-            .iter()
+        let batches = self.queue.iter().filter(|s| s.ends.is_none());
+        let on_disk = batches
+            .clone()
             .filter(|s| matches!(s.held, Held::Disk(..)))
             .count();
-        (self.queue.len(), on_disk)
+        (batches.count(), on_disk)
     }
 
     /// Batches written to spill files since start.
@@ -161,25 +207,27 @@ impl LogShard {
         let seq = self.next_seq;
         let frame = batch_frame(self.stream_id, seq, self.core, &self.building, self.dropped);
         self.building.clear();
+        self.sealed_records += count as u64;
         let held = if self.memory_bytes + frame.len() <= self.config.memory_budget {
             self.memory_bytes += frame.len();
-            Held::Memory(Rc::from(frame))
+            Some(Held::Memory(Rc::from(frame)))
         } else {
-            match self.spill(seq, &frame) {
-                Some(held) => held,
-                None => {
-                    self.dropped += count as u64;
-                    return;
-                }
-            }
+            self.spill(seq, &frame)
         };
-        self.next_seq += 1;
-        self.queue.push_back(Sealed {
-            stream_id: self.stream_id,
-            seq,
-            records: count,
-            held,
-        });
+        match held {
+            Some(held) => {
+                self.next_seq += 1;
+                self.queue.push_back(Sealed {
+                    stream_id: self.stream_id,
+                    seq,
+                    records: count,
+                    held,
+                    ends: None,
+                });
+            }
+            None => self.count_dropped(self.stream_id, count),
+        }
+        self.note();
     }
 
     fn spill(&mut self, seq: u64, frame: &[u8]) -> Option<Held> {
@@ -226,38 +274,54 @@ impl LogShard {
                     self.queue[i].held = held;
                     written += 1;
                 }
-                None => self.dropped += self.queue[i].records as u64,
+                None => self.count_dropped(stream_id, self.queue[i].records),
             }
         }
+        self.note();
         written
     }
 
-    /// Queues the spill files of earlier runs, oldest first.
-    fn adopt_spill_files(&mut self) {
+    /// Queues what earlier runs left: their spill files, and after each
+    /// run's files its end marker (from its ledger), oldest first.
+    fn adopt_earlier_runs(&mut self) {
         let Some(dir) = self.core_dir() else { return };
-        let mut found: Vec<(u64, u64, PathBuf, u64)> = std::fs::read_dir(&dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| {
-                let name = e.file_name().into_string().ok()?;
-                let (stream, seq) = parse_spill_name(&name)?;
-                let len = e.metadata().ok()?.len();
-                Some((stream, seq, e.path(), len))
-            })
-            .collect();
-        found.sort_unstable_by_key(|f| (f.0, f.1));
-        for (stream_id, seq, path, len) in found {
-            self.disk_bytes += len;
-            self.queue.push_back(Sealed {
-                stream_id,
-                seq,
-                // Unknown until read; only used for the drop count of a
-                // batch controld refuses.
-                records: 0,
-                held: Held::Disk(path, len),
-            });
+        let mut found: Vec<Sealed> = Vec::new();
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            let path = entry.path();
+            if let Some((stream_id, seq)) = parse_spill_name(&name) {
+                let Ok(meta) = entry.metadata() else { continue };
+                self.disk_bytes += meta.len();
+                found.push(Sealed {
+                    stream_id,
+                    seq,
+                    // Unknown until read; only used for the drop count of
+                    // a batch controld refuses.
+                    records: 0,
+                    held: Held::Disk(path, meta.len()),
+                    ends: None,
+                });
+            } else if ledger::parse_file_name(&name).is_some() {
+                match ledger::read(&path) {
+                    Some(ended) => found.push(Sealed {
+                        stream_id: ended.stream_id,
+                        seq: ended.next_seq,
+                        records: 0,
+                        held: Held::Memory(Rc::from(end_marker_frame(self.core, &ended))),
+                        ends: Some(path),
+                    }),
+                    // Torn before its first words were written: the run
+                    // made nothing.
+                    None => {
+                        let _ = std::fs::remove_file(&path);
+                    }
+                }
+            }
         }
+        found.sort_unstable_by_key(|s| (s.stream_id, s.seq));
+        self.queue.extend(found);
     }
 
     /// A new control connection: everything unacknowledged is sent again.
@@ -291,8 +355,10 @@ impl LogShard {
                 }
                 None => {
                     // A lost spill file cannot be sent: count it and go on.
+                    let stream_id = entry.stream_id;
                     let gone = self.remove_at(self.sent);
-                    self.dropped += gone as u64;
+                    self.count_dropped(stream_id, gone);
+                    self.note();
                 }
             }
         }
@@ -313,7 +379,8 @@ impl LogShard {
             self.sent -= 1;
         }
         if !ok {
-            self.dropped += records as u64;
+            self.count_dropped(stream_id, records);
+            self.note();
         }
     }
 
@@ -321,7 +388,12 @@ impl LogShard {
         let Some(entry) = self.queue.remove(i) else {
             return 0;
         };
+        if let Some(ledger) = &entry.ends {
+            let _ = std::fs::remove_file(ledger);
+        }
         match entry.held {
+            // End markers are not counted against the memory budget.
+            Held::Memory(_) if entry.ends.is_some() => {}
             Held::Memory(frame) => self.memory_bytes -= frame.len(),
             Held::Disk(path, len) => {
                 self.disk_bytes = self.disk_bytes.saturating_sub(len);
@@ -383,6 +455,23 @@ fn batch_frame(stream_id: u64, seq: u64, core: u32, b: &BatchBuilder, dropped: u
     frame::encode(&m)
 }
 
+/// The frame carrying an ended run's marker: no records, seq one past its
+/// last batch, and what its ledger says it made and dropped.
+fn end_marker_frame(core: u32, ended: &ledger::Ended) -> Vec<u8> {
+    let mut m = Builder::new_default();
+    {
+        let mut batch = m.init_root::<request::Builder>().init_log_batch();
+        batch.set_stream_id(ended.stream_id);
+        batch.set_seq(ended.next_seq);
+        batch.set_core(core);
+        batch.set_count(0);
+        batch.set_dropped_total(ended.dropped);
+        batch.set_ends_stream(true);
+        batch.set_issued_total(ended.issued);
+    }
+    frame::encode(&m)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -438,12 +527,12 @@ mod tests {
             shard.acknowledged(stream, seq, true);
         }
         assert_eq!(shard.backlog(), (0, 0));
-        assert_eq!(
-            std::fs::read_dir(dir.path().join("core-0"))
-                .unwrap()
-                .count(),
-            0
-        );
+        let batch_files = std::fs::read_dir(dir.path().join("core-0"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".batch"))
+            .count();
+        assert_eq!(batch_files, 0);
         assert_eq!(shard.dropped(), 0);
     }
 
@@ -498,5 +587,69 @@ mod tests {
         // A new connection starts over from the oldest unacknowledged.
         shard.connection_reset();
         assert_eq!(shard.next_to_send(16).unwrap(), first);
+    }
+
+    fn batch_of(frame: &[u8]) -> (u64, u64, u32, bool, u64, u64) {
+        let m = frame::decode(&frame[4..]).unwrap();
+        let root = m.get_root::<request::Reader>().unwrap();
+        let request::LogBatch(b) = root.which().unwrap() else {
+            panic!("not a batch")
+        };
+        let b = b.unwrap();
+        (
+            b.get_stream_id(),
+            b.get_seq(),
+            b.get_count(),
+            b.get_ends_stream(),
+            b.get_issued_total(),
+            b.get_dropped_total(),
+        )
+    }
+
+    #[test]
+    fn the_next_run_sends_a_killed_runs_end_marker_after_its_spill_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let old_stream;
+        {
+            // Room for one batch in memory: batch 1 in memory, batch 2
+            // spilled, one record still being filled; then "killed"
+            // (dropped without persisting).
+            let mut shard = LogShard::new(0, config(Some(dir.path()), 700, 1 << 20));
+            old_stream = shard.stream_id;
+            for i in 0..5 {
+                shard.record(&facts(format!("/{i}").as_bytes()), None);
+            }
+            assert_eq!(shard.backlog(), (2, 1));
+        }
+        let mut shard = LogShard::new(0, config(Some(dir.path()), 1 << 20, 1 << 20));
+        let sent: Vec<_> = std::iter::from_fn(|| shard.next_to_send(16))
+            .map(|f| batch_of(&f))
+            .collect();
+        assert_eq!(
+            sent,
+            vec![
+                (old_stream, 2, 2, false, 0, 0),
+                // Made 5, dropped none, stored (at most) the spilled 2:
+                // controld counts the rest lost.
+                (old_stream, 3, 0, true, 5, 0),
+            ]
+        );
+        // The marker's ack deletes the old ledger; the new run's stays.
+        shard.acknowledged(old_stream, 2, true);
+        shard.acknowledged(old_stream, 3, true);
+        let ledgers = || {
+            std::fs::read_dir(dir.path().join("core-0"))
+                .unwrap()
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".ledger"))
+                .count()
+        };
+        assert_eq!(ledgers(), 1);
+        // A later run finds the new ledger (nothing made: issued 0).
+        drop(shard);
+        let mut next = LogShard::new(0, config(Some(dir.path()), 1 << 20, 1 << 20));
+        let f = next.next_to_send(16).unwrap();
+        let (_, seq, count, ends, issued, _) = batch_of(&f);
+        assert_eq!((seq, count, ends, issued), (1, 0, true, 0));
     }
 }
