@@ -20,6 +20,16 @@ use crate::proxy::serve_connection;
 use crate::snapshot::{system_roots, SharedRoots, Snapshot, SnapshotError};
 use crate::stream::ClientIo;
 
+/// Submission entries of each io_uring ring of a core (glommio's default
+/// is 128). The kernel sizes a ring's poll-cancel hash table from its
+/// completion queue (8 buckets at 128 entries, the maximum of 256 from
+/// 4,096), and glommio cancels its preemption timeout with an async cancel
+/// on every reactor turn, which the kernel first looks up among the ring's
+/// armed polls: with 10,000 idle connections (one armed poll each) a
+/// turn walked ~1,250 of them per bucket. Measured in BENCHMARKS.md
+/// ("Connection floods").
+const RING_DEPTH: usize = 4096;
+
 /// Everything a data plane needs to start.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -143,6 +153,7 @@ pub fn run(
         let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("palisade-core{index}"))
             .io_memory(config.io_memory)
+            .ring_depth(RING_DEPTH)
             .spawn(move || async move {
                 let start =
                     || -> Result<(TcpListener, Option<TcpListener>, Rc<Core>), StartError> {
