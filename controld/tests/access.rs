@@ -1179,12 +1179,7 @@ fn certificates_rotate_by_apply_while_connections_stay_open() {
     // New certificates for the same names (new keys), applied live.
     env.app_certificates("certs2", &[("demo", "demo.test")]);
     let policy = write_policy("certs2");
-    let out = env.cli(&["apply", policy.to_str().expect("path")]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    env.apply(&policy, "with new certificates");
     env.wait_for_cores(1, 2);
 
     // The open connection keeps working on its handshake…

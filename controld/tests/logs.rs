@@ -245,17 +245,8 @@ fn controld_killed_mid_load_loses_and_duplicates_nothing() {
     let _controld = env.controld(&policy, &[]);
     let after = load.completed();
     // A policy push under the same load, on the restarted controld.
-    let more = env.policy(
-        "more.toml",
-        origin.addr(),
-        "\n[[app]]\nname = \"more\"\ndomains = [\"more.test\"]\nupstream = \"http://127.0.0.1:9\"\n",
-    );
-    let out = env.cli(&["apply", more.to_str().expect("path")]);
-    assert!(
-        out.status.success(),
-        "apply after the restart: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let more = env.policy("more.toml", origin.addr(), Env::SECOND_APP);
+    env.apply(&more, "after the restart");
     env.wait_for_cores(2, 2);
     load.wait_for(after + 2000);
     let completed = load.finish();

@@ -73,12 +73,7 @@ fn a_data_plane_killed_under_load_serves_again_from_its_cache_and_stores_nothing
     let killed_at = load.completed();
     // A policy push while it is down: it starts from its cache (version
     // 1), then takes version 2 from controld.
-    let out = env.cli(&["apply", o.policy_b.to_str().expect("path")]);
-    assert!(
-        out.status.success(),
-        "apply with the data plane down: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    env.apply(&o.policy_b, "with the data plane down");
     let restarted = Instant::now();
     let (_dp, again) = env.dataplane_on(&listen, 1, &["--log-batch-records", "16"]);
     assert_eq!(again, addr, "restarted on its port");
@@ -263,12 +258,7 @@ fn a_full_disk_under_the_spill_files_drops_and_counts_batches_and_serves_on() {
     // cache write fails and is reported; the core swaps regardless).
     let other = named_origin("B");
     let policy_b = env.policy("b.toml", other.addr(), "");
-    let out = env.cli(&["apply", policy_b.to_str().expect("path")]);
-    assert!(
-        out.status.success(),
-        "apply on a full disk: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    env.apply(&policy_b, "on a full disk");
     let mut made = 30u64;
     eventually("the pushed version serving", || {
         made += 1;
@@ -342,13 +332,8 @@ fn exhausted_file_descriptors_leave_open_connections_working() {
     assert_eq!(roundtrip(&mut kept), Some(200), "the open connection");
     // A policy push lands on the open control connection (writing the
     // snapshot cache needs a descriptor: it fails, best effort).
-    let policy_2 = env.policy("p2.toml", origin.addr(), "\n[[app]]\nname = \"more\"\ndomains = [\"more.test\"]\nupstream = \"http://127.0.0.1:9\"\n");
-    let out = env.cli(&["apply", policy_2.to_str().expect("path")]);
-    assert!(
-        out.status.success(),
-        "apply with descriptors exhausted: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let policy_2 = env.policy("p2.toml", origin.addr(), Env::SECOND_APP);
+    env.apply(&policy_2, "with descriptors exhausted");
     env.wait_for_cores(1, 2);
     assert_eq!(roundtrip(&mut kept), Some(200), "after the push");
     drop(flood);
@@ -368,12 +353,7 @@ fn a_policy_push_lands_during_a_slowloris_attack_beside_idle_connections() {
     let (_dp, addr) = env.dataplane(1, &["--header-timeout", "2"]);
     env.wait_for_cores(1, 1);
     let mut attack = palisade_bench::slowloris::Attack::start(addr, H, 300, 50).expect("attack");
-    let out = env.cli(&["apply", o.policy_b.to_str().expect("path")]);
-    assert!(
-        out.status.success(),
-        "apply during the attack: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    env.apply(&o.policy_b, "during the attack");
     env.wait_for_cores(1, 2);
     // Normal traffic gets the new version; the idle connections opened
     // before the push are served by it too.

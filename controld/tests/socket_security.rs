@@ -99,12 +99,7 @@ fn hostile_frames_are_dropped_and_others_keep_working() {
 
     // Everyone else is unaffected: status, apply to both cores, traffic.
     assert_eq!(env.status()["cores"].as_array().map(Vec::len), Some(2));
-    let out = env.cli(&["apply", o.policy_b.to_str().expect("path")]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    env.apply(&o.policy_b, "after the bad frames");
     assert_eq!(
         fetch(addr, "demo.test.proxy.test").expect("fetch"),
         (200, "B".to_string())

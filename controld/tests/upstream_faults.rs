@@ -172,12 +172,7 @@ fn upstream_faults_under_load_leave_other_apps_unharmed() {
         healthy.addr()
     );
     std::fs::write(&policy, policy_text(&extra)).expect("policy");
-    let out = env.cli(&["apply", policy.to_str().expect("path")]);
-    assert!(
-        out.status.success(),
-        "apply: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    env.apply(&policy, "mid-fault");
     env.wait_for_cores(1, 2);
     for handle in running {
         let (target, (status, body)) = handle.join().expect("fault thread");

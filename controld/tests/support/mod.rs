@@ -104,6 +104,11 @@ impl Env {
         self.path("control.sock")
     }
 
+    /// A second app (its upstream never contacted): a policy change that
+    /// leaves `demo.test` served as before.
+    pub const SECOND_APP: &'static str =
+        "\n[[app]]\nname = \"more\"\ndomains = [\"more.test\"]\nupstream = \"http://127.0.0.1:9\"\n";
+
     /// Writes a policy routing `demo.test` (and subdomains) to `upstream`.
     pub fn policy(&self, name: &str, upstream: SocketAddr, extra: &str) -> PathBuf {
         let path = self.path(name);
@@ -174,6 +179,17 @@ impl Env {
                 )
             });
         (p, addr, tls)
+    }
+
+    /// `controld apply POLICY`, which must succeed (`when` names the
+    /// moment in the failure message).
+    pub fn apply(&self, policy: &Path, when: &str) {
+        let out = self.cli(&["apply", policy.to_str().expect("path")]);
+        assert!(
+            out.status.success(),
+            "apply {when}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Runs a `controld` CLI command against this socket.

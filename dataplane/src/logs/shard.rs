@@ -577,13 +577,8 @@ mod tests {
         shard.record(&facts(b"/new"), None);
         shard.seal();
         let first = shard.next_to_send(16).unwrap();
-        let m = frame::decode(&first[4..]).unwrap();
-        let root = m.get_root::<request::Reader>().unwrap();
-        let request::LogBatch(b) = root.which().unwrap() else {
-            panic!("not a batch")
-        };
-        let b = b.unwrap();
-        assert_eq!((b.get_stream_id(), b.get_seq()), (old_stream, 1));
+        let (stream, seq, ..) = batch_of(&first);
+        assert_eq!((stream, seq), (old_stream, 1));
         // A new connection starts over from the oldest unacknowledged.
         shard.connection_reset();
         assert_eq!(shard.next_to_send(16).unwrap(), first);
