@@ -1,6 +1,6 @@
 //! Fuzz harness: the request parser and framing, the rewrite engine and
-//! body unwrappers, the response head parser, the chunked decoder and the
-//! snapshot decoder. The targets in `fuzz/` (outside the workspace) call
+//! body unwrappers, the response head parser, the chunked decoder, the
+//! multipart parsers and the snapshot decoder. The targets in `fuzz/` (outside the workspace) call
 //! these functions; keeping the logic here means it compiles and runs in
 //! normal CI through the tests, which replay each target's corpus.
 
@@ -243,4 +243,58 @@ pub fn snapshot_bytes(data: &[u8]) {
         palisade_schema::snapshot::decode(&again).is_ok(),
         "a decoded snapshot does not survive encoding"
     );
+}
+
+/// Parses `data` as a multipart upload: its first line is the
+/// Content-Type value (the boundary comes from it, `XyZ` when it has
+/// none), the rest the body. The upload parsers never panic and find file
+/// parts only between delimiters; the text-field unwrapper gives the same
+/// output however the body is split, and leaves a body that names no
+/// proxy host byte for byte as it was.
+pub fn multipart_body(routes: &Snapshot, data: &[u8]) {
+    use crate::activity::disposition::{multipart_boundary, multipart_file_name};
+    use crate::body::BodyFilter;
+    use crate::rewrite::unwrap::MultipartUnwrapper;
+    use crate::session_policy::flow::multipart_files;
+    let line_end = memchr::memchr(b'\n', data).unwrap_or(data.len());
+    let content_type = &data[..line_end];
+    let body = data.get(line_end + 1..).unwrap_or_default();
+    let boundary = multipart_boundary(content_type).unwrap_or(b"XyZ");
+    assert!(!boundary.is_empty() && boundary.len() <= 70);
+
+    let files = multipart_files(body, boundary);
+    let mut delimiter = b"--".to_vec();
+    delimiter.extend_from_slice(boundary);
+    let delimiters = memchr::memmem::find_iter(body, &delimiter).count();
+    assert!(
+        files.len() < delimiters.max(1),
+        "{} file parts between {delimiters} delimiters",
+        files.len()
+    );
+    if let Some(name) = multipart_file_name(body) {
+        assert!(!name.is_empty());
+    }
+
+    let unwrap = |step: usize| {
+        let mut out = Vec::new();
+        let mut m = MultipartUnwrapper::new(&routes.hosts, boundary);
+        for piece in body.chunks(step.max(1)) {
+            m.feed(piece, &mut out).expect("unwrapping never fails");
+        }
+        m.finish(&mut out).expect("unwrapping never fails");
+        out
+    };
+    let whole = unwrap(body.len());
+    let step = usize::from(content_type.len() as u8 % 7) + 1;
+    assert_eq!(
+        whole,
+        unwrap(step),
+        "split every {step} bytes changed the output"
+    );
+    let names_a_proxy_host = memchr::memmem::find_iter(&body.to_ascii_lowercase(), b"proxy")
+        .next()
+        .is_some();
+    if !names_a_proxy_host {
+        assert_eq!(whole, body, "a body with no proxy host was changed");
+    }
 }

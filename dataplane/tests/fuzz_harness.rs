@@ -2,8 +2,8 @@
 //! stored regression input, and on random mutations of valid requests.
 
 use palisade_dataplane::fuzz::{
-    chunked_body, fuzz_routes, request_head_and_body, response_head, rewrite_split_invariance,
-    snapshot_bytes,
+    chunked_body, fuzz_routes, multipart_body, request_head_and_body, response_head,
+    rewrite_split_invariance, snapshot_bytes,
 };
 use proptest::prelude::*;
 
@@ -93,10 +93,10 @@ fn corpus(name: &str) -> Vec<Vec<u8>> {
     inputs
 }
 
-/// Replays the `response_parser`, `chunked_body` and `snapshot_decode`
-/// corpora (seeds and any saved finds).
+/// Replays the `response_parser`, `chunked_body`, `snapshot_decode` and
+/// `multipart_body` corpora (seeds and any saved finds).
 #[test]
-fn response_chunked_and_snapshot_corpora_replay() {
+fn response_chunked_snapshot_and_multipart_corpora_replay() {
     let routes = fuzz_routes();
     let responses = corpus("response_parser");
     assert!(responses.len() >= 8, "the response corpus has its seeds");
@@ -117,26 +117,32 @@ fn response_chunked_and_snapshot_corpora_replay() {
     assert!(snapshots
         .iter()
         .any(|s| palisade_schema::snapshot::decode(s).is_ok()));
+    let uploads = corpus("multipart_body");
+    assert!(uploads.len() >= 5, "the multipart corpus has its seeds");
+    for data in &uploads {
+        multipart_body(&routes, data);
+    }
 }
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
 
-    /// Random edits of the response and chunked seeds, between fuzzing
-    /// runs.
+    /// Random edits of the response, chunked and multipart seeds, between
+    /// fuzzing runs.
     #[test]
     fn mutated_responses_and_bodies_do_not_panic(
-        which in 0usize..2,
+        which in 0usize..3,
         seed in any::<usize>(),
         edits in proptest::collection::vec((any::<usize>(), any::<u8>(), 0u8..3), 0..8),
     ) {
         let routes = fuzz_routes();
-        let seeds = corpus(if which == 0 { "response_parser" } else { "chunked_body" });
+        let name = ["response_parser", "chunked_body", "multipart_body"][which];
+        let seeds = corpus(name);
         let input = mutated(&seeds[seed % seeds.len()], &edits);
-        if which == 0 {
-            response_head(&routes, &input);
-        } else {
-            chunked_body(&input);
+        match which {
+            0 => response_head(&routes, &input),
+            1 => chunked_body(&input),
+            _ => multipart_body(&routes, &input),
         }
     }
 }
