@@ -24,7 +24,8 @@ enum Command {
     /// no policy), idle-conns, logging (small-page with logging on and off),
     /// page-load (the SaaS demo app's page in headless Chromium through
     /// the proxy vs direct), slowloris (open-loop latency of the 4 KB page
-    /// alone and while 10,000 idle and 500 slowloris connections are held).
+    /// alone and while 10,000 idle and 500 slowloris connections are held;
+    /// the slowloris ones also aimed at a decoy, the harness's own cost).
     Scenario {
         name: String,
         /// Measured loads of each (page-load).
@@ -39,6 +40,9 @@ enum Command {
         /// Seconds of load before measuring (load scenarios).
         #[arg(long, default_value_t = 1.0)]
         warmup: f64,
+        /// Slowloris connections (slowloris).
+        #[arg(long, default_value_t = 500)]
+        slow: usize,
     },
     /// HTTP/1.1 keep-alive load: closed loop (maximum throughput) or open
     /// loop at a constant rate with coordinated-omission-correct latency.
@@ -157,6 +161,7 @@ fn main() -> ExitCode {
             duration,
             warmup,
             rounds,
+            slow,
         } => {
             let result = match name.as_str() {
                 "idle-conns" => palisade_bench::scenario::idle_conns(connections.unwrap_or(10_000)),
@@ -165,7 +170,7 @@ fn main() -> ExitCode {
                     2000.0,
                     duration,
                     connections.unwrap_or(10_000),
-                    500,
+                    slow,
                 ),
                 other => {
                     let seconds =
