@@ -247,6 +247,17 @@ mod tests {
     use crate::activity::disposition::multipart_boundary;
 
     #[test]
+    fn a_part_naming_its_file_twice_is_checked_under_both_names() {
+        // Servers differ on which of two Content-Disposition fields wins
+        // (RFC 7578 §4.2 allows one); a policy must see both names.
+        let body = b"--XyZ\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.txt\"\r\nContent-Disposition: form-data; name=\"f\"; filename=\"b.exe\"\r\n\r\nMZ\r\n--XyZ--\r\n";
+        let files = multipart_files(body, b"XyZ");
+        let names: Vec<&[u8]> = files.iter().map(|(n, _)| n.as_slice()).collect();
+        assert_eq!(names, [&b"a.txt"[..], &b"b.exe"[..]]);
+        assert!(files.iter().all(|(_, content)| *content == b"MZ"));
+    }
+
+    #[test]
     fn multipart_file_parts_are_found() {
         let body = b"--XyZ\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhello\r\n--XyZ\r\nContent-Disposition: form-data; name=\"f\"; filename=\"cards.csv\"\r\nContent-Type: text/csv\r\n\r\nn,4111 1111 1111 1111\r\n--XyZ--\r\n";
         let files = multipart_files(body, b"XyZ");
