@@ -151,6 +151,19 @@ enum Command {
         #[arg(long, default_value = "demo")]
         app: String,
     },
+    /// A floor proxy: the least an HTTP/1.1 proxy does per request (bytes
+    /// forwarded verbatim, message ends found), on one thread, over one
+    /// I/O path: glommio, uring, uring-multishot or epoll.
+    Floor {
+        /// glommio, uring, uring-multishot or epoll.
+        io: String,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:18090")]
+        listen: SocketAddr,
+        /// Where to forward (plain HTTP).
+        #[arg(long)]
+        upstream: SocketAddr,
+    },
 }
 
 fn main() -> ExitCode {
@@ -332,6 +345,34 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("bench apply-latency: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Floor {
+            io,
+            listen,
+            upstream,
+        } => {
+            use palisade_bench::floor::{serve, Io};
+            let Some(io) = Io::parse(&io) else {
+                let names: Vec<_> = Io::ALL.iter().map(|io| io.name()).collect();
+                eprintln!(
+                    "bench floor: unknown I/O path {io:?} (one of {})",
+                    names.join(", ")
+                );
+                return ExitCode::from(2);
+            };
+            let result = serve(io, listen, upstream, |addr| {
+                println!(
+                    "bench floor: {} proxy on http://{addr} to {upstream}",
+                    io.name()
+                );
+            });
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("bench floor: {e}");
                     ExitCode::FAILURE
                 }
             }
