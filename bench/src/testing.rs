@@ -81,6 +81,28 @@ impl HeaderFields for Vec<(String, String)> {
     }
 }
 
+/// Starts `command` with its stdout piped and returns the child with the
+/// address its first line announces (`… http://ADDR …`), as `bench origin`
+/// and `bench floor` do once they accept connections.
+pub fn spawn_announcing(command: &mut std::process::Command) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {command:?}: {e}"));
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read the announcing line");
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string();
+    (child, addr)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

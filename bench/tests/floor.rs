@@ -4,12 +4,12 @@
 //! cannot frame ends the connection instead of being passed on half-read,
 //! and `bench load` through it counts no error.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
-use palisade_bench::testing::RunOk;
+use palisade_bench::testing::{spawn_announcing, RunOk};
 
 /// A child process killed when the test ends.
 struct Running(Child);
@@ -21,24 +21,9 @@ impl Drop for Running {
     }
 }
 
-/// Starts `bench ARGS…` and returns it with the address its first line
-/// announces (`… http://ADDR…`).
+/// Starts `bench ARGS…` and returns it with the address it announces.
 fn start(args: &[&str]) -> (Running, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bench"))
-        .args(args)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn bench");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("read the ready line");
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_string();
+    let (child, addr) = spawn_announcing(Command::new(env!("CARGO_BIN_EXE_bench")).args(args));
     (Running(child), addr)
 }
 

@@ -19,23 +19,11 @@ fn origin() -> Origin {
 
 /// Starts `bench origin` (the glommio origin); returns it and its address.
 fn fast_origin() -> (std::process::Child, String) {
-    use std::io::{BufRead, BufReader};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bench"))
-        .args(["origin", "--listen", "127.0.0.1:0"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn origin");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("read");
-    let addr = line
-        .trim()
-        .rsplit("http://")
-        .next()
-        .expect("address")
-        .to_string();
-    (child, addr)
+    palisade_bench::testing::spawn_announcing(Command::new(env!("CARGO_BIN_EXE_bench")).args([
+        "origin",
+        "--listen",
+        "127.0.0.1:0",
+    ]))
 }
 
 fn run_load(args: &[&str]) -> serde_json::Value {
