@@ -99,6 +99,15 @@ pub(super) fn push(ring: &mut IoUring, entry: squeue::Entry) -> io::Result<()> {
     }
 }
 
+/// Submits what is queued and waits for a completion; a signal (a profiler
+/// or tracer attaching) interrupting the wait is not an error.
+pub(super) fn submit_and_wait(ring: &mut IoUring) -> io::Result<()> {
+    match ring.submit_and_wait(1) {
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
+        other => other.map(|_| ()),
+    }
+}
+
 /// The completions ready now, copied out so handling them may queue more.
 pub(super) fn drain(ring: &mut IoUring, into: &mut Vec<(u64, i32, u32)>) {
     into.clear();
@@ -151,7 +160,7 @@ pub fn serve(
     let mut free: Vec<usize> = Vec::new();
     let mut completions = Vec::new();
     loop {
-        ring.submit_and_wait(1)?;
+        submit_and_wait(&mut ring)?;
         drain(&mut ring, &mut completions);
         for &(data, result, _flags) in &completions {
             let Some(token) = Token::decode(data) else {

@@ -47,7 +47,7 @@ pub fn run(ring: &mut IoUring, listener: &TcpListener, upstream: SocketAddr) -> 
     };
     let mut completions = Vec::new();
     loop {
-        ring.submit_and_wait(1)?;
+        super::uring::submit_and_wait(ring)?;
         drain(ring, &mut completions);
         for &(data, result, flags) in &completions {
             let Some(token) = Token::decode(data) else {
