@@ -2,8 +2,8 @@
 //! client and, pooled, to the app) and no traffic, its cores use no CPU to
 //! speak of. This guards the io_uring set-up of the patched glommio
 //! (`vendor/glommio/PALISADE.md`): a ring flag under which the executor no
-//! longer parks (`IORING_SETUP_DEFER_TASKRUN` does that to glommio 0.9: its
-//! idle executor spins at ~40% of a core) must not land.
+//! longer parks (`IORING_SETUP_DEFER_TASKRUN` does that to glommio 0.9: an
+//! idle data plane built with it used a whole core) must not land.
 
 mod support;
 
