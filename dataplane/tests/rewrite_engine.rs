@@ -277,6 +277,10 @@ fn token() -> impl Strategy<Value = String> {
         Just("@"),
         Just("("),
         Just("."),
+        // Bytes that `| 0x20` would fold into `/`, `;` and `<`.
+        Just("\x0f"),
+        Just("\x1b"),
+        Just("\x1cmeta "),
     ];
     prop_oneof![
         3 => (prefixes, hosts).prop_map(|(p, h)| format!("{p}{h}")),
@@ -287,6 +291,12 @@ fn token() -> impl Strategy<Value = String> {
 
 fn document() -> impl Strategy<Value = Vec<u8>> {
     proptest::collection::vec(token(), 0..40).prop_map(|t| t.concat().into_bytes())
+}
+
+/// Longer documents: most candidates then have the whole look-ahead of
+/// the plain `//` fast path in the same piece.
+fn long_document() -> impl Strategy<Value = Vec<u8>> {
+    proptest::collection::vec(token(), 40..200).prop_map(|t| t.concat().into_bytes())
 }
 
 proptest! {
@@ -342,6 +352,17 @@ proptest! {
     #[test]
     fn one_byte_at_a_time_matches_the_oracle(doc in document(), html in any::<bool>()) {
         prop_assert_eq!(&one_byte_at_a_time(&doc, html), &oracle(&doc, html));
+    }
+
+    #[test]
+    fn long_documents_match_the_oracle_for_any_split(
+        doc in long_document(),
+        html in any::<bool>(),
+        cuts in proptest::collection::vec(any::<usize>(), 0..6),
+    ) {
+        let want = oracle(&doc, html);
+        prop_assert_eq!(&rewrite_split(&doc, html, &[]), &want, "whole document");
+        prop_assert_eq!(&rewrite_split(&doc, html, &cuts), &want, "random split");
     }
 
     #[test]

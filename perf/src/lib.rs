@@ -1,6 +1,8 @@
 //! Palisade micro-benchmarks (criterion) live in `benches/`; this library
 //! holds the shared inputs so every benchmark measures the same bytes.
 
+pub mod corpus;
+
 /// A typical browser request for a proxied app.
 pub const BROWSER_REQUEST: &[u8] = b"GET /app/items?page=2&return_to=https%3A%2F%2Fapp.demo.test.proxy.test%2Fhome HTTP/1.1\r\n\
 Host: app.demo.test.proxy.test\r\n\

@@ -310,10 +310,30 @@ fn run<E: Emit>(engine: Engine<'_>, pass: Pass<'_>, out: &mut E) -> Progress {
             stopped_at = Some(horizon.max(resume).max(scan_from));
             break;
         }
-        let window = Window::new(data, p, at_end);
-        let decision = match context_end {
-            None => anchor::decide(&window, p, host_map, html),
-            Some(end) => anchor::decide_bare_host(&window, end, host_map),
+        let quick = if context_end.is_none()
+            && p >= LOOKBACK
+            && p + anchor::PLAIN_REACH < data.len()
+            && data[p] == b'/'
+            && data[p + 1] == b'/'
+        {
+            anchor::plain_url(data, p, host_map)
+        } else {
+            anchor::Quick::Ask
+        };
+        let decision = match (quick, context_end) {
+            (anchor::Quick::Suffix(host_end), _) => Decision::Edit(window::Edit {
+                start: host_end,
+                end: host_end,
+                insert: Insert::Suffix,
+                resume: host_end,
+            }),
+            (anchor::Quick::Skip, _) => Decision::Skip,
+            (anchor::Quick::Ask, None) => {
+                anchor::decide(&Window::new(data, p, at_end), p, host_map, html)
+            }
+            (anchor::Quick::Ask, Some(end)) => {
+                anchor::decide_bare_host(&Window::new(data, p, at_end), end, host_map)
+            }
         };
         // Advance the source of this candidate.
         match context_end {
@@ -441,6 +461,21 @@ mod tests {
 
     fn rw(html: bool, s: &str) -> String {
         String::from_utf8(rewrite_all(&fuzz_routes().hosts, html, s.as_bytes())).unwrap()
+    }
+
+    #[test]
+    fn control_bytes_are_not_letter_folded_into_anchors() {
+        // `| 0x20` maps 0x0F to `/`, 0x1B to `;` and 0x1C to `<`: none of
+        // them may open an anchor.
+        for text in [
+            " \x0f/demo.test",
+            " \\\x0f\\/demo.test",
+            "https:&#x2F\x1b&#x2F;demo.test",
+            "\x1cmeta http-equiv=\"Content-Security-Policy\" content=\"img-src demo.test\">",
+        ] {
+            assert_eq!(rw(true, text), text);
+        }
+        assert_eq!(rw(true, " //demo.test"), " //demo.test.proxy.test");
     }
 
     #[test]

@@ -1,0 +1,50 @@
+//! Runs the rewrite engine over one corpus a given number of times, and
+//! nothing else worth counting: the program `valgrind --tool=callgrind`
+//! counts instructions of when timings are too noisy to compare builds.
+//!
+//! ```sh
+//! cargo build --release -p palisade-perf --bin rewrite-instructions
+//! valgrind --tool=callgrind --toggle-collect='palisade_perf::corpus::engine' \
+//!     target/release/rewrite-instructions dense 3
+//! ```
+//!
+//! Corpora: `dense`, `sparse`, `no_app_hosts` (256 app domains, as in
+//! `benches/rewrite.rs`). It prints the corpus size and the number of
+//! rewrites, so instructions per byte and per rewritten URL follow.
+
+use palisade_perf::corpus::{dense, engine, page, routes, SUFFIX};
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let name = args.next().unwrap_or_else(|| "dense".into());
+    let runs: usize = match args.next().map(|s| s.parse()) {
+        None => 1,
+        Some(Ok(n)) => n,
+        Some(Err(e)) => {
+            eprintln!("rewrite-instructions: bad run count: {e}");
+            std::process::exit(2);
+        }
+    };
+    let input = match name.as_str() {
+        "dense" => dense(256),
+        "sparse" => page(256, true),
+        "no_app_hosts" => page(256, false),
+        other => {
+            eprintln!(
+                "rewrite-instructions: unknown corpus {other:?} (dense, sparse, no_app_hosts)"
+            );
+            std::process::exit(2);
+        }
+    };
+    let routes = routes(256);
+    let mut pending = Vec::with_capacity(input.len() * 2);
+    let mut out_len = 0;
+    for _ in 0..runs {
+        out_len = engine(&routes, &input, &mut pending);
+    }
+    println!(
+        "{name}: {} bytes in, {out_len} bytes out, {} rewrites, {runs} runs",
+        input.len(),
+        (out_len - input.len()) / (SUFFIX.len() + 1)
+    );
+}
