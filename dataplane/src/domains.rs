@@ -60,8 +60,15 @@ fn hash(name: &[u8], a: usize) -> u64 {
     } else {
         u64::MAX >> (8 * (8 - take))
     };
-    let v = word(name, name.len() - take, name.len()) | (0x2020_2020_2020_2020 & fold_mask);
-    let h = (v ^ (len as u64).wrapping_mul(0xA24B_AED4_963E_E407)).wrapping_mul(MULTIPLIER);
+    let v = word(name, name.len() - take, name.len()) | (FOLD & fold_mask);
+    mix(v, len)
+}
+
+/// The hash of a tail from its (folded, zero-extended) last 8 bytes and
+/// its length.
+#[inline]
+fn mix(last8: u64, len: usize) -> u64 {
+    let h = (last8 ^ (len as u64).wrapping_mul(0xA24B_AED4_963E_E407)).wrapping_mul(MULTIPLIER);
     h ^ (h >> 29)
 }
 
@@ -72,6 +79,36 @@ struct Slot {
     /// `members[first..first + count]` are this tail's domains.
     first: u32,
     count: u32,
+    /// The group's longest domain, inline for [`DomainSet::lookup_at`]:
+    /// its length, app, and its last and first 8 folded bytes as
+    /// little-endian words (the last word zero-filled below a short key).
+    longest_len: u32,
+    longest_app: u32,
+    longest_last8: u64,
+    longest_first8: u64,
+}
+
+const EMPTY_SLOT: Slot = Slot {
+    tag: 0,
+    first: 0,
+    count: 0,
+    longest_len: 0,
+    longest_app: 0,
+    longest_last8: 0,
+    longest_first8: 0,
+};
+
+const FOLD: u64 = 0x2020_2020_2020_2020;
+
+/// The high `len` bytes of a word (all of them from 8 on): the last
+/// `len` bytes of the 8 it was loaded from.
+#[inline]
+fn high_bytes(len: usize) -> u64 {
+    if len >= 8 {
+        u64::MAX
+    } else {
+        u64::MAX << (8 * (8 - len))
+    }
 }
 
 /// One domain: `keys[start..start + len]`, folded (every byte `| 0x20`).
@@ -126,14 +163,7 @@ impl DomainSet {
                 .then(domains[b.2].0.len().cmp(&domains[a.2].0.len()))
         });
         let capacity = (grouped.len() * 2).next_power_of_two().max(16);
-        let mut slots = vec![
-            Slot {
-                tag: 0,
-                first: 0,
-                count: 0
-            };
-            capacity
-        ];
+        let mut slots = vec![EMPTY_SLOT; capacity];
         let mask = capacity - 1;
         let mut members = Vec::with_capacity(grouped.len());
         let mut keys = Vec::new();
@@ -155,11 +185,22 @@ impl DomainSet {
             while slots[i].tag != 0 {
                 i = (i + 1) & mask;
             }
+            let longest = members[first as usize];
+            let key = &keys[longest.start as usize..(longest.start + longest.len) as usize];
+            let last = word(key, key.len().saturating_sub(8), key.len());
             slots[i] = Slot {
                 tag: tag(h),
                 first,
                 count: members.len() as u32 - first,
+                longest_len: longest.len,
+                // Apps beyond u32 never take the inline path (len 0 below).
+                longest_app: u32::try_from(longest.app).unwrap_or(0),
+                longest_last8: last << (8 * (8 - key.len().min(8))),
+                longest_first8: if key.len() >= 8 { load8(key, 0) } else { 0 },
             };
+            if u32::try_from(longest.app).is_err() {
+                slots[i].longest_len = 0;
+            }
         }
         let has_single_labels = domains.iter().any(|(d, _)| !d.contains(&b'.'));
         DomainSet {
@@ -238,6 +279,62 @@ impl DomainSet {
         self.lookup(host, two, one)
     }
 
+    /// [`DomainSet::lookup`] for the host `data[start..end]`, read in
+    /// place: the common hit (the host equals or lies under the longest
+    /// domain of its tail, at most 16 bytes long) costs one hash of a word
+    /// loaded from `data`, one slot and two word compares, with no member
+    /// or key loads; anything else takes [`DomainSet::lookup`]. `two` and
+    /// `one` are relative to `start`, as there.
+    #[inline]
+    pub fn lookup_at(
+        &self,
+        data: &[u8],
+        start: usize,
+        end: usize,
+        two: usize,
+        one: usize,
+    ) -> Option<usize> {
+        let host_len = end - start;
+        let tail_len = host_len - two;
+        if end < 8 || tail_len == 0 {
+            return self.lookup(&data[start..end], two, one);
+        }
+        let last = load8(data, end - 8);
+        // As `hash`: the tail's last (up to) 8 bytes, folded, in the low
+        // bytes of the word.
+        let take = tail_len.min(8);
+        let h = mix(
+            (last >> (8 * (8 - take))) | (FOLD & (u64::MAX >> (8 * (8 - take)))),
+            tail_len,
+        );
+        let t = tag(h);
+        let mut i = slot_index(h) & self.mask;
+        loop {
+            let slot = &self.slots[i];
+            if slot.tag == t {
+                let len = slot.longest_len as usize;
+                if len != 0 && len <= 16 && len <= host_len {
+                    let from = end - len;
+                    let hit = (last | FOLD) & high_bytes(len) == slot.longest_last8
+                        && (len <= 8 || load8(data, from) | FOLD == slot.longest_first8)
+                        && (from == start || data[from - 1] == b'.');
+                    if hit {
+                        return Some(slot.longest_app as usize);
+                    }
+                }
+                return self.lookup(&data[start..end], two, one);
+            }
+            if slot.tag == 0 {
+                return if self.has_single_labels {
+                    self.lookup(&data[start..end], two, one)
+                } else {
+                    None
+                };
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+
     /// [`DomainSet::app_for_host`] for a host made of host bytes only
     /// (letters, digits, `-`, `.`, `_`), with the starts of its last two
     /// labels and last label already known (the rewrite engine finds them
@@ -270,7 +367,6 @@ fn eq_folded(host: &[u8], key: &[u8]) -> bool {
     if len != key.len() {
         return false;
     }
-    const FOLD: u64 = 0x2020_2020_2020_2020;
     if (8..=16).contains(&len) {
         return load8(host, 0) | FOLD == load8(key, 0)
             && load8(host, len - 8) | FOLD == load8(key, len - 8);
@@ -386,6 +482,49 @@ mod tests {
             }
             let set = DomainSet::build(unique.iter().map(|(d, a)| (d.as_bytes(), *a)));
             prop_assert_eq!(set.app_for_host(host.as_bytes()), naive(&unique, &host));
+        }
+
+        /// The in-place lookup, with the host between arbitrary bytes
+        /// (which it must not read as part of the host).
+        #[test]
+        fn in_place_lookup_agrees_with_label_stripping(
+            domains in proptest::collection::vec(
+                "[a-cA-C_]{1,3}(\\.[a-c]{1,6}){0,3}", 0..12),
+            random_host in "[a-cA-C_]{1,6}(\\.[a-cA-C]{1,6}){0,4}",
+            // Or a domain, upper-cased or not, behind a prefix that may
+            // end in a dot: under it, or not at a label boundary.
+            pick in any::<prop::sample::Index>(),
+            prefix in "([a-c]{1,3}\\.?)?",
+            upper in any::<bool>(),
+            before in proptest::collection::vec(prop_oneof![Just(b'.'), Just(b'a'), any::<u8>()], 0..12),
+            after in proptest::collection::vec(any::<u8>(), 0..4),
+        ) {
+            let mut unique: Vec<(String, usize)> = Vec::new();
+            for (i, d) in domains.iter().enumerate() {
+                let d = d.to_ascii_lowercase();
+                if !unique.iter().any(|(u, _)| *u == d) {
+                    unique.push((d, i));
+                }
+            }
+            let set = DomainSet::build(unique.iter().map(|(d, a)| (d.as_bytes(), *a)));
+            let host = if unique.is_empty() || random_host.len() % 3 == 0 {
+                random_host
+            } else {
+                let d = &unique[pick.index(unique.len())].0;
+                let d = if upper { d.to_ascii_uppercase() } else { d.clone() };
+                format!("{prefix}{d}")
+            };
+            let mut data = before.clone();
+            let start = data.len();
+            data.extend_from_slice(host.as_bytes());
+            let end = data.len();
+            data.extend_from_slice(&after);
+            let (two, one) = tails(host.as_bytes());
+            prop_assert_eq!(
+                set.lookup_at(&data, start, end, two, one),
+                naive(&unique, &host),
+                "{:?} in {:?}", host, String::from_utf8_lossy(&data)
+            );
         }
     }
 }

@@ -145,6 +145,23 @@ impl HostMap {
         self.domains.lookup(host, two, one)
     }
 
+    /// [`HostMap::app_for_host_parts`] for the host `data[start..end]`,
+    /// read in place (see [`DomainSet::lookup_at`]).
+    #[inline]
+    pub fn app_for_host_at(
+        &self,
+        data: &[u8],
+        start: usize,
+        end: usize,
+        two: usize,
+        one: usize,
+    ) -> Option<usize> {
+        if end - start > MAX_HOST_LEN {
+            return None;
+        }
+        self.domains.lookup_at(data, start, end, two, one)
+    }
+
     /// If `host` (no port) is `<app host>.<suffix>`, returns the app host.
     pub fn strip_suffix<'a>(&self, host: &'a [u8]) -> Option<&'a [u8]> {
         let s = self.suffix.len();
