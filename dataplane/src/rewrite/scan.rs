@@ -11,10 +11,15 @@
 //! runs near memory speed and its cost does not depend on how many apps
 //! the snapshot has. Candidates are only hints: `anchor` decides.
 //!
-//! The kernel is written once over [`crate::simd::Vector`] and run at the
-//! widest level the CPU has; [`is_pair`] is its oracle in the tests.
+//! Where the vector type can look bytes up in a table ([`Lookup`]: AVX2,
+//! and the portable type), each byte of the pair is classified by its two
+//! nibbles against every pair bucket at once ([`PairTables`]: four lookups
+//! and three ANDs for all the pairs); SSE2 has no byte shuffle, so it tests
+//! the pairs with compares. Both kernels are written once over
+//! [`crate::simd::Vector`] and run at the widest level the CPU has;
+//! [`is_pair`] is their oracle in the tests.
 
-use crate::simd::{Bytes16, Level, Vector};
+use crate::simd::{Bytes16, Level, Lookup, Vector};
 
 /// Which pair set to look for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,6 +40,81 @@ pub fn is_pair(a: u8, b: u8, set: PairSet) -> bool {
         || (al == b'f' && (b == b'\\' || b == b'%'))
         || (al == b';' && b == b'&');
     url || (set == PairSet::Html && ((al == b'y' && b == b'=') || (a == b'<' && bl == b'm')))
+}
+
+/// The candidate pairs as buckets of `(first bytes, second bytes, HTML
+/// only)`. Each byte set is exactly the product of the low and high
+/// nibbles of its members (`/` and 0x0F share the low nibble F and have
+/// high nibbles 2 and 0, and nothing else has those), so classifying a
+/// byte by its two nibbles tests membership exactly; a pair is a
+/// candidate when both bytes agree on some bucket bit.
+const BUCKETS: [(&[u8], &[u8], bool); 7] = [
+    (b"/\x0f", b"/", false),
+    (b"/\x0f", b"\\", false),
+    (b"fF", b"\\", false),
+    (b"fF", b"%", false),
+    (b";\x1b", b"&", false),
+    (b"yY", b"=", true),
+    (b"<", b"mM", true),
+];
+
+/// Bucket bits by nibble: `a_low[n]` has bucket `k`'s bit when some first
+/// byte of bucket `k` has low nibble `n`, and so on.
+pub struct PairTables {
+    a_low: [u8; 16],
+    a_high: [u8; 16],
+    b_low: [u8; 16],
+    b_high: [u8; 16],
+}
+
+impl PairTables {
+    const fn build(html: bool) -> PairTables {
+        let mut t = PairTables {
+            a_low: [0; 16],
+            a_high: [0; 16],
+            b_low: [0; 16],
+            b_high: [0; 16],
+        };
+        let mut k = 0;
+        while k < BUCKETS.len() {
+            let (first, second, html_only) = BUCKETS[k];
+            if html || !html_only {
+                let bit = 1u8 << k;
+                let mut i = 0;
+                while i < first.len() {
+                    t.a_low[(first[i] & 0x0f) as usize] |= bit;
+                    t.a_high[(first[i] >> 4) as usize] |= bit;
+                    i += 1;
+                }
+                let mut i = 0;
+                while i < second.len() {
+                    t.b_low[(second[i] & 0x0f) as usize] |= bit;
+                    t.b_high[(second[i] >> 4) as usize] |= bit;
+                    i += 1;
+                }
+            }
+            k += 1;
+        }
+        t
+    }
+
+    fn of(set: PairSet) -> &'static PairTables {
+        static URLS: PairTables = PairTables::build(false);
+        static HTML: PairTables = PairTables::build(true);
+        match set {
+            PairSet::Urls => &URLS,
+            PairSet::Html => &HTML,
+        }
+    }
+
+    /// The nibble classification of one pair, byte by byte (the tables'
+    /// own definition, checked against [`is_pair`] for every pair).
+    #[cfg(test)]
+    fn classifies(&self, a: u8, b: u8) -> bool {
+        let (a_lo, a_hi) = (usize::from(a & 0x0f), usize::from(a >> 4));
+        let (b_lo, b_hi) = (usize::from(b & 0x0f), usize::from(b >> 4));
+        self.a_low[a_lo] & self.a_high[a_hi] & self.b_low[b_lo] & self.b_high[b_hi] != 0
+    }
 }
 
 /// Iterates over candidate positions `i` (with `data[i + 1]` in `data`)
@@ -90,7 +170,7 @@ impl<'a> Candidates<'a> {
             // SAFETY: SSE2 is part of the x86_64 baseline.
             Level::Sse2 => unsafe { next_block_sse2(self.data, at, self.end, self.set) },
             // SAFETY: `end < data.len()`; Bytes16 needs no CPU feature.
-            Level::Scalar => unsafe { next_block::<Bytes16>(self.data, at, self.end, self.set) },
+            Level::Scalar => unsafe { next_block_portable(self.data, at, self.end, self.set) },
         };
         self.block = block;
         self.mask = mask;
@@ -167,19 +247,41 @@ unsafe fn pair_mask<V: Vector>(p: *const u8, set: PairSet) -> u32 {
     m.movemask()
 }
 
+/// [`pair_mask`] by nibble classification: each byte's two nibbles look
+/// up its bucket bits, and a position is a candidate when its byte and the
+/// next share one.
+///
+/// # Safety
+/// As [`pair_mask`].
+#[inline(always)]
+unsafe fn pair_mask_by_nibbles<V: Lookup>(p: *const u8, t: &PairTables) -> u32 {
+    let a = V::load(p);
+    let b = V::load(p.add(1));
+    let class = a
+        .low_nibbles()
+        .lookup(&t.a_low)
+        .and(a.high_nibbles().lookup(&t.a_high))
+        .and(b.low_nibbles().lookup(&t.b_low))
+        .and(b.high_nibbles().lookup(&t.b_high));
+    !class.eq(V::splat(0)).movemask() & (u32::MAX >> (32 - V::LANES))
+}
+
 /// [`next_block_scalar`] a vector at a time: whole blocks of 32 positions
-/// while they fit, the tail by the scalar definition. Instantiated inside
+/// while they fit, the tail by the scalar definition. `mask_of` is the
+/// kernel ([`pair_mask`] or [`pair_mask_by_nibbles`]). Instantiated inside
 /// each `target_feature` function below, so the whole loop is compiled for
 /// that feature (a call per block would cost more than the block).
 ///
 /// # Safety
-/// `end < data.len()`; `V`'s feature available.
+/// `end < data.len()`; `V`'s feature available; `mask_of` reads at most
+/// `V::LANES + 1` bytes from its pointer.
 #[inline(always)]
 unsafe fn next_block<V: Vector>(
     data: &[u8],
     mut at: usize,
     end: usize,
     set: PairSet,
+    mask_of: impl Fn(*const u8) -> u32,
 ) -> (usize, u32) {
     // `at + BLOCK <= end` keeps the second load (one byte further) inside
     // `data`.
@@ -188,7 +290,7 @@ unsafe fn next_block<V: Vector>(
         let mut mask = 0u32;
         let mut k = 0;
         while k < BLOCK {
-            mask |= pair_mask::<V>(p.add(k), set) << k;
+            mask |= mask_of(p.add(k)) << k;
             k += V::LANES;
         }
         if mask != 0 {
@@ -204,7 +306,11 @@ unsafe fn next_block<V: Vector>(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn next_block_avx2(data: &[u8], at: usize, end: usize, set: PairSet) -> (usize, u32) {
-    next_block::<std::arch::x86_64::__m256i>(data, at, end, set)
+    use std::arch::x86_64::__m256i;
+    let tables = PairTables::of(set);
+    next_block::<__m256i>(data, at, end, set, |p| {
+        pair_mask_by_nibbles::<__m256i>(p, tables)
+    })
 }
 
 /// # Safety
@@ -212,7 +318,19 @@ unsafe fn next_block_avx2(data: &[u8], at: usize, end: usize, set: PairSet) -> (
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "sse2")]
 unsafe fn next_block_sse2(data: &[u8], at: usize, end: usize, set: PairSet) -> (usize, u32) {
-    next_block::<std::arch::x86_64::__m128i>(data, at, end, set)
+    use std::arch::x86_64::__m128i;
+    next_block::<__m128i>(data, at, end, set, |p| pair_mask::<__m128i>(p, set))
+}
+
+/// The portable level: the nibble kernel over [`Bytes16`].
+///
+/// # Safety
+/// `end < data.len()`.
+unsafe fn next_block_portable(data: &[u8], at: usize, end: usize, set: PairSet) -> (usize, u32) {
+    let tables = PairTables::of(set);
+    next_block::<Bytes16>(data, at, end, set, |p| {
+        pair_mask_by_nibbles::<Bytes16>(p, tables)
+    })
 }
 
 #[cfg(test)]
@@ -236,6 +354,22 @@ mod tests {
                 c.collect()
             })
             .collect()
+    }
+
+    #[test]
+    fn the_nibble_tables_classify_every_pair_as_is_pair_does() {
+        for set in [PairSet::Urls, PairSet::Html] {
+            let tables = PairTables::of(set);
+            for a in 0..=255u8 {
+                for b in 0..=255u8 {
+                    assert_eq!(
+                        tables.classifies(a, b),
+                        is_pair(a, b, set),
+                        "{a:#04x} {b:#04x} {set:?}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

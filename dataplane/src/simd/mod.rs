@@ -96,6 +96,32 @@ pub trait Vector: Copy {
     }
 }
 
+/// Table lookups by nibble (`pshufb`): what a classifier needs to test a
+/// byte against several sets at once. AVX2 has it; SSE2 does not (it came
+/// with SSSE3), so kernels that use it keep a compare-only variant for the
+/// SSE2 level.
+pub trait Lookup: Vector {
+    /// Each lane shifted right by 4 (its high nibble).
+    ///
+    /// # Safety
+    /// As [`Vector::splat`].
+    unsafe fn high_nibbles(self) -> Self;
+    /// Each lane's low nibble.
+    ///
+    /// # Safety
+    /// As [`Vector::splat`].
+    #[inline(always)]
+    unsafe fn low_nibbles(self) -> Self {
+        self.and(Self::splat(0x0f))
+    }
+    /// Lane `k` becomes `table[self[k]]`; every lane of `self` must be
+    /// below 16.
+    ///
+    /// # Safety
+    /// As [`Vector::splat`].
+    unsafe fn lookup(self, table: &[u8; 16]) -> Self;
+}
+
 /// Which vector implementation the scanners run with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Level {
@@ -192,20 +218,61 @@ mod tests {
         }
     }
 
+    /// [`Lookup`]'s operations against plain byte arithmetic: the table
+    /// value of each nibble, tested by its top bit and by equality.
+    fn check_lookup<V: Lookup>(a: &[u8; 32], table: &[u8; 16]) {
+        let n = V::LANES;
+        let bits = |f: &dyn Fn(u8) -> bool| -> u32 {
+            (0..n).fold(0, |m, k| m | (u32::from(f(a[k])) << k))
+        };
+        // SAFETY: as in `check_ops`.
+        unsafe {
+            let va = V::load(a.as_ptr());
+            let (lo, hi) = (va.low_nibbles(), va.high_nibbles());
+            for probe in [0u8, 0x0f, a[0] & 0x0f, a[1] >> 4] {
+                assert_eq!(
+                    lo.eq_byte(probe).movemask(),
+                    bits(&|x| x & 0x0f == probe),
+                    "low"
+                );
+                assert_eq!(
+                    hi.eq_byte(probe).movemask(),
+                    bits(&|x| x >> 4 == probe),
+                    "high"
+                );
+            }
+            for (got, nibble) in [(lo.lookup(table), 0), (hi.lookup(table), 4)] {
+                let want = |x: u8| table[usize::from((x >> nibble) & 0x0f)];
+                assert_eq!(got.movemask(), bits(&|x| want(x) >= 0x80), "lookup top bit");
+                for probe in [table[0], table[7], table[15]] {
+                    assert_eq!(
+                        got.eq_byte(probe).movemask(),
+                        bits(&|x| want(x) == probe),
+                        "lookup"
+                    );
+                }
+            }
+        }
+    }
+
     fn check_level(level: Level, a: &[u8; 32], b: &[u8; 32], c: u8) {
         match level {
             #[cfg(target_arch = "x86_64")]
             Level::Avx2 => {
                 #[target_feature(enable = "avx2")]
                 unsafe fn run(a: &[u8; 32], b: &[u8; 32], c: u8) {
-                    check_ops::<std::arch::x86_64::__m256i>(a, b, c)
+                    check_ops::<std::arch::x86_64::__m256i>(a, b, c);
+                    check_lookup::<std::arch::x86_64::__m256i>(a, &b[..16].try_into().unwrap());
                 }
                 // SAFETY: listed by `available`, so AVX2 was detected.
                 unsafe { run(a, b, c) }
             }
             #[cfg(target_arch = "x86_64")]
             Level::Sse2 => check_ops::<std::arch::x86_64::__m128i>(a, b, c),
-            Level::Scalar => check_ops::<Bytes16>(a, b, c),
+            Level::Scalar => {
+                check_ops::<Bytes16>(a, b, c);
+                check_lookup::<Bytes16>(a, &b[16..].try_into().unwrap());
+            }
         }
     }
 

@@ -2,7 +2,7 @@
 //! each operation a loop the compiler may vectorise itself. It is what runs
 //! off x86_64 and a second opinion in the tests on it.
 
-use super::Vector;
+use super::{Lookup, Vector};
 
 /// Sixteen bytes, lane by lane.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,5 +57,16 @@ impl Vector for Bytes16 {
             .iter()
             .enumerate()
             .fold(0, |m, (k, b)| m | (u32::from(b >> 7) << k))
+    }
+}
+
+impl Lookup for Bytes16 {
+    #[inline(always)]
+    unsafe fn high_nibbles(self) -> Self {
+        Bytes16(self.0.map(|b| b >> 4))
+    }
+    #[inline(always)]
+    unsafe fn lookup(self, table: &[u8; 16]) -> Self {
+        Bytes16(self.0.map(|i| table[usize::from(i & 0x0f)]))
     }
 }

@@ -3,7 +3,7 @@
 
 use std::arch::x86_64::*;
 
-use super::Vector;
+use super::{Lookup, Vector};
 
 /// One `impl Vector` per register type, from its intrinsics.
 macro_rules! vector {
@@ -56,3 +56,18 @@ vector!(__m128i, 16, 0xffff, load: _mm_loadu_si128, splat: _mm_set1_epi8,
 vector!(__m256i, 32, u32::MAX, load: _mm256_loadu_si256, splat: _mm256_set1_epi8,
     eq: _mm256_cmpeq_epi8, and: _mm256_and_si256, or: _mm256_or_si256, sub: _mm256_sub_epi8,
     min: _mm256_min_epu8, movemask: _mm256_movemask_epi8);
+
+impl Lookup for __m256i {
+    #[inline(always)]
+    unsafe fn high_nibbles(self) -> Self {
+        // No byte shift on x86: shift 16-bit lanes, then drop the bits the
+        // neighbouring byte shifted in.
+        _mm256_and_si256(_mm256_srli_epi16(self, 4), _mm256_set1_epi8(0x0f))
+    }
+    #[inline(always)]
+    unsafe fn lookup(self, table: &[u8; 16]) -> Self {
+        // `vpshufb` looks up within each 128-bit half: the table is in both.
+        let t = _mm_loadu_si128(table.as_ptr() as *const __m128i);
+        _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(t), self)
+    }
+}
