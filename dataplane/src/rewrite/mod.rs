@@ -28,7 +28,7 @@ pub mod scan;
 pub mod unwrap;
 pub mod window;
 
-use crate::body::{BodyFilter, FilterError, FilterOutput};
+use crate::body::{BodyFilter, FilterError, FilterOutput, ZERO_COPY_MIN};
 use crate::hostmap::HostMap;
 use scan::{Candidates, PairSet};
 use window::{Decision, Insert, Window, LOOKBACK};
@@ -310,30 +310,42 @@ fn run<E: Emit>(engine: Engine<'_>, pass: Pass<'_>, out: &mut E) -> Progress {
             stopped_at = Some(horizon.max(resume).max(scan_from));
             break;
         }
-        let quick = if context_end.is_none()
+        if context_end.is_none()
             && p >= LOOKBACK
             && p + anchor::PLAIN_REACH < data.len()
             && data[p] == b'/'
             && data[p + 1] == b'/'
         {
-            anchor::plain_url(data, p, host_map)
-        } else {
-            anchor::Quick::Ask
-        };
-        let decision = match (quick, context_end) {
-            (anchor::Quick::Suffix(host_end), _) => Decision::Edit(window::Edit {
-                start: host_end,
-                end: host_end,
-                insert: Insert::Suffix,
-                resume: host_end,
-            }),
-            (anchor::Quick::Skip, _) => Decision::Skip,
-            (anchor::Quick::Ask, None) => {
-                anchor::decide(&Window::new(data, p, at_end), p, host_map, html)
+            // The common anchor, decided and applied without a window or
+            // a `Decision`.
+            match anchor::plain_url(data, p, host_map) {
+                anchor::Quick::Suffix(host_end) if host_end >= emitted => {
+                    out.span_then(
+                        data,
+                        emitted..host_end,
+                        data_is_input,
+                        host_map.dotted_suffix(),
+                    );
+                    emitted = host_end;
+                    resume = host_end;
+                    candidates.skip_to(resume);
+                    next_pair = candidates.next();
+                    if next_context.is_some_and(|(s, _)| s < resume) {
+                        next_context = contexts.and_then(|c| c.find(data, resume, ctx_limit));
+                    }
+                    continue;
+                }
+                anchor::Quick::Suffix(_) | anchor::Quick::Skip => {
+                    next_pair = candidates.next();
+                    continue;
+                }
+                anchor::Quick::Ask => {}
             }
-            (anchor::Quick::Ask, Some(end)) => {
-                anchor::decide_bare_host(&Window::new(data, p, at_end), end, host_map)
-            }
+        }
+        let window = Window::new(data, p, at_end);
+        let decision = match context_end {
+            None => anchor::decide(&window, p, host_map, html),
+            Some(end) => anchor::decide_bare_host(&window, end, host_map),
         };
         // Advance the source of this candidate.
         match context_end {
@@ -400,6 +412,18 @@ pub trait Emit {
     fn span(&mut self, data: &[u8], range: std::ops::Range<usize>, in_input: bool);
     /// Bytes the engine made.
     fn bytes(&mut self, bytes: &[u8]);
+    /// [`Emit::span`] then [`Emit::bytes`].
+    #[inline]
+    fn span_then(
+        &mut self,
+        data: &[u8],
+        range: std::ops::Range<usize>,
+        in_input: bool,
+        bytes: &[u8],
+    ) {
+        self.span(data, range, in_input);
+        self.bytes(bytes);
+    }
 }
 
 impl Emit for Vec<u8> {
@@ -424,6 +448,23 @@ impl Emit for FilterOutput {
     }
     #[inline]
     fn bytes(&mut self, bytes: &[u8]) {
+        self.bytes.extend_from_slice(bytes);
+    }
+    #[inline]
+    fn span_then(
+        &mut self,
+        data: &[u8],
+        range: std::ops::Range<usize>,
+        in_input: bool,
+        bytes: &[u8],
+    ) {
+        if in_input && range.len() >= ZERO_COPY_MIN {
+            self.pass(data, range);
+        } else {
+            // Both copies after one capacity check.
+            self.bytes.reserve(range.len() + bytes.len());
+            self.bytes.extend_from_slice(&data[range]);
+        }
         self.bytes.extend_from_slice(bytes);
     }
 }

@@ -161,6 +161,7 @@ impl<'a> Candidates<'a> {
 
     /// Moves to the first block at or after `at` that has a candidate
     /// (or past the end).
+    #[inline]
     fn load(&mut self, at: usize) {
         let (block, mask) = match self.level {
             #[cfg(target_arch = "x86_64")]
