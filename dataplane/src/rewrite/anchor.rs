@@ -149,28 +149,52 @@ pub fn plain_url(data: &[u8], p: usize, host_map: &HostMap) -> Quick {
     if !positioned {
         return Quick::Skip;
     }
-    let authority = p + 2;
-    // Hosts of up to 31 bytes (nearly all) in two 16-byte runs; longer
-    // ones take the general host scan.
-    let (mut len, mut dots) = host_run16(&data[authority..authority + 16]);
+    host_at(data, p + 2, host_map)
+}
+
+/// Bytes from an authority [`host_at`] may read: user information up to
+/// [`MAX_USERINFO`] and the byte after it (hosts of 32 bytes or more go to
+/// [`authority_host_fast`], which reads within [`PLAIN_REACH`]).
+const HOST_REACH: usize = MAX_USERINFO + 2;
+
+/// The app host of the authority at `authority`, found in place: hosts of
+/// up to 31 bytes (nearly all) in two 16-byte runs with their label
+/// positions, looked up without copying ([`HostMap::app_for_host_at`]).
+/// User information, trailing dots and longer hosts are [`Quick::Ask`].
+/// `d` must hold [`HOST_REACH`] bytes from `authority`, and
+/// [`PLAIN_REACH`] - 2 for long hosts to be answered here.
+#[inline]
+fn host_at(d: &[u8], authority: usize, host_map: &HostMap) -> Quick {
+    debug_assert!(authority + HOST_REACH < d.len());
+    let (mut len, mut dots) = host_run16(&d[authority..authority + 16]);
     if len == 16 {
-        let (more, more_dots) = host_run16(&data[authority + 16..authority + 32]);
+        let (more, more_dots) = host_run16(&d[authority + 16..authority + 32]);
         if more == 16 {
-            return plain_url_long_host(data, authority, host_map);
+            return long_host_at(d, authority, host_map);
         }
         len += more;
         dots |= more_dots << 16;
     }
     let end = authority + len;
-    let after = data[end];
-    if is_userinfo_byte(after) || after == b'@' {
-        // User information, or a host that continues as one: general path.
+    let after = d[end];
+    if after == b'@' {
         return Quick::Ask;
     }
-    if len == 0 || data[authority] == b'.' {
+    if is_userinfo_byte(after) {
+        // `host%2F…` or `host:443`: user information only if an `@` ends
+        // the run within MAX_USERINFO bytes (as `authority_host` reads it).
+        let mut i = end + 1;
+        while i - authority <= MAX_USERINFO && is_userinfo_byte(d[i]) {
+            i += 1;
+        }
+        if i - authority <= MAX_USERINFO && d[i] == b'@' {
+            return Quick::Ask;
+        }
+    }
+    if len == 0 || d[authority] == b'.' {
         return Quick::Skip;
     }
-    if data[end - 1] == b'.' {
+    if d[end - 1] == b'.' {
         // Trailing dots are trimmed by the general path.
         return Quick::Ask;
     }
@@ -188,15 +212,15 @@ pub fn plain_url(data: &[u8], p: usize, host_map: &HostMap) -> Quick {
             (two, last + 1)
         }
     };
-    match host_map.app_for_host_at(data, authority, end, two, one) {
+    match host_map.app_for_host_at(d, authority, end, two, one) {
         Some(_) => Quick::Suffix(end),
         None => Quick::Skip,
     }
 }
 
-/// [`plain_url`] for a host of 32 bytes or more.
+/// [`host_at`] for a host of 32 bytes or more.
 #[cold]
-fn plain_url_long_host(data: &[u8], authority: usize, host_map: &HostMap) -> Quick {
+fn long_host_at(data: &[u8], authority: usize, host_map: &HostMap) -> Quick {
     match authority_host_fast(data, authority) {
         None => Quick::Ask,
         Some(host) if host.end == host.start => Quick::Skip,
@@ -349,6 +373,20 @@ fn url_anchor(win: &Window<'_>, p: usize, host_map: &HostMap) -> Result<Decision
     };
     if !authority_position(win, family, start) {
         return Ok(Decision::Skip);
+    }
+    if authority + PLAIN_REACH - 2 < win.hi {
+        match host_at(&win.data[..win.hi], authority, host_map) {
+            Quick::Suffix(host_end) => {
+                return Ok(Decision::Edit(Edit {
+                    start: host_end,
+                    end: host_end,
+                    insert: Insert::Suffix,
+                    resume: host_end,
+                }))
+            }
+            Quick::Skip => return Ok(Decision::Skip),
+            Quick::Ask => {}
+        }
     }
     let app = match authority_host_fast(&win.data[..win.hi], authority) {
         Some(host) => {

@@ -150,6 +150,7 @@ impl<'a> Candidates<'a> {
     }
 
     /// Skips every candidate before `pos`.
+    #[inline]
     pub fn skip_to(&mut self, pos: usize) {
         if pos < self.block + BLOCK {
             let shift = pos.saturating_sub(self.block);

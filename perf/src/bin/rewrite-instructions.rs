@@ -9,7 +9,9 @@
 //! ```
 //!
 //! Corpora: `dense`, `sparse`, `no_app_hosts` (256 app domains, as in
-//! `benches/rewrite.rs`). It prints the corpus size and the number of
+//! `benches/rewrite.rs`), and `dense_page`: the end-to-end benchmark's
+//! dense page (`bench origin`), an app URL every ~125 bytes in twelve
+//! encodings (plain, JS-escaped, `\u002F`, `\x2F`, percent, entities). It prints the corpus size and the number of
 //! rewrites, so instructions per byte and per rewritten URL follow.
 
 use palisade_perf::corpus::{dense, engine, page, routes, SUFFIX};
@@ -29,9 +31,11 @@ fn main() {
         "dense" => dense(256),
         "sparse" => page(256, true),
         "no_app_hosts" => page(256, false),
+        // The end-to-end benchmark's dense page: twelve URL encodings.
+        "dense_page" => palisade_bench::origin::dense_page("svc0.test", 256, 1 << 20).into_bytes(),
         other => {
             eprintln!(
-                "rewrite-instructions: unknown corpus {other:?} (dense, sparse, no_app_hosts)"
+                "rewrite-instructions: unknown corpus {other:?} (dense, sparse, no_app_hosts, dense_page)"
             );
             std::process::exit(2);
         }
