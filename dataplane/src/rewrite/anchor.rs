@@ -242,6 +242,141 @@ fn settle(result: Result<Decision, Stop>) -> Decision {
     }
 }
 
+/// Up to 8 pattern bytes matched against a word of the body, letters in
+/// either case (a letter's byte with bit 5 set is its lower case; other
+/// bytes compare exactly).
+#[derive(Clone, Copy)]
+struct WordPattern {
+    value: u64,
+    fold: u64,
+    mask: u64,
+}
+
+impl WordPattern {
+    /// `pat` at the start of a word (its low bytes).
+    const fn prefix(pat: &[u8]) -> WordPattern {
+        let mut p = WordPattern {
+            value: 0,
+            fold: 0,
+            mask: 0,
+        };
+        let mut i = 0;
+        while i < pat.len() {
+            let b = pat[i];
+            p.value |= (b.to_ascii_lowercase() as u64) << (8 * i);
+            p.mask |= 0xff << (8 * i);
+            if b.is_ascii_alphabetic() {
+                p.fold |= 0x20 << (8 * i);
+            }
+            i += 1;
+        }
+        p
+    }
+
+    /// `pat` at the end of a word (its high bytes).
+    const fn suffix(pat: &[u8]) -> WordPattern {
+        let p = WordPattern::prefix(pat);
+        let shift = 8 * (8 - pat.len() as u32);
+        WordPattern {
+            value: p.value << shift,
+            fold: p.fold << shift,
+            mask: p.mask << shift,
+        }
+    }
+
+    #[inline]
+    fn matches(self, word: u64) -> bool {
+        (word | self.fold) & self.mask == self.value
+    }
+}
+
+/// The encoded slashes, as word patterns: before the candidate pair's
+/// second byte (`..._END`) and from it (`..._START`).
+const BACKSLASH2_END: WordPattern = WordPattern::suffix(b"\\\\");
+const BACKSLASH2_SLASH_START: WordPattern = WordPattern::prefix(b"\\\\/");
+const BACKSLASH_END: WordPattern = WordPattern::suffix(b"\\");
+const BACKSLASH_SLASH_START: WordPattern = WordPattern::prefix(b"\\/");
+const UNICODE_END: WordPattern = WordPattern::suffix(b"\\u002f");
+const UNICODE_START: WordPattern = WordPattern::prefix(b"\\u002f");
+const HEX_END: WordPattern = WordPattern::suffix(b"\\x2f");
+const HEX_START: WordPattern = WordPattern::prefix(b"\\x2f");
+const PERCENT_END: WordPattern = WordPattern::suffix(b"%2f");
+const PERCENT_START: WordPattern = WordPattern::prefix(b"%2f");
+const PERCENT2_END: WordPattern = WordPattern::suffix(b"%252f");
+const PERCENT2_START: WordPattern = WordPattern::prefix(b"%252f");
+const ENTITY_ENDS: [(WordPattern, usize); 3] = [
+    (WordPattern::suffix(b"&#x2f;"), 6),
+    (WordPattern::suffix(b"&#47;"), 5),
+    (WordPattern::suffix(b"&sol;"), 5),
+];
+const ENTITY_STARTS: [(WordPattern, usize); 3] = [
+    (WordPattern::prefix(b"&#x2f;"), 6),
+    (WordPattern::prefix(b"&#47;"), 5),
+    (WordPattern::prefix(b"&sol;"), 5),
+];
+
+/// [`encoded_double_slash`] with two word loads, for a candidate with 8
+/// window bytes before it and 9 after it; `None` otherwise (then the
+/// byte-wise version answers). Same answers (tested below).
+#[inline]
+fn encoded_double_slash_by_words(
+    win: &Window<'_>,
+    p: usize,
+) -> Option<Option<(Family, usize, usize)>> {
+    if p < win.lo + 8 || p + 9 > win.hi {
+        return None;
+    }
+    let d = win.data;
+    let word = |at: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&d[at..at + 8]);
+        u64::from_le_bytes(w)
+    };
+    // Bytes `p - 7..=p` (ending with the pair's first byte) and
+    // `p + 1..p + 9` (starting with its second).
+    let (before, from) = (word(p - 7), word(p + 1));
+    let before_first = word(p - 8);
+    Some(match (d[p], d[p + 1]) {
+        (b'/', b'/') => Some((Family::Plain, p, p + 2)),
+        (b'/', b'\\') => {
+            if BACKSLASH2_END.matches(before_first) && BACKSLASH2_SLASH_START.matches(from) {
+                Some((Family::JsDoubleEscaped, p - 2, p + 4))
+            } else if BACKSLASH_END.matches(before_first) && BACKSLASH_SLASH_START.matches(from) {
+                Some((Family::JsEscaped, p - 1, p + 3))
+            } else {
+                None
+            }
+        }
+        (b'f' | b'F', b'\\') => {
+            if UNICODE_END.matches(before) && UNICODE_START.matches(from) {
+                Some((Family::Unicode, p - 5, p + 7))
+            } else if HEX_END.matches(before) && HEX_START.matches(from) {
+                Some((Family::Hex, p - 3, p + 5))
+            } else {
+                None
+            }
+        }
+        (b'f' | b'F', b'%') => {
+            if PERCENT_END.matches(before) && PERCENT_START.matches(from) {
+                Some((Family::Percent, p - 2, p + 4))
+            } else if PERCENT2_END.matches(before) && PERCENT2_START.matches(from) {
+                Some((Family::DoublePercent, p - 4, p + 6))
+            } else {
+                None
+            }
+        }
+        (b';', b'&') => {
+            let first = ENTITY_ENDS.iter().find(|(f, _)| f.matches(before));
+            let second = ENTITY_STARTS.iter().find(|(f, _)| f.matches(from));
+            match (first, second) {
+                (Some((_, f)), Some((_, s))) => Some((Family::Entity, p + 1 - f, p + 1 + s)),
+                _ => None,
+            }
+        }
+        _ => None,
+    })
+}
+
 /// Finds the encoded `//` the pair at `p` belongs to: (family, start of
 /// the first slash, start of the authority).
 fn encoded_double_slash(
@@ -352,13 +487,7 @@ fn authority_position(win: &Window<'_>, family: Family, start: usize) -> bool {
     }
     for colon in family.colons() {
         if win.ends_with(start, colon) {
-            let scheme_end = start - colon.len();
-            let mut s = scheme_end;
-            while win.before(s.wrapping_sub(1)).is_some_and(is_scheme_byte) {
-                s -= 1;
-            }
-            let scheme = &win.data[s..scheme_end];
-            return SCHEMES.iter().any(|k| scheme.eq_ignore_ascii_case(k));
+            return scheme_before(win, start - colon.len());
         }
     }
     match win.before(start.wrapping_sub(1)) {
@@ -368,7 +497,11 @@ fn authority_position(win: &Window<'_>, family: Family, start: usize) -> bool {
 }
 
 fn url_anchor(win: &Window<'_>, p: usize, host_map: &HostMap) -> Result<Decision, Stop> {
-    let Some((family, start, authority)) = encoded_double_slash(win, p)? else {
+    let found = match encoded_double_slash_by_words(win, p) {
+        Some(found) => found,
+        None => encoded_double_slash(win, p)?,
+    };
+    let Some((family, start, authority)) = found else {
         return Ok(Decision::Skip);
     };
     if !authority_position(win, family, start) {
@@ -629,6 +762,7 @@ pub fn decide_bare_host(win: &Window<'_>, host_start: usize, host_map: &HostMap)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rewrite::scan;
     use crate::simd::Bytes16;
     use proptest::prelude::*;
 
@@ -660,6 +794,38 @@ mod tests {
                 ),
                 Quick::Skip => prop_assert_eq!(want, Decision::Skip),
                 Quick::Ask => {}
+            }
+        }
+
+        /// The word-wise slash finder answers as the byte-wise one.
+        #[test]
+        fn encoded_slashes_by_words_agree_with_the_bytewise_finder(
+            parts in proptest::collection::vec(prop_oneof![
+                // Whole encoded slashes, in both cases…
+                Just("\\u002f"), Just("\\U002F"), Just("\\x2f"), Just("\\X2F"),
+                Just("%2f"), Just("%2F"), Just("%252f"), Just("%252F"), Just("&#x2f;"),
+                Just("&#X2F;"), Just("&#47;"), Just("&sol;"), Just("&SOL;"), Just("\\/"),
+                Just("\\\\/"), Just("/"),
+                // …and their pieces.
+                Just("\\"), Just("u002"), Just("x2"), Just("f"), Just("F"), Just("%"),
+                Just("25"), Just("&#x2"), Just(";"), Just("&"), Just("a"), Just(":"),
+            ], 0..24),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let doc = parts.concat().into_bytes();
+            for p in 0..doc.len().saturating_sub(1) {
+                if !scan::is_pair(doc[p], doc[p + 1], scan::PairSet::Urls) {
+                    continue;
+                }
+                // Any end of the data so far, at the end of the body or not.
+                let end = p + 2 + cut.index(doc.len() - p - 1);
+                for at_end in [false, true] {
+                    let win = Window::new(&doc[..end], p, at_end);
+                    if let Some(fast) = encoded_double_slash_by_words(&win, p) {
+                        let slow = encoded_double_slash(&win, p);
+                        prop_assert!(matches!(slow, Ok(ref s) if *s == fast), "at {}: {:?}", p, fast);
+                    }
+                }
             }
         }
 
