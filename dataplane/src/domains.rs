@@ -72,31 +72,41 @@ fn mix(last8: u64, len: usize) -> u64 {
     h ^ (h >> 29)
 }
 
+/// A slot of the table: what every lookup reads, 24 bytes (a table of
+/// 2,048 slots stays within a core's L1 data cache). The group's member
+/// range, read only off the fast path, is in [`DomainSet::groups`].
 #[derive(Clone, Copy)]
 struct Slot {
-    /// High bits of the tail hash; 0 marks an empty slot.
-    tag: u32,
-    /// `members[first..first + count]` are this tail's domains.
-    first: u32,
-    count: u32,
-    /// The group's longest domain, inline for [`DomainSet::lookup_at`]:
-    /// its length, app, and its last and first 8 folded bytes as
-    /// little-endian words (the last word zero-filled below a short key).
-    longest_len: u32,
+    /// High bits of the tail hash (bits 8..32, never zero) and the length
+    /// of the group's longest domain (bits 0..8; 0 when it is not inline);
+    /// 0 marks an empty slot.
+    tag_len: u32,
+    /// The longest domain's app.
     longest_app: u32,
+    /// Its last and first 8 folded bytes as little-endian words (the last
+    /// word zero-filled below a short key), for [`DomainSet::lookup_at`].
     longest_last8: u64,
     longest_first8: u64,
 }
 
 const EMPTY_SLOT: Slot = Slot {
-    tag: 0,
-    first: 0,
-    count: 0,
-    longest_len: 0,
+    tag_len: 0,
     longest_app: 0,
     longest_last8: 0,
     longest_first8: 0,
 };
+
+impl Slot {
+    #[inline]
+    fn tag(&self) -> u32 {
+        self.tag_len >> 8
+    }
+
+    #[inline]
+    fn longest_len(&self) -> usize {
+        (self.tag_len & 0xff) as usize
+    }
+}
 
 const FOLD: u64 = 0x2020_2020_2020_2020;
 
@@ -122,6 +132,8 @@ struct Member {
 /// Domain → app index.
 pub struct DomainSet {
     slots: Vec<Slot>,
+    /// Per slot: `members[first..first + count]` are its tail's domains.
+    groups: Vec<(u32, u32)>,
     mask: usize,
     /// Domains grouped by tail, longest first in a group, contiguous.
     members: Vec<Member>,
@@ -164,6 +176,7 @@ impl DomainSet {
         });
         let capacity = (grouped.len() * 2).next_power_of_two().max(16);
         let mut slots = vec![EMPTY_SLOT; capacity];
+        let mut groups = vec![(0, 0); capacity];
         let mask = capacity - 1;
         let mut members = Vec::with_capacity(grouped.len());
         let mut keys = Vec::new();
@@ -182,29 +195,29 @@ impl DomainSet {
                 k += 1;
             }
             let mut i = slot_index(h) & mask;
-            while slots[i].tag != 0 {
+            while slots[i].tag_len != 0 {
                 i = (i + 1) & mask;
             }
             let longest = members[first as usize];
             let key = &keys[longest.start as usize..(longest.start + longest.len) as usize];
             let last = word(key, key.len().saturating_sub(8), key.len());
+            // Inline only what fits the fast path's compare (and a u32 app).
+            let inline_len = match u32::try_from(longest.app) {
+                Ok(_) if key.len() <= 16 => key.len() as u32,
+                _ => 0,
+            };
             slots[i] = Slot {
-                tag: tag(h),
-                first,
-                count: members.len() as u32 - first,
-                longest_len: longest.len,
-                // Apps beyond u32 never take the inline path (len 0 below).
+                tag_len: tag(h) << 8 | inline_len,
                 longest_app: u32::try_from(longest.app).unwrap_or(0),
                 longest_last8: last << (8 * (8 - key.len().min(8))),
                 longest_first8: if key.len() >= 8 { load8(key, 0) } else { 0 },
             };
-            if u32::try_from(longest.app).is_err() {
-                slots[i].longest_len = 0;
-            }
+            groups[i] = (first, members.len() as u32 - first);
         }
         let has_single_labels = domains.iter().any(|(d, _)| !d.contains(&b'.'));
         DomainSet {
             slots,
+            groups,
             mask,
             members,
             keys,
@@ -234,11 +247,12 @@ impl DomainSet {
         let mut i = slot_index(h) & self.mask;
         loop {
             let slot = self.slots[i];
-            if slot.tag == 0 {
+            if slot.tag_len == 0 {
                 return None;
             }
-            if slot.tag == t {
-                let group = &self.members[slot.first as usize..(slot.first + slot.count) as usize];
+            if slot.tag() == t {
+                let (first, count) = self.groups[i];
+                let group = &self.members[first as usize..(first + count) as usize];
                 // A domain that `host` equals or lies under is an answer
                 // whatever the tail: check those first (the common hit).
                 for m in group {
@@ -311,9 +325,9 @@ impl DomainSet {
         let mut i = slot_index(h) & self.mask;
         loop {
             let slot = &self.slots[i];
-            if slot.tag == t {
-                let len = slot.longest_len as usize;
-                if len != 0 && len <= 16 && len <= host_len {
+            if slot.tag() == t {
+                let len = slot.longest_len();
+                if len != 0 && len <= host_len {
                     let from = end - len;
                     let hit = (last | FOLD) & high_bytes(len) == slot.longest_last8
                         && (len <= 8 || load8(data, from) | FOLD == slot.longest_first8)
@@ -324,7 +338,7 @@ impl DomainSet {
                 }
                 return self.lookup(&data[start..end], two, one);
             }
-            if slot.tag == 0 {
+            if slot.tag_len == 0 {
                 return if self.has_single_labels {
                     self.lookup(&data[start..end], two, one)
                 } else {
@@ -408,6 +422,7 @@ fn slot_index(h: u64) -> usize {
 
 #[inline]
 fn tag(h: u64) -> u32 {
+    // 24 bits, never zero (a slot's tag shares a word with a length).
     ((h >> 40) as u32) | 1
 }
 

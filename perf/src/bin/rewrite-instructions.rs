@@ -13,6 +13,7 @@
 //! dense page (`bench origin`), an app URL every ~125 bytes in twelve
 //! encodings (plain, JS-escaped, `\u002F`, `\x2F`, percent, entities). It prints the corpus size and the number of
 //! rewrites, so instructions per byte and per rewritten URL follow.
+//! `dense/N` is the dense corpus over N app domains.
 
 use palisade_perf::corpus::{dense, engine, page, routes, SUFFIX};
 
@@ -27,20 +28,31 @@ fn main() {
             std::process::exit(2);
         }
     };
+    // `dense/N`: the dense corpus over N app domains (as
+    // `dense_by_domain_count`).
+    let domains: usize = match name.strip_prefix("dense/").map(str::parse) {
+        Some(Ok(n)) if n > 0 => n,
+        Some(_) => {
+            eprintln!("rewrite-instructions: bad domain count in {name:?}");
+            std::process::exit(2);
+        }
+        None => 256,
+    };
     let input = match name.as_str() {
         "dense" => dense(256),
+        _ if name.starts_with("dense/") => dense(domains),
         "sparse" => page(256, true),
         "no_app_hosts" => page(256, false),
         // The end-to-end benchmark's dense page: twelve URL encodings.
         "dense_page" => palisade_bench::origin::dense_page("svc0.test", 256, 1 << 20).into_bytes(),
         other => {
             eprintln!(
-                "rewrite-instructions: unknown corpus {other:?} (dense, sparse, no_app_hosts, dense_page)"
+                "rewrite-instructions: unknown corpus {other:?} (dense, dense/N, sparse, no_app_hosts, dense_page)"
             );
             std::process::exit(2);
         }
     };
-    let routes = routes(256);
+    let routes = routes(domains);
     let mut pending = Vec::with_capacity(input.len() * 2);
     let mut out_len = 0;
     for _ in 0..runs {
