@@ -11,6 +11,12 @@
 //! host, not on the number of apps. One-label domains (`localhost`) are
 //! found by a second probe on the last label, only when the set has any.
 //!
+//! The rewrite engine's lookup ([`DomainSet::lookup_at`]) reads the host
+//! in place in the body: each slot holds its group's longest domain
+//! inline (length, app, first and last 8 folded bytes, 24 bytes in all so
+//! a table of 2,048 slots stays in L1), so the common hit is one hash of a
+//! word of the body, one slot and two word compares.
+//!
 //! Keys are operator-chosen, so attacker-chosen lookups cannot make probe
 //! chains long (HashDoS needs control of the inserted keys).
 

@@ -10,6 +10,13 @@
 //! would read past the full window gives up ([`Decision::Skip`]). The
 //! outcome therefore depends only on the bytes, never on how they were
 //! split into chunks.
+//!
+//! The common cases skip the general machinery, and are tested to answer
+//! as it does: a plain `//` with its whole reach in the data is decided by
+//! [`plain_url`] without a window; every family finds its host in place
+//! (`host_at`: two 16-byte runs, no copy) and its encoded slashes with two
+//! word loads (`encoded_double_slash_by_words`), falling back to the
+//! byte-wise reads near the window's edges.
 
 use super::html::{integrity_attribute, meta_csp};
 use super::window::{Decision, Edit, Insert, Stop, Window, LOOKBACK};
