@@ -14,17 +14,15 @@
 //! The common cases skip the general machinery, and are tested to answer
 //! as it does: a plain `//` with its whole reach in the data is decided by
 //! [`plain_url`] without a window; every family finds its host in place
-//! (`host_at`: two 16-byte runs, no copy) and its encoded slashes with two
+//! (`host::host_at`: two 16-byte runs, no copy) and its encoded slashes with two
 //! word loads (`encoded_double_slash_by_words`), falling back to the
 //! byte-wise reads near the window's edges.
 
+use super::host::{authority_host, host_at, is_host_byte};
 use super::html::{integrity_attribute, meta_csp};
-use super::window::{Decision, Edit, Insert, Stop, Window, LOOKBACK};
+use super::window::{Decision, Edit, Stop, Window, LOOKBACK};
 use crate::hostmap::{HostMap, MAX_HOST_LEN};
-use crate::simd::{Baseline16, Vector};
 
-/// Longest user information (`user:password@`) in an authority.
-const MAX_USERINFO: usize = 128;
 /// The encodings of `/` an anchor may use; both slashes of `//` use the
 /// same family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,32 +81,6 @@ fn is_scheme_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.')
 }
 
-pub(crate) fn is_host_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_')
-}
-
-#[inline]
-fn is_userinfo_byte(b: u8) -> bool {
-    USERINFO_BYTES[usize::from(b)]
-}
-
-/// Bytes of user information (RFC 3986 §3.2.1, without the sub-delims
-/// that end URLs in markup and scripts: `&;'(),`).
-static USERINFO_BYTES: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut b = 0;
-    while b < 256 {
-        let c = b as u8;
-        t[b] = c.is_ascii_alphanumeric()
-            || matches!(
-                c,
-                b'-' | b'.' | b'_' | b'~' | b'%' | b'!' | b'$' | b'*' | b'+' | b'=' | b':'
-            );
-        b += 1;
-    }
-    t
-};
-
 /// The schemes whose authority is rewritten (RFC 9110 §4.2, RFC 6455 §3).
 const SCHEMES: [&[u8]; 4] = [b"http", b"https", b"ws", b"wss"];
 
@@ -157,87 +129,6 @@ pub fn plain_url(data: &[u8], p: usize, host_map: &HostMap) -> Quick {
         return Quick::Skip;
     }
     host_at(data, p + 2, host_map)
-}
-
-/// Bytes from an authority [`host_at`] may read: user information up to
-/// [`MAX_USERINFO`] and the byte after it (hosts of 32 bytes or more go to
-/// [`authority_host_fast`], which reads within [`PLAIN_REACH`]).
-const HOST_REACH: usize = MAX_USERINFO + 2;
-
-/// The app host of the authority at `authority`, found in place: hosts of
-/// up to 31 bytes (nearly all) in two 16-byte runs with their label
-/// positions, looked up without copying ([`HostMap::app_for_host_at`]).
-/// User information, trailing dots and longer hosts are [`Quick::Ask`].
-/// `d` must hold [`HOST_REACH`] bytes from `authority`, and
-/// [`PLAIN_REACH`] - 2 for long hosts to be answered here.
-#[inline]
-fn host_at(d: &[u8], authority: usize, host_map: &HostMap) -> Quick {
-    debug_assert!(authority + HOST_REACH < d.len());
-    let (mut len, mut dots) = host_run16(&d[authority..authority + 16]);
-    if len == 16 {
-        let (more, more_dots) = host_run16(&d[authority + 16..authority + 32]);
-        if more == 16 {
-            return long_host_at(d, authority, host_map);
-        }
-        len += more;
-        dots |= more_dots << 16;
-    }
-    let end = authority + len;
-    let after = d[end];
-    if after == b'@' {
-        return Quick::Ask;
-    }
-    if is_userinfo_byte(after) {
-        // `host%2F…` or `host:443`: user information only if an `@` ends
-        // the run within MAX_USERINFO bytes (as `authority_host` reads it).
-        let mut i = end + 1;
-        while i - authority <= MAX_USERINFO && is_userinfo_byte(d[i]) {
-            i += 1;
-        }
-        if i - authority <= MAX_USERINFO && d[i] == b'@' {
-            return Quick::Ask;
-        }
-    }
-    if len == 0 || d[authority] == b'.' {
-        return Quick::Skip;
-    }
-    if d[end - 1] == b'.' {
-        // Trailing dots are trimmed by the general path.
-        return Quick::Ask;
-    }
-    // The last dot starts the last label; the one before it the last two.
-    let (two, one) = match dots {
-        0 => (0, 0),
-        _ => {
-            let last = 31 - dots.leading_zeros() as usize;
-            let rest = dots & !(1 << last);
-            let two = if rest == 0 {
-                0
-            } else {
-                32 - rest.leading_zeros() as usize
-            };
-            (two, last + 1)
-        }
-    };
-    match host_map.app_for_host_at(d, authority, end, two, one) {
-        Some(_) => Quick::Suffix(end),
-        None => Quick::Skip,
-    }
-}
-
-/// [`host_at`] for a host of 32 bytes or more.
-#[cold]
-fn long_host_at(data: &[u8], authority: usize, host_map: &HostMap) -> Quick {
-    match authority_host_fast(data, authority) {
-        None => Quick::Ask,
-        Some(host) if host.end == host.start => Quick::Skip,
-        Some(host) => {
-            match host_map.app_for_host_parts(&data[host.start..host.end], host.two, host.one) {
-                Some(_) => Quick::Suffix(host.end),
-                None => Quick::Skip,
-            }
-        }
-    }
 }
 
 /// A decision, with a read that could not be answered turned into one.
@@ -514,224 +405,26 @@ fn url_anchor(win: &Window<'_>, p: usize, host_map: &HostMap) -> Result<Decision
     if !authority_position(win, family, start) {
         return Ok(Decision::Skip);
     }
+    // With the whole reach in the window, the in-place path answers all
+    // but user information and trailing dots; those, and authorities near
+    // the window's end, take the general read (the definition).
     if authority + PLAIN_REACH - 2 < win.hi {
         match host_at(&win.data[..win.hi], authority, host_map) {
-            Quick::Suffix(host_end) => {
-                return Ok(Decision::Edit(Edit {
-                    start: host_end,
-                    end: host_end,
-                    insert: Insert::Suffix,
-                    resume: host_end,
-                }))
-            }
+            Quick::Suffix(host_end) => return Ok(Decision::Edit(Edit::suffix_at(host_end))),
             Quick::Skip => return Ok(Decision::Skip),
             Quick::Ask => {}
         }
     }
-    let app = match authority_host_fast(&win.data[..win.hi], authority) {
-        Some(host) => {
-            let (start, end) = (host.start, host.end);
-            if end == start {
-                return Ok(Decision::Skip);
-            }
-            (
-                end,
-                host_map.app_for_host_parts(&win.data[start..end], host.two, host.one),
-            )
+    match authority_host(win, authority)? {
+        Some((start, end))
+            if end > start
+                && win.data[start] != b'.'
+                && host_map.app_for_host(&win.data[start..end]).is_some() =>
+        {
+            Ok(Decision::Edit(Edit::suffix_at(end)))
         }
-        None => match authority_host(win, authority)? {
-            Some((start, end)) if end > start && win.data[start] != b'.' => {
-                (end, host_map.app_for_host(&win.data[start..end]))
-            }
-            _ => return Ok(Decision::Skip),
-        },
-    };
-    let (host_end, Some(_)) = app else {
-        return Ok(Decision::Skip);
-    };
-    Ok(Decision::Edit(Edit {
-        start: host_end,
-        end: host_end,
-        insert: Insert::Suffix,
-        resume: host_end,
-    }))
-}
-
-/// A host found by the fast path, with the starts (relative to `start`)
-/// of its last two labels and last label.
-struct FoundHost {
-    start: usize,
-    end: usize,
-    two: usize,
-    one: usize,
-}
-
-/// Host bytes, as a table (one load per byte in the hot loop).
-static HOST_BYTES: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut b = 0;
-    while b < 256 {
-        let c = b as u8;
-        t[b] = c.is_ascii_alphanumeric() || c == b'-' || c == b'.' || c == b'_';
-        b += 1;
+        _ => Ok(Decision::Skip),
     }
-    t
-};
-
-/// How many of the 16 bytes, from the first, are host bytes, and a mask
-/// of the dots among them.
-#[inline]
-fn host_run16(bytes: &[u8]) -> (usize, u32) {
-    let bytes: &[u8; 16] = bytes.try_into().expect("16 bytes");
-    // SAFETY: the loads read the 16 bytes of `bytes`; the baseline vector
-    // needs no CPU feature beyond the target's own.
-    unsafe { host_run::<Baseline16>(bytes) }
-}
-
-/// [`host_run16`]'s kernel over any 16-lane vector; [`host_run_scalar`] is
-/// its oracle.
-///
-/// # Safety
-/// `V::LANES == 16` and `V`'s feature available.
-#[inline(always)]
-unsafe fn host_run<V: Vector>(bytes: &[u8; 16]) -> (usize, u32) {
-    let v = V::load(bytes.as_ptr());
-    let dots = v.eq_byte(b'.');
-    let host = v
-        .fold_case()
-        .in_range(b'a', b'z')
-        .or(v.in_range(b'0', b'9'))
-        .or(v.eq_byte(b'-').or(dots))
-        .or(v.eq_byte(b'_'));
-    let run = host.movemask().trailing_ones() as usize;
-    let run_mask = (1u32 << run) - 1;
-    (run, dots.movemask() & run_mask)
-}
-
-/// The definition [`host_run16`] must agree with.
-#[cfg(test)]
-fn host_run_scalar(bytes: &[u8]) -> (usize, u32) {
-    let run = bytes
-        .iter()
-        .take_while(|&&b| HOST_BYTES[usize::from(b)])
-        .count();
-    let dots = bytes[..run]
-        .iter()
-        .enumerate()
-        .filter(|(_, &b)| b == b'.')
-        .fold(0u32, |m, (i, _)| m | 1 << i);
-    (run, dots)
-}
-
-/// The common case of [`authority_host`]: the whole authority lies inside
-/// `d` (the window's bytes up to its end) and is a bare host ending in a
-/// byte that cannot continue user information. `None`: take the general
-/// path.
-#[inline]
-fn authority_host_fast(d: &[u8], authority: usize) -> Option<FoundHost> {
-    let limit = authority + MAX_HOST_LEN + 2;
-    if limit >= d.len() {
-        return None;
-    }
-    let mut end = authority;
-    // The last two dots seen (absolute positions).
-    let (mut dot2, mut dot1) = (None, None);
-    // 16 bytes at a time while they fit before `limit` (< `hi`).
-    while end + 16 <= limit {
-        let (run, dots) = host_run16(&d[end..end + 16]);
-        if dots != 0 {
-            // The two highest dots of this block (and the last one before
-            // it if the block has one dot).
-            let high = 31 - dots.leading_zeros() as usize;
-            let rest = dots & !(1 << high);
-            dot2 = if rest != 0 {
-                Some(end + 31 - rest.leading_zeros() as usize)
-            } else {
-                dot1
-            };
-            dot1 = Some(end + high);
-        }
-        end += run;
-        if run < 16 {
-            break;
-        }
-    }
-    while end < limit && HOST_BYTES[usize::from(d[end])] {
-        if d[end] == b'.' {
-            dot2 = dot1;
-            dot1 = Some(end);
-        }
-        end += 1;
-    }
-    let after = d[end];
-    if end - authority > MAX_HOST_LEN + 1 || is_userinfo_byte(after) || after == b'@' {
-        return None;
-    }
-    let mut host_end = end;
-    while host_end > authority && d[host_end - 1] == b'.' {
-        host_end -= 1;
-    }
-    let host = &d[authority..host_end];
-    if host.first() == Some(&b'.') {
-        return Some(FoundHost {
-            start: authority,
-            end: authority,
-            two: 0,
-            one: 0,
-        });
-    }
-    let (two, one) = if host_end == end {
-        let rel = |dot: Option<usize>| dot.map_or(0, |p| p + 1 - authority);
-        (rel(dot2), rel(dot1))
-    } else {
-        // Trailing dots were trimmed: find the labels again.
-        crate::domains::tails(host)
-    };
-    Some(FoundHost {
-        start: authority,
-        end: host_end,
-        two,
-        one,
-    })
-}
-
-/// The host of the authority at `authority` (user information skipped),
-/// without trailing dots; `None` when there is no usable host.
-fn authority_host(win: &Window<'_>, authority: usize) -> Result<Option<(usize, usize)>, Stop> {
-    // User information, if an `@` ends it.
-    let mut host_start = authority;
-    let mut i = authority;
-    while i - authority <= MAX_USERINFO {
-        match win.at(i)? {
-            Some(b) if is_userinfo_byte(b) => i += 1,
-            Some(b'@') => {
-                host_start = i + 1;
-                break;
-            }
-            _ => break,
-        }
-    }
-    let mut end = host_start;
-    let after = loop {
-        match win.at(end)? {
-            Some(b) if is_host_byte(b) => {
-                end += 1;
-                if end - host_start > MAX_HOST_LEN + 1 {
-                    return Ok(None);
-                }
-            }
-            other => break other,
-        }
-    };
-    if after == Some(b'@') {
-        return Ok(None);
-    }
-    // A sentence may end right after a URL: `see https://demo.test.`
-    let mut host_end = end;
-    while host_end > host_start && win.data[host_end - 1] == b'.' {
-        host_end -= 1;
-    }
-    Ok(Some((host_start, host_end)))
 }
 
 /// A bare host right after one of the app's context patterns (which ends
@@ -756,12 +449,7 @@ pub fn decide_bare_host(win: &Window<'_>, host_start: usize, host_map: &HostMap)
         if host.is_empty() || host[0] == b'.' || host_map.app_for_host(host).is_none() {
             return Ok(Decision::Skip);
         }
-        Ok(Decision::Edit(Edit {
-            start: host_end,
-            end: host_end,
-            insert: Insert::Suffix,
-            resume: host_end,
-        }))
+        Ok(Decision::Edit(Edit::suffix_at(host_end)))
     })();
     settle(result)
 }
@@ -770,7 +458,7 @@ pub fn decide_bare_host(win: &Window<'_>, host_start: usize, host_map: &HostMap)
 mod tests {
     use super::*;
     use crate::rewrite::scan;
-    use crate::simd::Bytes16;
+    use crate::rewrite::window::Insert;
     use proptest::prelude::*;
 
     proptest! {
@@ -834,20 +522,6 @@ mod tests {
                     }
                 }
             }
-        }
-
-        #[test]
-        fn host_runs_agree_with_the_scalar_definition(
-            bytes in proptest::array::uniform16(prop_oneof![
-                Just(b'a'), Just(b'Z'), Just(b'0'), Just(b'9'), Just(b'.'), Just(b'-'),
-                Just(b'_'), Just(b'/'), Just(b'@'), Just(b'`'), Just(b'{'), Just(0xc1_u8),
-                Just(b'a' | 0x80), any::<u8>()
-            ]),
-        ) {
-            let want = host_run_scalar(&bytes);
-            prop_assert_eq!(host_run16(&bytes), want);
-            // SAFETY: 16 bytes; Bytes16 needs no CPU feature.
-            prop_assert_eq!(unsafe { host_run::<Bytes16>(&bytes) }, want);
         }
     }
 }

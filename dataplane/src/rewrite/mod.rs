@@ -5,9 +5,11 @@
 //!
 //! - [`scan`] finds candidate positions with SIMD (byte pairs every anchor
 //!   contains);
-//! - [`anchor`] decides a candidate from a bounded window around it;
+//! - [`anchor`] decides a candidate from a bounded window around it, and
+//!   `host` finds and looks up the host of an authority in place;
 //! - [`Rewriter`] (here) drives both over a body that arrives in arbitrary
-//!   chunks, carrying over only the bytes an undecided candidate needs;
+//!   chunks, carrying over only the bytes an undecided candidate needs,
+//!   and writes through an [`Emit`] (`emit`: copied or by reference);
 //! - [`content`] says which media types are rewritten and how;
 //! - [`codec`] decodes and re-encodes compressed bodies around the engine;
 //! - [`unwrap`] is the reverse direction for request bodies.
@@ -22,14 +24,17 @@ pub mod codec;
 pub mod consumer;
 pub mod content;
 pub mod contexts;
+mod emit;
+mod host;
 mod html;
 pub mod inject;
 pub mod scan;
 pub mod unwrap;
 pub mod window;
 
-use crate::body::{BodyFilter, FilterError, FilterOutput, ZERO_COPY_MIN};
+use crate::body::{BodyFilter, FilterError, FilterOutput};
 use crate::hostmap::HostMap;
+pub use emit::Emit;
 use scan::{Candidates, PairSet};
 use window::{Decision, Insert, Window, LOOKBACK};
 
@@ -403,70 +408,6 @@ fn run<E: Emit>(engine: Engine<'_>, pass: Pass<'_>, out: &mut E) -> Progress {
         emitted = flush_to;
     }
     Progress { emitted, scanned }
-}
-
-/// Where a pass puts its output.
-pub trait Emit {
-    /// `data[range]`, unchanged; `in_input`: `data` is the input buffer of
-    /// the current `feed` (so the span may be passed on without a copy).
-    fn span(&mut self, data: &[u8], range: std::ops::Range<usize>, in_input: bool);
-    /// Bytes the engine made.
-    fn bytes(&mut self, bytes: &[u8]);
-    /// [`Emit::span`] then [`Emit::bytes`].
-    #[inline]
-    fn span_then(
-        &mut self,
-        data: &[u8],
-        range: std::ops::Range<usize>,
-        in_input: bool,
-        bytes: &[u8],
-    ) {
-        self.span(data, range, in_input);
-        self.bytes(bytes);
-    }
-}
-
-impl Emit for Vec<u8> {
-    #[inline]
-    fn span(&mut self, data: &[u8], range: std::ops::Range<usize>, _: bool) {
-        self.extend_from_slice(&data[range]);
-    }
-    #[inline]
-    fn bytes(&mut self, bytes: &[u8]) {
-        self.extend_from_slice(bytes);
-    }
-}
-
-impl Emit for FilterOutput {
-    #[inline]
-    fn span(&mut self, data: &[u8], range: std::ops::Range<usize>, in_input: bool) {
-        if in_input {
-            self.pass(data, range);
-        } else {
-            self.bytes.extend_from_slice(&data[range]);
-        }
-    }
-    #[inline]
-    fn bytes(&mut self, bytes: &[u8]) {
-        self.bytes.extend_from_slice(bytes);
-    }
-    #[inline]
-    fn span_then(
-        &mut self,
-        data: &[u8],
-        range: std::ops::Range<usize>,
-        in_input: bool,
-        bytes: &[u8],
-    ) {
-        if in_input && range.len() >= ZERO_COPY_MIN {
-            self.pass(data, range);
-        } else {
-            // Both copies after one capacity check.
-            self.bytes.reserve(range.len() + bytes.len());
-            self.bytes.extend_from_slice(&data[range]);
-        }
-        self.bytes.extend_from_slice(bytes);
-    }
 }
 
 impl BodyFilter for Rewriter<'_> {

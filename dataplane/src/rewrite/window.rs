@@ -28,6 +28,18 @@ pub struct Edit {
     pub resume: usize,
 }
 
+impl Edit {
+    /// The suffix appended after an app host ending at `host_end`.
+    pub fn suffix_at(host_end: usize) -> Edit {
+        Edit {
+            start: host_end,
+            end: host_end,
+            insert: Insert::Suffix,
+            resume: host_end,
+        }
+    }
+}
+
 #[derive(Debug, PartialEq, Eq)]
 pub enum Insert {
     /// `.` followed by the proxy suffix (after an app host).
