@@ -7,8 +7,9 @@
 //! `//` literally: slow, short and independent of the engine's SIMD
 //! scanner, windows and carry-over.
 
+use palisade_dataplane::body::FilterOutput;
 use palisade_dataplane::fuzz::{fuzz_routes, rewrite_split_invariance};
-use palisade_dataplane::rewrite::{rewrite_all, Rewriter};
+use palisade_dataplane::rewrite::{inject, rewrite_all, Rewriter};
 use proptest::prelude::*;
 
 const SUFFIX: &str = "proxy.test";
@@ -363,6 +364,64 @@ proptest! {
         let want = oracle(&doc, html);
         prop_assert_eq!(&rewrite_split(&doc, html, &[]), &want, "whole document");
         prop_assert_eq!(&rewrite_split(&doc, html, &cuts), &want, "random split");
+    }
+
+    /// The injected tag goes where the injection point says and is
+    /// rewritten with the body, whatever the split; the rest of the body
+    /// comes out as without injection. Output through a [`FilterOutput`],
+    /// as the data plane's body relay takes it.
+    #[test]
+    fn injection_matches_the_oracle_for_any_split(
+        head in prop_oneof![
+            Just(""),
+            Just("<!doctype html><html><head>"),
+            Just("\u{feff}<html lang=en><HEAD >"),
+            Just("<html><body>"),
+            Just("'use strict';\n"),
+            Just("#!/usr/bin/env node\n\"use strict\"; /* x */ "),
+            Just("import x from './a.js';"),
+        ],
+        doc in document(),
+        worker in any::<bool>(),
+        cuts in proptest::collection::vec(any::<usize>(), 0..6),
+    ) {
+        const TAG: &str = "<script src=\"https://demo.test/__c.js\"></script>";
+        const CLASSIC: &str = "importScripts('//demo.test/__w.js');";
+        const MODULE: &str = "import '//demo.test/__m.js';";
+        let doc = [head.as_bytes(), &doc].concat();
+        let tag = match (worker, inject::script_injection_point(&doc, true)) {
+            (false, _) => Some((TAG, inject::injection_point(&doc, true).expect("complete"))),
+            (true, inject::Point::At(at)) if inject::is_module(&doc, at) => Some((MODULE, at)),
+            (true, inject::Point::At(at)) => Some((CLASSIC, at)),
+            (true, _) => None,
+        };
+        let with_tag = match tag {
+            Some((tag, at)) => [&doc[..at], tag.as_bytes(), &doc[at..]].concat(),
+            None => doc.clone(),
+        };
+        let want = oracle(&with_tag, !worker);
+        let routes = fuzz_routes();
+        let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (doc.len() + 1)).collect();
+        cuts.sort_unstable();
+        cuts.push(doc.len());
+        let mut r = Rewriter::new(&routes.hosts, !worker);
+        r = if worker {
+            r.with_worker_injection(CLASSIC.as_bytes(), MODULE.as_bytes())
+        } else {
+            r.with_injection(TAG.as_bytes())
+        };
+        let (mut got, mut out, mut at) = (Vec::new(), FilterOutput::default(), 0);
+        for c in cuts {
+            let piece = &doc[at..c.max(at)];
+            out.clear();
+            r.feed(piece, &mut out);
+            got.extend_from_slice(&out.to_vec(piece));
+            at = c.max(at);
+        }
+        out.clear();
+        r.finish(&mut out);
+        got.extend_from_slice(&out.to_vec(&[]));
+        prop_assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(&want));
     }
 
     #[test]

@@ -141,6 +141,32 @@ pub fn engine(routes: &Snapshot, input: &[u8], pending: &mut Vec<u8>) -> usize {
     total
 }
 
+/// The engine as the data plane runs it over HTML responses: a fresh
+/// rewriter per response, with the client instrumentation's script
+/// injected first in the head, each body fed in one piece (a small
+/// response arrives in one read). Returns the bytes produced.
+pub fn responses(routes: &Snapshot, bodies: &[Vec<u8>], pending: &mut Vec<u8>) -> usize {
+    let tag = &routes.client.tag;
+    let mut out = FilterOutput {
+        bytes: std::mem::take(pending),
+        ..FilterOutput::default()
+    };
+    let mut total = 0;
+    for body in bodies {
+        let mut r = Rewriter::new(&routes.hosts, true).with_injection(tag);
+        out.clear();
+        r.feed(body, &mut out);
+        r.finish(&mut out);
+        total += out.len();
+        for (_, range) in &out.spans {
+            std::hint::black_box(&body[range.clone()]);
+        }
+        std::hint::black_box(&out.bytes);
+    }
+    *pending = std::mem::take(&mut out.bytes);
+    total
+}
+
 /// The engine writing everything into one buffer (every byte copied).
 pub fn engine_to_vec(routes: &Snapshot, input: &[u8], out: &mut Vec<u8>) {
     out.clear();

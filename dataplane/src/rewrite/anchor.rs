@@ -18,7 +18,7 @@
 //! word loads (`encoded_double_slash_by_words`), falling back to the
 //! byte-wise reads near the window's edges.
 
-use super::host::{authority_host, host_at, is_host_byte};
+use super::host::{authority_host, host_at, is_host_byte, HOST_REACH};
 use super::html::{integrity_attribute, meta_csp};
 use super::window::{Decision, Edit, Stop, Window, LOOKBACK};
 use crate::hostmap::{HostMap, MAX_HOST_LEN};
@@ -109,15 +109,21 @@ pub enum Quick {
 /// the longest host and the byte after it.
 pub const PLAIN_REACH: usize = 2 + MAX_HOST_LEN + 3;
 
+/// Bytes from a plain `//` candidate [`plain_url`] needs: the slashes and
+/// [`HOST_REACH`] (user information's longest run). A host of 32 bytes or
+/// more is answered only with [`PLAIN_REACH`] in `data`, else asked.
+pub const QUICK_REACH: usize = 2 + HOST_REACH;
+
 /// The common case of [`decide`], without building a window: a plain `//`
-/// at `p` with [`LOOKBACK`] bytes before it and [`PLAIN_REACH`] after it in
-/// `data` (so every byte the decision reads is present whatever the
-/// split), after `scheme:` or a delimiter, followed by a bare host. Anything
-/// else (user information, a short window) is [`Quick::Ask`]. Agrees with
-/// [`decide`] wherever it answers (tested below and by the oracle tests).
+/// at `p` with [`LOOKBACK`] bytes before it and [`QUICK_REACH`] after it in
+/// `data` (every byte the decision reads is present whatever the split),
+/// after `scheme:` or a delimiter, followed by a bare host. Anything else
+/// (user information, a long host near the end of `data`) is
+/// [`Quick::Ask`]. Agrees with [`decide`] wherever it answers (tested below
+/// and by the oracle tests).
 #[inline]
 pub fn plain_url(data: &[u8], p: usize, host_map: &HostMap) -> Quick {
-    debug_assert!(p >= LOOKBACK && p + PLAIN_REACH < data.len());
+    debug_assert!(p >= LOOKBACK && p + QUICK_REACH < data.len());
     debug_assert!(data[p] == b'/' && data[p + 1] == b'/');
     let before = data[p - 1];
     let positioned = if before == b':' {
@@ -405,10 +411,10 @@ fn url_anchor(win: &Window<'_>, p: usize, host_map: &HostMap) -> Result<Decision
     if !authority_position(win, family, start) {
         return Ok(Decision::Skip);
     }
-    // With the whole reach in the window, the in-place path answers all
-    // but user information and trailing dots; those, and authorities near
-    // the window's end, take the general read (the definition).
-    if authority + PLAIN_REACH - 2 < win.hi {
+    // With user information's reach in the window, the in-place path
+    // answers all but user information, trailing dots and long hosts near
+    // the window's end; those take the general read (the definition).
+    if authority + HOST_REACH < win.hi {
         match host_at(&win.data[..win.hi], authority, host_map) {
             Quick::Suffix(host_end) => return Ok(Decision::Edit(Edit::suffix_at(host_end))),
             Quick::Skip => return Ok(Decision::Skip),
@@ -473,6 +479,7 @@ mod tests {
                 "[a-z]{10,20}\\.[a-z]{10,20}\\.demo\\.test",
             ],
             after in "[ /\"?#:@.a-z]{0,4}",
+            cut in any::<prop::sample::Index>(),
         ) {
             let routes = crate::fuzz::fuzz_routes();
             let mut doc = before.into_bytes();
@@ -482,7 +489,10 @@ mod tests {
             doc.extend_from_slice(after.as_bytes());
             doc.resize(p + PLAIN_REACH + 1 + after.len(), b' ');
             let want = decide(&Window::new(&doc, p, false), p, &routes.hosts, true);
-            match plain_url(&doc, p, &routes.hosts) {
+            // The fast path sees the body up to anywhere from its reach on.
+            let shortest = p + QUICK_REACH + 1;
+            let seen = &doc[..shortest + cut.index(doc.len() - shortest + 1)];
+            match plain_url(seen, p, &routes.hosts) {
                 Quick::Suffix(end) => prop_assert_eq!(
                     want,
                     Decision::Edit(Edit { start: end, end, insert: Insert::Suffix, resume: end })

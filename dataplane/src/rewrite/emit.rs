@@ -68,3 +68,22 @@ impl Emit for FilterOutput {
         self.bytes.extend_from_slice(bytes);
     }
 }
+
+/// Passes everything to the inner [`Emit`] as copies: for bytes fed to the
+/// engine that are not the caller's input (held bytes, an injected tag).
+pub struct Copied<'o, E>(pub &'o mut E);
+
+impl<E: Emit> Emit for Copied<'_, E> {
+    #[inline]
+    fn span(&mut self, data: &[u8], range: std::ops::Range<usize>, _: bool) {
+        self.0.span(data, range, false);
+    }
+    #[inline]
+    fn bytes(&mut self, bytes: &[u8]) {
+        self.0.bytes(bytes);
+    }
+    #[inline]
+    fn span_then(&mut self, data: &[u8], range: std::ops::Range<usize>, _: bool, bytes: &[u8]) {
+        self.0.span_then(data, range, false, bytes);
+    }
+}

@@ -52,6 +52,23 @@ pub fn starts_as_module(rest: &[u8]) -> bool {
     declaration(b"import") || declaration(b"export")
 }
 
+/// The UTF-8 byte order mark.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Whether `bytes`, all there is so far, are a proper prefix of `whole`:
+/// the split fell inside it, and what follows decides.
+fn cut_short(bytes: &[u8], whole: &[u8]) -> bool {
+    bytes.len() < whole.len() && whole.starts_with(bytes)
+}
+
+/// Whether `rest`, all of the script's bytes so far from its first
+/// statement on, may still turn out to start an `import` or `export`
+/// declaration ([`starts_as_module`] needs the word and the byte after it).
+fn may_start_a_module(rest: &[u8]) -> bool {
+    // The word and the byte after it: one more than the word.
+    cut_short(rest, b"import_") || cut_short(rest, b"export_")
+}
+
 /// Where the injection goes, once known.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Point {
@@ -71,17 +88,19 @@ pub const MAX_PROLOGUE: usize = 4096;
 /// goes, or `None` when more bytes are needed to tell; `complete`: there
 /// are no more bytes.
 pub fn injection_point(head: &[u8], complete: bool) -> Option<usize> {
-    let bom = if head.starts_with(b"\xEF\xBB\xBF") {
-        3
-    } else {
-        0
-    };
+    if !complete && cut_short(head, BOM) {
+        return None;
+    }
+    let bom = if head.starts_with(BOM) { 3 } else { 0 };
     let mut at = bom;
     loop {
         while at < head.len() && head[at].is_ascii_whitespace() {
             at += 1;
         }
         let rest = &head[at..];
+        if !complete && cut_short(rest, b"<!--") {
+            return give_up(head, complete, bom);
+        }
         if rest.starts_with(b"<!--") {
             match memchr::memmem::find(&rest[4..], b"-->") {
                 Some(end) => {
@@ -119,11 +138,13 @@ fn give_up(head: &[u8], complete: bool, bom: usize) -> Option<usize> {
 /// prologue (§11.2.1: string literal statements), white space and
 /// comments between them kept before it.
 pub fn script_injection_point(head: &[u8], complete: bool) -> Point {
-    let mut at = if head.starts_with(b"\xEF\xBB\xBF") {
-        3
-    } else {
-        0
-    };
+    if !complete && cut_short(head, BOM) {
+        return Point::Wait;
+    }
+    let mut at = if head.starts_with(BOM) { 3 } else { 0 };
+    if !complete && cut_short(&head[at..], b"#!") {
+        return wait_or_skip(head, complete);
+    }
     if head[at..].starts_with(b"#!") {
         match memchr::memchr2(b'\n', b'\r', &head[at..]) {
             // The statement goes on the next line, not into the comment.
@@ -140,6 +161,11 @@ pub fn script_injection_point(head: &[u8], complete: bool) -> Point {
         };
         let quote = match head.get(at) {
             Some(q @ (b'"' | b'\'')) => *q,
+            // `impor…` at the end of the bytes so far: whether the script
+            // is a module ([`is_module`]) is not known yet.
+            Some(_) if !complete && may_start_a_module(&head[at..]) => {
+                return wait_or_skip(head, complete)
+            }
             Some(_) => return Point::At(point),
             None if complete => return Point::At(point),
             None => return wait_or_skip(head, complete),
@@ -256,8 +282,14 @@ mod tests {
     #[test]
     fn the_script_goes_right_after_the_doctype() {
         // (document start, complete, where; None: wait for more)
-        let cases: [(&[u8], bool, Option<usize>); 11] = [
+        let cases: [(&[u8], bool, Option<usize>); 15] = [
             (b"<!doctype html><html>", false, Some(15)),
+            // Cut inside a byte order mark or a comment's opening: the
+            // bytes to come decide.
+            (b"\xEF", false, None),
+            (b"\xEF\xBB", false, None),
+            (b"<!-", false, None),
+            (b"\xEF\xBB", true, Some(0)),
             (
                 b"<!DOCTYPE html PUBLIC \"-//W3C//DTD XHTML 1.0//EN\">\n<html>",
                 false,
@@ -289,7 +321,7 @@ mod tests {
     fn a_worker_script_gets_it_after_its_directive_prologue() {
         use Point::{At, Skip, Wait};
         // (script start, complete, where)
-        let cases: [(&str, bool, Point); 22] = [
+        let cases: [(&str, bool, Point); 29] = [
             ("fetch('/x');", false, At(0)),
             ("'use strict';\nfetch('/x');", false, At(13)),
             ("\"use strict\"; 'use asm';  x()", false, At(24)),
@@ -314,6 +346,15 @@ mod tests {
             ("'use strict'", true, At(12)),
             ("/* long", false, Wait),
             ("", true, At(0)),
+            // Cut where the next bytes decide: a hashbang's `#!` (the
+            // statement must not go before it), a module's first word.
+            ("#", false, Wait),
+            ("'use strict';impor", false, Wait),
+            ("export", false, Wait),
+            ("import", true, At(0)),
+            ("importer()", false, At(0)),
+            ("\u{feff}#", false, Wait),
+            ("ex", false, Wait),
         ];
         for (head, complete, want) in cases {
             assert_eq!(

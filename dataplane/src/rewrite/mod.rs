@@ -34,6 +34,7 @@ pub mod window;
 
 use crate::body::{BodyFilter, FilterError, FilterOutput};
 use crate::hostmap::HostMap;
+use emit::Copied;
 pub use emit::Emit;
 use scan::{Candidates, PairSet};
 use window::{Decision, Insert, Window, LOOKBACK};
@@ -117,32 +118,32 @@ impl<'r> Rewriter<'r> {
         let Some((tags, held)) = self.inject.as_mut() else {
             return false;
         };
-        held.extend_from_slice(input);
-        let (tag, at): (&[u8], usize) = match *tags {
-            Tags::Document(tag) => match inject::injection_point(held, complete) {
-                Some(at) => (tag, at),
-                None => return true,
-            },
-            Tags::Worker { classic, module } => {
-                match inject::script_injection_point(held, complete) {
-                    inject::Point::Wait => return true,
-                    inject::Point::Skip => (&[], 0),
-                    inject::Point::At(at) if inject::is_module(held, at) => (module, at),
-                    inject::Point::At(at) => (classic, at),
-                }
+        let tags = *tags;
+        // Most documents have their injection point in the first piece:
+        // it is then found in the input itself, nothing held or copied.
+        let found = if held.is_empty() {
+            injection_point(tags, input, complete)
+        } else {
+            held.extend_from_slice(input);
+            injection_point(tags, held, complete)
+        };
+        let Some((tag, at)) = found else {
+            if held.is_empty() {
+                held.extend_from_slice(input);
             }
+            return true;
         };
         let held = std::mem::take(held);
         self.inject = None;
-        // The held bytes are not the caller's input: they are rewritten
-        // into a buffer of our own and emitted as made bytes.
-        let mut made = Vec::with_capacity(held.len() + tag.len() + 64);
-        let mut whole = Vec::with_capacity(held.len() + tag.len());
-        whole.extend_from_slice(&held[..at]);
+        let body = if held.is_empty() { input } else { &held };
+        // The tag is rewritten in place with the body (one piece: the
+        // engine scans its input's tail and the carry more slowly than its
+        // middle); none of it is the caller's input, so all is copied out.
+        let mut whole = Vec::with_capacity(body.len() + tag.len());
+        whole.extend_from_slice(&body[..at]);
         whole.extend_from_slice(tag);
-        whole.extend_from_slice(&held[at..]);
-        self.feed(&whole, &mut made);
-        out.bytes(&made);
+        whole.extend_from_slice(&body[at..]);
+        self.feed_body(&whole, &mut Copied(out));
         true
     }
 
@@ -160,6 +161,30 @@ impl<'r> Rewriter<'r> {
     /// of `input` instead of copying them).
     pub fn feed<E: Emit>(&mut self, input: &[u8], out: &mut E) {
         if input.is_empty() || self.prologue(input, false, out) {
+            return;
+        }
+        self.feed_body(input, out);
+    }
+
+    /// [`Rewriter::feed`] after the prologue.
+    fn feed_body<E: Emit>(&mut self, input: &[u8], out: &mut E) {
+        if input.is_empty() {
+            return;
+        }
+        if self.carry.is_empty() && self.at_body_start {
+            // The body's first piece: nothing to stitch to, so it is
+            // scanned in place from its first byte.
+            let pass = Pass {
+                data: input,
+                data_is_input: true,
+                at_body_start: true,
+                emit_from: 0,
+                scan_from: 0,
+                at_end: false,
+            };
+            let p = run(self.engine(), pass, out);
+            self.at_body_start = carry_start(&p) == 0;
+            self.carry_from(input, p);
             return;
         }
         let old = self.carry.len();
@@ -246,6 +271,20 @@ impl<'r> Rewriter<'r> {
     }
 }
 
+/// Where `tags` go in `body` (whose first bytes are the body's first):
+/// the tag and its offset, or `None` to wait for more of the body.
+fn injection_point<'r>(tags: Tags<'r>, body: &[u8], complete: bool) -> Option<(&'r [u8], usize)> {
+    match tags {
+        Tags::Document(tag) => inject::injection_point(body, complete).map(|at| (tag, at)),
+        Tags::Worker { classic, module } => match inject::script_injection_point(body, complete) {
+            inject::Point::Wait => None,
+            inject::Point::Skip => Some((&[], 0)),
+            inject::Point::At(at) if inject::is_module(body, at) => Some((module, at)),
+            inject::Point::At(at) => Some((classic, at)),
+        },
+    }
+}
+
 fn carry_start(p: &Progress) -> usize {
     p.emitted.min(p.scanned.saturating_sub(LOOKBACK))
 }
@@ -317,7 +356,7 @@ fn run<E: Emit>(engine: Engine<'_>, pass: Pass<'_>, out: &mut E) -> Progress {
         }
         if context_end.is_none()
             && p >= LOOKBACK
-            && p + anchor::PLAIN_REACH < data.len()
+            && p + anchor::QUICK_REACH < data.len()
             && data[p] == b'/'
             && data[p + 1] == b'/'
         {

@@ -14,8 +14,13 @@
 //! encodings (plain, JS-escaped, `\u002F`, `\x2F`, percent, entities). It prints the corpus size and the number of
 //! rewrites, so instructions per byte and per rewritten URL follow.
 //! `dense/N` is the dense corpus over N app domains.
+//!
+//! `small_page` is the end-to-end benchmark's 4 KiB page 256 times as
+//! separate responses, each through a fresh rewriter that injects the
+//! client instrumentation (as the data plane does per HTML response);
+//! count it with `--toggle-collect='palisade_perf::corpus::responses'`.
 
-use palisade_perf::corpus::{dense, engine, page, routes, SUFFIX};
+use palisade_perf::corpus::{dense, engine, page, responses, routes, SUFFIX};
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -38,6 +43,23 @@ fn main() {
         }
         None => 256,
     };
+    let routes = routes(domains);
+    if name == "small_page" {
+        let pages = vec![palisade_bench::origin::page_4k("svc0.test").into_bytes(); 256];
+        let input_len: usize = pages.iter().map(Vec::len).sum();
+        let mut pending = Vec::with_capacity(8192);
+        let mut out_len = 0;
+        for _ in 0..runs {
+            out_len = responses(&routes, &pages, &mut pending);
+        }
+        let injected = pages.len() * routes.client.tag.len();
+        println!(
+            "{name}: {input_len} bytes in ({} responses), {out_len} bytes out, {} rewrites, {runs} runs",
+            pages.len(),
+            (out_len - input_len - injected) / (SUFFIX.len() + 1)
+        );
+        return;
+    }
     let input = match name.as_str() {
         "dense" => dense(256),
         _ if name.starts_with("dense/") => dense(domains),
@@ -47,12 +69,11 @@ fn main() {
         "dense_page" => palisade_bench::origin::dense_page("svc0.test", 256, 1 << 20).into_bytes(),
         other => {
             eprintln!(
-                "rewrite-instructions: unknown corpus {other:?} (dense, dense/N, sparse, no_app_hosts, dense_page)"
+                "rewrite-instructions: unknown corpus {other:?} (dense, dense/N, sparse, no_app_hosts, dense_page, small_page)"
             );
             std::process::exit(2);
         }
     };
-    let routes = routes(domains);
     let mut pending = Vec::with_capacity(input.len() * 2);
     let mut out_len = 0;
     for _ in 0..runs {
