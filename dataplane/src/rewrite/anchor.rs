@@ -110,8 +110,8 @@ pub enum Quick {
 pub const PLAIN_REACH: usize = 2 + MAX_HOST_LEN + 3;
 
 /// Bytes from a plain `//` candidate [`plain_url`] needs: the slashes and
-/// [`HOST_REACH`] (user information's longest run). A host of 32 bytes or
-/// more is answered only with [`PLAIN_REACH`] in `data`, else asked.
+/// [`HOST_REACH`]. What those do not settle (a host of 32 bytes or more
+/// without [`PLAIN_REACH`], user information running on) is asked.
 pub const QUICK_REACH: usize = 2 + HOST_REACH;
 
 /// The common case of [`decide`], without building a window: a plain `//`
@@ -123,7 +123,7 @@ pub const QUICK_REACH: usize = 2 + HOST_REACH;
 /// and by the oracle tests).
 #[inline]
 pub fn plain_url(data: &[u8], p: usize, host_map: &HostMap) -> Quick {
-    debug_assert!(p >= LOOKBACK && p + QUICK_REACH < data.len());
+    debug_assert!(p >= LOOKBACK && p + QUICK_REACH <= data.len());
     debug_assert!(data[p] == b'/' && data[p + 1] == b'/');
     let before = data[p - 1];
     let positioned = if before == b':' {
@@ -411,10 +411,10 @@ fn url_anchor(win: &Window<'_>, p: usize, host_map: &HostMap) -> Result<Decision
     if !authority_position(win, family, start) {
         return Ok(Decision::Skip);
     }
-    // With user information's reach in the window, the in-place path
-    // answers all but user information, trailing dots and long hosts near
-    // the window's end; those take the general read (the definition).
-    if authority + HOST_REACH < win.hi {
+    // The in-place path answers all but user information, trailing dots
+    // and what the window's bytes do not settle; those take the general
+    // read (the definition).
+    if authority + HOST_REACH <= win.hi {
         match host_at(&win.data[..win.hi], authority, host_map) {
             Quick::Suffix(host_end) => return Ok(Decision::Edit(Edit::suffix_at(host_end))),
             Quick::Skip => return Ok(Decision::Skip),
@@ -490,7 +490,7 @@ mod tests {
             doc.resize(p + PLAIN_REACH + 1 + after.len(), b' ');
             let want = decide(&Window::new(&doc, p, false), p, &routes.hosts, true);
             // The fast path sees the body up to anywhere from its reach on.
-            let shortest = p + QUICK_REACH + 1;
+            let shortest = p + QUICK_REACH;
             let seen = &doc[..shortest + cut.index(doc.len() - shortest + 1)];
             match plain_url(seen, p, &routes.hosts) {
                 Quick::Suffix(end) => prop_assert_eq!(
@@ -499,6 +499,32 @@ mod tests {
                 ),
                 Quick::Skip => prop_assert_eq!(want, Decision::Skip),
                 Quick::Ask => {}
+            }
+        }
+
+        /// User information longer than the fast path's reach: wherever
+        /// the bytes end, the fast path asks or agrees with the whole read
+        /// (`demo.test:…@` is user information, not the host).
+        #[test]
+        fn the_fast_path_never_takes_cut_user_information_for_a_host(
+            run in "[a-z0-9:%]{30,120}",
+            host in prop_oneof![Just("evil.net"), Just("demo.test")],
+        ) {
+            let routes = crate::fuzz::fuzz_routes();
+            let doc = format!("<p>a paragraph first</p><a href=\"https://demo.test:{run}@{host}/x\">{}", " ".repeat(PLAIN_REACH));
+            let doc = doc.as_bytes();
+            let p = doc.windows(2).position(|w| w == b"//").expect("slashes");
+            let want = decide(&Window::new(doc, p, false), p, &routes.hosts, true);
+            for cut in p + QUICK_REACH..=doc.len() {
+                match plain_url(&doc[..cut], p, &routes.hosts) {
+                    Quick::Ask => {}
+                    Quick::Skip => prop_assert_eq!(&want, &Decision::Skip, "cut at {}", cut),
+                    Quick::Suffix(end) => prop_assert_eq!(
+                        &want,
+                        &Decision::Edit(Edit { start: end, end, insert: Insert::Suffix, resume: end }),
+                        "cut at {}", cut
+                    ),
+                }
             }
         }
 

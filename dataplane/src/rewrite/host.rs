@@ -38,20 +38,22 @@ static USERINFO_BYTES: [bool; 256] = {
     t
 };
 
-/// Bytes from an authority [`host_at`] may read: user information up to
-/// [`MAX_USERINFO`] and the byte after it (hosts of 32 bytes or more go to
-/// [`authority_host_fast`], which reads within [`PLAIN_REACH`](super::anchor::PLAIN_REACH)).
-pub(super) const HOST_REACH: usize = MAX_USERINFO + 2;
+/// Bytes from an authority [`host_at`] needs: two 16-byte host runs and
+/// the byte after them. User information running on to the end of the
+/// bytes, and hosts of 32 bytes or more without
+/// [`PLAIN_REACH`](super::anchor::PLAIN_REACH) - 2 bytes, are asked of the
+/// general path.
+pub(super) const HOST_REACH: usize = 33;
 
 /// The app host of the authority at `authority`, found in place: hosts of
 /// up to 31 bytes (nearly all) in two 16-byte runs with their label
 /// positions, looked up without copying ([`HostMap::app_for_host_at`]).
-/// User information, trailing dots and longer hosts are [`Quick::Ask`].
-/// `d` must hold [`HOST_REACH`] bytes from `authority`, and
-/// [`PLAIN_REACH`](super::anchor::PLAIN_REACH) - 2 for long hosts to be answered here.
+/// User information, trailing dots, longer hosts and anything the bytes of
+/// `d` do not settle are [`Quick::Ask`]: an answer never depends on bytes
+/// after `d`. `d` must hold [`HOST_REACH`] bytes from `authority`.
 #[inline]
 pub(super) fn host_at(d: &[u8], authority: usize, host_map: &HostMap) -> Quick {
-    debug_assert!(authority + HOST_REACH < d.len());
+    debug_assert!(authority + HOST_REACH <= d.len());
     let (mut len, mut dots) = host_run16(&d[authority..authority + 16]);
     if len == 16 {
         let (more, more_dots) = host_run16(&d[authority + 16..authority + 32]);
@@ -70,10 +72,11 @@ pub(super) fn host_at(d: &[u8], authority: usize, host_map: &HostMap) -> Quick {
         // `host%2F…` or `host:443`: user information only if an `@` ends
         // the run within MAX_USERINFO bytes (as `authority_host` reads it).
         let mut i = end + 1;
-        while i - authority <= MAX_USERINFO && is_userinfo_byte(d[i]) {
+        while i < d.len() && i - authority <= MAX_USERINFO && is_userinfo_byte(d[i]) {
             i += 1;
         }
-        if i - authority <= MAX_USERINFO && d[i] == b'@' {
+        if i - authority <= MAX_USERINFO && d.get(i).is_none_or(|&b| b == b'@') {
+            // User information, or the bytes end before it is known.
             return Quick::Ask;
         }
     }

@@ -356,7 +356,7 @@ fn run<E: Emit>(engine: Engine<'_>, pass: Pass<'_>, out: &mut E) -> Progress {
         }
         if context_end.is_none()
             && p >= LOOKBACK
-            && p + anchor::QUICK_REACH < data.len()
+            && p + anchor::QUICK_REACH <= data.len()
             && data[p] == b'/'
             && data[p + 1] == b'/'
         {
