@@ -3,7 +3,7 @@
 //! domain of a host. The rewrite engine and header rewriting depend on
 //! this alone, never on the rest of the snapshot.
 
-use crate::domains::DomainSet;
+use crate::domains::{is_host_byte, DomainSet};
 
 /// Longest DNS name (RFC 1035 §2.3.4), plus room for a port.
 pub const MAX_HOST_LEN: usize = 253;
@@ -24,7 +24,7 @@ impl HostName {
         }
         let mut bytes = [0u8; MAX_HOST_LEN];
         for (d, s) in bytes.iter_mut().zip(host) {
-            if !(s.is_ascii_alphanumeric() || matches!(s, b'-' | b'.' | b'_')) {
+            if !is_host_byte(*s) {
                 return None;
             }
             *d = s.to_ascii_lowercase();

@@ -6,13 +6,8 @@
 //! filter) is a separate engine. Functions return `None` when nothing
 //! changes so the caller can copy the original bytes.
 
+use crate::domains::is_host_byte;
 use crate::hostmap::{HostMap, MAX_HOST_LEN};
-
-/// Bytes that may appear in a host name as written in URLs (reg-name
-/// letters, digits, '-', '.', and '_' which real deployments use).
-fn is_host_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_'
-}
 
 /// Appends `.suffix` to every app host in URL-authority position in
 /// `value` (after `scheme://` or a leading/delimited `//`), keeping user

@@ -1,6 +1,8 @@
 //! Parsers for the field values that decide framing and routing:
 //! Content-Length, Transfer-Encoding, Connection tokens and Host.
 
+use crate::domains::is_host_byte;
+
 /// Header fields the proxy treats specially, recognised once per field.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FieldName {
@@ -324,12 +326,7 @@ pub fn split_host_port(value: &[u8]) -> Option<(&[u8], Option<&[u8]>)> {
             return None;
         }
     }
-    if host.is_empty()
-        || (host[0] != b'['
-            && !host
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_')))
-    {
+    if host.is_empty() || (host[0] != b'[' && !host.iter().all(|&b| is_host_byte(b))) {
         return None;
     }
     Some((host, port))

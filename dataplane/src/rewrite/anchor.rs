@@ -18,9 +18,10 @@
 //! word loads (`encoded_double_slash_by_words`), falling back to the
 //! byte-wise reads near the window's edges.
 
-use super::host::{authority_host, host_at, is_host_byte, HOST_REACH};
+use super::host::{authority_host, host_at, HOST_REACH};
 use super::html::{integrity_attribute, meta_csp};
 use super::window::{Decision, Edit, Stop, Window, LOOKBACK};
+use crate::domains::is_host_byte;
 use crate::hostmap::{HostMap, MAX_HOST_LEN};
 
 /// The encodings of `/` an anchor may use; both slashes of `//` use the

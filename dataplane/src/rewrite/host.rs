@@ -7,14 +7,12 @@
 
 use super::anchor::Quick;
 use super::window::{Stop, Window};
+use crate::domains::is_host_byte;
 use crate::hostmap::{HostMap, MAX_HOST_LEN};
 use crate::simd::{Baseline16, Vector};
 
 /// Longest user information (`user:password@`) in an authority.
 pub(super) const MAX_USERINFO: usize = 128;
-pub(super) fn is_host_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_')
-}
 
 #[inline]
 pub(super) fn is_userinfo_byte(b: u8) -> bool {
@@ -131,18 +129,6 @@ struct FoundHost {
     one: usize,
 }
 
-/// Host bytes, as a table (one load per byte in the hot loop).
-static HOST_BYTES: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut b = 0;
-    while b < 256 {
-        let c = b as u8;
-        t[b] = c.is_ascii_alphanumeric() || c == b'-' || c == b'.' || c == b'_';
-        b += 1;
-    }
-    t
-};
-
 /// How many of the 16 bytes, from the first, are host bytes, and a mask
 /// of the dots among them.
 #[inline]
@@ -176,10 +162,7 @@ unsafe fn host_run<V: Vector>(bytes: &[u8; 16]) -> (usize, u32) {
 /// The definition [`host_run16`] must agree with.
 #[cfg(test)]
 fn host_run_scalar(bytes: &[u8]) -> (usize, u32) {
-    let run = bytes
-        .iter()
-        .take_while(|&&b| HOST_BYTES[usize::from(b)])
-        .count();
+    let run = bytes.iter().take_while(|&&b| is_host_byte(b)).count();
     let dots = bytes[..run]
         .iter()
         .enumerate()
@@ -221,7 +204,7 @@ fn authority_host_fast(d: &[u8], authority: usize) -> Option<FoundHost> {
             break;
         }
     }
-    while end < limit && HOST_BYTES[usize::from(d[end])] {
+    while end < limit && is_host_byte(d[end]) {
         if d[end] == b'.' {
             dot2 = dot1;
             dot1 = Some(end);
