@@ -207,11 +207,27 @@ impl<S: AsyncRead + Unpin> Inbound<S> {
 }
 
 /// Runs `fut`, failing with `ErrorKind::TimedOut` if it takes longer than
-/// `limit`.
+/// `limit` (to a [`crate::deadline::TICK`]; never sooner). A `fut` that is
+/// ready when first polled costs no deadline; one that has to wait
+/// registers a coarse [`Deadline`](crate::deadline::Deadline), not a timer.
 pub async fn within<T>(limit: Duration, fut: impl Future<Output = io::Result<T>>) -> io::Result<T> {
-    futures_lite::future::or(fut, async {
-        glommio::timer::Timer::new(limit).await;
-        Err(io::Error::new(io::ErrorKind::TimedOut, "timed out"))
+    let mut fut = std::pin::pin!(fut);
+    let mut deadline: Option<crate::deadline::Deadline> = None;
+    std::future::poll_fn(move |cx| {
+        if let std::task::Poll::Ready(result) = fut.as_mut().poll(cx) {
+            return std::task::Poll::Ready(result);
+        }
+        match &deadline {
+            None => deadline = Some(crate::deadline::Deadline::register(limit, cx.waker())),
+            Some(d) if d.fired(cx.waker()) => {
+                return std::task::Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "timed out",
+                )))
+            }
+            Some(_) => {}
+        }
+        std::task::Poll::Pending
     })
     .await
 }

@@ -30,6 +30,7 @@ pub mod body;
 pub mod client;
 pub mod control;
 pub mod core;
+pub mod deadline;
 pub mod domains;
 pub mod fuzz;
 pub mod hostmap;
