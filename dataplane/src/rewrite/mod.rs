@@ -120,7 +120,7 @@ impl<'r> Rewriter<'r> {
         };
         let tags = *tags;
         // Most documents have their injection point in the first piece:
-        // it is then found in the input itself, nothing held or copied.
+        // it is then found in the input itself, which is not held.
         let found = if held.is_empty() {
             injection_point(tags, input, complete)
         } else {
