@@ -5,7 +5,6 @@
 //! executor, so it needs no lock.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
@@ -174,7 +173,9 @@ pub async fn connect(target: &Target<'_>, timeout: Duration) -> Result<UpstreamC
 
 /// Idle keep-alive connections of one core, per upstream.
 pub struct Pool {
-    idle: HashMap<Box<str>, Vec<(UpstreamConn, Instant)>>,
+    /// Keyed by upstream (names from the policy, not from clients, so a
+    /// fast hash without flooding resistance is safe: one per request).
+    idle: rustc_hash::FxHashMap<Box<str>, Vec<(UpstreamConn, Instant)>>,
     max_idle: usize,
     idle_timeout: Duration,
 }
@@ -182,7 +183,7 @@ pub struct Pool {
 impl Pool {
     pub fn new(max_idle: usize, idle_timeout: Duration) -> Pool {
         Pool {
-            idle: HashMap::new(),
+            idle: rustc_hash::FxHashMap::default(),
             max_idle,
             idle_timeout,
         }
