@@ -349,6 +349,32 @@ mod tests {
         assert_eq!(FieldName::classify(b""), FieldName::Other);
     }
 
+    /// Any single byte changed in a known name, to any value, classifies as
+    /// `eq_ignore_ascii_case` says: only the other case of a letter keeps
+    /// the name (`content\rlength` is not `content-length`).
+    #[test]
+    fn a_known_name_with_any_byte_changed_is_classified_as_the_definition_says() {
+        for (name, kind) in KNOWN_FIELDS {
+            for at in 0..name.len() {
+                for b in 0..=255u8 {
+                    let mut changed = name.to_vec();
+                    changed[at] = b;
+                    let want = if changed.eq_ignore_ascii_case(name) {
+                        *kind
+                    } else {
+                        FieldName::Other
+                    };
+                    assert_eq!(
+                        FieldName::classify(&changed),
+                        want,
+                        "{:?}",
+                        String::from_utf8_lossy(&changed)
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn content_length_values() {
         assert_eq!(parse_content_length(b"0"), Some(0));
