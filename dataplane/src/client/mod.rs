@@ -65,11 +65,11 @@ pub const ACTIVITY_PATH: &str = "/.palisade/activity";
 /// The tag for one document: the snapshot's, with the browser activities
 /// the request's session policies control (`data-controls`, JSON: name →
 /// `{"block": bool, "message": …}`) when there are any.
-pub fn tag_for(
-    client: &Instrumentation,
+pub fn tag_for<'a>(
+    client: &'a Instrumentation,
     policies: &crate::session_policy::SessionPolicies,
     matched: &[u32],
-) -> Vec<u8> {
+) -> std::borrow::Cow<'a, [u8]> {
     use palisade_schema::session::{SessionAction, BROWSER_ACTIVITIES};
     let mut controls = serde_json::Map::new();
     for name in BROWSER_ACTIVITIES {
@@ -82,7 +82,8 @@ pub fn tag_for(
         }
     }
     if controls.is_empty() {
-        return client.tag.clone();
+        // The common case: the snapshot's own tag, not copied per document.
+        return std::borrow::Cow::Borrowed(&client.tag);
     }
     let json = serde_json::Value::Object(controls).to_string();
     let attribute = json
@@ -96,7 +97,7 @@ pub fn tag_for(
         at..at,
         format!(" data-controls=\"{attribute}\"").into_bytes(),
     );
-    tag
+    std::borrow::Cow::Owned(tag)
 }
 
 /// Where browsers send the leak guard's violation reports.

@@ -23,6 +23,15 @@
 //! translation). When the prologue cannot be told apart within the first
 //! bytes, the script is left as it is. The leak guard watches workers
 //! either way.
+//!
+//! The rewriter's side is here too ([`Rewriter::with_injection`] and its
+//! prologue): the body's first bytes are held until the point is known,
+//! then joined with the tag and rewritten as one piece.
+
+use std::cell::Cell;
+
+use super::emit::{Copied, Emit};
+use super::Rewriter;
 
 /// What the instrumentation goes into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -272,6 +281,97 @@ fn wait_or_skip(head: &[u8], complete: bool) -> Point {
         Point::Skip
     } else {
         Point::Wait
+    }
+}
+
+/// What a rewriter injects.
+#[derive(Clone, Copy)]
+pub(super) enum Tags<'r> {
+    /// A script element, first in a document's head.
+    Document(&'r [u8]),
+    /// A statement in front of a worker's script: one for a classic
+    /// script, one for a module ([`starts_as_module`]).
+    Worker { classic: &'r [u8], module: &'r [u8] },
+}
+
+/// Where `tags` go in `body` (whose first bytes are the body's first):
+/// the tag and its offset, or `None` to wait for more of the body.
+fn tag_and_point<'r>(tags: Tags<'r>, body: &[u8], complete: bool) -> Option<(&'r [u8], usize)> {
+    match tags {
+        Tags::Document(tag) => injection_point(body, complete).map(|at| (tag, at)),
+        Tags::Worker { classic, module } => match script_injection_point(body, complete) {
+            Point::Wait => None,
+            Point::Skip => Some((&[], 0)),
+            Point::At(at) if is_module(body, at) => Some((module, at)),
+            Point::At(at) => Some((classic, at)),
+        },
+    }
+}
+
+/// The largest body-and-tag buffer a core keeps for the next document.
+const KEEP_WHOLE: usize = 64 * 1024;
+
+thread_local! {
+    /// The buffer the prologue joins the body's first bytes and the tag in,
+    /// kept between documents so that injecting costs no allocation.
+    static WHOLE: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+impl<'r> Rewriter<'r> {
+    /// Injects `tag` (the client instrumentation's script element) first in
+    /// the document's head ([`injection_point`]).
+    pub fn with_injection(mut self, tag: &'r [u8]) -> Rewriter<'r> {
+        self.inject = Some((Tags::Document(tag), Vec::new()));
+        self
+    }
+
+    /// Puts the statement loading the client instrumentation in front of a
+    /// worker's script, after its directive prologue
+    /// ([`script_injection_point`]): `classic` or `module` as the script's
+    /// first statement says.
+    pub fn with_worker_injection(mut self, classic: &'r [u8], module: &'r [u8]) -> Rewriter<'r> {
+        self.inject = Some((Tags::Worker { classic, module }, Vec::new()));
+        self
+    }
+
+    /// Holds the body's first bytes until the injection point is known,
+    /// then rewrites them with the tag in place. `true`: `input` was taken.
+    pub(super) fn prologue<E: Emit>(&mut self, input: &[u8], complete: bool, out: &mut E) -> bool {
+        let Some((tags, held)) = self.inject.as_mut() else {
+            return false;
+        };
+        let tags = *tags;
+        // Most documents have their injection point in the first piece:
+        // it is then found in the input itself, which is not held.
+        let found = if held.is_empty() {
+            tag_and_point(tags, input, complete)
+        } else {
+            held.extend_from_slice(input);
+            tag_and_point(tags, held, complete)
+        };
+        let Some((tag, at)) = found else {
+            if held.is_empty() {
+                held.extend_from_slice(input);
+            }
+            return true;
+        };
+        let held = std::mem::take(held);
+        self.inject = None;
+        let body = if held.is_empty() { input } else { &held };
+        // The tag is rewritten in place with the body (one piece: the
+        // engine scans its input's tail and the carry more slowly than its
+        // middle); none of it is the caller's input, so all is copied out.
+        let mut whole = WHOLE.take();
+        whole.clear();
+        whole.reserve(body.len() + tag.len());
+        whole.extend_from_slice(&body[..at]);
+        whole.extend_from_slice(tag);
+        whole.extend_from_slice(&body[at..]);
+        self.feed_body(&whole, &mut Copied(out));
+        if whole.capacity() <= KEEP_WHOLE {
+            WHOLE.set(whole);
+        }
+        true
     }
 }
 

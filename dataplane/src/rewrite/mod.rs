@@ -10,6 +10,8 @@
 //! - [`Rewriter`] (here) drives both over a body that arrives in arbitrary
 //!   chunks, carrying over only the bytes an undecided candidate needs,
 //!   and writes through an [`Emit`] (`emit`: copied or by reference);
+//! - [`inject`] places the client instrumentation (a document's head, a
+//!   worker's first statement);
 //! - [`content`] says which media types are rewritten and how;
 //! - [`codec`] decodes and re-encodes compressed bodies around the engine;
 //! - [`unwrap`] is the reverse direction for request bodies.
@@ -34,7 +36,6 @@ pub mod window;
 
 use crate::body::{BodyFilter, FilterError, FilterOutput};
 use crate::hostmap::HostMap;
-use emit::Copied;
 pub use emit::Emit;
 use scan::{Candidates, PairSet};
 use window::{Decision, Insert, Window, LOOKBACK};
@@ -61,17 +62,7 @@ pub struct Rewriter<'r> {
     at_body_start: bool,
     /// What is still to be injected, and the body's first bytes held until
     /// its place is known.
-    inject: Option<(Tags<'r>, Vec<u8>)>,
-}
-
-/// What a rewriter injects.
-#[derive(Clone, Copy)]
-enum Tags<'r> {
-    /// A script element, first in a document's head.
-    Document(&'r [u8]),
-    /// A statement in front of a worker's script: one for a classic
-    /// script, one for a module ([`inject::starts_as_module`]).
-    Worker { classic: &'r [u8], module: &'r [u8] },
+    inject: Option<(inject::Tags<'r>, Vec<u8>)>,
 }
 
 /// Where one pass over a buffer got to.
@@ -94,57 +85,6 @@ impl<'r> Rewriter<'r> {
             at_body_start: true,
             inject: None,
         }
-    }
-
-    /// Injects `tag` (the client instrumentation's script element) first in
-    /// the document's head ([`inject::injection_point`]).
-    pub fn with_injection(mut self, tag: &'r [u8]) -> Rewriter<'r> {
-        self.inject = Some((Tags::Document(tag), Vec::new()));
-        self
-    }
-
-    /// Puts the statement loading the client instrumentation in front of a
-    /// worker's script, after its directive prologue
-    /// ([`inject::script_injection_point`]): `classic` or `module` as the
-    /// script's first statement says.
-    pub fn with_worker_injection(mut self, classic: &'r [u8], module: &'r [u8]) -> Rewriter<'r> {
-        self.inject = Some((Tags::Worker { classic, module }, Vec::new()));
-        self
-    }
-
-    /// Holds the body's first bytes until the injection point is known,
-    /// then rewrites them with the tag in place. `true`: `input` was taken.
-    fn prologue<E: Emit>(&mut self, input: &[u8], complete: bool, out: &mut E) -> bool {
-        let Some((tags, held)) = self.inject.as_mut() else {
-            return false;
-        };
-        let tags = *tags;
-        // Most documents have their injection point in the first piece:
-        // it is then found in the input itself, which is not held.
-        let found = if held.is_empty() {
-            injection_point(tags, input, complete)
-        } else {
-            held.extend_from_slice(input);
-            injection_point(tags, held, complete)
-        };
-        let Some((tag, at)) = found else {
-            if held.is_empty() {
-                held.extend_from_slice(input);
-            }
-            return true;
-        };
-        let held = std::mem::take(held);
-        self.inject = None;
-        let body = if held.is_empty() { input } else { &held };
-        // The tag is rewritten in place with the body (one piece: the
-        // engine scans its input's tail and the carry more slowly than its
-        // middle); none of it is the caller's input, so all is copied out.
-        let mut whole = Vec::with_capacity(body.len() + tag.len());
-        whole.extend_from_slice(&body[..at]);
-        whole.extend_from_slice(tag);
-        whole.extend_from_slice(&body[at..]);
-        self.feed_body(&whole, &mut Copied(out));
-        true
     }
 
     /// Also rewrites bare app hosts right after these patterns.
@@ -268,20 +208,6 @@ impl<'r> Rewriter<'r> {
         self.carry.extend_from_slice(&input[start..]);
         self.emitted = p.emitted - start;
         self.scanned = p.scanned - start;
-    }
-}
-
-/// Where `tags` go in `body` (whose first bytes are the body's first):
-/// the tag and its offset, or `None` to wait for more of the body.
-fn injection_point<'r>(tags: Tags<'r>, body: &[u8], complete: bool) -> Option<(&'r [u8], usize)> {
-    match tags {
-        Tags::Document(tag) => inject::injection_point(body, complete).map(|at| (tag, at)),
-        Tags::Worker { classic, module } => match inject::script_injection_point(body, complete) {
-            inject::Point::Wait => None,
-            inject::Point::Skip => Some((&[], 0)),
-            inject::Point::At(at) if inject::is_module(body, at) => Some((module, at)),
-            inject::Point::At(at) => Some((classic, at)),
-        },
     }
 }
 
