@@ -301,12 +301,15 @@ where
         src.consume(consumed);
     }
     if let Some(f) = filter {
-        let mut rest = Vec::new();
-        f.finish(&mut rest).map_err(|reason| RelayError::Filter {
+        let header_at = open_chunk(pending, sink_framing);
+        let body_at = pending.len();
+        let result = f.finish(pending);
+        let total = pending.len() - body_at;
+        close_chunk(pending, sink_framing, header_at, total);
+        result.map_err(|reason| RelayError::Filter {
             reason,
             sent_nothing: !sink.wrote,
         })?;
-        emit(sink, pending, &rest, sink_framing).await?;
     }
     if sink_framing == SinkFraming::Chunked {
         push_last_chunk(pending, decoder.trailers());
@@ -353,32 +356,44 @@ fn filter_into_pending(
     pending: &mut Vec<u8>,
     framing: SinkFraming,
 ) -> Result<(), FilterError> {
-    // The chunk size is written once the output is known: eight hex digits
-    // (leading zeros are valid, RFC 9112 §7.1).
-    const HEADER: &[u8] = b"00000000\r\n";
     out.clear();
+    let header_at = open_chunk(pending, framing);
     out.bytes = std::mem::take(pending);
-    let header_at = out.bytes.len();
-    if framing == SinkFraming::Chunked {
-        out.bytes.extend_from_slice(HEADER);
-    }
     let body_at = out.bytes.len();
     let result = f.feed_pieces(chunk, out);
     *pending = std::mem::take(&mut out.bytes);
     result?;
     let total = pending.len() - body_at + out.spans.iter().map(|(_, r)| r.len()).sum::<usize>();
-    if framing == SinkFraming::Chunked {
-        if total == 0 {
-            pending.truncate(header_at);
-        } else {
-            // Eight hex digits, written in place (no allocation per read).
-            for (k, digit) in pending[header_at..header_at + 8].iter_mut().enumerate() {
-                *digit = b"0123456789abcdef"[(total >> (4 * (7 - k))) & 0xf];
-            }
-            pending.extend_from_slice(b"\r\n");
-        }
-    }
+    close_chunk(pending, framing, header_at, total);
     Ok(())
+}
+
+/// Starts a chunk whose size is written once the output is known
+/// ([`close_chunk`]): eight hex digits (leading zeros are valid, RFC 9112
+/// §7.1). Returns where its header starts.
+fn open_chunk(pending: &mut Vec<u8>, framing: SinkFraming) -> usize {
+    let header_at = pending.len();
+    if framing == SinkFraming::Chunked {
+        pending.extend_from_slice(b"00000000\r\n");
+    }
+    header_at
+}
+
+/// Ends the chunk [`open_chunk`] started, now that it holds `total` bytes
+/// (an empty one is taken back: a zero size would end the body).
+fn close_chunk(pending: &mut Vec<u8>, framing: SinkFraming, header_at: usize, total: usize) {
+    if framing != SinkFraming::Chunked {
+        return;
+    }
+    if total == 0 {
+        pending.truncate(header_at);
+    } else {
+        // Eight hex digits, written in place (no allocation per read).
+        for (k, digit) in pending[header_at..header_at + 8].iter_mut().enumerate() {
+            *digit = b"0123456789abcdef"[(total >> (4 * (7 - k))) & 0xf];
+        }
+        pending.extend_from_slice(b"\r\n");
+    }
 }
 
 /// Writes `pending` up to each span and the span itself from `input`;

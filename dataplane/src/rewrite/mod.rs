@@ -65,6 +65,26 @@ pub struct Rewriter<'r> {
     inject: Option<(inject::Tags<'r>, Vec<u8>)>,
 }
 
+/// The largest carry buffer a core keeps for its next rewriter.
+const KEEP_CARRY: usize = 16 * 1024;
+
+thread_local! {
+    /// A carry buffer given back by a finished rewriter: nearly every body
+    /// leaves bytes in the carry at its end, and a response per request
+    /// should not cost an allocation for them.
+    static SPARE_CARRY: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+impl Drop for Rewriter<'_> {
+    fn drop(&mut self) {
+        if self.carry.capacity() <= KEEP_CARRY {
+            let mut carry = std::mem::take(&mut self.carry);
+            carry.clear();
+            SPARE_CARRY.set(carry);
+        }
+    }
+}
+
 /// Where one pass over a buffer got to.
 struct Progress {
     emitted: usize,
@@ -79,7 +99,7 @@ impl<'r> Rewriter<'r> {
             host_map,
             contexts: None,
             set: if html { PairSet::Html } else { PairSet::Urls },
-            carry: Vec::new(),
+            carry: SPARE_CARRY.take(),
             emitted: 0,
             scanned: 0,
             at_body_start: true,
