@@ -301,6 +301,41 @@ fn controld_restart_under_load_is_invisible() {
 }
 
 #[test]
+fn a_dataplane_without_any_snapshot_holds_requests_until_the_first_push() {
+    let env = Env::new();
+    let a = named_origin("A");
+    let policy = env.policy("a.toml", a.addr(), "");
+    // No controld yet and an empty cache: nothing to serve with. Every core
+    // listens, but answers nothing before its first snapshot (it used to
+    // answer 421 "not served by this proxy").
+    let (_dp, addr) = env.dataplane(2, &[]);
+    let mut early: Vec<TcpStream> = (0..8)
+        .map(|_| {
+            let mut s = TcpStream::connect(addr).expect("connect");
+            s.set_read_timeout(Some(Duration::from_secs(30)))
+                .expect("timeout");
+            s.write_all(
+                format!("GET / HTTP/1.1\r\nHost: {H}\r\nConnection: close\r\n\r\n").as_bytes(),
+            )
+            .expect("send");
+            s
+        })
+        .collect();
+    // The requests are in their sockets before controld exists; its first
+    // push lets the cores accept them.
+    let _controld = env.controld(&policy, &[]);
+    for (i, s) in early.iter_mut().enumerate() {
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).expect("response");
+        assert_eq!(
+            parse_response(&buf),
+            Ok((200, "A".to_string())),
+            "request {i} sent before the first snapshot"
+        );
+    }
+}
+
+#[test]
 fn dataplane_restart_with_controld_down_serves_the_cached_snapshot() {
     let env = Env::new();
     let o = env.two_origins();

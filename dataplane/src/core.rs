@@ -35,6 +35,10 @@ pub struct Core {
     pub held_bytes: Cell<u64>,
     /// `(app, what)` warnings already written to stderr by this core.
     warned: RefCell<Vec<(Rc<str>, &'static str)>>,
+    /// A permit per snapshot installed from controld: a core that started
+    /// without a snapshot accepts nothing before the first (see
+    /// `server::start`).
+    pub snapshot_installed: glommio::sync::Semaphore,
 }
 
 impl Core {
@@ -49,6 +53,7 @@ impl Core {
             request_ids: Cell::new(random_u64()),
             held_bytes: Cell::new(0),
             warned: RefCell::new(Vec::new()),
+            snapshot_installed: glommio::sync::Semaphore::new(0),
         }
     }
 

@@ -193,6 +193,7 @@ pub fn run(
                 };
                 let _ = ready.send(Ok(()));
                 drop(ready);
+                let awaits_first_snapshot = bytes.is_none() && control.is_some();
                 if let Some(socket) = control {
                     let config = ControlConfig {
                         socket,
@@ -202,6 +203,14 @@ pub fn run(
                         roots,
                     };
                     glommio::spawn_local(control::run(core.clone(), config)).detach();
+                }
+                if awaits_first_snapshot {
+                    // Started with neither a snapshot nor a cached one: until
+                    // controld pushes the first, this core would answer
+                    // every request 421. Its connections wait in the
+                    // kernel's backlog instead (the listener is bound), and
+                    // are served by the first policy.
+                    let _ = core.snapshot_installed.acquire(1).await;
                 }
                 // Each connection holds a slot; at the limit, accepting
                 // pauses and new connections wait in the kernel backlog.
