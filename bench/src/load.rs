@@ -155,9 +155,11 @@ pub struct LoadResult {
     pub connections: usize,
     pub threads: usize,
     pub duration_s: f64,
-    /// Requests completed in the measured period (after warmup).
+    /// Requests completed that were sent (open loop: scheduled) in the
+    /// measured period, after the warm-up.
     pub requests: u64,
-    /// Requests completed during warmup (not in the statistics).
+    /// Requests completed that were sent (scheduled) during the warm-up
+    /// (not in the statistics).
     pub warmup_requests: u64,
     pub requests_per_s: f64,
     /// Response bytes (head and body) per second.
@@ -338,6 +340,11 @@ impl ErrorKind {
     }
 }
 
+/// How long past the end an open loop still makes the sends it scheduled
+/// before the end but could not make in time (a server that far behind has
+/// failed the run anyway).
+const OPEN_LOOP_GRACE: Duration = Duration::from_secs(10);
+
 /// Shared per-thread state for its connections.
 struct Shared {
     result: std::cell::RefCell<ThreadResult>,
@@ -377,7 +384,16 @@ async fn connection(
             Some(_) => intended,
             None => Instant::now(),
         };
-        if start >= shared.stop_at || Instant::now() >= shared.stop_at {
+        // Open loop: every send scheduled before the end is made, however
+        // late (dropping the late ones would hide exactly the latency an
+        // open loop exists to show), up to a grace period; closed loop:
+        // no new request once the time is up.
+        let now = Instant::now();
+        let ended = match interval {
+            Some(_) => start >= shared.stop_at || now >= shared.stop_at + OPEN_LOOP_GRACE,
+            None => now >= shared.stop_at,
+        };
+        if ended {
             break;
         }
         let target = &targets[next % targets.len()];
@@ -427,7 +443,11 @@ async fn connection(
         let mut r = shared.result.borrow_mut();
         match outcome {
             Ok((status, bytes)) => {
-                if done < shared.measure_from {
+                // A request belongs to the period its send was scheduled
+                // in (sent in, for a closed loop), whenever it completes:
+                // which side of the warm-up a slow response lands on must
+                // not change the count.
+                if start < shared.measure_from {
                     r.warmup_requests += 1;
                 } else {
                     let micros = done.saturating_duration_since(start).as_micros() as u64;
