@@ -25,7 +25,7 @@ enum Command {
     /// page-load (the SaaS demo app's page in headless Chromium through
     /// the proxy vs direct), slowloris (open-loop latency of the 4 KB page
     /// alone and while 10,000 idle and 500 slowloris connections are held;
-    /// the slowloris ones also aimed at a decoy, the harness's own cost).
+    /// each also aimed at a decoy, the machine's and harness's own cost).
     Scenario {
         name: String,
         /// Measured loads of each (page-load).

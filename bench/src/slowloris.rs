@@ -5,10 +5,11 @@
 //!
 //! The scenario measures open-loop latency of normal traffic (the 4 KB
 //! demo page) through a 1-core data plane alone, then while 10,000 idle
-//! connections are held, then with 500 slowloris connections besides aimed
-//! at a decoy (the harness's own cost: the proxy sees none of it), then
-//! aimed at the proxy, and reports each with the data plane's resident
-//! memory.
+//! connections are held by a decoy listener of the harness (what the
+//! machine's holding them costs), then by the proxy, then with 500
+//! slowloris connections besides aimed at a decoy (the harness's own cost:
+//! the proxy sees none of it), then aimed at the proxy, and alone again
+//! (what stays), and reports each with the data plane's resident memory.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -27,6 +28,11 @@ pub struct Measured {
     /// same work while the proxy sees none of it, which measures what the
     /// attack costs the measurement itself.
     pub decoy: bool,
+    /// The idle connections go to the decoy too (accepted, never
+    /// answered, so they make no request): the machine holds as many
+    /// sockets while the proxy holds none, which tells the kernel's cost
+    /// of them from the proxy's.
+    pub idle_decoy: bool,
     /// The attack's thread runs in `SCHED_IDLE` (see [`lowest_priority`]).
     /// Off in tests: on a CPU that something else keeps busy (a loaded
     /// test machine) it would never run.
@@ -37,6 +43,8 @@ pub struct Measured {
 pub struct Attack {
     stop: Arc<AtomicBool>,
     idle: Vec<TcpStream>,
+    /// The decoy holding idle connections aimed at it.
+    idle_holder: Option<IdleHolder>,
     /// Slowloris connections the proxy closed (each is reopened).
     pub closed_by_proxy: Arc<AtomicU64>,
     drip: Option<std::thread::JoinHandle<()>>,
@@ -49,6 +57,7 @@ impl Drop for Attack {
             let _ = t.join();
         }
         self.idle.clear();
+        self.idle_holder = None;
     }
 }
 
@@ -86,6 +95,53 @@ fn one_request(s: &mut TcpStream, host: &str) -> Result<(), String> {
     }
 }
 
+/// A decoy for idle connections in a process of its own (a Python
+/// listener: this one's open-files limit holds only the client sides),
+/// accepting and holding every connection until dropped.
+struct IdleHolder {
+    child: std::process::Child,
+    addr: SocketAddr,
+}
+
+impl IdleHolder {
+    const SCRIPT: &'static str = "import socket, sys\n\
+        l = socket.socket()\n\
+        l.bind(('127.0.0.1', 0))\n\
+        l.listen(4096)\n\
+        print(l.getsockname()[1], flush=True)\n\
+        held = []\n\
+        while True:\n    held.append(l.accept()[0])\n";
+
+    fn start() -> Result<IdleHolder, String> {
+        use std::io::BufRead;
+        let mut child = Command::new("python3")
+            .args(["-c", Self::SCRIPT])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("python3 for the idle decoy: {e}"))?;
+        let mut line = String::new();
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .map_err(|e| e.to_string())?;
+        let port: u16 = line
+            .trim()
+            .parse()
+            .map_err(|_| format!("the idle decoy printed {line:?}, not its port"))?;
+        Ok(IdleHolder {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        })
+    }
+}
+
+impl Drop for IdleHolder {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Attack {
     /// Opens `idle` keep-alive connections (one request each) and
     /// `slow` slowloris connections to `addr` for `host`.
@@ -100,18 +156,24 @@ impl Attack {
         (idle, slow): (usize, usize),
         how: Measured,
     ) -> Result<Attack, String> {
+        let idle_holder = if how.idle_decoy {
+            Some(IdleHolder::start()?)
+        } else {
+            None
+        };
         let mut held = Vec::with_capacity(idle);
         for i in 0..idle {
-            let mut s =
-                TcpStream::connect(addr).map_err(|e| format!("idle connection {i}: {e}"))?;
+            let failed = |e: std::io::Error| format!("idle connection {i}: {e}");
+            if let Some(holder) = &idle_holder {
+                held.push(TcpStream::connect(holder.addr).map_err(failed)?);
+                continue;
+            }
+            let mut s = TcpStream::connect(addr).map_err(failed)?;
             s.set_read_timeout(Some(Duration::from_secs(30)))
                 .map_err(|e| e.to_string())?;
             one_request(&mut s, host).map_err(|e| format!("idle connection {i}: {e}"))?;
             held.push(s);
         }
-        let stop = Arc::new(AtomicBool::new(false));
-        let closed_by_proxy = Arc::new(AtomicU64::new(0));
-        let head = format!("GET / HTTP/1.1\r\nHost: {host}\r\nX-Slow: ").into_bytes();
         let decoy = if how.decoy {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
             listener.set_nonblocking(true).map_err(|e| e.to_string())?;
@@ -119,6 +181,9 @@ impl Attack {
         } else {
             None
         };
+        let stop = Arc::new(AtomicBool::new(false));
+        let closed_by_proxy = Arc::new(AtomicU64::new(0));
+        let head = format!("GET / HTTP/1.1\r\nHost: {host}\r\nX-Slow: ").into_bytes();
         let slow_addr = match &decoy {
             Some(l) => l.local_addr().map_err(|e| e.to_string())?,
             None => addr,
@@ -166,6 +231,7 @@ impl Attack {
         Ok(Attack {
             stop,
             idle: held,
+            idle_holder,
             closed_by_proxy,
             drip: Some(drip),
         })
@@ -283,9 +349,20 @@ pub fn scenario(rate: f64, seconds: f64, idle: usize, slow: usize) -> Result<Str
     let alone = run()?;
     let rss_alone = crate::scenario::rss_kib(dp.id())?;
     let background = Measured {
-        decoy: false,
         background: true,
+        ..Measured::default()
     };
+    let idle_decoyed = Attack::start_with(
+        addr,
+        host,
+        (idle, 0),
+        Measured {
+            idle_decoy: true,
+            ..background
+        },
+    )?;
+    let with_idle_decoy = run()?;
+    drop(idle_decoyed);
     let mut idle_only = Attack::start_with(addr, host, (idle, 0), background)?;
     let with_idle = run()?;
     let rss_idle = crate::scenario::rss_kib(dp.id())?;
@@ -309,6 +386,8 @@ pub fn scenario(rate: f64, seconds: f64, idle: usize, slow: usize) -> Result<Str
     attack.idle_still_served(host, 100)?;
     let closed = attack.closed_by_proxy.load(Ordering::Relaxed);
     drop(attack);
+    let after = run()?;
+    let rss_after = crate::scenario::rss_kib(dp.id())?;
     drop(dp);
     let _ = std::fs::remove_dir_all(&dir);
     let row = |name: &str, r: &crate::load::LoadResult, rss: u64| {
@@ -339,6 +418,11 @@ pub fn scenario(rate: f64, seconds: f64, idle: usize, slow: usize) -> Result<Str
     );
     out.push_str(&row("alone", &alone, rss_alone));
     out.push_str(&row(
+        &format!("with {idle} idle connections to a decoy (kernel cost)"),
+        &with_idle_decoy,
+        rss_alone,
+    ));
+    out.push_str(&row(
         &format!("with {idle} idle connections"),
         &with_idle,
         rss_idle,
@@ -353,6 +437,7 @@ pub fn scenario(rate: f64, seconds: f64, idle: usize, slow: usize) -> Result<Str
         &under,
         rss_under,
     ));
+    out.push_str(&row("alone again, afterwards", &after, rss_after));
     let ratio = under.latency_us.p99 as f64 / alone.latency_us.p99.max(1) as f64;
     out.push_str(&format!(
         "\np99 under attack / alone: {ratio:.2}×; slowloris connections closed by the proxy (header timeout 10 s) and reopened: {closed}"
