@@ -116,6 +116,12 @@ enum Command {
         /// File alerts are appended to, one JSON object per line.
         #[arg(long)]
         alert_file: Option<PathBuf>,
+        /// Serve the status as Prometheus metrics at http://ADDR/metrics
+        /// (what `status --prometheus` prints; e.g. 127.0.0.1:9465).
+        /// Unauthenticated, as Prometheus expects: bind it to loopback or
+        /// a management network.
+        #[arg(long)]
+        metrics: Option<std::net::SocketAddr>,
     },
     /// Traffic and activity logs: export and tail.
     Logs {
@@ -295,7 +301,21 @@ fn run(cli: Cli) -> Result<(), String> {
             log_retention_days,
             alert_webhook,
             alert_file,
+            metrics,
         } => {
+            // Each scrape asks the daemon over its own socket, as `status`
+            // does: the endpoint sees exactly what an operator would.
+            let metrics_line = match metrics {
+                Some(addr) => {
+                    let socket = path.clone();
+                    let bound = palisade_schema::metrics_http::serve(addr, move || {
+                        client::status(&socket).map(|s| s.render_prometheus())
+                    })
+                    .map_err(|e| format!("--metrics {addr}: {e}"))?;
+                    format!("; metrics on http://{bound}/metrics")
+                }
+                None => String::new(),
+            };
             let socket_gid = socket_group.as_deref().map(socket::group_id).transpose()?;
             let ack_timeout = Duration::try_from_secs_f64(ack_timeout)
                 .map_err(|_| "--ack-timeout must be a positive number of seconds".to_string())?;
@@ -324,7 +344,10 @@ fn run(cli: Cli) -> Result<(), String> {
                 },
             };
             server::serve(config, |version| {
-                println!("controld: serving version {version} on {}", path.display());
+                println!(
+                    "controld: serving version {version} on {}{metrics_line}",
+                    path.display()
+                );
             })
         }
         Command::Apply {

@@ -322,7 +322,7 @@ fn install(
         });
     }
     let table = Snapshot::build(&policy, &config.roots).map_err(InstallError::Build)?;
-    core.snapshot.replace(Rc::new(table));
+    core.install(table);
     core.snapshot_installed.signal(1);
     if config.core_index == 0 {
         if let Some(dir) = &config.cache_dir {

@@ -5,10 +5,12 @@
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use crate::io::BufferPool;
 use crate::limits::Limits;
 use crate::logs::LogShard;
+use crate::metrics::CoreMetrics;
 use crate::snapshot::Snapshot;
 use crate::upstream::Pool;
 
@@ -39,11 +41,14 @@ pub struct Core {
     /// without a snapshot accepts nothing before the first (see
     /// `server::start`).
     pub snapshot_installed: glommio::sync::Semaphore,
+    /// This core's counters (read by the metrics exporter).
+    pub metrics: Arc<CoreMetrics>,
 }
 
 impl Core {
-    pub fn new(snapshot: Snapshot, limits: Limits) -> Core {
+    pub fn new(snapshot: Snapshot, limits: Limits, metrics: Arc<CoreMetrics>) -> Core {
         let pool = Pool::new(limits.pool_max_idle, limits.pool_idle_timeout);
+        let snapshot = with_counters(snapshot, &metrics);
         Core {
             snapshot: RefCell::new(Rc::new(snapshot)),
             limits,
@@ -54,7 +59,15 @@ impl Core {
             held_bytes: Cell::new(0),
             warned: RefCell::new(Vec::new()),
             snapshot_installed: glommio::sync::Semaphore::new(0),
+            metrics,
         }
+    }
+
+    /// Makes `snapshot` the one in force for requests from now on (see
+    /// [`Core::snapshot`]), its apps' counters lined up first.
+    pub fn install(&self, snapshot: Snapshot) {
+        self.snapshot
+            .replace(Rc::new(with_counters(snapshot, &self.metrics)));
     }
 
     /// A new request id (shown as 16 hex digits on block pages and in
@@ -82,6 +95,14 @@ impl Core {
         self.logs = Some(RefCell::new(shard));
         self
     }
+}
+
+/// `snapshot` with this core's counters of each of its apps, and the
+/// version gauge set.
+fn with_counters(mut snapshot: Snapshot, metrics: &CoreMetrics) -> Snapshot {
+    snapshot.app_counters = metrics.for_apps(snapshot.apps.iter().map(|a| &*a.name));
+    metrics.policy_version.set(snapshot.version);
+    snapshot
 }
 
 fn random_u64() -> u64 {

@@ -9,7 +9,8 @@
 //! access policies through [`access`], the block page) → [`upstream`]
 //! (connect, pool) → [`body`] (streaming transfer). [`control`] keeps each core's
 //! connection to controld, swaps pushed snapshots in and sends the core's
-//! [`logs`] batches. [`fuzz`] holds the
+//! [`logs`] batches; [`metrics`] counts per core and serves `/metrics`.
+//! [`fuzz`] holds the
 //! harness the fuzz targets call.
 
 /// Writes one line to stderr, ignoring failure. `eprintln!` panics when the
@@ -41,6 +42,7 @@ pub mod io;
 pub mod iptags;
 pub mod limits;
 pub mod logs;
+pub mod metrics;
 pub mod proxy;
 pub mod rewrite;
 pub mod server;

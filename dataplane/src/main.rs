@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::Parser;
 use palisade_dataplane::limits::Limits;
 use palisade_dataplane::logs::LogConfig;
+use palisade_dataplane::metrics::{exporter, Metrics};
 use palisade_dataplane::server::{self, ServerConfig};
 
 #[derive(Parser)]
@@ -110,6 +111,11 @@ struct Args {
     /// Records per log batch.
     #[arg(long, default_value_t = 1024)]
     log_batch_records: u32,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g.
+    /// 127.0.0.1:9464). Unauthenticated, as Prometheus expects: bind it to
+    /// loopback or a management network.
+    #[arg(long)]
+    metrics: Option<SocketAddr>,
 }
 
 fn seconds(name: &str, s: f64) -> Result<Duration, String> {
@@ -206,6 +212,14 @@ fn start(a: Args) -> Result<(), String> {
             io_memory / 1024
         );
     }
+    let metrics = Metrics::new(cores);
+    let metrics_line = match a.metrics {
+        Some(addr) => match exporter::spawn(addr, metrics.clone()) {
+            Ok(bound) => format!("; metrics on http://{bound}/metrics"),
+            Err(e) => return Err(format!("--metrics {addr}: {e}")),
+        },
+        None => String::new(),
+    };
     let config = ServerConfig {
         listen: a.listen,
         tls_listen: a.tls_listen,
@@ -225,6 +239,7 @@ fn start(a: Args) -> Result<(), String> {
                 .or_else(|| a.snapshot_cache.as_ref().map(|d| d.join("logs"))),
             disk_budget: a.log_disk_mib << 20,
         }),
+        metrics,
     };
     // SIGTERM / SIGINT: cores write their unacknowledged log batches to
     // disk before the process exits.
@@ -235,10 +250,10 @@ fn start(a: Args) -> Result<(), String> {
     };
     palisade_dataplane::shutdown::install(logging_cores);
     server::run(config, |addr, tls| match tls {
-        Some(tls) => {
-            println!("dataplane: listening on {addr} ({cores} cores, {source}); https on {tls}")
-        }
-        None => println!("dataplane: listening on {addr} ({cores} cores, {source})"),
+        Some(tls) => println!(
+            "dataplane: listening on {addr} ({cores} cores, {source}); https on {tls}{metrics_line}"
+        ),
+        None => println!("dataplane: listening on {addr} ({cores} cores, {source}){metrics_line}"),
     })
     .map_err(|e| e.to_string())
 }

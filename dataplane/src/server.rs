@@ -55,6 +55,8 @@ pub struct ServerConfig {
     /// Traffic and activity logging (sent to controld over `control`);
     /// `None`: off.
     pub log: Option<crate::logs::LogConfig>,
+    /// The counters of each core (`cores` of them; see [`crate::metrics`]).
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// Why the data plane could not start.
@@ -143,6 +145,10 @@ pub fn run(
         let limits = config.limits.clone();
         let control = config.control.clone();
         let cache_dir = config.snapshot_cache.clone();
+        let metrics = match config.metrics.cores.get(index) {
+            Some(m) => m.clone(),
+            None => Arc::new(crate::metrics::CoreMetrics::new(index as u32)),
+        };
         let log = config.log.clone().filter(|_| config.control.is_some());
         let cores = config.cores.max(1) as u32;
         let cpu = if config.cpus.is_empty() {
@@ -175,7 +181,7 @@ pub fn run(
                         };
                         let listener = bind(listen)?;
                         let tls_listener = tls_listen.map(bind).transpose()?;
-                        let mut core = Core::new(routes, limits);
+                        let mut core = Core::new(routes, limits, metrics);
                         if let Some(log) = log {
                             core = core.with_logs(crate::logs::LogShard::new(index as u32, log));
                         }
@@ -284,18 +290,24 @@ async fn accept(
             continue;
         };
         let core = core.clone();
+        core.metrics.connections_accepted.add(1);
+        core.metrics.connections_open.add(1);
         glommio::spawn_local(async move {
             let _ = stream.set_nodelay(true);
+            let metrics = core.metrics.clone();
             match transport {
                 Transport::Plain => {
                     serve_connection(core, ClientIo::Plain(stream), peer, false).await
                 }
-                Transport::Tls => {
-                    if let Some((io, managed)) = handshake(&core, stream).await {
+                Transport::Tls => match handshake(&core, stream).await {
+                    Some((io, managed)) => {
+                        core.metrics.tls_handshakes.add(1);
                         serve_connection(core, io, peer, managed).await;
                     }
-                }
+                    None => core.metrics.tls_handshake_failures.add(1),
+                },
             }
+            metrics.connections_open.sub(1);
             drop(slot);
         })
         .detach();

@@ -167,6 +167,9 @@ pub struct Snapshot {
     pub session_policies: crate::session_policy::SessionPolicies,
     /// The script injected into rewritten documents.
     pub client: crate::client::Instrumentation,
+    /// The installing core's counters of each app, by index in `apps`
+    /// (empty until [`crate::core::Core::install`] lines them up).
+    pub app_counters: Vec<std::sync::Arc<crate::metrics::AppCounters>>,
 }
 
 impl Snapshot {
@@ -286,6 +289,7 @@ impl Snapshot {
                     .iter()
                     .flat_map(|a| a.domains.iter().map(|d| d.as_str())),
             ),
+            app_counters: Vec::new(),
         })
     }
 
@@ -303,6 +307,7 @@ impl Snapshot {
             block_page: Default::default(),
             session_policies: crate::session_policy::SessionPolicies::empty(),
             client: crate::client::Instrumentation::new(0, "", std::iter::empty()),
+            app_counters: Vec::new(),
         }
     }
 }

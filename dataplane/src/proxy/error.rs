@@ -9,6 +9,7 @@ use std::io;
 use std::rc::Rc;
 
 use crate::body::RelayError;
+use crate::metrics::UpstreamFailure;
 use crate::upstream::ConnectError;
 
 /// Who caused a failed exchange.
@@ -29,6 +30,9 @@ pub struct ExchangeError {
     /// idempotent request without a body.
     pub retry_safe: bool,
     pub detail: String,
+    /// What failed, when it was the exchange with the app (counted in
+    /// the metrics).
+    pub upstream: Option<UpstreamFailure>,
 }
 
 impl ExchangeError {
@@ -39,6 +43,7 @@ impl ExchangeError {
             blame: Blame::Downstream,
             retry_safe: false,
             detail: detail.into(),
+            upstream: None,
         }
     }
 }
@@ -127,6 +132,36 @@ impl fmt::Display for UpstreamError {
     }
 }
 
+impl UpstreamError {
+    /// The reason the metrics count it under.
+    pub fn failure(&self) -> UpstreamFailure {
+        match self {
+            UpstreamError::Connect {
+                error: ConnectError::TimedOut,
+                ..
+            } => UpstreamFailure::ConnectTimeout,
+            UpstreamError::Connect { .. } | UpstreamError::BadTarget { .. } => {
+                UpstreamFailure::Connect
+            }
+            UpstreamError::NoAnswer { .. } => UpstreamFailure::Timeout,
+            UpstreamError::BadBody {
+                error: RelayError::Source { error, .. },
+                ..
+            } if error.kind() == io::ErrorKind::TimedOut => UpstreamFailure::Timeout,
+            UpstreamError::Send(_)
+            | UpstreamError::Receive { .. }
+            | UpstreamError::BadBody {
+                error: RelayError::Source { .. } | RelayError::Sink(_),
+                ..
+            } => UpstreamFailure::Broken,
+            UpstreamError::Invalid { .. }
+            | UpstreamError::Unrewritable { .. }
+            | UpstreamError::BadBody { .. }
+            | UpstreamError::Session { .. } => UpstreamFailure::BadResponse,
+        }
+    }
+}
+
 impl From<UpstreamError> for ExchangeError {
     fn from(e: UpstreamError) -> ExchangeError {
         let (status, blame, retry_safe) = match &e {
@@ -156,6 +191,7 @@ impl From<UpstreamError> for ExchangeError {
             blame,
             retry_safe,
             detail: e.to_string(),
+            upstream: Some(e.failure()),
         }
     }
 }
@@ -202,6 +238,7 @@ impl From<RequestBodyError> for ExchangeError {
                 blame: Blame::Internal,
                 retry_safe: false,
                 detail: format!("rewriting the request body failed: {reason}"),
+                upstream: None,
             },
             RequestBodyError::Interim(e) => {
                 ExchangeError::downstream(format!("writing an interim response: {e}"))

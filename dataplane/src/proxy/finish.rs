@@ -1,7 +1,7 @@
 //! Phases *finish* and *log*: the upstream connection back to the pool
 //! when its response was read whole, whether the client connection stays
 //! open, and the exchange's traffic record (and activity record) into the
-//! core's log shard.
+//! core's log shard and its counts into the core's metrics.
 
 use palisade_schema::access::AccessAction;
 use palisade_schema::logrec::Action;
@@ -27,25 +27,33 @@ pub fn done(x: &mut Exchange<'_>, reuse_upstream: bool, keep_alive: bool) -> Ste
     })
 }
 
-/// *log*: the exchange's records, once its outcome is known.
+/// *log*: the exchange's records and counts, once its outcome is known.
 pub fn log(x: &mut Exchange<'_>, outcome: &Outcome) {
-    let Some(log) = &x.core.logs else {
-        return;
-    };
     if let Outcome::CloseAfterError(status) = outcome {
         x.served.status = *status;
     }
     let served = &x.served;
     let admitted = &x.admitted;
+    let duration_us = served
+        .started
+        .map_or(0, |t| t.elapsed().as_micros().min(u64::MAX as u128) as u64);
+    let action = log_action(admitted, served.status);
+    let bytes_up = x.client.consumed() - served.up0;
+    let bytes_down = x.client.stream.written() - served.down0;
+    x.core.metrics.duration.observe(duration_us);
+    if let Some(app) = x.snap.app_counters.get(x.req.app) {
+        app.request(served.status, action, bytes_up, bytes_down);
+    }
+    let Some(log) = &x.core.logs else {
+        return;
+    };
     let snap = x.snap;
     let index = x.req.index;
     let head = &x.upstream_head;
     let facts = TrafficFacts {
         request_id: x.request_id,
         started_unix_us: served.started_unix_us,
-        duration_us: served
-            .started
-            .map_or(0, |t| t.elapsed().as_micros().min(u32::MAX as u128) as u32),
+        duration_us: duration_us.min(u32::MAX as u64) as u32,
         peer: x.conn.ctx.peer,
         tls: x.conn.ctx.tls,
         app: &snap.apps[x.req.app].name,
@@ -54,9 +62,9 @@ pub fn log(x: &mut Exchange<'_>, outcome: &Outcome) {
         target: index.target.of(head),
         user_agent: index.user_agent.of(head),
         status: served.status,
-        bytes_up: x.client.consumed() - served.up0,
-        bytes_down: x.client.stream.written() - served.down0,
-        action: log_action(admitted, served.status),
+        bytes_up,
+        bytes_down,
+        action,
         policy: admitted.policy.map_or("", |p| snap.access.policy_name(p)),
         user: if served.user.is_empty() {
             admitted.user()
@@ -99,6 +107,11 @@ pub fn log_unrouted(
     started_unix_us: u64,
     down0: u64,
 ) {
+    let bytes_up = client.buffered().len() as u64;
+    let bytes_down = client.stream.written() - down0;
+    core.metrics
+        .unrouted
+        .request(rejection.status, Action::Block, bytes_up, bytes_down);
     let Some(log) = &core.logs else {
         return;
     };
@@ -114,8 +127,8 @@ pub fn log_unrouted(
         target: b"",
         user_agent: b"",
         status: rejection.status,
-        bytes_up: client.buffered().len() as u64,
-        bytes_down: client.stream.written() - down0,
+        bytes_up,
+        bytes_down,
         action: Action::Block,
         policy: "",
         user: "",

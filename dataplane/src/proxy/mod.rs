@@ -14,7 +14,7 @@
 //! | 9 | session response | [`session_response`] | session policies apply | download control: relay, replace or encrypt |
 //! | 10 | relay | [`relay`] | response let through | body (rewritten) to the client, or a tunnel |
 //! | 11 | finish | [`finish`] | exchange over | pool the upstream, keep or close the client |
-//! | 12 | log | [`finish`] | always | traffic and activity records |
+//! | 12 | log | [`finish`] | always | traffic and activity records; the metrics |
 //!
 //! Each phase is a function of the [`Exchange`] returning a [`Step`]:
 //! continue, respond (a synthesised answer from [`crate::answers`]), fail
@@ -318,6 +318,9 @@ async fn answer(x: &mut Exchange<'_>, status: u16) -> Outcome {
 /// Answers a failed exchange with an error page and closes: the request
 /// body may be partly unread, and the upstream connection is dropped.
 async fn fail(x: &mut Exchange<'_>, e: &ExchangeError) -> Outcome {
+    if let Some(why) = e.upstream {
+        x.core.metrics.upstream_failure(why);
+    }
     x.consume_head();
     answers::error_response(&mut x.out, e.status, &e.detail, !x.req.is_head);
     let _ = x.client.stream.write_all(&x.out).await;

@@ -21,6 +21,8 @@ pub const DEADLINE: Duration = Duration::from_secs(10);
 pub struct Dataplane {
     child: Child,
     pub addr: SocketAddr,
+    /// The line it printed when ready (addresses it listens on).
+    pub ready_line: String,
     _dir: tempfile::TempDir,
 }
 
@@ -104,6 +106,7 @@ impl Dataplane {
         Dataplane {
             child,
             addr,
+            ready_line: line,
             _dir: dir,
         }
     }
