@@ -2,7 +2,8 @@
 //! the data plane's endpoint sums its two cores and reports the version
 //! each core serves (before and after an apply); controld's serves its
 //! status (each core's version, log records stored) as `status
-//! --prometheus` prints it.
+//! --prometheus` prints it. The Grafana dashboard in `docs/grafana/`
+//! queries only metrics the two endpoints serve.
 
 mod support;
 
@@ -115,5 +116,31 @@ fn both_processes_serve_their_metrics_across_an_apply() {
     let text = scrape(controld_metrics);
     assert_eq!(samples(&text, "palisade_policy_version"), [2.0]);
     assert_eq!(samples(&text, "palisade_core_policy_version"), [2.0, 2.0]);
+
+    // Every metric the dashboard queries is served by one of the two.
+    let served = format!("{}{text}", scrape(dp_metrics));
+    let dashboard = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/grafana/palisade.json"),
+    )
+    .expect("dashboard");
+    let dashboard: serde_json::Value = serde_json::from_str(&dashboard).expect("dashboard JSON");
+    let mut queried = Vec::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("expr");
+            queried.extend(
+                expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .filter(|w| w.starts_with("palisade_"))
+                    .map(|w| w.trim_end_matches("_bucket").to_string()),
+            );
+        }
+    }
+    assert!(queried.len() >= 10, "{queried:?}");
+    for metric in queried {
+        assert!(
+            served.contains(&format!("# TYPE {metric} ")),
+            "the dashboard queries {metric}, which neither endpoint serves"
+        );
+    }
     drop(dp);
 }
