@@ -79,3 +79,59 @@ fn answer(mut s: TcpStream, render: &impl Fn() -> Result<String, String>) -> std
     }
     s.write_all(&out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sends `request` and returns the whole answer.
+    fn exchange(addr: SocketAddr, request: &[u8]) -> String {
+        let mut s = TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(request).expect("write");
+        let mut out = String::new();
+        s.read_to_string(&mut out).expect("read");
+        out
+    }
+
+    #[test]
+    fn answers_scrapes_and_refuses_everything_else() {
+        let addr = serve("127.0.0.1:0".parse().unwrap(), || Ok("m 1\n".into())).unwrap();
+        let ok = exchange(addr, b"GET /metrics?x=1 HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
+        assert!(
+            ok.contains("Content-Type: text/plain; version=0.0.4"),
+            "{ok}"
+        );
+        assert!(ok.ends_with("\r\n\r\nm 1\n"), "{ok}");
+        let head = exchange(addr, b"HEAD /metrics HTTP/1.1\r\n\r\n");
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n") && head.contains("Content-Length: 4\r\n"));
+        assert!(head.ends_with("\r\n\r\n"), "no body for HEAD: {head}");
+        for (request, status) in [
+            (&b"GET / HTTP/1.1\r\n\r\n"[..], "404"),
+            (
+                b"POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+                "405",
+            ),
+            (b"GET /metrics HTTP/1.1\r\nBad Header\r\n\r\n", "400"),
+            (b"\x00\x01\x02\r\n\r\n", "400"),
+        ] {
+            let answer = exchange(addr, request);
+            assert!(
+                answer.starts_with(&format!("HTTP/1.1 {status} ")),
+                "{request:?}: {answer}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_failed_render_is_a_503_with_its_reason() {
+        let addr = serve("127.0.0.1:0".parse().unwrap(), || {
+            Err("controld is not answering".into())
+        })
+        .unwrap();
+        let answer = exchange(addr, b"GET /metrics HTTP/1.1\r\n\r\n");
+        assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");
+        assert!(answer.ends_with("controld is not answering\n"), "{answer}");
+    }
+}
