@@ -58,7 +58,23 @@ pub struct Engine {
     /// Per policy: (day, alerts raised that day).
     today: HashMap<String, (String, u32)>,
     queue: SyncSender<Alert>,
-    pub pending: Arc<AtomicU64>,
+    pub stats: Arc<AlertStats>,
+}
+
+/// The alert pipeline's counts since controld started (`controld status`,
+/// the metrics).
+#[derive(Debug, Default)]
+pub struct AlertStats {
+    /// Raised and stored.
+    pub raised: AtomicU64,
+    /// Waiting for delivery.
+    pub pending: AtomicU64,
+    /// Taken by every configured sink (file, webhook).
+    pub delivered: AtomicU64,
+    /// Not delivered to a sink: its write failed, the webhook refused it
+    /// through every retry, or the delivery queue was full. The alert
+    /// stays in the store (`controld alerts`).
+    pub failed: AtomicU64,
 }
 
 /// UTC date (YYYY-MM-DD) of a time in microseconds since the epoch.
@@ -77,16 +93,16 @@ impl Engine {
     /// An engine and the delivery thread for `sinks`.
     pub fn start(policies: PolicySet, sinks: Sinks) -> Engine {
         let (queue, rx) = std::sync::mpsc::sync_channel(QUEUE);
-        let pending = Arc::new(AtomicU64::new(0));
-        let p = pending.clone();
+        let stats = Arc::new(AlertStats::default());
+        let s = stats.clone();
         let _ = std::thread::Builder::new()
             .name("controld-alerts".into())
-            .spawn(move || deliver(rx, sinks, p));
+            .spawn(move || deliver(rx, sinks, s));
         Engine {
             policies,
             today: HashMap::new(),
             queue,
-            pending,
+            stats,
         }
     }
 
@@ -181,11 +197,13 @@ impl Engine {
                 ],
             )?;
             alert.id = tx.last_insert_rowid();
-            self.pending.fetch_add(1, Ordering::Relaxed);
+            self.stats.raised.fetch_add(1, Ordering::Relaxed);
+            self.stats.pending.fetch_add(1, Ordering::Relaxed);
             if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
                 self.queue.try_send(alert)
             {
-                self.pending.fetch_sub(1, Ordering::Relaxed);
+                self.stats.pending.fetch_sub(1, Ordering::Relaxed);
+                self.stats.failed.fetch_add(1, Ordering::Relaxed);
             }
         }
         Ok(())
@@ -193,7 +211,7 @@ impl Engine {
 }
 
 /// The delivery thread: each alert to the file, then to the webhook.
-fn deliver(rx: Receiver<Alert>, sinks: Sinks, pending: Arc<AtomicU64>) {
+fn deliver(rx: Receiver<Alert>, sinks: Sinks, stats: Arc<AlertStats>) {
     let mut file = sinks.file.as_ref().and_then(|p| {
         std::fs::OpenOptions::new()
             .create(true)
@@ -209,19 +227,29 @@ fn deliver(rx: Receiver<Alert>, sinks: Sinks, pending: Arc<AtomicU64>) {
         .into();
     for alert in rx {
         let json = serde_json::to_string(&alert).unwrap_or_default();
+        // A file that could not be opened at start fails every alert.
+        let mut delivered = sinks.file.is_none() || file.is_some();
         if let Some(f) = &mut file {
             if let Err(e) = writeln!(f, "{json}").and_then(|_| f.flush()) {
                 eprintln!("controld: alert file: {e}");
+                delivered = false;
             }
         }
         if let Some(url) = &sinks.webhook {
-            post_with_retries(&agent, url, &json, alert.id);
+            delivered &= post_with_retries(&agent, url, &json, alert.id);
         }
-        pending.fetch_sub(1, Ordering::Relaxed);
+        stats.pending.fetch_sub(1, Ordering::Relaxed);
+        let outcome = if delivered {
+            &stats.delivered
+        } else {
+            &stats.failed
+        };
+        outcome.fetch_add(1, Ordering::Relaxed);
     }
 }
 
-fn post_with_retries(agent: &ureq::Agent, url: &str, json: &str, id: i64) {
+/// POSTs one alert, retrying with backoff; whether the webhook took it.
+fn post_with_retries(agent: &ureq::Agent, url: &str, json: &str, id: i64) -> bool {
     let mut wait = FIRST_RETRY;
     for attempt in 1..=ATTEMPTS {
         let outcome = agent
@@ -229,7 +257,7 @@ fn post_with_retries(agent: &ureq::Agent, url: &str, json: &str, id: i64) {
             .header("Content-Type", "application/json")
             .send(json);
         match outcome {
-            Ok(resp) if resp.status().is_success() => return,
+            Ok(resp) if resp.status().is_success() => return true,
             Ok(resp) => eprintln!(
                 "controld: alert {id}: webhook answered {} (attempt {attempt}/{ATTEMPTS})",
                 resp.status()
@@ -244,4 +272,5 @@ fn post_with_retries(agent: &ureq::Agent, url: &str, json: &str, id: i64) {
         }
     }
     eprintln!("controld: alert {id}: webhook delivery given up; it stays in `controld alerts`");
+    false
 }

@@ -83,6 +83,9 @@ pub struct Status {
     /// memory (from the ended streams' ledgers), over the store's life.
     pub log_lost: u64,
     pub alerts_pending: u64,
+    pub alerts_raised: u64,
+    pub alerts_delivered: u64,
+    pub alerts_failed: u64,
 }
 
 impl Status {
@@ -144,6 +147,25 @@ impl Status {
             "Alerts waiting for webhook delivery.",
             vec![format!(" {}", self.alerts_pending)],
         );
+        for (name, help, value) in [
+            (
+                "palisade_alerts_raised_total",
+                "Alerts raised and stored since controld started.",
+                self.alerts_raised,
+            ),
+            (
+                "palisade_alerts_delivered_total",
+                "Alerts every configured sink (file, webhook) took.",
+                self.alerts_delivered,
+            ),
+            (
+                "palisade_alerts_failed_total",
+                "Alerts a sink did not take (write failed, webhook refused through every retry, queue full); they stay in the store.",
+                self.alerts_failed,
+            ),
+        ] {
+            metric(name, "counter", help, vec![format!(" {value}")]);
+        }
         out
     }
 
@@ -188,8 +210,14 @@ impl Status {
             out.push_str("last push: none since controld started\n");
         }
         out.push_str(&format!(
-            "logs: {} records stored since start, {} waiting for storage, {} lost with killed data-plane runs; alerts waiting for delivery: {}\n",
-            self.log_stored, self.log_backlog, self.log_lost, self.alerts_pending
+            "logs: {} records stored since start, {} waiting for storage, {} lost with killed data-plane runs\nalerts since start: {} raised, {} delivered, {} not delivered, {} waiting\n",
+            self.log_stored,
+            self.log_backlog,
+            self.log_lost,
+            self.alerts_raised,
+            self.alerts_delivered,
+            self.alerts_failed,
+            self.alerts_pending
         ));
         out
     }
@@ -309,6 +337,9 @@ pub fn status(socket: &Path) -> Result<Status, String> {
                 log_stored: s.get_log_stored(),
                 log_lost: s.get_log_lost(),
                 alerts_pending: s.get_alerts_pending(),
+                alerts_raised: s.get_alerts_raised(),
+                alerts_delivered: s.get_alerts_delivered(),
+                alerts_failed: s.get_alerts_failed(),
             })
         }
         response::Error(e) => Err(text(e)),

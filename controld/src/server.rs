@@ -104,7 +104,7 @@ pub struct Daemon {
     ingest: OnceLock<Ingest>,
     /// Activity policies the alert engine evaluates.
     activity_policies: PolicySet,
-    alerts_pending: OnceLock<Arc<std::sync::atomic::AtomicU64>>,
+    alert_stats: OnceLock<Arc<crate::alerts::AlertStats>>,
 }
 
 /// The outcome of an apply or rollback.
@@ -365,8 +365,11 @@ fn status_frame(daemon: &Daemon) -> Vec<u8> {
         st.set_log_stored(ingest.stats.stored.load(Ordering::Relaxed));
         st.set_log_lost(ingest.stats.lost.load(Ordering::Relaxed));
     }
-    if let Some(p) = daemon.alerts_pending.get() {
-        st.set_alerts_pending(p.load(Ordering::Relaxed));
+    if let Some(a) = daemon.alert_stats.get() {
+        st.set_alerts_pending(a.pending.load(Ordering::Relaxed));
+        st.set_alerts_raised(a.raised.load(Ordering::Relaxed));
+        st.set_alerts_delivered(a.delivered.load(Ordering::Relaxed));
+        st.set_alerts_failed(a.failed.load(Ordering::Relaxed));
     }
     frame::encode(&m)
 }
@@ -567,7 +570,7 @@ pub fn serve(config: ServeConfig, on_ready: impl FnOnce(u64)) -> Result<(), Stri
         applying: Mutex::new(()),
         ingest: OnceLock::new(),
         activity_policies: PolicySet::default(),
-        alerts_pending: OnceLock::new(),
+        alert_stats: OnceLock::new(),
     });
     let stored = daemon.compile_and_store(&config.policy)?;
     // The alert engine follows the current policy (a restart may have
@@ -580,7 +583,7 @@ pub fn serve(config: ServeConfig, on_ready: impl FnOnce(u64)) -> Result<(), Stri
     let store = crate::logstore::Store::open(&store_path, config.logs.sync)
         .map_err(|e| format!("{}: {e}", store_path.display()))?;
     let engine = Engine::start(daemon.activity_policies.clone(), config.logs.sinks.clone());
-    let _ = daemon.alerts_pending.set(engine.pending.clone());
+    let _ = daemon.alert_stats.set(engine.stats.clone());
     let weak = Arc::downgrade(&daemon);
     let on_stored: crate::ingest::OnStored = Box::new(move |conn, stored, dropped| {
         if let Some(d) = weak.upgrade() {

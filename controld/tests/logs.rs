@@ -515,6 +515,40 @@ fn alert_daily_limit_holds_and_the_webhook_gets_json_retried_after_a_500() {
     eventually("3 alerts in the JSON-lines file", || {
         std::fs::read_to_string(&file).is_ok_and(|t| t.lines().count() == 3)
     });
+    // controld counts them (status, and the metrics it renders from it).
+    eventually("3 alerts counted raised and delivered", || {
+        let st = env.status();
+        st["alerts_raised"] == 3
+            && st["alerts_delivered"] == 3
+            && st["alerts_failed"] == 0
+            && st["alerts_pending"] == 0
+    });
+}
+
+#[test]
+fn alerts_a_sink_cannot_take_are_counted_failed_and_kept() {
+    let env = Env::new();
+    let origin = app_origin();
+    let policy = env.policy(
+        "p.toml",
+        origin.addr(),
+        "\n[[activity_policy]]\nname = \"not-found\"\nstatuses = [404]\nalert = { severity = \"low\" }\n",
+    );
+    // The alert file's directory does not exist: every write fails.
+    let file = env.path("missing-dir/alerts.jsonl");
+    let _controld = env.controld(&policy, &["--alert-file", file.to_str().unwrap()]);
+    let (_dp, addr) = env.dataplane(1, &[]);
+    env.wait_for_cores(1, 1);
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    for i in 0..2 {
+        assert_eq!(roundtrip(&mut s, &get(&format!("/gone/{i}"), "a")).0, 404);
+    }
+    eventually("2 alerts counted raised and failed", || {
+        let st = env.status();
+        st["alerts_raised"] == 2 && st["alerts_failed"] == 2 && st["alerts_delivered"] == 0
+    });
+    assert_eq!(env.alerts().len(), 2, "kept in the store");
 }
 
 #[test]

@@ -161,4 +161,11 @@ struct Status {
   # Log records data-plane runs made and never delivered because the
   # process was killed or crashed holding them in memory (counted from
   # each ended stream's ledger, stored).
+  alertsRaised @10 :UInt64;
+  # Alerts raised and stored since controld started.
+  alertsDelivered @11 :UInt64;
+  # Alerts every configured sink (file, webhook) took.
+  alertsFailed @12 :UInt64;
+  # Alerts a sink did not take (write failed, webhook refused through
+  # every retry, queue full); they stay in the store.
 }
