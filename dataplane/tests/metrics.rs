@@ -193,6 +193,10 @@ fn prometheus_scrapes_exact_request_counts_during_a_load() {
     let mut made = 3;
     let mut seen_mid_load = false;
     let mut rounds = 0;
+    // Bounded by time, not rounds: Prometheus's first scrape may come a
+    // few seconds after it is ready, and a fast machine makes many rounds
+    // before then.
+    let started = std::time::Instant::now();
     while !seen_mid_load || rounds < 2 {
         std::thread::scope(|s| {
             for _ in 0..4 {
@@ -205,7 +209,10 @@ fn prometheus_scrapes_exact_request_counts_during_a_load() {
             || prometheus
                 .value("palisade_requests_total{app=\"demo\",code_class=\"2xx\"}")
                 .is_some_and(|v| v > 3.0 && v < made as f64);
-        assert!(rounds < 500, "prometheus never scraped during the load");
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "prometheus never scraped during the load ({rounds} rounds)"
+        );
     }
     let demo_ok = "palisade_requests_total{app=\"demo\",code_class=\"2xx\",action=\"allow\"}";
     prometheus.eventually_equals(demo_ok, made as f64);
