@@ -94,7 +94,7 @@ impl Status {
     pub fn render_prometheus(&self) -> String {
         let mut out = String::new();
         let mut metric = |name: &str, kind: &str, help: &str, lines: Vec<String>| {
-            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+            palisade_schema::metrics_http::describe(&mut out, name, kind, help);
             for l in lines {
                 out.push_str(&format!("{name}{l}\n"));
             }

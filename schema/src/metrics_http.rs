@@ -11,6 +11,12 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
+/// Appends a metric's `# HELP` and `# TYPE` lines to `out` (`kind`:
+/// counter, gauge, histogram).
+pub fn describe(out: &mut String, name: &str, kind: &str, help: &str) {
+    out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+}
+
 /// Binds `addr` and answers scrapes with `render()` from a thread until
 /// the process ends (`Err`: 503 with the message). Returns the bound
 /// address (port 0 picks one).

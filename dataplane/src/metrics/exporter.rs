@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 
 use palisade_schema::logrec::Action;
+use palisade_schema::metrics_http::describe;
 
 use super::{
     AppCounters, CoreMetrics, Counter, Metrics, UpstreamFailure, DURATION_BOUNDS_US, STATUS_CLASSES,
@@ -23,10 +24,6 @@ fn escaped(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
-}
-
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
 fn sum(cores: &[std::sync::Arc<CoreMetrics>], f: impl Fn(&CoreMetrics) -> &Counter) -> u64 {
@@ -69,7 +66,7 @@ pub fn render(metrics: &Metrics) -> String {
         }
     };
     let unrouted: Vec<&AppCounters> = cores.iter().map(|c| &c.unrouted).collect();
-    header(
+    describe(
         &mut out,
         "palisade_requests_total",
         "counter",
@@ -92,7 +89,7 @@ pub fn render(metrics: &Metrics) -> String {
             1,
         ),
     ] {
-        header(&mut out, metric, "counter", help);
+        describe(&mut out, metric, "counter", help);
         let pick = |c: &AppCounters| {
             if which == 0 {
                 c.received.get()
@@ -111,7 +108,7 @@ pub fn render(metrics: &Metrics) -> String {
         }
     }
 
-    header(
+    describe(
         &mut out,
         "palisade_request_duration_seconds",
         "histogram",
@@ -133,7 +130,7 @@ pub fn render(metrics: &Metrics) -> String {
         sum(cores, |c| &c.duration.sum_us) as f64 / 1e6
     );
 
-    header(
+    describe(
         &mut out,
         "palisade_upstream_failures_total",
         "counter",
@@ -146,7 +143,7 @@ pub fn render(metrics: &Metrics) -> String {
             sum(cores, |c| &c.upstream_failures[i])
         );
     }
-    header(
+    describe(
         &mut out,
         "palisade_tls_handshakes_total",
         "counter",
@@ -158,7 +155,7 @@ pub fn render(metrics: &Metrics) -> String {
         sum(cores, |c| &c.tls_handshakes),
         sum(cores, |c| &c.tls_handshake_failures)
     );
-    header(
+    describe(
         &mut out,
         "palisade_connections_accepted_total",
         "counter",
@@ -181,7 +178,7 @@ pub fn render(metrics: &Metrics) -> String {
             |c: &CoreMetrics| c.policy_version.get(),
         ),
     ] {
-        header(&mut out, metric, "gauge", help);
+        describe(&mut out, metric, "gauge", help);
         for c in cores {
             let _ = writeln!(out, "{metric}{{core=\"{}\"}} {}", c.core, pick(c));
         }
