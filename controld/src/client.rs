@@ -86,6 +86,22 @@ pub struct Status {
     pub alerts_raised: u64,
     pub alerts_delivered: u64,
     pub alerts_failed: u64,
+    pub siem: Vec<SiemStatus>,
+}
+
+/// One SIEM export destination.
+#[derive(Debug, Serialize)]
+pub struct SiemStatus {
+    pub destination: String,
+    /// Messages the receiver acknowledged since controld started.
+    pub sent: u64,
+    /// Failed connect or send attempts since controld started.
+    pub failures: u64,
+    /// Why the last attempt failed; empty while delivering.
+    pub last_error: String,
+    /// Last record and alert ids acknowledged.
+    pub mark_record: i64,
+    pub mark_alert: i64,
 }
 
 impl Status {
@@ -166,6 +182,30 @@ impl Status {
         ] {
             metric(name, "counter", help, vec![format!(" {value}")]);
         }
+        let per_destination = |f: &dyn Fn(&SiemStatus) -> u64| -> Vec<String> {
+            self.siem
+                .iter()
+                .map(|d| format!("{{destination=\"{}\"}} {}", label(&d.destination), f(d)))
+                .collect()
+        };
+        metric(
+            "palisade_siem_messages_sent_total",
+            "counter",
+            "Records and alerts a SIEM destination acknowledged.",
+            per_destination(&|d| d.sent),
+        );
+        metric(
+            "palisade_siem_send_failures_total",
+            "counter",
+            "Failed connect or send attempts to a SIEM destination.",
+            per_destination(&|d| d.failures),
+        );
+        metric(
+            "palisade_siem_failing",
+            "gauge",
+            "1 while the last attempt to a SIEM destination failed (its rows wait in the store).",
+            per_destination(&|d| u64::from(!d.last_error.is_empty())),
+        );
         out
     }
 
@@ -219,8 +259,29 @@ impl Status {
             self.alerts_failed,
             self.alerts_pending
         ));
+        for d in &self.siem {
+            out.push_str(&format!(
+                "siem {}: {} sent since start, acknowledged through record {} and alert {}{}\n",
+                d.destination,
+                d.sent,
+                d.mark_record,
+                d.mark_alert,
+                if d.last_error.is_empty() {
+                    String::new()
+                } else {
+                    format!("; failing ({} attempts): {}", d.failures, d.last_error)
+                }
+            ));
+        }
         out
     }
+}
+
+/// A Prometheus label value: backslash, quote and line feed escaped.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 fn exchange(
@@ -340,6 +401,19 @@ pub fn status(socket: &Path) -> Result<Status, String> {
                 alerts_raised: s.get_alerts_raised(),
                 alerts_delivered: s.get_alerts_delivered(),
                 alerts_failed: s.get_alerts_failed(),
+                siem: s
+                    .get_siem()
+                    .map_err(|e| e.to_string())?
+                    .iter()
+                    .map(|d| SiemStatus {
+                        destination: text(d.get_destination()),
+                        sent: d.get_sent(),
+                        failures: d.get_failures(),
+                        last_error: text(d.get_last_error()),
+                        mark_record: d.get_mark_record(),
+                        mark_alert: d.get_mark_alert(),
+                    })
+                    .collect(),
             })
         }
         response::Error(e) => Err(text(e)),

@@ -4,6 +4,8 @@
 //! history in a [`state`] directory and serves the control [`socket`] to
 //! data-plane cores and operators. [`client`] is the operator side (`apply`,
 //! `status`, `rollback`); [`commands`] the offline `compile` and `validate`.
+//! Stored logs leave through [`alerts`] (file, webhook, e-mail) and
+//! [`siem`] (CEF over syslog).
 
 pub mod alerts;
 pub mod certs;
@@ -14,5 +16,6 @@ pub mod logcli;
 pub mod logstore;
 pub mod protect;
 pub mod server;
+pub mod siem;
 pub mod socket;
 pub mod state;

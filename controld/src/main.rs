@@ -122,6 +122,16 @@ enum Command {
         /// a management network.
         #[arg(long)]
         metrics: Option<std::net::SocketAddr>,
+        /// Export every activity record and alert as CEF over RFC 5424
+        /// syslog: syslog+tls://HOST:PORT, syslog+tcp://HOST:PORT or
+        /// syslog+udp://HOST:PORT (repeatable). At least once from the log
+        /// store: a receiver that is down delays the export, it loses
+        /// nothing (UDP is best effort).
+        #[arg(long = "siem", value_name = "URL")]
+        siem: Vec<String>,
+        /// PEM CA certificates trusted for syslog+tls besides the system's.
+        #[arg(long, value_name = "FILE")]
+        siem_ca: Option<PathBuf>,
     },
     /// Traffic and activity logs: export and tail.
     Logs {
@@ -302,7 +312,16 @@ fn run(cli: Cli) -> Result<(), String> {
             alert_webhook,
             alert_file,
             metrics,
+            siem,
+            siem_ca,
         } => {
+            let siem = palisade_controld::siem::Settings {
+                destinations: siem
+                    .iter()
+                    .map(|u| palisade_controld::siem::Destination::parse(u))
+                    .collect::<Result<_, _>>()?,
+                ca: siem_ca,
+            };
             // Each scrape asks the daemon over its own socket, as `status`
             // does: the endpoint sees exactly what an operator would.
             let metrics_line = match metrics {
@@ -341,6 +360,7 @@ fn run(cli: Cli) -> Result<(), String> {
                         webhook: alert_webhook,
                         file: alert_file,
                     },
+                    siem,
                 },
             };
             server::serve(config, |version| {

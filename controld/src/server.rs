@@ -52,6 +52,8 @@ pub struct LogSettings {
     /// Records older than this are deleted (hourly); `None`: kept forever.
     pub retention: Option<Duration>,
     pub sinks: crate::alerts::Sinks,
+    /// Where every record and alert is exported (CEF over syslog).
+    pub siem: crate::siem::Settings,
 }
 
 impl Default for LogSettings {
@@ -60,6 +62,7 @@ impl Default for LogSettings {
             sync: crate::logstore::Sync::Full,
             retention: Some(Duration::from_secs(30 * 86400)),
             sinks: crate::alerts::Sinks::default(),
+            siem: crate::siem::Settings::default(),
         }
     }
 }
@@ -105,6 +108,8 @@ pub struct Daemon {
     /// Activity policies the alert engine evaluates.
     activity_policies: PolicySet,
     alert_stats: OnceLock<Arc<crate::alerts::AlertStats>>,
+    /// Each SIEM destination's progress.
+    siem_stats: OnceLock<Vec<Arc<crate::siem::DestinationStats>>>,
 }
 
 /// The outcome of an apply or rollback.
@@ -371,6 +376,18 @@ fn status_frame(daemon: &Daemon) -> Vec<u8> {
         st.set_alerts_delivered(a.delivered.load(Ordering::Relaxed));
         st.set_alerts_failed(a.failed.load(Ordering::Relaxed));
     }
+    if let Some(siem) = daemon.siem_stats.get() {
+        let mut list = st.reborrow().init_siem(siem.len() as u32);
+        for (i, d) in siem.iter().enumerate() {
+            let mut out = list.reborrow().get(i as u32);
+            out.set_destination(d.url.as_str());
+            out.set_sent(d.sent.load(Ordering::Relaxed));
+            out.set_failures(d.failures.load(Ordering::Relaxed));
+            out.set_last_error(d.last_error().as_str());
+            out.set_mark_record(d.mark_record.load(Ordering::Relaxed));
+            out.set_mark_alert(d.mark_alert.load(Ordering::Relaxed));
+        }
+    }
     frame::encode(&m)
 }
 
@@ -571,6 +588,7 @@ pub fn serve(config: ServeConfig, on_ready: impl FnOnce(u64)) -> Result<(), Stri
         ingest: OnceLock::new(),
         activity_policies: PolicySet::default(),
         alert_stats: OnceLock::new(),
+        siem_stats: OnceLock::new(),
     });
     let stored = daemon.compile_and_store(&config.policy)?;
     // The alert engine follows the current policy (a restart may have
@@ -582,6 +600,9 @@ pub fn serve(config: ServeConfig, on_ready: impl FnOnce(u64)) -> Result<(), Stri
     let store_path = crate::logstore::path(&config.state_dir);
     let store = crate::logstore::Store::open(&store_path, config.logs.sync)
         .map_err(|e| format!("{}: {e}", store_path.display()))?;
+    let _ = daemon
+        .siem_stats
+        .set(crate::siem::start(&config.state_dir, &config.logs.siem)?);
     let engine = Engine::start(daemon.activity_policies.clone(), config.logs.sinks.clone());
     let _ = daemon.alert_stats.set(engine.stats.clone());
     let weak = Arc::downgrade(&daemon);

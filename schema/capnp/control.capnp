@@ -168,4 +168,20 @@ struct Status {
   alertsFailed @12 :UInt64;
   # Alerts a sink did not take (write failed, webhook refused through
   # every retry, queue full); they stay in the store.
+  siem @13 :List(SiemStatus);
+  # Each SIEM export destination (controld serve --siem).
+}
+
+struct SiemStatus {
+  destination @0 :Text;
+  # The URL given, e.g. syslog+tls://siem.example:6514.
+  sent @1 :UInt64;
+  # Messages (records and alerts) the receiver acknowledged since start.
+  failures @2 :UInt64;
+  # Failed connect or send attempts since start.
+  lastError @3 :Text;
+  # Why the last attempt failed; empty while delivering.
+  markRecord @4 :Int64;
+  markAlert @5 :Int64;
+  # The last record and alert ids acknowledged (the persisted mark).
 }
