@@ -1,8 +1,8 @@
 //! Alerts: activity policies evaluated on every stored record. A match on a
 //! policy with `alert` writes an alert row in the same transaction as the
 //! record (at most `daily_limit` per policy per UTC day) and queues it for
-//! delivery: a JSON-lines file and a webhook (HTTP POST of JSON, retried
-//! with backoff). Delivery runs on its own thread and never blocks log
+//! delivery: a JSON-lines file, a webhook (HTTP POST of JSON) and e-mail
+//! ([`crate::mail`]), the last two retried with backoff. Delivery runs on its own thread and never blocks log
 //! ingestion: when its queue is full the alert stays in the store only.
 
 use std::collections::HashMap;
@@ -29,6 +29,7 @@ const FIRST_RETRY: Duration = Duration::from_millis(200);
 pub struct Sinks {
     pub webhook: Option<String>,
     pub file: Option<PathBuf>,
+    pub mail: Option<Arc<crate::mail::Mailer>>,
 }
 
 /// One alert as stored, listed and delivered.
@@ -69,7 +70,7 @@ pub struct AlertStats {
     pub raised: AtomicU64,
     /// Waiting for delivery.
     pub pending: AtomicU64,
-    /// Taken by every configured sink (file, webhook).
+    /// Taken by every configured sink (file, webhook, e-mail).
     pub delivered: AtomicU64,
     /// Not delivered to a sink: its write failed, the webhook refused it
     /// through every retry, or the delivery queue was full. The alert
@@ -236,7 +237,12 @@ fn deliver(rx: Receiver<Alert>, sinks: Sinks, stats: Arc<AlertStats>) {
             }
         }
         if let Some(url) = &sinks.webhook {
-            delivered &= post_with_retries(&agent, url, &json, alert.id);
+            delivered &= with_retries("webhook", alert.id, || post(&agent, url, &json));
+        }
+        if let Some(mailer) = &sinks.mail {
+            delivered &= with_retries("mail", alert.id, || {
+                mailer.send(&alert).map_err(|e| (e.message, e.permanent))
+            });
         }
         stats.pending.fetch_sub(1, Ordering::Relaxed);
         let outcome = if delivered {
@@ -248,29 +254,42 @@ fn deliver(rx: Receiver<Alert>, sinks: Sinks, stats: Arc<AlertStats>) {
     }
 }
 
-/// POSTs one alert, retrying with backoff; whether the webhook took it.
-fn post_with_retries(agent: &ureq::Agent, url: &str, json: &str, id: i64) -> bool {
+/// One delivery attempt: done, or why not and whether it is final.
+type Attempt = Result<(), (String, bool)>;
+
+/// Runs `attempt` until it succeeds, fails for good or [`ATTEMPTS`] ran,
+/// waiting from [`FIRST_RETRY`] doubling between tries; whether the sink
+/// took the alert.
+fn with_retries(sink: &str, id: i64, mut attempt: impl FnMut() -> Attempt) -> bool {
     let mut wait = FIRST_RETRY;
-    for attempt in 1..=ATTEMPTS {
-        let outcome = agent
-            .post(url)
-            .header("Content-Type", "application/json")
-            .send(json);
-        match outcome {
-            Ok(resp) if resp.status().is_success() => return true,
-            Ok(resp) => eprintln!(
-                "controld: alert {id}: webhook answered {} (attempt {attempt}/{ATTEMPTS})",
-                resp.status()
-            ),
-            Err(e) => {
-                eprintln!("controld: alert {id}: webhook: {e} (attempt {attempt}/{ATTEMPTS})")
+    for n in 1..=ATTEMPTS {
+        match attempt() {
+            Ok(()) => return true,
+            Err((why, permanent)) => {
+                eprintln!("controld: alert {id}: {sink}: {why} (attempt {n}/{ATTEMPTS})");
+                if permanent {
+                    break;
+                }
             }
         }
-        if attempt < ATTEMPTS {
+        if n < ATTEMPTS {
             std::thread::sleep(wait);
             wait = (wait * 2).min(Duration::from_secs(30));
         }
     }
-    eprintln!("controld: alert {id}: webhook delivery given up; it stays in `controld alerts`");
+    eprintln!("controld: alert {id}: {sink} delivery given up; it stays in `controld alerts`");
     false
+}
+
+/// POSTs one alert to the webhook.
+fn post(agent: &ureq::Agent, url: &str, json: &str) -> Attempt {
+    match agent
+        .post(url)
+        .header("Content-Type", "application/json")
+        .send(json)
+    {
+        Ok(resp) if resp.status().is_success() => Ok(()),
+        Ok(resp) => Err((format!("answered {}", resp.status()), false)),
+        Err(e) => Err((e.to_string(), false)),
+    }
 }

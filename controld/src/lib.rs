@@ -14,6 +14,7 @@ pub mod commands;
 pub mod ingest;
 pub mod logcli;
 pub mod logstore;
+pub mod mail;
 pub mod protect;
 pub mod server;
 pub mod siem;

@@ -79,60 +79,85 @@ struct Cli {
     command: Command,
 }
 
+/// `controld serve`'s options.
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Policy source (TOML) to start with.
+    #[arg(long)]
+    policy: PathBuf,
+    /// Control socket path.
+    #[arg(long, default_value = DEFAULT_SOCKET)]
+    socket: PathBuf,
+    /// Directory for the snapshot history.
+    #[arg(long)]
+    state_dir: PathBuf,
+    /// Group whose members may use the socket (mode 0660 instead of 0600).
+    #[arg(long)]
+    socket_group: Option<String>,
+    /// Further user ids allowed on the socket (the daemon's own uid and
+    /// root always are).
+    #[arg(long = "allow-uid")]
+    allow_uids: Vec<u32>,
+    /// Seconds `apply` waits for every core to acknowledge.
+    #[arg(long, default_value_t = 5.0)]
+    ack_timeout: f64,
+    /// `full`: every acknowledged log batch is fsynced (survives power
+    /// loss); `normal`: survives a controld crash, not the machine's.
+    #[arg(long, default_value = "full", value_parser = ["full", "normal"])]
+    log_sync: String,
+    /// Days log records and alerts are kept (0: forever).
+    #[arg(long, default_value_t = 30)]
+    log_retention_days: u64,
+    /// URL alerts are POSTed to as JSON (retried with backoff).
+    #[arg(long)]
+    alert_webhook: Option<String>,
+    /// File alerts are appended to, one JSON object per line.
+    #[arg(long)]
+    alert_file: Option<PathBuf>,
+    /// E-mail each alert through this SMTP relay (HOST:PORT; 587 for
+    /// STARTTLS, 465 for TLS), retried with backoff.
+    #[arg(long, value_name = "HOST:PORT")]
+    alert_smtp: Option<String>,
+    /// starttls (default: refuse a relay without it), tls (implicit,
+    /// port 465) or none (a relay on this host or a trusted network).
+    #[arg(long, default_value = "starttls", value_name = "starttls|tls|none")]
+    alert_smtp_security: String,
+    /// File with USER:PASSWORD on its first line (SMTP AUTH); must not
+    /// be readable by every user.
+    #[arg(long, value_name = "FILE")]
+    alert_smtp_credentials: Option<PathBuf>,
+    /// Sender address of alert mails.
+    #[arg(long, value_name = "ADDRESS", default_value = "palisade@localhost")]
+    alert_smtp_from: String,
+    /// Recipient of alert mails (repeatable; at least one).
+    #[arg(long = "alert-smtp-to", value_name = "ADDRESS")]
+    alert_smtp_to: Vec<String>,
+    /// PEM CA certificates trusted for the relay besides the system's.
+    #[arg(long, value_name = "FILE")]
+    alert_smtp_ca: Option<PathBuf>,
+    /// Serve the status as Prometheus metrics at http://ADDR/metrics
+    /// (what `status --prometheus` prints; e.g. 127.0.0.1:9465).
+    /// Unauthenticated, as Prometheus expects: bind it to loopback or
+    /// a management network.
+    #[arg(long)]
+    metrics: Option<std::net::SocketAddr>,
+    /// Export every activity record and alert as CEF over RFC 5424
+    /// syslog: syslog+tls://HOST:PORT, syslog+tcp://HOST:PORT or
+    /// syslog+udp://HOST:PORT (repeatable). At least once from the log
+    /// store: a receiver that is down delays the export, it loses
+    /// nothing (UDP is best effort).
+    #[arg(long = "siem", value_name = "URL")]
+    siem: Vec<String>,
+    /// PEM CA certificates trusted for syslog+tls besides the system's.
+    #[arg(long, value_name = "FILE")]
+    siem_ca: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the daemon: compile the policy, keep the snapshot history, serve
     /// the control socket to data planes and operators.
-    Serve {
-        /// Policy source (TOML) to start with.
-        #[arg(long)]
-        policy: PathBuf,
-        /// Control socket path.
-        #[arg(long, default_value = DEFAULT_SOCKET)]
-        socket: PathBuf,
-        /// Directory for the snapshot history.
-        #[arg(long)]
-        state_dir: PathBuf,
-        /// Group whose members may use the socket (mode 0660 instead of 0600).
-        #[arg(long)]
-        socket_group: Option<String>,
-        /// Further user ids allowed on the socket (the daemon's own uid and
-        /// root always are).
-        #[arg(long = "allow-uid")]
-        allow_uids: Vec<u32>,
-        /// Seconds `apply` waits for every core to acknowledge.
-        #[arg(long, default_value_t = 5.0)]
-        ack_timeout: f64,
-        /// `full`: every acknowledged log batch is fsynced (survives power
-        /// loss); `normal`: survives a controld crash, not the machine's.
-        #[arg(long, default_value = "full", value_parser = ["full", "normal"])]
-        log_sync: String,
-        /// Days log records and alerts are kept (0: forever).
-        #[arg(long, default_value_t = 30)]
-        log_retention_days: u64,
-        /// URL alerts are POSTed to as JSON (retried with backoff).
-        #[arg(long)]
-        alert_webhook: Option<String>,
-        /// File alerts are appended to, one JSON object per line.
-        #[arg(long)]
-        alert_file: Option<PathBuf>,
-        /// Serve the status as Prometheus metrics at http://ADDR/metrics
-        /// (what `status --prometheus` prints; e.g. 127.0.0.1:9465).
-        /// Unauthenticated, as Prometheus expects: bind it to loopback or
-        /// a management network.
-        #[arg(long)]
-        metrics: Option<std::net::SocketAddr>,
-        /// Export every activity record and alert as CEF over RFC 5424
-        /// syslog: syslog+tls://HOST:PORT, syslog+tcp://HOST:PORT or
-        /// syslog+udp://HOST:PORT (repeatable). At least once from the log
-        /// store: a receiver that is down delays the export, it loses
-        /// nothing (UDP is best effort).
-        #[arg(long = "siem", value_name = "URL")]
-        siem: Vec<String>,
-        /// PEM CA certificates trusted for syslog+tls besides the system's.
-        #[arg(long, value_name = "FILE")]
-        siem_ca: Option<PathBuf>,
-    },
+    Serve(Box<ServeArgs>),
     /// Traffic and activity logs: export and tail.
     Logs {
         #[command(subcommand)]
@@ -300,21 +325,52 @@ fn print_applied(
 
 fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
-        Command::Serve {
-            policy,
-            socket: path,
-            state_dir,
-            socket_group,
-            allow_uids,
-            ack_timeout,
-            log_sync,
-            log_retention_days,
-            alert_webhook,
-            alert_file,
-            metrics,
-            siem,
-            siem_ca,
-        } => {
+        Command::Serve(args) => {
+            let ServeArgs {
+                policy,
+                socket: path,
+                state_dir,
+                socket_group,
+                allow_uids,
+                ack_timeout,
+                log_sync,
+                log_retention_days,
+                alert_webhook,
+                alert_file,
+                alert_smtp,
+                alert_smtp_security,
+                alert_smtp_credentials,
+                alert_smtp_from,
+                alert_smtp_to,
+                alert_smtp_ca,
+                metrics,
+                siem,
+                siem_ca,
+            } = *args;
+            let mail = match alert_smtp {
+                Some(relay) => {
+                    let (host, port) = relay
+                        .rsplit_once(':')
+                        .and_then(|(h, p)| {
+                            Some((h.trim_matches(['[', ']']), p.parse::<u16>().ok()?))
+                        })
+                        .filter(|(h, p)| !h.is_empty() && *p != 0)
+                        .ok_or_else(|| format!("--alert-smtp {relay:?}: expected HOST:PORT"))?;
+                    let settings = palisade_controld::mail::Settings {
+                        host: host.to_string(),
+                        port,
+                        security: palisade_controld::mail::Security::parse(&alert_smtp_security)?,
+                        credentials: alert_smtp_credentials,
+                        from: alert_smtp_from,
+                        to: alert_smtp_to,
+                        ca: alert_smtp_ca,
+                    };
+                    Some(std::sync::Arc::new(palisade_controld::mail::Mailer::new(
+                        &settings,
+                    )?))
+                }
+                None => None,
+            };
             let siem = palisade_controld::siem::Settings {
                 destinations: siem
                     .iter()
@@ -359,6 +415,7 @@ fn run(cli: Cli) -> Result<(), String> {
                     sinks: alerts::Sinks {
                         webhook: alert_webhook,
                         file: alert_file,
+                        mail,
                     },
                     siem,
                 },

@@ -28,27 +28,6 @@ fn rsyslogd() -> PathBuf {
     path
 }
 
-/// A CA and a certificate for 127.0.0.1 signed by it, as PEM files in
-/// `dir`: ca.pem, cert.pem, key.pem.
-fn certificates(dir: &Path) {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate().expect("key");
-    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("params");
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, "siem test CA");
-    let ca_cert = ca.self_signed(&ca_key).expect("CA");
-    let issuer = Issuer::new(ca, ca_key);
-    let key = KeyPair::generate().expect("key");
-    let mut leaf = CertificateParams::new(vec!["127.0.0.1".to_string()]).expect("params");
-    leaf.distinguished_name
-        .push(DnType::CommonName, "127.0.0.1");
-    let cert = leaf.signed_by(&key, &issuer).expect("leaf");
-    std::fs::write(dir.join("ca.pem"), ca_cert.pem()).expect("write");
-    std::fs::write(dir.join("cert.pem"), cert.pem()).expect("write");
-    std::fs::write(dir.join("key.pem"), key.serialize_pem()).expect("write");
-}
-
 /// An rsyslogd in the foreground with its own configuration, work
 /// directory and output file; killed on drop.
 struct Rsyslog {
@@ -373,7 +352,7 @@ fn every_record_and_alert_reaches_rsyslog_over_tls_also_those_stored_while_it_wa
     let env = Env::new();
     let dir = env.path("rsyslog");
     std::fs::create_dir_all(&dir).expect("dir");
-    certificates(&dir);
+    loopback_certificate(&dir);
     let mut syslog = Rsyslog::start(&dir, Listen::Tls(0));
     let port = syslog.port();
     let origin = app_origin();

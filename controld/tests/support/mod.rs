@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod https;
+pub mod signin;
 
 use palisade_bench::testing::RunOk;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -473,4 +474,25 @@ impl Load {
         let done = self.done.lock().expect("lock");
         done.clone()
     }
+}
+
+/// A CA and a certificate for 127.0.0.1 signed by it, as PEM files in
+/// `dir`: ca.pem, cert.pem, key.pem.
+pub fn loopback_certificate(dir: &Path) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().expect("key");
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "loopback test CA");
+    let ca_cert = ca.self_signed(&ca_key).expect("CA");
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().expect("key");
+    let mut leaf = CertificateParams::new(vec!["127.0.0.1".to_string()]).expect("params");
+    leaf.distinguished_name
+        .push(DnType::CommonName, "127.0.0.1");
+    let cert = leaf.signed_by(&key, &issuer).expect("leaf");
+    std::fs::write(dir.join("ca.pem"), ca_cert.pem()).expect("write");
+    std::fs::write(dir.join("cert.pem"), cert.pem()).expect("write");
+    std::fs::write(dir.join("key.pem"), key.serialize_pem()).expect("write");
 }
