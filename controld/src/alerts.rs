@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use palisade_schema::activity::{ActivityPolicy, Facts};
 use palisade_schema::logrec::{Field, RecordView};
+use palisade_schema::systemd::Priority;
 use rusqlite::params;
 use serde::Serialize;
 
@@ -218,7 +219,13 @@ fn deliver(rx: Receiver<Alert>, sinks: Sinks, stats: Arc<AlertStats>) {
             .create(true)
             .append(true)
             .open(p)
-            .map_err(|e| eprintln!("controld: alert file {}: {e}", p.display()))
+            .map_err(|e| {
+                crate::say(
+                    Priority::Error,
+                    &format!("controld: alert file {}: {e}", p.display()),
+                    &[("PALISADE_ALERT_SINK", "file")],
+                )
+            })
             .ok()
     });
     let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -232,7 +239,11 @@ fn deliver(rx: Receiver<Alert>, sinks: Sinks, stats: Arc<AlertStats>) {
         let mut delivered = sinks.file.is_none() || file.is_some();
         if let Some(f) = &mut file {
             if let Err(e) = writeln!(f, "{json}").and_then(|_| f.flush()) {
-                eprintln!("controld: alert file: {e}");
+                crate::say(
+                    Priority::Error,
+                    &format!("controld: alert file: {e}"),
+                    &[("PALISADE_ALERT_SINK", "file")],
+                );
                 delivered = false;
             }
         }
@@ -266,7 +277,14 @@ fn with_retries(sink: &str, id: i64, mut attempt: impl FnMut() -> Attempt) -> bo
         match attempt() {
             Ok(()) => return true,
             Err((why, permanent)) => {
-                eprintln!("controld: alert {id}: {sink}: {why} (attempt {n}/{ATTEMPTS})");
+                crate::say(
+                    Priority::Warning,
+                    &format!("controld: alert {id}: {sink}: {why} (attempt {n}/{ATTEMPTS})"),
+                    &[
+                        ("PALISADE_ALERT_ID", &id.to_string()),
+                        ("PALISADE_ALERT_SINK", sink),
+                    ],
+                );
                 if permanent {
                     break;
                 }
@@ -277,7 +295,14 @@ fn with_retries(sink: &str, id: i64, mut attempt: impl FnMut() -> Attempt) -> bo
             wait = (wait * 2).min(Duration::from_secs(30));
         }
     }
-    eprintln!("controld: alert {id}: {sink} delivery given up; it stays in `controld alerts`");
+    crate::say(
+        Priority::Error,
+        &format!("controld: alert {id}: {sink} delivery given up; it stays in `controld alerts`"),
+        &[
+            ("PALISADE_ALERT_ID", &id.to_string()),
+            ("PALISADE_ALERT_SINK", sink),
+        ],
+    );
     false
 }
 

@@ -22,6 +22,7 @@ use palisade_schema::logrec::BatchView;
 
 use crate::alerts::Engine;
 use crate::logstore::{BatchRef, Store, Stored, StreamEnd};
+use palisade_schema::systemd::Priority;
 
 /// Batches queued for storage, at most.
 const QUEUE_BATCHES: usize = 256;
@@ -143,9 +144,15 @@ fn run(
             if last_expiry.is_none_or(|t| t.elapsed() >= EXPIRE_EVERY) {
                 let cutoff = now_us() - keep.as_micros() as i64;
                 match store.expire(cutoff) {
-                    Ok(n) if n > 0 => eprintln!("controld: retention: deleted {n} old records"),
+                    Ok(n) if n > 0 => crate::say(
+                        Priority::Info,
+                        &format!("controld: retention: deleted {n} old records"),
+                        &[],
+                    ),
                     Ok(_) => {}
-                    Err(e) => eprintln!("controld: retention: {e}"),
+                    Err(e) => {
+                        crate::say(Priority::Error, &format!("controld: retention: {e}"), &[])
+                    }
                 }
                 last_expiry = Some(Instant::now());
             }
@@ -230,7 +237,11 @@ fn store_group(
                 });
                 owners.push((incoming, header));
             }
-            Err(e) => eprintln!("controld: refused a log batch: {e}"),
+            Err(e) => crate::say(
+                Priority::Warning,
+                &format!("controld: refused a log batch: {e}"),
+                &[],
+            ),
         }
     }
     let result = store.store_all(&refs, |tx, id, r| alerts.check(tx, id, r));
@@ -248,9 +259,10 @@ fn store_group(
                     Stored::Duplicate => 0,
                     Stored::Ended { lost } => {
                         if lost > 0 {
-                            eprintln!(
-                                "controld: core {}: an earlier data-plane run ended (killed or crashed) holding {lost} log records it never sent; counted as lost",
-                                header.core
+                            crate::say(
+                                Priority::Warning,
+                                &format!("controld: core {}: an earlier data-plane run ended (killed or crashed) holding {lost} log records it never sent; counted as lost", header.core),
+                                &[("PALISADE_CORE", &header.core.to_string()), ("PALISADE_LOST_RECORDS", &lost.to_string())],
                             );
                         }
                         0
@@ -262,7 +274,11 @@ fn store_group(
         }
         Err(e) => {
             // Nothing of the group is stored: make the cores resend.
-            eprintln!("controld: storing logs failed: {e}; the cores will resend");
+            crate::say(
+                Priority::Error,
+                &format!("controld: storing logs failed: {e}; the cores will resend"),
+                &[],
+            );
             for (incoming, _) in &owners {
                 if let Ok(s) = incoming.reply.lock() {
                     let _ = s.shutdown(std::net::Shutdown::Both);

@@ -20,3 +20,11 @@ pub mod server;
 pub mod siem;
 pub mod socket;
 pub mod state;
+
+use palisade_schema::systemd::Priority;
+
+/// Logs one daemon line: to stderr, or to the journal with its priority and
+/// `PALISADE_*` fields when run by systemd.
+pub fn say(priority: Priority, message: &str, fields: &[(&str, &str)]) {
+    palisade_schema::systemd::log("palisade-controld", priority, message, fields);
+}

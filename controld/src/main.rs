@@ -425,6 +425,8 @@ fn run(cli: Cli) -> Result<(), String> {
                     "controld: serving version {version} on {}{metrics_line}",
                     path.display()
                 );
+                // Type=notify: the data plane's unit starts after this.
+                palisade_schema::systemd::notify_ready();
             })
         }
         Command::Apply {

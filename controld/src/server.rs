@@ -26,6 +26,7 @@ use crate::alerts::{Engine, PolicySet};
 use crate::ingest::{Incoming, Ingest};
 use crate::socket::{self, Access};
 use crate::state::{StateDir, Stored};
+use palisade_schema::systemd::Priority;
 
 /// How long the rest of a frame may take once its first byte arrived.
 const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
@@ -431,9 +432,16 @@ fn handle(daemon: Arc<Daemon>, mut stream: UnixStream, conn_id: u64) {
         Err(_) => return,
     };
     if !daemon.config.access.allows(&peer) {
-        eprintln!(
-            "controld: refused connection from uid {} (pid {})",
-            peer.uid, peer.pid
+        crate::say(
+            Priority::Warning,
+            &format!(
+                "controld: refused connection from uid {} (pid {})",
+                peer.uid, peer.pid
+            ),
+            &[
+                ("PALISADE_PEER_UID", &peer.uid.to_string()),
+                ("PALISADE_PEER_PID", &peer.pid.to_string()),
+            ],
         );
         return;
     }
@@ -453,14 +461,22 @@ fn handle(daemon: Arc<Daemon>, mut stream: UnixStream, conn_id: u64) {
             Ok(b) => b,
             Err(FrameError::Closed) => break,
             Err(e) => {
-                eprintln!("controld: dropping peer pid {}: {e}", peer.pid);
+                crate::say(
+                    Priority::Warning,
+                    &format!("controld: dropping peer pid {}: {e}", peer.pid),
+                    &[("PALISADE_PEER_PID", &peer.pid.to_string())],
+                );
                 break;
             }
         };
         let message = match frame::decode(&body) {
             Ok(m) => m,
             Err(e) => {
-                eprintln!("controld: dropping peer pid {}: {e}", peer.pid);
+                crate::say(
+                    Priority::Warning,
+                    &format!("controld: dropping peer pid {}: {e}", peer.pid),
+                    &[("PALISADE_PEER_PID", &peer.pid.to_string())],
+                );
                 break;
             }
         };
@@ -470,7 +486,11 @@ fn handle(daemon: Arc<Daemon>, mut stream: UnixStream, conn_id: u64) {
         {
             Ok(r) => r,
             Err(e) => {
-                eprintln!("controld: dropping peer pid {}: {e}", peer.pid);
+                crate::say(
+                    Priority::Warning,
+                    &format!("controld: dropping peer pid {}: {e}", peer.pid),
+                    &[("PALISADE_PEER_PID", &peer.pid.to_string())],
+                );
                 break;
             }
         };

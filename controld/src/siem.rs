@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use palisade_schema::systemd::Priority;
 use rusqlite::Connection;
 
 /// Rows read (and sent before one confirmation) per round.
@@ -305,7 +306,11 @@ impl Forwarder {
             match self.send(&mut link, &round.messages) {
                 Ok(()) => {
                     if !failing.is_empty() {
-                        eprintln!("controld: siem {}: delivering again", self.dest.url);
+                        crate::say(
+                            Priority::Notice,
+                            &format!("controld: siem {}: delivering again", self.dest.url),
+                            &[("PALISADE_SIEM_DESTINATION", &self.dest.url)],
+                        );
                         failing.clear();
                         self.stats.set_error("");
                     }
@@ -319,10 +324,14 @@ impl Forwarder {
                     if let Err(e) = self.mark.save(&self.mark_path) {
                         // The rows are sent again after a restart: a
                         // duplicate, never a loss.
-                        eprintln!(
-                            "controld: siem {}: {}: {e}",
-                            self.dest.url,
-                            self.mark_path.display()
+                        crate::say(
+                            Priority::Warning,
+                            &format!(
+                                "controld: siem {}: {}: {e}",
+                                self.dest.url,
+                                self.mark_path.display()
+                            ),
+                            &[("PALISADE_SIEM_DESTINATION", &self.dest.url)],
                         );
                     }
                     // A full round: more may be waiting.
@@ -341,9 +350,13 @@ impl Forwarder {
         self.stats.failures.fetch_add(1, Ordering::Relaxed);
         self.stats.set_error(&what);
         if *failing != what {
-            eprintln!(
-                "controld: siem {}: {what}; retrying (the rows wait in the store)",
-                self.dest.url
+            crate::say(
+                Priority::Warning,
+                &format!(
+                    "controld: siem {}: {what}; retrying (the rows wait in the store)",
+                    self.dest.url
+                ),
+                &[("PALISADE_SIEM_DESTINATION", &self.dest.url)],
             );
             *failing = what;
         }

@@ -13,14 +13,21 @@
 //! [`fuzz`] holds the
 //! harness the fuzz targets call.
 
-/// Writes one line to stderr, ignoring failure. `eprintln!` panics when the
-/// write fails, and stderr redirected to a file on a full disk (or past a
-/// file-size limit) must not take a core down with it.
+/// Logs one line (a warning: the data plane says something only when
+/// something needs attention): to stderr, or to the journal with
+/// `PRIORITY` and `SYSLOG_IDENTIFIER` when run by systemd
+/// ([`palisade_schema::systemd::log`]). Failures are ignored: `eprintln!`
+/// panics when the write fails, and stderr redirected to a file on a full
+/// disk (or past a file-size limit) must not take a core down with it.
 #[macro_export]
 macro_rules! say {
     ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), $($arg)*);
+        palisade_schema::systemd::log(
+            "palisade-dataplane",
+            palisade_schema::systemd::Priority::Warning,
+            &format!($($arg)*),
+            &[],
+        );
     }};
 }
 

@@ -249,11 +249,17 @@ fn start(a: Args) -> Result<(), String> {
         0
     };
     palisade_dataplane::shutdown::install(logging_cores);
-    server::run(config, |addr, tls| match tls {
-        Some(tls) => println!(
-            "dataplane: listening on {addr} ({cores} cores, {source}); https on {tls}{metrics_line}"
-        ),
-        None => println!("dataplane: listening on {addr} ({cores} cores, {source}){metrics_line}"),
+    server::run(config, |addr, tls| {
+        match tls {
+            Some(tls) => println!(
+                "dataplane: listening on {addr} ({cores} cores, {source}); https on {tls}{metrics_line}"
+            ),
+            None => {
+                println!("dataplane: listening on {addr} ({cores} cores, {source}){metrics_line}")
+            }
+        }
+        // Type=notify: systemd counts the service started from here.
+        palisade_schema::systemd::notify_ready();
     })
     .map_err(|e| e.to_string())
 }

@@ -8,7 +8,8 @@
 //!
 //! [`policy`], [`access`], [`session`], [`activity`] and [`snapshot`] are
 //! the stable paths the binaries import; each only re-exports from the three
-//! layers.
+//! layers. [`metrics_http`] and [`systemd`] (readiness, journal) are the
+//! daemons' shared plumbing.
 
 pub mod codec;
 pub mod frame;
@@ -17,6 +18,7 @@ pub mod logrec;
 pub mod metrics_http;
 pub mod model;
 pub mod source;
+pub mod systemd;
 
 pub use generated::{control_capnp, policy_capnp};
 
