@@ -12,16 +12,19 @@ use std::path::Path;
 pub struct Access {
     /// User ids allowed besides the daemon's own and root.
     pub uids: Vec<u32>,
-    /// Members of this group (by the peer's primary gid) are allowed.
+    /// Members of this group (the peer's primary or a supplementary
+    /// group) are allowed.
     pub gid: Option<u32>,
 }
 
 /// Credentials of a connected peer.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Peer {
     pub pid: i32,
     pub uid: u32,
     pub gid: u32,
+    /// Supplementary groups, as they were when it connected.
+    pub groups: Vec<u32>,
 }
 
 /// Reads the peer's credentials (Linux `SO_PEERCRED`).
@@ -50,7 +53,41 @@ pub fn peer_credentials(stream: &UnixStream) -> std::io::Result<Peer> {
         pid: cred.pid,
         uid: cred.uid,
         gid: cred.gid,
+        groups: peer_groups(stream)?,
     })
+}
+
+/// The peer's supplementary groups (Linux 4.13 `SO_PEERGROUPS`: taken at
+/// connect time, so no race with the peer changing or exiting): an
+/// operator added to the socket's group is let in by membership, not only
+/// when it is their primary group.
+fn peer_groups(stream: &UnixStream) -> std::io::Result<Vec<u32>> {
+    let mut groups: Vec<libc::gid_t> = vec![0; 64];
+    loop {
+        let mut len = (groups.len() * std::mem::size_of::<libc::gid_t>()) as libc::socklen_t;
+        // SAFETY: the kernel writes at most `len` bytes into the buffer,
+        // and sets `len` to what it needs when the buffer is too small.
+        let rc = unsafe {
+            libc::getsockopt(
+                stream.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_PEERGROUPS,
+                groups.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        let needed = len as usize / std::mem::size_of::<libc::gid_t>();
+        if rc == 0 {
+            groups.truncate(needed);
+            return Ok(groups);
+        }
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::ERANGE) && needed > groups.len() {
+            groups.resize(needed, 0);
+            continue;
+        }
+        return Err(err);
+    }
 }
 
 impl Access {
@@ -61,7 +98,9 @@ impl Access {
         peer.uid == me
             || peer.uid == 0
             || self.uids.contains(&peer.uid)
-            || self.gid == Some(peer.gid)
+            || self
+                .gid
+                .is_some_and(|g| g == peer.gid || peer.groups.contains(&g))
     }
 }
 

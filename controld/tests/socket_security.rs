@@ -68,6 +68,45 @@ fn socket_is_private_and_other_users_are_refused() {
 }
 
 #[test]
+fn members_of_the_socket_group_are_served_also_by_a_supplementary_group() {
+    let env = Env::new();
+    let a = named_origin("A");
+    let policy = env.policy("a.toml", a.addr(), "");
+    // Debian's `users` group (gid 100): the other user gets it only as a
+    // supplementary group.
+    let _controld = env.controld(&policy, &["--socket-group", "users"]);
+    let meta = std::fs::metadata(env.socket()).expect("stat");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+    std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod dir");
+    let as_other = |groups: &'static [libc::gid_t]| {
+        let mut cmd = Command::new(controld_bin());
+        cmd.args(["status", "--socket"]).arg(env.socket());
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setgroups(groups.len(), groups.as_ptr()) != 0
+                    || libc::setgid(OTHER_UID) != 0
+                    || libc::setuid(OTHER_UID) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        cmd.output().expect("run as other uid")
+    };
+    let out = as_other(&[100]);
+    assert!(
+        out.status.success(),
+        "a member of the socket group is served: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = as_other(&[]);
+    assert!(!out.status.success(), "not a member: refused");
+}
+
+#[test]
 fn hostile_frames_are_dropped_and_others_keep_working() {
     let env = Env::new();
     let o = env.two_origins();
