@@ -11,6 +11,7 @@ pub mod alerts;
 pub mod certs;
 pub mod client;
 pub mod commands;
+pub mod fleet;
 pub mod ingest;
 pub mod logcli;
 pub mod logstore;

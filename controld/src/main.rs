@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use palisade_controld::{alerts, certs, client, commands, logcli, logstore, server, socket};
+use palisade_controld::{alerts, certs, client, commands, fleet, logcli, logstore, server, socket};
 
 /// Default control socket.
 const DEFAULT_SOCKET: &str = "/run/palisade/control.sock";
@@ -151,6 +151,27 @@ struct ServeArgs {
     /// PEM CA certificates trusted for syslog+tls besides the system's.
     #[arg(long, value_name = "FILE")]
     siem_ca: Option<PathBuf>,
+    /// Follow the fleet's policy in etcd (etcd://HOST:PORT[,…]): install
+    /// every version `apply --fleet` publishes and report this node's
+    /// cores. Local apply and rollback are then refused. --policy is where
+    /// a node starts before it first reaches etcd.
+    #[arg(long, value_name = "ETCD", requires = "node")]
+    fleet: Option<String>,
+    /// This node's name in the fleet (unique).
+    #[arg(long, value_name = "NAME", requires = "fleet")]
+    node: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum FleetCommand {
+    /// The fleet's current version and the version every node's cores hold.
+    Status {
+        /// etcd://HOST:PORT[,…]
+        #[arg(long, value_name = "ETCD")]
+        fleet: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -197,6 +218,22 @@ enum Command {
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
+        /// Publish to the fleet through etcd (etcd://HOST:PORT[,…]) instead
+        /// of this node's controld; waits for every node's cores.
+        #[arg(long, value_name = "ETCD")]
+        fleet: Option<String>,
+        /// With --fleet: the version this change is based on; refused when
+        /// another is current (two operators racing: one wins).
+        #[arg(long, value_name = "VERSION", requires = "fleet")]
+        expect_version: Option<u64>,
+        /// With --fleet: seconds to wait for the nodes' acknowledgements.
+        #[arg(long, default_value_t = 30.0, requires = "fleet")]
+        wait: f64,
+    },
+    /// The fleet: its current version and every node's cores.
+    Fleet {
+        #[command(subcommand)]
+        command: FleetCommand,
     },
     /// Show the data planes and cores connected, the version each holds, and
     /// the last push.
@@ -218,6 +255,12 @@ enum Command {
         socket: PathBuf,
         #[arg(long)]
         json: bool,
+        /// Roll the fleet back through etcd (etcd://HOST:PORT[,…]).
+        #[arg(long, value_name = "ETCD")]
+        fleet: Option<String>,
+        /// With --fleet: seconds to wait for the nodes' acknowledgements.
+        #[arg(long, default_value_t = 30.0, requires = "fleet")]
+        wait: f64,
     },
     /// Compile a TOML policy into a snapshot file for the data plane.
     Compile {
@@ -323,6 +366,35 @@ fn print_applied(
     }
 }
 
+fn seconds(s: f64) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(s)
+        .map_err(|_| "--wait must be a positive number of seconds".to_string())
+}
+
+fn print_fleet(
+    verb: &str,
+    result: Result<fleet::cli::Outcome, String>,
+    json: bool,
+) -> Result<(), String> {
+    let outcome = result?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&outcome).map_err(|e| e.to_string())?
+        );
+    } else {
+        print!("{}", outcome.render(verb));
+    }
+    if outcome.all_ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "version {} is not held by every core of every node (refused or no answer in time)",
+            outcome.published.version
+        ))
+    }
+}
+
 fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Serve(args) => {
@@ -346,7 +418,13 @@ fn run(cli: Cli) -> Result<(), String> {
                 metrics,
                 siem,
                 siem_ca,
+                fleet,
+                node,
             } = *args;
+            if let Some(spec) = &fleet {
+                // A bad endpoint list stops the start, not the follower.
+                palisade_controld::fleet::etcd::parse_endpoints(spec)?;
+            }
             let mail = match alert_smtp {
                 Some(relay) => {
                     let (host, port) = relay
@@ -419,6 +497,7 @@ fn run(cli: Cli) -> Result<(), String> {
                     },
                     siem,
                 },
+                fleet: fleet.zip(node),
             };
             server::serve(config, |version| {
                 println!(
@@ -430,14 +509,53 @@ fn run(cli: Cli) -> Result<(), String> {
             })
         }
         Command::Apply {
+            fleet: Some(spec),
+            policy,
+            json,
+            expect_version,
+            wait,
+            ..
+        } => print_fleet(
+            "published",
+            fleet::cli::apply(&policy, &spec, expect_version, seconds(wait)?),
+            json,
+        ),
+        Command::Apply {
             policy,
             socket,
             json,
+            ..
         } => print_applied("applied", client::apply(&socket, &policy), json),
+        Command::Rollback {
+            fleet: Some(spec),
+            version,
+            json,
+            wait,
+            ..
+        } => print_fleet(
+            "rolled the fleet back to",
+            fleet::cli::rollback(version, &spec, seconds(wait)?),
+            json,
+        ),
+        Command::Fleet {
+            command: FleetCommand::Status { fleet: spec, json },
+        } => {
+            let status = fleet::cli::status(&spec)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&status).map_err(|e| e.to_string())?
+                );
+            } else {
+                print!("{}", status.render());
+            }
+            Ok(())
+        }
         Command::Rollback {
             version,
             socket,
             json,
+            ..
         } => print_applied(
             "rolled back to",
             client::rollback(&socket, version.unwrap_or(0)),

@@ -44,6 +44,8 @@ pub struct ServeConfig {
     /// How long `apply` waits for every core's ack.
     pub ack_timeout: Duration,
     pub logs: LogSettings,
+    /// Follow the fleet's policy in etcd: (`etcd://…`, this node's name).
+    pub fleet: Option<(String, String)>,
 }
 
 /// Log storage settings.
@@ -265,7 +267,65 @@ impl Daemon {
         results
     }
 
+    /// Refuses a local change on a node that follows the fleet.
+    fn local_change_allowed(&self) -> Result<(), String> {
+        match &self.config.fleet {
+            Some((spec, node)) => Err(format!(
+                "node {node} follows the fleet's policy ({spec}): use `controld apply --fleet` or `rollback --fleet`"
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Installs a version published to the fleet: stored in the history,
+    /// made current and pushed to every core, as an apply does.
+    fn install_from_fleet(&self, version: u64, bytes: Vec<u8>) -> Result<(), String> {
+        let _serial = self.applying.lock().unwrap_or_else(|e| e.into_inner());
+        let policy = snapshot::decode(&bytes).map_err(|e| format!("version {version}: {e}"))?;
+        if policy.version != version {
+            return Err(format!(
+                "the fleet's version {version} holds a snapshot of version {}",
+                policy.version
+            ));
+        }
+        self.state
+            .store(version, &bytes)
+            .map_err(|e| format!("state dir: {e}"))?;
+        let stored = Stored {
+            version,
+            policy,
+            bytes: Arc::new(bytes),
+        };
+        self.make_current(&stored);
+        self.push_and_wait(&stored);
+        Ok(())
+    }
+
+    /// What this node reports to the fleet.
+    fn fleet_report(&self) -> crate::fleet::NodeReport {
+        let inner = self.lock();
+        crate::fleet::NodeReport {
+            node: String::new(),
+            version: inner.current.as_ref().map_or(0, |c| c.version),
+            cores: inner
+                .cores
+                .values()
+                .map(|c| {
+                    let refused = c.last_ack.as_ref().filter(|a| !a.1);
+                    crate::fleet::CoreReport {
+                        pid: c.pid,
+                        core: c.core,
+                        version: c.version,
+                        refused_version: refused.map_or(0, |a| a.0),
+                        error: refused.map_or(String::new(), |a| a.2.clone()),
+                    }
+                })
+                .collect(),
+        }
+    }
+
     fn apply(&self, path: &str) -> Result<Outcome, String> {
+        self.local_change_allowed()?;
         let _serial = self.applying.lock().unwrap_or_else(|e| e.into_inner());
         let started = Instant::now();
         let stored = self.compile_and_store(std::path::Path::new(path))?;
@@ -280,6 +340,7 @@ impl Daemon {
     }
 
     fn rollback(&self, version: u64) -> Result<Outcome, String> {
+        self.local_change_allowed()?;
         let _serial = self.applying.lock().unwrap_or_else(|e| e.into_inner());
         let current = self.lock().current.as_ref().map(|c| c.version).unwrap_or(0);
         let target = if version == 0 {
@@ -610,7 +671,16 @@ pub fn serve(config: ServeConfig, on_ready: impl FnOnce(u64)) -> Result<(), Stri
         alert_stats: OnceLock::new(),
         siem_stats: OnceLock::new(),
     });
-    let stored = daemon.compile_and_store(&config.policy)?;
+    // A fleet node resumes the last version the fleet gave it: the
+    // bootstrap policy is only for a node that never reached etcd.
+    let resumed = match (&config.fleet, daemon.lock().current.clone()) {
+        (Some(_), Some(current)) => Some(current),
+        _ => None,
+    };
+    let stored = match resumed {
+        Some(current) => current,
+        None => daemon.compile_and_store(&config.policy)?,
+    };
     // The alert engine follows the current policy (a restart may have
     // resumed a newer one than the file given).
     let current = daemon.lock().current.clone();
@@ -641,6 +711,23 @@ pub fn serve(config: ServeConfig, on_ready: impl FnOnce(u64)) -> Result<(), Stri
         on_stored,
     ));
     let listener = socket::bind(&config.socket, config.socket_gid)?;
+    if let Some((spec, node)) = &config.fleet {
+        let (a, b, c) = (daemon.clone(), daemon.clone(), daemon.clone());
+        crate::fleet::follow(
+            spec,
+            node.clone(),
+            crate::fleet::Hooks {
+                installed: Box::new(move || {
+                    a.lock()
+                        .current
+                        .as_ref()
+                        .map(|s| (s.version, crate::fleet::digest(&s.bytes)))
+                }),
+                install: Box::new(move |version, bytes| b.install_from_fleet(version, bytes)),
+                report: Box::new(move || c.fleet_report()),
+            },
+        )?;
+    }
     on_ready(stored.version);
     let mut next_id = 0u64;
     for stream in listener.incoming() {
