@@ -9,6 +9,7 @@
 
 pub mod alerts;
 pub mod certs;
+pub mod clickhouse;
 pub mod client;
 pub mod commands;
 pub mod fleet;

@@ -147,11 +147,65 @@ impl Filter {
 }
 
 /// Exported column names: the stored ones, with `time_us` shown as `time`.
-fn export_columns() -> Vec<&'static str> {
+pub fn export_columns() -> Vec<&'static str> {
     RECORD_COLUMNS
         .iter()
         .map(|c| if *c == "time_us" { "time" } else { c })
         .collect()
+}
+
+/// The CSV header line (JSON lines have none).
+pub fn write_header(columns: &[&str], format: Format, out: &mut dyn Write) -> Result<(), String> {
+    if format == Format::Csv {
+        out.write_all(columns.join(",").as_bytes())
+            .and_then(|_| out.write_all(b"\n"))
+            .map_err(|e| format!("writing the export: {e}"))?;
+    }
+    Ok(())
+}
+
+/// One exported record as a CSV or JSON line (into `line`, cleared first):
+/// `time` as RFC 3339, `request_id` as 16 hex digits, other integers as
+/// numbers.
+pub fn render_row(
+    columns: &[&str],
+    values: &[ValueRef<'_>],
+    format: Format,
+    line: &mut Vec<u8>,
+) -> Result<(), String> {
+    line.clear();
+    let mut json = serde_json::Map::new();
+    for (i, (name, value)) in columns.iter().zip(values).enumerate() {
+        let text: String = match (*name, *value) {
+            ("time", ValueRef::Integer(t)) => rfc3339(t),
+            ("request_id", ValueRef::Integer(v)) => format!("{:016x}", v as u64),
+            (_, ValueRef::Integer(v)) => v.to_string(),
+            (_, ValueRef::Text(t)) => String::from_utf8_lossy(t).into_owned(),
+            _ => String::new(),
+        };
+        match format {
+            Format::Csv => {
+                if i > 0 {
+                    line.push(b',');
+                }
+                csv_field(line, &text).map_err(|e| e.to_string())?;
+            }
+            Format::Jsonl => {
+                let v = match value {
+                    ValueRef::Integer(v) if !matches!(*name, "time" | "request_id") => {
+                        serde_json::Value::from(*v)
+                    }
+                    _ => serde_json::Value::from(text),
+                };
+                json.insert(name.to_string(), v);
+            }
+        }
+    }
+    if format == Format::Jsonl {
+        serde_json::to_writer(&mut *line, &json).map_err(|e| e.to_string())?;
+    }
+    line.push(b'\n');
+    Ok(())
 }
 
 fn csv_field(out: &mut impl Write, text: &str) -> std::io::Result<()> {
@@ -202,46 +256,15 @@ pub fn export(
         .map_err(|e| e.to_string())?;
     let columns = export_columns();
     let io = |e: std::io::Error| format!("writing the export: {e}");
-    if format == Format::Csv {
-        out.write_all(columns.join(",").as_bytes()).map_err(io)?;
-        out.write_all(b"\n").map_err(io)?;
-    }
+    write_header(&columns, format, out)?;
     let mut n = 0u64;
     let mut line = Vec::with_capacity(1024);
     while let Some(row) = rows.next().map_err(|e| e.to_string())? {
-        line.clear();
-        let mut json = serde_json::Map::new();
-        for (i, name) in columns.iter().enumerate() {
-            let value = row.get_ref(i).map_err(|e| e.to_string())?;
-            let text: String = match (*name, value) {
-                ("time", ValueRef::Integer(t)) => rfc3339(t),
-                ("request_id", ValueRef::Integer(v)) => format!("{:016x}", v as u64),
-                (_, ValueRef::Integer(v)) => v.to_string(),
-                (_, ValueRef::Text(t)) => String::from_utf8_lossy(t).into_owned(),
-                _ => String::new(),
-            };
-            match format {
-                Format::Csv => {
-                    if i > 0 {
-                        line.push(b',');
-                    }
-                    csv_field(&mut line, &text).map_err(io)?;
-                }
-                Format::Jsonl => {
-                    let v = match value {
-                        ValueRef::Integer(v) if !matches!(*name, "time" | "request_id") => {
-                            serde_json::Value::from(v)
-                        }
-                        _ => serde_json::Value::from(text),
-                    };
-                    json.insert(name.to_string(), v);
-                }
-            }
-        }
-        if format == Format::Jsonl {
-            serde_json::to_writer(&mut line, &json).map_err(|e| e.to_string())?;
-        }
-        line.push(b'\n');
+        let values = (0..columns.len())
+            .map(|i| row.get_ref(i))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        render_row(&columns, &values, format, &mut line)?;
         out.write_all(&line).map_err(io)?;
         n += 1;
         if let Some(bar) = &progress {

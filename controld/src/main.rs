@@ -55,6 +55,12 @@ enum LogsCommand {
         output: Option<PathBuf>,
         #[arg(long, default_value = DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
+        /// Read the whole fleet's records from ClickHouse
+        /// (clickhouse://HOST:PORT/DATABASE, what `serve --log-sink`
+        /// ships to) instead of this node's store; a `node` column comes
+        /// first.
+        #[arg(long, value_name = "CLICKHOUSE")]
+        store: Option<String>,
     },
     /// Follow new records as they are stored.
     Tail {
@@ -157,9 +163,16 @@ struct ServeArgs {
     /// a node starts before it first reaches etcd.
     #[arg(long, value_name = "ETCD", requires = "node")]
     fleet: Option<String>,
-    /// This node's name in the fleet (unique).
-    #[arg(long, value_name = "NAME", requires = "fleet")]
+    /// This node's name in the fleet and in the shipped logs (unique;
+    /// default for --log-sink: the host name).
+    #[arg(long, value_name = "NAME")]
     node: Option<String>,
+    /// Ship every stored record to ClickHouse
+    /// (clickhouse://HOST:PORT/DATABASE, its HTTP interface) for queries
+    /// across the fleet (`logs export --store`). Records are stored here
+    /// first; an outage delays shipping, a crash never duplicates.
+    #[arg(long, value_name = "CLICKHOUSE")]
+    log_sink: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -420,7 +433,19 @@ fn run(cli: Cli) -> Result<(), String> {
                 siem_ca,
                 fleet,
                 node,
+                log_sink,
             } = *args;
+            let log_sink = log_sink
+                .as_deref()
+                .map(palisade_controld::clickhouse::Target::parse)
+                .transpose()
+                .map_err(|e| format!("--log-sink {e}"))?
+                .map(|t| {
+                    let name = node
+                        .clone()
+                        .unwrap_or_else(palisade_controld::fleet::host_name);
+                    (t, name)
+                });
             if let Some(spec) = &fleet {
                 // A bad endpoint list stops the start, not the follower.
                 palisade_controld::fleet::etcd::parse_endpoints(spec)?;
@@ -498,6 +523,7 @@ fn run(cli: Cli) -> Result<(), String> {
                     siem,
                 },
                 fleet: fleet.zip(node),
+                log_sink,
             };
             server::serve(config, |version| {
                 println!(
@@ -591,19 +617,32 @@ fn run(cli: Cli) -> Result<(), String> {
                 format,
                 output,
                 state_dir,
+                store,
             } => {
                 let filter = filter.filter()?;
+                let store = store
+                    .as_deref()
+                    .map(palisade_controld::clickhouse::Target::parse)
+                    .transpose()
+                    .map_err(|e| format!("--store {e}"))?;
+                let export = |w: &mut dyn std::io::Write| match &store {
+                    Some(target) => {
+                        palisade_controld::clickhouse::export(target, &filter, format, w)
+                    }
+                    None => logcli::export(&state_dir, &filter, format, w),
+                };
                 let n = match &output {
                     Some(path) => {
                         let file = std::fs::File::create(path)
                             .map_err(|e| format!("{}: {e}", path.display()))?;
-                        let mut w = std::io::BufWriter::with_capacity(1 << 16, file);
-                        logcli::export(&state_dir, &filter, format, &mut w)?
+                        export(&mut std::io::BufWriter::with_capacity(1 << 16, file))?
                     }
                     None => {
                         let stdout = std::io::stdout();
-                        let mut w = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
-                        logcli::export(&state_dir, &filter, format, &mut w)?
+                        export(&mut std::io::BufWriter::with_capacity(
+                            1 << 16,
+                            stdout.lock(),
+                        ))?
                     }
                 };
                 if let Some(path) = output {

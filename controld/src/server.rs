@@ -46,6 +46,8 @@ pub struct ServeConfig {
     pub logs: LogSettings,
     /// Follow the fleet's policy in etcd: (`etcd://…`, this node's name).
     pub fleet: Option<(String, String)>,
+    /// Ship stored records to ClickHouse, as this node's name.
+    pub log_sink: Option<(crate::clickhouse::Target, String)>,
 }
 
 /// Log storage settings.
@@ -690,6 +692,9 @@ pub fn serve(config: ServeConfig, on_ready: impl FnOnce(u64)) -> Result<(), Stri
     let store_path = crate::logstore::path(&config.state_dir);
     let store = crate::logstore::Store::open(&store_path, config.logs.sync)
         .map_err(|e| format!("{}: {e}", store_path.display()))?;
+    if let Some((target, node)) = &config.log_sink {
+        crate::clickhouse::start(&config.state_dir, target.clone(), node.clone())?;
+    }
     let _ = daemon
         .siem_stats
         .set(crate::siem::start(&config.state_dir, &config.logs.siem)?);

@@ -104,14 +104,20 @@ fn now_unix_ms() -> i64 {
 }
 
 fn who() -> String {
+    // SAFETY: getuid has no preconditions.
     let user = std::env::var("SUDO_USER")
         .or_else(|_| std::env::var("USER"))
         .unwrap_or_else(|_| format!("uid {}", unsafe { libc::getuid() }));
+    format!("{user}@{}", host_name())
+}
+
+/// This machine's host name.
+pub fn host_name() -> String {
     let mut host = [0u8; 256];
     // SAFETY: the buffer's length is passed.
     unsafe { libc::gethostname(host.as_mut_ptr().cast(), host.len()) };
     let end = host.iter().position(|b| *b == 0).unwrap_or(0);
-    format!("{user}@{}", String::from_utf8_lossy(&host[..end]))
+    String::from_utf8_lossy(&host[..end]).into_owned()
 }
 
 /// The fleet's etcd.
