@@ -9,7 +9,9 @@
 //! answered 200), so an outage only delays shipping (the store's retention
 //! bounds how long), and a crash between an insert and its mark sends the
 //! same rows again, which the engine folds into one per `(node, id)`
-//! (queries read with `FINAL`). Nothing here is on the ingestion path.
+//! (queries read with `FINAL`). Alerts are shipped the same way, with
+//! their own mark, into `alerts`. Nothing here is on the ingestion path.
+//! [`export`], [`report`] and [`alerts`] answer the fleet-wide commands.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -67,11 +69,28 @@ impl Target {
     }
 }
 
+/// The alerts table's columns, as in the store.
+const ALERT_COLUMNS: [&str; 13] = [
+    "id",
+    "time_us",
+    "policy",
+    "severity",
+    "record_id",
+    "kind",
+    "app",
+    "user",
+    "client_ip",
+    "url",
+    "activity",
+    "action",
+    "file_name",
+];
+
 /// ClickHouse's type for each column of the store's records.
 fn column_type(column: &str) -> &'static str {
     match column {
         "id" | "time_us" | "request_id" | "bytes_up" | "bytes_down" | "duration_us"
-        | "file_size" => "Int64",
+        | "file_size" | "record_id" => "Int64",
         "client_port" | "status" | "tls" | "core" => "Int32",
         _ => "String",
     }
@@ -125,6 +144,10 @@ impl Client {
         format!("{}.records", self.target.database)
     }
 
+    fn alerts_table(&self) -> String {
+        format!("{}.alerts", self.target.database)
+    }
+
     /// Creates the database and table when missing.
     pub fn prepare(&self) -> Result<(), String> {
         self.run(
@@ -139,6 +162,18 @@ impl Client {
             &format!(
                 "CREATE TABLE IF NOT EXISTS {} (node String, {}, date Date DEFAULT toDate(intDiv(time_us, 1000000))) ENGINE = ReplacingMergeTree() PARTITION BY toYYYYMM(date) ORDER BY (node, id)",
                 self.table(),
+                columns.join(", ")
+            ),
+            b"",
+        )?;
+        let columns: Vec<String> = ALERT_COLUMNS
+            .iter()
+            .map(|c| format!("{c} {}", column_type(c)))
+            .collect();
+        self.run(
+            &format!(
+                "CREATE TABLE IF NOT EXISTS {} (node String, {}, date Date DEFAULT toDate(intDiv(time_us, 1000000))) ENGINE = ReplacingMergeTree() PARTITION BY toYYYYMM(date) ORDER BY (node, id)",
+                self.alerts_table(),
                 columns.join(", ")
             ),
             b"",
@@ -162,11 +197,35 @@ fn tsv(out: &mut Vec<u8>, v: &[u8]) {
     }
 }
 
-fn load_mark(path: &Path) -> i64 {
-    std::fs::read_to_string(path)
-        .ok()
-        .and_then(|t| t.trim().parse().ok())
-        .unwrap_or(0)
+/// How far the store is shipped: the last record and alert ids ClickHouse
+/// took.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Mark {
+    records: i64,
+    alerts: i64,
+}
+
+impl Mark {
+    fn load(path: &Path) -> Mark {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let mut mark = Mark::default();
+        for line in text.lines() {
+            match line.split_once(' ') {
+                Some(("records", n)) => mark.records = n.trim().parse().unwrap_or(0),
+                Some(("alerts", n)) => mark.alerts = n.trim().parse().unwrap_or(0),
+                _ => {}
+            }
+        }
+        mark
+    }
+
+    fn save(&self, path: &Path) -> Result<(), String> {
+        crate::commands::write_atomically(
+            path,
+            format!("records {}\nalerts {}\n", self.records, self.alerts).as_bytes(),
+        )
+        .map_err(|e| format!("{}: {e}", path.display()))
+    }
 }
 
 /// Starts the shipper. `node` names this node's rows.
@@ -181,15 +240,28 @@ pub fn start(state_dir: &Path, target: Target, node: String) -> Result<(), Strin
 }
 
 fn ship(client: Client, node: String, store: PathBuf, mark_path: PathBuf) {
-    let mut mark = load_mark(&mark_path);
+    let mut mark = Mark::load(&mark_path);
     let mut prepared = false;
     let mut failing = String::new();
     let mut wait = Duration::from_millis(250);
     let mut conn = None;
-    let columns = RECORD_COLUMNS.join(", ");
     let insert = format!(
-        "INSERT INTO {} (node, {columns}) FORMAT TabSeparated",
-        client.table()
+        "INSERT INTO {} (node, {}) FORMAT TabSeparated",
+        client.table(),
+        RECORD_COLUMNS.join(", ")
+    );
+    let insert_alerts = format!(
+        "INSERT INTO {} (node, {}) FORMAT TabSeparated",
+        client.alerts_table(),
+        ALERT_COLUMNS.join(", ")
+    );
+    let records_sql = format!(
+        "SELECT {} FROM records_view WHERE id > ?1 ORDER BY id LIMIT ?2",
+        RECORD_COLUMNS.join(", ")
+    );
+    let alerts_sql = format!(
+        "SELECT {} FROM alerts WHERE id > ?1 ORDER BY id LIMIT ?2",
+        ALERT_COLUMNS.join(", ")
     );
     loop {
         let step = (|| -> Result<usize, String> {
@@ -201,20 +273,36 @@ fn ship(client: Client, node: String, store: PathBuf, mark_path: PathBuf) {
                 conn = Some(crate::logstore::open_read_only(&store)?);
             }
             let c = conn.as_ref().expect("just opened");
-            let (body, last, rows) = batch(c, &node, mark).inspect_err(|_| conn = None)?;
-            if rows == 0 {
-                return Ok(0);
+            let (body, last, rows) = match batch(c, &records_sql, &node, mark.records) {
+                Ok(b) => b,
+                Err(e) => {
+                    conn = None;
+                    return Err(e);
+                }
+            };
+            if rows > 0 {
+                client.run(&insert, &body)?;
+                if fault("exit-after-ship") {
+                    // Fault injection for the tests: die between the insert
+                    // and its mark, as a SIGKILL there would.
+                    std::process::abort();
+                }
+                mark.records = last;
+                mark.save(&mark_path)?;
             }
-            client.run(&insert, &body)?;
-            if fault("exit-after-ship") {
-                // Fault injection for the tests: die between the insert and
-                // its mark, as a SIGKILL there would.
-                std::process::abort();
+            let (body, last, alerts) = match batch(c, &alerts_sql, &node, mark.alerts) {
+                Ok(b) => b,
+                Err(e) => {
+                    conn = None;
+                    return Err(e);
+                }
+            };
+            if alerts > 0 {
+                client.run(&insert_alerts, &body)?;
+                mark.alerts = last;
+                mark.save(&mark_path)?;
             }
-            crate::commands::write_atomically(&mark_path, format!("{last}\n").as_bytes())
-                .map_err(|e| format!("{}: {e}", mark_path.display()))?;
-            mark = last;
-            Ok(rows)
+            Ok(rows.max(alerts))
         })();
         match step {
             Ok(rows) => {
@@ -254,23 +342,21 @@ fn fault(name: &str) -> bool {
     std::env::var("PALISADE_FAULT").is_ok_and(|f| f == name)
 }
 
-/// The rows after `mark` as TabSeparated: (body, last id, rows).
+/// The rows `sql` selects after `mark` (its first column the id), as
+/// TabSeparated with the node first: (body, last id, rows).
 fn batch(
     conn: &rusqlite::Connection,
+    sql: &str,
     node: &str,
     mark: i64,
 ) -> Result<(Vec<u8>, i64, usize), String> {
-    let sql = format!(
-        "SELECT {} FROM records_view WHERE id > ?1 ORDER BY id LIMIT ?2",
-        RECORD_COLUMNS.join(", ")
-    );
-    let mut st = conn.prepare_cached(&sql).map_err(|e| e.to_string())?;
+    let mut st = conn.prepare_cached(sql).map_err(|e| e.to_string())?;
     let mut rows = st.query([mark, BATCH]).map_err(|e| e.to_string())?;
     let mut body = Vec::with_capacity(1 << 20);
     let (mut last, mut n) = (mark, 0usize);
     while let Some(r) = rows.next().map_err(|e| e.to_string())? {
         tsv(&mut body, node.as_bytes());
-        for i in 0..RECORD_COLUMNS.len() {
+        for i in 0..r.as_ref().column_count() {
             body.push(b'\t');
             match r.get_ref(i).map_err(|e| e.to_string())? {
                 rusqlite::types::ValueRef::Integer(v) => {
@@ -334,33 +420,7 @@ pub fn export(
 ) -> Result<u64, String> {
     use std::io::BufRead;
     let client = Client::new(target.clone());
-    let mut conditions = Vec::new();
-    if let Some(t) = filter.from_us {
-        conditions.push(format!("time_us >= {t}"));
-    }
-    if let Some(t) = filter.to_us {
-        conditions.push(format!("time_us < {t}"));
-    }
-    if let Some(app) = &filter.app {
-        conditions.push(format!("app = {}", literal(app)));
-    }
-    if let Some(user) = &filter.user {
-        conditions.push(format!("user = {}", literal(user)));
-    }
-    if let Some(kind) = filter.kind {
-        conditions.push(format!(
-            "kind = '{}'",
-            match kind {
-                crate::logcli::KindFilter::Traffic => "traffic",
-                crate::logcli::KindFilter::Activity => "activity",
-            }
-        ));
-    }
-    let clause = if conditions.is_empty() {
-        String::new()
-    } else {
-        format!(" WHERE {}", conditions.join(" AND "))
-    };
+    let clause = conditions(filter, true);
     let query = format!(
         "SELECT node, {} FROM {} FINAL{clause} ORDER BY time_us, node, id FORMAT TabSeparated",
         RECORD_COLUMNS.join(", "),
@@ -418,6 +478,144 @@ pub fn export(
     out.flush()
         .map_err(|e| format!("writing the export: {e}"))?;
     Ok(n)
+}
+
+/// The WHERE clause of a filter (time range, app, user, kind).
+fn conditions(filter: &crate::logcli::Filter, records: bool) -> String {
+    let mut parts = Vec::new();
+    if let Some(t) = filter.from_us {
+        parts.push(format!("time_us >= {t}"));
+    }
+    if let Some(t) = filter.to_us {
+        parts.push(format!("time_us < {t}"));
+    }
+    if records {
+        if let Some(app) = &filter.app {
+            parts.push(format!("app = {}", literal(app)));
+        }
+        if let Some(user) = &filter.user {
+            parts.push(format!("user = {}", literal(user)));
+        }
+        if let Some(kind) = filter.kind {
+            parts.push(format!(
+                "kind = '{}'",
+                match kind {
+                    crate::logcli::KindFilter::Traffic => "traffic",
+                    crate::logcli::KindFilter::Activity => "activity",
+                }
+            ));
+        }
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", parts.join(" AND "))
+    }
+}
+
+/// `controld report --store clickhouse://…`: the traffic report over the
+/// whole fleet, the same columns as the local one.
+pub fn report(
+    target: &Target,
+    filter: &crate::logcli::Filter,
+    by: crate::logcli::By,
+) -> Result<Vec<crate::logcli::ReportRow>, String> {
+    let client = Client::new(target.clone());
+    let key = match by {
+        crate::logcli::By::App => "app",
+        crate::logcli::By::User => "user",
+        crate::logcli::By::Ip => "client_ip",
+    };
+    let text = client.run(
+        &format!(
+            "SELECT {key}, countIf(kind = 'traffic'), uniqExactIf(user, user != ''), sumIf(bytes_up, kind = 'traffic'), sumIf(bytes_down, kind = 'traffic'), countIf(kind = 'traffic' AND action = 'block'), countIf(kind = 'activity'), countIf(kind = 'activity' AND activity = 'leak') FROM {} FINAL{} GROUP BY {key} ORDER BY 2 DESC, 1 FORMAT TabSeparated",
+            client.table(),
+            conditions(filter, true)
+        ),
+        b"",
+    )?;
+    text.lines()
+        .map(|line| {
+            let f: Vec<Vec<u8>> = line
+                .as_bytes()
+                .split(|b| *b == b'\t')
+                .map(unescape)
+                .collect();
+            let n = |i: usize| -> Result<i64, String> {
+                std::str::from_utf8(f.get(i).map(Vec::as_slice).unwrap_or(b""))
+                    .ok()
+                    .and_then(|t| t.parse().ok())
+                    .ok_or_else(|| format!("{}: a report row it cannot read: {line}", target.url))
+            };
+            Ok(crate::logcli::ReportRow {
+                key: String::from_utf8_lossy(&f[0]).into_owned(),
+                requests: n(1)?,
+                users: n(2)?,
+                bytes_up: n(3)?,
+                bytes_down: n(4)?,
+                blocked: n(5)?,
+                activities: n(6)?,
+                leaks: n(7)?,
+            })
+        })
+        .collect()
+}
+
+/// An alert and the node that raised it.
+#[derive(serde::Serialize)]
+pub struct FleetAlert {
+    pub node: String,
+    #[serde(flatten)]
+    pub alert: crate::alerts::Alert,
+}
+
+/// `controld alerts --store clickhouse://…`: every node's alerts in the
+/// time range, oldest first.
+pub fn alerts(target: &Target, filter: &crate::logcli::Filter) -> Result<Vec<FleetAlert>, String> {
+    let client = Client::new(target.clone());
+    let text = client.run(
+        &format!(
+            "SELECT node, {} FROM {} FINAL{} ORDER BY time_us, node, id FORMAT TabSeparated",
+            ALERT_COLUMNS.join(", "),
+            client.alerts_table(),
+            conditions(filter, false)
+        ),
+        b"",
+    )?;
+    text.lines()
+        .map(|line| {
+            let f: Vec<String> = line
+                .as_bytes()
+                .split(|b| *b == b'\t')
+                .map(|v| String::from_utf8_lossy(&unescape(v)).into_owned())
+                .collect();
+            if f.len() != ALERT_COLUMNS.len() + 1 {
+                return Err(format!(
+                    "{}: an alert row it cannot read: {line}",
+                    target.url
+                ));
+            }
+            let n = |i: usize| f[i].parse::<i64>().unwrap_or(0);
+            Ok(FleetAlert {
+                node: f[0].clone(),
+                alert: crate::alerts::Alert {
+                    id: n(1),
+                    time: crate::alerts::rfc3339(n(2)),
+                    policy: f[3].clone(),
+                    severity: f[4].clone(),
+                    record_id: n(5),
+                    kind: f[6].clone(),
+                    app: f[7].clone(),
+                    user: f[8].clone(),
+                    client_ip: f[9].clone(),
+                    url: f[10].clone(),
+                    activity: f[11].clone(),
+                    action: f[12].clone(),
+                    file_name: f[13].clone(),
+                },
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

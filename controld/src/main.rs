@@ -210,6 +210,10 @@ enum Command {
         json: bool,
         #[arg(long, default_value = DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
+        /// Report over the whole fleet from ClickHouse
+        /// (clickhouse://HOST:PORT/DATABASE) instead of this node's store.
+        #[arg(long, value_name = "CLICKHOUSE")]
+        store: Option<String>,
     },
     /// List the alerts activity policies raised.
     Alerts {
@@ -221,6 +225,10 @@ enum Command {
         json: bool,
         #[arg(long, default_value = DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
+        /// Every node's alerts from ClickHouse
+        /// (clickhouse://HOST:PORT/DATABASE), each with its node.
+        #[arg(long, value_name = "CLICKHOUSE")]
+        store: Option<String>,
     },
     /// Compile, validate and push a policy to every connected data plane.
     /// Exits non-zero if any core refused it.
@@ -662,13 +670,22 @@ fn run(cli: Cli) -> Result<(), String> {
             by,
             json,
             state_dir,
+            store,
         } => {
             let filter = logcli::Filter {
                 from_us: from.as_deref().map(logcli::parse_time).transpose()?,
                 to_us: to.as_deref().map(logcli::parse_time).transpose()?,
                 ..logcli::Filter::default()
             };
-            let rows = logcli::report(&state_dir, &filter, by)?;
+            let rows = match store {
+                Some(spec) => palisade_controld::clickhouse::report(
+                    &palisade_controld::clickhouse::Target::parse(&spec)
+                        .map_err(|e| format!("--store {e}"))?,
+                    &filter,
+                    by,
+                )?,
+                None => logcli::report(&state_dir, &filter, by)?,
+            };
             if json {
                 println!(
                     "{}",
@@ -684,12 +701,36 @@ fn run(cli: Cli) -> Result<(), String> {
             to,
             json,
             state_dir,
+            store,
         } => {
             let filter = logcli::Filter {
                 from_us: from.as_deref().map(logcli::parse_time).transpose()?,
                 to_us: to.as_deref().map(logcli::parse_time).transpose()?,
                 ..logcli::Filter::default()
             };
+            if let Some(spec) = store {
+                let target = palisade_controld::clickhouse::Target::parse(&spec)
+                    .map_err(|e| format!("--store {e}"))?;
+                let list = palisade_controld::clickhouse::alerts(&target, &filter)?;
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&list).map_err(|e| e.to_string())?
+                    );
+                } else {
+                    for a in &list {
+                        print!(
+                            "{}: {}",
+                            a.node,
+                            logcli::render_alerts(std::slice::from_ref(&a.alert))
+                        );
+                    }
+                    if list.is_empty() {
+                        println!("no alerts");
+                    }
+                }
+                return Ok(());
+            }
             let list = logcli::alerts(&state_dir, &filter)?;
             if json {
                 println!(

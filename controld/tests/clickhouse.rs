@@ -178,7 +178,12 @@ struct Node {
 impl Node {
     fn start(name: &str, sink: &str, origin: SocketAddr) -> Node {
         let env = Env::new();
-        let policy = env.policy("p.toml", origin, "");
+        // Requests for /page/alert/… raise an alert on every node.
+        let policy = env.policy(
+            "p.toml",
+            origin,
+            "\n[[activity_policy]]\nname = \"alert pages\"\nurl_contains = \"/page/alert/\"\nalert = { severity = \"medium\" }\n",
+        );
         let controld = env.controld(&policy, &["--log-sink", sink, "--node", name]);
         let (dataplane, proxy) = env.dataplane(1, &[]);
         env.wait_for_cores(1, 1);
@@ -363,15 +368,23 @@ fn records_from_three_nodes_reach_clickhouse_once_each_across_restarts_and_crash
         ch.count("SELECT count() FROM palisade.records") > before,
         "it inserted"
     );
+    // …and died before its mark: the restart sends those rows again.
+    let mark =
+        std::fs::read_to_string(nodes[0].env.path("state/clickhouse.mark")).unwrap_or_default();
+    let marked: i64 = mark
+        .lines()
+        .find_map(|l| l.strip_prefix("records "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    let shipped_max = ch.count("SELECT max(id) FROM palisade.records WHERE node = 'n1'") as i64;
+    assert!(
+        shipped_max > marked,
+        "shipped up to {shipped_max}, marked {marked}"
+    );
     drop(faulted);
     nodes[0].start_controld(&sink, None);
     let sum = check(&nodes, &ch, total + 20);
     assert_eq!(sum, total + 20);
-    let raw = ch.count("SELECT count() FROM palisade.records");
-    assert!(
-        raw > sum as u64,
-        "the rows were sent twice ({raw} rows, {sum} records)"
-    );
 
     // The fleet-wide export reads the same records, each once.
     let out = Command::new(controld_bin())
@@ -406,5 +419,64 @@ fn records_from_three_nodes_reach_clickhouse_once_each_across_restarts_and_crash
         let mut f = (*f).clone();
         f.as_object_mut().unwrap().remove("node");
         assert_eq!(&f, l);
+    }
+    // The fleet-wide report adds up the nodes' reports.
+    let report = |args: &[&str]| -> Vec<serde_json::Value> {
+        let out = Command::new(controld_bin())
+            .args(["report", "--by", "app", "--json"])
+            .args(args)
+            .output()
+            .expect("report");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("report JSON")
+    };
+    let fleet_report = report(&["--store", &sink]);
+    let mut local_requests = 0;
+    for n in &nodes {
+        let state = n.env.path("state");
+        let rows = report(&["--state-dir", state.to_str().unwrap()]);
+        local_requests += rows
+            .iter()
+            .map(|r| r["requests"].as_i64().unwrap())
+            .sum::<i64>();
+    }
+    let fleet_requests: i64 = fleet_report
+        .iter()
+        .map(|r| r["requests"].as_i64().unwrap())
+        .sum();
+    assert_eq!(fleet_requests, local_requests);
+    assert_eq!(fleet_requests as usize, sum);
+
+    // Alerts: one raised on each node, all three listed from ClickHouse.
+    for (i, n) in nodes.iter().enumerate() {
+        assert!(get(n.proxy, &format!("/page/alert/{i}")));
+    }
+    let mut alerts = Vec::new();
+    within("three alerts in ClickHouse", || {
+        let out = Command::new(controld_bin())
+            .args(["alerts", "--json", "--store", &sink])
+            .output()
+            .expect("alerts");
+        alerts = serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout).unwrap_or_default();
+        alerts.len() == 3
+    });
+    let mut seen: Vec<(String, String)> = alerts
+        .iter()
+        .map(|a| {
+            (
+                a["node"].as_str().unwrap().to_string(),
+                a["url"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    seen.sort();
+    for (i, (node, url)) in seen.iter().enumerate() {
+        assert_eq!(node, &format!("n{}", i + 1));
+        assert_eq!(url, &format!("http://demo.test/page/alert/{i}"));
+        assert_eq!(alerts[0]["policy"], "alert pages");
     }
 }
