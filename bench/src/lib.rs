@@ -5,6 +5,7 @@ pub mod apply_latency;
 pub mod browser;
 pub mod fast_origin;
 pub mod fidelity_walk;
+pub mod fleet;
 pub mod floor;
 pub mod handshake;
 pub mod idp;

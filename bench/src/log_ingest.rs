@@ -34,7 +34,7 @@ pub struct LogIngest {
 
 /// A batch of realistic records (a browser's requests to a SaaS app).
 /// Times increase from batch to batch, as they do in a real log.
-fn sample_batch(n: usize, first_us: u64) -> BatchBuilder {
+pub(crate) fn sample_batch(n: usize, first_us: u64) -> BatchBuilder {
     let mut b = BatchBuilder::with_capacity(n, n * 300);
     for i in 0..n {
         let mut r = Record {
@@ -70,7 +70,7 @@ fn sample_batch(n: usize, first_us: u64) -> BatchBuilder {
     b
 }
 
-fn batch_frame(stream_id: u64, seq: u64, b: &BatchBuilder) -> Vec<u8> {
+pub(crate) fn batch_frame(stream_id: u64, seq: u64, b: &BatchBuilder) -> Vec<u8> {
     let mut m = Builder::new_default();
     {
         let mut lb = m.init_root::<request::Builder>().init_log_batch();
@@ -122,7 +122,7 @@ fn read_acks(stream: &mut UnixStream, acks: usize) -> Result<(), String> {
 
 /// One producer: sends `batches` batches (window-limited) and waits for
 /// every ack.
-fn produce(socket: &Path, core: u32, frames: &[Vec<u8>]) -> Result<(), String> {
+pub(crate) fn produce(socket: &Path, core: u32, frames: &[Vec<u8>]) -> Result<(), String> {
     let batches = frames.len();
     let mut stream = UnixStream::connect(socket).map_err(|e| e.to_string())?;
     stream

@@ -109,6 +109,23 @@ enum Command {
         #[arg(long, default_value_t = 11)]
         rounds: usize,
     },
+    /// Measure `controld apply --fleet` to three nodes through a 3-member
+    /// etcd cluster, CLI start to every core acknowledged.
+    FleetApply {
+        #[arg(long, default_value_t = 11)]
+        rounds: usize,
+    },
+    /// Measure shipping one node's records to ClickHouse (records/s,
+    /// controld CPU), then a fleet-wide report over ClickHouse.
+    LogShip {
+        #[arg(long, default_value_t = 1_000_000)]
+        records: usize,
+        /// Rows generated in ClickHouse for the report (ten nodes').
+        #[arg(long, default_value_t = 10_000_000)]
+        report_rows: usize,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
     /// Measure how many log records per second controld stores (real
     /// controld, connections acting as data-plane cores).
     LogIngest {
@@ -298,6 +315,30 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("bench load: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::FleetApply { rounds } => match palisade_bench::fleet::fleet_apply(rounds.max(1)) {
+            Ok(report) => {
+                println!("{report}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("bench fleet-apply: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::LogShip {
+            records,
+            report_rows,
+            rounds,
+        } => match palisade_bench::fleet::log_ship(records.max(1), report_rows, rounds.max(1)) {
+            Ok(report) => {
+                println!("{report}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("bench log-ship: {e}");
                 ExitCode::FAILURE
             }
         },
