@@ -305,7 +305,10 @@ impl Daemon {
 
     /// What this node reports to the fleet.
     fn fleet_report(&self) -> crate::fleet::NodeReport {
-        let inner = self.lock();
+        Self::fleet_report_of(&self.lock())
+    }
+
+    fn fleet_report_of(inner: &Inner) -> crate::fleet::NodeReport {
         crate::fleet::NodeReport {
             node: String::new(),
             version: inner.current.as_ref().map_or(0, |c| c.version),
@@ -717,7 +720,12 @@ pub fn serve(config: ServeConfig, on_ready: impl FnOnce(u64)) -> Result<(), Stri
     ));
     let listener = socket::bind(&config.socket, config.socket_gid)?;
     if let Some((spec, node)) = &config.fleet {
-        let (a, b, c) = (daemon.clone(), daemon.clone(), daemon.clone());
+        let (a, b, c, d) = (
+            daemon.clone(),
+            daemon.clone(),
+            daemon.clone(),
+            daemon.clone(),
+        );
         crate::fleet::follow(
             spec,
             node.clone(),
@@ -730,6 +738,16 @@ pub fn serve(config: ServeConfig, on_ready: impl FnOnce(u64)) -> Result<(), Stri
                 }),
                 install: Box::new(move |version, bytes| b.install_from_fleet(version, bytes)),
                 report: Box::new(move || c.fleet_report()),
+                wait_change: Box::new(move |last, limit| {
+                    // Compared and waited for under the lock every change
+                    // takes, so no change slips between the two.
+                    let inner = d.lock();
+                    let mut now = Daemon::fleet_report_of(&inner);
+                    now.node.clone_from(&last.node);
+                    if now == *last {
+                        let _ = d.changed.wait_timeout(inner, limit);
+                    }
+                }),
             },
         )?;
     }
