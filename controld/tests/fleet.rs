@@ -4,7 +4,8 @@
 //! reaches every core of every node; a racing apply is refused; with one
 //! etcd member killed applies still go through; a node whose controld was
 //! killed catches up when restarted; a node cut from etcd keeps serving and
-//! catches up when the link is back.
+//! catches up when the link is back; a rollback reaches every node; a node
+//! joining later gets the current version.
 
 mod support;
 
@@ -459,4 +460,10 @@ fn a_fleet_follows_etcd_through_races_member_loss_restarts_and_a_cut() {
     for n in &nodes {
         n.wait_for_version(3);
     }
+    // A node joining now gets the current version (not its bootstrap).
+    let joined = Node::start("n4", &spec, origin.addr());
+    joined.wait_for_version(3);
+    within("fleet status lists four nodes", || {
+        fleet_status(&spec)["nodes"].as_array().map(Vec::len) == Some(4)
+    });
 }
