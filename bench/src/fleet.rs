@@ -78,33 +78,49 @@ fn scratch(name: &str) -> Result<Scratch, String> {
     Ok(Scratch(dir))
 }
 
+/// The command that starts member `i` of a loopback etcd cluster whose
+/// members listen on `clients` and `peers` (etcd from `$ETCD` or `PATH`).
+/// Heartbeat and election timeouts suit a loaded 2-core machine.
+pub fn etcd_member(dir: &Path, i: usize, clients: &[u16], peers: &[u16]) -> Command {
+    let initial: Vec<String> = peers
+        .iter()
+        .enumerate()
+        .map(|(m, p)| format!("m{m}=http://127.0.0.1:{p}"))
+        .collect();
+    let mut cmd = Command::new(std::env::var("ETCD").unwrap_or_else(|_| "etcd".into()));
+    cmd.args(["--name", &format!("m{i}")])
+        .arg("--data-dir")
+        .arg(dir.join(format!("etcd-m{i}")))
+        .args([
+            "--listen-client-urls",
+            &format!("http://127.0.0.1:{}", clients[i]),
+            "--advertise-client-urls",
+            &format!("http://127.0.0.1:{}", clients[i]),
+            "--listen-peer-urls",
+            &format!("http://127.0.0.1:{}", peers[i]),
+            "--initial-advertise-peer-urls",
+            &format!("http://127.0.0.1:{}", peers[i]),
+            "--initial-cluster",
+            &initial.join(","),
+            "--initial-cluster-state",
+            "new",
+            "--initial-cluster-token",
+            "palisade",
+            "--heartbeat-interval",
+            "200",
+            "--election-timeout",
+            "3000",
+        ]);
+    cmd
+}
+
 /// Starts a 3-member etcd cluster; its `etcd://` spec.
 fn etcd_cluster(dir: &Path) -> Result<(Vec<Killed>, String), String> {
     let clients: Vec<u16> = (0..3).map(|_| free_port()).collect::<Result<_, _>>()?;
     let peers: Vec<u16> = (0..3).map(|_| free_port()).collect::<Result<_, _>>()?;
-    let initial: Vec<String> = (0..3)
-        .map(|i| format!("m{i}=http://127.0.0.1:{}", peers[i]))
-        .collect();
     let mut members = Vec::new();
     for i in 0..3 {
-        let child: Child = Command::new("etcd")
-            .args(["--name", &format!("m{i}")])
-            .arg("--data-dir")
-            .arg(dir.join(format!("etcd-m{i}")))
-            .args([
-                "--listen-client-urls",
-                &format!("http://127.0.0.1:{}", clients[i]),
-                "--advertise-client-urls",
-                &format!("http://127.0.0.1:{}", clients[i]),
-                "--listen-peer-urls",
-                &format!("http://127.0.0.1:{}", peers[i]),
-                "--initial-advertise-peer-urls",
-                &format!("http://127.0.0.1:{}", peers[i]),
-                "--initial-cluster",
-                &initial.join(","),
-                "--initial-cluster-state",
-                "new",
-            ])
+        let child: Child = etcd_member(dir, i, &clients, &peers)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -201,14 +217,13 @@ pub fn fleet_apply(rounds: usize) -> Result<String, String> {
     ))
 }
 
-/// A ClickHouse server in `dir`; its HTTP port.
-fn clickhouse(dir: &Path) -> Result<(Killed, u16), String> {
-    let (http_port, tcp_port) = (free_port()?, free_port()?);
+/// A ClickHouse server configuration on loopback with its data, logs and
+/// temporary files in `dir` and the packaged users (`default`, no
+/// password).
+pub fn clickhouse_config(dir: &Path, http_port: u16, tcp_port: u16) -> String {
     let d = dir.display();
-    std::fs::write(
-        dir.join("config.xml"),
-        format!(
-            r#"<?xml version="1.0"?>
+    format!(
+        r#"<?xml version="1.0"?>
 <yandex>
     <logger><level>warning</level><log>{d}/server.log</log><errorlog>{d}/error.log</errorlog><console>0</console></logger>
     <http_port>{http_port}</http_port>
@@ -223,7 +238,15 @@ fn clickhouse(dir: &Path) -> Result<(Killed, u16), String> {
     <mark_cache_size>268435456</mark_cache_size>
 </yandex>
 "#
-        ),
+    )
+}
+
+/// A ClickHouse server in `dir`; its HTTP port.
+fn clickhouse(dir: &Path) -> Result<(Killed, u16), String> {
+    let (http_port, tcp_port) = (free_port()?, free_port()?);
+    std::fs::write(
+        dir.join("config.xml"),
+        clickhouse_config(dir, http_port, tcp_port),
     )
     .map_err(|e| e.to_string())?;
     let child = Command::new("/usr/sbin/clickhouse-server")

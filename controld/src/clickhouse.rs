@@ -154,26 +154,20 @@ impl Client {
             &format!("CREATE DATABASE IF NOT EXISTS {}", self.target.database),
             b"",
         )?;
-        let columns: Vec<String> = RECORD_COLUMNS
+        self.create_table(&self.table(), &RECORD_COLUMNS)?;
+        self.create_table(&self.alerts_table(), &ALERT_COLUMNS)
+    }
+
+    /// A table of the store's `columns` plus `node` and a `date` partition
+    /// key, one row per `(node, id)` once merged.
+    fn create_table(&self, name: &str, columns: &[&str]) -> Result<(), String> {
+        let columns: Vec<String> = columns
             .iter()
             .map(|c| format!("{c} {}", column_type(c)))
             .collect();
         self.run(
             &format!(
-                "CREATE TABLE IF NOT EXISTS {} (node String, {}, date Date DEFAULT toDate(intDiv(time_us, 1000000))) ENGINE = ReplacingMergeTree() PARTITION BY toYYYYMM(date) ORDER BY (node, id)",
-                self.table(),
-                columns.join(", ")
-            ),
-            b"",
-        )?;
-        let columns: Vec<String> = ALERT_COLUMNS
-            .iter()
-            .map(|c| format!("{c} {}", column_type(c)))
-            .collect();
-        self.run(
-            &format!(
-                "CREATE TABLE IF NOT EXISTS {} (node String, {}, date Date DEFAULT toDate(intDiv(time_us, 1000000))) ENGINE = ReplacingMergeTree() PARTITION BY toYYYYMM(date) ORDER BY (node, id)",
-                self.alerts_table(),
+                "CREATE TABLE IF NOT EXISTS {name} (node String, {}, date Date DEFAULT toDate(intDiv(time_us, 1000000))) ENGINE = ReplacingMergeTree() PARTITION BY toYYYYMM(date) ORDER BY (node, id)",
                 columns.join(", ")
             ),
             b"",

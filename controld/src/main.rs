@@ -363,20 +363,30 @@ enum CertsCommand {
     },
 }
 
+/// Prints `value` as pretty JSON (`--json`) or as `text` renders it.
+fn print_json_or<T: serde::Serialize>(
+    value: &T,
+    json: bool,
+    text: impl FnOnce(&T) -> String,
+) -> Result<(), String> {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(value).map_err(|e| e.to_string())?
+        );
+    } else {
+        print!("{}", text(value));
+    }
+    Ok(())
+}
+
 fn print_applied(
     verb: &str,
     result: Result<client::Applied, String>,
     json: bool,
 ) -> Result<(), String> {
     let applied = result?;
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&applied).map_err(|e| e.to_string())?
-        );
-    } else {
-        print!("{}", applied.render(verb));
-    }
+    print_json_or(&applied, json, |a| a.render(verb))?;
     if applied.all_ok() {
         Ok(())
     } else {
@@ -398,14 +408,7 @@ fn print_fleet(
     json: bool,
 ) -> Result<(), String> {
     let outcome = result?;
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&outcome).map_err(|e| e.to_string())?
-        );
-    } else {
-        print!("{}", outcome.render(verb));
-    }
+    print_json_or(&outcome, json, |o| o.render(verb))?;
     if outcome.all_ok {
         Ok(())
     } else {
@@ -573,18 +576,7 @@ fn run(cli: Cli) -> Result<(), String> {
         ),
         Command::Fleet {
             command: FleetCommand::Status { fleet: spec, json },
-        } => {
-            let status = fleet::cli::status(&spec)?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&status).map_err(|e| e.to_string())?
-                );
-            } else {
-                print!("{}", status.render());
-            }
-            Ok(())
-        }
+        } => print_json_or(&fleet::cli::status(&spec)?, json, |s| s.render()),
         Command::Rollback {
             version,
             socket,
@@ -712,24 +704,20 @@ fn run(cli: Cli) -> Result<(), String> {
                 let target = palisade_controld::clickhouse::Target::parse(&spec)
                     .map_err(|e| format!("--store {e}"))?;
                 let list = palisade_controld::clickhouse::alerts(&target, &filter)?;
-                if json {
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(&list).map_err(|e| e.to_string())?
-                    );
-                } else {
-                    for a in &list {
-                        print!(
-                            "{}: {}",
-                            a.node,
-                            logcli::render_alerts(std::slice::from_ref(&a.alert))
-                        );
-                    }
+                return print_json_or(&list, json, |list| {
                     if list.is_empty() {
-                        println!("no alerts");
+                        return "no alerts\n".into();
                     }
-                }
-                return Ok(());
+                    list.iter()
+                        .map(|a| {
+                            format!(
+                                "{}: {}",
+                                a.node,
+                                logcli::render_alerts(std::slice::from_ref(&a.alert))
+                            )
+                        })
+                        .collect()
+                });
             }
             let list = logcli::alerts(&state_dir, &filter)?;
             if json {

@@ -179,6 +179,16 @@ impl Daemon {
             }
         }
         let bytes = snapshot::encode(&policy);
+        self.store_as_current(version, policy, bytes)
+    }
+
+    /// Writes a version to the history and makes it current.
+    fn store_as_current(
+        &self,
+        version: u64,
+        policy: Policy,
+        bytes: Vec<u8>,
+    ) -> Result<Stored, String> {
         self.state
             .store(version, &bytes)
             .map_err(|e| format!("state dir: {e}"))?;
@@ -290,15 +300,7 @@ impl Daemon {
                 policy.version
             ));
         }
-        self.state
-            .store(version, &bytes)
-            .map_err(|e| format!("state dir: {e}"))?;
-        let stored = Stored {
-            version,
-            policy,
-            bytes: Arc::new(bytes),
-        };
-        self.make_current(&stored);
+        let stored = self.store_as_current(version, policy, bytes)?;
         self.push_and_wait(&stored);
         Ok(())
     }

@@ -424,22 +424,26 @@ impl Forwarder {
             .map_err(db)?;
         let mut rows = st.query([self.mark.alert, BATCH]).map_err(db)?;
         while let Some(r) = rows.next().map_err(db)? {
+            let time_us: i64 = r.get(1).map_err(db)?;
             let a = AlertRow {
-                id: r.get(0).map_err(db)?,
-                time_us: r.get(1).map_err(db)?,
-                policy: r.get(2).map_err(db)?,
-                severity: r.get(3).map_err(db)?,
-                record_id: r.get(4).map_err(db)?,
-                kind: r.get(5).map_err(db)?,
-                app: r.get(6).map_err(db)?,
-                user: r.get(7).map_err(db)?,
-                client_ip: r.get(8).map_err(db)?,
-                url: r.get(9).map_err(db)?,
-                activity: r.get(10).map_err(db)?,
-                action: r.get(11).map_err(db)?,
-                file_name: r.get(12).map_err(db)?,
+                time_us,
+                alert: crate::alerts::Alert {
+                    id: r.get(0).map_err(db)?,
+                    time: crate::alerts::rfc3339(time_us),
+                    policy: r.get(2).map_err(db)?,
+                    severity: r.get(3).map_err(db)?,
+                    record_id: r.get(4).map_err(db)?,
+                    kind: r.get(5).map_err(db)?,
+                    app: r.get(6).map_err(db)?,
+                    user: r.get(7).map_err(db)?,
+                    client_ip: r.get(8).map_err(db)?,
+                    url: r.get(9).map_err(db)?,
+                    activity: r.get(10).map_err(db)?,
+                    action: r.get(11).map_err(db)?,
+                    file_name: r.get(12).map_err(db)?,
+                },
             };
-            next.alert = a.id;
+            next.alert = a.alert.id;
             messages.push(syslog(
                 a.syslog_severity(),
                 a.time_us,
@@ -834,26 +838,15 @@ impl RecordRow {
     }
 }
 
-/// One stored alert.
+/// One stored alert, with its time in microseconds for `rt`.
 pub struct AlertRow {
-    pub id: i64,
     pub time_us: i64,
-    pub policy: String,
-    pub severity: String,
-    pub record_id: i64,
-    pub kind: String,
-    pub app: String,
-    pub user: String,
-    pub client_ip: String,
-    pub url: String,
-    pub activity: String,
-    pub action: String,
-    pub file_name: String,
+    pub alert: crate::alerts::Alert,
 }
 
 impl AlertRow {
     fn cef_severity(&self) -> u8 {
-        match self.severity.as_str() {
+        match self.alert.severity.as_str() {
             "high" => 8,
             "medium" => 6,
             _ => 4,
@@ -862,7 +855,7 @@ impl AlertRow {
 
     /// Syslog severity: critical, error or warning.
     fn syslog_severity(&self) -> u8 {
-        match self.severity.as_str() {
+        match self.alert.severity.as_str() {
             "high" => 2,
             "medium" => 3,
             _ => 4,
@@ -872,29 +865,29 @@ impl AlertRow {
     /// The alert in CEF; `cn3` is the record that raised it (its
     /// `externalId`).
     pub fn cef(&self) -> String {
-        let name = format!("alert: {}", self.policy);
+        let name = format!("alert: {}", self.alert.policy);
         let mut out = cef_start("alert", &name, self.cef_severity());
         ext(&mut out, "rt", &(self.time_us / 1000).to_string());
-        ext(&mut out, "externalId", &self.id.to_string());
-        ext(&mut out, "src", &self.client_ip);
-        ext(&mut out, "suser", &self.user);
-        ext(&mut out, "request", &self.url);
-        ext(&mut out, "act", &self.action);
-        ext(&mut out, "fname", &self.file_name);
+        ext(&mut out, "externalId", &self.alert.id.to_string());
+        ext(&mut out, "src", &self.alert.client_ip);
+        ext(&mut out, "suser", &self.alert.user);
+        ext(&mut out, "request", &self.alert.url);
+        ext(&mut out, "act", &self.alert.action);
+        ext(&mut out, "fname", &self.alert.file_name);
         ext(&mut out, "cs1Label", "app");
-        ext(&mut out, "cs1", &self.app);
+        ext(&mut out, "cs1", &self.alert.app);
         ext(&mut out, "cs2Label", "policy");
-        ext(&mut out, "cs2", &self.policy);
-        if !self.activity.is_empty() {
+        ext(&mut out, "cs2", &self.alert.policy);
+        if !self.alert.activity.is_empty() {
             ext(&mut out, "cs3Label", "activity");
-            ext(&mut out, "cs3", &self.activity);
+            ext(&mut out, "cs3", &self.alert.activity);
         }
         ext(&mut out, "cs6Label", "severity");
-        ext(&mut out, "cs6", &self.severity);
+        ext(&mut out, "cs6", &self.alert.severity);
         ext(&mut out, "cs4Label", "kind");
-        ext(&mut out, "cs4", &self.kind);
+        ext(&mut out, "cs4", &self.alert.kind);
         ext(&mut out, "cn3Label", "recordId");
-        ext(&mut out, "cn3", &self.record_id.to_string());
+        ext(&mut out, "cn3", &self.alert.record_id.to_string());
         out
     }
 }

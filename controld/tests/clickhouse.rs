@@ -58,26 +58,9 @@ impl ClickHouse {
             bin.display()
         );
         let (http_port, tcp_port) = (free_port(), free_port());
-        let d = dir.display();
         std::fs::write(
             dir.join("config.xml"),
-            format!(
-                r#"<?xml version="1.0"?>
-<yandex>
-    <logger><level>warning</level><log>{d}/server.log</log><errorlog>{d}/error.log</errorlog><console>0</console></logger>
-    <http_port>{http_port}</http_port>
-    <tcp_port>{tcp_port}</tcp_port>
-    <listen_host>127.0.0.1</listen_host>
-    <path>{d}/data/</path>
-    <tmp_path>{d}/tmp/</tmp_path>
-    <user_files_path>{d}/user_files/</user_files_path>
-    <users_config>/etc/clickhouse-server/users.xml</users_config>
-    <default_profile>default</default_profile>
-    <default_database>default</default_database>
-    <mark_cache_size>268435456</mark_cache_size>
-</yandex>
-"#
-            ),
+            palisade_bench::fleet::clickhouse_config(dir, http_port, tcp_port),
         )
         .expect("config");
         let mut ch = ClickHouse {

@@ -59,41 +59,16 @@ impl Drop for Cluster {
 
 impl Cluster {
     fn start(dir: &std::path::Path) -> Cluster {
+        // A clear message when etcd is missing (etcd_member runs `etcd`
+        // from PATH, or $ETCD).
+        etcd_bin();
         let client_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
         let peer_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-        let initial: Vec<String> = (0..3)
-            .map(|i| format!("m{i}=http://127.0.0.1:{}", peer_ports[i]))
-            .collect();
         let members = (0..3)
             .map(|i| {
                 let log = std::fs::File::create(dir.join(format!("etcd-m{i}.log"))).expect("log");
                 Some(
-                    Command::new(etcd_bin())
-                        .args(["--name", &format!("m{i}")])
-                        .arg("--data-dir")
-                        .arg(dir.join(format!("etcd-m{i}")))
-                        .args([
-                            "--listen-client-urls",
-                            &format!("http://127.0.0.1:{}", client_ports[i]),
-                            "--advertise-client-urls",
-                            &format!("http://127.0.0.1:{}", client_ports[i]),
-                            "--listen-peer-urls",
-                            &format!("http://127.0.0.1:{}", peer_ports[i]),
-                            "--initial-advertise-peer-urls",
-                            &format!("http://127.0.0.1:{}", peer_ports[i]),
-                            "--initial-cluster",
-                            &initial.join(","),
-                            "--initial-cluster-state",
-                            "new",
-                            "--initial-cluster-token",
-                            "palisade-test",
-                            // A loaded 2-core test machine: no elections
-                            // from a slow heartbeat.
-                            "--heartbeat-interval",
-                            "200",
-                            "--election-timeout",
-                            "3000",
-                        ])
+                    palisade_bench::fleet::etcd_member(dir, i, &client_ports, &peer_ports)
                         .stdout(Stdio::null())
                         .stderr(log)
                         .spawn()

@@ -24,6 +24,26 @@ fn fields(datagram: &[u8]) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// `controld serve` whose alert file's directory does not exist: the
+/// delivery thread logs an error as it starts. Its journal socket is the
+/// env's `journal.sock`, its stderr `stderr`.
+fn serve_logging_an_error(env: &Env, stderr: std::fs::File) -> Command {
+    let policy = env.policy("p.toml", "127.0.0.1:9".parse().unwrap(), "");
+    let mut cmd = Command::new(controld_bin());
+    cmd.args(["serve", "--policy"])
+        .arg(&policy)
+        .arg("--socket")
+        .arg(env.socket())
+        .arg("--state-dir")
+        .arg(env.path("state"))
+        .arg("--alert-file")
+        .arg(env.path("missing/alerts.jsonl"))
+        .env("PALISADE_JOURNAL_SOCKET", env.path("journal.sock"))
+        .stdout(Stdio::null())
+        .stderr(stderr);
+    cmd
+}
+
 #[test]
 fn readiness_goes_to_notify_socket_and_log_lines_to_the_journal_with_fields() {
     let env = Env::new();
@@ -35,23 +55,9 @@ fn readiness_goes_to_notify_socket_and_log_lines_to_the_journal_with_fields() {
     let stderr_path = env.path("stderr");
     let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
     let meta = stderr.metadata().expect("stat");
-    let policy = env.policy("p.toml", "127.0.0.1:9".parse().unwrap(), "");
-    // The alert file's directory does not exist: the delivery thread logs
-    // an error as it starts.
-    let mut child = Command::new(controld_bin())
-        .args(["serve", "--policy"])
-        .arg(&policy)
-        .arg("--socket")
-        .arg(env.socket())
-        .arg("--state-dir")
-        .arg(env.path("state"))
-        .arg("--alert-file")
-        .arg(env.path("missing/alerts.jsonl"))
+    let mut child = serve_logging_an_error(&env, stderr)
         .env("NOTIFY_SOCKET", env.path("notify.sock"))
         .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
-        .env("PALISADE_JOURNAL_SOCKET", env.path("journal.sock"))
-        .stdout(Stdio::null())
-        .stderr(stderr)
         .spawn()
         .expect("start controld");
     let mut buf = vec![0u8; 65536];
@@ -83,21 +89,9 @@ fn a_journal_stream_that_is_not_stderr_leaves_lines_on_stderr() {
     journal.set_nonblocking(true).expect("nonblocking");
     let stderr_path = env.path("stderr");
     let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
-    let policy = env.policy("p.toml", "127.0.0.1:9".parse().unwrap(), "");
-    let mut child = Command::new(controld_bin())
-        .args(["serve", "--policy"])
-        .arg(&policy)
-        .arg("--socket")
-        .arg(env.socket())
-        .arg("--state-dir")
-        .arg(env.path("state"))
-        .arg("--alert-file")
-        .arg(env.path("missing/alerts.jsonl"))
-        // Inherited from a parent whose stderr was the journal.
+    // Inherited from a parent whose stderr was the journal.
+    let mut child = serve_logging_an_error(&env, stderr)
         .env("JOURNAL_STREAM", "1:1")
-        .env("PALISADE_JOURNAL_SOCKET", env.path("journal.sock"))
-        .stdout(Stdio::null())
-        .stderr(stderr)
         .spawn()
         .expect("start controld");
     eventually("the line on stderr", || {
