@@ -276,10 +276,11 @@ fn ship(client: Client, node: String, store: PathBuf, mark_path: PathBuf) {
             };
             if rows > 0 {
                 client.run(&insert, &body)?;
-                if fault("exit-after-ship") {
-                    // Fault injection for the tests: die between the insert
-                    // and its mark, as a SIGKILL there would.
-                    std::process::abort();
+                if fault("kill-after-ship") {
+                    // Fault injection for the tests: SIGKILL between the
+                    // insert and its mark.
+                    // SAFETY: raise has no preconditions; the process ends.
+                    unsafe { libc::raise(libc::SIGKILL) };
                 }
                 mark.records = last;
                 mark.save(&mark_path)?;

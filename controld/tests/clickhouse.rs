@@ -335,18 +335,22 @@ fn records_from_three_nodes_reach_clickhouse_once_each_across_restarts_and_crash
 
     // A controld that dies between an insert and its mark: node 1's
     // controld is down while requests are made (its data plane keeps them),
-    // then starts with the fault, ships them and aborts before the mark;
+    // then starts with the fault, ships them and is SIGKILLed before the mark;
     // started again, it ships them again, and ClickHouse folds the copies.
     nodes[0].controld.take().unwrap().kill();
     for i in 0..20 {
         assert!(get(nodes[0].proxy, &format!("/page/crash/{i}")));
     }
     let before = ch.count("SELECT count() FROM palisade.records");
-    nodes[0].start_controld(&sink, Some("exit-after-ship"));
+    nodes[0].start_controld(&sink, Some("kill-after-ship"));
     let mut faulted = nodes[0].controld.take().unwrap();
-    within("the faulted controld aborts after its insert", || {
-        matches!(faulted.child.try_wait(), Ok(Some(_)))
+    let mut died = None;
+    within("the faulted controld is killed after its insert", || {
+        died = faulted.child.try_wait().ok().flatten();
+        died.is_some()
     });
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(died.and_then(|s| s.signal()), Some(libc::SIGKILL));
     assert!(
         ch.count("SELECT count() FROM palisade.records") > before,
         "it inserted"
