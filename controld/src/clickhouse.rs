@@ -14,7 +14,11 @@
 //! [`export`], [`report`] and [`alerts`] answer the fleet-wide commands.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::progress::Progress;
 
 use palisade_schema::systemd::Priority;
 
@@ -223,18 +227,25 @@ impl Mark {
 }
 
 /// Starts the shipper. `node` names this node's rows.
-pub fn start(state_dir: &Path, target: Target, node: String) -> Result<(), String> {
+pub fn start(state_dir: &Path, target: Target, node: String) -> Result<Arc<Progress>, String> {
     let mark_path = state_dir.join("clickhouse.mark");
     let store = crate::logstore::path(state_dir);
+    let progress = Arc::new(Progress {
+        url: target.url.clone(),
+        ..Progress::default()
+    });
+    let p = progress.clone();
     std::thread::Builder::new()
         .name("controld-clickhouse".into())
-        .spawn(move || ship(Client::new(target), node, store, mark_path))
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+        .spawn(move || ship(Client::new(target), node, store, mark_path, &p))
+        .map_err(|e| e.to_string())?;
+    Ok(progress)
 }
 
-fn ship(client: Client, node: String, store: PathBuf, mark_path: PathBuf) {
+fn ship(client: Client, node: String, store: PathBuf, mark_path: PathBuf, progress: &Progress) {
     let mut mark = Mark::load(&mark_path);
+    progress.mark_record.store(mark.records, Ordering::Relaxed);
+    progress.mark_alert.store(mark.alerts, Ordering::Relaxed);
     let mut prepared = false;
     let mut failing = String::new();
     let mut wait = Duration::from_millis(250);
@@ -284,6 +295,8 @@ fn ship(client: Client, node: String, store: PathBuf, mark_path: PathBuf) {
                 }
                 mark.records = last;
                 mark.save(&mark_path)?;
+                progress.sent.fetch_add(rows as u64, Ordering::Relaxed);
+                progress.mark_record.store(last, Ordering::Relaxed);
             }
             let (body, last, alerts) = match batch(c, &alerts_sql, &node, mark.alerts) {
                 Ok(b) => b,
@@ -296,12 +309,15 @@ fn ship(client: Client, node: String, store: PathBuf, mark_path: PathBuf) {
                 client.run(&insert_alerts, &body)?;
                 mark.alerts = last;
                 mark.save(&mark_path)?;
+                progress.sent.fetch_add(alerts as u64, Ordering::Relaxed);
+                progress.mark_alert.store(last, Ordering::Relaxed);
             }
             Ok(rows.max(alerts))
         })();
         match step {
             Ok(rows) => {
                 if !failing.is_empty() {
+                    progress.set_error("");
                     crate::say(
                         Priority::Notice,
                         &format!("controld: clickhouse {}: shipping again", client.target.url),
@@ -315,6 +331,8 @@ fn ship(client: Client, node: String, store: PathBuf, mark_path: PathBuf) {
                 }
             }
             Err(e) => {
+                progress.failures.fetch_add(1, Ordering::Relaxed);
+                progress.set_error(&e);
                 if failing != e {
                     crate::say(
                         Priority::Warning,

@@ -86,12 +86,15 @@ pub struct Status {
     pub alerts_raised: u64,
     pub alerts_delivered: u64,
     pub alerts_failed: u64,
-    pub siem: Vec<SiemStatus>,
+    pub siem: Vec<ExportStatus>,
+    /// The ClickHouse log sink, when set (at most one).
+    pub log_sink: Vec<ExportStatus>,
 }
 
-/// One SIEM export destination.
+/// How far one export from the log store has got (a SIEM destination, the
+/// ClickHouse sink).
 #[derive(Debug, Serialize)]
-pub struct SiemStatus {
+pub struct ExportStatus {
     pub destination: String,
     /// Messages the receiver acknowledged since controld started.
     pub sent: u64,
@@ -182,30 +185,39 @@ impl Status {
         ] {
             metric(name, "counter", help, vec![format!(" {value}")]);
         }
-        let per_destination = |f: &dyn Fn(&SiemStatus) -> u64| -> Vec<String> {
-            self.siem
-                .iter()
-                .map(|d| format!("{{destination=\"{}\"}} {}", label(&d.destination), f(d)))
-                .collect()
-        };
-        metric(
-            "palisade_siem_messages_sent_total",
-            "counter",
-            "Records and alerts a SIEM destination acknowledged.",
-            per_destination(&|d| d.sent),
-        );
-        metric(
-            "palisade_siem_send_failures_total",
-            "counter",
-            "Failed connect or send attempts to a SIEM destination.",
-            per_destination(&|d| d.failures),
-        );
-        metric(
-            "palisade_siem_failing",
-            "gauge",
-            "1 while the last attempt to a SIEM destination failed (its rows wait in the store).",
-            per_destination(&|d| u64::from(!d.last_error.is_empty())),
-        );
+        for (exports, prefix, what) in [
+            (&self.siem, "palisade_siem", "a SIEM destination"),
+            (
+                &self.log_sink,
+                "palisade_log_sink",
+                "the ClickHouse log sink",
+            ),
+        ] {
+            let per_destination = |f: &dyn Fn(&ExportStatus) -> u64| -> Vec<String> {
+                exports
+                    .iter()
+                    .map(|d| format!("{{destination=\"{}\"}} {}", label(&d.destination), f(d)))
+                    .collect()
+            };
+            metric(
+                &format!("{prefix}_messages_sent_total"),
+                "counter",
+                &format!("Records and alerts {what} acknowledged."),
+                per_destination(&|d| d.sent),
+            );
+            metric(
+                &format!("{prefix}_send_failures_total"),
+                "counter",
+                &format!("Failed connect or send attempts to {what}."),
+                per_destination(&|d| d.failures),
+            );
+            metric(
+                &format!("{prefix}_failing"),
+                "gauge",
+                &format!("1 while the last attempt to {what} failed (its rows wait in the store)."),
+                per_destination(&|d| u64::from(!d.last_error.is_empty())),
+            );
+        }
         out
     }
 
@@ -259,9 +271,14 @@ impl Status {
             self.alerts_failed,
             self.alerts_pending
         ));
-        for d in &self.siem {
+        for (kind, d) in self
+            .siem
+            .iter()
+            .map(|d| ("siem", d))
+            .chain(self.log_sink.iter().map(|d| ("log sink", d)))
+        {
             out.push_str(&format!(
-                "siem {}: {} sent since start, acknowledged through record {} and alert {}{}\n",
+                "{kind} {}: {} sent since start, acknowledged through record {} and alert {}{}\n",
                 d.destination,
                 d.sent,
                 d.mark_record,
@@ -275,6 +292,34 @@ impl Status {
         }
         out
     }
+}
+
+/// A text field, empty when missing or not UTF-8.
+fn text(t: capnp::Result<capnp::text::Reader<'_>>) -> String {
+    t.ok()
+        .and_then(|t| t.to_str().ok())
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Exports' progress as controld sent it.
+fn exports(
+    list: capnp::Result<
+        capnp::struct_list::Reader<'_, palisade_schema::control_capnp::export_status::Owned>,
+    >,
+) -> Result<Vec<ExportStatus>, String> {
+    Ok(list
+        .map_err(|e| e.to_string())?
+        .iter()
+        .map(|d| ExportStatus {
+            destination: text(d.get_destination()),
+            sent: d.get_sent(),
+            failures: d.get_failures(),
+            last_error: text(d.get_last_error()),
+            mark_record: d.get_mark_record(),
+            mark_alert: d.get_mark_alert(),
+        })
+        .collect())
 }
 
 /// A Prometheus label value: backslash, quote and line feed escaped.
@@ -362,12 +407,6 @@ pub fn status(socket: &Path) -> Result<Status, String> {
     let resp = msg
         .get_root::<response::Reader>()
         .map_err(|e| e.to_string())?;
-    let text = |t: capnp::Result<capnp::text::Reader<'_>>| {
-        t.ok()
-            .and_then(|t| t.to_str().ok())
-            .unwrap_or("")
-            .to_string()
-    };
     match resp.which().map_err(|e| e.to_string())? {
         response::Status(s) => {
             let s = s.map_err(|e| e.to_string())?;
@@ -401,19 +440,8 @@ pub fn status(socket: &Path) -> Result<Status, String> {
                 alerts_raised: s.get_alerts_raised(),
                 alerts_delivered: s.get_alerts_delivered(),
                 alerts_failed: s.get_alerts_failed(),
-                siem: s
-                    .get_siem()
-                    .map_err(|e| e.to_string())?
-                    .iter()
-                    .map(|d| SiemStatus {
-                        destination: text(d.get_destination()),
-                        sent: d.get_sent(),
-                        failures: d.get_failures(),
-                        last_error: text(d.get_last_error()),
-                        mark_record: d.get_mark_record(),
-                        mark_alert: d.get_mark_alert(),
-                    })
-                    .collect(),
+                siem: exports(s.get_siem())?,
+                log_sink: exports(s.get_log_sink())?,
             })
         }
         response::Error(e) => Err(text(e)),

@@ -17,6 +17,7 @@ pub mod ingest;
 pub mod logcli;
 pub mod logstore;
 pub mod mail;
+pub mod progress;
 pub mod protect;
 pub mod server;
 pub mod siem;

@@ -114,7 +114,9 @@ pub struct Daemon {
     activity_policies: PolicySet,
     alert_stats: OnceLock<Arc<crate::alerts::AlertStats>>,
     /// Each SIEM destination's progress.
-    siem_stats: OnceLock<Vec<Arc<crate::siem::DestinationStats>>>,
+    siem_stats: OnceLock<Vec<Arc<crate::progress::Progress>>>,
+    /// The ClickHouse sink's progress.
+    sink_stats: OnceLock<Arc<crate::progress::Progress>>,
 }
 
 /// The outcome of an apply or rollback.
@@ -445,17 +447,23 @@ fn status_frame(daemon: &Daemon) -> Vec<u8> {
         st.set_alerts_delivered(a.delivered.load(Ordering::Relaxed));
         st.set_alerts_failed(a.failed.load(Ordering::Relaxed));
     }
+    let progress = |mut out: palisade_schema::control_capnp::export_status::Builder<'_>,
+                    p: &crate::progress::Progress| {
+        out.set_destination(p.url.as_str());
+        out.set_sent(p.sent.load(Ordering::Relaxed));
+        out.set_failures(p.failures.load(Ordering::Relaxed));
+        out.set_last_error(p.last_error().as_str());
+        out.set_mark_record(p.mark_record.load(Ordering::Relaxed));
+        out.set_mark_alert(p.mark_alert.load(Ordering::Relaxed));
+    };
     if let Some(siem) = daemon.siem_stats.get() {
         let mut list = st.reborrow().init_siem(siem.len() as u32);
         for (i, d) in siem.iter().enumerate() {
-            let mut out = list.reborrow().get(i as u32);
-            out.set_destination(d.url.as_str());
-            out.set_sent(d.sent.load(Ordering::Relaxed));
-            out.set_failures(d.failures.load(Ordering::Relaxed));
-            out.set_last_error(d.last_error().as_str());
-            out.set_mark_record(d.mark_record.load(Ordering::Relaxed));
-            out.set_mark_alert(d.mark_alert.load(Ordering::Relaxed));
+            progress(list.reborrow().get(i as u32), d);
         }
+    }
+    if let Some(sink) = daemon.sink_stats.get() {
+        progress(st.reborrow().init_log_sink(1).get(0), sink);
     }
     frame::encode(&m)
 }
@@ -677,6 +685,7 @@ pub fn serve(config: ServeConfig, on_ready: impl FnOnce(u64)) -> Result<(), Stri
         activity_policies: PolicySet::default(),
         alert_stats: OnceLock::new(),
         siem_stats: OnceLock::new(),
+        sink_stats: OnceLock::new(),
     });
     // A fleet node resumes the last version the fleet gave it: the
     // bootstrap policy is only for a node that never reached etcd.
@@ -698,7 +707,11 @@ pub fn serve(config: ServeConfig, on_ready: impl FnOnce(u64)) -> Result<(), Stri
     let store = crate::logstore::Store::open(&store_path, config.logs.sync)
         .map_err(|e| format!("{}: {e}", store_path.display()))?;
     if let Some((target, node)) = &config.log_sink {
-        crate::clickhouse::start(&config.state_dir, target.clone(), node.clone())?;
+        let _ = daemon.sink_stats.set(crate::clickhouse::start(
+            &config.state_dir,
+            target.clone(),
+            node.clone(),
+        )?);
     }
     let _ = daemon
         .siem_stats

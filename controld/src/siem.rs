@@ -22,10 +22,11 @@ use std::io::Write;
 use std::net::{TcpStream, ToSocketAddrs, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::progress::Progress;
 use palisade_schema::systemd::Priority;
 use rusqlite::Connection;
 
@@ -163,38 +164,8 @@ impl Mark {
     }
 }
 
-/// One destination's progress, for `controld status` and the metrics.
-#[derive(Debug, Default)]
-pub struct DestinationStats {
-    pub url: String,
-    /// Messages the receiver acknowledged since start.
-    pub sent: AtomicU64,
-    /// Failed connect or send attempts since start.
-    pub failures: AtomicU64,
-    /// Why the last attempt failed; empty while delivering.
-    pub last_error: Mutex<String>,
-    /// The persisted mark.
-    pub mark_record: AtomicI64,
-    pub mark_alert: AtomicI64,
-}
-
-impl DestinationStats {
-    pub fn last_error(&self) -> String {
-        self.last_error
-            .lock()
-            .map(|e| e.clone())
-            .unwrap_or_else(|e| e.into_inner().clone())
-    }
-
-    fn set_error(&self, what: &str) {
-        let mut e = self.last_error.lock().unwrap_or_else(|e| e.into_inner());
-        e.clear();
-        e.push_str(what);
-    }
-}
-
 /// Starts one forwarder thread per destination. The store must exist.
-pub fn start(state_dir: &Path, settings: &Settings) -> Result<Vec<Arc<DestinationStats>>, String> {
+pub fn start(state_dir: &Path, settings: &Settings) -> Result<Vec<Arc<Progress>>, String> {
     let mut all = Vec::new();
     if settings.destinations.is_empty() {
         return Ok(all);
@@ -234,9 +205,9 @@ pub fn start(state_dir: &Path, settings: &Settings) -> Result<Vec<Arc<Destinatio
                 m
             }
         };
-        let stats = Arc::new(DestinationStats {
+        let stats = Arc::new(Progress {
             url: dest.url.clone(),
-            ..DestinationStats::default()
+            ..Progress::default()
         });
         stats.mark_record.store(mark.record, Ordering::Relaxed);
         stats.mark_alert.store(mark.alert, Ordering::Relaxed);
@@ -260,7 +231,7 @@ pub fn start(state_dir: &Path, settings: &Settings) -> Result<Vec<Arc<Destinatio
 
 /// Sends one destination everything after its mark, for ever.
 struct Forwarder {
-    stats: Arc<DestinationStats>,
+    stats: Arc<Progress>,
     dest: Destination,
     tls: Option<Arc<rustls::ClientConfig>>,
     store: PathBuf,

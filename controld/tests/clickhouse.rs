@@ -285,6 +285,21 @@ fn records_from_three_nodes_reach_clickhouse_once_each_across_restarts_and_crash
     within("100 requests", || done.load(Ordering::SeqCst) >= 100);
     ch.stop();
     let at_stop = done.load(Ordering::SeqCst);
+    // The nodes say they are failing (status, metrics) while records wait.
+    within("node 1's log sink failing", || {
+        let st = nodes[0].env.status();
+        st["log_sink"][0]["last_error"]
+            .as_str()
+            .is_some_and(|e| !e.is_empty())
+    });
+    let metrics = nodes[0].env.cli(&["status", "--prometheus"]);
+    let metrics = String::from_utf8_lossy(&metrics.stdout).into_owned();
+    assert!(
+        metrics.contains(&format!(
+            "palisade_log_sink_failing{{destination=\"{sink}\"}} 1"
+        )),
+        "{metrics}"
+    );
     within("100 more requests with ClickHouse down", || {
         done.load(Ordering::SeqCst) >= at_stop + 100
     });
@@ -332,6 +347,19 @@ fn records_from_three_nodes_reach_clickhouse_once_each_across_restarts_and_crash
     };
     let sum = check(&nodes, &ch, total);
     assert_eq!(sum, total, "one record per request");
+    for n in &nodes {
+        let last = *n.stored().keys().last().unwrap();
+        within(
+            &format!("{}'s log sink through record {last}", n.name),
+            || {
+                let st = n.env.status();
+                let sink = &st["log_sink"][0];
+                sink["mark_record"] == last
+                    && sink["last_error"] == ""
+                    && sink["sent"].as_u64() > Some(0)
+            },
+        );
+    }
 
     // A controld that dies between an insert and its mark: node 1's
     // controld is down while requests are made (its data plane keeps them),

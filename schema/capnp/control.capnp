@@ -168,15 +168,18 @@ struct Status {
   alertsFailed @12 :UInt64;
   # Alerts a sink did not take (write failed, webhook refused through
   # every retry, queue full); they stay in the store.
-  siem @13 :List(SiemStatus);
+  siem @13 :List(ExportStatus);
   # Each SIEM export destination (controld serve --siem).
+  logSink @14 :List(ExportStatus);
+  # The ClickHouse log sink (controld serve --log-sink), when set.
 }
 
-struct SiemStatus {
+struct ExportStatus {
+  # How far an export from the log store has got.
   destination @0 :Text;
   # The URL given, e.g. syslog+tls://siem.example:6514.
   sent @1 :UInt64;
-  # Messages (records and alerts) the receiver acknowledged since start.
+  # Records and alerts the receiver acknowledged since start.
   failures @2 :UInt64;
   # Failed connect or send attempts since start.
   lastError @3 :Text;
