@@ -21,29 +21,20 @@ mod support;
 #[path = "browser/walk.rs"]
 mod walk;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use palisade_bench::browser::{Browser, Launch};
 use palisade_bench::fidelity_walk;
 use palisade_bench::idp::{Idp, IdpConfig};
-use support::{Env, Origin, OriginConfig, Proc};
+use support::signin::Rig;
+use support::{Env, Origin, OriginConfig};
 use walk::{host_of, sign_in, step};
 
 const KEY_HEX: &str = "3f1c0e5a3b2d4f6071829a0b1c2d3e4f5061728394a5b6c7d8e9f00112233446";
 const APP: &str = "https://app.saas.test.proxy.test";
 /// Where the escaping page goes (no app owns the host).
 const ESCAPE: &str = "https://escape.example/beacon";
-
-struct Rig {
-    env: Env,
-    _controld: Proc,
-    _dataplane: Proc,
-    tls: SocketAddr,
-    origin: Origin,
-    idp: Idp,
-}
 
 fn rig() -> Rig {
     let env = Env::new();
