@@ -305,6 +305,15 @@ fn a_fleet_follows_etcd_through_races_member_loss_restarts_and_a_cut() {
     for n in &nodes {
         n.env.wait_for_cores(1, 1);
     }
+    // An apply waits for the nodes reporting when it publishes: let all
+    // three (each with its core) report first, however loaded the machine.
+    within("every node reporting to the fleet with its core", || {
+        fleet_status(&spec)["nodes"].as_array().is_some_and(|n| {
+            n.len() == 3
+                && n.iter()
+                    .all(|n| n["cores"].as_array().is_some_and(|c| c.len() == 1))
+        })
+    });
 
     // A fleet apply reaches every core of every node.
     let p1 = policy_with(&work, "v1.toml", origin.addr(), 1);
