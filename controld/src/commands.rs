@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::Path;
 
 use palisade_schema::access::{check_jwks, IdentityProvider};
-use palisade_schema::policy::{compile_file, CompileOptions, Policy};
+use palisade_schema::policy::{compile_file, compile_source, CompileOptions, Diagnostics, Policy};
 use palisade_schema::snapshot;
 
 /// Compiles `policy` and writes the snapshot to `out` atomically (temp file,
@@ -30,7 +30,47 @@ pub fn validate(policy: &Path) -> Result<Policy, String> {
 /// itself: an OIDC `jwks_url` is fetched here (the snapshot carries the key
 /// set, so data planes never reach out to the provider).
 pub fn compile_policy(path: &Path, options: &CompileOptions) -> Result<Policy, String> {
-    let mut policy = compile_file(path, options).map_err(|d| d.to_string())?;
+    let policy = compile_file(path, options).map_err(|d| d.to_string())?;
+    complete(policy, &path.display().to_string())
+}
+
+/// Why a policy text did not compile: located problems (shown at their
+/// line) or a problem of the whole (a key set that could not be fetched).
+#[derive(Debug)]
+pub enum PolicyError {
+    Located(Diagnostics),
+    Whole(String),
+}
+
+impl From<String> for PolicyError {
+    fn from(message: String) -> Self {
+        PolicyError::Whole(message)
+    }
+}
+
+impl std::fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PolicyError::Located(d) => write!(f, "{d}"),
+            PolicyError::Whole(m) => f.write_str(m),
+        }
+    }
+}
+
+/// [`compile_policy`] for a text that is not (yet) a file: `label` names it
+/// in messages, relative paths inside resolve against `base_dir`.
+pub fn compile_policy_text(
+    label: &str,
+    text: &str,
+    base_dir: &Path,
+    options: &CompileOptions,
+) -> Result<Policy, PolicyError> {
+    let policy = compile_source(label, text, base_dir, options).map_err(PolicyError::Located)?;
+    complete(policy, label).map_err(PolicyError::Whole)
+}
+
+/// Fetches the key set of every OIDC provider given by `jwks_url`.
+fn complete(mut policy: Policy, label: &str) -> Result<Policy, String> {
     let global = match &mut policy.identity.provider {
         IdentityProvider::Oidc(oidc) => Some(oidc),
         _ => None,
@@ -41,9 +81,8 @@ pub fn compile_policy(path: &Path, options: &CompileOptions) -> Result<Policy, S
         .chain(policy.apps.iter_mut().filter_map(|a| a.oidc.as_mut()))
     {
         if let (true, Some(url)) = (oidc.jwks.is_empty(), oidc.jwks_url.clone()) {
-            let text =
-                fetch_jwks(&url).map_err(|e| format!("{}: jwks_url {url}: {e}", path.display()))?;
-            check_jwks(&text).map_err(|e| format!("{}: jwks_url {url}: {e}", path.display()))?;
+            let text = fetch_jwks(&url).map_err(|e| format!("{label}: jwks_url {url}: {e}"))?;
+            check_jwks(&text).map_err(|e| format!("{label}: jwks_url {url}: {e}"))?;
             oidc.jwks = text;
         }
     }

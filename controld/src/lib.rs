@@ -12,6 +12,7 @@ pub mod certs;
 pub mod clickhouse;
 pub mod client;
 pub mod commands;
+pub mod console;
 pub mod fleet;
 pub mod ingest;
 pub mod logcli;

@@ -219,33 +219,60 @@ fn csv_field(out: &mut impl Write, text: &str) -> std::io::Result<()> {
 }
 
 /// Streams matching records to `out`, oldest first; returns how many.
+/// On a terminal, a progress bar on stderr.
 pub fn export(
     state_dir: &Path,
     filter: &Filter,
     format: Format,
     out: &mut dyn Write,
 ) -> Result<u64, String> {
+    if !std::io::stderr().is_terminal() {
+        return export_with_progress(state_dir, filter, format, out, None);
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} rows ({per_sec}, {eta} left)",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut show = |done: u64, total: u64| {
+        bar.set_length(total);
+        bar.set_position(done);
+    };
+    let n = export_with_progress(state_dir, filter, format, out, Some(&mut show))?;
+    bar.finish_and_clear();
+    Ok(n)
+}
+
+/// Rows between two progress reports.
+const PROGRESS_EVERY: u64 = 4096;
+
+/// [`export`] reporting (rows written, rows matching) to `progress` every
+/// few thousand rows and at the end; the count costs one more query, so
+/// it is made only when someone watches.
+pub fn export_with_progress(
+    state_dir: &Path,
+    filter: &Filter,
+    format: Format,
+    out: &mut dyn Write,
+    mut progress: Option<&mut dyn FnMut(u64, u64)>,
+) -> Result<u64, String> {
     let conn = logstore::open_read_only(&logstore::path(state_dir))?;
     let (clause, values) = filter.source();
-    let progress = if std::io::stderr().is_terminal() {
-        let total: i64 = conn
+    let total = match progress {
+        Some(_) => conn
             .query_row(
                 &format!("SELECT count(*){clause}"),
                 rusqlite::params_from_iter(values.iter()),
-                |r| r.get(0),
+                |r| r.get::<_, i64>(0),
             )
-            .map_err(|e| e.to_string())?;
-        let bar = indicatif::ProgressBar::new(total as u64);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{bar:40} {pos}/{len} rows ({per_sec}, {eta} left)",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        Some(bar)
-    } else {
-        None
+            .map_err(|e| e.to_string())? as u64,
+        None => 0,
     };
+    if let Some(p) = progress.as_mut() {
+        p(0, total);
+    }
     let sql = format!(
         "SELECT {}{clause} ORDER BY time_us, id",
         RECORD_COLUMNS.join(", ")
@@ -267,15 +294,15 @@ pub fn export(
         render_row(&columns, &values, format, &mut line)?;
         out.write_all(&line).map_err(io)?;
         n += 1;
-        if let Some(bar) = &progress {
-            if n.is_multiple_of(4096) {
-                bar.set_position(n);
+        if n.is_multiple_of(PROGRESS_EVERY) {
+            if let Some(p) = progress.as_mut() {
+                p(n, total.max(n));
             }
         }
     }
     out.flush().map_err(io)?;
-    if let Some(bar) = progress {
-        bar.finish_and_clear();
+    if let Some(p) = progress.as_mut() {
+        p(n, total.max(n));
     }
     Ok(n)
 }

@@ -125,7 +125,9 @@ CREATE TABLE IF NOT EXISTS alerts (
     url TEXT NOT NULL,
     activity TEXT NOT NULL,
     action TEXT NOT NULL,
-    file_name TEXT NOT NULL
+    file_name TEXT NOT NULL,
+    acked_by TEXT NOT NULL DEFAULT '',
+    acked_at_us INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS alerts_day ON alerts(policy, day);
 CREATE INDEX IF NOT EXISTS alerts_time ON alerts(time_us);
@@ -287,6 +289,16 @@ impl Store {
         if !has_lost {
             conn.execute_batch(
                 "ALTER TABLE streams ADD COLUMN records INTEGER NOT NULL DEFAULT 0; ALTER TABLE streams ADD COLUMN ended_issued INTEGER; ALTER TABLE streams ADD COLUMN ended_dropped INTEGER; ALTER TABLE streams ADD COLUMN lost INTEGER NOT NULL DEFAULT 0;",
+            )?;
+        }
+        // Stores made before the console acknowledged alerts gain who did
+        // and when.
+        let has_acked = conn
+            .prepare("SELECT 1 FROM pragma_table_info('alerts') WHERE name = 'acked_by'")?
+            .exists([])?;
+        if !has_acked {
+            conn.execute_batch(
+                "ALTER TABLE alerts ADD COLUMN acked_by TEXT NOT NULL DEFAULT ''; ALTER TABLE alerts ADD COLUMN acked_at_us INTEGER NOT NULL DEFAULT 0;",
             )?;
         }
         let mut streams = HashMap::new();

@@ -173,6 +173,31 @@ struct ServeArgs {
     /// first; an outage delays shipping, a crash never duplicates.
     #[arg(long, value_name = "CLICKHOUSE")]
     log_sink: Option<String>,
+    /// Serve the admin console over HTTPS at ADDR (e.g. 127.0.0.1:9443;
+    /// keep it on loopback or a management network). Sign in with the
+    /// policy's OpenID Connect provider or a `controld console-token`.
+    #[arg(long, value_name = "ADDR")]
+    console: Option<std::net::SocketAddr>,
+    /// PEM certificate chain for the console (with --console-key; e.g.
+    /// one `controld certs` issued). Default: a self-signed certificate
+    /// kept in STATE_DIR/console/.
+    #[arg(long, value_name = "FILE", requires = "console_key")]
+    console_cert: Option<PathBuf>,
+    /// PEM private key of --console-cert.
+    #[arg(long, value_name = "FILE", requires = "console_cert")]
+    console_key: Option<PathBuf>,
+    /// Identity-provider group whose members are console admins.
+    #[arg(long, default_value = "admins", value_name = "GROUP")]
+    console_admin_group: String,
+    /// Identity-provider group whose members may view the console.
+    #[arg(long, default_value = "viewers", value_name = "GROUP")]
+    console_viewer_group: String,
+    /// Hours a console session lasts.
+    #[arg(long, default_value_t = 8)]
+    console_session_hours: u64,
+    /// Days finished console exports are kept.
+    #[arg(long, default_value_t = 7)]
+    console_export_keep_days: u64,
 }
 
 #[derive(Subcommand)]
@@ -322,6 +347,16 @@ enum Command {
         #[command(subcommand)]
         command: CertsCommand,
     },
+    /// Print a one-time token that signs in to the console as admin (for
+    /// the first sign-in, before identity-provider groups are set up).
+    /// Replaces an unused earlier token.
+    ConsoleToken {
+        #[arg(long, default_value = DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+        /// Minutes the token stays valid.
+        #[arg(long, default_value_t = 60)]
+        valid_minutes: i64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -445,7 +480,23 @@ fn run(cli: Cli) -> Result<(), String> {
                 fleet,
                 node,
                 log_sink,
+                console,
+                console_cert,
+                console_key,
+                console_admin_group,
+                console_viewer_group,
+                console_session_hours,
+                console_export_keep_days,
             } = *args;
+            let console = console.map(|listen| palisade_controld::console::Settings {
+                listen,
+                certificate: console_cert.zip(console_key),
+                state_dir: state_dir.clone(),
+                admin_group: console_admin_group,
+                viewer_group: console_viewer_group,
+                session_lifetime: Duration::from_secs(console_session_hours.max(1) * 3600),
+                export_keep: Duration::from_secs(console_export_keep_days.max(1) * 86400),
+            });
             let log_sink = log_sink
                 .as_deref()
                 .map(palisade_controld::clickhouse::Target::parse)
@@ -535,10 +586,14 @@ fn run(cli: Cli) -> Result<(), String> {
                 },
                 fleet: fleet.zip(node),
                 log_sink,
+                console,
             };
-            server::serve(config, |version| {
+            server::serve(config, |version, console| {
+                let console_line = console
+                    .map(|a| format!("; console on https://{a}/"))
+                    .unwrap_or_default();
                 println!(
-                    "controld: serving version {version} on {}{metrics_line}",
+                    "controld: serving version {version} on {}{metrics_line}{console_line}",
                     path.display()
                 );
                 // Type=notify: the data plane's unit starts after this.
@@ -730,6 +785,14 @@ fn run(cli: Cli) -> Result<(), String> {
             }
             Ok(())
         }
+        Command::ConsoleToken {
+            state_dir,
+            valid_minutes,
+        } => palisade_controld::console::auth::make_bootstrap_token(
+            &state_dir,
+            valid_minutes.max(1) * 60,
+        )
+        .map(|token| println!("{token}")),
         Command::Certs { command } => match command {
             CertsCommand::Ca { out, name, days } => certs::make_ca(&out, &name, days).map(|()| {
                 println!(

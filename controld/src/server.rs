@@ -23,10 +23,14 @@ use palisade_schema::policy::{CompileOptions, Policy};
 use palisade_schema::snapshot;
 
 use crate::alerts::{Engine, PolicySet};
+use crate::commands::PolicyError;
 use crate::ingest::{Incoming, Ingest};
 use crate::socket::{self, Access};
 use crate::state::{StateDir, Stored};
 use palisade_schema::systemd::Priority;
+
+mod console_api;
+pub use console_api::{AdminEntry, CoreView};
 
 /// How long the rest of a frame may take once its first byte arrived.
 const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
@@ -48,6 +52,8 @@ pub struct ServeConfig {
     pub fleet: Option<(String, String)>,
     /// Ship stored records to ClickHouse, as this node's name.
     pub log_sink: Option<(crate::clickhouse::Target, String)>,
+    /// Serve the admin console.
+    pub console: Option<crate::console::Settings>,
 }
 
 /// Log storage settings.
@@ -167,9 +173,26 @@ impl Daemon {
     /// Compiles the policy at `path` and makes it current (a new version
     /// unless it equals the current one).
     fn compile_and_store(&self, path: &std::path::Path) -> Result<Stored, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("{}: cannot read policy: {e}", path.display()))?;
+        let base = path.parent().unwrap_or(std::path::Path::new("."));
+        self.compile_and_store_text(&path.display().to_string(), &text, base)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Compiles policy `text` and makes it current, keeping the text as the
+    /// version's source.
+    fn compile_and_store_text(
+        &self,
+        label: &str,
+        text: &str,
+        base_dir: &std::path::Path,
+    ) -> Result<Stored, PolicyError> {
         let version = self.state.next_version();
-        let policy = crate::commands::compile_policy(
-            path,
+        let policy = crate::commands::compile_policy_text(
+            label,
+            text,
+            base_dir,
             &CompileOptions {
                 version,
                 ..CompileOptions::default()
@@ -180,8 +203,13 @@ impl Daemon {
                 return Ok(current);
             }
         }
+        // The source first: a version never lacks the text it came from.
+        self.state
+            .store_source(version, text)
+            .map_err(|e| PolicyError::Whole(format!("state dir: {e}")))?;
         let bytes = snapshot::encode(&policy);
         self.store_as_current(version, policy, bytes)
+            .map_err(PolicyError::Whole)
     }
 
     /// Writes a version to the history and makes it current.
@@ -334,10 +362,19 @@ impl Daemon {
     }
 
     fn apply(&self, path: &str) -> Result<Outcome, String> {
+        self.apply_with(|| self.compile_and_store(std::path::Path::new(path)))
+    }
+
+    /// Apply's steps around a compile: one apply at a time, refused on a
+    /// fleet node, then pushed to every core and their acks awaited.
+    fn apply_with<E: From<String>>(
+        &self,
+        compile: impl FnOnce() -> Result<Stored, E>,
+    ) -> Result<Outcome, E> {
         self.local_change_allowed()?;
         let _serial = self.applying.lock().unwrap_or_else(|e| e.into_inner());
         let started = Instant::now();
-        let stored = self.compile_and_store(std::path::Path::new(path))?;
+        let stored = compile()?;
         let compiled = Instant::now();
         let results = self.push_and_wait(&stored);
         Ok(Outcome {
@@ -348,7 +385,7 @@ impl Daemon {
         })
     }
 
-    fn rollback(&self, version: u64) -> Result<Outcome, String> {
+    pub(crate) fn rollback(&self, version: u64) -> Result<Outcome, String> {
         self.local_change_allowed()?;
         let _serial = self.applying.lock().unwrap_or_else(|e| e.into_inner());
         let current = self.lock().current.as_ref().map(|c| c.version).unwrap_or(0);
@@ -666,8 +703,12 @@ fn handle(daemon: Arc<Daemon>, mut stream: UnixStream, conn_id: u64) {
 }
 
 /// Starts the daemon and serves until the process ends. `on_ready` runs
-/// once the socket listens, with the current version.
-pub fn serve(config: ServeConfig, on_ready: impl FnOnce(u64)) -> Result<(), String> {
+/// once the socket listens, with the current version and the console's
+/// address.
+pub fn serve(
+    config: ServeConfig,
+    on_ready: impl FnOnce(u64, Option<std::net::SocketAddr>),
+) -> Result<(), String> {
     let state = StateDir::open(&config.state_dir)
         .map_err(|e| format!("{}: {e}", config.state_dir.display()))?;
     let current = state.current();
@@ -766,7 +807,11 @@ pub fn serve(config: ServeConfig, on_ready: impl FnOnce(u64)) -> Result<(), Stri
             },
         )?;
     }
-    on_ready(stored.version);
+    let console = match &config.console {
+        Some(settings) => Some(crate::console::start(settings.clone(), daemon.clone())?),
+        None => None,
+    };
+    on_ready(stored.version, console);
     let mut next_id = 0u64;
     for stream in listener.incoming() {
         let Ok(stream) = stream else { continue };

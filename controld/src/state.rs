@@ -3,8 +3,12 @@
 //!
 //! ```text
 //! DIR/snapshots/00000000000000000042.snap   one file per version
+//! DIR/sources/00000000000000000042.toml     the policy text it came from
 //! DIR/CURRENT                               the current version, as text
 //! ```
+//!
+//! A version installed from the fleet has no source here (it was compiled
+//! where `apply --fleet` ran).
 //!
 //! Every file is written atomically (temp file, fsync, rename, fsync of the
 //! directory), so a crash at any point leaves either the old or the new
@@ -45,6 +49,23 @@ impl StateDir {
         self.root
             .join("snapshots")
             .join(format!("{version:020}.snap"))
+    }
+
+    fn source_path(&self, version: u64) -> PathBuf {
+        self.root
+            .join("sources")
+            .join(format!("{version:020}.toml"))
+    }
+
+    /// Keeps the policy text `version` was compiled from.
+    pub fn store_source(&self, version: u64, text: &str) -> std::io::Result<()> {
+        std::fs::create_dir_all(self.root.join("sources"))?;
+        write_atomically(&self.source_path(version), text.as_bytes())
+    }
+
+    /// The policy text `version` was compiled from, when kept.
+    pub fn source(&self, version: u64) -> Option<String> {
+        std::fs::read_to_string(self.source_path(version)).ok()
     }
 
     /// Versions present in the history, ascending (temp files ignored).

@@ -14,6 +14,7 @@
 pub mod codec;
 pub mod frame;
 pub mod generated;
+pub mod jwt;
 pub mod logrec;
 pub mod metrics_http;
 pub mod model;
