@@ -192,9 +192,9 @@ struct ServeArgs {
     /// Identity-provider group whose members may view the console.
     #[arg(long, default_value = "viewers", value_name = "GROUP")]
     console_viewer_group: String,
-    /// Hours a console session lasts.
-    #[arg(long, default_value_t = 8)]
-    console_session_hours: u64,
+    /// How long a console session lasts (e.g. 8h, 30min).
+    #[arg(long, default_value = "8h", value_parser = humantime::parse_duration)]
+    console_session: Duration,
     /// Days finished console exports are kept.
     #[arg(long, default_value_t = 7)]
     console_export_keep_days: u64,
@@ -485,7 +485,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 console_key,
                 console_admin_group,
                 console_viewer_group,
-                console_session_hours,
+                console_session,
                 console_export_keep_days,
             } = *args;
             let console = console.map(|listen| palisade_controld::console::Settings {
@@ -494,7 +494,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 state_dir: state_dir.clone(),
                 admin_group: console_admin_group,
                 viewer_group: console_viewer_group,
-                session_lifetime: Duration::from_secs(console_session_hours.max(1) * 3600),
+                session_lifetime: console_session.max(Duration::from_secs(1)),
                 export_keep: Duration::from_secs(console_export_keep_days.max(1) * 86400),
             });
             let log_sink = log_sink

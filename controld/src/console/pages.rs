@@ -427,10 +427,11 @@ pub async fn signin_oidc_callback(
     };
     (
         StatusCode::OK,
-        [
+        // Appended: an array of headers would keep only the last cookie.
+        axum::response::AppendHeaders([
             (header::SET_COOKIE, cookie),
             (header::SET_COOKIE, auth::pending_clear_cookie()),
-        ],
+        ]),
         page,
     )
         .into_response()
@@ -544,6 +545,21 @@ pub async fn overview_series(State(console): Ctx, Query(q): Query<SeriesQuery>) 
     }
 }
 
+/// A time to the second, for lists (records keep microseconds).
+fn short_time(us: i64) -> String {
+    let t = crate::alerts::rfc3339(us);
+    format!("{} {}", &t[..10], &t[11..19])
+}
+
+/// A byte count in binary units.
+fn size_text(bytes: u64) -> String {
+    match bytes {
+        0..1024 => format!("{bytes} B"),
+        1024..1_048_576 => format!("{:.1} KiB", bytes as f64 / 1024.0),
+        _ => format!("{:.1} MiB", bytes as f64 / 1_048_576.0),
+    }
+}
+
 fn urlencode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
@@ -561,7 +577,7 @@ fn log_table(rows: &[data::LogRow], id: &str) -> Markup {
                     tr data-id=(r.id) {
                         td { a href=(format!("/log/record/{}", r.id)) { (r.time) } }
                         td { (r.kind) } td { (r.user) } td { (r.client_ip) } td { (r.app) } td { (r.method) }
-                        td.url { (r.host) (r.url) } td { (r.status) } td { (r.action) } td { (r.policy) } td { (r.activity) }
+                        td.url { (r.url) } td { (r.status) } td { (r.action) } td { (r.policy) } td { (r.activity) }
                     }
                 }
             }
@@ -894,7 +910,7 @@ pub async fn exports_page(State(console): Ctx, Extension(who): Extension<Who>) -
             tr { th { "asked" } th { "by" } th { "range" } th { "filters" } th { "format" } th { "state" } th.num { "rows" } th.num { "size" } th { "" } }
             @for e in &list {
                 tr data-export=(e.id) data-state=(e.state) {
-                    td { (crate::alerts::rfc3339(e.created_unix * 1_000_000)) }
+                    td { (short_time(e.created_unix * 1_000_000)) }
                     td { (e.requested_by) }
                     td { (e.from) " → " (if e.to.is_empty() { "now" } else { &e.to }) }
                     td { (format!("{} {} {}", e.app, e.user, e.kind).trim()) }
@@ -904,9 +920,9 @@ pub async fn exports_page(State(console): Ctx, Extension(who): Extension<Who>) -
                             @let (done, total) = console.exports.progress(&e.id).unwrap_or((0, 0));
                             progress value=(done) max=(total.max(1)) {} " " span.count { (done) " / " (total) }
                         } @else if e.state == "failed" { span.error { "failed: " (e.error) } }
-                        @else { "done" }
+                        @else { progress value=(e.rows) max=(e.rows.max(1)) {} " done" }
                     }
-                    td.num { (e.rows) } td.num { (e.bytes) }
+                    td.num { (e.rows) } td.num title=(e.bytes) { (size_text(e.bytes)) }
                     td { @if e.state == "done" && admin { a.download href=(format!("/exports/{}/download", e.id)) { "Download" } } }
                 }
             }
@@ -1127,6 +1143,10 @@ fn history_table(console: &Console, who: &Who, current: u64) -> Markup {
     }
 }
 
+/// Why a viewer sees no policy text.
+const SOURCES_FOR_ADMINS: &str =
+    "Policy sources are shown to admins only: they may hold secrets (session keys, credentials).";
+
 fn editor(who: &Who, text: &str) -> Markup {
     let admin = who.session.role == Role::Admin;
     html! {
@@ -1144,12 +1164,17 @@ fn editor(who: &Who, text: &str) -> Markup {
 pub async fn policies(State(console): Ctx, Extension(who): Extension<Who>) -> Response {
     let current = console.daemon.current_version();
     let source = console.daemon.source_of(current);
+    let admin = who.session.role == Role::Admin;
     let body = html! {
         p { "Current version " strong #current-version { (current) } "." }
         @if let Some(why) = console.daemon.changes_refused() { p.note { (why) } }
-        @match &source {
-            Some(text) => (editor(&who, text)),
-            None => p { "This version's source is not kept on this node (it came from the fleet)." },
+        @if !admin {
+            p.note #sources-for-admins { (SOURCES_FOR_ADMINS) }
+        } @else {
+            @match &source {
+                Some(text) => (editor(&who, text)),
+                None => p { "This version's source is not kept on this node (it came from the fleet)." },
+            }
         }
         h2 { "History" }
         (history_table(&console, &who, current))
@@ -1179,6 +1204,9 @@ pub async fn policy_version(
 ) -> Response {
     if !console.daemon.history().contains(&version) {
         return refusal(StatusCode::NOT_FOUND, "No such version in the history.");
+    }
+    if who.session.role != Role::Admin {
+        return refusal(StatusCode::FORBIDDEN, SOURCES_FOR_ADMINS);
     }
     let current = console.daemon.current_version();
     let source = console.daemon.source_of(version);
@@ -1229,6 +1257,9 @@ pub async fn policy_validate(
     Extension(who): Extension<Who>,
     Form(form): Form<PolicyForm>,
 ) -> Response {
+    if let Some(r) = refuse_viewer(&who) {
+        return r;
+    }
     let daemon = console.daemon.clone();
     let text = form.text.replace("\r\n", "\n");
     let t = text.clone();

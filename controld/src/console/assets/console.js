@@ -67,7 +67,7 @@ function setupTail() {
     const tr = document.createElement("tr");
     tr.dataset.id = r.id;
     cell(tr, r.time, "/log/record/" + r.id);
-    [r.kind, r.user, r.client_ip, r.app, r.method, r.host + r.url, String(r.status), r.action, r.policy, r.activity]
+    [r.kind, r.user, r.client_ip, r.app, r.method, r.url, String(r.status), r.action, r.policy, r.activity]
       .forEach((t) => cell(tr, t));
     body.insertBefore(tr, body.firstChild);
     while (body.children.length > 500) body.removeChild(body.lastChild);
