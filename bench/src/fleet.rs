@@ -26,12 +26,16 @@ fn free_port() -> Result<u16, String> {
         .map_err(|e| e.to_string())
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
-fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) -> Result<(), String> {
+pub(crate) fn wait_until(
+    what: &str,
+    limit: Duration,
+    mut cond: impl FnMut() -> bool,
+) -> Result<(), String> {
     let start = Instant::now();
     while !cond() {
         if start.elapsed() > limit {
@@ -64,7 +68,7 @@ fn http(port: u16, body: &str) -> Result<String, String> {
 }
 
 /// A temporary directory removed at the end.
-struct Scratch(PathBuf);
+pub(crate) struct Scratch(pub(crate) PathBuf);
 
 impl Drop for Scratch {
     fn drop(&mut self) {
@@ -72,7 +76,7 @@ impl Drop for Scratch {
     }
 }
 
-fn scratch(name: &str) -> Result<Scratch, String> {
+pub(crate) fn scratch(name: &str) -> Result<Scratch, String> {
     let dir = std::env::temp_dir().join(format!("palisade-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     Ok(Scratch(dir))

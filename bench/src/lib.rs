@@ -3,6 +3,7 @@
 
 pub mod apply_latency;
 pub mod browser;
+pub mod console;
 pub mod fast_origin;
 pub mod fidelity_walk;
 pub mod fleet;

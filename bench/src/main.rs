@@ -115,6 +115,15 @@ enum Command {
         #[arg(long, default_value_t = 11)]
         rounds: usize,
     },
+    /// Measure the admin console's pages over a large log store (timed
+    /// from the HTTP client): the activity log's first page, one user over
+    /// one day, the traffic report.
+    Console {
+        #[arg(long, default_value_t = 10_000_000)]
+        records: usize,
+        #[arg(long, default_value_t = 11)]
+        rounds: usize,
+    },
     /// Measure shipping one node's records to ClickHouse (records/s,
     /// controld CPU), then a fleet-wide report over ClickHouse.
     LogShip {
@@ -328,6 +337,18 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Console { records, rounds } => {
+            match palisade_bench::console::run(records.max(1), rounds.max(1)) {
+                Ok(report) => {
+                    println!("{report}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("bench console: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::LogShip {
             records,
             report_rows,

@@ -172,6 +172,40 @@ pub fn issue_app_certificates(
     Ok(written)
 }
 
+/// A server certificate for the admin console: `<out>/console.pem` (leaf
+/// then CA) and `<out>/console.key`, for `names` (DNS names or IP
+/// addresses).
+pub fn issue_console_certificate(
+    names: &[String],
+    ca: &Path,
+    ca_key: &Path,
+    out: &Path,
+    days: u32,
+) -> Result<(), String> {
+    if names.is_empty() {
+        return Err("name the console by at least one host name or address".into());
+    }
+    let issuer = load_issuer(ca, ca_key)?;
+    let ca_pem = std::fs::read_to_string(ca).map_err(|e| format!("{}: {e}", ca.display()))?;
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    // rcgen makes an IP address SAN of a name that parses as one.
+    let mut params = CertificateParams::new(names.to_vec()).map_err(|e| e.to_string())?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, names[0].as_str());
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    set_validity(&mut params, days);
+    let key = KeyPair::generate().map_err(|e| e.to_string())?;
+    let cert = params.signed_by(&key, &issuer).map_err(|e| e.to_string())?;
+    write_file(
+        &out.join("console.pem"),
+        &format!("{}{ca_pem}", cert.pem()),
+        false,
+    )?;
+    write_file(&out.join("console.key"), &key.serialize_pem(), true)
+}
+
 /// A client certificate for a managed device: `<out>/<name>.pem`,
 /// `<out>/<name>.key`.
 pub fn issue_device_certificate(

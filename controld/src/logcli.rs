@@ -36,6 +36,15 @@ pub enum KindFilter {
     Activity,
 }
 
+/// What a filter's FROM clause reads.
+#[derive(Clone, Copy)]
+enum Relation {
+    /// `records_view`: every column as text.
+    View,
+    /// `records`: strings as interned ids.
+    Table,
+}
+
 /// Which records a command looks at.
 #[derive(Clone, Debug, Default)]
 pub struct Filter {
@@ -87,15 +96,26 @@ impl Filter {
     /// index), then checks each row; CROSS JOIN makes SQLite start from
     /// the blocks (without statistics it would scan the time index).
     fn source(&self) -> (String, Vec<rusqlite::types::Value>) {
+        self.source_over(Relation::View)
+    }
+
+    /// [`Filter::source`] over the view (text columns) or the records
+    /// table itself (interned ids: no join per row).
+    fn source_over(&self, relation: Relation) -> (String, Vec<rusqlite::types::Value>) {
         use rusqlite::types::Value;
+        let name = match relation {
+            Relation::View => "records_view",
+            Relation::Table => "records",
+        };
         let mut parts = Vec::new();
         let mut values = Vec::new();
         let keyed = self.app.is_some() || self.user.is_some();
         let mut from = if keyed {
-            " FROM blocks CROSS JOIN records_view ON id BETWEEN blocks.first_id AND blocks.last_id"
-                .to_string()
+            format!(
+                " FROM blocks CROSS JOIN {name} ON id BETWEEN blocks.first_id AND blocks.last_id"
+            )
         } else {
-            " FROM records_view".to_string()
+            format!(" FROM {name}")
         };
         for (value, table, column) in [
             (&self.app, "block_apps", "app_id"),
@@ -129,7 +149,10 @@ impl Filter {
             values.push(Value::Integer(t));
         }
         if let Some(k) = self.kind {
-            parts.push("kind = ?".into());
+            parts.push(match relation {
+                Relation::View => "kind = ?".into(),
+                Relation::Table => "kind_id = (SELECT id FROM strings WHERE text = ?)".into(),
+            });
             values.push(Value::Text(
                 match k {
                     KindFilter::Traffic => "traffic",
@@ -416,22 +439,41 @@ pub struct ReportRow {
 /// Requests, users, bytes and blocked counts per app, user or IP.
 pub fn report(state_dir: &Path, filter: &Filter, by: By) -> Result<Vec<ReportRow>, String> {
     let conn = logstore::open_read_only(&logstore::path(state_dir))?;
-    let (clause, values) = filter.source();
+    // Over the table, grouping and comparing interned ids: no string join
+    // per row (the view joins twelve), the key's text looked up per group.
+    let (clause, values) = filter.source_over(Relation::Table);
     let key = match by {
-        By::App => "app",
-        By::User => "user",
-        By::Ip => "client_ip",
+        By::App => "app_id",
+        By::User => "user_id",
+        By::Ip => "client_ip_id",
     };
+    let id = |text: &str| -> Result<i64, String> {
+        conn.query_row(
+            "SELECT coalesce((SELECT id FROM strings WHERE text = ?), -1)",
+            [text],
+            |r| r.get(0),
+        )
+        .map_err(|e| e.to_string())
+    };
+    let (traffic, activity, block, leak, nobody) = (
+        id("traffic")?,
+        id("activity")?,
+        id("block")?,
+        id("leak")?,
+        id("")?,
+    );
     let sql = format!(
-        "SELECT {key}, \
-         count(*) FILTER (WHERE kind = 'traffic'), \
-         count(DISTINCT nullif(user, '')), \
-         coalesce(sum(bytes_up) FILTER (WHERE kind = 'traffic'), 0), \
-         coalesce(sum(bytes_down) FILTER (WHERE kind = 'traffic'), 0), \
-         count(*) FILTER (WHERE kind = 'traffic' AND action = 'block'), \
-         count(*) FILTER (WHERE kind = 'activity'), \
-         count(*) FILTER (WHERE kind = 'activity' AND activity = 'leak') \
-         {clause} GROUP BY {key} ORDER BY 2 DESC, 1"
+        "SELECT (SELECT text FROM strings WHERE id = k), \
+         requests, users, bytes_up, bytes_down, blocked, activities, leaks FROM ( \
+         SELECT {key} AS k, \
+         count(*) FILTER (WHERE kind_id = {traffic}) AS requests, \
+         count(DISTINCT nullif(user_id, {nobody})) AS users, \
+         coalesce(sum(bytes_up) FILTER (WHERE kind_id = {traffic}), 0) AS bytes_up, \
+         coalesce(sum(bytes_down) FILTER (WHERE kind_id = {traffic}), 0) AS bytes_down, \
+         count(*) FILTER (WHERE kind_id = {traffic} AND action_id = {block}) AS blocked, \
+         count(*) FILTER (WHERE kind_id = {activity}) AS activities, \
+         count(*) FILTER (WHERE kind_id = {activity} AND activity_id = {leak}) AS leaks \
+         {clause} GROUP BY k)"
     );
     let mut st = conn.prepare(&sql).map_err(|e| e.to_string())?;
     let rows = st
@@ -448,7 +490,9 @@ pub fn report(state_dir: &Path, filter: &Filter, by: By) -> Result<Vec<ReportRow
             })
         })
         .map_err(|e| e.to_string())?;
-    rows.collect::<Result<_, _>>().map_err(|e| e.to_string())
+    let mut rows: Vec<ReportRow> = rows.collect::<Result<_, _>>().map_err(|e| e.to_string())?;
+    rows.sort_by(|a, b| b.requests.cmp(&a.requests).then_with(|| a.key.cmp(&b.key)));
+    Ok(rows)
 }
 
 /// The report as a table.

@@ -383,6 +383,21 @@ enum CertsCommand {
         #[arg(long, default_value_t = 397)]
         days: u32,
     },
+    /// Mint the admin console's certificate for NAMEs (host names or IP
+    /// addresses): OUT/console.pem (chain) and OUT/console.key, for
+    /// `serve --console-cert/--console-key`.
+    Console {
+        #[arg(long)]
+        ca: PathBuf,
+        #[arg(long)]
+        ca_key: PathBuf,
+        #[arg(required = true)]
+        names: Vec<String>,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 397)]
+        days: u32,
+    },
     /// Mint a client certificate for a managed device: OUT/<name>.pem and
     /// OUT/<name>.key (the policy's [tls] client_ca must be this CA).
     Device {
@@ -814,6 +829,18 @@ fn run(cli: Cli) -> Result<(), String> {
                         println!("# app {app:?}\ntls_cert = {cert:?}\ntls_key = {key:?}");
                     }
                 }),
+            CertsCommand::Console {
+                ca,
+                ca_key,
+                names,
+                out,
+                days,
+            } => certs::issue_console_certificate(&names, &ca, &ca_key, &out, days).map(|()| {
+                println!(
+                    "console certificate written: {0}/console.pem (chain) and {0}/console.key",
+                    out.display()
+                )
+            }),
             CertsCommand::Device {
                 ca,
                 ca_key,

@@ -166,3 +166,61 @@ fn console_sessions_expire() {
     let a = console.post("/alerts/1/ack", Some(&admin), &[("csrf", "x")]);
     assert_eq!(a.status, 401, "{a:?}");
 }
+
+#[test]
+fn the_console_serves_the_certificate_it_is_given() {
+    let env = Env::new();
+    let origin = named_origin("console-cert");
+    let idp = start_idp();
+    let policy = console_policy(&env, origin.addr(), &idp);
+    let pki = env.path("pki");
+    let pki_text = pki.to_str().unwrap();
+    let made = env.cli_offline(&["certs", "ca", "--out", pki_text]);
+    assert!(made.status.success(), "{made:?}");
+    let (ca, ca_key) = (pki.join("ca.pem"), pki.join("ca.key"));
+    let made = env.cli_offline(&[
+        "certs",
+        "console",
+        "--ca",
+        ca.to_str().unwrap(),
+        "--ca-key",
+        ca_key.to_str().unwrap(),
+        "127.0.0.1",
+        "--out",
+        pki_text,
+    ]);
+    assert!(made.status.success(), "{made:?}");
+    let controld = env.controld(
+        &policy,
+        &[
+            "--console",
+            "127.0.0.1:0",
+            "--console-cert",
+            pki.join("console.pem").to_str().unwrap(),
+            "--console-key",
+            pki.join("console.key").to_str().unwrap(),
+        ],
+    );
+    let console = Console::of(&controld.first_line);
+    let agent = |roots: ureq::tls::RootCerts| -> ureq::Agent {
+        ureq::Agent::config_builder()
+            .tls_config(ureq::tls::TlsConfig::builder().root_certs(roots).build())
+            .http_status_as_error(false)
+            .build()
+            .into()
+    };
+    // Verified against the CA alone, for the address it was issued to.
+    let ca_pem = std::fs::read(&ca).unwrap();
+    let ca_cert = ureq::tls::Certificate::from_pem(&ca_pem)
+        .unwrap()
+        .to_owned();
+    let trusting = agent(ureq::tls::RootCerts::new_with_certs(&[ca_cert]));
+    let answer = trusting
+        .get(&console.url("/signin"))
+        .call()
+        .expect("verified TLS");
+    assert_eq!(answer.status().as_u16(), 200);
+    // A client that does not trust the CA refuses the connection.
+    let stranger = agent(ureq::tls::RootCerts::WebPki);
+    assert!(stranger.get(&console.url("/signin")).call().is_err());
+}

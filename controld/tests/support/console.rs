@@ -245,7 +245,11 @@ pub fn fill_store(state_dir: &std::path::Path, rows: usize, first_us: u64, step_
                 tls: 1,
                 ..Record::default()
             };
-            let app: &[u8] = if n.is_multiple_of(3) { b"mail" } else { b"files" };
+            let app: &[u8] = if n.is_multiple_of(3) {
+                b"mail"
+            } else {
+                b"files"
+            };
             r.strings[Field::App as usize] = b.string(app);
             r.strings[Field::Host as usize] = b.string(b"app.files.test.proxy.test");
             r.strings[Field::Method as usize] = b.string(b"GET");
