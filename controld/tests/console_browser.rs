@@ -212,6 +212,36 @@ fn an_admin_walks_every_console_page_and_a_viewer_changes_nothing() {
         b.screenshot(&shots.join("tail.png"))
     });
 
+    // Keyset pages: the next page starts right after the last row.
+    step(&mut b, "the log's second page", |b| {
+        open(
+            b,
+            &console.url("/log"),
+            "!!document.getElementById('next-page')",
+        )?;
+        Ok(())
+    });
+    let first_page = b
+        .eval("[...document.querySelectorAll('#log-body tr')].map(r => Number(r.dataset.id))")
+        .expect("first page");
+    step(&mut b, "older records", |b| {
+        b.eval("document.getElementById('next-page').click(); true")?;
+        b.wait_until("location.search.includes('after=') && document.querySelectorAll('#log-body tr').length === 50", WAIT)
+    });
+    let second_page = b
+        .eval("[...document.querySelectorAll('#log-body tr')].map(r => Number(r.dataset.id))")
+        .expect("second page");
+    let ids = |v: &serde_json::Value| -> Vec<i64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i.as_i64().unwrap())
+            .collect()
+    };
+    let (p1, p2) = (ids(&first_page), ids(&second_page));
+    assert_eq!(p1.len(), 50);
+    assert!(p2.iter().all(|id| !p1.contains(id)), "pages overlap");
+
     // The traffic report.
     step(&mut b, "traffic report", |b| {
         open(
@@ -263,6 +293,11 @@ fn an_admin_walks_every_console_page_and_a_viewer_changes_nothing() {
             std::thread::sleep(Duration::from_millis(100));
         }
     });
+    eprintln!(
+        "export progress observed: {} samples, {} while running",
+        seen.len(),
+        seen.iter().filter(|v| v[0] == "running").count()
+    );
     for v in &seen {
         if v[0] == "running" && v[2].as_f64().unwrap_or(0.0) > 1.0 {
             assert_eq!(
