@@ -217,7 +217,10 @@ impl Node {
     fn start(name: &str, spec: &str, origin: SocketAddr) -> Node {
         let env = Env::new();
         let policy = env.policy("bootstrap.toml", origin, "");
-        let controld = env.controld(&policy, &["--fleet", spec, "--node", name]);
+        let controld = env.controld(
+            &policy,
+            &["--fleet", spec, "--node", name, "--console", "127.0.0.1:0"],
+        );
         let (dataplane, proxy) = env.dataplane(1, &[]);
         Node {
             env,
@@ -231,7 +234,14 @@ impl Node {
     }
 
     fn restart_controld(&mut self) {
-        let args = ["--fleet", self.spec.as_str(), "--node", self.name.as_str()];
+        let args = [
+            "--fleet",
+            self.spec.as_str(),
+            "--node",
+            self.name.as_str(),
+            "--console",
+            "127.0.0.1:0",
+        ];
         self.controld = Some(self.env.controld(&self.policy, &args));
     }
 
@@ -344,6 +354,36 @@ fn a_fleet_follows_etcd_through_races_member_loss_restarts_and_a_cut() {
     let local = nodes[0].env.cli(&["apply", p1.to_str().unwrap()]);
     assert!(!local.status.success());
     assert!(String::from_utf8_lossy(&local.stderr).contains("follows the fleet"));
+    // The node's console shows the whole fleet, and refuses an apply too.
+    {
+        let node = &nodes[0];
+        let console =
+            support::console::Console::of(&node.controld.as_ref().expect("controld").first_line);
+        let admin = console.sign_in_with_token(&node.env);
+        let page = console.get("/", Some(&admin));
+        assert_eq!(page.status, 200);
+        assert!(
+            page.body
+                .contains("<strong id=\"fleet-version\">1</strong>"),
+            "{}",
+            page.body
+        );
+        for name in ["n1", "n2", "n3"] {
+            assert!(
+                page.body.contains(&format!("<td>{name}</td>")),
+                "{name} in the fleet table"
+            );
+        }
+        let csrf = console.csrf(&admin);
+        let text = std::fs::read_to_string(&p1).unwrap();
+        let a = console.post(
+            "/policies/apply",
+            Some(&admin),
+            &[("text", &text), ("csrf", &csrf)],
+        );
+        assert_eq!(a.status, 409, "{a:?}");
+        assert!(a.body.contains("follows the fleet"));
+    }
 
     // Two operators racing from version 1: exactly one publishes.
     let p2a = policy_with(&work, "v2a.toml", origin.addr(), 2);

@@ -87,6 +87,11 @@ impl Daemon {
         self.apply_with(|| self.compile_and_store_text(CONSOLE_POLICY_LABEL, text, &base))
     }
 
+    /// The etcd endpoints of the fleet this node follows, if any.
+    pub fn fleet_spec(&self) -> Option<String> {
+        self.config.fleet.as_ref().map(|(spec, _)| spec.clone())
+    }
+
     /// Whether policy changes are made elsewhere (a fleet node), and why.
     pub fn changes_refused(&self) -> Option<String> {
         self.local_change_allowed().err()

@@ -18,6 +18,18 @@ pub async fn overview(State(console): Ctx, Extension(who): Extension<Who>) -> Re
     let current = console.daemon.current_version();
     let state_dir = console.settings.state_dir.clone();
     let day_ago = now_us() - 86_400_000_000;
+    // A fleet node shows every node of the fleet as etcd has them (this
+    // node's cores are among them).
+    let fleet = match console.daemon.fleet_spec() {
+        Some(spec) => Some(
+            tokio::task::spawn_blocking(move || crate::fleet::cli::status(&spec))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r),
+        ),
+        None => None,
+    };
+    let now_ms = now_us() / 1000;
     let tops = blocking(move || {
         let conn = data::open(&state_dir)?;
         Ok((
@@ -50,11 +62,32 @@ pub async fn overview(State(console): Ctx, Extension(who): Extension<Who>) -> Re
             p { "Current policy version " strong #current-version { (current) } "." }
             @if let Some(why) = console.daemon.changes_refused() { p.note { (why) } }
             table #cores {
-                tr { th { "pid" } th { "core" } th { "version" } th { "connected for" } th { "last error" } }
+                tr { th { "pid" } th { "core" } th { "version" } th { "connected at" } th { "for" } th { "last error" } }
                 @for c in &cores {
-                    tr { td { (c.pid) } td { (c.core) } td { (c.version) } td { (duration_text(c.connected_for)) } td { (c.last_error) } }
+                    tr {
+                        td { (c.pid) } td { (c.core) } td { (c.version) }
+                        td { (short_time((now_ms - c.connected_for.as_millis() as i64) * 1000)) }
+                        td { (duration_text(c.connected_for)) } td { (c.last_error) }
+                    }
                 }
-                @if cores.is_empty() { tr { td colspan="5" { "No data-plane core is connected." } } }
+                @if cores.is_empty() { tr { td colspan="6" { "No data-plane core is connected." } } }
+            }
+            @match &fleet {
+                Some(Ok(status)) => {
+                    h3 { "The fleet" }
+                    p { "Published version " strong #fleet-version { (status.current.as_ref().map_or(0, |m| m.version)) } "." }
+                    table #fleet {
+                        tr { th { "node" } th { "controld version" } th { "cores (pid/core: version)" } }
+                        @for n in &status.nodes {
+                            tr {
+                                td { (n.node) } td { (n.version) }
+                                td { @for c in &n.cores { (format!("{}/{}: {} ", c.pid, c.core, c.version)) } }
+                            }
+                        }
+                    }
+                },
+                Some(Err(e)) => p.error { "The fleet's status is unavailable: " (e) },
+                None => {},
             }
         }
         section {
