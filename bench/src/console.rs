@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 use palisade_schema::logrec::{ip_bytes, Action, BatchBuilder, Field, Record};
 use zerocopy::little_endian::{U16, U32, U64};
 
-use crate::fleet::{median, scratch};
+use crate::fleet::{median, scratch, LoneControld};
 use crate::log_ingest::{batch_frame, produce};
-use crate::procs::{sibling, spawn_ready};
+use crate::procs::sibling;
 
 const USERS: usize = 5_000;
 const APPS: usize = 40;
@@ -61,28 +61,9 @@ pub fn run(records: usize, rounds: usize) -> Result<String, String> {
     let controld = sibling("controld")?;
     let work = scratch("console")?;
     let dir = &work.0;
-    let policy = dir.join("p.toml");
-    std::fs::write(
-        &policy,
-        "[proxy]\nsuffix = \"proxy.test\"\n[[app]]\nname = \"box\"\ndomains = [\"box.com\"]\n",
-    )
-    .map_err(|e| e.to_string())?;
-    let socket = dir.join("control.sock");
-    let state = dir.join("state");
-    let serve = |extra: &[&str]| {
-        spawn_ready(
-            Command::new(&controld)
-                .arg("serve")
-                .arg("--policy")
-                .arg(&policy)
-                .arg("--socket")
-                .arg(&socket)
-                .arg("--state-dir")
-                .arg(&state)
-                .args(["--log-sync", "normal"])
-                .args(extra),
-        )
-    };
+    let node = LoneControld::new(dir)?;
+    let (socket, state) = (&node.socket, &node.state);
+    let serve = |extra: &[&str]| node.serve(extra);
     let now_us = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_micros() as u64)
@@ -107,7 +88,7 @@ pub fn run(records: usize, rounds: usize) -> Result<String, String> {
                 })
                 .collect();
             n = (n + frames.len() * BATCH).min(records);
-            produce(&socket, 0, &frames)?;
+            produce(socket, 0, &frames)?;
         }
     }
     let fill_secs = filled.elapsed().as_secs_f64();
@@ -120,7 +101,7 @@ pub fn run(records: usize, rounds: usize) -> Result<String, String> {
         .ok_or_else(|| format!("no console address in {line:?}"))?;
     let token = Command::new(&controld)
         .args(["console-token", "--state-dir"])
-        .arg(&state)
+        .arg(state)
         .output()
         .map_err(|e| e.to_string())?;
     let token = String::from_utf8_lossy(&token.stdout).trim().to_string();

@@ -287,6 +287,48 @@ fn cpu_seconds(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / hz
 }
 
+/// One controld on a one-app policy in `dir`, its store synced `normal`
+/// (benchmarks fill stores; power-loss safety is not what they measure).
+pub(crate) struct LoneControld {
+    controld: PathBuf,
+    policy: PathBuf,
+    pub(crate) socket: PathBuf,
+    pub(crate) state: PathBuf,
+}
+
+impl LoneControld {
+    pub(crate) fn new(dir: &Path) -> Result<LoneControld, String> {
+        let policy = dir.join("p.toml");
+        std::fs::write(
+            &policy,
+            "[proxy]\nsuffix = \"proxy.test\"\n[[app]]\nname = \"box\"\ndomains = [\"box.com\"]\n",
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(LoneControld {
+            controld: sibling("controld")?,
+            policy,
+            socket: dir.join("control.sock"),
+            state: dir.join("state"),
+        })
+    }
+
+    /// `controld serve` with `extra` options; once ready, its first line.
+    pub(crate) fn serve(&self, extra: &[&str]) -> Result<(Killed, String), String> {
+        spawn_ready(
+            Command::new(&self.controld)
+                .arg("serve")
+                .arg("--policy")
+                .arg(&self.policy)
+                .arg("--socket")
+                .arg(&self.socket)
+                .arg("--state-dir")
+                .arg(&self.state)
+                .args(["--log-sync", "normal"])
+                .args(extra),
+        )
+    }
+}
+
 /// `bench log-ship`.
 pub fn log_ship(records: usize, report_rows: usize, rounds: usize) -> Result<String, String> {
     let controld = sibling("controld")?;
@@ -295,27 +337,8 @@ pub fn log_ship(records: usize, report_rows: usize, rounds: usize) -> Result<Str
     let ch_dir = dir.join("clickhouse");
     std::fs::create_dir_all(&ch_dir).map_err(|e| e.to_string())?;
     let (_ch, port) = clickhouse(&ch_dir)?;
-    let policy = dir.join("p.toml");
-    std::fs::write(
-        &policy,
-        "[proxy]\nsuffix = \"proxy.test\"\n[[app]]\nname = \"box\"\ndomains = [\"box.com\"]\n",
-    )
-    .map_err(|e| e.to_string())?;
-    let socket = dir.join("control.sock");
-    let serve = |extra: &[&str]| {
-        spawn_ready(
-            Command::new(&controld)
-                .arg("serve")
-                .arg("--policy")
-                .arg(&policy)
-                .arg("--socket")
-                .arg(&socket)
-                .arg("--state-dir")
-                .arg(dir.join("state"))
-                .args(["--log-sync", "normal"])
-                .args(extra),
-        )
-    };
+    let node = LoneControld::new(dir)?;
+    let serve = |extra: &[&str]| node.serve(extra);
     // Fill the store first (no sink), as cores would.
     {
         let (_filler, _) = serve(&[])?;
@@ -333,7 +356,7 @@ pub fn log_ship(records: usize, report_rows: usize, rounds: usize) -> Result<Str
                 )
             })
             .collect();
-        crate::log_ingest::produce(&socket, 0, &frames)?;
+        crate::log_ingest::produce(&node.socket, 0, &frames)?;
     }
     let stored = records.div_ceil(1024) * 1024;
     let sink = format!("clickhouse://127.0.0.1:{port}/bench");

@@ -139,6 +139,20 @@ fn annotated(text: &str, problems: &[palisade_schema::policy::Diagnostic]) -> Ma
     }
 }
 
+/// The edited text with its problems, nothing applied.
+fn problems(who: &Who, text: &str, found: &[palisade_schema::policy::Diagnostic]) -> Markup {
+    html! {
+        p.error #invalid { (found.len()) " problem(s): nothing was applied." }
+        (annotated(text, found))
+        (editor(who, text))
+    }
+}
+
+/// A posted policy text, line ends as the compiler counts them.
+fn posted_text(form: PolicyForm) -> String {
+    form.text.replace("\r\n", "\n")
+}
+
 pub async fn policy_validate(
     State(console): Ctx,
     Extension(who): Extension<Who>,
@@ -148,7 +162,7 @@ pub async fn policy_validate(
         return r;
     }
     let daemon = console.daemon.clone();
-    let text = form.text.replace("\r\n", "\n");
+    let text = posted_text(form);
     let t = text.clone();
     let result = tokio::task::spawn_blocking(move || daemon.validate_text(&t)).await;
     let current = console.daemon.current_version();
@@ -160,11 +174,7 @@ pub async fn policy_validate(
             (diff(&current_source, &text, &format!("version {current}"), "edited"))
             (editor(&who, &text))
         },
-        Ok(Err(crate::commands::PolicyError::Located(d))) => html! {
-            p.error #invalid { (d.0.len()) " problem(s): nothing was applied." }
-            (annotated(&text, &d.0))
-            (editor(&who, &text))
-        },
+        Ok(Err(crate::commands::PolicyError::Located(d))) => problems(&who, &text, &d.0),
         Ok(Err(e)) => html! {
             p.error #invalid { (e.to_string()) }
             (editor(&who, &text))
@@ -207,7 +217,7 @@ pub async fn policy_apply(
         return r;
     }
     let daemon = console.daemon.clone();
-    let text = form.text.replace("\r\n", "\n");
+    let text = posted_text(form);
     let t = text.clone();
     let result = tokio::task::spawn_blocking(move || daemon.apply_text(&t)).await;
     match result {
@@ -240,12 +250,12 @@ pub async fn policy_apply(
             outcome_page(&who, "Policy applied", &outcome, note)
         }
         Ok(Err(crate::commands::PolicyError::Located(d))) => {
-            let body = html! {
-                p.error #invalid { (d.0.len()) " problem(s): nothing was applied." }
-                (annotated(&text, &d.0))
-                (editor(&who, &text))
-            };
-            let mut r = layout(&who, "/policies", "Apply refused", body);
+            let mut r = layout(
+                &who,
+                "/policies",
+                "Apply refused",
+                problems(&who, &text, &d.0),
+            );
             *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
             r
         }
