@@ -20,6 +20,7 @@ pub mod logstore;
 pub mod mail;
 pub mod progress;
 pub mod protect;
+pub mod relp;
 pub mod server;
 pub mod siem;
 pub mod socket;

@@ -148,10 +148,11 @@ struct ServeArgs {
     #[arg(long)]
     metrics: Option<std::net::SocketAddr>,
     /// Export every activity record and alert as CEF over RFC 5424
-    /// syslog: syslog+tls://HOST:PORT, syslog+tcp://HOST:PORT or
-    /// syslog+udp://HOST:PORT (repeatable). At least once from the log
-    /// store: a receiver that is down delays the export, it loses
-    /// nothing (UDP is best effort).
+    /// syslog: syslog+tls://HOST:PORT, syslog+tcp://HOST:PORT,
+    /// syslog+udp://HOST:PORT or relp://HOST:PORT (repeatable). At least
+    /// once from the log store: a receiver that is down delays the export,
+    /// it loses nothing (UDP is best effort; RELP is acknowledged by the
+    /// receiving application itself, TCP and TLS by its kernel).
     #[arg(long = "siem", value_name = "URL")]
     siem: Vec<String>,
     /// PEM CA certificates trusted for syslog+tls besides the system's.

@@ -53,6 +53,9 @@ pub enum Transport {
     Tls,
     Tcp,
     Udp,
+    /// RELP over TCP: every message acknowledged by the receiving
+    /// application ([`crate::relp`]).
+    Relp,
 }
 
 /// One `--siem` destination.
@@ -72,12 +75,17 @@ impl Destination {
         let bad = |why: &str| format!("--siem {url:?}: {why}");
         let (scheme, rest) = url
             .split_once("://")
-            .ok_or_else(|| bad("expected syslog+tls://HOST:PORT (or +tcp, +udp)"))?;
+            .ok_or_else(|| bad("expected syslog+tls://HOST:PORT (or +tcp, +udp, or relp://)"))?;
         let transport = match scheme {
             "syslog+tls" => Transport::Tls,
             "syslog+tcp" => Transport::Tcp,
             "syslog+udp" => Transport::Udp,
-            _ => return Err(bad("the scheme is syslog+tls, syslog+tcp or syslog+udp")),
+            "relp" => Transport::Relp,
+            _ => {
+                return Err(bad(
+                    "the scheme is syslog+tls, syslog+tcp, syslog+udp or relp",
+                ))
+            }
         };
         let rest = rest.trim_end_matches('/');
         let (host, port) = rest
@@ -107,6 +115,7 @@ impl Destination {
             Transport::Tls => "tls",
             Transport::Tcp => "tcp",
             Transport::Udp => "udp",
+            Transport::Relp => "relp",
         };
         let host: String = self
             .host
@@ -245,6 +254,7 @@ enum Link {
     Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
     Tcp(TcpStream),
     Udp(UdpSocket),
+    Relp(Box<crate::relp::Session>, TcpStream),
 }
 
 /// Rows read for one round: messages, and the mark once they are sent.
@@ -473,6 +483,12 @@ impl Forwarder {
             tcp.set_write_timeout(Some(IO_TIMEOUT))
                 .and_then(|_| tcp.set_read_timeout(Some(IO_TIMEOUT)))
                 .map_err(|e| e.to_string())?;
+            if self.dest.transport == Transport::Relp {
+                let probe = tcp.try_clone().map_err(|e| e.to_string())?;
+                let session = crate::relp::Session::open(tcp)
+                    .map_err(|e| format!("opening a RELP session with {addr}: {e}"))?;
+                return Ok(Link::Relp(Box::new(session), probe));
+            }
             let Some(tls) = &self.tls else {
                 return Ok(Link::Tcp(tcp));
             };
@@ -500,6 +516,7 @@ impl Link {
         match self {
             Link::Tls(s) => Some(&s.sock),
             Link::Tcp(s) => Some(s),
+            Link::Relp(_, s) => Some(s),
             Link::Udp(_) => None,
         }
     }
@@ -537,6 +554,8 @@ impl Link {
                 }
                 s.write_all(&framed).map_err(failed)
             }
+            // Returns once the receiver answered every message.
+            Link::Relp(session, _) => session.send_all(messages).map_err(|e| e.to_string()),
             // RFC 5426 §3.1: one message per datagram.
             Link::Udp(s) => {
                 for m in messages {
@@ -550,6 +569,10 @@ impl Link {
     /// Waits until the receiver's TCP acknowledged every byte sent, on a
     /// connection still established.
     fn confirm(&self) -> Result<(), String> {
+        // RELP's answers already confirmed the round.
+        if matches!(self, Link::Relp(..)) {
+            return Ok(());
+        }
         let Some(tcp) = self.tcp() else { return Ok(()) };
         let fd = tcp.as_raw_fd();
         let deadline = Instant::now() + CONFIRM_TIMEOUT;

@@ -50,6 +50,8 @@ enum Listen {
     Tls(u16),
     Tcp(u16),
     Udp(u16),
+    /// RELP (imrelp, Debian `rsyslog-relp`) on a port.
+    Relp(u16),
 }
 
 impl Rsyslog {
@@ -66,6 +68,10 @@ impl Rsyslog {
             Listen::Tcp(port) => format!(
                 "global(workDirectory=\"{d}/work\")\nmodule(load=\"imtcp\")\n\
                  input(type=\"imtcp\" address=\"127.0.0.1\" port=\"{port}\" listenPortFileName=\"{d}/port\")\n"
+            ),
+            Listen::Relp(port) => format!(
+                "global(workDirectory=\"{d}/work\")\nmodule(load=\"imrelp\")\n\
+                 input(type=\"imrelp\" address=\"127.0.0.1\" port=\"{port}\")\n"
             ),
             Listen::Udp(port) => format!(
                 "global(workDirectory=\"{d}/work\")\nmodule(load=\"imudp\")\n\
@@ -469,4 +475,59 @@ fn plain_tcp_and_udp_receivers_get_the_records_too() {
         let got = wait_for_all(syslog, &records, 0);
         check_against_store(&got, &records);
     }
+}
+
+/// A TCP port nothing listens on now (imrelp cannot report one it picked).
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+#[test]
+fn a_relp_receiver_acknowledges_every_record_also_across_a_restart() {
+    let env = Env::new();
+    let dir = env.path("relp");
+    let port = free_tcp_port();
+    let mut syslog = Rsyslog::start(&dir, Listen::Relp(port));
+    syslog.wait_listening(port);
+    let origin = app_origin();
+    let policy = env.policy(
+        "p.toml",
+        origin.addr(),
+        "\n[[activity_policy]]\nname = \"not-found\"\nstatuses = [404]\nalert = { severity = \"high\" }\n",
+    );
+    let url = format!("relp://127.0.0.1:{port}");
+    let _controld = env.controld(&policy, &["--siem", &url]);
+    let (_dp, addr) = env.dataplane(1, &[]);
+    env.wait_for_cores(1, 1);
+    for i in 0..5 {
+        assert_eq!(get(addr, &format!("/page/{i}"), "relp/1"), 200);
+    }
+    assert_eq!(get(addr, "/gone/1", "relp/1"), 404);
+    let records = stored(&env, 6);
+    let got = wait_for_all(&syslog, &records, 1);
+    check_against_store(&got, &records);
+    // The mark moved only over what rsyslog answered: status says so.
+    eventually("the export caught up", || {
+        let st = env.status();
+        let d = &st["siem"][0];
+        d["sent"].as_u64() == Some(7) && d["last_error"].as_str() == Some("")
+    });
+
+    // rsyslog stopped, records stored meanwhile, rsyslog back on the same
+    // port: every record arrives.
+    syslog.stop();
+    for i in 0..6 {
+        assert_eq!(get(addr, &format!("/page/down{i}"), "relp/2"), 200);
+    }
+    let records = stored(&env, 12);
+    eventually("the export failing while rsyslog is down", || {
+        env.status()["siem"][0]["failures"].as_u64().unwrap_or(0) >= 1
+    });
+    let mut syslog = Rsyslog::start(&dir, Listen::Relp(port));
+    syslog.wait_listening(port);
+    let got = wait_for_all(&syslog, &records, 1);
+    check_against_store(&got, &records);
 }
