@@ -211,6 +211,16 @@ enum FleetCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Delete old versions from etcd: all but the newest KEEP and the
+    /// current one (their snapshots and metadata; rollback reaches only
+    /// what is kept).
+    Prune {
+        /// etcd://HOST:PORT[,…]
+        #[arg(long, value_name = "ETCD")]
+        fleet: String,
+        #[arg(long, default_value_t = 10)]
+        keep: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -648,6 +658,16 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Fleet {
             command: FleetCommand::Status { fleet: spec, json },
         } => print_json_or(&fleet::cli::status(&spec)?, json, |s| s.render()),
+        Command::Fleet {
+            command: FleetCommand::Prune { fleet: spec, keep },
+        } => fleet::cli::prune(&spec, keep).map(|gone| {
+            if gone.is_empty() {
+                println!("nothing to prune: the fleet holds at most {keep} versions besides the current one");
+            } else {
+                let list: Vec<String> = gone.iter().map(u64::to_string).collect();
+                println!("pruned version(s) {}", list.join(", "));
+            }
+        }),
         Command::Rollback {
             version,
             socket,

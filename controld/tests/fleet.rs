@@ -490,4 +490,20 @@ fn a_fleet_follows_etcd_through_races_member_loss_restarts_and_a_cut() {
     within("fleet status lists four nodes", || {
         fleet_status(&spec)["nodes"].as_array().map(Vec::len) == Some(4)
     });
+
+    // Pruning keeps the newest two (4, 5) and the current one (3); rollback
+    // then reaches only those, and the nodes keep serving.
+    let (ok, out, err) = cli(&["fleet", "prune", "--fleet", &spec, "--keep", "2"]);
+    assert!(ok, "fleet prune: {out}{err}");
+    assert!(out.contains("pruned version(s) 1, 2"), "{out}");
+    let (ok, _, err) = cli(&["rollback", "1", "--fleet", &spec]);
+    assert!(!ok);
+    assert!(err.contains("not in the fleet's history"), "{err}");
+    let (ok, out, err) = cli(&["rollback", "4", "--fleet", &spec]);
+    assert!(ok, "rollback to a kept version: {out}{err}");
+    for n in nodes.iter().chain([&joined]) {
+        n.wait_for_version(4);
+    }
+    let (ok, out, _) = cli(&["fleet", "prune", "--fleet", &spec, "--keep", "2"]);
+    assert!(ok && out.contains("pruned version(s) 3"), "{out}");
 }

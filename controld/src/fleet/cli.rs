@@ -62,6 +62,11 @@ fn outcome(fleet: &Fleet, published: Meta, wait: Duration) -> Outcome {
     }
 }
 
+/// `controld fleet prune`: the versions deleted.
+pub fn prune(spec: &str, keep: usize) -> Result<Vec<u64>, String> {
+    Fleet::connect(spec)?.prune(keep)
+}
+
 /// `controld fleet status`.
 #[derive(Serialize)]
 pub struct Status {

@@ -204,6 +204,34 @@ impl Etcd {
         Ok(v["succeeded"].as_bool().unwrap_or(false))
     }
 
+    /// Deletes every key under each prefix if every compare holds; whether
+    /// it did.
+    pub fn delete_prefixes(
+        &self,
+        compares: &[Compare<'_>],
+        prefixes: &[Vec<u8>],
+    ) -> Result<bool, String> {
+        let compare: Vec<Value> = compares
+            .iter()
+            .map(|c| {
+                json!({
+                    "key": B64.encode(c.key),
+                    "target": "MOD",
+                    "result": "EQUAL",
+                    "mod_revision": c.mod_revision.to_string(),
+                })
+            })
+            .collect();
+        let success: Vec<Value> = prefixes
+            .iter()
+            .map(|p| {
+                json!({ "request_delete_range": { "key": B64.encode(p), "range_end": B64.encode(prefix_end(p)) } })
+            })
+            .collect();
+        let v = self.call("kv/txn", &json!({ "compare": compare, "success": success }))?;
+        Ok(v["succeeded"].as_bool().unwrap_or(false))
+    }
+
     /// Writes one key, attached to `lease` (0: none).
     pub fn put(&self, key: &[u8], value: &[u8], lease: i64) -> Result<(), String> {
         let mut body = json!({ "key": B64.encode(key), "value": B64.encode(value) });

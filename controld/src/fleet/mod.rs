@@ -268,7 +268,9 @@ impl Fleet {
             None => metas.into_iter().rfind(|m| m.version < current),
         }
         .ok_or_else(|| match target {
-            Some(v) => format!("version {v} was never published to the fleet"),
+            Some(v) => {
+                format!("version {v} is not in the fleet's history (never published, or pruned)")
+            }
             None => "no earlier version in the fleet's history".into(),
         })?;
         let json = serde_json::to_vec(&meta).map_err(|e| e.to_string())?;
@@ -282,6 +284,50 @@ impl Fleet {
             );
         }
         Ok(meta)
+    }
+
+    /// Deletes every version but the newest `keep` and the current one
+    /// (metadata and snapshot chunks), in one transaction that does nothing
+    /// if the current version changed meanwhile; the versions deleted.
+    /// etcd keeps the deleted keys' history until it compacts (its
+    /// `--auto-compaction-retention`).
+    pub fn prune(&self, keep: usize) -> Result<Vec<u64>, String> {
+        if keep == 0 {
+            return Err("--keep must be at least 1".into());
+        }
+        let seen = self.seen()?;
+        let current = seen.current.as_ref().map_or(0, |m| m.version);
+        let mut versions: Vec<u64> = self
+            .etcd
+            .get_prefix(b"/palisade/fleet/versions/")?
+            .iter()
+            .filter_map(|kv| serde_json::from_slice::<Meta>(&kv.value).ok())
+            .map(|m| m.version)
+            .collect();
+        versions.sort_unstable();
+        let newest: Vec<u64> = versions.iter().rev().take(keep).copied().collect();
+        let gone: Vec<u64> = versions
+            .into_iter()
+            .filter(|v| *v != current && !newest.contains(v))
+            .collect();
+        if gone.is_empty() {
+            return Ok(gone);
+        }
+        let prefixes: Vec<Vec<u8>> = gone
+            .iter()
+            .flat_map(|v| [version_key(*v), chunk_prefix(*v)])
+            .collect();
+        let guard = [Compare {
+            key: CURRENT,
+            mod_revision: seen.current_rev,
+        }];
+        if !self.etcd.delete_prefixes(&guard, &prefixes)? {
+            return Err(
+                "the fleet's current version changed meanwhile; nothing was pruned (run it again)"
+                    .into(),
+            );
+        }
+        Ok(gone)
     }
 
     /// Every node's report.
