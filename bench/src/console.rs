@@ -3,8 +3,10 @@
 //! ingest path (a connection acting as a data-plane core), then starts
 //! `controld serve --console`, signs in with a bootstrap token and times
 //! each page whole (request sent to last body byte, TLS connection kept):
-//! the activity log's first page, the log filtered to one user over one
-//! day, and the traffic report by app over the last day.
+//! the overview and its chart (whose aggregates the console reuses for a
+//! short while: the first load is the uncached one), the activity log's
+//! first page, the log filtered to one user over one day, and the traffic
+//! report by app over the last day and over every day.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -131,6 +133,14 @@ pub fn run(records: usize, rounds: usize) -> Result<String, String> {
     let day_from = (now_us - 3 * 86_400_000_000) / 1_000_000;
     let day_to = (now_us - 2 * 86_400_000_000) / 1_000_000;
     let pages = [
+        (
+            "overview (cores, top lists of the last day)",
+            "/".to_string(),
+        ),
+        (
+            "overview chart, last week",
+            "/overview/series?range=week".to_string(),
+        ),
         ("activity log, first page", "/log".to_string()),
         (
             "activity log, one user over one day",
@@ -172,8 +182,9 @@ pub fn run(records: usize, rounds: usize) -> Result<String, String> {
             rows = body.matches("<tr").count().saturating_sub(1);
         }
         out.push_str(&format!(
-            "{name} ({path}): median {:.1} ms, {rows} table rows (samples {:?})\n",
+            "{name} ({path}): median {:.1} ms, first {:.1} ms, {rows} table rows (samples {:?})\n",
             median(ms.clone()),
+            ms[0],
             ms.iter()
                 .map(|m| (m * 10.0).round() / 10.0)
                 .collect::<Vec<_>>()

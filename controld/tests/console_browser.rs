@@ -145,6 +145,19 @@ fn an_admin_walks_every_console_page_and_a_viewer_changes_nothing() {
         .eval("[...document.querySelectorAll('#cores tr td:nth-child(3)')].map(t => t.textContent)")
         .expect("core versions");
     assert_eq!(versions, serde_json::json!(["1", "1"]));
+    // The top apps and the day's series count the 100,000 stored records
+    // (a third to mail, every 50th blocked) and nothing else yet.
+    let apps = b
+        .eval("[...document.querySelectorAll('#top-apps tr')].slice(1).map(r => [r.cells[0].textContent, Number(r.cells[1].textContent)])")
+        .expect("top apps");
+    assert_eq!(
+        apps,
+        serde_json::json!([["files", 66_666], ["mail", 33_334]])
+    );
+    let day = b
+        .eval("fetch('/overview/series?range=day').then(r => r.json()).then(s => [s.requests.reduce((a, b) => a + b, 0), s.blocked.reduce((a, b) => a + b, 0)])")
+        .expect("series");
+    assert_eq!(day, serde_json::json!([EXPORT_ROWS, EXPORT_ROWS / 50]));
 
     // A request through the proxy, then the log filtered down to it.
     let marker = format!("secret-{}", now_us);

@@ -268,29 +268,28 @@ pub fn series(
     out.blocked = vec![0; buckets as usize];
     out.activities = vec![0; buckets as usize];
     out.alerts = vec![0; buckets as usize];
+    // Counted here from a scan of the covering time index: SQLite would
+    // sort every row of the range to group it by bucket.
     let mut st = conn
-        .prepare(
-            "SELECT (time_us - ?1) / ?2 AS b,
-                    sum(kind_id = ?3), sum(kind_id = ?3 AND action_id = ?4), sum(kind_id = ?5)
-               FROM records WHERE time_us >= ?1 GROUP BY b",
-        )
+        .prepare("SELECT time_us, kind_id, action_id FROM records WHERE time_us >= ?1")
         .map_err(|e| e.to_string())?;
-    let rows = st
-        .query_map([start_us, width_us, traffic, block, activity], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, i64>(3)?,
-            ))
-        })
-        .map_err(|e| e.to_string())?;
-    for row in rows {
-        let (b, req, blk, act) = row.map_err(|e| e.to_string())?;
-        if let Some(i) = usize::try_from(b).ok().filter(|i| *i < buckets as usize) {
-            out.requests[i] = req;
-            out.blocked[i] = blk;
-            out.activities[i] = act;
+    let mut rows = st.query([start_us]).map_err(|e| e.to_string())?;
+    while let Some(r) = rows.next().map_err(|e| e.to_string())? {
+        let n = |i: usize| r.get::<_, i64>(i).map_err(|e| e.to_string());
+        let Some(i) = usize::try_from((n(0)? - start_us) / width_us)
+            .ok()
+            .filter(|i| *i < buckets as usize)
+        else {
+            continue;
+        };
+        let kind = n(1)?;
+        if kind == traffic {
+            out.requests[i] += 1;
+            if n(2)? == block {
+                out.blocked[i] += 1;
+            }
+        } else if kind == activity {
+            out.activities[i] += 1;
         }
     }
     let mut st = conn
@@ -312,33 +311,46 @@ pub fn series(
     Ok(out)
 }
 
-/// The most frequent values of `column` (app, user or client IP) since
-/// `from_us`: (value, requests).
-pub fn top(
-    conn: &Connection,
-    column: &str,
-    from_us: i64,
-    limit: usize,
-) -> Result<Vec<(String, i64)>, String> {
-    let id_column = match column {
-        "app" => "app_id",
-        "user" => "user_id",
-        "client_ip" => "client_ip_id",
-        _ => return Err(format!("no top list by {column}")),
+/// The apps, users and client IPs with the most requests since `from_us`
+/// (at most `limit` each, with their traffic record counts), from one scan of the covering
+/// time index counted in hash maps.
+pub fn tops(conn: &Connection, from_us: i64, limit: usize) -> Result<Tops, String> {
+    let traffic = string_id(conn, "traffic")?;
+    let mut counts: [rustc_hash::FxHashMap<i64, i64>; 3] = Default::default();
+    let mut st = conn
+        .prepare(
+            "SELECT app_id, user_id, client_ip_id FROM records WHERE time_us >= ?1 AND kind_id = ?2",
+        )
+        .map_err(|e| e.to_string())?;
+    let mut rows = st.query([from_us, traffic]).map_err(|e| e.to_string())?;
+    while let Some(r) = rows.next().map_err(|e| e.to_string())? {
+        for (i, c) in counts.iter_mut().enumerate() {
+            *c.entry(r.get::<_, i64>(i).map_err(|e| e.to_string())?)
+                .or_default() += 1;
+        }
+    }
+    let mut text = conn
+        .prepare("SELECT text FROM strings WHERE id = ?")
+        .map_err(|e| e.to_string())?;
+    let mut top = |c: &rustc_hash::FxHashMap<i64, i64>| -> Result<Vec<(String, i64)>, String> {
+        let mut v: Vec<(i64, i64)> = c.iter().map(|(k, n)| (*k, *n)).collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        v.into_iter()
+            .take(limit)
+            .map(|(k, n)| {
+                Ok((
+                    text.query_row([k], |r| r.get(0))
+                        .map_err(|e| e.to_string())?,
+                    n,
+                ))
+            })
+            .collect()
     };
-    let sql = format!(
-        "SELECT s.text, t.n FROM (SELECT {id_column} AS k, count(*) AS n FROM records
-           WHERE time_us >= ? GROUP BY k ORDER BY n DESC LIMIT {limit}) t
-         JOIN strings s ON s.id = t.k ORDER BY t.n DESC"
-    );
-    let mut st = conn.prepare(&sql).map_err(|e| e.to_string())?;
-    let rows = st
-        .query_map([from_us], |r| Ok((r.get(0)?, r.get(1)?)))
-        .map_err(|e| e.to_string())?
-        .collect::<Result<_, _>>()
-        .map_err(|e| e.to_string());
-    rows
+    Ok((top(&counts[0])?, top(&counts[1])?, top(&counts[2])?))
 }
+
+/// Top apps, users and client IPs.
+pub type Tops = (Vec<(String, i64)>, Vec<(String, i64)>, Vec<(String, i64)>);
 
 /// An alert as the console lists it.
 #[derive(Clone, Debug, serde::Serialize)]

@@ -63,6 +63,52 @@ pub(crate) struct Console {
     pub daemon: Arc<Daemon>,
     pub keys: Keys,
     pub exports: Arc<exports::Exports>,
+    /// The overview's aggregates, kept a short while.
+    pub recent: Recent,
+}
+
+use data::Tops;
+
+/// Results of the overview's aggregate queries, kept a short while: each
+/// reads every record of its range (a day for the top lists, up to a week
+/// for the chart; half a second and two over 10 million records), so a
+/// page reloaded, or open in several admins' browsers, pays once per
+/// interval instead of once per view.
+#[derive(Default)]
+pub(crate) struct Recent {
+    tops: std::sync::Mutex<Option<(std::time::Instant, Arc<Tops>)>>,
+    series: std::sync::Mutex<Vec<(&'static str, std::time::Instant, Arc<data::Series>)>>,
+}
+
+/// How long the top lists are reused.
+const TOPS_FOR: Duration = Duration::from_secs(30);
+
+impl Recent {
+    pub fn tops(&self) -> Option<Arc<Tops>> {
+        let kept = self.tops.lock().unwrap_or_else(|e| e.into_inner());
+        kept.as_ref()
+            .filter(|(at, _)| at.elapsed() < TOPS_FOR)
+            .map(|(_, t)| t.clone())
+    }
+
+    pub fn keep_tops(&self, tops: Arc<Tops>) {
+        *self.tops.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((std::time::Instant::now(), tops));
+    }
+
+    /// A range's series if computed less than `fresh` ago.
+    pub fn series(&self, range: &str, fresh: Duration) -> Option<Arc<data::Series>> {
+        let kept = self.series.lock().unwrap_or_else(|e| e.into_inner());
+        kept.iter()
+            .find(|(r, at, _)| *r == range && at.elapsed() < fresh)
+            .map(|(_, _, s)| s.clone())
+    }
+
+    pub fn keep_series(&self, range: &'static str, series: Arc<data::Series>) {
+        let mut kept = self.series.lock().unwrap_or_else(|e| e.into_inner());
+        kept.retain(|(r, _, _)| *r != range);
+        kept.push((range, std::time::Instant::now(), series));
+    }
 }
 
 /// The signed-in user of a request (set by [`guard`]).
@@ -94,6 +140,7 @@ pub fn start(settings: Settings, daemon: Arc<Daemon>) -> Result<SocketAddr, Stri
         daemon,
         keys: Keys::generate()?,
         exports,
+        recent: Recent::default(),
     });
     let std_listener = std::net::TcpListener::bind(settings.listen)
         .map_err(|e| format!("--console {}: {e}", settings.listen))?;

@@ -30,19 +30,22 @@ pub async fn overview(State(console): Ctx, Extension(who): Extension<Who>) -> Re
         None => None,
     };
     let now_ms = now_us() / 1000;
-    let tops = blocking(move || {
-        let conn = data::open(&state_dir)?;
-        Ok((
-            data::top(&conn, "app", day_ago, 10)?,
-            data::top(&conn, "user", day_ago, 10)?,
-            data::top(&conn, "client_ip", day_ago, 10)?,
-        ))
-    })
-    .await;
-    let (apps, users, ips) = match tops {
-        Ok(t) => t,
-        Err(r) => return r,
+    let tops = match console.recent.tops() {
+        Some(t) => t,
+        None => {
+            let computed =
+                blocking(move || data::tops(&data::open(&state_dir)?, day_ago, 10)).await;
+            match computed {
+                Ok(t) => {
+                    let t = Arc::new(t);
+                    console.recent.keep_tops(t.clone());
+                    t
+                }
+                Err(r) => return r,
+            }
+        }
     };
+    let (apps, users, ips) = &*tops;
     let top = |title: &str, id: &str, filter: &str, rows: &[(String, i64)]| {
         html! {
             section.top-list {
@@ -102,9 +105,9 @@ pub async fn overview(State(console): Ctx, Extension(who): Extension<Who>) -> Re
         section.tops {
             h2 { "Top over the last day" }
             div.columns {
-                (top("Apps", "top-apps", "app", &apps))
-                (top("Users", "top-users", "user", &users))
-                (top("Client IPs", "top-ips", "ip", &ips))
+                (top("Apps", "top-apps", "app", apps))
+                (top("Users", "top-users", "user", users))
+                (top("Client IPs", "top-ips", "ip", ips))
             }
         }
     };
@@ -118,15 +121,25 @@ pub struct SeriesQuery {
 }
 
 pub async fn overview_series(State(console): Ctx, Query(q): Query<SeriesQuery>) -> Response {
-    let (span, buckets) = match q.range.as_str() {
-        "" | "hour" => (3600, 60),
-        "day" => (86_400, 96),
-        "week" => (7 * 86_400, 168),
+    // Reused for a tenth of a bucket or less: a week's chart is at most 6
+    // minutes old, the last hour's 6 seconds.
+    let (range, span, buckets): (&'static str, i64, i64) = match q.range.as_str() {
+        "" | "hour" => ("hour", 3600, 60),
+        "day" => ("day", 86_400, 96),
+        "week" => ("week", 7 * 86_400, 168),
         _ => return refusal(StatusCode::BAD_REQUEST, "range: hour, day or week"),
     };
+    let fresh = std::time::Duration::from_secs((span / buckets / 10) as u64);
+    if let Some(s) = console.recent.series(range, fresh) {
+        return Json(&*s).into_response();
+    }
     let state_dir = console.settings.state_dir.clone();
     match blocking(move || data::series(&data::open(&state_dir)?, now_us(), span, buckets)).await {
-        Ok(s) => Json(s).into_response(),
+        Ok(s) => {
+            let s = Arc::new(s);
+            console.recent.keep_series(range, s.clone());
+            Json(&*s).into_response()
+        }
         Err(r) => r,
     }
 }
