@@ -99,6 +99,61 @@ impl Cluster {
         format!("etcd://{}", members.join(","))
     }
 
+    /// etcd's maintenance status of member `i` (member id, leader id).
+    fn status(&self, i: usize) -> Option<(String, String)> {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(5)))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let url = format!(
+            "http://127.0.0.1:{}/v3/maintenance/status",
+            self.client_ports[i]
+        );
+        let text = agent
+            .post(&url)
+            .send("{}")
+            .ok()?
+            .body_mut()
+            .read_to_string()
+            .ok()?;
+        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        Some((
+            v["header"]["member_id"].as_str()?.to_string(),
+            v["leader"].as_str()?.to_string(),
+        ))
+    }
+
+    /// Makes member `target` the leader (so that killing it makes the
+    /// others elect a new one: the hard case for clients).
+    fn make_leader(&self, target: usize) {
+        within(&format!("etcd member {target} leads"), || {
+            let Some((target_id, leader_id)) = self.status(target) else {
+                return false;
+            };
+            if target_id == leader_id {
+                return true;
+            }
+            // Only the leader can hand over leadership.
+            if let Some(leader) =
+                (0..3).find(|i| self.status(*i).is_some_and(|(id, _)| id == leader_id))
+            {
+                let agent: ureq::Agent = ureq::Agent::config_builder()
+                    .timeout_global(Some(Duration::from_secs(10)))
+                    .http_status_as_error(false)
+                    .build()
+                    .into();
+                let _ = agent
+                    .post(&format!(
+                        "http://127.0.0.1:{}/v3/maintenance/transfer-leadership",
+                        self.client_ports[leader]
+                    ))
+                    .send(format!("{{\"targetID\": \"{target_id}\"}}"));
+            }
+            false
+        });
+    }
+
     fn kill(&mut self, i: usize) {
         if let Some(mut m) = self.members[i].take() {
             let _ = m.kill();
@@ -412,7 +467,9 @@ fn a_fleet_follows_etcd_through_races_member_loss_restarts_and_a_cut() {
         n.wait_for_version(2);
     }
 
-    // One etcd member killed: applies still go through.
+    // One etcd member killed, the leader: applies still go through (the
+    // CLI retries while the other two elect a new leader).
+    cluster.make_leader(2);
     cluster.kill(2);
     let p3 = policy_with(&work, "v3.toml", origin.addr(), 4);
     let (ok, out, err) = cli(&["apply", p3.to_str().unwrap(), "--fleet", &spec]);

@@ -12,7 +12,7 @@
 //! one failed attempt, not an outage.
 
 use std::cell::Cell;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -20,6 +20,16 @@ use serde_json::{json, Value};
 
 /// How long one request may take (a member without quorum hangs).
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a call goes on trying when no member answers.
+const CALL_RETRY_FOR: Duration = Duration::from_secs(15);
+
+/// Why one round of a call failed.
+enum Failed {
+    /// A member answered 4xx: the request itself is wrong.
+    Refused(String),
+    /// No member answered with success (the last error).
+    Unavailable(String),
+}
 
 /// A key and its value as stored.
 #[derive(Clone, Debug)]
@@ -34,6 +44,21 @@ pub struct Kv {
 pub struct Compare<'a> {
     pub key: &'a [u8],
     pub mod_revision: i64,
+}
+
+/// The gateway's form of `compares` (each: the key's mod revision equals).
+fn compares_json(compares: &[Compare<'_>]) -> Vec<Value> {
+    compares
+        .iter()
+        .map(|c| {
+            json!({
+                "key": B64.encode(c.key),
+                "target": "MOD",
+                "result": "EQUAL",
+                "mod_revision": c.mod_revision.to_string(),
+            })
+        })
+        .collect()
 }
 
 /// A cluster, by its members' client URLs.
@@ -120,7 +145,29 @@ impl Etcd {
     }
 
     /// POSTs `body` to `/v3/{path}` on the first member that answers.
+    /// When none does (members down, or the survivors electing a leader
+    /// after the leader died: they answer 5xx or not at all meanwhile), the
+    /// call is tried again for up to [`CALL_RETRY_FOR`].
     fn call(&self, path: &str, body: &Value) -> Result<Value, String> {
+        let deadline = Instant::now() + CALL_RETRY_FOR;
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match self.call_once(path, body) {
+                Ok(v) => return Ok(v),
+                Err(Failed::Refused(e)) => return Err(e),
+                Err(Failed::Unavailable(e)) => {
+                    if Instant::now() + pause >= deadline {
+                        return Err(format!("no etcd member answered ({e})"));
+                    }
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
+            }
+        }
+    }
+
+    /// One try of [`Etcd::call`] on each member in turn.
+    fn call_once(&self, path: &str, body: &Value) -> Result<Value, Failed> {
         let mut last = String::new();
         let n = self.endpoints.len();
         for i in 0..n {
@@ -134,12 +181,20 @@ impl Etcd {
             match sent {
                 Ok(mut resp) => {
                     let status = resp.status().as_u16();
-                    let text = resp
-                        .body_mut()
-                        .read_to_string()
-                        .map_err(|e| format!("{url}: {e}"))?;
-                    let value: Value = serde_json::from_str(&text)
-                        .map_err(|e| format!("{url}: not JSON ({e}): {text}"))?;
+                    let text = match resp.body_mut().read_to_string() {
+                        Ok(t) => t,
+                        Err(e) => {
+                            last = format!("{url}: {e}");
+                            continue;
+                        }
+                    };
+                    let value: Value = match serde_json::from_str(&text) {
+                        Ok(v) => v,
+                        Err(e) => {
+                            last = format!("{url}: not JSON ({e}): {text}");
+                            continue;
+                        }
+                    };
                     if status == 200 {
                         self.preferred.set(at);
                         return Ok(value);
@@ -149,13 +204,13 @@ impl Etcd {
                     // A client error is the request's fault: another member
                     // would say the same.
                     if status < 500 {
-                        return Err(last);
+                        return Err(Failed::Refused(last));
                     }
                 }
                 Err(e) => last = format!("{url}: {e}"),
             }
         }
-        Err(format!("no etcd member answered ({last})"))
+        Err(Failed::Unavailable(last))
     }
 
     /// One key, and the store's revision when read.
@@ -183,17 +238,7 @@ impl Etcd {
         compares: &[Compare<'_>],
         puts: &[(Vec<u8>, Vec<u8>)],
     ) -> Result<bool, String> {
-        let compare: Vec<Value> = compares
-            .iter()
-            .map(|c| {
-                json!({
-                    "key": B64.encode(c.key),
-                    "target": "MOD",
-                    "result": "EQUAL",
-                    "mod_revision": c.mod_revision.to_string(),
-                })
-            })
-            .collect();
+        let compare = compares_json(compares);
         let success: Vec<Value> = puts
             .iter()
             .map(
@@ -211,17 +256,7 @@ impl Etcd {
         compares: &[Compare<'_>],
         prefixes: &[Vec<u8>],
     ) -> Result<bool, String> {
-        let compare: Vec<Value> = compares
-            .iter()
-            .map(|c| {
-                json!({
-                    "key": B64.encode(c.key),
-                    "target": "MOD",
-                    "result": "EQUAL",
-                    "mod_revision": c.mod_revision.to_string(),
-                })
-            })
-            .collect();
+        let compare = compares_json(compares);
         let success: Vec<Value> = prefixes
             .iter()
             .map(|p| {

@@ -245,7 +245,13 @@ impl Fleet {
             },
         ];
         if !self.etcd.txn(&guards, &puts)? {
-            let now = self.current()?.map_or(0, |m| m.version);
+            let now = self.current()?;
+            // A retried transaction whose first try committed (its answer
+            // lost) fails its own compare: the current version is ours.
+            if now.as_ref() == Some(&meta) {
+                return Ok(meta);
+            }
+            let now = now.map_or(0, |m| m.version);
             return Err(format!(
                 "another apply changed the fleet's policy meanwhile (now version {now}); nothing was published (look at the change, then apply again)"
             ));
