@@ -143,7 +143,13 @@ fn the_console_admits_only_genuine_sessions_and_viewers_change_nothing() {
     assert!(!mine
         .iter()
         .any(|(u, a)| *u == "vera" && *a == "console apply"));
-    let _ = csrf;
+
+    // Signing out ends the session for good: the same cookie, replayed, is
+    // refused though it has not expired; other sessions go on.
+    let a = console.post("/signout", Some(&admin), &[("csrf", &csrf)]);
+    assert_eq!((a.status, a.location.as_str()), (303, "/signin"), "{a:?}");
+    assert_eq!(console.get("/", Some(&admin)).status, 303);
+    assert_eq!(console.get("/", Some(&ada)).status, 200);
 }
 
 #[test]

@@ -65,6 +65,26 @@ pub(crate) struct Console {
     pub exports: Arc<exports::Exports>,
     /// The overview's aggregates, kept a short while.
     pub recent: Recent,
+    /// Sessions signed out before they expired: id → expiry (Unix s).
+    pub signed_out: std::sync::Mutex<std::collections::HashMap<String, i64>>,
+}
+
+impl Console {
+    /// Ends a session for good: its cookie, even kept by someone, is
+    /// refused from now until it would have expired.
+    pub fn sign_out(&self, session: &Session) {
+        let mut out = self.signed_out.lock().unwrap_or_else(|e| e.into_inner());
+        let now = auth::now_secs();
+        out.retain(|_, expires| *expires > now);
+        out.insert(session.id.clone(), session.expires);
+    }
+
+    fn is_signed_out(&self, session: &Session) -> bool {
+        self.signed_out
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&session.id)
+    }
 }
 
 use data::Tops;
@@ -141,6 +161,7 @@ pub fn start(settings: Settings, daemon: Arc<Daemon>) -> Result<SocketAddr, Stri
         keys: Keys::generate()?,
         exports,
         recent: Recent::default(),
+        signed_out: Default::default(),
     });
     let std_listener = std::net::TcpListener::bind(settings.listen)
         .map_err(|e| format!("--console {}: {e}", settings.listen))?;
@@ -376,7 +397,8 @@ async fn check(console: &Console, req: Request, next: Next) -> Response {
             .iter()
             .filter_map(|v| v.to_str().ok())
             .find_map(|h| auth::cookie(h, auth::SESSION_COOKIE))
-            .and_then(|c| console.keys.session(c));
+            .and_then(|c| console.keys.session(c))
+            .filter(|s| !console.is_signed_out(s));
         let Some(session) = session else {
             if method == Method::GET
                 && !path.starts_with("/tail/events")

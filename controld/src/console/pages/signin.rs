@@ -295,7 +295,8 @@ pub async fn signin_oidc_callback(
         .into_response()
 }
 
-pub async fn signout() -> Response {
+pub async fn signout(State(console): Ctx, Extension(who): Extension<Who>) -> Response {
+    console.sign_out(&who.session);
     (
         StatusCode::SEE_OTHER,
         [
