@@ -58,6 +58,23 @@ fn batch(first_n: usize, n: usize, first_us: u64, step_us: u64) -> BatchBuilder 
     b
 }
 
+/// An HTTPS client for a console on loopback: it accepts the console's
+/// self-signed certificate, follows no redirect (sign-in answers are
+/// looked at) and treats every status as an answer.
+pub fn console_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .tls_config(
+            ureq::tls::TlsConfig::builder()
+                .disable_verification(true)
+                .build(),
+        )
+        .max_redirects(0)
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(600)))
+        .build()
+        .into()
+}
+
 /// `bench console`.
 pub fn run(records: usize, rounds: usize) -> Result<String, String> {
     let controld = sibling("controld")?;
@@ -107,17 +124,7 @@ pub fn run(records: usize, rounds: usize) -> Result<String, String> {
         .output()
         .map_err(|e| e.to_string())?;
     let token = String::from_utf8_lossy(&token.stdout).trim().to_string();
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .tls_config(
-            ureq::tls::TlsConfig::builder()
-                .disable_verification(true)
-                .build(),
-        )
-        .max_redirects(0)
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(600)))
-        .build()
-        .into();
+    let agent = console_agent();
     let signed = agent
         .post(&format!("https://{addr}/signin/token"))
         .send_form([("token", token.as_str())])

@@ -90,6 +90,16 @@ pub fn parse_time(s: &str) -> Result<i64, String> {
         .unwrap_or(0))
 }
 
+/// [`parse_time`] of a form field or option that may be empty (`None`).
+pub fn parse_optional_time(s: &str) -> Result<Option<i64>, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        Ok(None)
+    } else {
+        parse_time(s).map(Some)
+    }
+}
+
 impl Filter {
     /// The FROM and WHERE clauses and their parameters. A filter on app or
     /// user reads only the batches that contain it (the store's block

@@ -92,14 +92,13 @@ pub fn open(state_dir: &Path) -> Result<Connection, String> {
 fn clause(filter: &LogFilter) -> Result<(String, Vec<Value>), String> {
     let mut parts: Vec<String> = Vec::new();
     let mut values: Vec<Value> = Vec::new();
-    let time = |s: &str| crate::logcli::parse_time(s);
-    if !filter.from.trim().is_empty() {
+    if let Some(t) = crate::logcli::parse_optional_time(&filter.from)? {
         parts.push("time_us >= ?".into());
-        values.push(Value::Integer(time(&filter.from)?));
+        values.push(Value::Integer(t));
     }
-    if !filter.to.trim().is_empty() {
+    if let Some(t) = crate::logcli::parse_optional_time(&filter.to)? {
         parts.push("time_us < ?".into());
-        values.push(Value::Integer(time(&filter.to)?));
+        values.push(Value::Integer(t));
     }
     // Interned columns: the records table's id column, through the text.
     for (value, column) in [

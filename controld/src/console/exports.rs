@@ -19,13 +19,10 @@ pub struct ExportInfo {
     pub id: String,
     pub requested_by: String,
     pub created_unix: i64,
-    pub from: String,
-    pub to: String,
-    pub app: String,
-    pub user: String,
-    pub kind: String,
-    /// `csv` or `jsonl`.
-    pub format: String,
+    /// The range, filters and format asked for (trimmed; format `csv` or
+    /// `jsonl`).
+    #[serde(flatten)]
+    pub asked: Request,
     /// `running`, `done` or `failed`.
     pub state: String,
     pub rows: u64,
@@ -35,7 +32,7 @@ pub struct ExportInfo {
 
 impl ExportInfo {
     pub fn file_name(&self) -> String {
-        format!("palisade-export-{}.{}", self.id, self.format)
+        format!("palisade-export-{}.{}", self.id, self.asked.format)
     }
 }
 
@@ -55,7 +52,7 @@ pub struct Exports {
 }
 
 /// An export request from the form.
-#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[derive(Clone, Debug, Default, serde::Deserialize, serde::Serialize)]
 #[serde(default)]
 pub struct Request {
     pub from: String,
@@ -84,7 +81,7 @@ impl Exports {
 
     /// The data file of an export (ids are checked: letters, digits, `-`).
     pub fn data_path(&self, info: &ExportInfo) -> PathBuf {
-        self.dir.join(format!("{}.{}", info.id, info.format))
+        self.dir.join(format!("{}.{}", info.id, info.asked.format))
     }
 
     fn save(&self, info: &ExportInfo) {
@@ -156,14 +153,7 @@ impl Exports {
             "jsonl" => Format::Jsonl,
             other => return Err(format!("unknown format {other:?} (csv, jsonl)")),
         };
-        let time = |s: &str| -> Result<Option<i64>, String> {
-            let s = s.trim();
-            if s.is_empty() {
-                Ok(None)
-            } else {
-                crate::logcli::parse_time(s).map(Some)
-            }
-        };
+        let time = crate::logcli::parse_optional_time;
         let filter = Filter {
             from_us: time(&request.from)?,
             to_us: time(&request.to)?,
@@ -180,17 +170,19 @@ impl Exports {
             id,
             requested_by: who.to_string(),
             created_unix: super::auth::now_secs(),
-            from: request.from.trim().to_string(),
-            to: request.to.trim().to_string(),
-            app: request.app.trim().to_string(),
-            user: request.user.trim().to_string(),
-            kind: request.kind.clone(),
-            format: if format == Format::Csv {
-                "csv"
-            } else {
-                "jsonl"
-            }
-            .to_string(),
+            asked: Request {
+                from: request.from.trim().to_string(),
+                to: request.to.trim().to_string(),
+                app: request.app.trim().to_string(),
+                user: request.user.trim().to_string(),
+                kind: request.kind.clone(),
+                format: if format == Format::Csv {
+                    "csv"
+                } else {
+                    "jsonl"
+                }
+                .to_string(),
+            },
             state: "running".into(),
             rows: 0,
             bytes: 0,

@@ -90,18 +90,7 @@ impl Console {
             .nth(1)
             .and_then(|rest| rest.trim().trim_end_matches('/').parse().ok())
             .unwrap_or_else(|| panic!("no console address in {first_line:?}"));
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .tls_config(
-                ureq::tls::TlsConfig::builder()
-                    // The console's self-signed certificate, on loopback.
-                    .disable_verification(true)
-                    .build(),
-            )
-            .max_redirects(0)
-            .http_status_as_error(false)
-            .timeout_global(Some(std::time::Duration::from_secs(60)))
-            .build()
-            .into();
+        let agent = palisade_bench::console::console_agent();
         Console { addr, agent }
     }
 

@@ -29,9 +29,9 @@ pub async fn exports_page(State(console): Ctx, Extension(who): Extension<Who>) -
                 tr data-export=(e.id) data-state=(e.state) {
                     td { (short_time(e.created_unix * 1_000_000)) }
                     td { (e.requested_by) }
-                    td { (e.from) " → " (if e.to.is_empty() { "now" } else { &e.to }) }
-                    td { (format!("{} {} {}", e.app, e.user, e.kind).trim()) }
-                    td { (e.format) }
+                    td { (e.asked.from) " → " (if e.asked.to.is_empty() { "now" } else { &e.asked.to }) }
+                    td { (format!("{} {} {}", e.asked.app, e.asked.user, e.asked.kind).trim()) }
+                    td { (e.asked.format) }
                     td.state {
                         @if e.state == "running" {
                             @let (done, total) = console.exports.progress(&e.id).unwrap_or((0, 0));
@@ -68,12 +68,16 @@ pub async fn export_start(
     };
     let detail = format!(
         "from {} to {} app {} user {} kind {} format {}",
-        info.from,
-        if info.to.is_empty() { "now" } else { &info.to },
-        info.app,
-        info.user,
-        info.kind,
-        info.format
+        info.asked.from,
+        if info.asked.to.is_empty() {
+            "now"
+        } else {
+            &info.asked.to
+        },
+        info.asked.app,
+        info.asked.user,
+        info.asked.kind,
+        info.asked.format
     );
     record_admin(
         &console,
@@ -120,7 +124,7 @@ pub async fn export_download(
         }
     };
     let stream = tokio_util_stream(file);
-    let content_type = if info.format == "csv" {
+    let content_type = if info.asked.format == "csv" {
         "text/csv; charset=utf-8"
     } else {
         "application/x-ndjson"

@@ -199,15 +199,6 @@ pub(super) fn log_table(rows: &[data::LogRow], id: &str) -> Markup {
     }
 }
 
-pub(super) fn time_or_none(s: &str) -> Result<Option<i64>, String> {
-    let s = s.trim();
-    if s.is_empty() {
-        Ok(None)
-    } else {
-        logcli::parse_time(s).map(Some)
-    }
-}
-
 // ---- static assets ----------------------------------------------------
 
 pub async fn asset(UrlPath(name): UrlPath<String>) -> Response {

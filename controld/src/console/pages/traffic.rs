@@ -383,7 +383,10 @@ pub async fn report(
     } else {
         q.from.clone()
     };
-    let filter = match (time_or_none(&from), time_or_none(&q.to)) {
+    let filter = match (
+        logcli::parse_optional_time(&from),
+        logcli::parse_optional_time(&q.to),
+    ) {
         (Ok(from_us), Ok(to_us)) => Filter {
             from_us,
             to_us,
