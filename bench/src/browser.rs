@@ -343,6 +343,23 @@ impl Browser {
             .collect()
     }
 
+    /// Every response the browser received (`Network.responseReceived`)
+    /// with the protocol it came over as the browser reports it ("h2",
+    /// "http/1.1", …).
+    pub fn protocols(&self) -> Vec<(String, String)> {
+        self.events
+            .iter()
+            .filter(|e| e["method"] == "Network.responseReceived")
+            .filter_map(|e| {
+                let response = &e["params"]["response"];
+                Some((
+                    response["url"].as_str()?.to_string(),
+                    response["protocol"].as_str().unwrap_or("").to_string(),
+                ))
+            })
+            .collect()
+    }
+
     /// Failed requests: (URL, error text, page).
     pub fn failures(&self) -> Vec<(String, String, String)> {
         let url_of = |id: &str| {

@@ -8,6 +8,7 @@ pub mod fast_origin;
 pub mod fidelity_walk;
 pub mod fleet;
 pub mod floor;
+pub mod h2client;
 pub mod handshake;
 pub mod idp;
 pub mod load;

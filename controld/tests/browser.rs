@@ -544,6 +544,25 @@ fn a_browser_session_never_leaves_the_proxy() {
     let idp_host = host_of(&rig.idp.issuer).to_string();
     walk::assert_stayed_on_proxy(&b, &idp_host, &[ESCAPE]);
 
+    // Every proxied page, script, image and API call of the walk came
+    // over HTTP/2 (the WebSocket opens an HTTP/1.1 connection of its own,
+    // RFC 8441 not being offered).
+    let proxied: Vec<(String, String)> = b
+        .protocols()
+        .into_iter()
+        .filter(|(url, _)| {
+            url::Url::parse(url).is_ok_and(|u| {
+                u.scheme() == "https" && u.host_str().is_some_and(|h| h.ends_with(".proxy.test"))
+            })
+        })
+        .collect();
+    assert!(proxied.len() > 20, "the walk's responses: {proxied:?}");
+    let not_h2: Vec<&(String, String)> = proxied.iter().filter(|(_, p)| p != "h2").collect();
+    assert!(
+        not_h2.is_empty(),
+        "proxied responses not over h2: {not_h2:?}"
+    );
+
     // Another user may copy: bob, in a browser of his own.
     let bob_profile = tempfile::tempdir().expect("profile dir");
     let mut bob = Browser::launch(&Launch {

@@ -164,6 +164,10 @@ struct Rig {
     _controld: Proc,
     _dataplane: Proc,
     addr: SocketAddr,
+    /// The HTTPS listener and a client trusting its CA: what
+    /// [`Rig::request`] uses when the suite runs over HTTP/2.
+    tls: SocketAddr,
+    client: https::Client,
     origin: Origin,
     files: Arc<HashMap<String, Vec<u8>>>,
     identity: age::x25519::Identity,
@@ -290,16 +294,23 @@ fn rig() -> Rig {
     let files = Arc::new(files());
     let origin = origin(files.clone());
     let identity = age::x25519::Identity::generate();
-    let policy_text = POLICY.replace("RECIPIENT", &identity.to_public().to_string());
+    env.app_certificates("certs", &[("demo", "demo.test")]);
+    let policy_text = format!(
+        "tls_cert = \"certs/demo.pem\"\ntls_key = \"certs/demo.key\"\n{}",
+        POLICY.replace("RECIPIENT", &identity.to_public().to_string())
+    );
     let policy = env.policy("policy.toml", origin.addr(), &policy_text);
     let controld = env.controld(&policy, &[]);
-    let (dataplane, addr) = env.dataplane(1, &[]);
+    let (dataplane, addr, tls) = env.dataplane_tls(1, &[]);
     env.wait_for_cores(1, 1);
+    let client = https::Client::new(&env.path("ca/ca.pem"), None);
     Rig {
         env,
         _controld: controld,
         _dataplane: dataplane,
         addr,
+        tls,
+        client,
         origin,
         files,
         identity,
@@ -307,7 +318,14 @@ fn rig() -> Rig {
 }
 
 impl Rig {
+    /// One request on a new connection: plain HTTP/1.1, or HTTP/2 over
+    /// TLS when the suite runs over HTTP/2.
     fn request(&self, request: &str) -> Response {
+        if https::over_http2() {
+            return self
+                .client
+                .request(self.tls, "demo.test.proxy.test", request);
+        }
         let mut conn = TcpStream::connect(self.addr).expect("connect");
         https::send(&mut conn, request);
         https::read_response(&mut conn)

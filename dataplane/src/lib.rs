@@ -44,6 +44,7 @@ pub mod fuzz;
 pub mod hostmap;
 pub mod hosts;
 pub mod http;
+pub mod http2;
 pub mod identity;
 pub mod io;
 pub mod iptags;

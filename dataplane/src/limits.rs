@@ -40,6 +40,44 @@ pub struct Limits {
     /// the engine's cost: without it users leave the session on the first
     /// absolute link.
     pub rewrite_bodies: bool,
+    /// HTTP/2 toward browsers.
+    pub http2: Http2Limits,
+}
+
+/// HTTP/2 on the TLS listener (RFC 9113), and its bounds. The header list
+/// of a request is bounded by `max_header_bytes` like an HTTP/1.1 head.
+#[derive(Clone, Debug)]
+pub struct Http2Limits {
+    /// Offer `h2` by ALPN. Off: HTTP/1.1 only.
+    pub enabled: bool,
+    /// SETTINGS_MAX_CONCURRENT_STREAMS: streams (and so exchanges) running
+    /// at once per connection.
+    pub max_streams: u32,
+    /// Receive window per stream, bytes: request body a client may send
+    /// ahead of the phases reading it.
+    pub stream_window: u32,
+    /// Receive window per connection, bytes.
+    pub connection_window: u32,
+    /// Response bytes queued per stream ahead of the client's window.
+    pub send_buffer: usize,
+    /// Streams the client may reset before their response is whole (and
+    /// malformed frames it may provoke resets with), leaking a tenth of
+    /// this per second; past it, GOAWAY ENHANCE_YOUR_CALM (rapid reset,
+    /// CVE-2023-44487).
+    pub max_resets: u32,
+}
+
+impl Default for Http2Limits {
+    fn default() -> Self {
+        Http2Limits {
+            enabled: true,
+            max_streams: 100,
+            stream_window: 256 * 1024,
+            connection_window: 1024 * 1024,
+            send_buffer: 256 * 1024,
+            max_resets: 200,
+        }
+    }
 }
 
 impl Default for Limits {
@@ -59,6 +97,7 @@ impl Default for Limits {
             max_connections: 16 * 1024,
             tunnel_idle_timeout: Duration::from_secs(300),
             rewrite_bodies: true,
+            http2: Http2Limits::default(),
         }
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use palisade_dataplane::limits::Limits;
+use palisade_dataplane::limits::{Http2Limits, Limits};
 use palisade_dataplane::logs::LogConfig;
 use palisade_dataplane::metrics::{exporter, Metrics};
 use palisade_dataplane::server::{self, ServerConfig};
@@ -94,6 +94,27 @@ struct Args {
     /// first absolute link.
     #[arg(long)]
     no_body_rewrite: bool,
+    /// Offer HTTP/2 (ALPN h2) on the TLS listener: on or off.
+    #[arg(long, default_value = "on", value_parser = ["on", "off"])]
+    http2: String,
+    /// HTTP/2: streams open at once per connection.
+    #[arg(long, default_value_t = Http2Limits::default().max_streams)]
+    h2_max_streams: u32,
+    /// HTTP/2: receive window per stream, bytes (request body buffered
+    /// ahead of the app).
+    #[arg(long, default_value_t = Http2Limits::default().stream_window)]
+    h2_stream_window: u32,
+    /// HTTP/2: receive window per connection, bytes.
+    #[arg(long, default_value_t = Http2Limits::default().connection_window)]
+    h2_connection_window: u32,
+    /// HTTP/2: response bytes queued per stream ahead of the client's
+    /// window.
+    #[arg(long, default_value_t = Http2Limits::default().send_buffer)]
+    h2_send_buffer: usize,
+    /// HTTP/2: streams a client may reset before their response is whole
+    /// (leaking a tenth per second); past it, GOAWAY ENHANCE_YOUR_CALM.
+    #[arg(long, default_value_t = Http2Limits::default().max_resets)]
+    h2_max_resets: u32,
     /// Do not log requests (logging is on whenever --control is given).
     #[arg(long)]
     no_log: bool,
@@ -160,6 +181,15 @@ fn start(a: Args) -> Result<(), String> {
         max_connections: a.max_connections.max(1),
         tunnel_idle_timeout: seconds("tunnel-idle-timeout", a.tunnel_idle_timeout)?,
         rewrite_bodies: !a.no_body_rewrite,
+        http2: Http2Limits {
+            enabled: a.http2 == "on",
+            max_streams: a.h2_max_streams.max(1),
+            // RFC 9113 §6.5.2: windows above 2^31-1 are a protocol error.
+            stream_window: a.h2_stream_window.clamp(65_535, (1 << 31) - 1),
+            connection_window: a.h2_connection_window.clamp(65_535, (1 << 31) - 1),
+            send_buffer: a.h2_send_buffer.clamp(16 * 1024, u32::MAX as usize),
+            max_resets: a.h2_max_resets.max(1),
+        },
     };
     if a.no_body_rewrite {
         palisade_dataplane::say!(

@@ -18,7 +18,7 @@ use crate::io::within;
 use crate::limits::Limits;
 use crate::proxy::serve_connection;
 use crate::snapshot::{system_roots, SharedRoots, Snapshot, SnapshotError};
-use crate::stream::ClientIo;
+use crate::stream::{ClientIo, ServerTls};
 
 /// Submission entries of each io_uring ring of a core (glommio's default
 /// is 128). The kernel sizes a ring's poll-cancel hash table from its
@@ -302,7 +302,13 @@ async fn accept(
                 Transport::Tls => match handshake(&core, stream).await {
                     Some((io, managed)) => {
                         core.metrics.tls_handshakes.add(1);
-                        serve_connection(core, io, peer, managed).await;
+                        if io.get_ref().1.alpn_protocol() == Some(b"h2") {
+                            core.metrics.http2_connections.add(1);
+                            crate::http2::serve(core, io, peer, managed).await;
+                        } else {
+                            serve_connection(core, ClientIo::Tls(Box::new(io)), peer, managed)
+                                .await;
+                        }
                     }
                     None => core.metrics.tls_handshake_failures.add(1),
                 },
@@ -317,10 +323,15 @@ async fn accept(
 /// The TLS handshake of a new connection (under the header timeout);
 /// `None` when there is no certificate to offer or it fails. `managed`:
 /// the client certificate verifies against the device roots.
-async fn handshake(core: &Core, stream: glommio::net::TcpStream) -> Option<(ClientIo, bool)> {
+async fn handshake(core: &Core, stream: glommio::net::TcpStream) -> Option<(ServerTls, bool)> {
     let snap = core.snapshot.borrow().clone();
     let tls = snap.tls.as_ref()?;
-    let acceptor = futures_rustls::TlsAcceptor::from(tls.config.clone());
+    let config = if core.limits.http2.enabled {
+        &tls.config
+    } else {
+        &tls.config_http1
+    };
+    let acceptor = futures_rustls::TlsAcceptor::from(config.clone());
     let stream = within(core.limits.header_timeout, async {
         acceptor.accept(stream).await
     })
@@ -328,7 +339,7 @@ async fn handshake(core: &Core, stream: glommio::net::TcpStream) -> Option<(Clie
     .ok()?;
     let managed = tls.wants_client_certificates()
         && tls.device_is_managed(stream.get_ref().1.peer_certificates());
-    Some((ClientIo::Tls(Box::new(stream)), managed))
+    Some((stream, managed))
 }
 
 /// A listening socket for one core: SO_REUSEPORT so every core gets its

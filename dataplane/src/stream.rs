@@ -15,8 +15,17 @@ pub enum MaybeTls<T> {
     Tls(Box<T>),
 }
 
-/// A client connection: TLS server side.
-pub type ClientIo = MaybeTls<futures_rustls::server::TlsStream<TcpStream>>;
+/// The TLS server side of a client connection.
+pub type ServerTls = futures_rustls::server::TlsStream<TcpStream>;
+
+/// What the request path reads a request from and writes its response
+/// to: an HTTP/1.1 connection (TCP or TLS), or one HTTP/2 stream presented
+/// as an HTTP/1.1 exchange.
+pub enum ClientIo {
+    Plain(TcpStream),
+    Tls(Box<ServerTls>),
+    H2(Box<crate::http2::stream::StreamIo>),
+}
 
 /// A connection to an app: TLS client side.
 pub type UpstreamStream = MaybeTls<futures_rustls::client::TlsStream<TcpStream>>;
@@ -26,15 +35,24 @@ impl ClientIo {
     /// first half of a lingering close.
     pub async fn shutdown_write(&mut self) {
         match self {
-            MaybeTls::Plain(s) => {
+            ClientIo::Plain(s) => {
                 let _ = s.shutdown(std::net::Shutdown::Write).await;
             }
-            MaybeTls::Tls(s) => {
+            ClientIo::Tls(s) => {
                 s.get_mut().1.send_close_notify();
                 let _ = s.flush().await;
                 let _ = s.get_ref().0.shutdown(std::net::Shutdown::Write).await;
             }
+            // The response is over; the stream then reads as closed, so a
+            // lingering close ends at once (the h2 crate resets a request
+            // body still arriving).
+            ClientIo::H2(s) => s.finish(),
         }
+    }
+
+    /// Whether the connection is encrypted (an HTTP/2 stream always is).
+    pub fn is_tls(&self) -> bool {
+        !matches!(self, ClientIo::Plain(_))
     }
 }
 
@@ -85,6 +103,45 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for MaybeTls<T> {
             MaybeTls::Plain(s) => Pin::new(s).poll_close(cx),
             MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_close(cx),
         }
+    }
+}
+
+/// Dispatches the stream traits over the variants.
+macro_rules! each_variant {
+    ($self:expr, $s:ident => $e:expr) => {
+        match $self.get_mut() {
+            ClientIo::Plain($s) => $e,
+            ClientIo::Tls($s) => $e,
+            ClientIo::H2($s) => $e,
+        }
+    };
+}
+
+impl AsyncRead for ClientIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        each_variant!(self, s => Pin::new(s).poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for ClientIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        each_variant!(self, s => Pin::new(s).poll_write(cx, buf))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        each_variant!(self, s => Pin::new(s).poll_flush(cx))
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        each_variant!(self, s => Pin::new(s).poll_close(cx))
     }
 }
 

@@ -204,7 +204,10 @@ impl ClientCertVerifier for OptionalClientCert {
 
 /// A snapshot's TLS listener configuration.
 pub struct TlsServer {
+    /// Offers ALPN `h2` and `http/1.1`.
     pub config: Arc<rustls::ServerConfig>,
+    /// Offers `http/1.1` only (HTTP/2 turned off).
+    pub config_http1: Arc<rustls::ServerConfig>,
     /// Verifies client certificate chains (managed devices); `None` when
     /// the policy names no client CA.
     devices: Option<Arc<dyn ClientCertVerifier>>,
@@ -269,13 +272,18 @@ impl TlsServer {
             .map_err(TlsError::Config)?
             .with_client_cert_verifier(verifier)
             .with_cert_resolver(resolver);
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
         if let Some(shared) = resumption() {
             config.ticketer = shared.ticketer.clone();
             config.session_storage = shared.cache.clone();
         }
+        // RFC 7301: the server picks from the client's list in its own
+        // order of preference, so h2 wins where the client offers it.
+        let mut config_http1 = config.clone();
+        config_http1.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Some(TlsServer {
             config: Arc::new(config),
+            config_http1: Arc::new(config_http1),
             devices,
         }))
     }

@@ -1,6 +1,11 @@
-//! A small HTTPS/1.1 client for tests: rustls with the test CA as the only
+//! A small HTTPS client for tests: rustls with the test CA as the only
 //! root, SNI set to the proxy host, an optional client certificate, and a
 //! response reader for Content-Length, chunked and close-delimited bodies.
+//!
+//! [`Client::request`] speaks HTTP/1.1, or HTTP/2 when the environment
+//! says `PALISADE_TEST_HTTP=2` (scripts/test runs the access, session and
+//! log suites both ways): the same request text, sent as a browser's
+//! HTTP/2 stack would send it.
 
 use palisade_bench::testing::HeaderFields;
 use std::io::{Read, Write};
@@ -18,6 +23,13 @@ pub type TlsConn = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
 #[derive(Clone)]
 pub struct Client {
     config: Arc<rustls::ClientConfig>,
+    /// Set when requests go over HTTP/2: the same settings with ALPN h2.
+    http2: Option<Arc<rustls::ClientConfig>>,
+}
+
+/// Whether this test run sends [`Client::request`]s over HTTP/2.
+pub fn over_http2() -> bool {
+    std::env::var("PALISADE_TEST_HTTP").is_ok_and(|v| v == "2")
 }
 
 fn pem_certs(path: &Path) -> Vec<CertificateDer<'static>> {
@@ -54,6 +66,7 @@ impl Client {
         };
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Client {
+            http2: over_http2().then(|| palisade_bench::h2client::h2_config(&config)),
             config: Arc::new(config),
         }
     }
@@ -77,6 +90,22 @@ impl Client {
 
     /// One request on a new connection.
     pub fn request(&self, addr: SocketAddr, host: &str, request: &str) -> Response {
+        if let Some(config) = &self.http2 {
+            let r = palisade_bench::h2client::request_text(
+                config.clone(),
+                addr,
+                host,
+                request.as_bytes(),
+                DEADLINE,
+            )
+            .unwrap_or_else(|e| panic!("HTTP/2 request to {host}: {e}"));
+            return Response {
+                status: r.status,
+                headers: r.headers,
+                body: String::from_utf8_lossy(&r.body).into_owned(),
+                bytes: r.body,
+            };
+        }
         let mut conn = self
             .connect(addr, host)
             .unwrap_or_else(|e| panic!("connect to {host}: {e}"));

@@ -166,6 +166,28 @@ pub fn render(metrics: &Metrics) -> String {
         "palisade_connections_accepted_total {}",
         sum(cores, |c| &c.connections_accepted)
     );
+    describe(
+        &mut out,
+        "palisade_http2_connections_total",
+        "counter",
+        "Client connections that chose HTTP/2 by ALPN.",
+    );
+    let _ = writeln!(
+        out,
+        "palisade_http2_connections_total {}",
+        sum(cores, |c| &c.http2_connections)
+    );
+    describe(
+        &mut out,
+        "palisade_http2_calm_down_total",
+        "counter",
+        "HTTP/2 connections closed with GOAWAY ENHANCE_YOUR_CALM for resetting too many streams.",
+    );
+    let _ = writeln!(
+        out,
+        "palisade_http2_calm_down_total {}",
+        sum(cores, |c| &c.http2_calm_down)
+    );
     for (metric, help, pick) in [
         (
             "palisade_connections_open",

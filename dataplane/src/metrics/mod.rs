@@ -155,6 +155,10 @@ pub struct CoreMetrics {
     pub connections_open: Counter,
     /// Client connections accepted.
     pub connections_accepted: Counter,
+    /// Client connections that chose HTTP/2, and those sent GOAWAY
+    /// ENHANCE_YOUR_CALM for resetting too many streams.
+    pub http2_connections: Counter,
+    pub http2_calm_down: Counter,
     /// The policy version this core serves (a gauge; 0: none yet).
     pub policy_version: Counter,
 }
@@ -171,6 +175,8 @@ impl CoreMetrics {
             tls_handshake_failures: Counter::default(),
             connections_open: Counter::default(),
             connections_accepted: Counter::default(),
+            http2_connections: Counter::default(),
+            http2_calm_down: Counter::default(),
             policy_version: Counter::default(),
         }
     }

@@ -127,7 +127,7 @@ pub const PHASES: &[Phase] = &[
 /// Serves one client connection until it closes. `managed`: the client
 /// presented a certificate that verifies against the device roots.
 pub async fn serve_connection(core: Rc<Core>, stream: ClientIo, peer: SocketAddr, managed: bool) {
-    let tls = matches!(stream, ClientIo::Tls(_));
+    let tls = stream.is_tls();
     let mut client = Inbound::pooled(Counted::new(stream), core.buffers.clone());
     let mut conn = Connection::new(peer, tls, managed);
     // Head and output buffers are taken from the core's pool for each

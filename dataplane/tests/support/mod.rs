@@ -1,5 +1,10 @@
 //! Test harness: starts the real `dataplane` binary on loopback against a
 //! real origin (`palisade_bench::origin`), and speaks raw HTTP/1.1 to it.
+//!
+//! With `PALISADE_TEST_HTTP=2` in the environment (scripts/test runs the
+//! rewriting suites both ways), [`request`] sends the same request text
+//! over HTTP/2 instead: the data plane then also listens for TLS, with a
+//! certificate for `*.test.proxy.test` from a CA made here.
 
 #![allow(dead_code, unused_imports)]
 
@@ -21,6 +26,8 @@ pub const DEADLINE: Duration = Duration::from_secs(10);
 pub struct Dataplane {
     child: Child,
     pub addr: SocketAddr,
+    /// The TLS listener and a client config trusting its CA (HTTP/2 runs).
+    pub tls: Option<(SocketAddr, Arc<rustls::ClientConfig>)>,
     /// The line it printed when ready (addresses it listens on).
     pub ready_line: String,
     _dir: tempfile::TempDir,
@@ -69,9 +76,22 @@ impl Dataplane {
     }
 
     fn spawn(dir: tempfile::TempDir, policy_text: &str, args: &[&str], capture: bool) -> Dataplane {
+        // Over HTTP/2: a default certificate and a TLS listener, unless the
+        // test brings TLS settings of its own.
+        let http2 = over_http2() && !policy_text.contains("\n[tls]");
+        let (policy_text, tls_args, client) = if http2 {
+            let (client, cert, key) = test_certificate(dir.path());
+            (
+                format!("{policy_text}\n[tls]\ncert = {cert:?}\nkey = {key:?}\n"),
+                vec!["--tls-listen", "127.0.0.1:0"],
+                Some(client),
+            )
+        } else {
+            (policy_text.to_string(), vec![], None)
+        };
         let policy = compile_source(
             "test.toml",
-            policy_text,
+            &policy_text,
             dir.path(),
             &CompileOptions::default(),
         )
@@ -82,6 +102,7 @@ impl Dataplane {
             .arg("--snapshot")
             .arg(&snap)
             .args(["--listen", "127.0.0.1:0", "--cores", "1"])
+            .args(&tls_args)
             .args(args)
             .stdout(Stdio::piped())
             .stderr(if capture {
@@ -103,9 +124,18 @@ impl Dataplane {
             .nth(3)
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| panic!("dataplane did not report its address: {line:?}"));
+        let tls = client.map(|c| {
+            let tls_addr = line
+                .split("https on ")
+                .nth(1)
+                .and_then(|a| a.trim().parse().ok())
+                .unwrap_or_else(|| panic!("no https address in {line:?}"));
+            (tls_addr, c)
+        });
         Dataplane {
             child,
             addr,
+            tls,
             ready_line: line,
             _dir: dir,
         }
@@ -200,7 +230,8 @@ pub struct Response {
     pub body: Vec<u8>,
     /// Trailer lines of a chunked body.
     pub trailers: String,
-    /// Whether the body was chunked.
+    /// Whether the body came without a declared length: chunked over
+    /// HTTP/1.1, DATA frames without `content-length` over HTTP/2.
     pub chunked: bool,
 }
 
@@ -365,8 +396,67 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// One request on a fresh connection; returns the response.
+/// Whether this run sends [`request`]s over HTTP/2.
+pub fn over_http2() -> bool {
+    std::env::var("PALISADE_TEST_HTTP").is_ok_and(|v| v == "2")
+}
+
+/// A CA and a certificate for `*.test.proxy.test` (and the suffix) in
+/// `dir`; returns a client config trusting the CA, and the files.
+fn test_certificate(dir: &std::path::Path) -> (Arc<rustls::ClientConfig>, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca =
+        CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("ca key")).expect("ca");
+    let key = KeyPair::generate().expect("key");
+    let cert = CertificateParams::new(vec![
+        "*.test.proxy.test".to_string(),
+        "proxy.test".to_string(),
+    ])
+    .expect("params")
+    .signed_by(&key, &ca)
+    .expect("certificate");
+    let (cert_path, key_path) = (dir.join("tls.pem"), dir.join("tls.key"));
+    std::fs::write(&cert_path, cert.pem()).expect("write cert");
+    std::fs::write(&key_path, key.serialize_pem()).expect("write key");
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.der().clone()).expect("root");
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    (
+        palisade_bench::h2client::h2_config(&config),
+        cert_path,
+        key_path,
+    )
+}
+
+/// One request on a fresh connection (HTTP/2 in an HTTP/2 run); returns
+/// the response.
 pub fn request(dp: &Dataplane, bytes: &[u8]) -> Response {
+    if let Some((addr, config)) = &dp.tls {
+        let r = palisade_bench::h2client::request_text(
+            config.clone(),
+            *addr,
+            "demo.test.proxy.test",
+            bytes,
+            DEADLINE,
+        )
+        .unwrap_or_else(|e| panic!("HTTP/2 request: {e}"));
+        let chunked = r.headers.header("content-length").is_none();
+        return Response {
+            status: r.status,
+            headers: r.headers,
+            body: r.body,
+            trailers: String::new(),
+            chunked,
+        };
+    }
     let mut s = dp.connect();
     s.write_all(bytes).expect("write");
     let head = bytes.starts_with(b"HEAD ");

@@ -1,0 +1,451 @@
+//! One HTTP/2 stream seen by the phases as an HTTP/1.1 connection carrying
+//! one exchange.
+//!
+//! Reading gives the request: the head [`super::request`] wrote, then the
+//! body from DATA frames, framed as the head announced (`content-length`
+//! bytes, or chunked). Writing takes the response the phases write in
+//! HTTP/1.1 (a synthesised answer, or the app's response relayed): its
+//! head becomes a HEADERS frame (connection-specific fields dropped, RFC
+//! 9113 §8.2.2), its body DATA frames under the peer's flow control, its
+//! end END_STREAM. After the response the stream reads as closed, so the
+//! driver's keep-alive loop ends.
+//!
+//! Memory is bounded both ways: a request body is taken one DATA frame at
+//! a time and its window released only as the phases read it; a response
+//! is sent only as far as the send capacity the `h2` crate grants (at most
+//! its send buffer per stream), so a client that stops reading stalls the
+//! relay (and its body timeout) instead of growing a buffer.
+
+use std::cell::RefCell;
+use std::io;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{ready, Context, Poll};
+
+use bytes::Bytes;
+use futures_lite::{AsyncRead, AsyncWrite};
+use h2::server::SendResponse;
+use h2::{Reason, RecvStream, SendStream};
+
+use super::request::Upload;
+use crate::http::chunked::{push_chunk_header, ChunkedDecoder, Step};
+
+/// Largest response head accepted from the phases (they bound the app's
+/// head far below this).
+const MAX_HEAD: usize = 256 * 1024;
+
+/// The stream's request side and its shared response side.
+pub struct StreamIo {
+    request: RequestSide,
+    response: Rc<RefCell<ResponseSide>>,
+}
+
+struct RequestSide {
+    /// HTTP/1.1 bytes ready for the phases: the head, then each DATA
+    /// frame with its chunk framing.
+    staged: Vec<u8>,
+    staged_at: usize,
+    body: Option<RecvStream>,
+    upload: Upload,
+    /// Body bytes still announced by `content-length`.
+    left: u64,
+    /// The last byte of a `content-length` body, held until END_STREAM
+    /// confirms the length: a body whose DATA disagrees with its length
+    /// never reaches the app whole.
+    withheld: Option<u8>,
+}
+
+/// The response side, shared with the stream's reset watch.
+pub struct ResponseSide {
+    respond: Option<SendResponse<Bytes>>,
+    send: Option<SendStream<Bytes>>,
+    head: Vec<u8>,
+    download: Download,
+    head_request: bool,
+}
+
+#[derive(Debug)]
+enum Download {
+    /// Reading the response head.
+    Head,
+    Length(u64),
+    Chunked(Box<ChunkedDecoder>),
+    /// Ends when the phases close the stream.
+    UntilClose,
+    /// END_STREAM sent (or the stream reset).
+    Done,
+}
+
+impl ResponseSide {
+    /// The response went out whole (or the stream is gone).
+    pub fn finished(&self) -> bool {
+        matches!(self.download, Download::Done)
+    }
+
+    /// Ready with the reason when the client reset the stream (or the
+    /// connection failed) before the response was finished.
+    pub fn poll_reset(&mut self, cx: &mut Context<'_>) -> Poll<Reason> {
+        if self.finished() {
+            return Poll::Pending;
+        }
+        let polled = match (&mut self.send, &mut self.respond) {
+            (Some(send), _) => send.poll_reset(cx),
+            (None, Some(respond)) => respond.poll_reset(cx),
+            (None, None) => return Poll::Pending,
+        };
+        polled.map(|r| r.unwrap_or(Reason::CANCEL))
+    }
+
+    fn end(&mut self) {
+        if let Some(send) = &mut self.send {
+            let _ = send.send_data(Bytes::new(), true);
+        }
+        self.download = Download::Done;
+    }
+
+    fn abort(&mut self, reason: Reason) {
+        if let Some(send) = &mut self.send {
+            send.send_reset(reason);
+        } else if let Some(respond) = &mut self.respond {
+            respond.send_reset(reason);
+        }
+        self.download = Download::Done;
+    }
+
+    /// Takes response head bytes; `Ok(n)`: `n` bytes of `buf` were head
+    /// (the rest, if any, is body).
+    fn take_head(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let before = self.head.len();
+        self.head.extend_from_slice(buf);
+        let mut fields = [httparse::EMPTY_HEADER; 128];
+        let mut parsed = httparse::Response::new(&mut fields);
+        let used = match parsed.parse(&self.head) {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) if self.head.len() <= MAX_HEAD => return Ok(buf.len()),
+            Ok(httparse::Status::Partial) => return Err(invalid("response head too large")),
+            Err(e) => return Err(invalid(&format!("response head: {e}"))),
+        };
+        let status = parsed.code.unwrap_or(502);
+        let mut response = http::Response::builder().status(status);
+        let mut length: Option<u64> = None;
+        let mut chunked = false;
+        for f in parsed.headers.iter() {
+            let name = f.name.as_bytes();
+            if name.eq_ignore_ascii_case(b"transfer-encoding") {
+                chunked = true;
+                continue;
+            }
+            // RFC 9113 §8.2.2: connection-specific fields have no meaning
+            // in HTTP/2 and make a message malformed.
+            if [
+                &b"connection"[..],
+                b"keep-alive",
+                b"proxy-connection",
+                b"upgrade",
+            ]
+            .iter()
+            .any(|c| name.eq_ignore_ascii_case(c))
+            {
+                continue;
+            }
+            if name.eq_ignore_ascii_case(b"content-length") {
+                length = std::str::from_utf8(f.value)
+                    .ok()
+                    .and_then(|v| v.trim().parse().ok());
+            }
+            response = response.header(f.name, f.value);
+        }
+        let consumed = used - before;
+        self.head.clear();
+        let response = response
+            .body(())
+            .map_err(|e| invalid(&format!("response head: {e}")))?;
+        if (100..200).contains(&status) {
+            // 100 Continue and 103 Early Hints pass as informational
+            // HEADERS; 101 cannot exist on HTTP/2 (RFC 9113 §8.6).
+            if status == 101 {
+                return Err(invalid("101 on an HTTP/2 stream"));
+            }
+            if let Some(respond) = &mut self.respond {
+                let _ = respond.send_informational(response);
+            }
+            return Ok(consumed);
+        }
+        let no_body = self.head_request || status == 204 || status == 304;
+        self.download = if no_body {
+            Download::Done
+        } else if chunked {
+            Download::Chunked(Box::default())
+        } else if let Some(n) = length {
+            Download::Length(n)
+        } else {
+            Download::UntilClose
+        };
+        let end = matches!(self.download, Download::Done | Download::Length(0));
+        let respond = self
+            .respond
+            .as_mut()
+            .ok_or_else(|| invalid("second response"))?;
+        let send = respond.send_response(response, end).map_err(h2_error)?;
+        if end {
+            self.download = Download::Done;
+        }
+        self.send = Some(send);
+        Ok(consumed)
+    }
+
+    /// Sends body bytes as far as the stream's send capacity allows.
+    fn poll_body(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match &mut self.download {
+            Download::Head => unreachable!("the head is taken first"),
+            // Bytes past the end of the response (none are written): dropped.
+            Download::Done => Poll::Ready(Ok(buf.len())),
+            Download::Length(left) => {
+                let n = (*left).min(buf.len() as u64) as usize;
+                if n == 0 {
+                    return Poll::Ready(Ok(buf.len()));
+                }
+                let left_now = *left;
+                let sent = ready!(self.poll_send(cx, &buf[..n], left_now == n as u64))?;
+                let left_after = left_now - sent as u64;
+                self.download = if left_after == 0 {
+                    Download::Done
+                } else {
+                    Download::Length(left_after)
+                };
+                Poll::Ready(Ok(sent))
+            }
+            Download::UntilClose => self.poll_send(cx, buf, false),
+            Download::Chunked(_) => {
+                // Feed the decoder no more data than can be sent now, so a
+                // chunk it hands out is sent whole.
+                let room = ready!(self.poll_room(cx, buf.len()))?;
+                let Download::Chunked(decoder) = &mut self.download else {
+                    unreachable!()
+                };
+                let (used, step) = decoder
+                    .step(&buf[..room.min(buf.len())])
+                    .map_err(|e| invalid(&format!("response chunk: {e}")))?;
+                match step {
+                    Step::Framing => Poll::Ready(Ok(used)),
+                    Step::Data(range) => {
+                        let sent = ready!(self.poll_send(cx, &buf[range.clone()], false))?;
+                        debug_assert_eq!(sent, range.len());
+                        Poll::Ready(Ok(used))
+                    }
+                    Step::Done => {
+                        self.end();
+                        Poll::Ready(Ok(used))
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits for send capacity; returns how much is granted (at least 1).
+    fn poll_room(&mut self, cx: &mut Context<'_>, want: usize) -> Poll<io::Result<usize>> {
+        let send = self.send.as_mut().ok_or_else(|| invalid("no response"))?;
+        loop {
+            let room = send.capacity();
+            if room > 0 {
+                return Poll::Ready(Ok(room));
+            }
+            send.reserve_capacity(want.max(1));
+            match ready!(send.poll_capacity(cx)) {
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return Poll::Ready(Err(h2_error(e))),
+                None => return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
+            }
+        }
+    }
+
+    fn poll_send(
+        &mut self,
+        cx: &mut Context<'_>,
+        data: &[u8],
+        last: bool,
+    ) -> Poll<io::Result<usize>> {
+        let room = ready!(self.poll_room(cx, data.len()))?;
+        let n = room.min(data.len());
+        let send = self.send.as_mut().expect("poll_room checked");
+        send.send_data(Bytes::copy_from_slice(&data[..n]), last && n == data.len())
+            .map_err(h2_error)?;
+        Poll::Ready(Ok(n))
+    }
+}
+
+impl StreamIo {
+    /// A stream whose request head (HTTP/1.1) is `head`.
+    pub fn new(
+        head: Vec<u8>,
+        body: RecvStream,
+        upload: Upload,
+        respond: SendResponse<Bytes>,
+        head_request: bool,
+    ) -> StreamIo {
+        StreamIo {
+            request: RequestSide {
+                staged: head,
+                staged_at: 0,
+                body: (upload != Upload::None).then_some(body),
+                upload,
+                left: match upload {
+                    Upload::Length(n) => n,
+                    _ => 0,
+                },
+                withheld: None,
+            },
+            response: Rc::new(RefCell::new(ResponseSide {
+                respond: Some(respond),
+                send: None,
+                head: Vec::new(),
+                download: Download::Head,
+                head_request,
+            })),
+        }
+    }
+
+    /// The response side, for the stream's reset watch.
+    pub fn response(&self) -> Rc<RefCell<ResponseSide>> {
+        self.response.clone()
+    }
+
+    /// Ends the response where it stands (the phases stop sending): a
+    /// response cut short is reset, so the client never takes it for whole.
+    pub fn finish(&mut self) {
+        let mut r = self.response.borrow_mut();
+        match r.download {
+            Download::Done => {}
+            Download::UntilClose => r.end(),
+            _ => r.abort(Reason::INTERNAL_ERROR),
+        }
+    }
+}
+
+impl RequestSide {
+    /// Stages the next DATA frame (with its framing), or the end.
+    fn poll_next_frame(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let Some(body) = &mut self.body else {
+            return Poll::Ready(Ok(()));
+        };
+        self.staged.clear();
+        self.staged_at = 0;
+        match ready!(body.poll_data(cx)) {
+            Some(Ok(data)) => {
+                let _ = body.flow_control().release_capacity(data.len());
+                match self.upload {
+                    Upload::Chunked => {
+                        if !data.is_empty() {
+                            push_chunk_header(&mut self.staged, data.len());
+                            self.staged.extend_from_slice(&data);
+                            self.staged.extend_from_slice(b"\r\n");
+                        }
+                    }
+                    Upload::Length(_) => {
+                        if data.len() as u64 > self.left {
+                            return Poll::Ready(Err(invalid("DATA beyond content-length")));
+                        }
+                        self.left -= data.len() as u64;
+                        if let Some(b) = self.withheld.take() {
+                            self.staged.push(b);
+                        }
+                        self.staged.extend_from_slice(&data);
+                        if self.left == 0 {
+                            self.withheld = self.staged.pop();
+                        }
+                    }
+                    Upload::None => {}
+                }
+                Poll::Ready(Ok(()))
+            }
+            Some(Err(e)) => Poll::Ready(Err(h2_error(e))),
+            None => {
+                // END_STREAM: trailers, if any, are dropped (the app gets
+                // the body; RFC 9110 §6.5 lets a proxy discard them).
+                self.body = None;
+                match self.upload {
+                    Upload::Chunked => self.staged.extend_from_slice(b"0\r\n\r\n"),
+                    Upload::Length(_) if self.left > 0 => {
+                        return Poll::Ready(Err(invalid("body shorter than content-length")));
+                    }
+                    Upload::Length(_) => self.staged.extend(self.withheld.take()),
+                    Upload::None => {}
+                }
+                Poll::Ready(Ok(()))
+            }
+        }
+    }
+}
+
+impl AsyncRead for StreamIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let req = &mut self.request;
+        loop {
+            if req.staged_at < req.staged.len() {
+                let n = (req.staged.len() - req.staged_at).min(buf.len());
+                buf[..n].copy_from_slice(&req.staged[req.staged_at..req.staged_at + n]);
+                req.staged_at += n;
+                return Poll::Ready(Ok(n));
+            }
+            if req.body.is_none() {
+                return Poll::Ready(Ok(0));
+            }
+            ready!(req.poll_next_frame(cx))?;
+        }
+    }
+}
+
+impl AsyncWrite for StreamIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let mut r = self.response.borrow_mut();
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let result = if matches!(r.download, Download::Head) {
+            Poll::Ready(r.take_head(buf))
+        } else {
+            r.poll_body(cx, buf)
+        };
+        if let Poll::Ready(Err(_)) = &result {
+            r.abort(Reason::INTERNAL_ERROR);
+        }
+        result
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // Frames go out as the connection task writes them.
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.finish();
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Drop for StreamIo {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+fn invalid(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what.to_string())
+}
+
+fn h2_error(e: h2::Error) -> io::Error {
+    if e.is_io() {
+        e.into_io()
+            .unwrap_or_else(|| io::ErrorKind::BrokenPipe.into())
+    } else {
+        io::Error::new(io::ErrorKind::ConnectionReset, e.to_string())
+    }
+}
