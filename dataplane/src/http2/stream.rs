@@ -313,6 +313,12 @@ impl StreamIo {
     /// Ends the response where it stands (the phases stop sending): a
     /// response cut short is reset, so the client never takes it for whole.
     pub fn finish(&mut self) {
+        // Whatever of the request body is left is not wanted: dropping
+        // the receive half makes the h2 crate reset the stream if the
+        // client is still sending (RFC 9113 §8.1).
+        self.request.body = None;
+        self.request.staged.clear();
+        self.request.staged_at = 0;
         let mut r = self.response.borrow_mut();
         match r.download {
             Download::Done => {}

@@ -28,6 +28,8 @@ pub struct Dataplane {
     pub addr: SocketAddr,
     /// The TLS listener and a client config trusting its CA (HTTP/2 runs).
     pub tls: Option<(SocketAddr, Arc<rustls::ClientConfig>)>,
+    /// The CA of the TLS listener's certificate, as a PEM file.
+    pub tls_ca: Option<PathBuf>,
     /// The line it printed when ready (addresses it listens on).
     pub ready_line: String,
     _dir: tempfile::TempDir,
@@ -54,6 +56,18 @@ impl Dataplane {
         Self::start_in(tempfile::tempdir().expect("tempdir"), policy_text, args)
     }
 
+    /// Like `start`, always with a TLS listener (a certificate for
+    /// `*.test.proxy.test`), whatever protocol the run uses.
+    pub fn start_tls(policy_text: &str, args: &[&str]) -> Dataplane {
+        Self::spawn_with(
+            tempfile::tempdir().expect("tempdir"),
+            policy_text,
+            args,
+            false,
+            true,
+        )
+    }
+
     /// Like `start`, with its stderr kept for [`Dataplane::stderr`].
     pub fn start_capturing_stderr(policy_text: &str, args: &[&str]) -> Dataplane {
         Self::spawn(
@@ -78,8 +92,18 @@ impl Dataplane {
     fn spawn(dir: tempfile::TempDir, policy_text: &str, args: &[&str], capture: bool) -> Dataplane {
         // Over HTTP/2: a default certificate and a TLS listener, unless the
         // test brings TLS settings of its own.
-        let http2 = over_http2() && !policy_text.contains("\n[tls]");
-        let (policy_text, tls_args, client) = if http2 {
+        let tls = over_http2() && !policy_text.contains("\n[tls]");
+        Self::spawn_with(dir, policy_text, args, capture, tls)
+    }
+
+    fn spawn_with(
+        dir: tempfile::TempDir,
+        policy_text: &str,
+        args: &[&str],
+        capture: bool,
+        tls: bool,
+    ) -> Dataplane {
+        let (policy_text, tls_args, client) = if tls {
             let (client, cert, key) = test_certificate(dir.path());
             (
                 format!("{policy_text}\n[tls]\ncert = {cert:?}\nkey = {key:?}\n"),
@@ -135,6 +159,7 @@ impl Dataplane {
         Dataplane {
             child,
             addr,
+            tls_ca: tls.is_some().then(|| dir.path().join("ca.pem")),
             tls,
             ready_line: line,
             _dir: dir,
@@ -404,22 +429,30 @@ pub fn over_http2() -> bool {
 /// A CA and a certificate for `*.test.proxy.test` (and the suffix) in
 /// `dir`; returns a client config trusting the CA, and the files.
 fn test_certificate(dir: &std::path::Path) -> (Arc<rustls::ClientConfig>, PathBuf, PathBuf) {
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    // Distinct names: OpenSSL takes a certificate whose issuer is its own
+    // subject for self-signed.
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "Palisade test CA");
     let ca =
         CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("ca key")).expect("ca");
     let key = KeyPair::generate().expect("key");
-    let cert = CertificateParams::new(vec![
+    let mut params = CertificateParams::new(vec![
         "*.test.proxy.test".to_string(),
         "proxy.test".to_string(),
     ])
-    .expect("params")
-    .signed_by(&key, &ca)
-    .expect("certificate");
+    .expect("params");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "*.test.proxy.test");
+    let cert = params.signed_by(&key, &ca).expect("certificate");
     let (cert_path, key_path) = (dir.join("tls.pem"), dir.join("tls.key"));
     std::fs::write(&cert_path, cert.pem()).expect("write cert");
     std::fs::write(&key_path, key.serialize_pem()).expect("write key");
+    std::fs::write(dir.join("ca.pem"), ca.pem()).expect("write ca");
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.der().clone()).expect("root");
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
