@@ -53,16 +53,72 @@ pub fn request_text(
     })
 }
 
-async fn exchange(
+/// One HTTP/2 connection carrying request after request, each on a new
+/// stream (what a browser's connection to a host does).
+pub struct H2Session {
+    runtime: tokio::runtime::Runtime,
+    send: h2::client::SendRequest<Bytes>,
+    alpn: String,
+    deadline: Duration,
+    /// The connection's local port (what the proxy logs as client port).
+    pub local_port: u16,
+}
+
+impl H2Session {
+    /// Connects to `addr` with SNI `server_name` and completes the HTTP/2
+    /// handshake.
+    pub fn connect(
+        config: Arc<rustls::ClientConfig>,
+        addr: SocketAddr,
+        server_name: &str,
+        deadline: Duration,
+    ) -> Result<H2Session, String> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let server_name = server_name.to_string();
+        let (send, alpn, local_port) = runtime.block_on(async {
+            tokio::time::timeout(deadline, open(config, addr, server_name))
+                .await
+                .map_err(|_| format!("no HTTP/2 connection within {deadline:?}"))?
+        })?;
+        Ok(H2Session {
+            runtime,
+            send,
+            alpn,
+            deadline,
+            local_port,
+        })
+    }
+
+    /// Sends one HTTP/1.1-formatted request on a new stream; reads the
+    /// whole response.
+    pub fn request_text(&mut self, request: &[u8]) -> Result<H2Response, String> {
+        let (req, body) = parse_request(request)?;
+        let send = self.send.clone();
+        let alpn = self.alpn.clone();
+        let deadline = self.deadline;
+        self.runtime.block_on(async move {
+            tokio::time::timeout(deadline, on_stream(send, req, body, alpn))
+                .await
+                .map_err(|_| format!("no whole HTTP/2 response within {deadline:?}"))?
+        })
+    }
+}
+
+/// TLS with ALPN h2, the HTTP/2 handshake, the connection driven on the
+/// current runtime.
+async fn open(
     config: Arc<rustls::ClientConfig>,
     addr: SocketAddr,
     server_name: String,
-    req: http::Request<()>,
-    body: Vec<u8>,
-) -> Result<H2Response, String> {
+) -> Result<(h2::client::SendRequest<Bytes>, String, u16), String> {
     let tcp = tokio::net::TcpStream::connect(addr)
         .await
         .map_err(|e| format!("connect: {e}"))?;
+    let local_port = tcp.local_addr().map(|a| a.port()).unwrap_or(0);
     let name = rustls::pki_types::ServerName::try_from(server_name).map_err(|e| e.to_string())?;
     let tls = tokio_rustls::TlsConnector::from(config)
         .connect(name, tcp)
@@ -77,12 +133,34 @@ async fn exchange(
     if alpn != "h2" {
         return Err(format!("the server chose ALPN {alpn:?}, not h2"));
     }
-    let (mut send, connection) = h2::client::handshake(tls)
+    let (send, connection) = h2::client::handshake(tls)
         .await
         .map_err(|e| format!("h2 handshake: {e}"))?;
     tokio::spawn(async move {
         let _ = connection.await;
     });
+    Ok((send, alpn, local_port))
+}
+
+async fn exchange(
+    config: Arc<rustls::ClientConfig>,
+    addr: SocketAddr,
+    server_name: String,
+    req: http::Request<()>,
+    body: Vec<u8>,
+) -> Result<H2Response, String> {
+    let (send, alpn, _) = open(config, addr, server_name).await?;
+    on_stream(send, req, body, alpn).await
+}
+
+/// One request and its whole response on a new stream.
+async fn on_stream(
+    send: h2::client::SendRequest<Bytes>,
+    req: http::Request<()>,
+    body: Vec<u8>,
+    alpn: String,
+) -> Result<H2Response, String> {
+    let mut send = send.ready().await.map_err(|e| format!("connection: {e}"))?;
     let end = body.is_empty();
     let (response, mut stream) = send
         .send_request(req, end)

@@ -176,6 +176,13 @@ impl Client {
             ),
             b"",
         )?;
+        // A table an older controld made gains the columns added since
+        // (records' `protocol`); present ones are left as they are.
+        let adds: Vec<String> = columns
+            .iter()
+            .map(|c| format!("ADD COLUMN IF NOT EXISTS {c}"))
+            .collect();
+        self.run(&format!("ALTER TABLE {name} {}", adds.join(", ")), b"")?;
         Ok(())
     }
 }

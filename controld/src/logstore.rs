@@ -62,7 +62,8 @@ CREATE TABLE IF NOT EXISTS records (
     file_name TEXT NOT NULL,
     file_size INTEGER NOT NULL,
     core INTEGER NOT NULL,
-    detail TEXT NOT NULL DEFAULT ''
+    detail TEXT NOT NULL DEFAULT '',
+    protocol INTEGER NOT NULL DEFAULT 1
 );
 CREATE INDEX IF NOT EXISTS records_time_cover ON records(time_us, id, kind_id, app_id, user_id, client_ip_id, action_id, activity_id, bytes_up, bytes_down);
 CREATE TABLE IF NOT EXISTS blocks (
@@ -89,6 +90,7 @@ CREATE VIEW IF NOT EXISTS records_view AS SELECT
     r.duration_us AS duration_us, session.text AS session_id, tags.text AS device_tags,
     r.tls AS tls, policy.text AS policy, action.text AS action, activity.text AS activity,
     r.file_name AS file_name, r.file_size AS file_size, r.core AS core, r.detail AS detail,
+    CASE r.protocol WHEN 2 THEN 'HTTP/2' ELSE 'HTTP/1.1' END AS protocol,
     r.app_id AS app_id, r.user_id AS user_id, r.kind_id AS kind_id
   FROM records r
   JOIN strings kind ON kind.id = r.kind_id
@@ -134,7 +136,7 @@ CREATE INDEX IF NOT EXISTS alerts_time ON alerts(time_us);
 ";
 
 /// Columns of `records_view`, in export order (shared with export).
-pub const RECORD_COLUMNS: [&str; 26] = [
+pub const RECORD_COLUMNS: [&str; 27] = [
     "id",
     "time_us",
     "kind",
@@ -161,6 +163,7 @@ pub const RECORD_COLUMNS: [&str; 26] = [
     "file_size",
     "core",
     "detail",
+    "protocol",
 ];
 
 /// Rows per multi-row INSERT: one statement per this many records cuts
@@ -168,7 +171,7 @@ pub const RECORD_COLUMNS: [&str; 26] = [
 /// parameter limit.
 const ROWS_PER_INSERT: usize = 32;
 /// Parameters per record.
-const PARAMS: usize = 25;
+const PARAMS: usize = 26;
 /// Interned strings kept in memory; past this the map starts over (the
 /// table keeps them all, lookups then go to SQLite until re-cached).
 const MAX_CACHED_STRINGS: usize = 1 << 20;
@@ -271,15 +274,26 @@ impl Store {
         conn.pragma_update(None, "cache_size", -65536)?;
         conn.pragma_update(None, "temp_store", "MEMORY")?;
         conn.execute_batch(SCHEMA)?;
-        // Stores made before records had a `detail` column gain it (and a
-        // view that shows it).
-        let has_detail = conn
-            .prepare("SELECT 1 FROM pragma_table_info('records') WHERE name = 'detail'")?
-            .exists([])?;
-        if !has_detail {
-            conn.execute_batch(
-                "ALTER TABLE records ADD COLUMN detail TEXT NOT NULL DEFAULT ''; DROP VIEW IF EXISTS records_view;",
-            )?;
+        // Stores made before records had a `detail` column, or before
+        // HTTP/2 (`protocol`: every record they hold came over HTTP/1.x),
+        // gain the columns, and a view that shows them.
+        let mut view_stale = false;
+        for (column, definition) in [
+            ("detail", "TEXT NOT NULL DEFAULT ''"),
+            ("protocol", "INTEGER NOT NULL DEFAULT 1"),
+        ] {
+            let present = conn
+                .prepare("SELECT 1 FROM pragma_table_info('records') WHERE name = ?1")?
+                .exists([column])?;
+            if !present {
+                conn.execute_batch(&format!(
+                    "ALTER TABLE records ADD COLUMN {column} {definition};"
+                ))?;
+                view_stale = true;
+            }
+        }
+        if view_stale {
+            conn.execute_batch("DROP VIEW IF EXISTS records_view;")?;
             conn.execute_batch(SCHEMA)?;
         }
         // Stores made before lost records were counted gain the columns.
@@ -496,6 +510,7 @@ impl Store {
                             int(f.file_size.get() as i64),
                             int(b.core as i64),
                             text(r.bytes(Field::Detail)),
+                            int(if f.protocol == 2 { 2 } else { 1 }),
                         ]);
                     }
                     let statement = if chunk.len() == ROWS_PER_INSERT {
@@ -613,7 +628,7 @@ fn text(v: &[u8]) -> ToSqlOutput<'_> {
 fn insert_sql(rows: usize) -> String {
     let one = format!("({})", vec!["?"; PARAMS].join(", "));
     format!(
-        "INSERT INTO records (time_us, kind_id, request_id, client_ip_id, client_port, user_id, user_agent_id, app_id, host_id, method_id, url, status, bytes_up, bytes_down, duration_us, session_id_id, device_tags_id, tls, policy_id, action_id, activity_id, file_name, file_size, core, detail) VALUES {}",
+        "INSERT INTO records (time_us, kind_id, request_id, client_ip_id, client_port, user_id, user_agent_id, app_id, host_id, method_id, url, status, bytes_up, bytes_down, duration_us, session_id_id, device_tags_id, tls, policy_id, action_id, activity_id, file_name, file_size, core, detail, protocol) VALUES {}",
         vec![one; rows].join(", ")
     )
 }

@@ -120,6 +120,12 @@ fn sign_in_through_tls_with_rs256_and_es256_reaches_the_app_with_a_scoped_sessio
     assert_eq!(row["app"], "demo", "{row}");
     assert_eq!(row["action"], "allow", "{row}");
     assert_eq!(row["tls"], 1, "{row}");
+    let protocol = if https::over_http2() {
+        "HTTP/2"
+    } else {
+        "HTTP/1.1"
+    };
+    assert_eq!(row["protocol"], protocol, "{row}");
 }
 
 #[test]

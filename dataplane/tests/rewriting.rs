@@ -78,12 +78,17 @@ fn request_headers_are_unwrapped_toward_the_app() {
             .count(),
         1
     );
+    // The client's scheme: HTTPS when the run goes over HTTP/2.
+    let proto = if over_http2() { "https" } else { "http" };
     assert_eq!(
         seen.header("forwarded"),
-        Some("for=203.0.113.7, for=127.0.0.1;host=demo.test.proxy.test;proto=http")
+        Some(
+            format!("for=203.0.113.7, for=127.0.0.1;host=demo.test.proxy.test;proto={proto}")
+                .as_str()
+        )
     );
     assert_eq!(seen.header("x-forwarded-host"), Some(H));
-    assert_eq!(seen.header("x-forwarded-proto"), Some("http"));
+    assert_eq!(seen.header("x-forwarded-proto"), Some(proto));
     assert_eq!(seen.header("cookie"), Some("a=1"));
     assert_eq!(
         seen.headers

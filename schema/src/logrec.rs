@@ -129,7 +129,9 @@ pub struct Record {
     pub kind: u8,
     pub action: u8,
     pub tls: u8,
-    pub reserved: u8,
+    /// The client's HTTP version: 0 (and in records from data planes
+    /// older than HTTP/2 support) HTTP/1.x, 2 HTTP/2.
+    pub protocol: u8,
     pub strings: [StrRef; STRING_FIELDS],
 }
 

@@ -88,6 +88,17 @@ impl Client {
         Ok(tls)
     }
 
+    /// An HTTP/2 connection to `addr` for `host`, for requests one after
+    /// another (each on a new stream).
+    pub fn h2_session(&self, addr: SocketAddr, host: &str) -> palisade_bench::h2client::H2Session {
+        let config = self
+            .http2
+            .clone()
+            .unwrap_or_else(|| palisade_bench::h2client::h2_config(&self.config));
+        palisade_bench::h2client::H2Session::connect(config, addr, host, DEADLINE)
+            .unwrap_or_else(|e| panic!("HTTP/2 connection to {host}: {e}"))
+    }
+
     /// One request on a new connection.
     pub fn request(&self, addr: SocketAddr, host: &str, request: &str) -> Response {
         if let Some(config) = &self.http2 {

@@ -82,6 +82,8 @@ pub enum Parsed {
 pub struct ClientContext {
     pub peer: SocketAddr,
     pub tls: bool,
+    /// The request came on an HTTP/2 stream.
+    pub http2: bool,
     /// The peer's IP as text, rendered once per connection.
     pub ip_text: String,
 }
@@ -91,6 +93,7 @@ impl ClientContext {
         ClientContext {
             peer,
             tls,
+            http2: false,
             ip_text: peer.ip().to_string(),
         }
     }

@@ -53,6 +53,9 @@ struct RequestSide {
     /// confirms the length: a body whose DATA disagrees with its length
     /// never reaches the app whole.
     withheld: Option<u8>,
+    /// A failure met while bytes were still being handed out, reported on
+    /// the next read (never taken for the end of the body).
+    failed: Option<io::Error>,
 }
 
 /// The response side, shared with the stream's reset watch.
@@ -294,6 +297,7 @@ impl StreamIo {
                     _ => 0,
                 },
                 withheld: None,
+                failed: None,
             },
             response: Rc::new(RefCell::new(ResponseSide {
                 respond: Some(respond),
@@ -389,18 +393,34 @@ impl AsyncRead for StreamIo {
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
+        // Fills `buf` with what is ready: the head and the DATA frames
+        // already received come in one read, as they would over HTTP/1.1
+        // (upload recognition reads the start of a body with its head).
         let req = &mut self.request;
+        if let Some(e) = req.failed.take() {
+            return Poll::Ready(Err(e));
+        }
+        let mut n = 0;
         loop {
             if req.staged_at < req.staged.len() {
-                let n = (req.staged.len() - req.staged_at).min(buf.len());
-                buf[..n].copy_from_slice(&req.staged[req.staged_at..req.staged_at + n]);
-                req.staged_at += n;
+                let k = (req.staged.len() - req.staged_at).min(buf.len() - n);
+                buf[n..n + k].copy_from_slice(&req.staged[req.staged_at..req.staged_at + k]);
+                req.staged_at += k;
+                n += k;
+            }
+            if n == buf.len() || req.body.is_none() {
                 return Poll::Ready(Ok(n));
             }
-            if req.body.is_none() {
-                return Poll::Ready(Ok(0));
+            match req.poll_next_frame(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) if n == 0 => return Poll::Ready(Err(e)),
+                Poll::Ready(Err(e)) => {
+                    req.failed = Some(e);
+                    return Poll::Ready(Ok(n));
+                }
+                Poll::Pending if n == 0 => return Poll::Pending,
+                Poll::Pending => return Poll::Ready(Ok(n)),
             }
-            ready!(req.poll_next_frame(cx))?;
         }
     }
 }

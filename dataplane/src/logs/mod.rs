@@ -31,6 +31,8 @@ pub struct TrafficFacts<'a> {
     pub duration_us: u32,
     pub peer: SocketAddr,
     pub tls: bool,
+    /// The request came over HTTP/2.
+    pub http2: bool,
     /// App name; empty when the request was refused before routing.
     pub app: &'a str,
     /// App host (the proxy suffix removed).
@@ -87,7 +89,7 @@ impl LogShard {
             kind: Kind::Traffic as u8,
             action: t.action as u8,
             tls: t.tls as u8,
-            reserved: 0,
+            protocol: if t.http2 { 2 } else { 0 },
             strings: Default::default(),
         };
         let s = &mut r.strings;

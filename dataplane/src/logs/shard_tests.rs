@@ -12,6 +12,7 @@ fn facts(target: &[u8]) -> TrafficFacts<'_> {
         duration_us: 2,
         peer: "127.0.0.1:5".parse().unwrap(),
         tls: false,
+        http2: false,
         app: "demo",
         host: b"demo.test",
         method: b"GET",

@@ -128,8 +128,10 @@ pub const PHASES: &[Phase] = &[
 /// presented a certificate that verifies against the device roots.
 pub async fn serve_connection(core: Rc<Core>, stream: ClientIo, peer: SocketAddr, managed: bool) {
     let tls = stream.is_tls();
+    let http2 = matches!(stream, ClientIo::H2(_));
     let mut client = Inbound::pooled(Counted::new(stream), core.buffers.clone());
     let mut conn = Connection::new(peer, tls, managed);
+    conn.ctx.http2 = http2;
     // Head and output buffers are taken from the core's pool for each
     // exchange and given back before waiting for the next request.
     let mut upstream_head = Vec::new();
