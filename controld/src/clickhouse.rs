@@ -177,12 +177,22 @@ impl Client {
             b"",
         )?;
         // A table an older controld made gains the columns added since
-        // (records' `protocol`); present ones are left as they are.
-        let adds: Vec<String> = columns
-            .iter()
-            .map(|c| format!("ADD COLUMN IF NOT EXISTS {c}"))
-            .collect();
-        self.run(&format!("ALTER TABLE {name} {}", adds.join(", ")), b"")?;
+        // (records' `protocol`). Asked of system.columns: ClickHouse
+        // releases before 20.x have no `ADD COLUMN IF NOT EXISTS`.
+        let (database, table) = name.split_once('.').unwrap_or(("default", name));
+        let present = self.run(
+            &format!(
+                "SELECT name FROM system.columns WHERE database = '{database}' AND table = '{table}' FORMAT TabSeparated"
+            ),
+            b"",
+        )?;
+        let present: Vec<&str> = present.lines().collect();
+        for column in &columns {
+            let column_name = column.split(' ').next().unwrap_or_default();
+            if !present.contains(&column_name) {
+                self.run(&format!("ALTER TABLE {name} ADD COLUMN {column}"), b"")?;
+            }
+        }
         Ok(())
     }
 }

@@ -26,6 +26,8 @@ pub struct Core {
     pub snapshot: RefCell<Rc<Snapshot>>,
     pub limits: Limits,
     pub pool: RefCell<Pool>,
+    /// HTTP/2 connections to apps that chose `h2`, one per upstream.
+    pub h2_upstreams: crate::http2::upstream::Http2Upstreams,
     /// Read and scratch buffers lent to this core's connections.
     pub buffers: Rc<BufferPool>,
     /// This core's traffic and activity log (`None`: logging is off).
@@ -53,6 +55,7 @@ impl Core {
             snapshot: RefCell::new(Rc::new(snapshot)),
             limits,
             pool: RefCell::new(pool),
+            h2_upstreams: Default::default(),
             buffers: Rc::new(BufferPool::new(CLIENT_BUFFER, 4096)),
             logs: None,
             request_ids: Cell::new(random_u64()),

@@ -60,6 +60,8 @@ pub struct Http2Limits {
     pub connection_window: u32,
     /// Response bytes queued per stream ahead of the client's window.
     pub send_buffer: usize,
+    /// Offer `h2` by ALPN to HTTPS apps, and use it when chosen.
+    pub upstream: bool,
     /// Streams the client may reset before their response is whole (and
     /// malformed frames it may provoke resets with), leaking a tenth of
     /// this per second; past it, GOAWAY ENHANCE_YOUR_CALM (rapid reset,
@@ -71,6 +73,7 @@ impl Default for Http2Limits {
     fn default() -> Self {
         Http2Limits {
             enabled: true,
+            upstream: true,
             max_streams: 100,
             stream_window: 256 * 1024,
             connection_window: 1024 * 1024,

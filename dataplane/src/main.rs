@@ -97,6 +97,10 @@ struct Args {
     /// Offer HTTP/2 (ALPN h2) on the TLS listener: on or off.
     #[arg(long, default_value = "on", value_parser = ["on", "off"])]
     http2: String,
+    /// Offer HTTP/2 (ALPN h2) to HTTPS apps and use it where they choose
+    /// it: on or off.
+    #[arg(long, default_value = "on", value_parser = ["on", "off"])]
+    upstream_http2: String,
     /// HTTP/2: streams open at once per connection.
     #[arg(long, default_value_t = Http2Limits::default().max_streams)]
     h2_max_streams: u32,
@@ -183,6 +187,7 @@ fn start(a: Args) -> Result<(), String> {
         rewrite_bodies: !a.no_body_rewrite,
         http2: Http2Limits {
             enabled: a.http2 == "on",
+            upstream: a.upstream_http2 == "on",
             max_streams: a.h2_max_streams.max(1),
             // RFC 9113 §6.5.2: windows above 2^31-1 are a protocol error.
             stream_window: a.h2_stream_window.clamp(65_535, (1 << 31) - 1),

@@ -58,7 +58,7 @@ impl AppRoute {
 /// time.
 pub enum UpstreamRoute {
     /// Connect to the requested app host itself: HTTPS, port 443.
-    Direct { tls: Arc<rustls::ClientConfig> },
+    Direct { tls: UpstreamTls },
     /// Connect to this address for every host of the app.
     Fixed {
         /// Pool key, also used in error pages: `scheme://host:port`.
@@ -67,8 +67,38 @@ pub enum UpstreamRoute {
         ip: Option<IpAddr>,
         port: u16,
         /// `Some` for HTTPS upstreams.
-        tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
+        tls: Option<(UpstreamTls, ServerName<'static>)>,
     },
+}
+
+/// The TLS settings toward an app, in two ALPN flavours: offering `h2`
+/// and `http/1.1` (the app picks), and `http/1.1` only (requests that
+/// upgrade the connection, or HTTP/2 toward apps turned off).
+#[derive(Clone)]
+pub struct UpstreamTls {
+    pub h2: Arc<rustls::ClientConfig>,
+    pub http1: Arc<rustls::ClientConfig>,
+}
+
+impl UpstreamTls {
+    fn new(roots: rustls::RootCertStore) -> UpstreamTls {
+        let http1 = client_config(roots);
+        let mut h2 = http1.clone();
+        h2.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        UpstreamTls {
+            h2: Arc::new(h2),
+            http1: Arc::new(http1),
+        }
+    }
+
+    /// The flavour for one request.
+    pub fn pick(&self, http2: bool) -> &Arc<rustls::ClientConfig> {
+        if http2 {
+            &self.h2
+        } else {
+            &self.http1
+        }
+    }
 }
 
 /// Why a snapshot could not be compiled for serving.
@@ -180,7 +210,7 @@ impl Snapshot {
         system_roots: &rustls::RootCertStore,
     ) -> Result<Snapshot, SnapshotError> {
         let mut apps = Vec::with_capacity(policy.apps.len());
-        let default_tls = Arc::new(client_config(system_roots.clone()));
+        let default_tls = UpstreamTls::new(system_roots.clone());
         for app in &policy.apps {
             let tls = if app.ca_certificates_pem.is_empty() {
                 default_tls.clone()
@@ -207,7 +237,7 @@ impl Snapshot {
                         reason: "no certificate in the PEM data".into(),
                     });
                 }
-                Arc::new(client_config(roots))
+                UpstreamTls::new(roots)
             };
             let upstream = match &app.upstream {
                 Upstream::Direct => UpstreamRoute::Direct { tls },

@@ -9,11 +9,16 @@ use std::task::{Context, Poll};
 use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use glommio::net::TcpStream;
 
-/// TCP, or TLS of type `T` over TCP.
+/// TCP, or TLS of type `T` over TCP, or (toward apps) one HTTP/2 stream
+/// presented as an HTTP/1.1 connection.
 pub enum MaybeTls<T> {
     Plain(TcpStream),
     Tls(Box<T>),
+    H2(Box<crate::http2::upstream::AppStream>),
 }
+
+/// The TLS client side of a connection to an app.
+pub type ClientTls = futures_rustls::client::TlsStream<TcpStream>;
 
 /// The TLS server side of a client connection.
 pub type ServerTls = futures_rustls::server::TlsStream<TcpStream>;
@@ -28,7 +33,7 @@ pub enum ClientIo {
 }
 
 /// A connection to an app: TLS client side.
-pub type UpstreamStream = MaybeTls<futures_rustls::client::TlsStream<TcpStream>>;
+pub type UpstreamStream = MaybeTls<ClientTls>;
 
 impl ClientIo {
     /// Stops sending (after a final TLS close_notify), keeps reading: the
@@ -57,11 +62,13 @@ impl ClientIo {
 }
 
 impl UpstreamStream {
-    /// The TCP socket underneath.
-    pub fn tcp(&self) -> &TcpStream {
+    /// The TCP socket underneath (none for an HTTP/2 stream: its
+    /// connection is shared).
+    pub fn tcp(&self) -> Option<&TcpStream> {
         match self {
-            MaybeTls::Plain(s) => s,
-            MaybeTls::Tls(s) => s.get_ref().0,
+            MaybeTls::Plain(s) => Some(s),
+            MaybeTls::Tls(s) => Some(s.get_ref().0),
+            MaybeTls::H2(_) => None,
         }
     }
 }
@@ -75,6 +82,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for MaybeTls<T> {
         match self.get_mut() {
             MaybeTls::Plain(s) => Pin::new(s).poll_read(cx, buf),
             MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            MaybeTls::H2(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -88,6 +96,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for MaybeTls<T> {
         match self.get_mut() {
             MaybeTls::Plain(s) => Pin::new(s).poll_write(cx, buf),
             MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            MaybeTls::H2(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
@@ -95,6 +104,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for MaybeTls<T> {
         match self.get_mut() {
             MaybeTls::Plain(s) => Pin::new(s).poll_flush(cx),
             MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            MaybeTls::H2(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
@@ -102,6 +112,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for MaybeTls<T> {
         match self.get_mut() {
             MaybeTls::Plain(s) => Pin::new(s).poll_close(cx),
             MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_close(cx),
+            MaybeTls::H2(s) => Pin::new(s.as_mut()).poll_close(cx),
         }
     }
 }

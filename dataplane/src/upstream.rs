@@ -27,7 +27,10 @@ impl UpstreamStream {
     /// reflects the kernel's state right now.
     pub fn is_idle_and_open(&self) -> bool {
         use std::os::fd::AsRawFd;
-        let fd = self.tcp().as_raw_fd();
+        let Some(tcp) = self.tcp() else {
+            return false;
+        };
+        let fd = tcp.as_raw_fd();
         let mut byte = 0u8;
         // SAFETY: recv writes at most 1 byte into `byte`, which outlives the
         // call; the fd is owned by this stream and open.
@@ -63,7 +66,17 @@ pub struct Target<'a> {
 }
 
 impl<'a> Target<'a> {
-    pub fn for_request(route: &'a AppRoute, app_host: &'a str) -> Result<Target<'a>, String> {
+    /// Whether the connection will be TLS (the only way to HTTP/2).
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// `http2`: offer `h2` by ALPN (the app may still choose HTTP/1.1).
+    pub fn for_request(
+        route: &'a AppRoute,
+        app_host: &'a str,
+        http2: bool,
+    ) -> Result<Target<'a>, String> {
         match &route.upstream {
             UpstreamRoute::Fixed {
                 key,
@@ -78,7 +91,7 @@ impl<'a> Target<'a> {
                 port: *port,
                 tls: tls
                     .as_ref()
-                    .map(|(config, name)| (config, Cow::Borrowed(name))),
+                    .map(|(config, name)| (config.pick(http2), Cow::Borrowed(name))),
             }),
             UpstreamRoute::Direct { tls } => {
                 let name = ServerName::try_from(app_host.to_string()).map_err(|e| e.to_string())?;
@@ -87,7 +100,7 @@ impl<'a> Target<'a> {
                     host: app_host,
                     ip: None,
                     port: 443,
-                    tls: Some((tls, Cow::Owned(name))),
+                    tls: Some((tls.pick(http2), Cow::Owned(name))),
                 })
             }
         }

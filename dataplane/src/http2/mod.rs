@@ -32,6 +32,7 @@
 
 pub mod request;
 pub mod stream;
+pub mod upstream;
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;

@@ -18,7 +18,11 @@ use crate::stream::ClientStream;
 pub fn done(x: &mut Exchange<'_>, reuse_upstream: bool, keep_alive: bool) -> Step {
     if let (true, Some(up), Some(key)) = (reuse_upstream, x.upstream.take(), x.pool_key.as_deref())
     {
-        x.core.pool.borrow_mut().put(key, up);
+        // An HTTP/2 stream ends with its exchange; its connection stays
+        // with the core's HTTP/2 connections.
+        if !matches!(up.stream, crate::stream::MaybeTls::H2(_)) {
+            x.core.pool.borrow_mut().put(key, up);
+        }
     }
     Step::Done(if keep_alive {
         Outcome::KeepAlive

@@ -35,7 +35,10 @@ const MAX_INTERIM_RESPONSES: usize = 16;
 pub async fn exchange_with_app(x: &mut Exchange<'_>) -> Step {
     let app_host = x.req.app_host.clone();
     let route = x.app();
-    let target = match Target::for_request(route, app_host.as_str()) {
+    // HTTP/2 toward the app where it chooses it, except for requests that
+    // upgrade the connection (an HTTP/2 stream cannot become a tunnel).
+    let http2 = x.core.limits.http2.upstream && !x.req.upgrade;
+    let target = match Target::for_request(route, app_host.as_str(), http2) {
         Ok(t) => t,
         Err(reason) => {
             let app = route.name.clone();
@@ -58,6 +61,19 @@ pub async fn exchange_with_app(x: &mut Exchange<'_>) -> Step {
         } else {
             None
         };
+        // A stream on the app's HTTP/2 connection counts as reused: a
+        // connection the app has closed meanwhile is retried the same way.
+        let pooled = pooled.or_else(|| {
+            let stream = x
+                .core
+                .h2_upstreams
+                .stream(&target.key, x.req.is_head)
+                .filter(|_| http2 && attempt == 1)?;
+            Some(crate::io::Inbound::new(
+                upstream::UpstreamStream::H2(Box::new(stream)),
+                upstream::UPSTREAM_BUFFER,
+            ))
+        });
         let reused = pooled.is_some();
         let mut up = match pooled {
             Some(c) => c,
@@ -126,18 +142,42 @@ fn take_idle(core: &Core, key: &str) -> Option<UpstreamConn> {
     }
 }
 
-/// *connect*: a new upstream connection.
+/// *connect*: a new upstream connection. One on which the app chose
+/// `h2` becomes the core's HTTP/2 connection to it, and the exchange gets
+/// a stream on it.
 async fn connect(x: &Exchange<'_>, target: &Target<'_>) -> Result<UpstreamConn, ExchangeError> {
-    upstream::connect(target, x.core.limits.connect_timeout)
+    let failed = |error| -> ExchangeError {
+        UpstreamError::Connect {
+            app: x.app().name.clone(),
+            key: target.key.to_string(),
+            error,
+        }
+        .into()
+    };
+    let conn = upstream::connect(target, x.core.limits.connect_timeout)
         .await
-        .map_err(|error| {
-            UpstreamError::Connect {
-                app: x.app().name.clone(),
-                key: target.key.to_string(),
-                error,
-            }
-            .into()
-        })
+        .map_err(failed)?;
+    let upstream::UpstreamStream::Tls(tls) = &conn.stream else {
+        return Ok(conn);
+    };
+    if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
+        return Ok(conn);
+    }
+    let (upstream::UpstreamStream::Tls(tls), _) = conn.into_parts() else {
+        unreachable!("matched above")
+    };
+    let window = x.core.limits.http2.stream_window;
+    let handshake = x
+        .core
+        .h2_upstreams
+        .adopt(&target.key, *tls, window, x.req.is_head);
+    let stream = within(x.core.limits.connect_timeout, handshake)
+        .await
+        .map_err(|e| failed(upstream::ConnectError::Tls(e)))?;
+    Ok(crate::io::Inbound::new(
+        upstream::UpstreamStream::H2(Box::new(stream)),
+        upstream::UPSTREAM_BUFFER,
+    ))
 }
 
 /// *send*: the head, then the body in the client's framing. Many app
