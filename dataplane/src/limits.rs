@@ -62,6 +62,9 @@ pub struct Http2Limits {
     pub send_buffer: usize,
     /// Offer `h2` by ALPN to HTTPS apps, and use it when chosen.
     pub upstream: bool,
+    /// Serve HTTP/2 with prior knowledge (RFC 9113 §3.3) on the plain
+    /// listener: a connection opening with the HTTP/2 preface.
+    pub cleartext: bool,
     /// Streams the client may reset before their response is whole (and
     /// malformed frames it may provoke resets with), leaking a tenth of
     /// this per second; past it, GOAWAY ENHANCE_YOUR_CALM (rapid reset,
@@ -74,6 +77,7 @@ impl Default for Http2Limits {
         Http2Limits {
             enabled: true,
             upstream: true,
+            cleartext: false,
             max_streams: 100,
             stream_window: 256 * 1024,
             connection_window: 1024 * 1024,

@@ -101,6 +101,10 @@ struct Args {
     /// it: on or off.
     #[arg(long, default_value = "on", value_parser = ["on", "off"])]
     upstream_http2: String,
+    /// Cleartext HTTP/2 with prior knowledge on the plain listener (a
+    /// connection that opens with the HTTP/2 preface): on or off.
+    #[arg(long, default_value = "off", value_parser = ["on", "off"])]
+    h2c: String,
     /// HTTP/2: streams open at once per connection.
     #[arg(long, default_value_t = Http2Limits::default().max_streams)]
     h2_max_streams: u32,
@@ -188,6 +192,7 @@ fn start(a: Args) -> Result<(), String> {
         http2: Http2Limits {
             enabled: a.http2 == "on",
             upstream: a.upstream_http2 == "on",
+            cleartext: a.h2c == "on",
             max_streams: a.h2_max_streams.max(1),
             // RFC 9113 §6.5.2: windows above 2^31-1 are a protocol error.
             stream_window: a.h2_stream_window.clamp(65_535, (1 << 31) - 1),

@@ -297,7 +297,14 @@ async fn accept(
             let metrics = core.metrics.clone();
             match transport {
                 Transport::Plain => {
-                    serve_connection(core, ClientIo::Plain(stream), peer, false).await
+                    if core.limits.http2.cleartext
+                        && crate::http2::opens_with_preface(&core, &stream).await
+                    {
+                        core.metrics.http2_connections.add(1);
+                        crate::http2::serve_cleartext(core, stream, peer).await
+                    } else {
+                        serve_connection(core, ClientIo::Plain(stream), peer, false).await
+                    }
                 }
                 Transport::Tls => match handshake(&core, stream).await {
                     Some((io, managed)) => {

@@ -55,9 +55,13 @@ impl ClientIo {
         }
     }
 
-    /// Whether the connection is encrypted (an HTTP/2 stream always is).
+    /// Whether the connection is encrypted.
     pub fn is_tls(&self) -> bool {
-        !matches!(self, ClientIo::Plain(_))
+        match self {
+            ClientIo::Plain(_) => false,
+            ClientIo::Tls(_) => true,
+            ClientIo::H2(s) => s.tls,
+        }
     }
 }
 

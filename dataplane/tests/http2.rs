@@ -580,3 +580,42 @@ fn rfc9113_frame_and_stream_rules() {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[test]
+fn cleartext_http2_with_prior_knowledge_only_when_turned_on() {
+    let origin = app();
+    let dp = start(&origin, &["--h2c", "on"]);
+    let plain = format!("http://{HOST}:{}/clear?x=1", dp.addr.port());
+    let resolve = format!("{HOST}:{}:127.0.0.1", dp.addr.port());
+    let out = Command::new("curl")
+        .args(["--silent", "--show-error", "--http2-prior-knowledge"])
+        .args(["--resolve", &resolve, "-w", "\n%{http_version}", &plain])
+        .output()
+        .expect("curl");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "GET /clear?x=1\n2",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // HTTP/1.1 on the same listener as before.
+    let r = request(&dp, &get(HOST, "/clear-h1"));
+    assert_eq!(r.text(), "GET /clear-h1");
+
+    // Off (the default): the preface is an HTTP/1.1 request line the
+    // codec refuses, and nothing reaches the app.
+    let dp = start(&origin, &[]);
+    let plain = format!("http://{HOST}:{}/refused", dp.addr.port());
+    let resolve = format!("{HOST}:{}:127.0.0.1", dp.addr.port());
+    let out = Command::new("curl")
+        .args(["--silent", "--http2-prior-knowledge", "--max-time", "10"])
+        .args(["--resolve", &resolve, "-w", "%{http_version}", &plain])
+        .output()
+        .expect("curl");
+    assert!(
+        !out.status.success() || !String::from_utf8_lossy(&out.stdout).ends_with('2'),
+        "prior knowledge must be refused when off: {:?}",
+        out
+    );
+    assert!(origin.requests().iter().all(|r| r.target != "/refused"));
+}

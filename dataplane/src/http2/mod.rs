@@ -30,9 +30,12 @@
 //!   header timeout, and a connection without open streams is closed after
 //!   the idle timeout.
 
+mod coalesce;
 pub mod request;
 pub mod stream;
 pub mod upstream;
+
+use coalesce::Coalesce;
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
@@ -98,9 +101,50 @@ enum Next {
     Idle,
 }
 
-/// Serves one HTTP/2 connection until it closes. `managed`: the client
-/// presented a certificate that verifies against the device roots.
+/// The client preface (RFC 9113 §3.4) that opens every HTTP/2 connection.
+pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Serves one HTTP/2 connection over TLS until it closes. `managed`: the
+/// client presented a certificate that verifies against the device roots.
 pub async fn serve(core: Rc<Core>, tls: ServerTls, peer: SocketAddr, managed: bool) {
+    serve_over(core, tls, peer, managed, true).await
+}
+
+/// Serves one cleartext HTTP/2 connection (prior knowledge, RFC 9113
+/// §3.3) until it closes.
+pub async fn serve_cleartext(core: Rc<Core>, tcp: glommio::net::TcpStream, peer: SocketAddr) {
+    serve_over(core, tcp, peer, false, false).await
+}
+
+/// Whether a plain connection opens with the HTTP/2 preface; waits (up to
+/// the header timeout) until its first bytes tell, without reading them.
+pub async fn opens_with_preface(core: &Core, tcp: &glommio::net::TcpStream) -> bool {
+    let mut first = [0u8; PREFACE.len()];
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(1);
+    loop {
+        let left = core.limits.header_timeout.saturating_sub(started.elapsed());
+        let Ok(n) = within(left, async { Ok(tcp.peek(&mut first).await?) }).await else {
+            return false;
+        };
+        if n == 0 || first[..n] != PREFACE[..n] {
+            return false;
+        }
+        if n == PREFACE.len() {
+            return true;
+        }
+        // Part of the preface so far: wait for more. A socket has no "more
+        // than n bytes" readiness, so pause, longer each time (a client
+        // stalling mid-preface costs a few wake-ups, then the timeout).
+        glommio::timer::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(100));
+    }
+}
+
+async fn serve_over<T>(core: Rc<Core>, io: T, peer: SocketAddr, managed: bool, tls: bool)
+where
+    T: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin + 'static,
+{
     let limits = core.limits.http2.clone();
     let mut builder = h2::server::Builder::new();
     builder
@@ -113,7 +157,7 @@ pub async fn serve(core: Rc<Core>, tls: ServerTls, peer: SocketAddr, managed: bo
     let opened = Instant::now();
     let handshake = async {
         builder
-            .handshake::<_, Bytes>(tls.compat())
+            .handshake::<_, Bytes>(Coalesce::new(io, core.buffers.clone()).compat())
             .await
             .map_err(|e| std::io::Error::other(e.to_string()))
     };
@@ -163,7 +207,7 @@ pub async fn serve(core: Rc<Core>, tls: ServerTls, peer: SocketAddr, managed: bo
             Next::Stream(accepted) => {
                 served_any = true;
                 let (req, respond) = *accepted;
-                start_stream(&core, &state, req, respond, peer, managed);
+                start_stream(&core, &state, req, respond, (peer, managed, tls));
             }
             Next::Closed => return,
             Next::Idle => {
@@ -187,8 +231,7 @@ fn start_stream(
     state: &Rc<ConnState>,
     req: http::Request<h2::RecvStream>,
     mut respond: h2::server::SendResponse<Bytes>,
-    peer: SocketAddr,
-    managed: bool,
+    (peer, managed, tls): (SocketAddr, bool, bool),
 ) {
     let (parts, body) = req.into_parts();
     let mut head = core.buffers.take_scratch();
@@ -198,7 +241,7 @@ fn start_stream(
         return;
     };
     let head_request = parts.method == http::Method::HEAD;
-    let io = stream::StreamIo::new(head, body, upload, respond, head_request);
+    let io = stream::StreamIo::new(head, body, upload, respond, head_request, tls);
     let response = io.response();
     state.open.set(state.open.get() + 1);
     let (core, state) = (core.clone(), state.clone());

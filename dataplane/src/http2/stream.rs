@@ -38,6 +38,8 @@ const MAX_HEAD: usize = 256 * 1024;
 pub struct StreamIo {
     request: RequestSide,
     response: Rc<RefCell<ResponseSide>>,
+    /// The connection is TLS (false: cleartext HTTP/2, prior knowledge).
+    pub tls: bool,
 }
 
 struct RequestSide {
@@ -118,18 +120,34 @@ impl ResponseSide {
     /// Takes response head bytes; `Ok(n)`: `n` bytes of `buf` were head
     /// (the rest, if any, is body).
     fn take_head(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // The head usually comes in one write: parsed where it is, copied
+        // only when it comes in pieces.
         let before = self.head.len();
-        self.head.extend_from_slice(buf);
+        if before > 0 {
+            self.head.extend_from_slice(buf);
+        }
+        let data: &[u8] = if before > 0 { &self.head } else { buf };
         let mut fields = [httparse::EMPTY_HEADER; 128];
         let mut parsed = httparse::Response::new(&mut fields);
-        let used = match parsed.parse(&self.head) {
+        let used = match parsed.parse(data) {
             Ok(httparse::Status::Complete(n)) => n,
-            Ok(httparse::Status::Partial) if self.head.len() <= MAX_HEAD => return Ok(buf.len()),
+            Ok(httparse::Status::Partial) if data.len() <= MAX_HEAD => {
+                if before == 0 {
+                    self.head.extend_from_slice(buf);
+                }
+                return Ok(buf.len());
+            }
             Ok(httparse::Status::Partial) => return Err(invalid("response head too large")),
             Err(e) => return Err(invalid(&format!("response head: {e}"))),
         };
-        let status = parsed.code.unwrap_or(502);
-        let mut response = http::Response::builder().status(status);
+        let status = http::StatusCode::from_u16(parsed.code.unwrap_or(502))
+            .map_err(|e| invalid(&format!("response status: {e}")))?;
+        // One copy of the head; every field value is a slice of it.
+        let shared = Bytes::copy_from_slice(&data[..used]);
+        let mut response = http::Response::new(());
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.reserve(parsed.headers.len());
         let mut length: Option<u64> = None;
         let mut chunked = false;
         for f in parsed.headers.iter() {
@@ -156,13 +174,16 @@ impl ResponseSide {
                     .ok()
                     .and_then(|v| v.trim().parse().ok());
             }
-            response = response.header(f.name, f.value);
+            let at = f.value.as_ptr() as usize - data.as_ptr() as usize;
+            let value = http::HeaderValue::from_maybe_shared(shared.slice(at..at + f.value.len()))
+                .map_err(|e| invalid(&format!("response field {}: {e}", f.name)))?;
+            let name = http::HeaderName::from_bytes(name)
+                .map_err(|e| invalid(&format!("response field {}: {e}", f.name)))?;
+            headers.append(name, value);
         }
         let consumed = used - before;
         self.head.clear();
-        let response = response
-            .body(())
-            .map_err(|e| invalid(&format!("response head: {e}")))?;
+        let status = status.as_u16();
         if (100..200).contains(&status) {
             // 100 Continue and 103 Early Hints pass as informational
             // HEADERS; 101 cannot exist on HTTP/2 (RFC 9113 §8.6).
@@ -285,6 +306,7 @@ impl StreamIo {
         upload: Upload,
         respond: SendResponse<Bytes>,
         head_request: bool,
+        tls: bool,
     ) -> StreamIo {
         StreamIo {
             request: RequestSide {
@@ -306,6 +328,7 @@ impl StreamIo {
                 download: Download::Head,
                 head_request,
             })),
+            tls,
         }
     }
 

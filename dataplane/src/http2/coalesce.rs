@@ -1,0 +1,100 @@
+//! Writes of one HTTP/2 connection collected until the codec flushes.
+//!
+//! The `h2` crate writes a round of frames as many small pieces (a frame
+//! header, then its payload, frame after frame) and flushes at the end of
+//! the round. Over TLS each write would become a record of its own and a
+//! `send` system call; collected here, the round goes out as one write:
+//! full records, one `send` per 16 KiB record at most. The buffer is lent
+//! by the core's pool for the length of a round, so an idle connection
+//! holds none.
+
+use std::io;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{ready, Context, Poll};
+
+use futures_lite::{AsyncRead, AsyncWrite};
+
+use crate::io::BufferPool;
+
+/// Bytes collected before they are written out without waiting for the
+/// flush (a large round: a body larger than this goes in pieces).
+const MAX_COLLECTED: usize = 64 * 1024;
+
+pub struct Coalesce<T> {
+    inner: T,
+    collected: Vec<u8>,
+    /// How much of `collected` the inner stream took already.
+    written: usize,
+    pool: Rc<BufferPool>,
+}
+
+impl<T> Coalesce<T> {
+    pub fn new(inner: T, pool: Rc<BufferPool>) -> Coalesce<T> {
+        Coalesce {
+            inner,
+            collected: Vec::new(),
+            written: 0,
+            pool,
+        }
+    }
+}
+
+impl<T: AsyncWrite + Unpin> Coalesce<T> {
+    /// Writes out everything collected; the buffer goes back to the pool.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.written < self.collected.len() {
+            let n =
+                ready!(Pin::new(&mut self.inner).poll_write(cx, &self.collected[self.written..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.written += n;
+        }
+        self.written = 0;
+        if self.collected.capacity() > 0 {
+            self.pool.give_scratch(std::mem::take(&mut self.collected));
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Coalesce<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.collected.len() + buf.len() > MAX_COLLECTED && !this.collected.is_empty() {
+            ready!(this.poll_drain(cx))?;
+        }
+        if this.collected.capacity() == 0 {
+            this.collected = this.pool.take_scratch();
+        }
+        this.collected.extend_from_slice(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_drain(cx))?;
+        Pin::new(&mut this.inner).poll_flush(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_drain(cx))?;
+        Pin::new(&mut this.inner).poll_close(cx)
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Coalesce<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
