@@ -40,11 +40,7 @@ pub fn request_text(
     deadline: Duration,
 ) -> Result<H2Response, String> {
     let (req, body) = parse_request(request)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .enable_time()
-        .build()
-        .map_err(|e| e.to_string())?;
+    let runtime = runtime()?;
     let server_name = server_name.to_string();
     runtime.block_on(async move {
         tokio::time::timeout(deadline, exchange(config, addr, server_name, req, body))
@@ -73,11 +69,7 @@ impl H2Session {
         server_name: &str,
         deadline: Duration,
     ) -> Result<H2Session, String> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .enable_time()
-            .build()
-            .map_err(|e| e.to_string())?;
+        let runtime = runtime()?;
         let server_name = server_name.to_string();
         let (send, alpn, local_port) = runtime.block_on(async {
             tokio::time::timeout(deadline, open(config, addr, server_name))
@@ -106,6 +98,15 @@ impl H2Session {
                 .map_err(|_| format!("no whole HTTP/2 response within {deadline:?}"))?
         })
     }
+}
+
+/// A runtime on the calling thread, for one client.
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+        .map_err(|e| e.to_string())
 }
 
 /// TLS with ALPN h2, the HTTP/2 handshake, the connection driven on the

@@ -59,19 +59,24 @@ fn tls_addr(dp: &Dataplane) -> std::net::SocketAddr {
     dp.tls.as_ref().expect("TLS listener").0
 }
 
+/// frames.py with one scenario against the proxy.
+fn frames_command(dp: &Dataplane, scenario: &str, arg: &str) -> Command {
+    let addr = tls_addr(dp);
+    let mut command = Command::new(python());
+    command.arg(frames_script()).args([
+        &addr.ip().to_string(),
+        &addr.port().to_string(),
+        HOST,
+        dp.tls_ca.as_ref().expect("CA").to_str().expect("path"),
+        scenario,
+        arg,
+    ]);
+    command
+}
+
 /// Runs one scenario of frames.py against the proxy; its JSON report.
 fn frames(dp: &Dataplane, scenario: &str, arg: &str) -> Value {
-    let addr = tls_addr(dp);
-    let out = Command::new(python())
-        .arg(frames_script())
-        .args([
-            &addr.ip().to_string(),
-            &addr.port().to_string(),
-            HOST,
-            dp.tls_ca.as_ref().expect("CA").to_str().expect("path"),
-            scenario,
-            arg,
-        ])
+    let out = frames_command(dp, scenario, arg)
         .output()
         .expect("run frames.py (python3-hyperframe and python3-hpack installed?)");
     assert!(
@@ -353,19 +358,9 @@ fn a_client_that_never_opens_its_window_pins_bounded_memory() {
     let origin = app();
     let dp = start(&origin, &[]);
     let base = rss_kib(&dp);
-    let addr = tls_addr(&dp);
     // 20 streams of 5 MB each, the client's windows at 0: 100 MB the
     // proxy must not buffer.
-    let mut child = Command::new(python())
-        .arg(frames_script())
-        .args([
-            &addr.ip().to_string(),
-            &addr.port().to_string(),
-            HOST,
-            dp.tls_ca.as_ref().expect("CA").to_str().expect("path"),
-            "zero_window",
-            "20",
-        ])
+    let mut child = frames_command(&dp, "zero_window", "20")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()

@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use support::*;
 
 const H: &str = "demo.test.proxy.test";
@@ -139,26 +138,6 @@ http {{
     }
 }
 
-/// A CA (written to `dir/ca.pem`) and a certificate for 127.0.0.1.
-fn app_certificate(dir: &Path) {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "Palisade test app CA");
-    let ca =
-        CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("key")).expect("ca");
-    let key = KeyPair::generate().expect("key");
-    let mut params = CertificateParams::new(vec!["127.0.0.1".to_string()]).expect("params");
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "127.0.0.1");
-    let cert = params.signed_by(&key, &ca).expect("cert");
-    std::fs::write(dir.join("ca.pem"), ca.pem()).expect("ca");
-    std::fs::write(dir.join("app.pem"), cert.pem()).expect("cert");
-    std::fs::write(dir.join("app.key"), key.serialize_pem()).expect("key");
-}
-
 fn app_origin() -> Origin {
     origin(Arc::new(|req: &Request| {
         let path = req.target.split('?').next().unwrap_or("");
@@ -182,10 +161,11 @@ fn app_origin() -> Origin {
     }))
 }
 
-#[test]
-fn an_app_that_offers_h2_is_reached_over_one_multiplexed_connection() {
+/// The app (origin behind nginx, its certificate from a CA made here)
+/// and a data plane with `args` in front of it.
+fn rig(args: &[&str]) -> (tempfile::TempDir, Origin, Nginx, Dataplane) {
     let dir = tempfile::tempdir().expect("tempdir");
-    app_certificate(dir.path());
+    write_pki(dir.path(), "app", &["127.0.0.1"]);
     let origin = app_origin();
     let nginx = Nginx::start(dir.path(), origin.addr());
     let policy = policy(
@@ -195,7 +175,13 @@ fn an_app_that_offers_h2_is_reached_over_one_multiplexed_connection() {
             dir.path().join("ca.pem").display().to_string()
         ),
     );
-    let dp = Dataplane::start(&policy, &[]);
+    let dp = Dataplane::start(&policy, args);
+    (dir, origin, nginx, dp)
+}
+
+#[test]
+fn an_app_that_offers_h2_is_reached_over_one_multiplexed_connection() {
+    let (_dir, _origin, nginx, dp) = rig(&[]);
 
     // A page, rewritten (and instrumented) as ever.
     let r = request(&dp, &get(H, "/page?x=1"));
@@ -308,18 +294,7 @@ fn an_app_that_offers_h2_is_reached_over_one_multiplexed_connection() {
 
 #[test]
 fn with_upstream_http2_off_the_app_is_reached_over_http1() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    app_certificate(dir.path());
-    let origin = app_origin();
-    let nginx = Nginx::start(dir.path(), origin.addr());
-    let policy = policy(
-        &format!("https://127.0.0.1:{}", nginx.port),
-        &format!(
-            "ca_file = {:?}\n",
-            dir.path().join("ca.pem").display().to_string()
-        ),
-    );
-    let dp = Dataplane::start(&policy, &["--upstream-http2", "off"]);
+    let (_dir, _origin, nginx, dp) = rig(&["--upstream-http2", "off"]);
     let r = request(&dp, &get(H, "/plain"));
     assert_eq!(r.text(), "GET /plain body=0");
     assert_eq!(

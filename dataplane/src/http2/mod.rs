@@ -32,6 +32,7 @@
 
 mod coalesce;
 pub mod request;
+mod send;
 pub mod stream;
 pub mod upstream;
 

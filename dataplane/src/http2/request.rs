@@ -15,6 +15,8 @@
 
 use http::header::{CONTENT_LENGTH, COOKIE, HOST, TE};
 
+use crate::http::push_field as field;
+
 /// How the request body reaches the phases.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Upload {
@@ -107,13 +109,6 @@ pub fn translate(
     };
     out.extend_from_slice(b"\r\n");
     Some(upload)
-}
-
-fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    out.extend_from_slice(name);
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
 }
 
 #[cfg(test)]

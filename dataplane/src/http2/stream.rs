@@ -28,6 +28,7 @@ use h2::server::SendResponse;
 use h2::{Reason, RecvStream, SendStream};
 
 use super::request::Upload;
+use super::send::{h2_error, invalid};
 use crate::http::chunked::{push_chunk_header, ChunkedDecoder, Step};
 
 /// Largest response head accepted from the phases (they bound the app's
@@ -266,21 +267,9 @@ impl ResponseSide {
         }
     }
 
-    /// Waits for send capacity; returns how much is granted (at least 1).
     fn poll_room(&mut self, cx: &mut Context<'_>, want: usize) -> Poll<io::Result<usize>> {
         let send = self.send.as_mut().ok_or_else(|| invalid("no response"))?;
-        loop {
-            let room = send.capacity();
-            if room > 0 {
-                return Poll::Ready(Ok(room));
-            }
-            send.reserve_capacity(want.max(1));
-            match ready!(send.poll_capacity(cx)) {
-                Some(Ok(_)) => continue,
-                Some(Err(e)) => return Poll::Ready(Err(h2_error(e))),
-                None => return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
-            }
-        }
+        super::send::poll_room(send, cx, want)
     }
 
     fn poll_send(
@@ -289,12 +278,8 @@ impl ResponseSide {
         data: &[u8],
         last: bool,
     ) -> Poll<io::Result<usize>> {
-        let room = ready!(self.poll_room(cx, data.len()))?;
-        let n = room.min(data.len());
-        let send = self.send.as_mut().expect("poll_room checked");
-        send.send_data(Bytes::copy_from_slice(&data[..n]), last && n == data.len())
-            .map_err(h2_error)?;
-        Poll::Ready(Ok(n))
+        let send = self.send.as_mut().ok_or_else(|| invalid("no response"))?;
+        super::send::poll_send(send, cx, data, last)
     }
 }
 
@@ -483,18 +468,5 @@ impl AsyncWrite for StreamIo {
 impl Drop for StreamIo {
     fn drop(&mut self) {
         self.finish();
-    }
-}
-
-fn invalid(what: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, what.to_string())
-}
-
-fn h2_error(e: h2::Error) -> io::Error {
-    if e.is_io() {
-        e.into_io()
-            .unwrap_or_else(|| io::ErrorKind::BrokenPipe.into())
-    } else {
-        io::Error::new(io::ErrorKind::ConnectionReset, e.to_string())
     }
 }

@@ -18,6 +18,7 @@
 //! (WebSockets) never go over HTTP/2: they take an HTTP/1.1 connection.
 
 use std::cell::{Cell, RefCell};
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -29,6 +30,7 @@ use h2::client::{ResponseFuture, SendRequest};
 use h2::{RecvStream, SendStream};
 use tokio_util::compat::FuturesAsyncReadCompatExt;
 
+use super::send::{h2_error, invalid};
 use crate::http::chunked::{push_chunk_header, ChunkedDecoder, Step};
 use crate::stream::ClientTls;
 
@@ -280,18 +282,7 @@ impl AppStream {
 
     fn poll_room(&mut self, cx: &mut Context<'_>, want: usize) -> Poll<io::Result<usize>> {
         let send = self.send.as_mut().ok_or_else(|| invalid("no request"))?;
-        loop {
-            let room = send.capacity();
-            if room > 0 {
-                return Poll::Ready(Ok(room));
-            }
-            send.reserve_capacity(want.max(1));
-            match ready!(send.poll_capacity(cx)) {
-                Some(Ok(_)) => continue,
-                Some(Err(e)) => return Poll::Ready(Err(h2_error(e))),
-                None => return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
-            }
-        }
+        super::send::poll_room(send, cx, want)
     }
 
     fn poll_send(
@@ -300,12 +291,8 @@ impl AppStream {
         data: &[u8],
         last: bool,
     ) -> Poll<io::Result<usize>> {
-        let room = ready!(self.poll_room(cx, data.len()))?;
-        let n = room.min(data.len());
-        let send = self.send.as_mut().expect("poll_room checked");
-        send.send_data(Bytes::copy_from_slice(&data[..n]), last && n == data.len())
-            .map_err(h2_error)?;
-        Poll::Ready(Ok(n))
+        let send = self.send.as_mut().ok_or_else(|| invalid("no request"))?;
+        super::send::poll_send(send, cx, data, last)
     }
 
     /// Stages the response head once the app sent it.
@@ -430,20 +417,5 @@ impl AsyncRead for AppStream {
                 ready!(this.poll_body(cx))?;
             }
         }
-    }
-}
-
-use std::future::Future;
-
-fn invalid(what: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, what.to_string())
-}
-
-fn h2_error(e: h2::Error) -> io::Error {
-    if e.is_io() {
-        e.into_io()
-            .unwrap_or_else(|| io::ErrorKind::BrokenPipe.into())
-    } else {
-        io::Error::new(io::ErrorKind::ConnectionReset, e.to_string())
     }
 }

@@ -429,6 +429,30 @@ pub fn over_http2() -> bool {
 /// A CA and a certificate for `*.test.proxy.test` (and the suffix) in
 /// `dir`; returns a client config trusting the CA, and the files.
 fn test_certificate(dir: &std::path::Path) -> (Arc<rustls::ClientConfig>, PathBuf, PathBuf) {
+    let ca = write_pki(dir, "tls", &["*.test.proxy.test", "proxy.test"]);
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca).expect("root");
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    (
+        palisade_bench::h2client::h2_config(&config),
+        dir.join("tls.pem"),
+        dir.join("tls.key"),
+    )
+}
+
+/// A CA (`dir/ca.pem`) and a certificate for `names` signed by it
+/// (`dir/STEM.pem`, `dir/STEM.key`); returns the CA certificate.
+pub fn write_pki(
+    dir: &std::path::Path,
+    stem: &str,
+    names: &[&str],
+) -> rustls::pki_types::CertificateDer<'static> {
     use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -440,33 +464,15 @@ fn test_certificate(dir: &std::path::Path) -> (Arc<rustls::ClientConfig>, PathBu
     let ca =
         CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("ca key")).expect("ca");
     let key = KeyPair::generate().expect("key");
-    let mut params = CertificateParams::new(vec![
-        "*.test.proxy.test".to_string(),
-        "proxy.test".to_string(),
-    ])
-    .expect("params");
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "*.test.proxy.test");
+    let mut params =
+        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .expect("params");
+    params.distinguished_name.push(DnType::CommonName, names[0]);
     let cert = params.signed_by(&key, &ca).expect("certificate");
-    let (cert_path, key_path) = (dir.join("tls.pem"), dir.join("tls.key"));
-    std::fs::write(&cert_path, cert.pem()).expect("write cert");
-    std::fs::write(&key_path, key.serialize_pem()).expect("write key");
+    std::fs::write(dir.join(format!("{stem}.pem")), cert.pem()).expect("write cert");
+    std::fs::write(dir.join(format!("{stem}.key")), key.serialize_pem()).expect("write key");
     std::fs::write(dir.join("ca.pem"), ca.pem()).expect("write ca");
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(ca.der().clone()).expect("root");
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("versions")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    (
-        palisade_bench::h2client::h2_config(&config),
-        cert_path,
-        key_path,
-    )
+    ca.der().clone()
 }
 
 /// One request on a fresh connection (HTTP/2 in an HTTP/2 run); returns

@@ -1,0 +1,60 @@
+//! Sending on an HTTP/2 stream under the peer's flow control, shared by
+//! both directions (responses to browsers, requests to apps), and the
+//! errors of the `h2` crate as I/O errors for the phases.
+
+use std::io;
+use std::task::{ready, Context, Poll};
+
+use bytes::Bytes;
+use h2::SendStream;
+
+/// Waits until the stream may send at least one byte; returns how many
+/// it may (never more than the send buffer the connection allows, so a
+/// peer that stops reading stalls the sender instead of a buffer).
+pub fn poll_room(
+    send: &mut SendStream<Bytes>,
+    cx: &mut Context<'_>,
+    want: usize,
+) -> Poll<io::Result<usize>> {
+    loop {
+        let room = send.capacity();
+        if room > 0 {
+            return Poll::Ready(Ok(room));
+        }
+        send.reserve_capacity(want.max(1));
+        match ready!(send.poll_capacity(cx)) {
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => return Poll::Ready(Err(h2_error(e))),
+            None => return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
+        }
+    }
+}
+
+/// Sends as much of `data` as the stream may now, as one DATA frame;
+/// `last`: END_STREAM with the last byte.
+pub fn poll_send(
+    send: &mut SendStream<Bytes>,
+    cx: &mut Context<'_>,
+    data: &[u8],
+    last: bool,
+) -> Poll<io::Result<usize>> {
+    let room = ready!(poll_room(send, cx, data.len()))?;
+    let n = room.min(data.len());
+    send.send_data(Bytes::copy_from_slice(&data[..n]), last && n == data.len())
+        .map_err(h2_error)?;
+    Poll::Ready(Ok(n))
+}
+
+pub fn invalid(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what.to_string())
+}
+
+/// A failure of the connection or of this stream (reset by the peer).
+pub fn h2_error(e: h2::Error) -> io::Error {
+    if e.is_io() {
+        e.into_io()
+            .unwrap_or_else(|| io::ErrorKind::BrokenPipe.into())
+    } else {
+        io::Error::new(io::ErrorKind::ConnectionReset, e.to_string())
+    }
+}
