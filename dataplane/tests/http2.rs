@@ -614,3 +614,35 @@ fn cleartext_http2_with_prior_knowledge_only_when_turned_on() {
     );
     assert!(origin.requests().iter().all(|r| r.target != "/refused"));
 }
+
+#[test]
+fn with_http2_off_the_listener_offers_http1_only() {
+    let origin = app();
+    let dp = start(&origin, &["--http2", "off"]);
+    let out = curl(&dp, &["-w", "\n%{http_version}", &url(&dp, "/h1-only")]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "GET /h1-only\n1.1",
+        "curl asked for h2 and got: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn an_authority_the_proxy_does_not_serve_is_refused_never_proxied() {
+    let origin = app();
+    let dp = start(&origin, &[]);
+    let (addr, config) = dp.tls.as_ref().expect("TLS listener");
+    for (authority, status) in [("evil.example", 421), ("nothing.proxy.test", 404)] {
+        let r = palisade_bench::h2client::request_text(
+            config.clone(),
+            *addr,
+            HOST,
+            format!("GET /open-proxy HTTP/1.1\r\nHost: {authority}\r\n\r\n").as_bytes(),
+            DEADLINE,
+        )
+        .expect("an answer");
+        assert_eq!(r.status, status, "{authority}");
+    }
+    assert!(origin.requests().iter().all(|r| r.target != "/open-proxy"));
+}
