@@ -263,9 +263,13 @@ enum Transport {
     Tls,
 }
 
-/// The accept loop of one listener of one core: each connection holds a
-/// slot; at the limit, accepting pauses and new connections wait in the
-/// kernel backlog.
+/// The accept loop of one listener of one core: each connection served
+/// holds a slot. At the limit, the loop holds the one connection it
+/// accepted until a slot frees, and further connections wait in the
+/// kernel backlog. (A slot is taken after accepting, not before: the
+/// plain and TLS listeners share the slots, and a loop that took the last
+/// free slot before a client came would starve the other listener's
+/// waiting client.)
 async fn accept(
     core: Rc<Core>,
     listener: TcpListener,
@@ -273,18 +277,17 @@ async fn accept(
     transport: Transport,
 ) {
     loop {
-        let Ok(slot) = slots.acquire_static_permit(1).await else {
-            break;
-        };
         let stream = match listener.accept().await {
             Ok(s) => s,
             // Out of descriptors and the like: back off briefly instead of
             // spinning.
             Err(_) => {
-                drop(slot);
                 glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
                 continue;
             }
+        };
+        let Ok(slot) = slots.acquire_static_permit(1).await else {
+            break;
         };
         let Ok(peer) = stream.peer_addr() else {
             continue;
