@@ -8,6 +8,8 @@ use std::task::{ready, Context, Poll};
 use bytes::Bytes;
 use h2::SendStream;
 
+use crate::http::chunked::{ChunkedDecoder, Step};
+
 /// Waits until the stream may send at least one byte; returns how many
 /// it may (never more than the send buffer the connection allows, so a
 /// peer that stops reading stalls the sender instead of a buffer).
@@ -43,6 +45,52 @@ pub fn poll_send(
     send.send_data(Bytes::copy_from_slice(&data[..n]), last && n == data.len())
         .map_err(h2_error)?;
     Poll::Ready(Ok(n))
+}
+
+/// Sends the next of a body's `*left` announced bytes from `buf`,
+/// END_STREAM with the last one; returns how many of `buf` were taken
+/// (bytes past the announced end are dropped: the phases write none).
+pub fn poll_send_length(
+    send: &mut SendStream<Bytes>,
+    cx: &mut Context<'_>,
+    buf: &[u8],
+    left: &mut u64,
+) -> Poll<io::Result<usize>> {
+    let n = (*left).min(buf.len() as u64) as usize;
+    if n == 0 {
+        return Poll::Ready(Ok(buf.len()));
+    }
+    let sent = ready!(poll_send(send, cx, &buf[..n], *left == n as u64))?;
+    *left -= sent as u64;
+    Poll::Ready(Ok(sent))
+}
+
+/// Takes a body in HTTP/1.1 chunked framing: framing is consumed, chunk
+/// data goes out as DATA, the last chunk ends the stream. Returns how
+/// many bytes of `buf` were taken and whether the body is complete.
+pub fn poll_send_chunked(
+    send: &mut SendStream<Bytes>,
+    cx: &mut Context<'_>,
+    decoder: &mut ChunkedDecoder,
+    buf: &[u8],
+) -> Poll<io::Result<(usize, bool)>> {
+    // The decoder gets no more than can be sent now, so a chunk it hands
+    // out is sent whole.
+    let room = ready!(poll_room(send, cx, buf.len()))?;
+    let (used, step) = decoder
+        .step(&buf[..room.min(buf.len())])
+        .map_err(|e| invalid(&format!("chunked body: {e}")))?;
+    match step {
+        Step::Framing => Poll::Ready(Ok((used, false))),
+        Step::Data(range) => {
+            ready!(poll_send(send, cx, &buf[range], false))?;
+            Poll::Ready(Ok((used, false)))
+        }
+        Step::Done => {
+            send.send_data(Bytes::new(), true).map_err(h2_error)?;
+            Poll::Ready(Ok((used, true)))
+        }
+    }
 }
 
 pub fn invalid(what: &str) -> io::Error {

@@ -29,7 +29,7 @@ use h2::{Reason, RecvStream, SendStream};
 
 use super::request::Upload;
 use super::send::{h2_error, invalid};
-use crate::http::chunked::{push_chunk_header, ChunkedDecoder, Step};
+use crate::http::chunked::{push_chunk_header, ChunkedDecoder};
 
 /// Largest response head accepted from the phases (they bound the app's
 /// head far below this).
@@ -221,65 +221,29 @@ impl ResponseSide {
 
     /// Sends body bytes as far as the stream's send capacity allows.
     fn poll_body(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        match &mut self.download {
-            Download::Head => unreachable!("the head is taken first"),
+        if matches!(self.download, Download::Done) {
             // Bytes past the end of the response (none are written): dropped.
-            Download::Done => Poll::Ready(Ok(buf.len())),
+            return Poll::Ready(Ok(buf.len()));
+        }
+        let send = self.send.as_mut().ok_or_else(|| invalid("no response"))?;
+        match &mut self.download {
+            Download::Head | Download::Done => unreachable!("handled above"),
             Download::Length(left) => {
-                let n = (*left).min(buf.len() as u64) as usize;
-                if n == 0 {
-                    return Poll::Ready(Ok(buf.len()));
+                let sent = ready!(super::send::poll_send_length(send, cx, buf, left))?;
+                if *left == 0 {
+                    self.download = Download::Done;
                 }
-                let left_now = *left;
-                let sent = ready!(self.poll_send(cx, &buf[..n], left_now == n as u64))?;
-                let left_after = left_now - sent as u64;
-                self.download = if left_after == 0 {
-                    Download::Done
-                } else {
-                    Download::Length(left_after)
-                };
                 Poll::Ready(Ok(sent))
             }
-            Download::UntilClose => self.poll_send(cx, buf, false),
-            Download::Chunked(_) => {
-                // Feed the decoder no more data than can be sent now, so a
-                // chunk it hands out is sent whole.
-                let room = ready!(self.poll_room(cx, buf.len()))?;
-                let Download::Chunked(decoder) = &mut self.download else {
-                    unreachable!()
-                };
-                let (used, step) = decoder
-                    .step(&buf[..room.min(buf.len())])
-                    .map_err(|e| invalid(&format!("response chunk: {e}")))?;
-                match step {
-                    Step::Framing => Poll::Ready(Ok(used)),
-                    Step::Data(range) => {
-                        let sent = ready!(self.poll_send(cx, &buf[range.clone()], false))?;
-                        debug_assert_eq!(sent, range.len());
-                        Poll::Ready(Ok(used))
-                    }
-                    Step::Done => {
-                        self.end();
-                        Poll::Ready(Ok(used))
-                    }
+            Download::UntilClose => super::send::poll_send(send, cx, buf, false),
+            Download::Chunked(decoder) => {
+                let (used, done) = ready!(super::send::poll_send_chunked(send, cx, decoder, buf))?;
+                if done {
+                    self.download = Download::Done;
                 }
+                Poll::Ready(Ok(used))
             }
         }
-    }
-
-    fn poll_room(&mut self, cx: &mut Context<'_>, want: usize) -> Poll<io::Result<usize>> {
-        let send = self.send.as_mut().ok_or_else(|| invalid("no response"))?;
-        super::send::poll_room(send, cx, want)
-    }
-
-    fn poll_send(
-        &mut self,
-        cx: &mut Context<'_>,
-        data: &[u8],
-        last: bool,
-    ) -> Poll<io::Result<usize>> {
-        let send = self.send.as_mut().ok_or_else(|| invalid("no response"))?;
-        super::send::poll_send(send, cx, data, last)
     }
 }
 

@@ -31,7 +31,7 @@ use h2::{RecvStream, SendStream};
 use tokio_util::compat::FuturesAsyncReadCompatExt;
 
 use super::send::{h2_error, invalid};
-use crate::http::chunked::{push_chunk_header, ChunkedDecoder, Step};
+use crate::http::chunked::{push_chunk_header, ChunkedDecoder};
 use crate::stream::ClientTls;
 
 /// A core's HTTP/2 connections to apps, by pool key.
@@ -239,60 +239,27 @@ impl AppStream {
 
     /// Sends request body bytes as far as the stream's capacity allows.
     fn poll_upload(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        if matches!(self.upload, Upload::Done) {
+            return Poll::Ready(Ok(buf.len()));
+        }
+        let send = self.send.as_mut().ok_or_else(|| invalid("no request"))?;
         match &mut self.upload {
-            Upload::Head => unreachable!("the head is taken first"),
-            Upload::Done => Poll::Ready(Ok(buf.len())),
+            Upload::Head | Upload::Done => unreachable!("handled above"),
             Upload::Length(left) => {
-                let n = (*left).min(buf.len() as u64) as usize;
-                let left_now = *left;
-                let sent = ready!(self.poll_send(cx, &buf[..n], left_now == n as u64))?;
-                let left_after = left_now - sent as u64;
-                self.upload = if left_after == 0 {
-                    Upload::Done
-                } else {
-                    Upload::Length(left_after)
-                };
+                let sent = ready!(super::send::poll_send_length(send, cx, buf, left))?;
+                if *left == 0 {
+                    self.upload = Upload::Done;
+                }
                 Poll::Ready(Ok(sent))
             }
-            Upload::Chunked(_) => {
-                let room = ready!(self.poll_room(cx, buf.len()))?;
-                let Upload::Chunked(decoder) = &mut self.upload else {
-                    unreachable!()
-                };
-                let (used, step) = decoder
-                    .step(&buf[..room.min(buf.len())])
-                    .map_err(|e| invalid(&format!("request chunk: {e}")))?;
-                match step {
-                    Step::Framing => Poll::Ready(Ok(used)),
-                    Step::Data(range) => {
-                        ready!(self.poll_send(cx, &buf[range], false))?;
-                        Poll::Ready(Ok(used))
-                    }
-                    Step::Done => {
-                        if let Some(send) = &mut self.send {
-                            send.send_data(Bytes::new(), true).map_err(h2_error)?;
-                        }
-                        self.upload = Upload::Done;
-                        Poll::Ready(Ok(used))
-                    }
+            Upload::Chunked(decoder) => {
+                let (used, done) = ready!(super::send::poll_send_chunked(send, cx, decoder, buf))?;
+                if done {
+                    self.upload = Upload::Done;
                 }
+                Poll::Ready(Ok(used))
             }
         }
-    }
-
-    fn poll_room(&mut self, cx: &mut Context<'_>, want: usize) -> Poll<io::Result<usize>> {
-        let send = self.send.as_mut().ok_or_else(|| invalid("no request"))?;
-        super::send::poll_room(send, cx, want)
-    }
-
-    fn poll_send(
-        &mut self,
-        cx: &mut Context<'_>,
-        data: &[u8],
-        last: bool,
-    ) -> Poll<io::Result<usize>> {
-        let send = self.send.as_mut().ok_or_else(|| invalid("no request"))?;
-        super::send::poll_send(send, cx, data, last)
     }
 
     /// Stages the response head once the app sent it.

@@ -155,39 +155,26 @@ pub fn render(metrics: &Metrics) -> String {
         sum(cores, |c| &c.tls_handshakes),
         sum(cores, |c| &c.tls_handshake_failures)
     );
-    describe(
-        &mut out,
-        "palisade_connections_accepted_total",
-        "counter",
-        "Client connections accepted.",
-    );
-    let _ = writeln!(
-        out,
-        "palisade_connections_accepted_total {}",
-        sum(cores, |c| &c.connections_accepted)
-    );
-    describe(
-        &mut out,
-        "palisade_http2_connections_total",
-        "counter",
-        "Client connections that chose HTTP/2 by ALPN.",
-    );
-    let _ = writeln!(
-        out,
-        "palisade_http2_connections_total {}",
-        sum(cores, |c| &c.http2_connections)
-    );
-    describe(
-        &mut out,
-        "palisade_http2_calm_down_total",
-        "counter",
-        "HTTP/2 connections closed with GOAWAY ENHANCE_YOUR_CALM for resetting too many streams.",
-    );
-    let _ = writeln!(
-        out,
-        "palisade_http2_calm_down_total {}",
-        sum(cores, |c| &c.http2_calm_down)
-    );
+    for (metric, help, pick) in [
+        (
+            "palisade_connections_accepted_total",
+            "Client connections accepted.",
+            (|c: &CoreMetrics| &c.connections_accepted) as fn(&CoreMetrics) -> &Counter,
+        ),
+        (
+            "palisade_http2_connections_total",
+            "Client connections that chose HTTP/2 by ALPN.",
+            |c: &CoreMetrics| &c.http2_connections,
+        ),
+        (
+            "palisade_http2_calm_down_total",
+            "HTTP/2 connections closed with GOAWAY ENHANCE_YOUR_CALM for resetting too many streams.",
+            |c: &CoreMetrics| &c.http2_calm_down,
+        ),
+    ] {
+        describe(&mut out, metric, "counter", help);
+        let _ = writeln!(out, "{metric} {}", sum(cores, pick));
+    }
     for (metric, help, pick) in [
         (
             "palisade_connections_open",
