@@ -10,6 +10,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use support::*;
 
@@ -120,11 +121,23 @@ http {{
             .collect()
     }
 
+    /// The protocol and connection of the request for `target`, waiting
+    /// (to the deadline) for nginx to log it: nginx writes the entry
+    /// after the response has gone, so a client can read the response
+    /// before the entry exists. `None` if it never appears.
     fn logged(&self, target: &str) -> Option<(String, String)> {
-        self.log()
-            .into_iter()
-            .find(|(_, _, _, t)| t == target)
-            .map(|(p, c, _, _)| (p, c))
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let entry = self
+                .log()
+                .into_iter()
+                .find(|(_, _, _, t)| t == target)
+                .map(|(p, c, _, _)| (p, c));
+            if entry.is_some() || Instant::now() > deadline {
+                return entry;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Graceful reload: the old worker sends GOAWAY and finishes.
