@@ -210,15 +210,50 @@ impl<S: AsyncRead + Unpin> Inbound<S> {
 /// `limit` (to a [`crate::deadline::TICK`]; never sooner). A `fut` that is
 /// ready when first polled costs no deadline; one that has to wait
 /// registers a coarse [`Deadline`](crate::deadline::Deadline), not a timer.
-pub async fn within<T>(limit: Duration, fut: impl Future<Output = io::Result<T>>) -> io::Result<T> {
-    let mut fut = std::pin::pin!(fut);
-    let mut deadline: Option<crate::deadline::Deadline> = None;
-    std::future::poll_fn(move |cx| {
-        if let std::task::Poll::Ready(result) = fut.as_mut().poll(cx) {
+///
+/// A struct rather than an `async fn`: an async wrapper would hold `fut`
+/// twice (the argument and its pinned copy), doubling the size of every
+/// request future that waits through it, and each exchange's future is
+/// moved whole when its task is spawned.
+pub fn within<F, T>(limit: Duration, fut: F) -> Within<F>
+where
+    F: Future<Output = io::Result<T>>,
+{
+    Within {
+        fut,
+        limit,
+        deadline: None,
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`within`].
+    pub struct Within<F> {
+        #[pin]
+        fut: F,
+        limit: Duration,
+        deadline: Option<crate::deadline::Deadline>,
+    }
+}
+
+impl<F, T> Future for Within<F>
+where
+    F: Future<Output = io::Result<T>>,
+{
+    type Output = io::Result<T>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let this = self.project();
+        if let std::task::Poll::Ready(result) = this.fut.poll(cx) {
             return std::task::Poll::Ready(result);
         }
-        match &deadline {
-            None => deadline = Some(crate::deadline::Deadline::register(limit, cx.waker())),
+        match this.deadline {
+            None => {
+                *this.deadline = Some(crate::deadline::Deadline::register(*this.limit, cx.waker()))
+            }
             Some(d) if d.fired(cx.waker()) => {
                 return std::task::Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::TimedOut,
@@ -228,8 +263,7 @@ pub async fn within<T>(limit: Duration, fut: impl Future<Output = io::Result<T>>
             Some(_) => {}
         }
         std::task::Poll::Pending
-    })
-    .await
+    }
 }
 
 /// A stream that counts the bytes written to it (the traffic log's bytes

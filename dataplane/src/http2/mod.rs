@@ -246,10 +246,14 @@ fn start_stream(
     let response = io.response();
     state.open.set(state.open.get() + 1);
     let (core, state) = (core.clone(), state.clone());
+    // The task's own future stays small: the exchange's future (several
+    // KiB) is boxed once when the task first runs instead of being moved
+    // whole through the executor's spawn (four copies of it, measured).
     glommio::spawn_local(async move {
         let max_resets = core.limits.http2.max_resets;
         let exchange = async {
-            crate::proxy::serve_connection(core, ClientIo::H2(Box::new(io)), peer, managed).await;
+            let client = ClientIo::H2(Box::new(io));
+            Box::pin(crate::proxy::serve_connection(core, client, peer, managed)).await;
             false
         };
         // The client resetting the stream before its response is whole

@@ -77,7 +77,10 @@ pub async fn exchange_with_app(x: &mut Exchange<'_>) -> Step {
         let reused = pooled.is_some();
         let mut up = match pooled {
             Some(c) => c,
-            None => match connect(x, &target).await {
+            // Boxed: a new connection (TLS, perhaps an HTTP/2 handshake) is
+            // a large future, and only this rare step should pay for it;
+            // inline it would enlarge every exchange's future.
+            None => match Box::pin(connect(x, &target)).await {
                 Ok(c) => c,
                 Err(e) => return Step::Fail(e),
             },
