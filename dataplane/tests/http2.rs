@@ -47,8 +47,21 @@ fn app() -> Origin {
             trailers: String::new(),
         },
         "/sink" => Reply::text(200, format!("got {}", req.body.len())),
+        "/page" => Reply::Full {
+            status: 200,
+            headers: vec![("Content-Type".into(), "text/html".into())],
+            body: page().into_bytes(),
+        },
         _ => Reply::text(200, format!("{} {}", req.method, req.target)),
     }))
+}
+
+/// A page with links to the app, which the proxy rewrites (so its
+/// length changes and it leaves the proxy without one).
+fn page() -> String {
+    (0..200)
+        .map(|i| format!("<a href=\"https://demo.test/p/{i}\">link {i}</a>\n"))
+        .collect()
 }
 
 fn start(origin: &Origin, args: &[&str]) -> Dataplane {
@@ -206,6 +219,31 @@ fn curl_and_nghttp_speak_h2_to_the_proxy_and_many_streams_share_a_connection() {
     );
     let connections = origin.connections();
     assert!(connections >= 1, "{connections}");
+}
+
+#[test]
+fn a_rewritten_page_ends_on_its_last_data_frame() {
+    let origin = app();
+    let dp = start(&origin, &[]);
+    // The body as a client reads it: rewritten (and instrumented).
+    let body = String::from_utf8(h2_get(&dp, "/page").body).expect("text");
+    assert!(
+        body.contains("https://demo.test.proxy.test/p/199"),
+        "{body}"
+    );
+    assert!(!body.contains("https://demo.test/"), "{body}");
+    let report = frames(&dp, "get", "/page");
+    let data = events(&report, "data");
+    let total: u64 = data.iter().map(|e| e["len"].as_u64().expect("len")).sum();
+    assert_eq!(total, body.len() as u64, "{report}");
+    // The filter's held-back tail and the end of the body go out on one
+    // frame: no DATA frame is empty, and the last one ends the stream.
+    let last = data.last().expect("DATA frames");
+    assert_eq!(last["end"], true, "{report}");
+    assert!(
+        data.iter().all(|e| e["len"].as_u64() > Some(0)),
+        "no empty DATA frame: {report}"
+    );
 }
 
 #[test]

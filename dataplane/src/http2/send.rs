@@ -65,32 +65,66 @@ pub fn poll_send_length(
     Poll::Ready(Ok(sent))
 }
 
-/// Takes a body in HTTP/1.1 chunked framing: framing is consumed, chunk
-/// data goes out as DATA, the last chunk ends the stream. Returns how
-/// many bytes of `buf` were taken and whether the body is complete.
+/// Takes a body in HTTP/1.1 chunked framing: framing is consumed, the
+/// data of every chunk in `buf` goes out as one DATA frame, and the last
+/// chunk ends the stream (on that frame when it is in `buf` too). Returns
+/// how many bytes of `buf` were taken and whether the body is complete.
+///
+/// One frame per write, not per chunk: the relay writes a rewritten body's
+/// last pieces and the last chunk together, and a frame for each (data,
+/// the filter's tail, an empty END_STREAM) cost the codec three rounds.
 pub fn poll_send_chunked(
     send: &mut SendStream<Bytes>,
     cx: &mut Context<'_>,
     decoder: &mut ChunkedDecoder,
     buf: &[u8],
 ) -> Poll<io::Result<(usize, bool)>> {
-    // The decoder gets no more than can be sent now, so a chunk it hands
+    // The decoder gets no more than can be sent now, so the data it hands
     // out is sent whole.
     let room = ready!(poll_room(send, cx, buf.len()))?;
-    let (used, step) = decoder
-        .step(&buf[..room.min(buf.len())])
-        .map_err(|e| invalid(&format!("chunked body: {e}")))?;
-    match step {
-        Step::Framing => Poll::Ready(Ok((used, false))),
-        Step::Data(range) => {
-            ready!(poll_send(send, cx, &buf[range], false))?;
-            Poll::Ready(Ok((used, false)))
+    let input = &buf[..room.min(buf.len())];
+    let mut pieces: [std::ops::Range<usize>; 4] = Default::default();
+    let mut count = 0;
+    let mut used = 0;
+    let mut done = false;
+    // At most four pieces per frame (a small fixed list, no allocation):
+    // the rest of `buf` comes with the next write.
+    while used < input.len() && count < pieces.len() {
+        let (n, step) = decoder
+            .step(&input[used..])
+            .map_err(|e| invalid(&format!("chunked body: {e}")))?;
+        match step {
+            Step::Framing => {}
+            Step::Data(range) => {
+                pieces[count] = used + range.start..used + range.end;
+                count += 1;
+            }
+            Step::Done => {
+                used += n;
+                done = true;
+                break;
+            }
         }
-        Step::Done => {
-            send.send_data(Bytes::new(), true).map_err(h2_error)?;
-            Poll::Ready(Ok((used, true)))
+        if n == 0 {
+            break;
         }
+        used += n;
     }
+    let data = match &pieces[..count] {
+        [] => Bytes::new(),
+        [one] => Bytes::copy_from_slice(&input[one.clone()]),
+        many => {
+            let mut joined = Vec::with_capacity(many.iter().map(|r| r.len()).sum());
+            for piece in many {
+                joined.extend_from_slice(&input[piece.clone()]);
+            }
+            Bytes::from(joined)
+        }
+    };
+    if !data.is_empty() || done {
+        send.send_data(data, done).map_err(h2_error)?;
+    }
+    Poll::Ready(Ok((used, done)))
 }
 
 pub fn invalid(what: &str) -> io::Error {
