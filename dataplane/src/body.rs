@@ -357,6 +357,10 @@ fn filter_into_pending(
     framing: SinkFraming,
 ) -> Result<(), FilterError> {
     out.clear();
+    // Room for the output at once: rewriting lengthens a body by its
+    // hosts' suffixes, and growing by doubling from a small pooled buffer
+    // cost a few reallocations per response.
+    pending.reserve(chunk.len() + chunk.len() / 4 + 64);
     let header_at = open_chunk(pending, framing);
     out.bytes = std::mem::take(pending);
     let body_at = out.bytes.len();

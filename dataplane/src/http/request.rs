@@ -84,17 +84,23 @@ pub struct ClientContext {
     pub tls: bool,
     /// The request came on an HTTP/2 stream.
     pub http2: bool,
-    /// The peer's IP as text, rendered once per connection.
-    pub ip_text: String,
+    /// The peer's IP as text, rendered once per connection (an HTTP/2
+    /// connection's streams share it).
+    pub ip_text: std::rc::Rc<str>,
 }
 
 impl ClientContext {
     pub fn new(peer: SocketAddr, tls: bool) -> ClientContext {
+        Self::with_ip_text(peer, tls, peer.ip().to_string().into())
+    }
+
+    /// With the peer's IP already rendered as `ip_text`.
+    pub fn with_ip_text(peer: SocketAddr, tls: bool, ip_text: std::rc::Rc<str>) -> ClientContext {
         ClientContext {
             peer,
             tls,
             http2: false,
-            ip_text: peer.ip().to_string(),
+            ip_text,
         }
     }
 }

@@ -173,6 +173,9 @@ where
         driver: RefCell::new(None),
     });
     let mut served_any = false;
+    // The peer's IP as text for forwarding headers, rendered once for all
+    // the connection's streams.
+    let ip_text: Rc<str> = peer.ip().to_string().into();
     loop {
         let max_streams = limits.max_streams as usize;
         let next = std::future::poll_fn(|cx| {
@@ -208,7 +211,11 @@ where
             Next::Stream(accepted) => {
                 served_any = true;
                 let (req, respond) = *accepted;
-                start_stream(&core, &state, req, respond, (peer, managed, tls));
+                let conn = crate::proxy::gate::Connection::with_context(
+                    crate::http::request::ClientContext::with_ip_text(peer, tls, ip_text.clone()),
+                    managed,
+                );
+                start_stream(&core, &state, req, respond, conn, tls);
             }
             Next::Closed => return,
             Next::Idle => {
@@ -232,7 +239,8 @@ fn start_stream(
     state: &Rc<ConnState>,
     req: http::Request<h2::RecvStream>,
     mut respond: h2::server::SendResponse<Bytes>,
-    (peer, managed, tls): (SocketAddr, bool, bool),
+    conn: crate::proxy::gate::Connection,
+    tls: bool,
 ) {
     let (parts, body) = req.into_parts();
     let mut head = core.buffers.take_scratch();
@@ -253,7 +261,7 @@ fn start_stream(
         let max_resets = core.limits.http2.max_resets;
         let exchange = async {
             let client = ClientIo::H2(Box::new(io));
-            Box::pin(crate::proxy::serve_connection(core, client, peer, managed)).await;
+            Box::pin(crate::proxy::serve_client(core, client, conn)).await;
             false
         };
         // The client resetting the stream before its response is whole

@@ -127,11 +127,15 @@ pub const PHASES: &[Phase] = &[
 /// Serves one client connection until it closes. `managed`: the client
 /// presented a certificate that verifies against the device roots.
 pub async fn serve_connection(core: Rc<Core>, stream: ClientIo, peer: SocketAddr, managed: bool) {
-    let tls = stream.is_tls();
-    let http2 = matches!(stream, ClientIo::H2(_));
+    let conn = Connection::new(peer, stream.is_tls(), managed);
+    serve_client(core, stream, conn).await
+}
+
+/// [`serve_connection`] with the connection's facts made by the caller
+/// (an HTTP/2 stream's come from its connection).
+pub async fn serve_client(core: Rc<Core>, stream: ClientIo, mut conn: Connection) {
+    conn.ctx.http2 = matches!(stream, ClientIo::H2(_));
     let mut client = Inbound::pooled(Counted::new(stream), core.buffers.clone());
-    let mut conn = Connection::new(peer, tls, managed);
-    conn.ctx.http2 = http2;
     // Head and output buffers are taken from the core's pool for each
     // exchange and given back before waiting for the next request.
     let mut upstream_head = Vec::new();

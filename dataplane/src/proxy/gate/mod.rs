@@ -64,8 +64,13 @@ impl Connection {
     /// `managed`: the client presented a certificate that verifies against
     /// the device roots.
     pub fn new(peer: SocketAddr, tls: bool, managed: bool) -> Connection {
+        Self::with_context(ClientContext::new(peer, tls), managed)
+    }
+
+    /// A connection whose forwarding facts are `ctx`.
+    pub fn with_context(ctx: ClientContext, managed: bool) -> Connection {
         Connection {
-            ctx: ClientContext::new(peer, tls),
+            ctx,
             devices: if managed {
                 crate::access::DEVICE_MANAGED
             } else {
