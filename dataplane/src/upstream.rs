@@ -188,7 +188,11 @@ pub async fn connect(target: &Target<'_>, timeout: Duration) -> Result<UpstreamC
 pub struct Pool {
     /// Keyed by upstream (names from the policy, not from clients, so a
     /// fast hash without flooding resistance is safe: one per request).
-    idle: rustc_hash::FxHashMap<Box<str>, Vec<(UpstreamConn, Instant)>>,
+    /// Oldest first: connections are put at the back and taken from the
+    /// back (the most recently used), and expire from the front, so
+    /// neither step scans or shifts the list (a core proxying many
+    /// concurrent exchanges keeps hundreds idle per upstream).
+    idle: rustc_hash::FxHashMap<Box<str>, std::collections::VecDeque<(UpstreamConn, Instant)>>,
     max_idle: usize,
     idle_timeout: Duration,
 }
@@ -205,7 +209,7 @@ impl Pool {
     /// The most recently used idle connection to `key`, if one is fresh.
     pub fn take(&mut self, key: &str) -> Option<UpstreamConn> {
         let list = self.idle.get_mut(key)?;
-        while let Some((conn, since)) = list.pop() {
+        while let Some((conn, since)) = list.pop_back() {
             if since.elapsed() < self.idle_timeout {
                 return Some(conn);
             }
@@ -226,10 +230,15 @@ impl Pool {
             None => self.idle.entry(key.into()).or_default(),
         };
         let now = Instant::now();
-        list.retain(|(_, since)| now.duration_since(*since) < self.idle_timeout);
-        if list.len() >= self.max_idle {
-            list.remove(0);
+        while list
+            .front()
+            .is_some_and(|(_, since)| now.duration_since(*since) >= self.idle_timeout)
+        {
+            list.pop_front();
         }
-        list.push((conn, now));
+        if list.len() >= self.max_idle {
+            list.pop_front();
+        }
+        list.push_back((conn, now));
     }
 }
