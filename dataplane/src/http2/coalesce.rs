@@ -7,6 +7,12 @@
 //! full records, one `send` per 16 KiB record at most. The buffer is lent
 //! by the core's pool for the length of a round, so an idle connection
 //! holds none.
+//!
+//! It is also where the connection meets the `h2` crate's I/O traits
+//! (tokio's): reads go through a pooled, already initialised buffer. A
+//! generic adapter has to zero the codec's whole free read space before
+//! every read (tokio's `ReadBuf` over uninitialised memory), about 4 KiB
+//! per read of a request or two.
 
 use std::io;
 use std::pin::Pin;
@@ -14,6 +20,7 @@ use std::rc::Rc;
 use std::task::{ready, Context, Poll};
 
 use futures_lite::{AsyncRead, AsyncWrite};
+use tokio::io::ReadBuf;
 
 use crate::io::BufferPool;
 
@@ -59,7 +66,7 @@ impl<T: AsyncWrite + Unpin> Coalesce<T> {
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for Coalesce<T> {
+impl<T: AsyncWrite + Unpin> tokio::io::AsyncWrite for Coalesce<T> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -82,19 +89,29 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Coalesce<T> {
         Pin::new(&mut this.inner).poll_flush(cx)
     }
 
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         ready!(this.poll_drain(cx))?;
         Pin::new(&mut this.inner).poll_close(cx)
     }
 }
 
-impl<T: AsyncRead + Unpin> AsyncRead for Coalesce<T> {
+impl<T: AsyncRead + Unpin> tokio::io::AsyncRead for Coalesce<T> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        // An initialised buffer lent for this read only: nothing is held
+        // between reads, and nothing is zeroed per read.
+        let mut lent = this.pool.take_read();
+        let want = buf.remaining().min(lent.len());
+        let result = Pin::new(&mut this.inner).poll_read(cx, &mut lent[..want]);
+        if let Poll::Ready(Ok(n)) = &result {
+            buf.put_slice(&lent[..*n]);
+        }
+        this.pool.give_read(lent);
+        result.map_ok(|_| ())
     }
 }

@@ -46,7 +46,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use h2::Reason;
-use tokio_util::compat::FuturesAsyncReadCompatExt;
 
 use crate::core::Core;
 use crate::io::within;
@@ -158,7 +157,7 @@ where
     let opened = Instant::now();
     let handshake = async {
         builder
-            .handshake::<_, Bytes>(Coalesce::new(io, core.buffers.clone()).compat())
+            .handshake::<_, Bytes>(Coalesce::new(io, core.buffers.clone()))
             .await
             .map_err(|e| std::io::Error::other(e.to_string()))
     };
