@@ -28,7 +28,6 @@ use bytes::Bytes;
 use futures_lite::{AsyncRead, AsyncWrite};
 use h2::client::{ResponseFuture, SendRequest};
 use h2::{RecvStream, SendStream};
-use tokio_util::compat::FuturesAsyncReadCompatExt;
 
 use super::send::{h2_error, invalid};
 use crate::http::chunked::{push_chunk_header, ChunkedDecoder};
@@ -60,11 +59,14 @@ impl Http2Upstreams {
 
     /// Takes a TLS connection whose ALPN chose `h2`: completes the HTTP/2
     /// handshake, drives the connection on its own task, keeps it for
-    /// `key` and returns a first stream on it.
+    /// `key` and returns a first stream on it. Its writes are collected
+    /// per round and its reads lent buffers from `pool`
+    /// ([`super::coalesce`]).
     pub async fn adopt(
         &self,
         key: &str,
         tls: ClientTls,
+        pool: Rc<crate::io::BufferPool>,
         window: u32,
         head_request: bool,
     ) -> io::Result<AppStream> {
@@ -74,7 +76,7 @@ impl Http2Upstreams {
             // Pushed streams are refused (RFC 9113 §8.4: the client says
             // so in its SETTINGS).
             .enable_push(false)
-            .handshake::<_, Bytes>(tls.compat())
+            .handshake::<_, Bytes>(super::coalesce::Coalesce::new(tls, pool))
             .await
             .map_err(|e| io::Error::other(format!("HTTP/2 handshake: {e}")))?;
         let alive = Rc::new(Cell::new(true));

@@ -170,10 +170,13 @@ async fn connect(x: &Exchange<'_>, target: &Target<'_>) -> Result<UpstreamConn, 
         unreachable!("matched above")
     };
     let window = x.core.limits.http2.stream_window;
-    let handshake = x
-        .core
-        .h2_upstreams
-        .adopt(&target.key, *tls, window, x.req.is_head);
+    let handshake = x.core.h2_upstreams.adopt(
+        &target.key,
+        *tls,
+        x.core.buffers.clone(),
+        window,
+        x.req.is_head,
+    );
     let stream = within(x.core.limits.connect_timeout, handshake)
         .await
         .map_err(|e| failed(upstream::ConnectError::Tls(e)))?;
