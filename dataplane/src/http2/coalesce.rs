@@ -1,4 +1,6 @@
-//! Writes of one HTTP/2 connection collected until the codec flushes.
+//! The I/O adapter under every HTTP/2 connection (to browsers and to
+//! apps): writes collected until the codec flushes, reads through lent
+//! buffers.
 //!
 //! The `h2` crate writes a round of frames as many small pieces (a frame
 //! header, then its payload, frame after frame) and flushes at the end of
