@@ -7,6 +7,7 @@
 //! unless the whole head passed every check.
 
 use std::net::SocketAddr;
+use std::rc::Rc;
 
 use super::fields::{self, FieldName, TransferCoding};
 pub use super::index::{RequestIndex, Span, MAX_RANGE_FIELDS};
@@ -84,23 +85,17 @@ pub struct ClientContext {
     pub tls: bool,
     /// The request came on an HTTP/2 stream.
     pub http2: bool,
-    /// The peer's IP as text, rendered once per connection (an HTTP/2
-    /// connection's streams share it).
-    pub ip_text: std::rc::Rc<str>,
+    /// The peer's IP as text, made once per connection (its HTTP/2 streams share it).
+    pub ip_text: Rc<str>,
 }
 
 impl ClientContext {
     pub fn new(peer: SocketAddr, tls: bool) -> ClientContext {
-        Self::with_ip_text(peer, tls, peer.ip().to_string().into())
-    }
-
-    /// With the peer's IP already rendered as `ip_text`.
-    pub fn with_ip_text(peer: SocketAddr, tls: bool, ip_text: std::rc::Rc<str>) -> ClientContext {
         ClientContext {
             peer,
             tls,
             http2: false,
-            ip_text,
+            ip_text: peer.ip().to_string().into(),
         }
     }
 }

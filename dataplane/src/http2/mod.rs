@@ -211,7 +211,12 @@ where
                 served_any = true;
                 let (req, respond) = *accepted;
                 let conn = crate::proxy::gate::Connection::with_context(
-                    crate::http::request::ClientContext::with_ip_text(peer, tls, ip_text.clone()),
+                    crate::http::request::ClientContext {
+                        peer,
+                        tls,
+                        http2: true,
+                        ip_text: ip_text.clone(),
+                    },
                     managed,
                 );
                 start_stream(&core, &state, req, respond, conn, tls);
