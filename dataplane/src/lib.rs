@@ -40,6 +40,7 @@ pub mod control;
 pub mod core;
 pub mod deadline;
 pub mod domains;
+pub mod executor;
 pub mod fuzz;
 pub mod hostmap;
 pub mod hosts;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+use palisade_dataplane::executor;
 use palisade_dataplane::limits::{Http2Limits, Limits};
 use palisade_dataplane::logs::LogConfig;
 use palisade_dataplane::metrics::{exporter, Metrics};
@@ -53,9 +54,12 @@ struct Args {
     /// entry i modulo the list [default: 0, 1, 2, …].
     #[arg(long, value_delimiter = ',')]
     cpus: Vec<usize>,
-    /// io_uring buffer memory per core, KiB (locked memory: cores × this
-    /// must fit RLIMIT_MEMLOCK).
-    #[arg(long, default_value_t = 1024)]
+    /// glommio's io memory per core, KiB: buffers for its direct file I/O,
+    /// which the data plane does not use (sockets read into their own
+    /// buffers). Registered with each of a core's three io_uring rings, so
+    /// 3 × this per core counts against RLIMIT_MEMLOCK; 64 is glommio's
+    /// floor.
+    #[arg(long, default_value_t = 64)]
     io_memory_kib: usize,
     /// Longest request line, bytes (over: 414).
     #[arg(long, default_value_t = Limits::default().max_request_line)]
@@ -251,13 +255,14 @@ fn start(a: Args) -> Result<(), String> {
             limits.max_connections
         );
     }
-    let memlock = server::ensure_memlock((cores * io_memory) as u64);
-    if memlock < (cores * io_memory) as u64 {
+    let per_core = executor::locked_bytes_per_core(io_memory);
+    let memlock = executor::ensure_memlock(cores as u64 * per_core);
+    let fits = memlock >= cores as u64 * per_core;
+    if !fits {
         palisade_dataplane::say!(
-            "dataplane: note: RLIMIT_MEMLOCK is {} KiB, below {} cores × {} KiB; io_uring buffers will not be registered (slower, still correct)",
+            "dataplane: note: RLIMIT_MEMLOCK is {} KiB, below {cores} cores × ~{} KiB of io_uring rings and io memory; cores that do not fit fail to start",
             memlock / 1024,
-            cores,
-            io_memory / 1024
+            per_core / 1024,
         );
     }
     let metrics = Metrics::new(cores);
@@ -278,6 +283,7 @@ fn start(a: Args) -> Result<(), String> {
         snapshot_cache: a.snapshot_cache.clone(),
         limits,
         io_memory,
+        wait_for_locked_memory: fits,
         log: (!a.no_log).then(|| LogConfig {
             batch_records: a.log_batch_records.max(1),
             memory_budget: (a.log_memory_kib << 10) as usize,

@@ -9,26 +9,16 @@ use std::sync::mpsc;
 use std::sync::Arc;
 
 use glommio::net::TcpListener;
-use glommio::{LocalExecutorBuilder, Placement};
 use palisade_schema::snapshot;
 
 use crate::control::{self, ControlConfig};
 use crate::core::Core;
+use crate::executor::{self, ExecutorConfig};
 use crate::io::within;
 use crate::limits::Limits;
 use crate::proxy::serve_connection;
 use crate::snapshot::{system_roots, SharedRoots, Snapshot, SnapshotError};
 use crate::stream::{ClientIo, ServerTls};
-
-/// Submission entries of each io_uring ring of a core (glommio's default
-/// is 128). The kernel sizes a ring's poll-cancel hash table from its
-/// completion queue (8 buckets at 128 entries, the maximum of 256 from
-/// 4,096), and glommio cancels its preemption timeout with an async cancel
-/// on every reactor turn, which the kernel first looks up among the ring's
-/// armed polls: with 10,000 idle connections (one armed poll each) a
-/// turn walked ~1,250 of them per bucket. Measured in BENCHMARKS.md
-/// ("Connection floods").
-const RING_DEPTH: usize = 4096;
 
 /// Everything a data plane needs to start.
 #[derive(Clone, Debug)]
@@ -49,9 +39,13 @@ pub struct ServerConfig {
     /// Where pushed snapshots are kept for restarts without controld.
     pub snapshot_cache: Option<PathBuf>,
     pub limits: Limits,
-    /// io_uring registered-buffer memory per core (bytes); counts against
-    /// RLIMIT_MEMLOCK.
+    /// glommio's io memory per core (bytes), registered with each of its
+    /// three io_uring rings; counts against RLIMIT_MEMLOCK (see
+    /// [`crate::executor`]).
     pub io_memory: usize,
+    /// Whether a core that finds locked memory taken waits for it (the
+    /// run's own need fits RLIMIT_MEMLOCK; see [`crate::executor::build`]).
+    pub wait_for_locked_memory: bool,
     /// Traffic and activity logging (sent to controld over `control`);
     /// `None`: off.
     pub log: Option<crate::logs::LogConfig>,
@@ -77,7 +71,7 @@ pub enum StartError {
     },
     /// The bound address of a reserved port could not be read.
     NoBoundAddress,
-    /// A core's thread could not be started.
+    /// A core's thread or executor could not be started.
     Core { index: usize, error: String },
     /// A core failed while starting (`what`: its own start-up error).
     CoreStart { index: usize, what: Box<StartError> },
@@ -156,11 +150,23 @@ pub fn run(
         } else {
             config.cpus[index % config.cpus.len()]
         };
-        let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
-            .name(&format!("palisade-core{index}"))
-            .io_memory(config.io_memory)
-            .ring_depth(RING_DEPTH)
-            .spawn(move || async move {
+        let executor_config = ExecutorConfig {
+            index,
+            cpu,
+            io_memory: config.io_memory,
+            wait_for_locked_memory: config.wait_for_locked_memory,
+        };
+        // The executor is built on its thread (it pins the thread to its
+        // CPU), so that a failure reaches `ready` with its reason.
+        let core_thread = move || {
+            let executor = match executor::build(executor_config) {
+                Ok(executor) => executor,
+                Err(error) => {
+                    let _ = ready.send(Err(StartError::Core { index, error }));
+                    return;
+                }
+            };
+            executor.run(async move {
                 let start =
                     || -> Result<(TcpListener, Option<TcpListener>, Rc<Core>), StartError> {
                         let routes = match &bytes {
@@ -230,6 +236,10 @@ pub fn run(
                 }
                 accept(core, listener, slots, Transport::Plain).await;
             })
+        };
+        let handle = std::thread::Builder::new()
+            .name(format!("palisade-core{index}"))
+            .spawn(core_thread)
             .map_err(|e| StartError::Core {
                 index,
                 error: e.to_string(),
@@ -421,31 +431,6 @@ fn reserve_port(addr: SocketAddr) -> Result<(SocketAddr, Option<socket2::Socket>
         .and_then(|a| a.as_socket())
         .ok_or(StartError::NoBoundAddress)?;
     Ok((bound, Some(sock)))
-}
-
-/// Raises the soft RLIMIT_MEMLOCK toward the hard limit when `needed`
-/// bytes would not fit. Returns the soft limit in force afterwards.
-pub fn ensure_memlock(needed: u64) -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) != 0 {
-            return 0;
-        }
-        if lim.rlim_cur < needed && lim.rlim_max > lim.rlim_cur {
-            let raised = libc::rlimit {
-                rlim_cur: lim.rlim_max.min(needed.max(lim.rlim_cur)),
-                rlim_max: lim.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_MEMLOCK, &raised) == 0 {
-                return raised.rlim_cur;
-            }
-        }
-    }
-    lim.rlim_cur
 }
 
 /// Raises the soft open-files limit to the hard limit (every client and

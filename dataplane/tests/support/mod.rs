@@ -113,15 +113,7 @@ impl Dataplane {
         } else {
             (policy_text.to_string(), vec![], None)
         };
-        let policy = compile_source(
-            "test.toml",
-            &policy_text,
-            dir.path(),
-            &CompileOptions::default(),
-        )
-        .unwrap_or_else(|e| panic!("test policy does not compile:\n{e}"));
-        let snap = dir.path().join("policy.snap");
-        std::fs::write(&snap, palisade_schema::snapshot::encode(&policy)).expect("write snapshot");
+        let snap = write_snapshot(dir.path(), &policy_text);
         let mut child = Command::new(env!("CARGO_BIN_EXE_dataplane"))
             .arg("--snapshot")
             .arg(&snap)
@@ -500,6 +492,16 @@ pub fn request(dp: &Dataplane, bytes: &[u8]) -> Response {
     s.write_all(bytes).expect("write");
     let head = bytes.starts_with(b"HEAD ");
     Reader::new(&mut s).response(head)
+}
+
+/// Compiles `policy_text` (files it names resolve in `dir`) into
+/// `dir/policy.snap` and returns that path.
+pub fn write_snapshot(dir: &std::path::Path, policy_text: &str) -> PathBuf {
+    let policy = compile_source("test.toml", policy_text, dir, &CompileOptions::default())
+        .unwrap_or_else(|e| panic!("test policy does not compile:\n{e}"));
+    let snap = dir.join("policy.snap");
+    std::fs::write(&snap, palisade_schema::snapshot::encode(&policy)).expect("write snapshot");
+    snap
 }
 
 /// A simple GET for `host` (the proxy host) and `target`.

@@ -3,7 +3,6 @@
 //
 // This product includes software developed at Datadog (https://www.datadoghq.com/). Copyright 2020 Datadog, Inc.
 //
-use alloc::alloc::Layout;
 use log::warn;
 use nix::{
     fcntl::{FallocateFlags, OFlag},
@@ -92,7 +91,6 @@ pub(crate) struct UringBufferAllocator {
     data: ptr::NonNull<u8>,
     size: usize,
     allocator: RefCell<BuddyAlloc>,
-    layout: Layout,
     uring_buffer_id: Cell<Option<u32>>,
 }
 
@@ -106,15 +104,34 @@ impl fmt::Debug for UringBufferAllocator {
 
 impl UringBufferAllocator {
     fn new(size: usize) -> Self {
-        let layout = Layout::from_size_align(size, 4096).unwrap();
+        // (Palisade patch) The region is registered with each of the
+        // executor's three rings, and the kernel charges a registered buffer
+        // to RLIMIT_MEMLOCK by the pages it pins, counting a transparent
+        // huge page whole: from the heap, 1 MiB that happened to sit in a
+        // 2 MiB huge page was charged 2 MiB per ring, 6 MiB per executor.
+        // Mapped on its own and kept out of huge pages, the charge is
+        // exactly `size` per ring.
+        let size = size.div_ceil(4096) * 4096;
         let (data, allocator) = unsafe {
-            let data = alloc::alloc::alloc(layout);
-            let data = std::ptr::NonNull::new(data).unwrap();
-            let allocator = BuddyAlloc::new(BuddyAllocParam::new(
-                data.as_ptr(),
-                layout.size(),
-                layout.align(),
-            ));
+            let data = libc::mmap(
+                ptr::null_mut(),
+                size,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            assert!(
+                data != libc::MAP_FAILED,
+                "mapping {size} bytes of io memory: {}",
+                io::Error::last_os_error()
+            );
+            // Advice only: a kernel without transparent huge pages refuses
+            // it, and then there is nothing to avoid.
+            libc::madvise(data, size, libc::MADV_NOHUGEPAGE);
+            let data = std::ptr::NonNull::new(data.cast::<u8>()).unwrap();
+            let allocator =
+                BuddyAlloc::new(BuddyAllocParam::new(data.as_ptr(), size, 4096));
             (data, RefCell::new(allocator))
         };
 
@@ -122,7 +139,6 @@ impl UringBufferAllocator {
             data,
             size,
             allocator,
-            layout,
             uring_buffer_id: Cell::new(None),
         }
     }
@@ -159,7 +175,7 @@ impl UringBufferAllocator {
 impl Drop for UringBufferAllocator {
     fn drop(&mut self) {
         unsafe {
-            alloc::alloc::dealloc(self.data.as_ptr(), self.layout);
+            libc::munmap(self.data.as_ptr().cast(), self.size);
         }
     }
 }
@@ -1304,6 +1320,10 @@ macro_rules! flush_rings {
     }}
 }
 
+/// (Palisade patch) Depth of the poll and latency rings: glommio's default
+/// ring depth, whatever the main ring's.
+const SIDE_RING_DEPTH: usize = 128;
+
 fn align_up(v: usize, align: usize) -> usize {
     (v + align - 1) & !(align - 1)
 }
@@ -1331,11 +1351,18 @@ impl Reactor {
         let allocator = Rc::new(UringBufferAllocator::new(io_memory));
         let registry = vec![allocator.as_bytes()];
 
+        // (Palisade patch) Only the main ring takes `ring_depth`. The poll
+        // ring carries polled disk I/O and the latency ring accepts, connects
+        // and latency-sensitive receives, never the socket polls a deep ring
+        // is for; a ring's memory counts against RLIMIT_MEMLOCK (~400 KiB at
+        // 4,096 entries, 16 KiB at 128), and operations beyond a ring's depth
+        // wait in its submission queue.
+        let side_depth = ring_depth.min(SIDE_RING_DEPTH);
         let main_ring =
             SleepableRing::new(ring_depth, "main", allocator.clone(), source_map.clone())?;
-        let poll_ring = PollRing::new(ring_depth, allocator.clone(), source_map.clone())?;
+        let poll_ring = PollRing::new(side_depth, allocator.clone(), source_map.clone())?;
         let mut latency_ring =
-            SleepableRing::new(ring_depth, "latency", allocator.clone(), source_map.clone())?;
+            SleepableRing::new(side_depth, "latency", allocator.clone(), source_map.clone())?;
 
         match main_ring.registrar().register_buffers_by_ref(&registry) {
             Err(x) => warn!("Error: registering buffers in the main ring. Skipping{x:#?}"),
@@ -2065,6 +2092,7 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
+    use alloc::alloc::Layout;
 
     #[test]
     fn timeout_smoke_test() {
