@@ -93,9 +93,10 @@ impl Limited {
 
     /// The "listening on ADDR" line's address, within `deadline`.
     fn ready(&self, deadline: Duration) -> std::net::SocketAddr {
-        let line = self.lines.recv_timeout(deadline).unwrap_or_else(|_| {
-            panic!("the data plane did not start; stderr:\n{}", self.stderr())
-        });
+        let line = self
+            .lines
+            .recv_timeout(deadline)
+            .unwrap_or_else(|_| panic!("the data plane did not start; stderr:\n{}", self.stderr()));
         line.split_whitespace()
             .nth(3)
             .and_then(|a| a.parse().ok())
