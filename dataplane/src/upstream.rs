@@ -23,13 +23,21 @@ pub use crate::stream::UpstreamStream;
 
 impl UpstreamStream {
     /// True when the socket has nothing to read and is not closed: safe to
-    /// send a new request on. Uses a non-blocking `MSG_PEEK` so the answer
-    /// reflects the kernel's state right now.
+    /// send a new request on. The readiness poll glommio arms after a short
+    /// read answers without a system call: not fired as of the executor's
+    /// last turn means nothing arrived since the response was read (the
+    /// view nginx and HAProxy have of an idle connection through their
+    /// event loops; a close after it is caught by the retry of an
+    /// idempotent request, as a close after any check would be). Without
+    /// an armed poll, a non-blocking `MSG_PEEK` asks the kernel.
     pub fn is_idle_and_open(&self) -> bool {
         use std::os::fd::AsRawFd;
         let Some(tcp) = self.tcp() else {
             return false;
         };
+        if let Some(quiet) = tcp.quiet_since_last_read() {
+            return quiet;
+        }
         let fd = tcp.as_raw_fd();
         let mut byte = 0u8;
         // SAFETY: recv writes at most 1 byte into `byte`, which outlives the

@@ -232,6 +232,13 @@ impl<S: AsRawFd> NonBufferedStream<S> {
         self.source_rx = Some(reactor.poll_read_ready(stream_fd));
     }
 
+    /// (Palisade patch) See `TcpStream::quiet_since_last_read`.
+    pub(crate) fn quiet_since_last_read(&self) -> Option<bool> {
+        self.source_rx
+            .as_ref()
+            .map(|source| source.result().is_none())
+    }
+
     pub(crate) fn try_peek(&self, buf: &mut [u8]) -> Option<io::Result<usize>> {
         super::yolo_peek(self.stream.as_raw_fd(), buf)
     }
@@ -391,6 +398,16 @@ where
     unsafe fn from_raw_fd(fd: RawFd) -> Self {
         let socket = socket2::Socket::from_raw_fd(fd);
         GlommioStream::from(socket)
+    }
+}
+
+impl<S: AsRawFd> GlommioStream<S, NonBuffered> {
+    /// (Palisade patch) See `TcpStream::quiet_since_last_read`.
+    pub(crate) fn quiet_since_last_read(&self) -> Option<bool> {
+        if self.rx_done.get() {
+            return Some(false);
+        }
+        self.stream.quiet_since_last_read()
     }
 }
 

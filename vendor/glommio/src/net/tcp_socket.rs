@@ -499,6 +499,19 @@ impl TcpStream {
     }
 }
 
+impl TcpStream {
+    /// (Palisade patch) Whether nothing arrived on the socket since its last
+    /// read, without a system call: after a read that did not fill its
+    /// buffer (and when the stream is made) a readiness poll is armed, and
+    /// `Some(true)` says it has not fired as of the reactor's last turn,
+    /// `Some(false)` that it has (bytes or the end of the stream wait).
+    /// `None` when no poll is armed (the last read filled its buffer): only
+    /// a `recv` can tell then.
+    pub fn quiet_since_last_read(&self) -> Option<bool> {
+        self.stream.quiet_since_last_read()
+    }
+}
+
 impl<B: RxBuf> TcpStream<B> {
     /// Sets the read timeout to the timeout specified.
     ///
