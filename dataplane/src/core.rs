@@ -30,6 +30,9 @@ pub struct Core {
     pub h2_upstreams: crate::http2::upstream::Http2Upstreams,
     /// Read and scratch buffers lent to this core's connections.
     pub buffers: Rc<BufferPool>,
+    /// Read buffers of upstream connections (an idle pooled connection
+    /// gives its buffer back here).
+    pub upstream_buffers: Rc<BufferPool>,
     /// This core's traffic and activity log (`None`: logging is off).
     pub logs: Option<RefCell<LogShard>>,
     /// Request ids for block pages: a per-core random start, counted up.
@@ -57,6 +60,7 @@ impl Core {
             pool: RefCell::new(pool),
             h2_upstreams: Default::default(),
             buffers: Rc::new(BufferPool::new(CLIENT_BUFFER, 4096)),
+            upstream_buffers: Rc::new(BufferPool::new(crate::upstream::UPSTREAM_BUFFER, 1024)),
             logs: None,
             request_ids: Cell::new(random_u64()),
             held_bytes: Cell::new(0),

@@ -113,6 +113,32 @@ impl<S> Inbound<S> {
         }
     }
 
+    /// An `Inbound` reading into a buffer taken from `pool` at once (its
+    /// first read gets the whole buffer); [`Inbound::release_if_idle`]
+    /// gives it back and [`Inbound::reattach`] takes one again. For
+    /// connections whose next bytes are due (an app's response), unlike
+    /// [`Inbound::pooled`].
+    pub fn with_pooled_buffer(stream: S, pool: Rc<BufferPool>) -> Self {
+        Inbound {
+            stream,
+            buf: pool.take_read(),
+            start: 0,
+            end: 0,
+            pool: Some(pool),
+            consumed: 0,
+        }
+    }
+
+    /// Takes a buffer from the pool again after
+    /// [`Inbound::release_if_idle`] gave it back.
+    pub fn reattach(&mut self) {
+        if self.buf.is_empty() {
+            if let Some(pool) = &self.pool {
+                self.buf = pool.take_read();
+            }
+        }
+    }
+
     /// Gives the buffer back to the pool if nothing is buffered.
     pub fn release_if_idle(&mut self) {
         if self.start == self.end && !self.buf.is_empty() {
@@ -121,16 +147,6 @@ impl<S> Inbound<S> {
                 self.start = 0;
                 self.end = 0;
             }
-        }
-    }
-
-    /// Drops a buffer grown beyond `max` bytes when nothing is buffered
-    /// (a body held for inspection), keeping a `max`-byte one.
-    pub fn shrink_idle(&mut self, max: usize) {
-        if self.start == self.end && self.buf.len() > max {
-            self.buf = vec![0; max];
-            self.start = 0;
-            self.end = 0;
         }
     }
 

@@ -7,13 +7,14 @@
 use std::borrow::Cow;
 use std::io;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use glommio::net::TcpStream;
 use rustls::pki_types::ServerName;
 
-use crate::io::{within, Inbound};
+use crate::io::{within, BufferPool, Inbound};
 use crate::snapshot::{AppRoute, UpstreamRoute};
 
 /// Read buffer per upstream connection.
@@ -136,7 +137,11 @@ impl std::fmt::Display for ConnectError {
 }
 
 /// Opens a new connection to `target` within `timeout` (DNS, TCP and TLS).
-pub async fn connect(target: &Target<'_>, timeout: Duration) -> Result<UpstreamConn, ConnectError> {
+pub async fn connect(
+    target: &Target<'_>,
+    timeout: Duration,
+    buffers: &Rc<BufferPool>,
+) -> Result<UpstreamConn, ConnectError> {
     let deadline = Instant::now() + timeout;
     let addr = match target.ip {
         Some(ip) => SocketAddr::new(ip, target.port),
@@ -189,7 +194,7 @@ pub async fn connect(target: &Target<'_>, timeout: Duration) -> Result<UpstreamC
             UpstreamStream::Tls(Box::new(tls))
         }
     };
-    Ok(Inbound::new(stream, UPSTREAM_BUFFER))
+    Ok(Inbound::with_pooled_buffer(stream, buffers.clone()))
 }
 
 /// Idle keep-alive connections of one core, per upstream.
@@ -217,8 +222,9 @@ impl Pool {
     /// The most recently used idle connection to `key`, if one is fresh.
     pub fn take(&mut self, key: &str) -> Option<UpstreamConn> {
         let list = self.idle.get_mut(key)?;
-        while let Some((conn, since)) = list.pop_back() {
+        while let Some((mut conn, since)) = list.pop_back() {
             if since.elapsed() < self.idle_timeout {
+                conn.reattach();
                 return Some(conn);
             }
         }
@@ -231,8 +237,10 @@ impl Pool {
         if !conn.buffered().is_empty() || self.max_idle == 0 {
             return;
         }
-        // A buffer grown to hold a file under inspection is not kept idle.
-        conn.shrink_idle(UPSTREAM_BUFFER);
+        // An idle connection holds no read buffer (it goes back to the
+        // core's upstream buffers; one grown to hold a file under
+        // inspection is dropped), so idle connections cost their socket.
+        conn.release_if_idle();
         let list = match self.idle.get_mut(key) {
             Some(list) => list,
             None => self.idle.entry(key.into()).or_default(),

@@ -16,11 +16,15 @@ use crate::stream::ClientStream;
 /// *finish*: pools the upstream connection when `reuse_upstream`, and
 /// ends the exchange keeping the client connection open or not.
 pub fn done(x: &mut Exchange<'_>, reuse_upstream: bool, keep_alive: bool) -> Step {
-    if let (true, Some(up), Some(key)) = (reuse_upstream, x.upstream.take(), x.pool_key.as_deref())
+    if let (true, Some(mut up), Some(key)) =
+        (reuse_upstream, x.upstream.take(), x.pool_key.as_deref())
     {
-        // An HTTP/2 stream ends with its exchange; its connection stays
-        // with the core's HTTP/2 connections.
-        if !matches!(up.stream, crate::stream::MaybeTls::H2(_)) {
+        if matches!(up.stream, crate::stream::MaybeTls::H2(_)) {
+            // An HTTP/2 stream ends with its exchange (its connection stays
+            // with the core's HTTP/2 connections); its buffer serves the
+            // next one.
+            up.release_if_idle();
+        } else {
             x.core.pool.borrow_mut().put(key, up);
         }
     }

@@ -69,9 +69,9 @@ pub async fn exchange_with_app(x: &mut Exchange<'_>) -> Step {
                 .h2_upstreams
                 .stream(&target.key, x.req.is_head)
                 .filter(|_| http2 && attempt == 1)?;
-            Some(crate::io::Inbound::new(
+            Some(crate::io::Inbound::with_pooled_buffer(
                 upstream::UpstreamStream::H2(Box::new(stream)),
-                upstream::UPSTREAM_BUFFER,
+                x.core.upstream_buffers.clone(),
             ))
         });
         let reused = pooled.is_some();
@@ -157,9 +157,13 @@ async fn connect(x: &Exchange<'_>, target: &Target<'_>) -> Result<UpstreamConn, 
         }
         .into()
     };
-    let conn = upstream::connect(target, x.core.limits.connect_timeout)
-        .await
-        .map_err(failed)?;
+    let conn = upstream::connect(
+        target,
+        x.core.limits.connect_timeout,
+        &x.core.upstream_buffers,
+    )
+    .await
+    .map_err(failed)?;
     let upstream::UpstreamStream::Tls(tls) = &conn.stream else {
         return Ok(conn);
     };
@@ -180,9 +184,9 @@ async fn connect(x: &Exchange<'_>, target: &Target<'_>) -> Result<UpstreamConn, 
     let stream = within(x.core.limits.connect_timeout, handshake)
         .await
         .map_err(|e| failed(upstream::ConnectError::Tls(e)))?;
-    Ok(crate::io::Inbound::new(
+    Ok(crate::io::Inbound::with_pooled_buffer(
         upstream::UpstreamStream::H2(Box::new(stream)),
-        upstream::UPSTREAM_BUFFER,
+        x.core.upstream_buffers.clone(),
     ))
 }
 
