@@ -307,6 +307,45 @@ fn requests_through_the_data_plane_produce_exactly_the_expected_rows() {
 
 /// Clients sending unique URLs on keep-alive connections until stopped;
 /// each completed URL is kept.
+#[test]
+fn an_upload_whose_file_part_follows_the_head_is_logged_with_its_name() {
+    // A client that sends `Expect: 100-continue` sends no body before the
+    // proxy asks for it, so the file part is never in the head's read.
+    let env = Env::new();
+    let origin = app_origin();
+    let policy = demo_policy(&env, "p.toml", origin.addr(), "");
+    let _controld = env.controld(&policy, &[]);
+    let (_dp, front) = start_dataplane(&env, 1, &[]);
+    env.wait_for_cores(1, 1);
+    let fields = "--B1\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhi\r\n";
+    let file = "--B1\r\nContent-Disposition: form-data; name=\"f\"; filename=\"late.csv\"\r\n\r\na,b\r\n--B1--\r\n";
+    let body = format!("{fields}{file}");
+    let mut s = TcpStream::connect(front.plain).expect("connect");
+    s.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    let head = format!(
+        "POST /upload HTTP/1.1\r\nHost: {HOST}\r\nExpect: 100-continue\r\nContent-Type: multipart/form-data; boundary=B1\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).expect("head");
+    let continue_line = b"HTTP/1.1 100 Continue\r\n\r\n";
+    let mut interim = vec![0u8; continue_line.len()];
+    s.read_exact(&mut interim).expect("100 Continue");
+    assert_eq!(interim, continue_line);
+    // The plain fields first, then the file part, as a browser streams a
+    // form.
+    s.write_all(fields.as_bytes()).expect("fields");
+    s.flush().expect("flush");
+    let (status, _) = roundtrip(&mut s, file.as_bytes());
+    assert_eq!(status, 201);
+    let activities = env.wait_for_records("activity", 1);
+    let up = activities
+        .iter()
+        .find(|a| a["activity"] == "upload")
+        .unwrap_or_else(|| panic!("no upload record: {activities:#?}"));
+    assert_eq!(up["file_name"], "late.csv");
+    assert_eq!(up["file_size"], body.len() as u64);
+}
+
 fn keep_alive_load(front: Front, clients: usize) -> support::Load {
     support::Load::start(clients, move |c| {
         let mut s = Conn::open(&front);

@@ -64,6 +64,9 @@ pub struct Exchange<'x> {
     /// An upload or download recognized for the log alone (no session
     /// decision): used when `served.activity` is empty.
     pub recognized: Option<ActivityNote>,
+    /// A multipart upload whose file part had not arrived with the head:
+    /// empty until *send* has read far enough to find its file's name.
+    pub late_upload_name: Option<Vec<u8>>,
     /// Client bytes consumed when the request body started.
     pub body_start: u64,
 }

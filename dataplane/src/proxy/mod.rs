@@ -206,6 +206,7 @@ pub async fn serve_client(core: Rc<Core>, stream: ClientIo, mut conn: Connection
             pool_key: None,
             response: None,
             recognized: None,
+            late_upload_name: None,
             body_start: 0,
         };
         let outcome = run(&mut x).await;
@@ -276,7 +277,8 @@ async fn run(x: &mut Exchange<'_>) -> Outcome {
     proceed!(x, upstream::exchange_with_app(x).await);
     let status = x.response.as_ref().map_or(0, |r| r.status);
     x.served.status = status;
-    if let Some(file_name) = upload {
+    let late_name = x.late_upload_name.take().filter(|name| !name.is_empty());
+    if let Some(file_name) = upload.or(late_name) {
         x.recognized = Some(exchange::ActivityNote {
             name: "upload".into(),
             file_name,
@@ -293,15 +295,23 @@ async fn run(x: &mut Exchange<'_>) -> Outcome {
 }
 
 /// An upload the log names (the first file part of a multipart body, if
-/// it has arrived), recognized before the body is sent.
-fn recognize_upload(x: &Exchange<'_>) -> Option<Vec<u8>> {
+/// it has arrived), recognized before the body is sent. A multipart body
+/// whose file part is still on the way is marked for *send* to name
+/// (`late_upload_name`): a client that sent `Expect: 100-continue` sends
+/// no body before it is asked.
+fn recognize_upload(x: &mut Exchange<'_>) -> Option<Vec<u8>> {
     if x.core.logs.is_none() || !x.req.framing.has_body() {
         return None;
     }
     let (method, target) = x.method_and_target();
     let content_type = x.req.index.content_type.of(&x.upstream_head);
     let upload = crate::activity::upload(&x.app().profile, method, target, content_type)?;
-    crate::activity::upload_file_name(&upload, x.client.buffered(), target)
+    let name = crate::activity::upload_file_name(&upload, x.client.buffered(), target);
+    let multipart = matches!(upload, crate::activity::Upload::Multipart(_));
+    if name.is_none() && multipart && matches!(x.req.framing, crate::http::Framing::Length(_)) {
+        x.late_upload_name = Some(Vec::new());
+    }
+    name
 }
 
 /// Sends a response the proxy wrote itself (in `x.out`). The connection

@@ -197,6 +197,12 @@ async fn connect(x: &Exchange<'_>, target: &Target<'_>) -> Result<UpstreamConn, 
 /// held it whole, else byte for byte with its own. A chunked body stays
 /// chunked, unwrapped as it streams.
 async fn send(x: &mut Exchange<'_>, up: &mut UpstreamConn) -> Result<(), RequestBodyError> {
+    if x.late_upload_name
+        .as_ref()
+        .is_some_and(|name| name.is_empty())
+    {
+        name_late_upload(x).await;
+    }
     x.out.clear();
     let mut unwrap = x.req.unwrap_body;
     if let (Some(how), Framing::Length(n)) = (unwrap, x.req.framing) {
@@ -222,6 +228,47 @@ async fn send(x: &mut Exchange<'_>, up: &mut UpstreamConn) -> Result<(), Request
     let result = body::relay(x.client, &mut up.stream, how, filter, &mut x.out).await;
     x.out.clear();
     result.map(|_| ()).map_err(RequestBodyError::from)
+}
+
+/// Bytes of a multipart body read ahead to find its first file part's
+/// name for the log (the part's head comes after any plain fields).
+const UPLOAD_NAME_WINDOW: usize = 64 * 1024;
+
+/// Reads a Content-Length multipart body on until its first file part's
+/// name has arrived, the body is whole or [`UPLOAD_NAME_WINDOW`] bytes
+/// are buffered (each read within the body timeout); the body then goes
+/// to the app as usual, from the buffer. Nothing found leaves the name
+/// empty: a form without a file is not an upload.
+async fn name_late_upload(x: &mut Exchange<'_>) {
+    let Framing::Length(n) = x.req.framing else {
+        return;
+    };
+    let enough = usize::try_from(n)
+        .unwrap_or(usize::MAX)
+        .min(UPLOAD_NAME_WINDOW);
+    loop {
+        let buffered = x.client.buffered();
+        let body = &buffered[..buffered.len().min(enough)];
+        // Whole lines only: a name cut by the end of a read is not a name.
+        let lines = &body[..memchr::memrchr(b'\n', body).map_or(0, |i| i + 1)];
+        if let Some(name) = crate::activity::disposition::multipart_file_name(lines) {
+            x.late_upload_name = Some(name);
+            return;
+        }
+        if body.len() >= enough {
+            return;
+        }
+        match within(
+            x.core.limits.body_timeout,
+            x.client.fill(UPLOAD_NAME_WINDOW),
+        )
+        .await
+        {
+            Ok(read) if read > 0 => {}
+            // The relay meets the same end or timeout and answers it.
+            _ => return,
+        }
+    }
 }
 
 /// Reads a Content-Length body that is to be unwrapped whole into the
