@@ -305,8 +305,6 @@ fn requests_through_the_data_plane_produce_exactly_the_expected_rows() {
     assert_eq!(demo["bytes_up"], sent);
 }
 
-/// Clients sending unique URLs on keep-alive connections until stopped;
-/// each completed URL is kept.
 #[test]
 fn an_upload_whose_file_part_follows_the_head_is_logged_with_its_name() {
     // A client that sends `Expect: 100-continue` sends no body before the
@@ -346,6 +344,8 @@ fn an_upload_whose_file_part_follows_the_head_is_logged_with_its_name() {
     assert_eq!(up["file_size"], body.len() as u64);
 }
 
+/// Clients sending unique URLs on keep-alive connections until stopped;
+/// each completed URL is kept.
 fn keep_alive_load(front: Front, clients: usize) -> support::Load {
     support::Load::start(clients, move |c| {
         let mut s = Conn::open(&front);

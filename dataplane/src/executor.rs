@@ -134,26 +134,7 @@ pub fn memlock_limit() -> u64 {
 /// Raises the soft RLIMIT_MEMLOCK toward the hard limit when `needed`
 /// bytes would not fit. Returns the soft limit in force afterwards.
 pub fn ensure_memlock(needed: u64) -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) != 0 {
-            return 0;
-        }
-        if lim.rlim_cur < needed && lim.rlim_max > lim.rlim_cur {
-            let raised = libc::rlimit {
-                rlim_cur: lim.rlim_max.min(needed.max(lim.rlim_cur)),
-                rlim_max: lim.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_MEMLOCK, &raised) == 0 {
-                return raised.rlim_cur;
-            }
-        }
-    }
-    lim.rlim_cur
+    crate::server::raise_soft_limit(libc::RLIMIT_MEMLOCK, needed)
 }
 
 #[cfg(test)]

@@ -436,21 +436,28 @@ fn reserve_port(addr: SocketAddr) -> Result<(SocketAddr, Option<socket2::Socket>
 /// Raises the soft open-files limit to the hard limit (every client and
 /// upstream connection is a descriptor). Returns the soft limit in force.
 pub fn raise_nofile() -> u64 {
+    raise_soft_limit(libc::RLIMIT_NOFILE, u64::MAX)
+}
+
+/// Raises the soft limit of `resource` toward `wanted`, at most to the hard
+/// limit, when it is below. Returns the soft limit in force afterwards (0
+/// when it cannot be read).
+pub fn raise_soft_limit(resource: libc::__rlimit_resource_t, wanted: u64) -> u64 {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
     unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+        if libc::getrlimit(resource, &mut lim) != 0 {
             return 0;
         }
-        if lim.rlim_cur < lim.rlim_max {
+        if lim.rlim_cur < wanted && lim.rlim_max > lim.rlim_cur {
             let raised = libc::rlimit {
-                rlim_cur: lim.rlim_max,
+                rlim_cur: lim.rlim_max.min(wanted),
                 rlim_max: lim.rlim_max,
             };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+            if libc::setrlimit(resource, &raised) == 0 {
                 return raised.rlim_cur;
             }
         }
