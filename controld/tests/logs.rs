@@ -310,7 +310,21 @@ fn an_upload_whose_file_part_follows_the_head_is_logged_with_its_name() {
     // A client that sends `Expect: 100-continue` sends no body before the
     // proxy asks for it, so the file part is never in the head's read.
     let env = Env::new();
-    let origin = app_origin();
+    let stored = Arc::new(Mutex::new(Vec::new()));
+    let origin = Origin::start(OriginConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        handler: Arc::new({
+            let stored = stored.clone();
+            move |r: &Request| {
+                stored.lock().expect("lock").clone_from(&r.body);
+                Reply::text(201, "stored")
+            }
+        }),
+        tls: None,
+        split_writes: false,
+        record: false,
+    })
+    .expect("origin");
     let policy = demo_policy(&env, "p.toml", origin.addr(), "");
     let _controld = env.controld(&policy, &[]);
     let (_dp, front) = start_dataplane(&env, 1, &[]);
@@ -335,6 +349,8 @@ fn an_upload_whose_file_part_follows_the_head_is_logged_with_its_name() {
     s.flush().expect("flush");
     let (status, _) = roundtrip(&mut s, file.as_bytes());
     assert_eq!(status, 201);
+    // Read ahead for the name, the body still reaches the app unchanged.
+    assert_eq!(*stored.lock().expect("lock"), body.as_bytes());
     let activities = env.wait_for_records("activity", 1);
     let up = activities
         .iter()
