@@ -231,8 +231,10 @@ async fn send(x: &mut Exchange<'_>, up: &mut UpstreamConn) -> Result<(), Request
 }
 
 /// Bytes of a multipart body read ahead to find its first file part's
-/// name for the log (the part's head comes after any plain fields).
-const UPLOAD_NAME_WINDOW: usize = 64 * 1024;
+/// name for the log (the part's head comes after any plain fields): the
+/// client buffer every connection has, so the read-ahead holds no memory
+/// beyond it.
+const UPLOAD_NAME_WINDOW: usize = CLIENT_BUFFER;
 
 /// Reads a Content-Length multipart body on until its first file part's
 /// name has arrived, the body is whole or [`UPLOAD_NAME_WINDOW`] bytes
