@@ -190,32 +190,45 @@ fn an_upload_whose_file_part_follows_the_head_is_logged_with_its_name() {
     let fields = "--B1\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhi\r\n";
     let file = "--B1\r\nContent-Disposition: form-data; name=\"f\"; filename=\"late.csv\"\r\n\r\na,b\r\n--B1--\r\n";
     let body = format!("{fields}{file}");
-    let mut s = TcpStream::connect(front.plain).expect("connect");
-    s.set_read_timeout(Some(DEADLINE)).expect("timeout");
-    let head = format!(
-        "POST /upload HTTP/1.1\r\nHost: {HOST}\r\nExpect: 100-continue\r\nContent-Type: multipart/form-data; boundary=B1\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).expect("head");
-    let continue_line = b"HTTP/1.1 100 Continue\r\n\r\n";
-    let mut interim = vec![0u8; continue_line.len()];
-    s.read_exact(&mut interim).expect("100 Continue");
-    assert_eq!(interim, continue_line);
-    // The plain fields first, then the file part, as a browser streams a
-    // form.
-    s.write_all(fields.as_bytes()).expect("fields");
-    s.flush().expect("flush");
-    let (status, _) = roundtrip(&mut s, file.as_bytes());
-    assert_eq!(status, 201);
-    // Read ahead for the name, the body still reaches the app unchanged.
-    assert_eq!(*stored.lock().expect("lock"), body.as_bytes());
-    let activities = env.wait_for_records("activity", 1);
-    let up = activities
-        .iter()
-        .find(|a| a["activity"] == "upload")
-        .unwrap_or_else(|| panic!("no upload record: {activities:#?}"));
-    assert_eq!(up["file_name"], "late.csv");
-    assert_eq!(up["file_size"], body.len() as u64);
+    let chunk = |data: &str| format!("{:x}\r\n{data}\r\n", data.len());
+    // (framing field, the two writes after the 100, the size logged)
+    let cases = [
+        (
+            format!("Content-Length: {}", body.len()),
+            [fields.to_string(), file.to_string()],
+            body.len(),
+        ),
+        (
+            "Transfer-Encoding: chunked".to_string(),
+            [chunk(fields), format!("{}0\r\n\r\n", chunk(file))],
+            chunk(fields).len() + chunk(file).len() + 5,
+        ),
+    ];
+    for (round, (framing, [first, second], size)) in cases.iter().enumerate() {
+        let mut s = TcpStream::connect(front.plain).expect("connect");
+        s.set_read_timeout(Some(DEADLINE)).expect("timeout");
+        let head = format!(
+            "POST /upload HTTP/1.1\r\nHost: {HOST}\r\nExpect: 100-continue\r\nContent-Type: multipart/form-data; boundary=B1\r\n{framing}\r\n\r\n"
+        );
+        s.write_all(head.as_bytes()).expect("head");
+        let continue_line = b"HTTP/1.1 100 Continue\r\n\r\n";
+        let mut interim = vec![0u8; continue_line.len()];
+        s.read_exact(&mut interim).expect("100 Continue");
+        assert_eq!(interim, continue_line, "{framing}");
+        // The plain fields first, then the file part, as a browser streams
+        // a form.
+        s.write_all(first.as_bytes()).expect("fields");
+        s.flush().expect("flush");
+        let (status, _) = roundtrip(&mut s, second.as_bytes());
+        assert_eq!(status, 201, "{framing}");
+        // Read ahead for the name, the body still reaches the app unchanged.
+        assert_eq!(*stored.lock().expect("lock"), body.as_bytes(), "{framing}");
+        let activities = env.wait_for_records("activity", round + 1);
+        let up = &activities[round];
+        assert_eq!(up["activity"], "upload", "{framing}: {activities:#?}");
+        assert_eq!(up["file_name"], "late.csv", "{framing}");
+        assert_eq!(up["file_size"], *size as u64, "{framing}");
+    }
 }
 
 /// Clients sending unique URLs on keep-alive connections until stopped;

@@ -307,6 +307,27 @@ pub fn check_prefix(input: &[u8]) -> Result<(), ChunkError> {
     Ok(())
 }
 
+/// Decodes the start of a chunked body (as much as `input` holds): its
+/// data so far, and whether the body ended within `input`.
+pub fn decode_prefix(input: &[u8]) -> Result<(Vec<u8>, bool), ChunkError> {
+    let mut d = ChunkedDecoder::new();
+    let mut data = Vec::new();
+    let mut pos = 0;
+    while pos < input.len() {
+        let (n, step) = d.step(&input[pos..])?;
+        match step {
+            Step::Data(r) => data.extend_from_slice(&input[pos + r.start..pos + r.end]),
+            Step::Done => return Ok((data, true)),
+            Step::Framing => {}
+        }
+        if n == 0 {
+            break;
+        }
+        pos += n;
+    }
+    Ok((data, false))
+}
+
 /// Decodes a whole chunked body at once: the oracle used by tests and the
 /// fuzz harness. Returns the data and the trailers.
 pub fn decode_all(input: &[u8]) -> Result<(Vec<u8>, Vec<u8>, usize), ChunkError> {
@@ -473,6 +494,23 @@ mod tests {
             let split = feed_split(&body, &splits).unwrap();
             prop_assert_eq!(split.0, whole.0);
             prop_assert_eq!(split.1, whole.1);
+        }
+
+        #[test]
+        fn a_prefix_decodes_to_a_prefix_of_the_data(
+            chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 0..8),
+            cut in any::<usize>(),
+        ) {
+            let body = encode(&chunks, b"");
+            let data = chunks.concat();
+            let cut = cut % (body.len() + 1);
+            let (got, done) = decode_prefix(&body[..cut]).unwrap();
+            prop_assert!(data.starts_with(&got));
+            // Whole exactly when the last chunk's empty line is in.
+            prop_assert_eq!(done, cut == body.len());
+            if done {
+                prop_assert_eq!(got, data);
+            }
         }
 
         #[test]

@@ -308,7 +308,7 @@ fn recognize_upload(x: &mut Exchange<'_>) -> Option<Vec<u8>> {
     let upload = crate::activity::upload(&x.app().profile, method, target, content_type)?;
     let name = crate::activity::upload_file_name(&upload, x.client.buffered(), target);
     let multipart = matches!(upload, crate::activity::Upload::Multipart(_));
-    if name.is_none() && multipart && matches!(x.req.framing, crate::http::Framing::Length(_)) {
+    if name.is_none() && multipart {
         x.late_upload_name = Some(Vec::new());
     }
     name

@@ -236,28 +236,36 @@ async fn send(x: &mut Exchange<'_>, up: &mut UpstreamConn) -> Result<(), Request
 /// beyond it.
 const UPLOAD_NAME_WINDOW: usize = CLIENT_BUFFER;
 
-/// Reads a Content-Length multipart body on until its first file part's
-/// name has arrived, the body is whole or [`UPLOAD_NAME_WINDOW`] bytes
-/// are buffered (each read within the body timeout); the body then goes
-/// to the app as usual, from the buffer. Nothing found leaves the name
-/// empty: a form without a file is not an upload.
+/// Reads a multipart body on until its first file part's name has
+/// arrived, the body is whole or [`UPLOAD_NAME_WINDOW`] bytes are buffered
+/// (each read within the body timeout); the body then goes to the app as
+/// usual, from the buffer. Nothing found leaves the name empty: a form
+/// without a file is not an upload.
 async fn name_late_upload(x: &mut Exchange<'_>) {
-    let Framing::Length(n) = x.req.framing else {
-        return;
-    };
-    let enough = usize::try_from(n)
-        .unwrap_or(usize::MAX)
-        .min(UPLOAD_NAME_WINDOW);
     loop {
         let buffered = x.client.buffered();
-        let body = &buffered[..buffered.len().min(enough)];
+        let window = &buffered[..buffered.len().min(UPLOAD_NAME_WINDOW)];
+        // The body so far, unframed, and whether it is whole.
+        let (body, whole) = match x.req.framing {
+            Framing::Length(n) => {
+                let n = usize::try_from(n).unwrap_or(usize::MAX);
+                let body = &window[..window.len().min(n)];
+                (Cow::Borrowed(body), body.len() == n)
+            }
+            Framing::Chunked => match crate::http::chunked::decode_prefix(window) {
+                Ok((data, done)) => (Cow::Owned(data), done),
+                // The relay refuses the framing.
+                Err(_) => return,
+            },
+            Framing::Empty | Framing::UntilClose => return,
+        };
         // Whole lines only: a name cut by the end of a read is not a name.
-        let lines = &body[..memchr::memrchr(b'\n', body).map_or(0, |i| i + 1)];
+        let lines = &body[..memchr::memrchr(b'\n', &body).map_or(0, |i| i + 1)];
         if let Some(name) = crate::activity::disposition::multipart_file_name(lines) {
             x.late_upload_name = Some(name);
             return;
         }
-        if body.len() >= enough {
+        if whole || window.len() >= UPLOAD_NAME_WINDOW {
             return;
         }
         match within(
