@@ -222,7 +222,7 @@ pub fn sign_in_redirect(out: &mut Vec<u8>, url: &str, login_cookie: &str, with_b
     let headers = format!(
         "Location: {url}\r\nSet-Cookie: {}={login_cookie}; Path={}; Max-Age=600; Secure; HttpOnly; SameSite=None\r\n",
         String::from_utf8_lossy(identity::LOGIN_COOKIE),
-        identity::CALLBACK_PATH
+        identity::LOGIN_COOKIE_PATH
     );
     let body = html_page(
         "Sign in",
@@ -264,7 +264,7 @@ pub fn signed_in(out: &mut Vec<u8>, s: &SignedIn<'_>) {
         s.domain,
         s.lifetime_secs,
         String::from_utf8_lossy(identity::LOGIN_COOKIE),
-        identity::CALLBACK_PATH,
+        identity::LOGIN_COOKIE_PATH,
     );
     let body = html_page(
         "Signed in",
@@ -274,6 +274,22 @@ pub fn signed_in(out: &mut Vec<u8>, s: &SignedIn<'_>) {
         )],
     );
     own_response(out, (303, &headers), false, &body, true);
+}
+
+/// The proxy's SAML service-provider metadata (SAML Metadata §4.1.1:
+/// `application/samlmetadata+xml`).
+pub fn saml_metadata(out: &mut Vec<u8>, xml: &str, with_body: bool) {
+    out.clear();
+    out.extend_from_slice(
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/samlmetadata+xml\r\nContent-Length: {}\r\nCache-Control: no-store\r\n\r\n",
+            xml.len()
+        )
+        .as_bytes(),
+    );
+    if with_body {
+        out.extend_from_slice(xml.as_bytes());
+    }
 }
 
 /// A refused sign-in: the reason, and how to start again.

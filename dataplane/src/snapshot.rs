@@ -31,6 +31,8 @@ pub struct AppRoute {
     pub login_required: bool,
     /// The app's own OpenID Connect provider (else the global one).
     pub oidc: Option<Box<crate::identity::OidcProvider>>,
+    /// The app's own SAML identity provider (else the global one).
+    pub saml: Option<Box<crate::identity::SamlProvider>>,
     /// How the app's downloads, uploads and custom activities look.
     pub profile: palisade_schema::session::AppProfile,
     /// `[app.rewrite]`: data rewritten anyway, the leak guard.
@@ -40,6 +42,20 @@ pub struct AppRoute {
 }
 
 impl AppRoute {
+    /// Who signs users in for this app: its own provider, else the
+    /// global one.
+    pub fn sign_in<'a>(
+        &'a self,
+        global: &'a crate::identity::IdentityConfig,
+    ) -> Option<crate::identity::SignInWith<'a>> {
+        use crate::identity::SignInWith;
+        match (&self.oidc, &self.saml) {
+            (Some(o), _) => Some(SignInWith::Oidc(o)),
+            (None, Some(s)) => Some(SignInWith::Saml(s)),
+            (None, None) => global.sign_in_provider(),
+        }
+    }
+
     /// The app asks for data responses to requests for this path (the
     /// query is ignored) to be rewritten (`[app.rewrite] data_paths`).
     pub fn rewrites_data_at(&self, path_and_query: &[u8]) -> bool {
@@ -148,6 +164,20 @@ impl std::fmt::Display for SnapshotError {
 }
 
 impl std::error::Error for SnapshotError {}
+
+/// The proxy hosts (`<domain>.<suffix>`) of `apps`.
+fn proxy_hosts<'a>(
+    suffix: &str,
+    apps: impl IntoIterator<Item = &'a palisade_schema::policy::App>,
+) -> Vec<String> {
+    apps.into_iter()
+        .flat_map(|a| {
+            a.domains
+                .iter()
+                .map(move |d| format!("{}.{suffix}", d.as_str()))
+        })
+        .collect()
+}
 
 impl From<crate::hostmap::BadSuffix> for SnapshotError {
     fn from(e: crate::hostmap::BadSuffix) -> Self {
@@ -290,6 +320,12 @@ impl Snapshot {
                     )?)),
                     None => None,
                 },
+                saml: app.saml.as_ref().map(|s| {
+                    Box::new(crate::identity::SamlProvider {
+                        settings: s.clone(),
+                        acs_hosts: proxy_hosts(policy.suffix.as_str(), [app]),
+                    })
+                }),
                 profile: app.profile.clone(),
                 rewrite: app.rewrite.clone(),
                 leak_guard: crate::client::leak_guard_header(policy.suffix.as_str(), &app.rewrite)
@@ -307,7 +343,20 @@ impl Snapshot {
             ip_tags: IpTagTable::build(&policy.ip_tags),
             apps,
             tls: crate::tls::TlsServer::build(policy)?,
-            sign_in: crate::identity::IdentityConfig::build(&policy.identity)?,
+            sign_in: {
+                let mut sign_in = crate::identity::IdentityConfig::build(&policy.identity)?;
+                if let crate::identity::Provider::Saml(saml) = &mut sign_in.provider {
+                    // Its metadata lists the apps it signs users in for.
+                    saml.acs_hosts = proxy_hosts(
+                        policy.suffix.as_str(),
+                        policy
+                            .apps
+                            .iter()
+                            .filter(|a| a.oidc.is_none() && a.saml.is_none()),
+                    );
+                }
+                sign_in
+            },
             access: crate::access::AccessTable::build(policy)?,
             block_page: policy.block_page.clone(),
             session_policies: crate::session_policy::SessionPolicies::build(policy)?,

@@ -161,6 +161,7 @@ struct Identity {
     none @0 :Void;
     oidc @1 :Oidc;
     trustedHeader @2 :TrustedHeader;
+    saml @5 :Saml;
   }
   sessionKeys @3 :List(SessionKey);
   # The first seals new sessions; every listed key opens them (rotation).
@@ -174,6 +175,24 @@ struct Oidc {
   jwks @3 :Text;
   # The provider's JSON Web Key Set (RFC 7517), loaded by controld.
   scopes @4 :Text;
+}
+
+struct Saml {
+  # The proxy as a SAML 2.0 service provider (Web Browser SSO profile).
+  idpEntityId @0 :Text;
+  ssoUrl @1 :Text;
+  # The identity provider's HTTP-Redirect single sign-on endpoint.
+  certificates @2 :List(Data);
+  # DER certificates from its metadata: the only keys its signatures are
+  # checked against.
+  spEntityId @3 :Text;
+  allowUnsolicited @4 :Bool;
+  # Identity-provider-initiated sign-in (a response no request asked for).
+  userAttribute @5 :Text;
+  # The attribute naming the user; empty: the NameID.
+  groupsAttribute @6 :Text;
+  deviceAttribute @7 :Text;
+  # Attribute values that are device tags (compliant, domain_joined).
 }
 
 struct TrustedHeader {
@@ -304,6 +323,10 @@ struct App {
   rewrite @11 :RewriteSettings;
   # How the app's responses are rewritten beyond the defaults; unset:
   # data passes through untouched, the leak guard reports.
+
+  saml @12 :Saml;
+  hasSaml @13 :Bool;
+  # The app's own SAML identity provider, overriding the global sign-in.
 }
 
 struct RewriteSettings {

@@ -18,6 +18,7 @@ pub mod jwt;
 pub mod logrec;
 pub mod metrics_http;
 pub mod model;
+pub mod saml;
 pub mod source;
 pub mod systemd;
 

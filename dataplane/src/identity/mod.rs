@@ -8,6 +8,7 @@
 
 mod error;
 pub mod jwt;
+pub mod saml;
 pub mod seal;
 
 use std::net::IpAddr;
@@ -16,6 +17,7 @@ use palisade_schema::access::{Identity, IdentityProvider, DEFAULT_SESSION_LIFETI
 use serde::{Deserialize, Serialize};
 
 pub use error::{IdentityError, LoginError, TokenError};
+pub use saml::SamlProvider;
 use seal::Sealer;
 
 /// The proxy session cookie.
@@ -27,9 +29,12 @@ pub const NOTICE_COOKIE: &[u8] = b"palisade_notice";
 /// Paths under this prefix are the proxy's own, never forwarded.
 pub const RESERVED_PREFIX: &[u8] = b"/.palisade/";
 pub const CALLBACK_PATH: &str = "/.palisade/callback";
+/// The login cookie's path: the sign-in callbacks under it (OpenID
+/// Connect's and SAML's), and nothing an app serves.
+pub const LOGIN_COOKIE_PATH: &str = "/.palisade/";
 pub const LOGOUT_PATH: &str = "/.palisade/logout";
 /// How long a sign-in may take from redirect to callback.
-const LOGIN_WINDOW_SECS: i64 = 600;
+pub(crate) const LOGIN_WINDOW_SECS: i64 = 600;
 
 /// A signed-in user, as sealed in the session cookie.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,6 +94,7 @@ impl OidcProvider {
 pub enum Provider {
     None,
     Oidc(OidcProvider),
+    Saml(SamlProvider),
     TrustedHeader {
         /// Lower case.
         user_header: Box<[u8]>,
@@ -96,6 +102,13 @@ pub enum Provider {
         /// Inclusive intervals in the IPv6 number space.
         sources: Vec<(u128, u128)>,
     },
+}
+
+/// Who signs a user in for an app: its own provider or the global one.
+#[derive(Clone, Copy)]
+pub enum SignInWith<'a> {
+    Oidc(&'a OidcProvider),
+    Saml(&'a SamlProvider),
 }
 
 pub struct IdentityConfig {
@@ -127,6 +140,10 @@ impl IdentityConfig {
         let provider = match &identity.provider {
             IdentityProvider::None => Provider::None,
             IdentityProvider::Oidc(o) => Provider::Oidc(OidcProvider::build(o)?),
+            IdentityProvider::Saml(s) => Provider::Saml(SamlProvider {
+                settings: s.clone(),
+                acs_hosts: Vec::new(),
+            }),
             IdentityProvider::TrustedHeader(t) => Provider::TrustedHeader {
                 user_header: t.user_header.to_ascii_lowercase().into_bytes().into(),
                 groups_header: t.groups_header.to_ascii_lowercase().into_bytes().into(),
@@ -175,10 +192,11 @@ impl IdentityConfig {
         }
     }
 
-    /// The global OpenID Connect provider.
-    pub fn oidc(&self) -> Option<&OidcProvider> {
+    /// The global sign-in provider (OpenID Connect or SAML).
+    pub fn sign_in_provider(&self) -> Option<SignInWith<'_>> {
         match &self.provider {
-            Provider::Oidc(o) => Some(o),
+            Provider::Oidc(o) => Some(SignInWith::Oidc(o)),
+            Provider::Saml(s) => Some(SignInWith::Saml(s)),
             _ => None,
         }
     }
@@ -296,7 +314,7 @@ impl IdentityConfig {
                 now_unix: now,
             },
         )?;
-        if !first_use_of_state(&state.n, state.x, now) {
+        if !first_use(&USED_STATES, &state.n, state.x, now) {
             return Err(LoginError::StateReused);
         }
         let session = Session {
@@ -309,21 +327,22 @@ impl IdentityConfig {
     }
 }
 
-/// Records a sign-in's nonce as used; false when it already was. The set
-/// is process-wide (a replay may reach another core) and touched only by
-/// sign-in callbacks; entries leave when their state expires.
-fn first_use_of_state(nonce: &str, expires_unix: i64, now: i64) -> bool {
-    use std::collections::HashMap;
-    use std::sync::{Mutex, OnceLock};
-    static USED: OnceLock<Mutex<HashMap<String, i64>>> = OnceLock::new();
-    let mut used = USED
-        .get_or_init(|| Mutex::new(HashMap::new()))
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
+/// One-time values seen (key → until when it is kept, Unix seconds).
+pub(crate) type UsedSet = std::sync::Mutex<Option<std::collections::HashMap<String, i64>>>;
+
+/// Sign-in nonces used (OpenID Connect `state`).
+static USED_STATES: UsedSet = std::sync::Mutex::new(None);
+
+/// Records `key` as used until `until`; false when it already was. The
+/// sets are process-wide (a replay may reach another core) and touched
+/// only by sign-in callbacks; entries leave once expired.
+pub(crate) fn first_use(set: &UsedSet, key: &str, until: i64, now: i64) -> bool {
+    let mut guard = set.lock().unwrap_or_else(|e| e.into_inner());
+    let used = guard.get_or_insert_with(Default::default);
     if used.len() > 4096 {
         used.retain(|_, exp| *exp >= now);
     }
-    used.insert(nonce.to_string(), expires_unix).is_none()
+    used.insert(key.to_string(), until).is_none()
 }
 
 /// A return path that stays on the same host: it must start with one `/`

@@ -6,7 +6,7 @@ use super::error::SnapshotError;
 use super::fields::{decode_range, encode_range, invalid, known, text, text_lists, texts};
 use crate::model::access::{
     check_jwks, AccessAction, AccessPolicy, BlockPage, CertifiedKeyPem, Filters, Identity,
-    IdentityProvider, Oidc, SessionKey, TlsSettings, TrustedHeader, CLIENT_APPS, DEVICE_TAGS,
+    IdentityProvider, Oidc, Saml, SessionKey, TlsSettings, TrustedHeader, CLIENT_APPS, DEVICE_TAGS,
 };
 use crate::model::activity::SEVERITIES;
 use crate::model::policy::Policy;
@@ -84,6 +84,54 @@ fn decode_oidc(o: policy_capnp::oidc::Reader<'_>) -> Result<Oidc, SnapshotError>
     })
 }
 
+pub(crate) fn encode_saml(mut b: policy_capnp::saml::Builder<'_>, s: &Saml) {
+    b.set_idp_entity_id(s.idp_entity_id.as_str());
+    b.set_sso_url(s.sso_url.as_str());
+    let mut certs = b.reborrow().init_certificates(s.certificates.len() as u32);
+    for (i, c) in s.certificates.iter().enumerate() {
+        certs.set(i as u32, c);
+    }
+    b.set_sp_entity_id(s.sp_entity_id.as_str());
+    b.set_allow_unsolicited(s.allow_unsolicited);
+    b.set_user_attribute(s.user_attribute.as_str());
+    b.set_groups_attribute(s.groups_attribute.as_str());
+    b.set_device_attribute(s.device_attribute.as_str());
+}
+
+fn decode_saml(r: policy_capnp::saml::Reader<'_>) -> Result<Saml, SnapshotError> {
+    let mut certificates = Vec::new();
+    for c in r.get_certificates()?.iter() {
+        certificates.push(c?.to_vec());
+    }
+    let saml = Saml {
+        idp_entity_id: text(r.get_idp_entity_id())?,
+        sso_url: text(r.get_sso_url())?,
+        certificates,
+        sp_entity_id: text(r.get_sp_entity_id())?,
+        allow_unsolicited: r.get_allow_unsolicited(),
+        user_attribute: text(r.get_user_attribute())?,
+        groups_attribute: text(r.get_groups_attribute())?,
+        device_attribute: text(r.get_device_attribute())?,
+    };
+    if saml.certificates.is_empty() || saml.idp_entity_id.is_empty() || saml.sso_url.is_empty() {
+        return Err(invalid(
+            "SAML identity provider without entity ID, SSO URL or certificate",
+        ));
+    }
+    Ok(saml)
+}
+
+/// An app's own SAML identity provider.
+pub(crate) fn decode_app_saml(
+    has: bool,
+    r: capnp::Result<policy_capnp::saml::Reader<'_>>,
+) -> Result<Option<Saml>, SnapshotError> {
+    if !has {
+        return Ok(None);
+    }
+    decode_saml(r?).map(Some)
+}
+
 /// An app's own OIDC provider.
 pub(crate) fn decode_app_oidc(
     has: bool,
@@ -120,6 +168,7 @@ pub(crate) fn encode(mut snap: policy_capnp::snapshot::Builder<'_>, policy: &Pol
         match &identity.provider {
             IdentityProvider::None => out.set_none(()),
             IdentityProvider::Oidc(o) => encode_oidc(out.init_oidc(), o),
+            IdentityProvider::Saml(saml) => encode_saml(out.init_saml(), saml),
             IdentityProvider::TrustedHeader(t) => {
                 let mut b = out.init_trusted_header();
                 b.set_user_header(t.user_header.as_str());
@@ -206,6 +255,7 @@ pub(crate) fn decode_identity(
     let provider = match known(r.which())? {
         policy_capnp::identity::None(()) => IdentityProvider::None,
         policy_capnp::identity::Oidc(o) => IdentityProvider::Oidc(decode_oidc(o?)?),
+        policy_capnp::identity::Saml(s) => IdentityProvider::Saml(decode_saml(s?)?),
         policy_capnp::identity::TrustedHeader(t) => {
             let t = t?;
             let mut sources = Vec::new();

@@ -7,7 +7,8 @@ use std::collections::HashSet;
 use std::net::IpAddr;
 
 use super::access::{
-    action_to_capnp, decode_action, decode_app_oidc, decode_certified_key, encode_key, encode_oidc,
+    action_to_capnp, decode_action, decode_app_oidc, decode_app_saml, decode_certified_key,
+    encode_key, encode_oidc, encode_saml,
 };
 use super::error::SnapshotError;
 use super::fields::{invalid, known, set_texts, text, text_lists, texts};
@@ -40,6 +41,10 @@ pub(crate) fn encode_app(mut a: policy_capnp::app::Builder<'_>, app: &App) {
     if let Some(o) = &app.oidc {
         a.set_has_oidc(true);
         encode_oidc(a.reborrow().init_oidc(), o);
+    }
+    if let Some(s) = &app.saml {
+        a.set_has_saml(true);
+        encode_saml(a.reborrow().init_saml(), s);
     }
     if app.profile != Default::default() {
         encode_profile(a.reborrow().init_profile(), &app.profile);
@@ -140,6 +145,7 @@ pub(crate) fn decode_app(
         access_default: decode_action(a.get_access_default())?,
         login_required: a.get_login_required(),
         oidc: decode_app_oidc(a.get_has_oidc(), a.get_oidc())?,
+        saml: decode_app_saml(a.get_has_saml(), a.get_saml())?,
         profile: decode_profile(a.has_profile(), a.get_profile())?,
         rewrite: if a.has_rewrite() {
             let r = a.get_rewrite()?;

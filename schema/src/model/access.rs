@@ -69,6 +69,25 @@ pub struct Oidc {
     pub scopes: String,
 }
 
+/// The proxy as a SAML 2.0 service provider: the identity provider from
+/// its metadata, and how an assertion becomes a user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Saml {
+    pub idp_entity_id: String,
+    /// The HTTP-Redirect single sign-on endpoint.
+    pub sso_url: String,
+    /// DER certificates the identity provider signs with.
+    pub certificates: Vec<Vec<u8>>,
+    pub sp_entity_id: String,
+    /// Accept identity-provider-initiated sign-in.
+    pub allow_unsolicited: bool,
+    /// The attribute naming the user; empty: the NameID.
+    pub user_attribute: String,
+    pub groups_attribute: String,
+    /// Values of this attribute are device tags; empty: none.
+    pub device_attribute: String,
+}
+
 /// Identity taken from headers set by an identity-aware proxy in front.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TrustedHeader {
@@ -83,6 +102,7 @@ pub enum IdentityProvider {
     None,
     Oidc(Oidc),
     TrustedHeader(TrustedHeader),
+    Saml(Saml),
 }
 
 /// A key sealing proxy session cookies.

@@ -1,7 +1,7 @@
 //! One protected app: its domains, where the data plane connects, and what
 //! access and session control say about it by default.
 
-use super::access::{AccessAction, CertifiedKeyPem, Oidc};
+use super::access::{AccessAction, CertifiedKeyPem, Oidc, Saml};
 use super::names::{DnsName, Upstream};
 use super::session::AppProfile;
 
@@ -27,6 +27,8 @@ pub struct App {
     pub login_required: bool,
     /// The app's own OpenID Connect provider (else the global one).
     pub oidc: Option<Oidc>,
+    /// The app's own SAML identity provider, overriding the global one.
+    pub saml: Option<Saml>,
     /// How the app's downloads, uploads and custom activities look.
     pub profile: AppProfile,
     /// `[app.rewrite]`: data rewritten anyway, the leak guard.
@@ -94,6 +96,7 @@ impl App {
             access_default: AccessAction::Allow,
             login_required: true,
             oidc: None,
+            saml: None,
             profile: AppProfile::default(),
             rewrite: RewriteSettings::default(),
         }

@@ -11,6 +11,7 @@ use toml::Spanned;
 use super::identity::OidcSource;
 use super::profile::{compile_profile, compile_rewrite, AppProfileSource, RewriteSource};
 use super::report::{Locator, Report};
+use super::saml::SamlSource;
 use super::tls::certified_key;
 use crate::model::access::AccessAction;
 use crate::model::app::{check_bare_host_context, App, MAX_BARE_HOST_CONTEXTS};
@@ -36,6 +37,8 @@ pub(crate) struct AppSource {
     login: Option<bool>,
     /// This app's own OpenID Connect provider.
     oidc: Option<Spanned<OidcSource>>,
+    /// This app's own SAML identity provider.
+    saml: Option<Spanned<SamlSource>>,
     /// How the app's activities look (session control).
     profile: Option<Spanned<AppProfileSource>>,
     /// Data responses rewritten anyway.
@@ -191,6 +194,16 @@ pub(crate) fn compile_apps(
             .oidc
             .as_ref()
             .map(|o| o.get_ref().compile(o.span(), base_dir, report));
+        let saml = app_src
+            .saml
+            .as_ref()
+            .map(|s| s.get_ref().compile(s.span(), base_dir, report));
+        if let (Some(_), Some(s)) = (&oidc, &app_src.saml) {
+            report(
+                s.span(),
+                "an app has [app.oidc] or [app.saml], not both".into(),
+            );
+        }
         let profile = app_src
             .profile
             .as_ref()
@@ -207,6 +220,7 @@ pub(crate) fn compile_apps(
             certificate,
             access_default,
             oidc,
+            saml,
             // Settled by the caller, once identity is known.
             login_required: app_src.login.unwrap_or(true),
             profile,

@@ -146,16 +146,17 @@ pub fn compile_source(
     );
     let identity_on = identity.provider != IdentityProvider::None;
     for app in &mut apps {
-        app.login_required &= identity_on || app.oidc.is_some();
+        app.login_required &= identity_on || app.oidc.is_some() || app.saml.is_some();
     }
     if let (Some(app), true) = (
-        apps.iter().find(|a| a.oidc.is_some()),
+        apps.iter().find(|a| a.oidc.is_some() || a.saml.is_some()),
         identity.session_keys.is_empty(),
     ) {
+        let kind = if app.oidc.is_some() { "oidc" } else { "saml" };
         report(
             source.identity.as_ref().map_or(0..0, |i| i.span()),
             format!(
-                "app {:?} has its own oidc provider: [identity] session_keys are needed to seal its sessions",
+                "app {:?} has its own {kind} provider: [identity] session_keys are needed to seal its sessions",
                 app.name
             ),
         );

@@ -1,6 +1,6 @@
-//! `[identity]` and `[app.oidc]`: who the user is (OpenID Connect or headers
-//! from a trusted identity-aware proxy), the keys sealing proxy sessions and
-//! their lifetime.
+//! `[identity]` and `[app.oidc]`: who the user is (OpenID Connect, SAML
+//! (`saml.rs`) or headers from a trusted identity-aware proxy), the keys
+//! sealing proxy sessions and their lifetime.
 //!
 //! ```toml
 //! [identity]
@@ -19,6 +19,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::report::Report;
+use super::saml::SamlSource;
 use crate::model::access::{
     check_jwks, parse_key_hex, Identity, IdentityProvider, Oidc, SessionKey, TrustedHeader,
     DEFAULT_SESSION_LIFETIME_SECS,
@@ -42,6 +43,26 @@ pub(crate) struct IdentitySource {
     #[serde(default)]
     session_keys: Vec<Spanned<SessionKeySource>>,
     session_lifetime: Option<Spanned<String>>,
+    // provider = "saml" (see `saml.rs`).
+    idp_metadata_file: Option<Spanned<String>>,
+    sp_entity_id: Option<Spanned<String>>,
+    allow_unsolicited: Option<bool>,
+    user_attribute: Option<Spanned<String>>,
+    groups_attribute: Option<Spanned<String>>,
+    device_attribute: Option<Spanned<String>>,
+}
+
+impl IdentitySource {
+    fn saml(&self) -> SamlSource {
+        SamlSource {
+            idp_metadata_file: self.idp_metadata_file.clone(),
+            sp_entity_id: self.sp_entity_id.clone(),
+            allow_unsolicited: self.allow_unsolicited,
+            user_attribute: self.user_attribute.clone(),
+            groups_attribute: self.groups_attribute.clone(),
+            device_attribute: self.device_attribute.clone(),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -93,6 +114,12 @@ pub(crate) fn compile_identity(
     let at = source.span();
     let s = source.get_ref();
     let kind = s.provider.get_ref().as_str();
+    if kind != "saml" && s.saml().any_set() {
+        report(
+            at.clone(),
+            format!("SAML settings given, but provider is {kind:?} (set provider = \"saml\")"),
+        );
+    }
     let provider = match kind {
         "none" => IdentityProvider::None,
         "oidc" => IdentityProvider::Oidc(compile_oidc(
@@ -108,6 +135,7 @@ pub(crate) fn compile_identity(
             base_dir,
             report,
         )),
+        "saml" => IdentityProvider::Saml(s.saml().compile(at.clone(), base_dir, report)),
         "trusted_header" => {
             let user_header =
                 required(&s.user_header, "user_header", kind, at.clone(), report).to_string();
@@ -143,7 +171,7 @@ pub(crate) fn compile_identity(
         other => {
             report(
                 s.provider.span(),
-                format!("unknown provider {other:?} (oidc, trusted_header, none)"),
+                format!("unknown provider {other:?} (oidc, saml, trusted_header, none)"),
             );
             IdentityProvider::None
         }

@@ -17,6 +17,7 @@ mod identity;
 mod ip_tags;
 mod profile;
 mod report;
+mod saml;
 mod session;
 mod tls;
 

@@ -229,6 +229,36 @@ mod access {
     }
 
     #[test]
+    fn saml_settings_survive_a_snapshot() {
+        let key = "00".repeat(32);
+        let p = compile(&format!(
+            "[identity]\nprovider = \"saml\"\nsp_entity_id = \"urn:sp\"\nidp_metadata_file = \"tests/saml/idp-metadata.xml\"\nallow_unsolicited = true\ndevice_attribute = \"device\"\nsession_keys = [{{ id = \"k1\", secret = \"{key}\" }}]\n[app.saml]\nsp_entity_id = \"urn:box\"\nidp_metadata_file = \"tests/saml/idp-metadata.xml\"\nuser_attribute = \"uid\"\n"
+        ))
+        .expect("compiles");
+        let crate::model::access::IdentityProvider::Saml(saml) = &p.identity.provider else {
+            panic!("{:?}", p.identity.provider);
+        };
+        assert_eq!(saml.certificates.len(), 2, "the RSA and the EC certificate");
+        assert!(saml.sso_url.ends_with("/sso") && saml.allow_unsolicited);
+        assert_eq!(
+            (
+                saml.groups_attribute.as_str(),
+                saml.device_attribute.as_str()
+            ),
+            ("groups", "device")
+        );
+        let app = p.apps[0].saml.as_ref().expect("app's own");
+        assert_eq!(
+            (app.sp_entity_id.as_str(), app.user_attribute.as_str()),
+            ("urn:box", "uid")
+        );
+        assert!(!app.allow_unsolicited, "off unless asked for");
+        let decoded = crate::codec::decode(&crate::codec::encode(&p)).expect("decodes");
+        assert_eq!(decoded.identity, p.identity);
+        assert_eq!(decoded.apps[0].saml, p.apps[0].saml);
+    }
+
+    #[test]
     fn access_policy_mistakes_are_located() {
         // (the text after the base policy, what the first error starts with
         // or contains)
@@ -242,6 +272,10 @@ mod access {
             ("[identity]\nprovider = \"trusted_header\"\nuser_header = \"X-User\"\ntrusted_sources = [\"10.0.0.0/8\"]\nsession_keys = [{ id = \"k1\", secret = \"00\" }]\n", "64 hex digits"),
             ("[app.oidc]\nissuer = \"https://idp.test\"\nclient_id = \"c\"\nauthorization_endpoint = \"https://idp.test/a\"\njwks_url = \"https://idp.test/jwks\"\n", "app \"box\" has its own oidc provider: [identity] session_keys are needed"),
             ("[app.oidc]\nissuer = \"https://idp.test\"\n", "provider \"oidc\" needs client_id"),
+            ("[identity]\nprovider = \"saml\"\nsp_entity_id = \"urn:sp\"\nidp_metadata_file = \"missing.xml\"\nsession_keys = [{ id = \"k1\", secret = \"00\" }]\n", "p.toml:12:21: error: idp_metadata_file ./missing.xml: No such file"),
+            ("[identity]\nprovider = \"saml\"\nidp_metadata_file = \"tests/saml/idp-metadata.xml\"\nsession_keys = [{ id = \"k1\", secret = \"00\" }]\n", "SAML sign-in needs sp_entity_id"),
+            ("[identity]\nprovider = \"oidc\"\nsp_entity_id = \"urn:sp\"\n", "SAML settings given, but provider is \"oidc\""),
+            ("[app.saml]\nsp_entity_id = \"urn:sp\"\n", "SAML sign-in needs idp_metadata_file"),
             ("[[location]]\nname = \"far\"\ncountries = [\"KP\"]\n", "location \"far\" lists countries: add [geoip] country_database"),
             ("[[location]]\nname = \"far\"\ncountries = [\"Korea\"]\n", "not a two-letter ISO 3166 country code"),
             ("[[ip_tag]]\nname = \"x\"\ncountries = [\"KP\"]\n", "countries are for locations"),

@@ -1,4 +1,5 @@
-//! Phase *identity*: who is asking. Serves the proxy's own paths, finds
+//! Phase *identity*: who is asking. Serves the proxy's own paths (the
+//! sign-in callbacks, SAML metadata, logout, the notice), finds
 //! the user (the sign-in cookie, or trusted headers from a trusted
 //! source) through the connection's cache, and sends a user without one
 //! to sign in when the app requires it.
@@ -12,7 +13,7 @@ use std::rc::Rc;
 
 use super::{proxy_host, sign_in, Admitted, CachedUser, SignedInUser};
 use crate::answers;
-use crate::identity::{self, OidcProvider, Provider, Session};
+use crate::identity::{self, saml, Provider, Session, SignInWith};
 use crate::proxy::exchange::{Exchange, Step};
 
 /// Runs the phase.
@@ -20,16 +21,33 @@ pub async fn identity(x: &mut Exchange<'_>) -> Step {
     let snap = x.snap;
     let app = x.app();
     // The app's own provider, else the global one.
-    let oidc = app.oidc.as_deref().or(snap.sign_in.oidc());
+    let provider = app.sign_in(&snap.sign_in);
+    let cookie_sessions = provider.is_some();
     let with_body = !x.req.is_head;
     if x.req.index.reserved {
         let path = x.req.index.path.of(x.client_head());
         let path_only = path.split(|b| *b == b'?').next().unwrap_or(b"");
         if path_only == identity::CALLBACK_PATH.as_bytes() {
-            if oidc.is_none() {
-                return not_found(x, "Sign-in is not configured here.");
-            }
+            let Some(SignInWith::Oidc(_)) = provider else {
+                return not_found(x, "OpenID Connect sign-in is not configured here.");
+            };
             return sign_in::callback(x).await;
+        }
+        if path_only == saml::ACS_PATH.as_bytes() {
+            let Some(SignInWith::Saml(saml)) = provider else {
+                return not_found(x, "SAML sign-in is not configured here.");
+            };
+            return sign_in::saml_acs(x, saml).await;
+        }
+        if path_only == saml::METADATA_PATH.as_bytes() {
+            let Some(SignInWith::Saml(saml)) = provider else {
+                return not_found(x, "SAML sign-in is not configured here.");
+            };
+            let scheme = if x.conn.ctx.tls { "https" } else { "http" };
+            let host = proxy_host(&snap.hosts, x.req.app_host.as_str());
+            answers::saml_metadata(&mut x.out, &saml.metadata(scheme, &host), with_body);
+            x.admitted = Admitted::undecided(x.conn);
+            return Step::Respond(200);
         }
         if path_only == answers::NOTICE_PATH.as_bytes() {
             let path = path.to_vec();
@@ -38,19 +56,19 @@ pub async fn identity(x: &mut Exchange<'_>) -> Step {
         if path_only == crate::client::SCRIPT_PATH.as_bytes() {
             // It lists the policy's app domains: only for who may use the
             // app.
-            let signed_in = signed_in_user(x, identity::now_unix(), oidc.is_some());
+            let signed_in = signed_in_user(x, identity::now_unix(), cookie_sessions);
             if app.login_required && signed_in.is_none() {
-                return sign_in_required(x, oidc);
+                return sign_in_required(x, provider);
             }
             answers::client_script(&mut x.out, &snap.client.script, with_body);
             x.admitted = Admitted::undecided(x.conn);
             return Step::Respond(200);
         }
         if path_only == crate::client::ACTIVITY_PATH.as_bytes() {
-            return browser_activity(x, oidc.is_some()).await;
+            return browser_activity(x, cookie_sessions).await;
         }
         if path_only == crate::client::REPORT_PATH.as_bytes() {
-            return leak_report(x, oidc.is_some()).await;
+            return leak_report(x, cookie_sessions).await;
         }
         if path_only == identity::LOGOUT_PATH.as_bytes() {
             let host = x.req.app_host.as_str();
@@ -62,13 +80,13 @@ pub async fn identity(x: &mut Exchange<'_>) -> Step {
         }
         return not_found(x, "No such proxy path.");
     }
-    let signed_in = signed_in_user(x, identity::now_unix(), oidc.is_some());
+    let signed_in = signed_in_user(x, identity::now_unix(), cookie_sessions);
     // A CORS preflight carries no cookies (Fetch §3.7.2): it goes to the
     // app as an anonymous request (access policies still decide), or no
     // cross-origin API call of a signed-in user could ever be made.
     let preflight = x.req.index.is_cors_preflight(&x.upstream_head);
     if app.login_required && signed_in.is_none() && !preflight {
-        return sign_in_required(x, oidc);
+        return sign_in_required(x, provider);
     }
     x.admitted.signed_in = signed_in;
     Step::Continue
@@ -85,8 +103,8 @@ fn not_found(x: &mut Exchange<'_>, text: &str) -> Step {
 fn acknowledge_notice(x: &mut Exchange<'_>, path: &[u8]) -> Step {
     let snap = x.snap;
     let app = x.app();
-    let oidc = app.oidc.as_deref().or(snap.sign_in.oidc());
-    let signed_in = signed_in_user(x, identity::now_unix(), oidc.is_some());
+    let cookie_sessions = app.sign_in(&snap.sign_in).is_some();
+    let signed_in = signed_in_user(x, identity::now_unix(), cookie_sessions);
     let binding = super::access::notice_binding(signed_in.as_deref());
     let query = path.splitn(2, |b| *b == b'?').nth(1).unwrap_or(b"");
     let back = url::form_urlencoded::parse(query)
@@ -107,19 +125,20 @@ fn acknowledge_notice(x: &mut Exchange<'_>, path: &[u8]) -> Step {
     Step::Respond(303)
 }
 
-/// The request's user: from the sign-in cookie (OIDC) or the trusted
-/// headers, through the connection's cache.
+/// The request's user: from the sign-in cookie (`cookie_sessions`: the
+/// app signs in through OpenID Connect or SAML) or the trusted headers,
+/// through the connection's cache.
 pub(super) fn signed_in_user(
     x: &mut Exchange<'_>,
     now: i64,
-    oidc: bool,
+    cookie_sessions: bool,
 ) -> Option<Rc<SignedInUser>> {
     let snap = x.snap;
     let index = x.req.index;
     let head = x.client_head();
     let key: &[u8] = match &snap.sign_in.provider {
-        _ if oidc => index.session_cookie.of(head),
-        Provider::None | Provider::Oidc(_) => return None,
+        _ if cookie_sessions => index.session_cookie.of(head),
+        Provider::None | Provider::Oidc(_) | Provider::Saml(_) => return None,
         // Trusted headers: user, then groups, as one cache key.
         Provider::TrustedHeader { .. } => index.trusted_user.of(head),
     };
@@ -141,7 +160,7 @@ pub(super) fn signed_in_user(
     }
     let app_name = &snap.apps[x.req.app].name;
     let session = match &snap.sign_in.provider {
-        _ if oidc => snap.sign_in.open_session(key, app_name, now)?,
+        _ if cookie_sessions => snap.sign_in.open_session(key, app_name, now)?,
         _ => Session {
             user: String::from_utf8_lossy(key).into_owned(),
             groups: String::from_utf8_lossy(groups_value)
@@ -182,7 +201,7 @@ pub(super) fn signed_in_user(
 
 /// No session: browsers navigating are sent to sign in; other requests
 /// get 401.
-fn sign_in_required(x: &mut Exchange<'_>, oidc: Option<&OidcProvider>) -> Step {
+fn sign_in_required(x: &mut Exchange<'_>, provider: Option<SignInWith<'_>>) -> Step {
     let index = x.req.index;
     let with_body = !x.req.is_head;
     let sign_in = &x.snap.sign_in;
@@ -197,16 +216,23 @@ fn sign_in_required(x: &mut Exchange<'_>, oidc: Option<&OidcProvider>) -> Step {
         crate::rewrite::consumer::FetchDest::Document
             | crate::rewrite::consumer::FetchDest::Unknown
     );
-    if let (Some(oidc), true) = (oidc, index.safe_method && !index.wants_json && page_load) {
+    if let (Some(provider), true) = (
+        provider,
+        index.safe_method && !index.wants_json && page_load,
+    ) {
         let path = String::from_utf8_lossy(index.path.of(x.client_head())).into_owned();
         let scheme = if x.conn.ctx.tls { "https" } else { "http" };
         let proxy_host = proxy_host(&x.snap.hosts, x.req.app_host.as_str());
-        if let Some((url, login)) = sign_in.login_redirect(oidc, scheme, &proxy_host, &path) {
+        let redirect = match provider {
+            SignInWith::Oidc(oidc) => sign_in.login_redirect(oidc, scheme, &proxy_host, &path),
+            SignInWith::Saml(saml) => saml.login_redirect(sign_in, scheme, &proxy_host, &path),
+        };
+        if let Some((url, login)) = redirect {
             answers::sign_in_redirect(&mut x.out, &url, &login, with_body);
             return Step::Respond(302);
         }
     }
-    let message = if oidc.is_some() {
+    let message = if provider.is_some() {
         "Sign-in required: open this app in a browser to sign in."
     } else {
         "Sign-in required: no identity was received from the trusted identity proxy."

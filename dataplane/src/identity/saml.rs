@@ -1,0 +1,217 @@
+//! SAML sign-in: the proxy as a SAML 2.0 service provider (Web Browser SSO
+//! profile). A user without a session is redirected to the identity
+//! provider with an `AuthnRequest` (HTTP-Redirect binding); the provider
+//! posts a `Response` back to the proxy host's assertion consumer service
+//! (`/.palisade/saml/acs`), which the schema crate's `saml::response`
+//! validates strictly; the user then gets the same sealed session cookie an
+//! OpenID Connect sign-in gives.
+//!
+//! What binds a response to the browser: the login cookie holds the
+//! sealed request (its ID, the return path, the host, a relay token); the
+//! provider returns the relay token as `RelayState` (at most 80 bytes,
+//! SAML Bindings §3.4.3, so it cannot carry the state itself), and the
+//! response's `InResponseTo` must name that request. A response without
+//! one (identity-provider-initiated) is accepted only when the policy
+//! allows it; its `RelayState` is then only a return path on this host.
+
+use palisade_schema::saml::request::{sp_metadata, AuthnRequest};
+use palisade_schema::saml::response::{self, Assertion, Expect};
+use palisade_schema::saml::SamlError;
+use serde::{Deserialize, Serialize};
+
+use super::{
+    first_use, now_unix, safe_return_path, IdentityConfig, Session, UsedSet, LOGIN_WINDOW_SECS,
+};
+
+/// The assertion consumer service, on every proxy host.
+pub const ACS_PATH: &str = "/.palisade/saml/acs";
+/// The proxy's service-provider metadata, on every proxy host.
+pub const METADATA_PATH: &str = "/.palisade/saml/metadata";
+
+/// A SAML identity provider, as the snapshot configures it.
+pub struct SamlProvider {
+    pub settings: palisade_schema::access::Saml,
+    /// Proxy hosts whose assertion consumer services the metadata lists
+    /// (the apps signing in through this provider).
+    pub acs_hosts: Vec<String>,
+}
+
+/// A sign-in in progress, sealed into the login cookie.
+#[derive(Serialize, Deserialize)]
+struct SamlLogin {
+    /// The `AuthnRequest` ID.
+    q: String,
+    /// Path (and query) to return to, on the same host.
+    r: String,
+    /// Proxy host the sign-in started on.
+    h: String,
+    /// The relay token sent as `RelayState`.
+    s: String,
+    /// Expiry, Unix seconds.
+    x: i64,
+}
+
+const LOGIN_AAD: &[u8] = b"palisade-saml-login";
+
+/// Why an assertion consumer service post was refused.
+#[derive(Debug)]
+pub enum AcsError {
+    NoResponse,
+    Saml(SamlError),
+}
+
+impl std::fmt::Display for AcsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AcsError::NoResponse => f.write_str("no SAMLResponse in the post"),
+            AcsError::Saml(e) => e.fmt(f),
+        }
+    }
+}
+
+impl From<SamlError> for AcsError {
+    fn from(e: SamlError) -> Self {
+        AcsError::Saml(e)
+    }
+}
+
+/// A completed SAML sign-in.
+pub struct SamlSignIn {
+    pub session: Session,
+    pub return_to: String,
+    pub solicited: bool,
+}
+
+impl SamlProvider {
+    pub fn acs_url(scheme: &str, host: &str) -> String {
+        format!("{scheme}://{host}{ACS_PATH}")
+    }
+
+    /// The service-provider metadata, listing the ACS of `host` first.
+    pub fn metadata(&self, scheme: &str, host: &str) -> String {
+        let mut urls = vec![Self::acs_url(scheme, host)];
+        for h in &self.acs_hosts {
+            let url = Self::acs_url(scheme, h);
+            if !urls.contains(&url) {
+                urls.push(url);
+            }
+        }
+        sp_metadata(&self.settings.sp_entity_id, &urls)
+    }
+
+    /// The identity provider URL to send a user to, and the login cookie
+    /// to set with the redirect.
+    pub fn login_redirect(
+        &self,
+        sign_in: &IdentityConfig,
+        scheme: &str,
+        host: &str,
+        return_to: &str,
+    ) -> Option<(String, String)> {
+        let sealer = &sign_in.sealer;
+        // An `xs:ID` starts with a letter or `_`.
+        let login = SamlLogin {
+            q: format!("_{}", sealer.random_token(16)),
+            r: safe_return_path(return_to).to_string(),
+            h: host.to_string(),
+            s: sealer.random_token(16),
+            x: now_unix() + LOGIN_WINDOW_SECS,
+        };
+        let cookie = sealer.seal(&serde_json::to_vec(&login).ok()?, LOGIN_AAD)?;
+        let request = AuthnRequest {
+            id: &login.q,
+            sp_entity_id: &self.settings.sp_entity_id,
+            acs_url: &Self::acs_url(scheme, host),
+            destination: &self.settings.sso_url,
+            now: now_unix(),
+        };
+        Some((request.redirect_url(&login.s)?, cookie))
+    }
+
+    /// Completes a sign-in from the form posted to the ACS of `host`.
+    pub fn complete_login(
+        &self,
+        sign_in: &IdentityConfig,
+        (scheme, host): (&str, &str),
+        form: &[u8],
+        login_cookie: &[u8],
+        now: i64,
+    ) -> Result<SamlSignIn, AcsError> {
+        let mut saml_response = None;
+        let mut relay_state = String::new();
+        for (k, v) in url::form_urlencoded::parse(form) {
+            match &*k {
+                "SAMLResponse" => saml_response = Some(v.into_owned()),
+                "RelayState" => relay_state = v.into_owned(),
+                _ => {}
+            }
+        }
+        let xml = response::decode_form_value(&saml_response.ok_or(AcsError::NoResponse)?)?;
+        // The request this browser started here, if the relay token is
+        // its own.
+        let pending = sign_in
+            .sealer
+            .open(login_cookie, LOGIN_AAD)
+            .and_then(|p| serde_json::from_slice::<SamlLogin>(&p).ok())
+            .filter(|l| l.x >= now && l.h.eq_ignore_ascii_case(host) && l.s == relay_state);
+        let acs_url = Self::acs_url(scheme, host);
+        let s = &self.settings;
+        let assertion = response::validate(
+            &xml,
+            &Expect {
+                idp_entity_id: &s.idp_entity_id,
+                certificates: &s.certificates,
+                sp_entity_id: &s.sp_entity_id,
+                acs_url: &acs_url,
+                request_id: pending.as_ref().map(|l| l.q.as_str()),
+                allow_unsolicited: s.allow_unsolicited,
+                now,
+            },
+        )?;
+        let keep_until = assertion.not_on_or_after + palisade_schema::saml::SKEW_SECS;
+        if !first_use(&USED_ASSERTIONS, &assertion.id, keep_until, now) {
+            return Err(SamlError::Replayed.into());
+        }
+        let return_to = match (&pending, assertion.solicited) {
+            (Some(l), true) => l.r.clone(),
+            // Unsolicited: RelayState, if anything, is where to go.
+            _ => safe_return_path(&relay_state).to_string(),
+        };
+        Ok(SamlSignIn {
+            session: self.session(&assertion, now + sign_in.lifetime_secs as i64)?,
+            return_to,
+            solicited: assertion.solicited,
+        })
+    }
+
+    fn session(&self, a: &Assertion, expires_unix: i64) -> Result<Session, SamlError> {
+        let s = &self.settings;
+        let user = if s.user_attribute.is_empty() {
+            a.name_id.clone()
+        } else {
+            a.values(&s.user_attribute)
+                .find(|v| !v.is_empty())
+                .ok_or(SamlError::NoNameId)?
+                .to_string()
+        };
+        let list = |name: &str| -> Vec<String> {
+            if name.is_empty() {
+                return Vec::new();
+            }
+            a.values(name)
+                .filter(|v| !v.is_empty())
+                .map(str::to_string)
+                .collect()
+        };
+        Ok(Session {
+            user,
+            groups: list(&s.groups_attribute),
+            device_tags: list(&s.device_attribute),
+            expires_unix,
+        })
+    }
+}
+
+/// Assertion IDs used, each kept until its assertion expires (plus the
+/// skew the checks allow).
+static USED_ASSERTIONS: UsedSet = std::sync::Mutex::new(None);
