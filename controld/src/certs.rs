@@ -1,6 +1,7 @@
 //! `controld certs`: a local CA for the proxy's names, a certificate per
 //! app covering `<domain>.<suffix>` and `*.<domain>.<suffix>` for each of
-//! its domains, and client certificates for managed devices.
+//! its domains, client certificates for managed devices, and the key the
+//! SAML relay signs with.
 //!
 //! Keys are ECDSA P-256 (rcgen); key files are written mode 0600.
 
@@ -38,6 +39,22 @@ pub fn make_ca(out: &Path, name: &str, days: u32) -> Result<(), String> {
     let cert = params.self_signed(&key).map_err(|e| e.to_string())?;
     write_file(&out.join("ca.pem"), &cert.pem(), false)?;
     write_file(&out.join("ca.key"), &key.serialize_pem(), true)
+}
+
+/// Makes the SAML relay's signing key: a self-signed certificate
+/// `<out>/saml.pem` and its ECDSA P-256 key `<out>/saml.key` (PKCS#8).
+/// Apps trust the certificate itself (SAML metadata carries it), so no CA
+/// is involved.
+pub fn make_saml_signing_key(out: &Path, name: &str, days: u32) -> Result<(), String> {
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let key = KeyPair::generate().map_err(|e| e.to_string())?;
+    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(|e| e.to_string())?;
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    set_validity(&mut params, days);
+    let cert = params.self_signed(&key).map_err(|e| e.to_string())?;
+    write_file(&out.join("saml.pem"), &cert.pem(), false)?;
+    write_file(&out.join("saml.key"), &key.serialize_pem(), true)
 }
 
 fn set_validity(params: &mut CertificateParams, days: u32) {

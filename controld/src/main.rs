@@ -409,6 +409,18 @@ enum CertsCommand {
         #[arg(long, default_value_t = 397)]
         days: u32,
     },
+    /// Make the key that signs the assertions the proxy issues to apps
+    /// whose own SAML sign-in it relays ([app.saml_relay]): OUT/saml.pem
+    /// (self-signed certificate, what the app's administrator uploads) and
+    /// OUT/saml.key (ECDSA P-256, mode 0600).
+    Saml {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value = "Palisade SAML signing")]
+        name: String,
+        #[arg(long, default_value_t = 1095)]
+        days: u32,
+    },
     /// Mint a client certificate for a managed device: OUT/<name>.pem and
     /// OUT/<name>.key (the policy's [tls] client_ca must be this CA).
     Device {
@@ -850,6 +862,14 @@ fn run(cli: Cli) -> Result<(), String> {
                         println!("# app {app:?}\ntls_cert = {cert:?}\ntls_key = {key:?}");
                     }
                 }),
+            CertsCommand::Saml { out, name, days } => {
+                certs::make_saml_signing_key(&out, &name, days).map(|()| {
+                    println!(
+                        "SAML signing key written: {0}/saml.pem (certificate, for the app) and {0}/saml.key (key, mode 0600)\n# in the app's [app.saml_relay]:\nsigning_cert = \"{0}/saml.pem\"\nsigning_key = \"{0}/saml.key\"",
+                        out.display()
+                    )
+                })
+            }
             CertsCommand::Console {
                 ca,
                 ca_key,

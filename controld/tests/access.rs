@@ -219,6 +219,8 @@ fn refused_sign_ins_and_sessions_get_a_clear_answer_and_are_logged() {
         groups: vec![],
         device_tags: vec![],
         expires_unix,
+        name_id: String::new(),
+        attributes: vec![],
     };
     let now = palisade_dataplane::identity::now_unix();
     let expired = sealer

@@ -18,10 +18,13 @@ const SP_ENTITY: &str = "https://proxy.test/saml";
 const BOX_ENTITY: &str = "https://proxy.test/saml/box";
 const DEMO: &str = "demo.test.proxy.test";
 const BOX: &str = "box.test.proxy.test";
+/// The SAML app (python3-saml) whose own sign-in the proxy relays.
+const CRM: &str = "crm.test.proxy.test";
 
 struct Rig {
     env: Env,
     _idp: Proc,
+    _app: Proc,
     idp: String,
     _controld: Proc,
     _dataplane: Proc,
@@ -31,26 +34,29 @@ struct Rig {
 
 /// The proxy with SAML sign-in through the test identity provider: `demo`
 /// through the global provider (identity-provider-initiated sign-in
-/// allowed), `box` through its own `[app.saml]` (not allowed); user `eve`
-/// is blocked by an access policy.
+/// allowed), `box` through its own `[app.saml]` (not allowed), `crm` (a
+/// SAML app on python3-saml, no proxy sign-in required) through the relay;
+/// user `eve` is blocked by an access policy.
 fn rig() -> Rig {
     let env = Env::new();
-    env.app_certificates("certs", &[("demo", "demo.test"), ("box", "box.test")]);
+    env.app_certificates(
+        "certs",
+        &[
+            ("demo", "demo.test"),
+            ("box", "box.test"),
+            ("crm", "crm.test"),
+        ],
+    );
     let origin = recording_origin();
-    std::fs::create_dir_all(env.path("idp")).expect("idp dir");
-    let mut cmd = Command::new("/usr/bin/python3");
-    cmd.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/saml/idp.py"))
-        .arg(env.path("idp"));
-    let idp_proc = Proc::spawn(cmd);
-    let port = serde_json::from_str::<serde_json::Value>(&idp_proc.first_line)
-        .ok()
-        .and_then(|v| v["port"].as_u64())
-        .unwrap_or_else(|| {
-            panic!(
-                "the identity provider did not start: {:?}",
-                idp_proc.first_line
-            )
-        });
+    let (idp_proc, port) = python(&env, "idp.py", &[]);
+    let (app_proc, app_port) = python(&env, "app.py", &["crm.test"]);
+    // The relay's signing key, as an operator makes it.
+    let out = Command::new(support::controld_bin())
+        .args(["certs", "saml", "--out"])
+        .arg(env.path("saml"))
+        .output()
+        .expect("controld certs saml");
+    assert!(out.status.success(), "{out:?}");
     let origin_addr = origin.addr();
     let policy = format!(
         r#"[proxy]
@@ -58,7 +64,7 @@ suffix = "proxy.test"
 
 [identity]
 provider = "saml"
-idp_metadata_file = "idp/idp-metadata.xml"
+idp_metadata_file = "idp.py/idp-metadata.xml"
 sp_entity_id = "{SP_ENTITY}"
 allow_unsolicited = true
 groups_attribute = "groups"
@@ -80,8 +86,22 @@ tls_cert = "certs/box.pem"
 tls_key = "certs/box.key"
 
 [app.saml]
-idp_metadata_file = "idp/idp-metadata.xml"
+idp_metadata_file = "idp.py/idp-metadata.xml"
 sp_entity_id = "{BOX_ENTITY}"
+
+[[app]]
+name = "crm"
+domains = ["crm.test"]
+upstream = "http://127.0.0.1:{app_port}"
+tls_cert = "certs/crm.pem"
+tls_key = "certs/crm.key"
+login = false
+
+[app.saml_relay]
+acs_url = "https://crm.test/saml/acs"
+entity_id = "https://crm.test/saml/metadata"
+signing_cert = "saml/saml.pem"
+signing_key = "saml/saml.key"
 
 [[access_policy]]
 name = "eve stays out"
@@ -98,6 +118,7 @@ message = "Not for eve."
     let rig = Rig {
         env,
         _idp: idp_proc,
+        _app: app_proc,
         idp: format!("http://127.0.0.1:{port}"),
         _controld: controld,
         _dataplane: dataplane,
@@ -124,9 +145,39 @@ message = "Not for eve."
             "{}",
             r.body
         );
-        std::fs::write(rig.env.path(&format!("idp/{file}")), &r.body).expect("sp metadata");
+        std::fs::write(rig.env.path(&format!("idp.py/{file}")), &r.body).expect("sp metadata");
     }
+    // And the app with the proxy's identity-provider metadata.
+    let r = rig.get(&client, CRM, "/.palisade/saml/idp/metadata", "");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(
+        r.body.contains(&format!(
+            "Location=\"https://{CRM}/.palisade/saml/idp/sso\""
+        )) && r.body.contains("X509Certificate"),
+        "{}",
+        r.body
+    );
+    std::fs::write(rig.env.path("app.py/idp-metadata.xml"), &r.body).expect("idp metadata");
     rig
+}
+
+/// Starts `tests/saml/SCRIPT` under Debian's python3 with a directory of
+/// its own (`<env>/SCRIPT/`); returns it and the port it reports.
+fn python(env: &Env, script: &str, args: &[&str]) -> (Proc, u16) {
+    std::fs::create_dir_all(env.path(script)).expect("dir");
+    let mut cmd = Command::new("/usr/bin/python3");
+    cmd.arg(format!(
+        "{}/tests/saml/{script}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .arg(env.path(script))
+    .args(args);
+    let proc = Proc::spawn(cmd);
+    let port = serde_json::from_str::<serde_json::Value>(&proc.first_line)
+        .ok()
+        .and_then(|v| v["port"].as_u64())
+        .unwrap_or_else(|| panic!("{script} did not start: {:?}", proc.first_line));
+    (proc, port as u16)
 }
 
 impl Rig {
@@ -471,4 +522,193 @@ fn every_refused_saml_response_gets_its_reason_and_a_record_never_a_session() {
         "unsolicited responses are not accepted here",
         "unsolicited",
     );
+}
+
+/// The path and query of a URL on a proxy host.
+fn target_of(url: &str) -> String {
+    let u = url::Url::parse(url).expect("url");
+    match u.query() {
+        Some(q) => format!("{}?{q}", u.path()),
+        None => u.path().to_string(),
+    }
+}
+
+/// Posts the relay's form to the app's ACS through the proxy with the
+/// browser's cookies; returns the app's session cookie, checked to be
+/// scoped to the proxy host.
+fn post_to_app(rig: &Rig, client: &Client, form: &Form, cookies: &str) -> (Response, String) {
+    assert_eq!(form.action, format!("https://{CRM}/saml/acs"));
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("SAMLResponse", &form.response)
+        .append_pair("RelayState", &form.relay_state)
+        .finish();
+    let r = client.request(
+        rig.tls,
+        CRM,
+        &format!(
+            "POST /saml/acs HTTP/1.1\r\nHost: {CRM}\r\nContent-Type: application/x-www-form-urlencoded\r\nCookie: {cookies}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert_eq!(
+        r.status, 302,
+        "the app accepts what the proxy issued: {r:?}"
+    );
+    let set_cookies = r.headers_named("set-cookie");
+    let line = set_cookies
+        .iter()
+        .find(|c| c.starts_with("app_session="))
+        .unwrap_or_else(|| panic!("the app's session cookie in {set_cookies:?}"));
+    assert!(
+        line.contains(&format!("Domain={CRM}")),
+        "the app's cookie is scoped to the proxy host: {line}"
+    );
+    let token = https::cookie(&set_cookies, "app_session")
+        .expect("value")
+        .to_string();
+    (r, token)
+}
+
+#[test]
+fn the_relay_answers_the_apps_own_saml_sign_in_on_the_proxy_host() {
+    let rig = rig();
+    let client = rig.client();
+
+    // App-initiated: the app sends the browser to its identity provider,
+    // the proxy, on the proxy host.
+    let r = rig.get(&client, CRM, "/private", "");
+    assert_eq!(r.status, 302, "{r:?}");
+    let to_sso = r.header("location").expect("Location").to_string();
+    assert!(
+        to_sso.starts_with(&format!(
+            "https://{CRM}/.palisade/saml/idp/sso?SAMLRequest="
+        )),
+        "{to_sso}"
+    );
+    let app_request = https::cookie(&r.headers_named("set-cookie"), "app_request")
+        .expect("the app remembers its request")
+        .to_string();
+    let sso = target_of(&to_sso);
+    // No proxy session yet: sign in at the proxy, which returns here.
+    let r = rig.get(&client, CRM, &sso, "");
+    assert_eq!(r.status, 302, "{r:?}");
+    let location = r.header("location").expect("Location").to_string();
+    let login = https::cookie(&r.headers_named("set-cookie"), "palisade_login")
+        .expect("login cookie")
+        .to_string();
+    let form = rig.idp_form(&format!("{location}&user=alice&groups=eng,finance"));
+    let r = rig.post(&client, &form, Some(&login));
+    let session = session_of(&r, CRM);
+    assert_eq!(
+        r.header("location"),
+        Some(sso.as_str()),
+        "back to the app's request"
+    );
+    // Signed in at the proxy: the answer for the app.
+    let r = rig.get(
+        &client,
+        CRM,
+        &sso,
+        &format!("Cookie: palisade_session={session}\r\n"),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let form = Form::parse(&r.body);
+    // The app gets its own RelayState back as it sent it (the proxy host
+    // in the redirect was the proxy's rewriting of it).
+    assert_eq!(form.relay_state, "https://crm.test/private");
+    let cookies = format!("palisade_session={session}; app_request={app_request}");
+    let (r, app_session) = post_to_app(&rig, &client, &form, &cookies);
+    assert_eq!(
+        r.header("location"),
+        Some(format!("https://{CRM}/private").as_str())
+    );
+    let r = rig.get(
+        &client,
+        CRM,
+        "/private",
+        &format!("Cookie: palisade_session={session}; app_session={app_session}\r\n"),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body, "signed in as alice groups=eng,finance");
+    let record = sign_in_record(&rig.env, "initiated by the app");
+    assert_eq!(
+        (record["user"].as_str(), record["app"].as_str()),
+        (Some("alice"), Some("crm"))
+    );
+    assert!(
+        record["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("sp=https://crm.test/saml/metadata")),
+        "{record}"
+    );
+
+    // Identity-provider initiated: the proxy signs in and, in the same
+    // answer, sends the browser on to the app.
+    let form = rig.idp_form(&format!(
+        "{}/init?acs=https://{CRM}/.palisade/saml/acs&user=bob&groups=sales&relay=/private",
+        rig.idp
+    ));
+    let r = rig.post(&client, &form, None);
+    assert_eq!(r.status, 200, "{r:?}");
+    let session = https::cookie(&r.headers_named("set-cookie"), "palisade_session")
+        .expect("the proxy session comes with it")
+        .to_string();
+    let form = Form::parse(&r.body);
+    assert_eq!(form.relay_state, "/private");
+    let (_, app_session) =
+        post_to_app(&rig, &client, &form, &format!("palisade_session={session}"));
+    let r = rig.get(
+        &client,
+        CRM,
+        "/private",
+        &format!("Cookie: palisade_session={session}; app_session={app_session}\r\n"),
+    );
+    assert_eq!(r.body, "signed in as bob groups=sales", "{r:?}");
+    assert_eq!(
+        sign_in_record(&rig.env, "initiated by the identity provider")["user"],
+        "bob"
+    );
+
+    // A user the access policies block gets the block page, and the app
+    // gets nothing.
+    let (location, login) = {
+        let r = rig.get(&client, CRM, &sso, "");
+        let location = r.header("location").expect("Location").to_string();
+        let login = https::cookie(&r.headers_named("set-cookie"), "palisade_login")
+            .expect("login")
+            .to_string();
+        (location, login)
+    };
+    let form = rig.idp_form(&format!("{location}&user=eve"));
+    let session = session_of(&rig.post(&client, &form, Some(&login)), CRM);
+    let r = rig.get(
+        &client,
+        CRM,
+        &sso,
+        &format!("Cookie: palisade_session={session}\r\n"),
+    );
+    assert_eq!(r.status, 403, "{r:?}");
+    assert!(
+        r.body.contains("Not for eve.") && !r.body.contains("SAMLResponse"),
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        sign_in_record(&rig.env, "blocked by access policy")["user"],
+        "eve"
+    );
+
+    // A request from another service provider is refused.
+    let foreign = palisade_schema::saml::request::AuthnRequest {
+        id: "_x1",
+        sp_entity_id: "https://evil.test/saml",
+        acs_url: "https://evil.test/acs",
+        destination: &format!("https://{CRM}/.palisade/saml/idp/sso"),
+        now: 0,
+    }
+    .redirect_url("")
+    .expect("url");
+    let r = rig.get(&client, CRM, &target_of(&foreign), "");
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(r.body.contains("not this app"), "{}", r.body);
 }

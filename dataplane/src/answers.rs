@@ -292,6 +292,41 @@ pub fn saml_metadata(out: &mut Vec<u8>, xml: &str, with_body: bool) {
     }
 }
 
+/// The HTTP-POST binding (SAML Bindings §3.5.4): a page whose form the
+/// browser posts to the app's assertion consumer service at once, with the
+/// session cookie when the proxy's own sign-in just completed.
+pub fn saml_post_form(
+    out: &mut Vec<u8>,
+    (action, saml_response, relay_state): (&str, &str, &str),
+    session: Option<&SignedIn<'_>>,
+) {
+    let mut headers = String::new();
+    if let Some(s) = session {
+        headers = format!(
+            "Set-Cookie: {}={}; Domain={}; Path=/; Max-Age={}; Secure; HttpOnly; SameSite=Lax\r\nSet-Cookie: {}=; Path={}; Max-Age=0; Secure; HttpOnly; SameSite=None\r\n",
+            String::from_utf8_lossy(identity::SESSION_COOKIE),
+            s.cookie,
+            s.domain,
+            s.lifetime_secs,
+            String::from_utf8_lossy(identity::LOGIN_COOKIE),
+            identity::LOGIN_COOKIE_PATH,
+        );
+    }
+    let body = format!(
+        concat!(
+            "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Signing in</title></head>\n",
+            "<body onload=\"document.forms[0].submit()\"><form method=\"post\" action=\"{}\">",
+            "<input type=\"hidden\" name=\"SAMLResponse\" value=\"{}\">",
+            "<input type=\"hidden\" name=\"RelayState\" value=\"{}\">",
+            "<noscript><button>Continue</button></noscript></form></body></html>\n"
+        ),
+        escape_html(action),
+        escape_html(saml_response),
+        escape_html(relay_state),
+    );
+    own_response(out, (200, &headers), false, &body, true);
+}
+
 /// A refused sign-in: the reason, and how to start again.
 pub fn sign_in_failed(out: &mut Vec<u8>, status: u16, reason: &str) {
     let mut paragraphs = vec![escape_html(reason)];

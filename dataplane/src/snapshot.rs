@@ -33,6 +33,8 @@ pub struct AppRoute {
     pub oidc: Option<Box<crate::identity::OidcProvider>>,
     /// The app's own SAML identity provider (else the global one).
     pub saml: Option<Box<crate::identity::SamlProvider>>,
+    /// The app's own SAML sign-in, answered by the proxy.
+    pub saml_relay: Option<Box<crate::identity::saml_relay::SamlRelay>>,
     /// How the app's downloads, uploads and custom activities look.
     pub profile: palisade_schema::session::AppProfile,
     /// `[app.rewrite]`: data rewritten anyway, the leak guard.
@@ -139,6 +141,11 @@ pub enum SnapshotError {
     },
     Access(crate::access::AccessError),
     Session(crate::session_policy::SessionPolicyError),
+    /// An app's SAML relay signing key.
+    SamlRelay {
+        app: String,
+        error: String,
+    },
 }
 
 impl std::fmt::Display for SnapshotError {
@@ -159,6 +166,9 @@ impl std::fmt::Display for SnapshotError {
             } => write!(f, "app {app:?}: {error}"),
             SnapshotError::Access(e) => write!(f, "access policies: {e}"),
             SnapshotError::Session(e) => e.fmt(f),
+            SnapshotError::SamlRelay { app, error } => {
+                write!(f, "app {app:?}: SAML relay signing key: {error}")
+            }
         }
     }
 }
@@ -326,6 +336,17 @@ impl Snapshot {
                         acs_hosts: proxy_hosts(policy.suffix.as_str(), [app]),
                     })
                 }),
+                saml_relay: match &app.saml_relay {
+                    Some(r) => Some(Box::new(
+                        crate::identity::saml_relay::SamlRelay::build(r).map_err(|error| {
+                            SnapshotError::SamlRelay {
+                                app: app.name.clone(),
+                                error,
+                            }
+                        })?,
+                    )),
+                    None => None,
+                },
                 profile: app.profile.clone(),
                 rewrite: app.rewrite.clone(),
                 leak_guard: crate::client::leak_guard_header(policy.suffix.as_str(), &app.rewrite)

@@ -327,6 +327,23 @@ struct App {
   saml @12 :Saml;
   hasSaml @13 :Bool;
   # The app's own SAML identity provider, overriding the global sign-in.
+
+  samlRelay @14 :SamlRelay;
+  hasSamlRelay @15 :Bool;
+  # The app's own SAML sign-in, answered by the proxy as its identity
+  # provider.
+}
+
+struct SamlRelay {
+  acsUrl @0 :Text;
+  # The app's assertion consumer service (HTTP-POST), on one of its domains.
+  entityId @1 :Text;
+  # The app's entity ID: the audience of what the proxy issues.
+  nameIdFormat @2 :Text;
+  idpEntityId @3 :Text;
+  # The proxy's entity ID toward this app.
+  signing @4 :CertifiedKey;
+  # The certificate the app trusts and the key signing its assertions.
 }
 
 struct RewriteSettings {

@@ -113,3 +113,80 @@ fn changes_under_a_signature_and_ambiguous_ids_are_refused() {
     );
     assert_eq!(check(&twin, None), Err(SamlError::DuplicateId));
 }
+
+#[test]
+fn what_the_relay_issues_verifies_and_its_request_reader_is_bounded() {
+    use palisade_schema::saml::issue::{read_redirect_request, signed_response, Issue, SigningKey};
+    use palisade_schema::saml::request::AuthnRequest;
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = rcgen::CertificateParams::new(vec!["proxy.test".to_string()])
+        .expect("params")
+        .self_signed(&key)
+        .expect("cert");
+    let signing = SigningKey::from_pem(cert.pem().as_bytes(), key.serialize_pem().as_bytes())
+        .expect("signing key");
+    let attributes = vec![(
+        "groups".to_string(),
+        vec!["eng".to_string(), "a<b".to_string()],
+    )];
+    let acs = "https://app.test/saml/acs";
+    let xml = signed_response(
+        &Issue {
+            issuer: "https://app.test.proxy.test/.palisade/saml/idp",
+            audience: "https://app.test/saml/metadata",
+            acs_url: acs,
+            in_response_to: Some("_req1"),
+            name_id: "alice@corp.test",
+            name_id_format: "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress",
+            attributes: &attributes,
+            now: 1_800_000_000,
+            id: "abc123",
+        },
+        &signing,
+    )
+    .expect("issued");
+    let expect = Expect {
+        idp_entity_id: "https://app.test.proxy.test/.palisade/saml/idp",
+        certificates: &[cert.der().to_vec()],
+        sp_entity_id: "https://app.test/saml/metadata",
+        acs_url: acs,
+        request_id: Some("_req1"),
+        allow_unsolicited: false,
+        now: 1_800_000_010,
+    };
+    let assertion = validate(&xml, &expect).expect("our own validator accepts it");
+    assert_eq!(assertion.name_id, "alice@corp.test");
+    assert_eq!(
+        assertion.values("groups").collect::<Vec<_>>(),
+        ["eng", "a<b"]
+    );
+
+    let request = AuthnRequest {
+        id: "_req1",
+        sp_entity_id: "https://app.test/saml/metadata",
+        acs_url: acs,
+        destination: "https://app.test.proxy.test/.palisade/saml/idp/sso",
+        now: 0,
+    };
+    let url = url::Url::parse(&request.redirect_url("").expect("url")).expect("parses");
+    let value = url
+        .query_pairs()
+        .find(|(k, _)| k == "SAMLRequest")
+        .expect("SAMLRequest")
+        .1
+        .into_owned();
+    let read = read_redirect_request(&value).expect("reads");
+    assert_eq!(
+        (
+            read.id.as_str(),
+            read.issuer.as_str(),
+            read.acs_url.as_deref()
+        ),
+        ("_req1", "https://app.test/saml/metadata", Some(acs))
+    );
+    assert_eq!(
+        read_redirect_request(&"A".repeat(20_000)),
+        Err(SamlError::TooLarge)
+    );
+    assert_eq!(read_redirect_request("%%%"), Err(SamlError::NotBase64));
+}

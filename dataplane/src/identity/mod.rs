@@ -9,6 +9,7 @@
 mod error;
 pub mod jwt;
 pub mod saml;
+pub mod saml_relay;
 pub mod seal;
 
 use std::net::IpAddr;
@@ -49,6 +50,14 @@ pub struct Session {
     /// Expiry, Unix seconds.
     #[serde(rename = "x")]
     pub expires_unix: i64,
+    /// The SAML NameID, when it differs from `user` (what a relayed SAML
+    /// sign-in names the user by).
+    #[serde(rename = "n", default, skip_serializing_if = "String::is_empty")]
+    pub name_id: String,
+    /// SAML attributes (name, values) beyond user and groups, for relayed
+    /// sign-ins; bounded by [`saml::MAX_SESSION_ATTRIBUTES`].
+    #[serde(rename = "a", default, skip_serializing_if = "Vec::is_empty")]
+    pub attributes: Vec<(String, Vec<String>)>,
 }
 
 /// A sign-in in progress, sealed into the `state` parameter.
@@ -322,6 +331,8 @@ impl IdentityConfig {
             groups: claims.groups,
             device_tags: claims.device_tags,
             expires_unix: now + self.lifetime_secs as i64,
+            name_id: String::new(),
+            attributes: Vec::new(),
         };
         Ok((session, safe_return_path(&state.r).to_string()))
     }
@@ -350,9 +361,13 @@ pub(crate) fn first_use(set: &UsedSet, key: &str, until: i64, now: i64) -> bool 
 /// must not point back into the reserved paths.
 pub fn safe_return_path(path: &str) -> &str {
     let b = path.as_bytes();
+    // The one proxy path a sign-in returns to: the SAML relay's SSO,
+    // which answers the app once the user is signed in.
+    let relay_sso = b.starts_with(saml_relay::SSO_PATH.as_bytes())
+        && b.get(saml_relay::SSO_PATH.len()) == Some(&b'?');
     let ok = b.first() == Some(&b'/')
         && !matches!(b.get(1), Some(b'/' | b'\\'))
-        && !b.starts_with(RESERVED_PREFIX)
+        && (!b.starts_with(RESERVED_PREFIX) || relay_sso)
         && !b.iter().any(|c| c.is_ascii_control());
     if ok {
         path
@@ -388,6 +403,8 @@ mod tests {
     #[test]
     fn return_paths_stay_on_the_host() {
         assert_eq!(safe_return_path("/a?b=c"), "/a?b=c");
+        let relay = "/.palisade/saml/idp/sso?SAMLRequest=x";
+        assert_eq!(safe_return_path(relay), relay);
         for bad in [
             "//evil.test/",
             "/\\evil.test",

@@ -28,6 +28,10 @@ pub const ACS_PATH: &str = "/.palisade/saml/acs";
 /// The proxy's service-provider metadata, on every proxy host.
 pub const METADATA_PATH: &str = "/.palisade/saml/metadata";
 
+/// Bytes of SAML attributes kept in a session (the sealed cookie must
+/// stay under the browsers' 4 KiB).
+pub const MAX_SESSION_ATTRIBUTES: usize = 1024;
+
 /// A SAML identity provider, as the snapshot configures it.
 pub struct SamlProvider {
     pub settings: palisade_schema::access::Saml,
@@ -80,6 +84,8 @@ pub struct SamlSignIn {
     pub session: Session,
     pub return_to: String,
     pub solicited: bool,
+    /// The `RelayState` posted with the response.
+    pub relay_state: String,
 }
 
 impl SamlProvider {
@@ -181,6 +187,7 @@ impl SamlProvider {
             session: self.session(&assertion, now + sign_in.lifetime_secs as i64)?,
             return_to,
             solicited: assertion.solicited,
+            relay_state,
         })
     }
 
@@ -203,11 +210,29 @@ impl SamlProvider {
                 .map(str::to_string)
                 .collect()
         };
+        // The rest travels in the session for apps whose own sign-in the
+        // proxy relays, as far as it fits.
+        let mut attributes = Vec::new();
+        let mut room = MAX_SESSION_ATTRIBUTES;
+        for (name, values) in &a.attributes {
+            let size = name.len() + values.iter().map(|v| v.len() + 3).sum::<usize>() + 8;
+            if size > room {
+                break;
+            }
+            room -= size;
+            attributes.push((name.clone(), values.clone()));
+        }
         Ok(Session {
+            name_id: if a.name_id == user {
+                String::new()
+            } else {
+                a.name_id.clone()
+            },
             user,
             groups: list(&s.groups_attribute),
             device_tags: list(&s.device_attribute),
             expires_unix,
+            attributes,
         })
     }
 }

@@ -13,6 +13,7 @@ use super::access::{
 use super::error::SnapshotError;
 use super::fields::{invalid, known, set_texts, text, text_lists, texts};
 use super::session::{decode_profile, encode_profile};
+use crate::model::access::SamlRelay;
 use crate::model::app::{
     check_bare_host_context, App, LeakGuard, RewriteSettings, MAX_BARE_HOST_CONTEXTS,
 };
@@ -45,6 +46,15 @@ pub(crate) fn encode_app(mut a: policy_capnp::app::Builder<'_>, app: &App) {
     if let Some(s) = &app.saml {
         a.set_has_saml(true);
         encode_saml(a.reborrow().init_saml(), s);
+    }
+    if let Some(r) = &app.saml_relay {
+        a.set_has_saml_relay(true);
+        let mut b = a.reborrow().init_saml_relay();
+        b.set_acs_url(r.acs_url.as_str());
+        b.set_entity_id(r.entity_id.as_str());
+        b.set_name_id_format(r.name_id_format.as_str());
+        b.set_idp_entity_id(r.idp_entity_id.as_str());
+        encode_key(b.init_signing(), &r.signing);
     }
     if app.profile != Default::default() {
         encode_profile(a.reborrow().init_profile(), &app.profile);
@@ -146,6 +156,19 @@ pub(crate) fn decode_app(
         login_required: a.get_login_required(),
         oidc: decode_app_oidc(a.get_has_oidc(), a.get_oidc())?,
         saml: decode_app_saml(a.get_has_saml(), a.get_saml())?,
+        saml_relay: if a.get_has_saml_relay() {
+            let r = a.get_saml_relay()?;
+            Some(SamlRelay {
+                acs_url: text(r.get_acs_url())?,
+                entity_id: text(r.get_entity_id())?,
+                name_id_format: text(r.get_name_id_format())?,
+                idp_entity_id: text(r.get_idp_entity_id())?,
+                signing: decode_certified_key(true, r.get_signing())?
+                    .ok_or_else(|| invalid("SAML relay without a signing key"))?,
+            })
+        } else {
+            None
+        },
         profile: decode_profile(a.has_profile(), a.get_profile())?,
         rewrite: if a.has_rewrite() {
             let r = a.get_rewrite()?;

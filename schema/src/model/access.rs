@@ -88,6 +88,24 @@ pub struct Saml {
     pub device_attribute: String,
 }
 
+/// The proxy as an app's own SAML identity provider: the app is told the
+/// proxy's metadata, and the proxy answers its sign-ins with assertions it
+/// signs for the user signed in at the proxy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SamlRelay {
+    /// The app's assertion consumer service (HTTP-POST binding).
+    pub acs_url: String,
+    /// The app's entity ID (the audience).
+    pub entity_id: String,
+    pub name_id_format: String,
+    /// The proxy's entity ID toward this app.
+    pub idp_entity_id: String,
+    pub signing: CertifiedKeyPem,
+}
+
+/// The NameID format used when the policy names none.
+pub const NAME_ID_UNSPECIFIED: &str = "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified";
+
 /// Identity taken from headers set by an identity-aware proxy in front.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TrustedHeader {

@@ -1,7 +1,7 @@
 //! One protected app: its domains, where the data plane connects, and what
 //! access and session control say about it by default.
 
-use super::access::{AccessAction, CertifiedKeyPem, Oidc, Saml};
+use super::access::{AccessAction, CertifiedKeyPem, Oidc, Saml, SamlRelay};
 use super::names::{DnsName, Upstream};
 use super::session::AppProfile;
 
@@ -29,6 +29,8 @@ pub struct App {
     pub oidc: Option<Oidc>,
     /// The app's own SAML identity provider, overriding the global one.
     pub saml: Option<Saml>,
+    /// The app's own SAML sign-in, answered by the proxy.
+    pub saml_relay: Option<SamlRelay>,
     /// How the app's downloads, uploads and custom activities look.
     pub profile: AppProfile,
     /// `[app.rewrite]`: data rewritten anyway, the leak guard.
@@ -97,6 +99,7 @@ impl App {
             login_required: true,
             oidc: None,
             saml: None,
+            saml_relay: None,
             profile: AppProfile::default(),
             rewrite: RewriteSettings::default(),
         }

@@ -10,6 +10,7 @@
 
 pub mod c14n;
 pub mod dsig;
+pub mod issue;
 pub mod metadata;
 pub mod request;
 pub mod response;

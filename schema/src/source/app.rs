@@ -11,7 +11,7 @@ use toml::Spanned;
 use super::identity::OidcSource;
 use super::profile::{compile_profile, compile_rewrite, AppProfileSource, RewriteSource};
 use super::report::{Locator, Report};
-use super::saml::SamlSource;
+use super::saml::{SamlRelaySource, SamlSource};
 use super::tls::certified_key;
 use crate::model::access::AccessAction;
 use crate::model::app::{check_bare_host_context, App, MAX_BARE_HOST_CONTEXTS};
@@ -39,6 +39,8 @@ pub(crate) struct AppSource {
     oidc: Option<Spanned<OidcSource>>,
     /// This app's own SAML identity provider.
     saml: Option<Spanned<SamlSource>>,
+    /// The app's own SAML sign-in, answered by the proxy.
+    saml_relay: Option<Spanned<SamlRelaySource>>,
     /// How the app's activities look (session control).
     profile: Option<Spanned<AppProfileSource>>,
     /// Data responses rewritten anyway.
@@ -198,6 +200,17 @@ pub(crate) fn compile_apps(
             .saml
             .as_ref()
             .map(|s| s.get_ref().compile(s.span(), base_dir, report));
+        let saml_relay = app_src.saml_relay.as_ref().and_then(|r| {
+            let first = domains
+                .first()
+                .map(|d| match suffix {
+                    Some(s) => format!("{}.{}", d.as_str(), s.as_str()),
+                    None => d.as_str().to_string(),
+                })
+                .unwrap_or_default();
+            r.get_ref()
+                .compile(r.span(), (&domains, &first), base_dir, report)
+        });
         if let (Some(_), Some(s)) = (&oidc, &app_src.saml) {
             report(
                 s.span(),
@@ -221,6 +234,7 @@ pub(crate) fn compile_apps(
             access_default,
             oidc,
             saml,
+            saml_relay,
             // Settled by the caller, once identity is known.
             login_required: app_src.login.unwrap_or(true),
             profile,

@@ -24,7 +24,10 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::report::Report;
-use crate::model::access::Saml;
+use super::tls::certified_key;
+use crate::model::access::{Saml, SamlRelay, NAME_ID_UNSPECIFIED};
+use crate::model::names::DnsName;
+use crate::saml::issue::SigningKey;
 use crate::saml::metadata::parse_idp_metadata;
 
 /// The SAML fields, shared by `[identity]` and `[app.saml]`.
@@ -113,5 +116,102 @@ impl SamlSource {
             ),
         }
         saml
+    }
+}
+
+/// `[app.saml_relay]`: the proxy answers the app's own SAML sign-in.
+///
+/// ```toml
+/// [app.saml_relay]
+/// acs_url = "https://files.test/saml/acs"          # the app's ACS, on one of its domains
+/// entity_id = "https://files.test/saml/metadata"   # the app's entity ID
+/// signing_cert = "saml/saml.pem"                   # `controld certs saml` makes these;
+/// signing_key = "saml/saml.key"                    # the certificate goes to the app
+/// # name_id_format = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress"
+/// # idp_entity_id = "..."   # default https://<first domain>.<suffix>/.palisade/saml/idp
+/// ```
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SamlRelaySource {
+    acs_url: Option<Spanned<String>>,
+    entity_id: Option<Spanned<String>>,
+    name_id_format: Option<Spanned<String>>,
+    idp_entity_id: Option<Spanned<String>>,
+    signing_cert: Option<Spanned<String>>,
+    signing_key: Option<Spanned<String>>,
+}
+
+impl SamlRelaySource {
+    /// `domains` are the app's; `first_proxy_host` its first proxy host.
+    pub(crate) fn compile(
+        &self,
+        at: Range<usize>,
+        (domains, first_proxy_host): (&[DnsName], &str),
+        base_dir: &Path,
+        report: Report<'_>,
+    ) -> Option<SamlRelay> {
+        let mut missing = |name: &str| {
+            report(at.clone(), format!("[app.saml_relay] needs {name}"));
+        };
+        let (Some(acs), Some(entity), Some(cert), Some(key)) = (
+            &self.acs_url,
+            &self.entity_id,
+            &self.signing_cert,
+            &self.signing_key,
+        ) else {
+            for (field, name) in [
+                (
+                    self.acs_url.is_none(),
+                    "acs_url (the app's assertion consumer service)",
+                ),
+                (self.entity_id.is_none(), "entity_id (the app's entity ID)"),
+                (self.signing_cert.is_none(), "signing_cert"),
+                (self.signing_key.is_none(), "signing_key"),
+            ] {
+                if field {
+                    missing(name);
+                }
+            }
+            return None;
+        };
+        // The ACS must be one of the app's hosts: the browser posts to it
+        // through the proxy.
+        match url::Url::parse(acs.get_ref()) {
+            Ok(u)
+                if matches!(u.scheme(), "http" | "https")
+                    && u.host_str().is_some_and(|h| {
+                        domains.iter().any(|d| {
+                            let d = d.as_str();
+                            h.eq_ignore_ascii_case(d)
+                                || h.to_ascii_lowercase().ends_with(&format!(".{d}"))
+                        })
+                    }) => {}
+            _ => {
+                report(
+                    acs.span(),
+                    "acs_url: an http(s) URL on one of the app's domains".into(),
+                );
+                return None;
+            }
+        }
+        let signing = certified_key(base_dir, cert, key, report)?;
+        if let Err(e) = SigningKey::from_pem(&signing.chain_pem, &signing.key_pem) {
+            report(key.span(), format!("signing_key: {e}"));
+            return None;
+        }
+        let non_empty = |f: &Option<Spanned<String>>| {
+            f.as_ref()
+                .map(|v| v.get_ref().trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        Some(SamlRelay {
+            acs_url: acs.get_ref().trim().to_string(),
+            entity_id: entity.get_ref().trim().to_string(),
+            name_id_format: non_empty(&self.name_id_format)
+                .unwrap_or_else(|| NAME_ID_UNSPECIFIED.to_string()),
+            idp_entity_id: non_empty(&self.idp_entity_id)
+                .unwrap_or_else(|| format!("https://{first_proxy_host}/.palisade/saml/idp")),
+            signing,
+        })
     }
 }

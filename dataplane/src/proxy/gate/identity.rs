@@ -13,7 +13,7 @@ use std::rc::Rc;
 
 use super::{proxy_host, sign_in, Admitted, CachedUser, SignedInUser};
 use crate::answers;
-use crate::identity::{self, saml, Provider, Session, SignInWith};
+use crate::identity::{self, saml, saml_relay, Provider, Session, SignInWith};
 use crate::proxy::exchange::{Exchange, Step};
 
 /// Runs the phase.
@@ -38,6 +38,14 @@ pub async fn identity(x: &mut Exchange<'_>) -> Step {
                 return not_found(x, "SAML sign-in is not configured here.");
             };
             return sign_in::saml_acs(x, saml).await;
+        }
+        if let Some(relay) = app.saml_relay.as_deref() {
+            if path_only == saml_relay::SSO_PATH.as_bytes() {
+                return super::relay::sso(x, relay, provider);
+            }
+            if path_only == saml_relay::METADATA_PATH.as_bytes() {
+                return super::relay::metadata(x, relay);
+            }
         }
         if path_only == saml::METADATA_PATH.as_bytes() {
             let Some(SignInWith::Saml(saml)) = provider else {
@@ -171,24 +179,17 @@ pub(super) fn signed_in_user(
                 .collect(),
             device_tags: Vec::new(),
             expires_unix: i64::MAX,
+            name_id: String::new(),
+            attributes: Vec::new(),
         },
     };
-    let mut group_ids = Vec::new();
-    snap.access
-        .group_ids(session.groups.iter().map(String::as_str), &mut group_ids);
-    let user = Rc::new(SignedInUser {
-        user_id: snap.access.user_id(&session.user),
-        device_bits: crate::access::device_bits(session.device_tags.iter().map(String::as_str)),
-        expires_unix: session.expires_unix,
-        user: session.user,
-        groups: session.groups,
-        group_ids,
-    });
+    let expires_unix = session.expires_unix;
+    let user = Rc::new(user_of(&snap.access, session));
     let mut cache_key = key.to_vec();
     cache_key.extend_from_slice(groups_value);
     // A cookie-based session is only cached while it is valid; the cache
     // is dropped when the snapshot changes.
-    if session.expires_unix > now {
+    if expires_unix > now {
         x.conn.signed_in = Some(CachedUser {
             key: cache_key,
             version: snap.version,
@@ -199,9 +200,23 @@ pub(super) fn signed_in_user(
     Some(user)
 }
 
+/// A session as the access table sees its user.
+pub(super) fn user_of(table: &crate::access::AccessTable, session: Session) -> SignedInUser {
+    let mut group_ids = Vec::new();
+    table.group_ids(session.groups.iter().map(String::as_str), &mut group_ids);
+    SignedInUser {
+        user_id: table.user_id(&session.user),
+        device_bits: crate::access::device_bits(session.device_tags.iter().map(String::as_str)),
+        expires_unix: session.expires_unix,
+        user: session.user,
+        groups: session.groups,
+        group_ids,
+    }
+}
+
 /// No session: browsers navigating are sent to sign in; other requests
 /// get 401.
-fn sign_in_required(x: &mut Exchange<'_>, provider: Option<SignInWith<'_>>) -> Step {
+pub(super) fn sign_in_required(x: &mut Exchange<'_>, provider: Option<SignInWith<'_>>) -> Step {
     let index = x.req.index;
     let with_body = !x.req.is_head;
     let sign_in = &x.snap.sign_in;

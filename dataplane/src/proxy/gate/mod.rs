@@ -1,9 +1,10 @@
 //! The gate: the identity and access phases of a request (after routing,
 //! before anything reaches the app), and what they keep per connection.
 //!
-//! - [`identity`]: the proxy's own paths (`/.palisade/callback`,
-//!   `/.palisade/logout`, `/.palisade/notice`), the user from the sign-in
-//!   cookie or trusted headers, and sending a user without one to sign in;
+//! - [`identity`]: the proxy's own paths (`/.palisade/callback`, SAML's
+//!   `/.palisade/saml/…` in `sign_in` and `relay`, `/.palisade/logout`,
+//!   `/.palisade/notice`), the user from the sign-in cookie or trusted
+//!   headers, and sending a user without one to sign in;
 //! - [`access`]: the access policies (most restrictive matching action
 //!   wins), the block page, the session policies that apply, and the
 //!   monitoring notice.
@@ -15,6 +16,7 @@
 
 pub mod access;
 pub mod identity;
+mod relay;
 mod sign_in;
 
 use std::net::SocketAddr;

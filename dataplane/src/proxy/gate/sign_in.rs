@@ -72,15 +72,24 @@ pub async fn saml_acs(x: &mut Exchange<'_>, saml: &SamlProvider) -> Step {
         Ok(done) => match snap.sign_in.seal_session(&done.session, &app.name) {
             Some(cookie) => {
                 let domain = snap.hosts.cookie_domain(x.req.app, x.req.app_host.as_str());
-                answers::signed_in(
-                    &mut x.out,
-                    &answers::SignedIn {
-                        return_to: &done.return_to,
-                        cookie: &cookie,
-                        domain: &domain,
-                        lifetime_secs: snap.sign_in.lifetime_secs,
-                    },
-                );
+                let signed_in = answers::SignedIn {
+                    return_to: &done.return_to,
+                    cookie: &cookie,
+                    domain: &domain,
+                    lifetime_secs: snap.sign_in.lifetime_secs,
+                };
+                if let (Some(relay), false) = (app.saml_relay.as_deref(), done.solicited) {
+                    // Started at the identity provider for an app whose own
+                    // sign-in the proxy answers: on to the app at once.
+                    return super::relay::after_sign_in(
+                        x,
+                        relay,
+                        done.session,
+                        &done.relay_state,
+                        &signed_in,
+                    );
+                }
+                answers::signed_in(&mut x.out, &signed_in);
                 x.served.user = done.session.user;
                 let flow = if done.solicited {
                     "service provider"
