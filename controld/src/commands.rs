@@ -27,8 +27,9 @@ pub fn validate(policy: &Path) -> Result<Policy, String> {
 }
 
 /// Compiles a policy file and completes what the compiler cannot do
-/// itself: an OIDC `jwks_url` is fetched here (the snapshot carries the key
-/// set, so data planes never reach out to the provider).
+/// itself: an OIDC `jwks_url` and a SAML `idp_metadata_url` are fetched
+/// here (the snapshot carries the key set and the metadata, so data planes
+/// never reach out to the provider).
 pub fn compile_policy(path: &Path, options: &CompileOptions) -> Result<Policy, String> {
     let policy = compile_file(path, options).map_err(|d| d.to_string())?;
     complete(policy, &path.display().to_string())
@@ -69,8 +70,26 @@ pub fn compile_policy_text(
     complete(policy, label).map_err(PolicyError::Whole)
 }
 
-/// Fetches the key set of every OIDC provider given by `jwks_url`.
+/// Fetches the key set of every OIDC provider given by `jwks_url` and the
+/// metadata of every SAML identity provider given by `idp_metadata_url`.
 fn complete(mut policy: Policy, label: &str) -> Result<Policy, String> {
+    let global_saml = match &mut policy.identity.provider {
+        IdentityProvider::Saml(saml) => Some(saml),
+        _ => None,
+    };
+    for saml in global_saml
+        .into_iter()
+        .chain(policy.apps.iter_mut().filter_map(|a| a.saml.as_mut()))
+    {
+        if let (true, Some(url)) = (saml.certificates.is_empty(), saml.metadata_url.clone()) {
+            let text = fetch(&url).map_err(|e| format!("{label}: idp_metadata_url {url}: {e}"))?;
+            let metadata = palisade_schema::saml::metadata::parse_idp_metadata(&text)
+                .map_err(|e| format!("{label}: idp_metadata_url {url}: {e}"))?;
+            saml.idp_entity_id = metadata.entity_id;
+            saml.sso_url = metadata.sso_url;
+            saml.certificates = metadata.certificates;
+        }
+    }
     let global = match &mut policy.identity.provider {
         IdentityProvider::Oidc(oidc) => Some(oidc),
         _ => None,
@@ -81,7 +100,7 @@ fn complete(mut policy: Policy, label: &str) -> Result<Policy, String> {
         .chain(policy.apps.iter_mut().filter_map(|a| a.oidc.as_mut()))
     {
         if let (true, Some(url)) = (oidc.jwks.is_empty(), oidc.jwks_url.clone()) {
-            let text = fetch_jwks(&url).map_err(|e| format!("{label}: jwks_url {url}: {e}"))?;
+            let text = fetch(&url).map_err(|e| format!("{label}: jwks_url {url}: {e}"))?;
             check_jwks(&text).map_err(|e| format!("{label}: jwks_url {url}: {e}"))?;
             oidc.jwks = text;
         }
@@ -89,7 +108,8 @@ fn complete(mut policy: Policy, label: &str) -> Result<Policy, String> {
     Ok(policy)
 }
 
-fn fetch_jwks(url: &str) -> Result<String, String> {
+/// A provider's document (JWKS, SAML metadata): 10 s, 1 MiB at most.
+fn fetch(url: &str) -> Result<String, String> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(std::time::Duration::from_secs(10)))
         .build()

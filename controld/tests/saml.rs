@@ -34,7 +34,8 @@ struct Rig {
 
 /// The proxy with SAML sign-in through the test identity provider: `demo`
 /// through the global provider (identity-provider-initiated sign-in
-/// allowed), `box` through its own `[app.saml]` (not allowed), `crm` (a
+/// allowed), `box` through its own `[app.saml]` (not allowed; its metadata
+/// fetched by controld from the provider's URL), `crm` (a
 /// SAML app on python3-saml, no proxy sign-in required) through the relay;
 /// user `eve` is blocked by an access policy.
 fn rig() -> Rig {
@@ -86,7 +87,7 @@ tls_cert = "certs/box.pem"
 tls_key = "certs/box.key"
 
 [app.saml]
-idp_metadata_file = "idp.py/idp-metadata.xml"
+idp_metadata_url = "http://127.0.0.1:{port}/metadata"
 sp_entity_id = "{BOX_ENTITY}"
 
 [[app]]

@@ -12,6 +12,7 @@ provider's metadata is read from DIR/sp-metadata.xml when the first request
 needs it (the test fetches it from the proxy; DIR/sp-metadata*.xml when the
 proxy has more than one service-provider entity).
 
+  GET /metadata   its metadata (the entity ID is this URL)
   GET /sso?SAMLRequest=..&RelayState=..&user=..&groups=a,b[&sign=..][&mutate=..]
       answers the AuthnRequest (HTTP-Redirect binding) with the HTTP-POST
       binding's auto-submitting form
@@ -357,7 +358,10 @@ def main():
             user = q.get("user", "alice")
             groups = [g for g in q.get("groups", "").split(",") if g]
             try:
-                if url.path == "/sso":
+                if url.path == "/metadata":
+                    with open(os.path.join(idp.dir, "idp-metadata.xml")) as f:
+                        self.answer(200, f.read(), "application/samlmetadata+xml")
+                elif url.path == "/sso":
                     server = idp.pysaml2()
                     req = server.parse_authn_request(q["SAMLRequest"], BINDING_HTTP_REDIRECT)
                     args = server.response_args(req.message, [BINDING_HTTP_POST])

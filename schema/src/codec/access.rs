@@ -107,6 +107,7 @@ fn decode_saml(r: policy_capnp::saml::Reader<'_>) -> Result<Saml, SnapshotError>
         idp_entity_id: text(r.get_idp_entity_id())?,
         sso_url: text(r.get_sso_url())?,
         certificates,
+        metadata_url: None,
         sp_entity_id: text(r.get_sp_entity_id())?,
         allow_unsolicited: r.get_allow_unsolicited(),
         user_attribute: text(r.get_user_attribute())?,

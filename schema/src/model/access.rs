@@ -78,6 +78,9 @@ pub struct Saml {
     pub sso_url: String,
     /// DER certificates the identity provider signs with.
     pub certificates: Vec<Vec<u8>>,
+    /// Where controld fetches the metadata when no file is given (entity
+    /// ID, SSO URL and certificates stay empty until it has).
+    pub metadata_url: Option<String>,
     pub sp_entity_id: String,
     /// Accept identity-provider-initiated sign-in.
     pub allow_unsolicited: bool,

@@ -45,6 +45,7 @@ pub(crate) struct IdentitySource {
     session_lifetime: Option<Spanned<String>>,
     // provider = "saml" (see `saml.rs`).
     idp_metadata_file: Option<Spanned<String>>,
+    idp_metadata_url: Option<Spanned<String>>,
     sp_entity_id: Option<Spanned<String>>,
     allow_unsolicited: Option<bool>,
     user_attribute: Option<Spanned<String>>,
@@ -56,6 +57,7 @@ impl IdentitySource {
     fn saml(&self) -> SamlSource {
         SamlSource {
             idp_metadata_file: self.idp_metadata_file.clone(),
+            idp_metadata_url: self.idp_metadata_url.clone(),
             sp_entity_id: self.sp_entity_id.clone(),
             allow_unsolicited: self.allow_unsolicited,
             user_attribute: self.user_attribute.clone(),

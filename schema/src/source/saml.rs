@@ -4,7 +4,8 @@
 //! ```toml
 //! [identity]
 //! provider = "saml"
-//! idp_metadata_file = "idp-metadata.xml"   # the identity provider's metadata
+//! idp_metadata_file = "idp-metadata.xml"   # the identity provider's metadata,
+//! # idp_metadata_url = "https://idp.example/metadata"  # or fetched by controld
 //! sp_entity_id = "https://proxy.example/saml"
 //! allow_unsolicited = false                 # identity-provider-initiated sign-in
 //! user_attribute = "uid"                    # default: the NameID
@@ -14,8 +15,9 @@
 //! ```
 //!
 //! The metadata is read when the policy is compiled (file:line errors for
-//! what is missing in it); the snapshot carries the entity ID, the
-//! HTTP-Redirect SSO URL and the signing certificates.
+//! what is missing in it), or fetched by controld from `idp_metadata_url`
+//! right after; the snapshot carries the entity ID, the HTTP-Redirect SSO
+//! URL and the signing certificates.
 
 use std::ops::Range;
 use std::path::Path;
@@ -35,6 +37,7 @@ use crate::saml::metadata::parse_idp_metadata;
 #[serde(deny_unknown_fields)]
 pub(crate) struct SamlSource {
     pub idp_metadata_file: Option<Spanned<String>>,
+    pub idp_metadata_url: Option<Spanned<String>>,
     pub sp_entity_id: Option<Spanned<String>>,
     pub allow_unsolicited: Option<bool>,
     pub user_attribute: Option<Spanned<String>>,
@@ -60,6 +63,7 @@ impl SamlSource {
     /// `provider = "saml"`).
     pub(crate) fn any_set(&self) -> bool {
         self.idp_metadata_file.is_some()
+            || self.idp_metadata_url.is_some()
             || self.sp_entity_id.is_some()
             || self.allow_unsolicited.is_some()
             || self.user_attribute.is_some()
@@ -72,6 +76,7 @@ impl SamlSource {
             idp_entity_id: String::new(),
             sso_url: String::new(),
             certificates: Vec::new(),
+            metadata_url: None,
             sp_entity_id: String::new(),
             allow_unsolicited: self.allow_unsolicited.unwrap_or(false),
             user_attribute: attribute_name(&self.user_attribute, "", report),
@@ -89,8 +94,17 @@ impl SamlSource {
                     .into(),
             ),
         }
-        match &self.idp_metadata_file {
-            Some(f) => {
+        match (&self.idp_metadata_file, &self.idp_metadata_url) {
+            (Some(f), Some(_)) => {
+                report(f.span(), "give idp_metadata_file or idp_metadata_url, not both".into())
+            }
+            (None, Some(u)) => match url::Url::parse(u.get_ref()) {
+                Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => {
+                    saml.metadata_url = Some(u.get_ref().clone());
+                }
+                _ => report(u.span(), "idp_metadata_url: not an http(s) URL".into()),
+            },
+            (Some(f), None) => {
                 let path = base_dir.join(f.get_ref());
                 match std::fs::read_to_string(&path) {
                     Ok(xml) => match parse_idp_metadata(&xml) {
@@ -110,9 +124,10 @@ impl SamlSource {
                     ),
                 }
             }
-            None => report(
+            (None, None) => report(
                 at,
-                "SAML sign-in needs idp_metadata_file (the identity provider's metadata)".into(),
+                "SAML sign-in needs idp_metadata_file or idp_metadata_url (the identity provider's metadata)"
+                    .into(),
             ),
         }
         saml
