@@ -15,6 +15,8 @@ read from DIR/idp-metadata.xml when the first sign-in needs it.
   GET  /...        signed in (cookie app_session): "signed in as NAME";
                    else redirect to the identity provider (HTTP-Redirect),
                    remembering the request ID in cookie app_request
+  GET  /app        signed in: a page whose script (from static.DOMAIN)
+                   asks api.DOMAIN/me, with the session cookie, who it is
   POST /saml/acs   the response, validated strictly (signature, issuer,
                    audience, destination, recipient, times, InResponseTo):
                    the session cookie (Domain=DOMAIN) and a redirect to
@@ -82,10 +84,11 @@ def main():
             jar.load(self.headers.get("Cookie", ""))
             return {k: m.value for k, m in jar.items()}
 
-        def answer(self, status, body, headers=()):
+        def answer(self, status, body, headers=(), kind="text/plain; charset=utf-8"):
             data = body.encode()
             self.send_response(status)
-            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            if kind:
+                self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(data)))
             for k, v in headers:
                 self.send_header(k, v)
@@ -96,6 +99,39 @@ def main():
             token = self.cookies().get("app_session")
             with lock:
                 who = sessions.get(token)
+            host = self.headers.get("Host", domain).split(":")[0]
+            path = urlparse(self.path).path
+            if host == f"static.{domain}":
+                # The page's script, from another host: asks the API host.
+                script = (
+                    f'fetch("https://api.{domain}/me", {{credentials: "include"}})'
+                    '.then(r => r.json()).then(j => {'
+                    'document.getElementById("api").textContent = "api says " + j.user; })'
+                    '.catch(e => { document.getElementById("api").textContent = "api failed " + e; });'
+                )
+                self.answer(200, script, [("Content-Type", "text/javascript")], kind=None)
+                return
+            if host == f"api.{domain}":
+                origin = self.headers.get("Origin", "")
+                cors = [
+                    ("Access-Control-Allow-Origin", origin),
+                    ("Access-Control-Allow-Credentials", "true"),
+                ]
+                if who:
+                    self.answer(200, json.dumps({"user": who[0]}), cors, kind="application/json")
+                else:
+                    self.answer(401, json.dumps({"error": "no session"}), cors, kind="application/json")
+                return
+            if who and path == "/app":
+                # The page of the multi-host app.
+                self.answer(
+                    200,
+                    "<!doctype html><html><head><title>CRM</title></head><body>"
+                    f'<p id="user">signed in as {who[0]}</p><p id="api">loading</p>'
+                    f'<script src="https://static.{domain}/app.js"></script></body></html>',
+                    kind="text/html; charset=utf-8",
+                )
+                return
             if who:
                 name, attributes = who
                 groups = ",".join(attributes.get("groups", []))

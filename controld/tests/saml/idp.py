@@ -15,7 +15,8 @@ proxy has more than one service-provider entity).
   GET /metadata   its metadata (the entity ID is this URL)
   GET /sso?SAMLRequest=..&RelayState=..&user=..&groups=a,b[&sign=..][&mutate=..]
       answers the AuthnRequest (HTTP-Redirect binding) with the HTTP-POST
-      binding's auto-submitting form
+      binding's auto-submitting form; without user, a sign-in form asks
+      for it (a browser's way in)
   GET /init?acs=URL&user=..[&relay=..][&mutate=..]
       an unsolicited response (identity-provider-initiated sign-in)
 
@@ -361,6 +362,18 @@ def main():
                 if url.path == "/metadata":
                     with open(os.path.join(idp.dir, "idp-metadata.xml")) as f:
                         self.answer(200, f.read(), "application/samlmetadata+xml")
+                elif url.path == "/sso" and "user" not in q:
+                    # A browser: the sign-in form (any user name).
+                    hidden = "".join(
+                        f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">'
+                        for k, v in q.items()
+                    )
+                    self.answer(
+                        200,
+                        "<!doctype html><html><head><title>Test IdP</title></head><body>"
+                        f'<form method="get" action="/sso">{hidden}'
+                        '<input name="user"><button>Sign in</button></form></body></html>',
+                    )
                 elif url.path == "/sso":
                     server = idp.pysaml2()
                     req = server.parse_authn_request(q["SAMLRequest"], BINDING_HTTP_REDIRECT)

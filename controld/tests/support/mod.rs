@@ -5,6 +5,7 @@
 
 pub mod console;
 pub mod https;
+pub mod saml;
 pub mod signin;
 
 use palisade_bench::testing::RunOk;
