@@ -7,6 +7,9 @@
 //! ID tokens are signed with keys it generates (RSA 2048 for RS256, P-256
 //! for ES256), optionally kept in a directory across restarts.
 //!
+//! It is a SAML identity provider too (`idp_saml`): metadata at
+//! `/saml/metadata`, single sign-on at `/saml/sso`.
+//!
 //! With `test_mode`, the authorization request may also ask for broken
 //! tokens (`test_alg=none|HS256`, `test_kid`, `test_aud`, `test_iss`,
 //! `test_exp`, `test_nonce`), which is how the proxy's refusals are tested.
@@ -44,6 +47,8 @@ struct Keys {
     ec: EcdsaKeyPair,
     rng: SystemRandom,
     jwks: String,
+    /// SAML signing: the P-256 key with a certificate.
+    saml: palisade_schema::saml::issue::SigningKey,
 }
 
 /// A running provider (serves until the process exits).
@@ -115,7 +120,14 @@ fn load_or_generate(dir: Option<&Path>) -> Result<Keys, String> {
         ]
     })
     .to_string();
-    Ok(Keys { rsa, ec, rng, jwks })
+    let saml = crate::idp_saml::signing_key(&ec_der)?;
+    Ok(Keys {
+        rsa,
+        ec,
+        rng,
+        jwks,
+        saml,
+    })
 }
 
 impl Idp {
@@ -240,6 +252,26 @@ fn serve(
         }
         ("GET", "/jwks") => respond(&mut stream, "200 OK", "application/json", &keys.jwks),
         (_, "/authorize") => authorize(&mut stream, &req, keys, config, issuer),
+        ("GET", "/saml/metadata") => respond(
+            &mut stream,
+            "200 OK",
+            "application/samlmetadata+xml",
+            &crate::idp_saml::metadata(issuer, &keys.saml),
+        ),
+        (_, "/saml/sso") => {
+            let param = |name: &str| req.params.get(name).cloned().unwrap_or_default();
+            match crate::idp_saml::sso(issuer, &keys.saml, &param) {
+                crate::idp_saml::Answer::LoginForm(page) | crate::idp_saml::Answer::Post(page) => {
+                    respond(&mut stream, "200 OK", "text/html; charset=utf-8", &page)
+                }
+                crate::idp_saml::Answer::Refused(why) => respond(
+                    &mut stream,
+                    "400 Bad Request",
+                    "text/plain",
+                    &format!("{why}\n"),
+                ),
+            }
+        }
         _ => respond(&mut stream, "404 Not Found", "text/plain", "not found\n"),
     }
 }

@@ -11,6 +11,7 @@ pub mod floor;
 pub mod h2client;
 pub mod handshake;
 pub mod idp;
+pub mod idp_saml;
 pub mod load;
 pub mod log_ingest;
 pub mod mmdb;
