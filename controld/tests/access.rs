@@ -169,6 +169,23 @@ fn refused_sign_ins_and_sessions_get_a_clear_answer_and_are_logged() {
             "{name}: no session"
         );
     }
+    // Each refusal is a `sign-in` record naming the provider and why.
+    let issuer = rig.idp.issuer.clone();
+    support::eventually("the refused sign-ins' records", || {
+        let records: Vec<serde_json::Value> = rig
+            .env
+            .export(&["--kind", "activity"])
+            .into_iter()
+            .filter(|r| r["activity"] == "sign-in" && r["action"] == "block")
+            .collect();
+        cases.iter().all(|(_, _, reason)| {
+            records.iter().any(|r| {
+                r["detail"].as_str().is_some_and(|d| {
+                    d.starts_with(&format!("oidc issuer={issuer} reason=")) && d.contains(reason)
+                })
+            })
+        })
+    });
 
     // Replayed state: the same form posted twice, even with the login
     // cookie, signs in only once.

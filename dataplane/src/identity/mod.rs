@@ -85,6 +85,10 @@ pub struct OidcProvider {
 }
 
 impl OidcProvider {
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
     pub fn build(o: &palisade_schema::access::Oidc) -> Result<OidcProvider, IdentityError> {
         let keys = jwt::KeySet::parse(&o.jwks)?;
         if keys.is_empty() {

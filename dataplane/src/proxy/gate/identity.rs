@@ -28,10 +28,10 @@ pub async fn identity(x: &mut Exchange<'_>) -> Step {
         let path = x.req.index.path.of(x.client_head());
         let path_only = path.split(|b| *b == b'?').next().unwrap_or(b"");
         if path_only == identity::CALLBACK_PATH.as_bytes() {
-            let Some(SignInWith::Oidc(_)) = provider else {
+            let Some(SignInWith::Oidc(oidc)) = provider else {
                 return not_found(x, "OpenID Connect sign-in is not configured here.");
             };
-            return sign_in::callback(x).await;
+            return sign_in::callback(x, oidc).await;
         }
         if path_only == saml::ACS_PATH.as_bytes() {
             let Some(SignInWith::Saml(saml)) = provider else {

@@ -3,7 +3,8 @@
 //! (`/.palisade/saml/acs`). Each reads the provider's form post
 //! (Content-Length, bounded), checks it against the login state bound to
 //! this browser, and answers with the session cookie and a redirect back,
-//! or a refusal page naming the reason.
+//! or a refusal page naming the reason; either way a `sign-in` activity
+//! record names the provider and the user or the reason.
 
 use std::time::Instant;
 
@@ -11,20 +12,40 @@ use super::{proxy_host, Admitted, MAX_CALLBACK_BODY};
 use crate::answers;
 use crate::core::CLIENT_BUFFER;
 use crate::http::Framing;
-use crate::identity::{self, SamlProvider};
+use crate::identity::{self, OidcProvider, SamlProvider};
 use crate::io::within;
 use crate::proxy::exchange::ActivityNote;
 use crate::proxy::exchange::{Exchange, Step};
 use palisade_schema::logrec::Action;
 
-/// Completes a sign-in; the answer is in `x.out`.
-pub async fn callback(x: &mut Exchange<'_>) -> Step {
+/// Completes an OpenID Connect sign-in; the answer is in `x.out`, and a
+/// `sign-in` activity record says who, through which provider, or why not.
+pub async fn callback(x: &mut Exchange<'_>, oidc: &OidcProvider) -> Step {
     let (host, login_cookie, form) = match read_callback(x).await {
         Ok(read) => read,
         Err(step) => return step,
     };
-    let status = complete(x, &host, &login_cookie, &form);
-    Step::Respond(status)
+    let provider = format!("oidc issuer={}", oidc.issuer());
+    let snap = x.snap;
+    let now = identity::now_unix();
+    match snap
+        .sign_in
+        .complete_login(oidc, &host, &form, &login_cookie, now)
+    {
+        Ok((session, return_to)) => {
+            let status = match session_cookie(x, &session) {
+                Some((cookie, domain)) => {
+                    let answer = signed_in(x, &return_to, (&cookie, &domain));
+                    answers::signed_in(&mut x.out, &answer);
+                    x.served.user = session.user;
+                    200
+                }
+                None => 500,
+            };
+            finish(x, status, format!("{provider} signed in"))
+        }
+        Err(e) => refused(x, &host, (&provider, &e.to_string())),
+    }
 }
 
 /// The proxy host, the login cookie and the posted form of a sign-in
@@ -66,57 +87,80 @@ pub async fn saml_acs(x: &mut Exchange<'_>, saml: &SamlProvider) -> Step {
     let app = x.app();
     let scheme = if x.conn.ctx.tls { "https" } else { "http" };
     let now = identity::now_unix();
-    let idp = &saml.settings.idp_entity_id;
-    let outcome = saml.complete_login(&snap.sign_in, (scheme, &host), &form, &login_cookie, now);
-    let (status, action, detail) = match outcome {
-        Ok(done) => match snap.sign_in.seal_session(&done.session, &app.name) {
-            Some(cookie) => {
-                let domain = snap.hosts.cookie_domain(x.req.app, x.req.app_host.as_str());
-                let signed_in = answers::SignedIn {
-                    return_to: &done.return_to,
-                    cookie: &cookie,
-                    domain: &domain,
-                    lifetime_secs: snap.sign_in.lifetime_secs,
-                };
-                if let (Some(relay), false) = (app.saml_relay.as_deref(), done.solicited) {
-                    // Started at the identity provider for an app whose own
-                    // sign-in the proxy answers: on to the app at once.
-                    return super::relay::after_sign_in(
-                        x,
-                        relay,
-                        done.session,
-                        &done.relay_state,
-                        &signed_in,
-                    );
-                }
-                answers::signed_in(&mut x.out, &signed_in);
-                x.served.user = done.session.user;
-                let flow = if done.solicited {
-                    "service provider"
-                } else {
-                    "identity provider"
-                };
-                (
-                    303,
-                    Action::Allow,
-                    format!("saml idp={idp} initiated by the {flow}"),
-                )
-            }
-            None => {
-                answers::sign_in_failed(&mut x.out, 500, "No session key is configured.");
-                (
-                    500,
-                    Action::Block,
-                    format!("saml idp={idp} reason=no session key"),
-                )
-            }
-        },
-        Err(e) => {
-            let why = e.to_string();
-            crate::say!("SAML sign-in refused for {host}: {why}");
-            answers::sign_in_failed(&mut x.out, 403, &why);
-            (403, Action::Block, format!("saml idp={idp} reason={why}"))
-        }
+    let provider = format!("saml idp={}", saml.settings.idp_entity_id);
+    let done = match saml.complete_login(&snap.sign_in, (scheme, &host), &form, &login_cookie, now)
+    {
+        Ok(done) => done,
+        Err(e) => return refused(x, &host, (&provider, &e.to_string())),
+    };
+    let Some((cookie, domain)) = session_cookie(x, &done.session) else {
+        return finish(x, 500, provider);
+    };
+    let signed_in = signed_in(x, &done.return_to, (&cookie, &domain));
+    if let (Some(relay), false) = (app.saml_relay.as_deref(), done.solicited) {
+        // Started at the identity provider for an app whose own sign-in
+        // the proxy answers: on to the app at once.
+        return super::relay::after_sign_in(x, relay, done.session, &done.relay_state, &signed_in);
+    }
+    answers::signed_in(&mut x.out, &signed_in);
+    x.served.user = done.session.user;
+    let flow = if done.solicited {
+        "service provider"
+    } else {
+        "identity provider"
+    };
+    finish(x, 200, format!("{provider} initiated by the {flow}"))
+}
+
+/// The sealed session cookie for `session` and the domain it is set on;
+/// `None` (and the 500 page) without a session key.
+fn session_cookie(x: &mut Exchange<'_>, session: &identity::Session) -> Option<(String, String)> {
+    let snap = x.snap;
+    let Some(cookie) = snap.sign_in.seal_session(session, &x.app().name) else {
+        answers::sign_in_failed(&mut x.out, 500, "No session key is configured.");
+        return None;
+    };
+    let domain = snap.hosts.cookie_domain(x.req.app, x.req.app_host.as_str());
+    Some((cookie, domain))
+}
+
+fn signed_in<'a>(
+    x: &Exchange<'_>,
+    return_to: &'a str,
+    (cookie, domain): (&'a str, &'a str),
+) -> answers::SignedIn<'a> {
+    answers::SignedIn {
+        return_to,
+        cookie,
+        domain,
+        lifetime_secs: x.snap.sign_in.lifetime_secs,
+    }
+}
+
+/// A refused sign-in: the 403 page naming the reason, said on the error
+/// stream too, and the record.
+fn refused(x: &mut Exchange<'_>, host: &str, (provider, why): (&str, &str)) -> Step {
+    crate::say!("sign-in refused for {host}: {why}");
+    answers::sign_in_failed(&mut x.out, 403, why);
+    x.served.activity = Some(ActivityNote {
+        name: "sign-in".into(),
+        action: Some(Action::Block),
+        detail: format!("{provider} reason={why}"),
+        ..Default::default()
+    });
+    Step::Respond(403)
+}
+
+/// The `sign-in` record of a sign-in answered with `status` (200 here
+/// means the 303 back to the app; 500: no session key).
+fn finish(x: &mut Exchange<'_>, status: u16, detail: String) -> Step {
+    let (status, action, detail) = match status {
+        200 => (303, Action::Allow, detail),
+        other => (
+            other,
+            Action::Block,
+            format!("{detail} reason=no session key"),
+        ),
     };
     x.served.activity = Some(ActivityNote {
         name: "sign-in".into(),
@@ -141,49 +185,4 @@ pub(super) async fn read_small_body(x: &mut Exchange<'_>, len: usize) -> Option<
     let body = x.client.buffered()[..len].to_vec();
     x.client.consume(len);
     Some(body)
-}
-
-/// Checks the posted token and writes the answer; returns its status.
-fn complete(x: &mut Exchange<'_>, host: &str, login_cookie: &[u8], form: &[u8]) -> u16 {
-    let snap = x.snap;
-    let app = x.app();
-    let refuse = |status: u16, reason: &str| {
-        // The refusal is in the log record (status 403, action block); say
-        // why on the data plane's error stream too.
-        crate::say!("sign-in refused for {host}: {reason}");
-        status
-    };
-    let Some(identity::SignInWith::Oidc(oidc)) = app.sign_in(&snap.sign_in) else {
-        answers::sign_in_failed(&mut x.out, 404, "Sign-in is not configured here.");
-        return refuse(404, "sign-in is not configured");
-    };
-    let now = identity::now_unix();
-    match snap
-        .sign_in
-        .complete_login(oidc, host, form, login_cookie, now)
-    {
-        Ok((session, return_to)) => {
-            let Some(cookie) = snap.sign_in.seal_session(&session, &app.name) else {
-                answers::sign_in_failed(&mut x.out, 500, "No session key is configured.");
-                return refuse(500, "no session key");
-            };
-            let domain = snap.hosts.cookie_domain(x.req.app, x.req.app_host.as_str());
-            answers::signed_in(
-                &mut x.out,
-                &answers::SignedIn {
-                    return_to: &return_to,
-                    cookie: &cookie,
-                    domain: &domain,
-                    lifetime_secs: snap.sign_in.lifetime_secs,
-                },
-            );
-            x.served.user = session.user;
-            303
-        }
-        Err(e) => {
-            let why = e.to_string();
-            answers::sign_in_failed(&mut x.out, 403, &why);
-            refuse(403, &why)
-        }
-    }
 }
