@@ -68,12 +68,23 @@ pub fn own_response(
     body: &str,
     with_body: bool,
 ) {
-    out.clear();
     let kind = if json {
         "application/json"
     } else {
         "text/html; charset=utf-8"
     };
+    typed_response(out, (status, headers), kind, body, with_body);
+}
+
+/// [`own_response`] with any content type.
+fn typed_response(
+    out: &mut Vec<u8>,
+    (status, headers): (u16, &str),
+    kind: &str,
+    body: &str,
+    with_body: bool,
+) {
+    out.clear();
     out.extend_from_slice(
         format!(
             "HTTP/1.1 {status} {}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nCache-Control: no-store\r\n{headers}\r\n",
@@ -279,17 +290,13 @@ pub fn signed_in(out: &mut Vec<u8>, s: &SignedIn<'_>) {
 /// The proxy's SAML service-provider metadata (SAML Metadata §4.1.1:
 /// `application/samlmetadata+xml`).
 pub fn saml_metadata(out: &mut Vec<u8>, xml: &str, with_body: bool) {
-    out.clear();
-    out.extend_from_slice(
-        format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: application/samlmetadata+xml\r\nContent-Length: {}\r\nCache-Control: no-store\r\n\r\n",
-            xml.len()
-        )
-        .as_bytes(),
+    typed_response(
+        out,
+        (200, ""),
+        "application/samlmetadata+xml",
+        xml,
+        with_body,
     );
-    if with_body {
-        out.extend_from_slice(xml.as_bytes());
-    }
 }
 
 /// The HTTP-POST binding (SAML Bindings §3.5.4): a page whose form the

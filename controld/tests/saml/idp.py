@@ -287,23 +287,22 @@ def wrap(signed, variant):
         original.addprevious(evil)
         root.remove(original)
         evil.append(original)
-    elif variant == "xsw5":
-        # The evil assertion carries the signature; the original, unsigned,
-        # goes last.
-        evil.set("ID", original.get("ID"))
-        evil.insert(1, copy.deepcopy(sig))
-        original.addprevious(evil)
-        root.remove(original)
-        original.remove(sig)
-        root.append(original)
-    elif variant == "xsw6":
+    elif variant in ("xsw5", "xsw6", "xsw8"):
+        # The evil assertion takes the original's ID and a copy of its
+        # signature; the original, unsigned, goes last (5), into that
+        # signature (6), or into an Object in it (8).
         evil.set("ID", original.get("ID"))
         moved_sig = copy.deepcopy(sig)
         evil.insert(1, moved_sig)
         original.addprevious(evil)
         root.remove(original)
         original.remove(sig)
-        moved_sig.append(original)
+        if variant == "xsw5":
+            root.append(original)
+        elif variant == "xsw6":
+            moved_sig.append(original)
+        else:
+            etree.SubElement(moved_sig, "{%s}Object" % NS["ds"]).append(original)
     elif variant == "xsw7":
         extensions = etree.SubElement(root, "{%s}Extensions" % NS["samlp"])
         root.remove(extensions)
@@ -311,15 +310,6 @@ def wrap(signed, variant):
         root.remove(original)
         extensions.append(original)
         extensions.addnext(evil)
-    elif variant == "xsw8":
-        evil.set("ID", original.get("ID"))
-        moved_sig = copy.deepcopy(sig)
-        evil.insert(1, moved_sig)
-        obj = etree.SubElement(moved_sig, "{%s}Object" % NS["ds"])
-        original.addprevious(evil)
-        root.remove(original)
-        original.remove(sig)
-        obj.append(original)
     return etree.tostring(root).decode()
 
 
