@@ -61,6 +61,20 @@ fn both_saml_flows_sign_in_and_reach_the_app_with_a_scoped_session() {
         "{record}"
     );
 
+    // Started on another host of the app: the callback is the app
+    // domain's (one ACS per domain at the identity provider), the login
+    // cookie set for that domain, and the user goes back to the host they
+    // opened.
+    let (location, login) = rig.start(&client, &format!("www.{DEMO}"));
+    let form = rig.idp_form(&format!("{location}&user=alice"));
+    assert_eq!(form.action, format!("https://{DEMO}/.palisade/saml/acs"));
+    let r = rig.post(&client, &form, Some(&login));
+    session_of(&r, DEMO);
+    assert_eq!(
+        r.header("location"),
+        Some(format!("https://www.{DEMO}/start?x=1").as_str())
+    );
+
     // Identity-provider initiated: no login cookie, RelayState is where
     // to go.
     let form = rig.idp_form(&format!(

@@ -7,7 +7,9 @@
 //! identity provider (pysaml2, its sign-in form), comes back, and posts
 //! its signed response to the app on the proxy host. From the browser's
 //! own network events, every request went to a `*.proxy.test` host or the
-//! identity provider, and none failed.
+//! identity provider, and none failed. Then the suite's multi-host SaaS
+//! app (`palisade_bench::saas`) signs in through SAML without the form
+//! again (the identity provider's session) and works on every host.
 //!
 //! Needs `/usr/bin/chromium` (or `$CHROMIUM`); `scripts/test` installs it.
 
@@ -19,6 +21,8 @@ use palisade_bench::browser::{Browser, Launch};
 use support::saml::{rig, sign_in_record, CRM};
 
 const PAGE: &str = "https://crm.test.proxy.test/app";
+/// The multi-host SaaS app of the browser suite, signed in through SAML.
+const SAAS: &str = "https://app.saas.test.proxy.test/";
 
 fn step<T>(b: &mut Browser, what: &str, f: impl FnOnce(&mut Browser) -> Result<T, String>) -> T {
     f(b).unwrap_or_else(|e| {
@@ -84,6 +88,26 @@ fn a_browser_signs_in_through_saml_and_the_relay_without_leaving_the_proxy() {
         "api says alice"
     );
 
+    // The multi-host SaaS app (scripts and styles from its static host,
+    // fetch and XHR to its API host, a WebSocket, an iframe) signs in
+    // through SAML too, without asking again: the identity provider
+    // remembers the browser, the proxy's ACS is on the app domain's host
+    // and the browser comes back to the host it opened.
+    step(&mut b, "the SaaS app, signed in through SAML", |b| {
+        b.navigate(SAAS)?;
+        b.wait_until(
+            "location.host === 'app.saas.test.proxy.test' && document.getElementById('status') && document.getElementById('status').textContent !== 'loading'",
+            Duration::from_secs(30),
+        )
+    });
+    assert_eq!(
+        b.eval("document.getElementById('status').textContent")
+            .expect("status"),
+        "ready",
+        "the SaaS app's script reported a failure"
+    );
+    assert_eq!(b.eval("window.acmeWs").expect("ws"), "ping from the page");
+
     // Every request of the walk, from the browser's own events.
     let requests = b.requests();
     let hosts: Vec<String> = requests
@@ -102,6 +126,10 @@ fn a_browser_signs_in_through_saml_and_the_relay_without_leaving_the_proxy() {
         CRM,
         "static.crm.test.proxy.test",
         "api.crm.test.proxy.test",
+        "app.saas.test.proxy.test",
+        "saas.test.proxy.test",
+        "static.saas.test.proxy.test",
+        "api.saas.test.proxy.test",
         idp_host.as_str(),
     ] {
         assert!(
@@ -122,10 +150,21 @@ fn a_browser_signs_in_through_saml_and_the_relay_without_leaving_the_proxy() {
     let failed = b.failures();
     assert!(failed.is_empty(), "failed requests: {failed:?}");
 
-    // One sign-in at the proxy, one relayed to the app.
+    // Sign-ins at the proxy (crm, then saas without the form), one
+    // relayed to the app; the form was shown once.
     assert_eq!(
         sign_in_record(&rig.env, "initiated by the service provider")["user"],
         "alice"
+    );
+    let forms = requests
+        .iter()
+        .filter(|(url, _)| {
+            url.contains("/sso?") && url.contains(&idp_host) && !url.contains("user=")
+        })
+        .count();
+    assert_eq!(
+        forms, 2,
+        "the identity provider was asked twice, its form submitted once: {requests:?}"
     );
     assert_eq!(
         sign_in_record(&rig.env, "initiated by the app")["user"],

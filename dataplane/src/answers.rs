@@ -227,11 +227,18 @@ pub fn signed_out(out: &mut Vec<u8>, domain: &str, with_body: bool) {
 
 /// The redirect to the identity provider, with the login cookie that binds
 /// the sign-in to this browser.
-pub fn sign_in_redirect(out: &mut Vec<u8>, url: &str, login_cookie: &str, with_body: bool) {
+pub fn sign_in_redirect(
+    out: &mut Vec<u8>,
+    url: &str,
+    (login_cookie, domain): (&str, Option<&str>),
+    with_body: bool,
+) {
     // The provider posts back cross-site: the login cookie must be
-    // SameSite=None to come along (it holds no identity).
+    // SameSite=None to come along (it holds no identity). With a domain,
+    // the callback is on another host of the app's domain.
+    let domain = domain.map_or(String::new(), |d| format!("; Domain={d}"));
     let headers = format!(
-        "Location: {url}\r\nSet-Cookie: {}={login_cookie}; Path={}; Max-Age=600; Secure; HttpOnly; SameSite=None\r\n",
+        "Location: {url}\r\nSet-Cookie: {}={login_cookie}{domain}; Path={}; Max-Age=600; Secure; HttpOnly; SameSite=None\r\n",
         String::from_utf8_lossy(identity::LOGIN_COOKIE),
         identity::LOGIN_COOKIE_PATH
     );
@@ -257,6 +264,28 @@ pub fn sign_in_required(out: &mut Vec<u8>, message: &str, json: bool, with_body:
     }
 }
 
+/// The session cookie of a completed sign-in, and the login cookie
+/// cleared: host-only (OpenID Connect sets it so) and on the app domain
+/// (SAML, whose callback may be on another host of it).
+fn session_cookies(s: &SignedIn<'_>) -> String {
+    let login = String::from_utf8_lossy(identity::LOGIN_COOKIE);
+    let path = identity::LOGIN_COOKIE_PATH;
+    format!(
+        concat!(
+            "Set-Cookie: {}={}; Domain={}; Path=/; Max-Age={}; Secure; HttpOnly; SameSite=Lax\r\n",
+            "Set-Cookie: {login}=; Path={path}; Max-Age=0; Secure; HttpOnly; SameSite=None\r\n",
+            "Set-Cookie: {login}=; Domain={}; Path={path}; Max-Age=0; Secure; HttpOnly; SameSite=None\r\n"
+        ),
+        String::from_utf8_lossy(identity::SESSION_COOKIE),
+        s.cookie,
+        s.domain,
+        s.lifetime_secs,
+        s.domain,
+        login = login,
+        path = path,
+    )
+}
+
 /// A completed sign-in: the session cookie, the login cookie cleared, and
 /// a redirect back to where the user started.
 pub struct SignedIn<'a> {
@@ -267,16 +296,7 @@ pub struct SignedIn<'a> {
 }
 
 pub fn signed_in(out: &mut Vec<u8>, s: &SignedIn<'_>) {
-    let headers = format!(
-        "Location: {}\r\nSet-Cookie: {}={}; Domain={}; Path=/; Max-Age={}; Secure; HttpOnly; SameSite=Lax\r\nSet-Cookie: {}=; Path={}; Max-Age=0; Secure; HttpOnly; SameSite=None\r\n",
-        s.return_to,
-        String::from_utf8_lossy(identity::SESSION_COOKIE),
-        s.cookie,
-        s.domain,
-        s.lifetime_secs,
-        String::from_utf8_lossy(identity::LOGIN_COOKIE),
-        identity::LOGIN_COOKIE_PATH,
-    );
+    let headers = format!("Location: {}\r\n{}", s.return_to, session_cookies(s));
     let body = html_page(
         "Signed in",
         &[format!(
@@ -307,18 +327,7 @@ pub fn saml_post_form(
     (action, saml_response, relay_state): (&str, &str, &str),
     session: Option<&SignedIn<'_>>,
 ) {
-    let mut headers = String::new();
-    if let Some(s) = session {
-        headers = format!(
-            "Set-Cookie: {}={}; Domain={}; Path=/; Max-Age={}; Secure; HttpOnly; SameSite=Lax\r\nSet-Cookie: {}=; Path={}; Max-Age=0; Secure; HttpOnly; SameSite=None\r\n",
-            String::from_utf8_lossy(identity::SESSION_COOKIE),
-            s.cookie,
-            s.domain,
-            s.lifetime_secs,
-            String::from_utf8_lossy(identity::LOGIN_COOKIE),
-            identity::LOGIN_COOKIE_PATH,
-        );
-    }
+    let headers = session.map_or(String::new(), session_cookies);
     let body = format!(
         concat!(
             "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Signing in</title></head>\n",

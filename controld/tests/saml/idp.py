@@ -16,7 +16,8 @@ proxy has more than one service-provider entity).
   GET /sso?SAMLRequest=..&RelayState=..&user=..&groups=a,b[&sign=..][&mutate=..]
       answers the AuthnRequest (HTTP-Redirect binding) with the HTTP-POST
       binding's auto-submitting form; without user, a sign-in form asks
-      for it (a browser's way in)
+      for it (a browser's way in), unless the browser signed in before
+      (cookie idp_user: single sign-on)
   GET /init?acs=URL&user=..[&relay=..][&mutate=..]
       an unsolicited response (identity-provider-initiated sign-in)
 
@@ -35,6 +36,7 @@ import os
 import sys
 import threading
 import time
+from http.cookies import SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
@@ -335,10 +337,12 @@ def main():
         def log_message(self, *args):
             pass
 
-        def answer(self, status, body, kind="text/html"):
+        def answer(self, status, body, kind="text/html", headers=()):
             data = body.encode()
             self.send_response(status)
             self.send_header("Content-Type", kind)
+            for k, v in headers:
+                self.send_header(k, v)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
@@ -346,6 +350,14 @@ def main():
         def do_GET(self):
             url = urlparse(self.path)
             q = {k: v[0] for k, v in parse_qs(url.query).items()}
+            # A browser signed in once keeps a session here (a cookie):
+            # later requests are answered without the form, as single
+            # sign-on does.
+            jar = SimpleCookie()
+            jar.load(self.headers.get("Cookie", ""))
+            remembered = jar["idp_user"].value if "idp_user" in jar else ""
+            if "user" not in q and remembered and url.path == "/sso":
+                q["user"] = remembered
             user = q.get("user", "alice")
             groups = [g for g in q.get("groups", "").split(",") if g]
             try:
@@ -377,7 +389,11 @@ def main():
                         q.get("sign", "assertion"),
                         q.get("mutate", ""),
                     )
-                    self.answer(200, form_page(args["destination"], xml, q.get("RelayState", "")))
+                    self.answer(
+                        200,
+                        form_page(args["destination"], xml, q.get("RelayState", "")),
+                        headers=[("Set-Cookie", f"idp_user={user}; Path=/; HttpOnly")],
+                    )
                 elif url.path == "/init":
                     metadata = idp.pysaml2().metadata
                     sp = next(

@@ -9,7 +9,7 @@ use std::process::Command;
 
 use super::https::{self, Client, Response};
 use super::signin::{recording_origin, KEY_HEX};
-use super::{Env, Origin, Proc};
+use super::{Env, Origin, OriginConfig, Proc};
 
 pub const SP_ENTITY: &str = "https://proxy.test/saml";
 pub const BOX_ENTITY: &str = "https://proxy.test/saml/box";
@@ -20,6 +20,8 @@ pub const CRM: &str = "crm.test.proxy.test";
 
 pub struct Rig {
     pub env: Env,
+    /// The multi-host SaaS app (`palisade_bench::saas`) of app `saas`.
+    pub _saas: Origin,
     pub _idp: Proc,
     pub _app: Proc,
     pub idp: String,
@@ -33,7 +35,8 @@ pub struct Rig {
 /// through the global provider (identity-provider-initiated sign-in
 /// allowed), `box` through its own `[app.saml]` (not allowed; its metadata
 /// fetched by controld from the provider's URL), `crm` (a
-/// SAML app on python3-saml, no proxy sign-in required) through the relay;
+/// SAML app on python3-saml, no proxy sign-in required) through the relay,
+/// `saas` (the browser suite's multi-host app) through the global provider;
 /// user `eve` is blocked by an access policy.
 pub fn rig() -> Rig {
     let env = Env::new();
@@ -43,8 +46,18 @@ pub fn rig() -> Rig {
             ("demo", "demo.test"),
             ("box", "box.test"),
             ("crm", "crm.test"),
+            ("saas", "saas.test"),
         ],
     );
+    let saas = Origin::start(OriginConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        handler: palisade_bench::saas::saas_app("saas.test"),
+        tls: None,
+        split_writes: false,
+        record: false,
+    })
+    .expect("saas origin");
+    let saas_addr = saas.addr();
     let origin = recording_origin();
     let (idp_proc, port) = python(&env, "idp.py", &[]);
     let (app_proc, app_port) = python(&env, "app.py", &["crm.test"]);
@@ -101,6 +114,13 @@ entity_id = "https://crm.test/saml/metadata"
 signing_cert = "saml/saml.pem"
 signing_key = "saml/saml.key"
 
+[[app]]
+name = "saas"
+domains = ["saas.test"]
+upstream = "http://{saas_addr}"
+tls_cert = "certs/saas.pem"
+tls_key = "certs/saas.key"
+
 [[access_policy]]
 name = "eve stays out"
 users = ["eve"]
@@ -115,6 +135,7 @@ message = "Not for eve."
     env.wait_for_cores(1, 1);
     let rig = Rig {
         env,
+        _saas: saas,
         _idp: idp_proc,
         _app: app_proc,
         idp: format!("http://127.0.0.1:{port}"),
@@ -225,10 +246,11 @@ impl Rig {
             "{location}"
         );
         let set_cookies = r.headers_named("set-cookie");
+        let app_domain = host.trim_start_matches("www.");
         assert!(
-            set_cookies
-                .iter()
-                .any(|c| c.starts_with("palisade_login=") && c.contains("SameSite=None")),
+            set_cookies.iter().any(|c| c.starts_with("palisade_login=")
+                && c.contains("SameSite=None")
+                && c.contains(&format!("Domain={app_domain};"))),
             "{set_cookies:?}"
         );
         let login = https::cookie(&set_cookies, "palisade_login").expect("login cookie");

@@ -45,9 +45,10 @@ pub struct SamlProvider {
 struct SamlLogin {
     /// The `AuthnRequest` ID.
     q: String,
-    /// Path (and query) to return to, on the same host.
+    /// Where to return: a path on `h`, or (when the sign-in started on
+    /// another host of the app) that host's URL, made here.
     r: String,
-    /// Proxy host the sign-in started on.
+    /// The proxy host of the ACS.
     h: String,
     /// The relay token sent as `RelayState`.
     s: String,
@@ -106,20 +107,30 @@ impl SamlProvider {
     }
 
     /// The identity provider URL to send a user to, and the login cookie
-    /// to set with the redirect.
+    /// to set with the redirect. The sign-in starts on `host` and comes
+    /// back to the ACS of `acs_host`, the app domain's proxy host that
+    /// the session cookie is set for (so the identity provider knows one
+    /// ACS per app domain, whatever subdomain the user opened); the login
+    /// cookie must then be set for that domain too.
     pub fn login_redirect(
         &self,
         sign_in: &IdentityConfig,
         scheme: &str,
-        host: &str,
+        (host, acs_host): (&str, &str),
         return_to: &str,
     ) -> Option<(String, String)> {
         let sealer = &sign_in.sealer;
+        let path = safe_return_path(return_to);
+        let back = if host.eq_ignore_ascii_case(acs_host) {
+            path.to_string()
+        } else {
+            format!("{scheme}://{host}{path}")
+        };
         // An `xs:ID` starts with a letter or `_`.
         let login = SamlLogin {
             q: format!("_{}", sealer.random_token(16)),
-            r: safe_return_path(return_to).to_string(),
-            h: host.to_string(),
+            r: back,
+            h: acs_host.to_string(),
             s: sealer.random_token(16),
             x: now_unix() + LOGIN_WINDOW_SECS,
         };
@@ -127,7 +138,7 @@ impl SamlProvider {
         let request = AuthnRequest {
             id: &login.q,
             sp_entity_id: &self.settings.sp_entity_id,
-            acs_url: &Self::acs_url(scheme, host),
+            acs_url: &Self::acs_url(scheme, acs_host),
             destination: &self.settings.sso_url,
             now: now_unix(),
         };

@@ -239,11 +239,20 @@ pub(super) fn sign_in_required(x: &mut Exchange<'_>, provider: Option<SignInWith
         let scheme = if x.conn.ctx.tls { "https" } else { "http" };
         let proxy_host = proxy_host(&x.snap.hosts, x.req.app_host.as_str());
         let redirect = match provider {
-            SignInWith::Oidc(oidc) => sign_in.login_redirect(oidc, scheme, &proxy_host, &path),
-            SignInWith::Saml(saml) => saml.login_redirect(sign_in, scheme, &proxy_host, &path),
+            SignInWith::Oidc(oidc) => sign_in
+                .login_redirect(oidc, scheme, &proxy_host, &path)
+                .map(|(url, login)| (url, login, None)),
+            SignInWith::Saml(saml) => {
+                let acs_host = x
+                    .snap
+                    .hosts
+                    .cookie_domain(x.req.app, x.req.app_host.as_str());
+                saml.login_redirect(sign_in, scheme, (&proxy_host, &acs_host), &path)
+                    .map(|(url, login)| (url, login, Some(acs_host)))
+            }
         };
-        if let Some((url, login)) = redirect {
-            answers::sign_in_redirect(&mut x.out, &url, &login, with_body);
+        if let Some((url, login, domain)) = redirect {
+            answers::sign_in_redirect(&mut x.out, &url, (&login, domain.as_deref()), with_body);
             return Step::Respond(302);
         }
     }
