@@ -100,6 +100,14 @@ fn both_saml_flows_sign_in_and_reach_the_app_with_a_scoped_session() {
     // An app with its own provider entry signs in there (its own entity
     // ID and ACS).
     let (location, login) = rig.start(&client, BOX);
+    assert!(
+        location.contains("&SigAlg=") && location.contains("&Signature="),
+        "box's provider entry signs its requests: {location}"
+    );
+    // The identity provider checks that signature: changed, it refuses.
+    let tampered = location.replacen("RelayState=", "RelayState=x", 1);
+    let (status, page) = https::http_get(&format!("{tampered}&user=carol"));
+    assert_eq!(status, 403, "{page}");
     let form = rig.idp_form(&format!("{location}&user=carol"));
     assert_eq!(form.action, format!("https://{BOX}/.palisade/saml/acs"));
     let session = session_of(&rig.post(&client, &form, Some(&login)), BOX);

@@ -330,12 +330,19 @@ impl Snapshot {
                     )?)),
                     None => None,
                 },
-                saml: app.saml.as_ref().map(|s| {
-                    Box::new(crate::identity::SamlProvider {
-                        settings: s.clone(),
-                        acs_hosts: proxy_hosts(policy.suffix.as_str(), [app]),
-                    })
-                }),
+                saml: match &app.saml {
+                    Some(s) => Some(Box::new(
+                        crate::identity::SamlProvider::build(
+                            s,
+                            proxy_hosts(policy.suffix.as_str(), [app]),
+                        )
+                        .map_err(|error| SnapshotError::Identity {
+                            app: Some(app.name.clone()),
+                            error,
+                        })?,
+                    )),
+                    None => None,
+                },
                 saml_relay: match &app.saml_relay {
                     Some(r) => Some(Box::new(
                         crate::identity::saml_relay::SamlRelay::build(r).map_err(|error| {

@@ -193,6 +193,10 @@ struct Saml {
   groupsAttribute @6 :Text;
   deviceAttribute @7 :Text;
   # Attribute values that are device tags (compliant, domain_joined).
+  requestSigning @8 :CertifiedKey;
+  hasRequestSigning @9 :Bool;
+  # Signs the AuthnRequests (HTTP-Redirect binding); its certificate is in
+  # the proxy's service-provider metadata.
 }
 
 struct TrustedHeader {

@@ -27,6 +27,8 @@ pub enum IdentityError {
     BadKey { kid: String, reason: TokenError },
     /// It holds no RSA or P-256 key this build can use.
     NoUsableKey,
+    /// The key a SAML service provider signs its requests with.
+    SamlSigningKey(String),
 }
 
 impl fmt::Display for IdentityError {
@@ -37,6 +39,7 @@ impl fmt::Display for IdentityError {
                 write!(f, "identity JWKS: key {kid:?}: {reason}")
             }
             IdentityError::NoUsableKey => f.write_str("identity JWKS holds no RSA or P-256 key"),
+            IdentityError::SamlSigningKey(e) => write!(f, "SAML request signing key: {e}"),
         }
     }
 }

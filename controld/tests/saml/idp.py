@@ -6,7 +6,8 @@ tested against an implementation nobody here wrote.
 Usage: idp.py DIR
 
 Makes its keys in DIR (an RSA-2048 key and an ECDSA P-256 key, both in its
-metadata, and an RSA key that is not), writes DIR/idp-metadata.xml, serves
+metadata, an RSA key that is not, and DIR/sp-rsa.{pem,key} for a service
+provider that signs its requests), writes DIR/idp-metadata.xml, serves
 on 127.0.0.1 (a free port) and prints {"port": N} when ready. The service
 provider's metadata is read from DIR/sp-metadata.xml when the first request
 needs it (the test fetches it from the proxy; DIR/sp-metadata*.xml when the
@@ -15,7 +16,8 @@ proxy has more than one service-provider entity).
   GET /metadata   its metadata (the entity ID is this URL)
   GET /sso?SAMLRequest=..&RelayState=..&user=..&groups=a,b[&sign=..][&mutate=..]
       answers the AuthnRequest (HTTP-Redirect binding) with the HTTP-POST
-      binding's auto-submitting form; without user, a sign-in form asks
+      binding's auto-submitting form (a request from a service provider
+      with a signing certificate must carry a valid signature); without user, a sign-in form asks
       for it (a browser's way in), unless the browser signed in before
       (cookie idp_user: single sign-on)
   GET /init?acs=URL&user=..[&relay=..][&mutate=..]
@@ -49,7 +51,7 @@ from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, saml
 from saml2.config import IdPConfig
 from saml2.saml import NAME_FORMAT_BASIC, NAMEID_FORMAT_UNSPECIFIED, NameID
 from saml2.server import Server
-from saml2.sigver import pre_signature_part
+from saml2.sigver import pre_signature_part, verify_redirect_signature
 from saml2.xmldsig import DIGEST_SHA256, SIG_ECDSA_SHA256, SIG_RSA_SHA1, SIG_RSA_SHA256
 
 NS = {
@@ -61,7 +63,7 @@ ASSERTION_CLASS = "urn:oasis:names:tc:SAML:2.0:assertion:Assertion"
 RESPONSE_CLASS = "urn:oasis:names:tc:SAML:2.0:protocol:Response"
 
 
-def make_key(directory, stem, kind):
+def make_key(directory, stem, kind, pkcs8=False):
     key = (
         ec.generate_private_key(ec.SECP256R1())
         if kind == "ec"
@@ -85,7 +87,9 @@ def make_key(directory, stem, kind):
         f.write(
             key.private_bytes(
                 serialization.Encoding.PEM,
-                serialization.PrivateFormat.TraditionalOpenSSL,
+                serialization.PrivateFormat.PKCS8
+                if pkcs8
+                else serialization.PrivateFormat.TraditionalOpenSSL,
                 serialization.NoEncryption(),
             )
         )
@@ -105,6 +109,9 @@ class Idp:
         self.rsa = make_key(directory, "idp-rsa", "rsa")
         self.ec = make_key(directory, "idp-ec", "ec")
         self.other = make_key(directory, "other-rsa", "rsa")
+        # A key for the service provider to sign its requests with (the
+        # test's policy names these files; PKCS#8, as the proxy reads).
+        make_key(directory, "sp-rsa", "rsa", pkcs8=True)
         keys = "".join(
             f'<md:KeyDescriptor use="signing"><ds:KeyInfo><ds:X509Data>'
             f"<ds:X509Certificate>{b64}</ds:X509Certificate>"
@@ -379,6 +386,20 @@ def main():
                 elif url.path == "/sso":
                     server = idp.pysaml2()
                     req = server.parse_authn_request(q["SAMLRequest"], BINDING_HTTP_REDIRECT)
+                    # A service provider whose metadata has a signing
+                    # certificate must sign its requests (Bindings 3.4.4.1).
+                    sp_certs = server.metadata.certs(req.message.issuer.text, "spsso", "signing")
+                    if sp_certs:
+                        signed = {
+                            k: q[k] for k in ("SAMLRequest", "RelayState", "SigAlg", "Signature") if k in q
+                        }
+                        ok = "Signature" in signed and any(
+                            verify_redirect_signature(signed, server.sec.sec_backend, cert)
+                            for cert in sp_certs
+                        )
+                        if not ok:
+                            self.answer(403, "the AuthnRequest's signature does not verify", "text/plain")
+                            return
                     args = server.response_args(req.message, [BINDING_HTTP_POST])
                     xml = idp.response(
                         args["in_response_to"],

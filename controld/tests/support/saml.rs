@@ -34,7 +34,7 @@ pub struct Rig {
 /// The proxy with SAML sign-in through the test identity provider: `demo`
 /// through the global provider (identity-provider-initiated sign-in
 /// allowed), `box` through its own `[app.saml]` (not allowed; its metadata
-/// fetched by controld from the provider's URL), `crm` (a
+/// fetched by controld from the provider's URL; its requests signed), `crm` (a
 /// SAML app on python3-saml, no proxy sign-in required) through the relay,
 /// `saas` (the browser suite's multi-host app) through the global provider;
 /// user `eve` is blocked by an access policy.
@@ -99,6 +99,8 @@ tls_key = "certs/box.key"
 [app.saml]
 idp_metadata_url = "http://127.0.0.1:{port}/metadata"
 sp_entity_id = "{BOX_ENTITY}"
+signing_cert = "idp.py/sp-rsa.pem"
+signing_key = "idp.py/sp-rsa.key"
 
 [[app]]
 name = "crm"

@@ -153,10 +153,7 @@ impl IdentityConfig {
         let provider = match &identity.provider {
             IdentityProvider::None => Provider::None,
             IdentityProvider::Oidc(o) => Provider::Oidc(OidcProvider::build(o)?),
-            IdentityProvider::Saml(s) => Provider::Saml(SamlProvider {
-                settings: s.clone(),
-                acs_hosts: Vec::new(),
-            }),
+            IdentityProvider::Saml(s) => Provider::Saml(SamlProvider::build(s, Vec::new())?),
             IdentityProvider::TrustedHeader(t) => Provider::TrustedHeader {
                 user_header: t.user_header.to_ascii_lowercase().into_bytes().into(),
                 groups_header: t.groups_header.to_ascii_lowercase().into_bytes().into(),

@@ -14,6 +14,7 @@
 //! one (identity-provider-initiated) is accepted only when the policy
 //! allows it; its `RelayState` is then only a return path on this host.
 
+use palisade_schema::saml::issue::SigningKey;
 use palisade_schema::saml::request::{sp_metadata, AuthnRequest};
 use palisade_schema::saml::response::{self, Assertion, Expect};
 use palisade_schema::saml::SamlError;
@@ -38,6 +39,8 @@ pub struct SamlProvider {
     /// Proxy hosts whose assertion consumer services the metadata lists
     /// (the apps signing in through this provider).
     pub acs_hosts: Vec<String>,
+    /// Signs the `AuthnRequest`s, when the policy gives a key.
+    signer: Option<SigningKey>,
 }
 
 /// A sign-in in progress, sealed into the login cookie.
@@ -90,6 +93,24 @@ pub struct SamlSignIn {
 }
 
 impl SamlProvider {
+    pub fn build(
+        settings: &palisade_schema::access::Saml,
+        acs_hosts: Vec<String>,
+    ) -> Result<SamlProvider, super::IdentityError> {
+        let signer = match &settings.request_signing {
+            Some(k) => Some(
+                SigningKey::from_pem(&k.chain_pem, &k.key_pem)
+                    .map_err(super::IdentityError::SamlSigningKey)?,
+            ),
+            None => None,
+        };
+        Ok(SamlProvider {
+            settings: settings.clone(),
+            acs_hosts,
+            signer,
+        })
+    }
+
     pub fn acs_url(scheme: &str, host: &str) -> String {
         format!("{scheme}://{host}{ACS_PATH}")
     }
@@ -103,7 +124,7 @@ impl SamlProvider {
                 urls.push(url);
             }
         }
-        sp_metadata(&self.settings.sp_entity_id, &urls)
+        sp_metadata(&self.settings.sp_entity_id, &urls, self.signer.as_ref())
     }
 
     /// The identity provider URL to send a user to, and the login cookie
@@ -142,7 +163,10 @@ impl SamlProvider {
             destination: &self.settings.sso_url,
             now: now_unix(),
         };
-        Some((request.redirect_url(&login.s)?, cookie))
+        Some((
+            request.signed_redirect_url(&login.s, self.signer.as_ref())?,
+            cookie,
+        ))
     }
 
     /// Completes a sign-in from the form posted to the ACS of `host`.

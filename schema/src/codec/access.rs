@@ -96,6 +96,10 @@ pub(crate) fn encode_saml(mut b: policy_capnp::saml::Builder<'_>, s: &Saml) {
     b.set_user_attribute(s.user_attribute.as_str());
     b.set_groups_attribute(s.groups_attribute.as_str());
     b.set_device_attribute(s.device_attribute.as_str());
+    if let Some(k) = &s.request_signing {
+        b.set_has_request_signing(true);
+        encode_key(b.init_request_signing(), k);
+    }
 }
 
 fn decode_saml(r: policy_capnp::saml::Reader<'_>) -> Result<Saml, SnapshotError> {
@@ -113,6 +117,10 @@ fn decode_saml(r: policy_capnp::saml::Reader<'_>) -> Result<Saml, SnapshotError>
         user_attribute: text(r.get_user_attribute())?,
         groups_attribute: text(r.get_groups_attribute())?,
         device_attribute: text(r.get_device_attribute())?,
+        request_signing: decode_certified_key(
+            r.get_has_request_signing(),
+            r.get_request_signing(),
+        )?,
     };
     if saml.certificates.is_empty() || saml.idp_entity_id.is_empty() || saml.sso_url.is_empty() {
         return Err(invalid(

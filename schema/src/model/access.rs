@@ -89,6 +89,9 @@ pub struct Saml {
     pub groups_attribute: String,
     /// Values of this attribute are device tags; empty: none.
     pub device_attribute: String,
+    /// Signs the `AuthnRequest`s; its certificate goes in the proxy's
+    /// metadata.
+    pub request_signing: Option<CertifiedKeyPem>,
 }
 
 /// The proxy as an app's own SAML identity provider: the app is told the

@@ -80,14 +80,16 @@ impl SigningKey {
         })
     }
 
-    fn algorithm(&self) -> &'static str {
+    /// The signature algorithm's URI (RFC 6931).
+    pub fn algorithm(&self) -> &'static str {
         match self.key {
             KeyKind::Ecdsa(_) => "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256",
             KeyKind::Rsa(_) => "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
         }
     }
 
-    fn sign(&self, message: &[u8]) -> Option<Vec<u8>> {
+    /// Signs `message`: RSA PKCS#1 v1.5 or ECDSA (r || s), SHA-256.
+    pub fn sign(&self, message: &[u8]) -> Option<Vec<u8>> {
         let rng = SystemRandom::new();
         match &self.key {
             // ring's FIXED form is r || s, as XML signatures carry it.

@@ -58,35 +58,79 @@ impl AuthnRequest<'_> {
     /// The identity provider's SSO URL with `SAMLRequest` and
     /// `RelayState` (SAML Bindings §3.4.4.1).
     pub fn redirect_url(&self, relay_state: &str) -> Option<String> {
+        self.signed_redirect_url(relay_state, None)
+    }
+
+    /// [`AuthnRequest::redirect_url`], signed with `signer` when given:
+    /// `SigAlg` and `Signature` over the URL-encoded
+    /// `SAMLRequest=…&RelayState=…&SigAlg=…` exactly as sent (SAML
+    /// Bindings §3.4.4.1).
+    pub fn signed_redirect_url(
+        &self,
+        relay_state: &str,
+        signer: Option<&super::issue::SigningKey>,
+    ) -> Option<String> {
         let mut deflate =
             flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
         deflate.write_all(self.xml().as_bytes()).ok()?;
         let encoded = STANDARD.encode(deflate.finish().ok()?);
-        let mut url = url::Url::parse(self.destination).ok()?;
-        url.query_pairs_mut()
+        let mut signed = url::form_urlencoded::Serializer::new(String::new());
+        signed
             .append_pair("SAMLRequest", &encoded)
             .append_pair("RelayState", relay_state);
+        if let Some(key) = signer {
+            signed.append_pair("SigAlg", key.algorithm());
+        }
+        let mut query = signed.finish();
+        if let Some(key) = signer {
+            let signature = STANDARD.encode(key.sign(query.as_bytes())?);
+            query.push('&');
+            query.push_str(
+                &url::form_urlencoded::Serializer::new(String::new())
+                    .append_pair("Signature", &signature)
+                    .finish(),
+            );
+        }
+        let mut url = url::Url::parse(self.destination).ok()?;
+        let joined = match url.query() {
+            Some(q) if !q.is_empty() => format!("{q}&{query}"),
+            _ => query,
+        };
+        url.set_query(Some(&joined));
         Some(url.to_string())
     }
 }
 
-/// The proxy's service-provider metadata: its entity ID and one
-/// HTTP-POST assertion consumer service per URL given (one per proxied
-/// host the sign-in can start on).
-pub fn sp_metadata(entity_id: &str, acs_urls: &[String]) -> String {
+/// The proxy's service-provider metadata: its entity ID, the certificate
+/// its `AuthnRequest`s are signed with (if they are), and one HTTP-POST
+/// assertion consumer service per URL given (one per app domain signing in
+/// there).
+pub fn sp_metadata(
+    entity_id: &str,
+    acs_urls: &[String],
+    signer: Option<&super::issue::SigningKey>,
+) -> String {
     let mut xml = format!(
         concat!(
             r#"<?xml version="1.0" encoding="UTF-8"?>"#,
             "\n",
-            r#"<md:EntityDescriptor xmlns:md="{md}" entityID="{id}">"#,
+            r#"<md:EntityDescriptor xmlns:md="{md}" xmlns:ds="{ds}" entityID="{id}">"#,
             "\n",
-            r#"  <md:SPSSODescriptor AuthnRequestsSigned="false" WantAssertionsSigned="true" "#,
+            r#"  <md:SPSSODescriptor AuthnRequestsSigned="{signed}" WantAssertionsSigned="true" "#,
             r#"protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">"#,
             "\n"
         ),
         md = METADATA_NS,
-        id = escape(entity_id)
+        ds = super::DSIG_NS,
+        id = escape(entity_id),
+        signed = signer.is_some(),
     );
+    if let Some(key) = signer {
+        xml.push_str(&format!(
+            "    <md:KeyDescriptor use=\"signing\"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>\n",
+            key.certificate_b64()
+        ));
+    }
     for (index, url) in acs_urls.iter().enumerate() {
         xml.push_str(&format!(
             "    <md:AssertionConsumerService Binding=\"{BINDING_POST}\" Location=\"{}\" index=\"{index}\"{}/>\n",
@@ -136,6 +180,7 @@ mod tests {
         let xml = sp_metadata(
             "urn:sp",
             &["https://a/acs".into(), "https://b/acs?x&y".into()],
+            None,
         );
         let doc = roxmltree::Document::parse(&xml).unwrap();
         let acs: Vec<&str> = doc

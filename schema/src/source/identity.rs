@@ -51,6 +51,8 @@ pub(crate) struct IdentitySource {
     user_attribute: Option<Spanned<String>>,
     groups_attribute: Option<Spanned<String>>,
     device_attribute: Option<Spanned<String>>,
+    signing_cert: Option<Spanned<String>>,
+    signing_key: Option<Spanned<String>>,
 }
 
 impl IdentitySource {
@@ -63,6 +65,8 @@ impl IdentitySource {
             user_attribute: self.user_attribute.clone(),
             groups_attribute: self.groups_attribute.clone(),
             device_attribute: self.device_attribute.clone(),
+            signing_cert: self.signing_cert.clone(),
+            signing_key: self.signing_key.clone(),
         }
     }
 }

@@ -11,6 +11,8 @@
 //! user_attribute = "uid"                    # default: the NameID
 //! groups_attribute = "groups"               # the default
 //! device_attribute = "device"               # default: none
+//! # signing_cert = "saml/sp.pem"             # sign the AuthnRequests (RSA or ECDSA P-256;
+//! # signing_key = "saml/sp.key"              # the certificate goes in the proxy's metadata)
 //! session_keys = [{ id = "k1", secret_file = "keys/k1" }]
 //! ```
 //!
@@ -43,6 +45,9 @@ pub(crate) struct SamlSource {
     pub user_attribute: Option<Spanned<String>>,
     pub groups_attribute: Option<Spanned<String>>,
     pub device_attribute: Option<Spanned<String>>,
+    /// Sign the `AuthnRequest`s with this certificate's key.
+    pub signing_cert: Option<Spanned<String>>,
+    pub signing_key: Option<Spanned<String>>,
 }
 
 fn attribute_name(field: &Option<Spanned<String>>, default: &str, report: Report<'_>) -> String {
@@ -69,6 +74,8 @@ impl SamlSource {
             || self.user_attribute.is_some()
             || self.groups_attribute.is_some()
             || self.device_attribute.is_some()
+            || self.signing_cert.is_some()
+            || self.signing_key.is_some()
     }
 
     pub(crate) fn compile(&self, at: Range<usize>, base_dir: &Path, report: Report<'_>) -> Saml {
@@ -82,7 +89,22 @@ impl SamlSource {
             user_attribute: attribute_name(&self.user_attribute, "", report),
             groups_attribute: attribute_name(&self.groups_attribute, "groups", report),
             device_attribute: attribute_name(&self.device_attribute, "", report),
+            request_signing: None,
         };
+        match (&self.signing_cert, &self.signing_key) {
+            (None, None) => {}
+            (Some(cert), Some(key)) => {
+                if let Some(pem) = certified_key(base_dir, cert, key, report) {
+                    match SigningKey::from_pem(&pem.chain_pem, &pem.key_pem) {
+                        Ok(_) => saml.request_signing = Some(pem),
+                        Err(e) => report(key.span(), format!("signing_key: {e}")),
+                    }
+                }
+            }
+            (Some(f), None) | (None, Some(f)) => {
+                report(f.span(), "signing_cert and signing_key go together".into())
+            }
+        }
         match &self.sp_entity_id {
             Some(v) if !v.get_ref().trim().is_empty() => {
                 saml.sp_entity_id = v.get_ref().trim().to_string();

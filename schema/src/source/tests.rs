@@ -276,6 +276,7 @@ mod access {
             ("[identity]\nprovider = \"saml\"\nidp_metadata_file = \"tests/saml/idp-metadata.xml\"\nsession_keys = [{ id = \"k1\", secret = \"00\" }]\n", "SAML sign-in needs sp_entity_id"),
             ("[identity]\nprovider = \"oidc\"\nsp_entity_id = \"urn:sp\"\n", "SAML settings given, but provider is \"oidc\""),
             ("[app.saml]\nsp_entity_id = \"urn:sp\"\n", "SAML sign-in needs idp_metadata_file"),
+            ("[app.saml]\nsp_entity_id = \"urn:sp\"\nidp_metadata_url = \"https://idp.test/md\"\nsigning_cert = \"c.pem\"\n", "signing_cert and signing_key go together"),
             ("[app.saml_relay]\nacs_url = \"https://box.test/acs\"\n", "[app.saml_relay] needs entity_id"),
             ("[app.saml_relay]\nacs_url = \"https://evil.test/acs\"\nentity_id = \"urn:box\"\nsigning_cert = \"c.pem\"\nsigning_key = \"k.pem\"\n", "p.toml:10:11: error: acs_url: an http(s) URL on one of the app's domains"),
             ("[app.saml_relay]\nacs_url = \"https://www.box.test/acs\"\nentity_id = \"urn:box\"\nsigning_cert = \"missing.pem\"\nsigning_key = \"k.pem\"\n", "certificate ./missing.pem: No such file"),
