@@ -107,7 +107,7 @@ impl OidcProvider {
 pub enum Provider {
     None,
     Oidc(OidcProvider),
-    Saml(SamlProvider),
+    Saml(Box<SamlProvider>),
     TrustedHeader {
         /// Lower case.
         user_header: Box<[u8]>,
@@ -153,7 +153,9 @@ impl IdentityConfig {
         let provider = match &identity.provider {
             IdentityProvider::None => Provider::None,
             IdentityProvider::Oidc(o) => Provider::Oidc(OidcProvider::build(o)?),
-            IdentityProvider::Saml(s) => Provider::Saml(SamlProvider::build(s, Vec::new())?),
+            IdentityProvider::Saml(s) => {
+                Provider::Saml(Box::new(SamlProvider::build(s, Vec::new())?))
+            }
             IdentityProvider::TrustedHeader(t) => Provider::TrustedHeader {
                 user_header: t.user_header.to_ascii_lowercase().into_bytes().into(),
                 groups_header: t.groups_header.to_ascii_lowercase().into_bytes().into(),
