@@ -145,6 +145,24 @@ pub fn compile_source(
         &mut report,
     );
     let identity_on = identity.provider != IdentityProvider::None;
+    // The relay answers an app for the user the proxy signed in: that
+    // takes a sign-in with a session cookie.
+    let cookie_sign_in = matches!(
+        identity.provider,
+        IdentityProvider::Oidc(_) | IdentityProvider::Saml(_)
+    );
+    for app in &apps {
+        if app.saml_relay.is_some() && !(cookie_sign_in || app.oidc.is_some() || app.saml.is_some())
+        {
+            report(
+                source.identity.as_ref().map_or(0..0, |i| i.span()),
+                format!(
+                    "app {:?} relays its SAML sign-in: the proxy must sign users in itself ([identity] provider \"oidc\" or \"saml\", or the app's [app.oidc] or [app.saml])",
+                    app.name
+                ),
+            );
+        }
+    }
     for app in &mut apps {
         app.login_required &= identity_on || app.oidc.is_some() || app.saml.is_some();
     }

@@ -259,6 +259,40 @@ mod access {
     }
 
     #[test]
+    fn a_saml_relay_needs_the_proxy_to_sign_users_in() {
+        let dir = tempfile::tempdir().expect("dir");
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = rcgen::CertificateParams::new(Vec::<String>::new())
+            .expect("params")
+            .self_signed(&key)
+            .expect("cert");
+        std::fs::write(dir.path().join("saml.pem"), cert.pem()).expect("write");
+        std::fs::write(dir.path().join("saml.key"), key.serialize_pem()).expect("write");
+        let relay = "[app.saml_relay]\nacs_url = \"https://box.test/acs\"\nentity_id = \"urn:box\"\nsigning_cert = \"saml.pem\"\nsigning_key = \"saml.key\"\n";
+        let compile_in =
+            |text: String| compile_source("p.toml", &text, dir.path(), &CompileOptions::default());
+        let e = compile_in(format!("{BASE}{relay}")).expect_err("no sign-in");
+        assert!(
+            e.to_string()
+                .contains("relays its SAML sign-in: the proxy must sign users in itself"),
+            "{e}"
+        );
+        let key_hex = "00".repeat(32);
+        let metadata = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/saml/idp-metadata.xml");
+        let p = compile_in(format!(
+            "{BASE}{relay}[identity]\nprovider = \"saml\"\nsp_entity_id = \"urn:sp\"\nidp_metadata_file = \"{metadata}\"\nsession_keys = [{{ id = \"k1\", secret = \"{key_hex}\" }}]\n"
+        ))
+        .expect("compiles with a sign-in");
+        let relay = p.apps[0].saml_relay.as_ref().expect("relay");
+        assert_eq!(
+            relay.idp_entity_id,
+            "https://box.test.p.test/.palisade/saml/idp"
+        );
+        let decoded = crate::codec::decode(&crate::codec::encode(&p)).expect("decodes");
+        assert_eq!(decoded.apps[0].saml_relay, p.apps[0].saml_relay);
+    }
+
+    #[test]
     fn access_policy_mistakes_are_located() {
         // (the text after the base policy, what the first error starts with
         // or contains)
@@ -278,6 +312,7 @@ mod access {
             ("[app.saml]\nsp_entity_id = \"urn:sp\"\n", "SAML sign-in needs idp_metadata_file"),
             ("[app.saml]\nsp_entity_id = \"urn:sp\"\nidp_metadata_url = \"https://idp.test/md\"\nsigning_cert = \"c.pem\"\n", "signing_cert and signing_key go together"),
             ("[app.saml_relay]\nacs_url = \"https://box.test/acs\"\n", "[app.saml_relay] needs entity_id"),
+            ("[app.saml_relay]\nacs_url = \"https://box.test/acs\"\nentity_id = \"urn:box\"\nsigning_cert = \"../controld/tests/support/https.rs\"\nsigning_key = \"k.pem\"\n", "no -----BEGIN CERTIFICATE-----"),
             ("[app.saml_relay]\nacs_url = \"https://evil.test/acs\"\nentity_id = \"urn:box\"\nsigning_cert = \"c.pem\"\nsigning_key = \"k.pem\"\n", "p.toml:10:11: error: acs_url: an http(s) URL on one of the app's domains"),
             ("[app.saml_relay]\nacs_url = \"https://www.box.test/acs\"\nentity_id = \"urn:box\"\nsigning_cert = \"missing.pem\"\nsigning_key = \"k.pem\"\n", "certificate ./missing.pem: No such file"),
             ("[[location]]\nname = \"far\"\ncountries = [\"KP\"]\n", "location \"far\" lists countries: add [geoip] country_database"),
