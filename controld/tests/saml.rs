@@ -167,6 +167,7 @@ fn every_refused_saml_response_gets_its_reason_and_a_record_never_a_session() {
         ("mutate=notyet", "the assertion is not yet valid"),
         ("mutate=audience", "the assertion is for another audience"),
         ("mutate=recipient", "the assertion is for another recipient"),
+        ("mutate=nodest", "the signed response names no destination"),
         (
             "mutate=unsigned",
             "neither the response nor the assertion is signed",

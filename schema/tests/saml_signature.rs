@@ -90,6 +90,21 @@ fn a_signature_moved_away_from_what_it_signs_is_refused() {
 }
 
 #[test]
+fn only_exclusive_canonicalization_is_accepted() {
+    // The assertion's transforms without the exclusive c14n one.
+    let inclusive = EC.replacen(
+        "<ns0:Transform Algorithm=\"http://www.w3.org/2001/10/xml-exc-c14n#\"/>",
+        "",
+        1,
+    );
+    assert_ne!(inclusive, EC, "the fixture has the transform");
+    assert!(matches!(
+        check(&inclusive, None),
+        Err(SamlError::UnsupportedAlgorithm(a)) if a.contains("inclusive")
+    ));
+}
+
+#[test]
 fn changes_under_a_signature_and_ambiguous_ids_are_refused() {
     let changed = BOTH.replacen(
         "Destination=\"https://demo.test.proxy.test",

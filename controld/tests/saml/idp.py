@@ -25,7 +25,7 @@ proxy has more than one service-provider entity).
 
 sign: assertion (default), response or both (pysaml2's own signing).
 mutate: a response signed by this IdP but wrong in one way, or an attack:
-expired, notyet, audience, recipient, unsigned, othercert, sha1, ec,
+expired, notyet, audience, recipient, nodest, unsigned, othercert, sha1, ec,
 tamper, comment, xxe, xsw1 .. xsw8.
 """
 
@@ -227,6 +227,11 @@ def mutated(server, idp, xml, mutate):
         conditions.find("saml:AudienceRestriction/saml:Audience", NS).text = "https://other-sp.test"
     elif mutate == "recipient":
         data.set("Recipient", "https://evil.test/.palisade/saml/acs")
+    elif mutate == "nodest":
+        # A signed response that names no destination.
+        del root.attrib["Destination"]
+        xml = etree.tostring(root).decode()
+        return sign_element(server, xml, RESPONSE_CLASS, root.get("ID"), idp.rsa[0])
     xml = etree.tostring(root).decode()
     assertion_id = a.get("ID")
     if mutate == "unsigned":

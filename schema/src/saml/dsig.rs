@@ -159,6 +159,16 @@ pub fn verify<'a, 'i>(
     if !enveloped {
         return Err(SamlError::NotEnveloped);
     }
+    // Without its transform the digest would be over inclusive c14n
+    // (XML Signature §4.4.3.2); only exclusive c14n is accepted.
+    if !transforms
+        .children()
+        .any(|t| t.attribute("Algorithm") == Some(EXC_C14N))
+    {
+        return Err(SamlError::UnsupportedAlgorithm(
+            "inclusive canonicalization (no exclusive c14n transform)".into(),
+        ));
+    }
     let digest_alg = digest_algorithm(algorithm(only_child(reference, "DigestMethod")?)?)?;
     let digest_value = base64_text(only_child(reference, "DigestValue")?)?;
     let canonical = canonicalize(signed, Some(signature), &inclusive);

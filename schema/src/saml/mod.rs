@@ -67,6 +67,8 @@ pub enum SamlError {
     Comment,
     WrongIssuer,
     WrongDestination,
+    /// A signed response without a `Destination`.
+    NoDestination,
     WrongAudience,
     WrongRecipient,
     NoBearerConfirmation,
@@ -107,6 +109,7 @@ impl fmt::Display for SamlError {
             Comment => f.write_str("the assertion contains a comment or processing instruction"),
             WrongIssuer => f.write_str("the assertion is from another issuer"),
             WrongDestination => f.write_str("the response is addressed to another destination"),
+            NoDestination => f.write_str("the signed response names no destination"),
             WrongAudience => f.write_str("the assertion is for another audience"),
             WrongRecipient => f.write_str("the assertion is for another recipient"),
             NoBearerConfirmation => f.write_str("the assertion has no usable bearer confirmation"),

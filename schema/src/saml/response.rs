@@ -150,6 +150,7 @@ pub fn validate(xml: &str, expect: &Expect<'_>) -> Result<Assertion, SamlError> 
     // Signatures: the response's and the assertion's own, each enveloped
     // in the element it signs.
     let mut signed = false;
+    let mut response_signed = false;
     for holder in [response, assertion] {
         if let Some(signature) = child(holder, DSIG_NS, "Signature") {
             if children(holder, DSIG_NS, "Signature").count() > 1 {
@@ -160,6 +161,7 @@ pub fn validate(xml: &str, expect: &Expect<'_>) -> Result<Assertion, SamlError> 
                 return Err(SamlError::NotEnveloped);
             }
             signed = true;
+            response_signed |= holder == response;
         }
     }
     if !signed {
@@ -170,10 +172,12 @@ pub fn validate(xml: &str, expect: &Expect<'_>) -> Result<Assertion, SamlError> 
     }
 
     // The response: destination, issuer, InResponseTo.
-    if let Some(destination) = response.attribute("Destination") {
-        if destination != expect.acs_url {
-            return Err(SamlError::WrongDestination);
-        }
+    // A signed response must say where it was sent (SAML Bindings
+    // §3.5.5.2), so it cannot be replayed at another consumer service.
+    match response.attribute("Destination") {
+        Some(d) if d != expect.acs_url => return Err(SamlError::WrongDestination),
+        None if response_signed => return Err(SamlError::NoDestination),
+        _ => {}
     }
     if let Some(issuer) = child(response, ASSERTION_NS, "Issuer") {
         if text_of(issuer) != expect.idp_entity_id {
