@@ -12,9 +12,10 @@ https://DOMAIN/saml/metadata and its assertion consumer service
 https://DOMAIN/saml/acs; the identity provider's metadata (the proxy's) is
 read from DIR/idp-metadata.xml when the first sign-in needs it.
 
-  GET  /...        signed in (cookie app_session): "signed in as NAME";
+  GET  /private    signed in (cookie app_session): "signed in as NAME";
                    else redirect to the identity provider (HTTP-Redirect),
-                   remembering the request ID in cookie app_request
+                   remembering the request ID in cookie app_request (other
+                   paths: 404, so a favicon never starts a sign-in)
   GET  /app        signed in: a page whose script (from static.DOMAIN)
                    asks api.DOMAIN/me, with the session cookie, who it is
   POST /saml/acs   the response, validated strictly (signature, issuer,
@@ -136,6 +137,11 @@ def main():
                 name, attributes = who
                 groups = ",".join(attributes.get("groups", []))
                 self.answer(200, f"signed in as {name} groups={groups}")
+                return
+            if path not in ("/app", "/private"):
+                # Only pages start a sign-in: a favicon fetched alongside
+                # must not replace the request the sign-in answers.
+                self.answer(404, "not found")
                 return
             auth = self.saml()
             location = auth.login(return_to=f"https://{domain}{self.path}")
