@@ -14,25 +14,20 @@
 //! Needs `/usr/bin/chromium` (or `$CHROMIUM`); `scripts/test` installs it.
 
 mod support;
+// The browser suite's walking helpers; this test uses `step`.
+#[allow(dead_code)]
+#[path = "browser/walk.rs"]
+mod walk;
 
 use std::time::Duration;
 
 use palisade_bench::browser::{Browser, Launch};
 use support::saml::{rig, sign_in_record, CRM};
+use walk::step;
 
 const PAGE: &str = "https://crm.test.proxy.test/app";
 /// The multi-host SaaS app of the browser suite, signed in through SAML.
 const SAAS: &str = "https://app.saas.test.proxy.test/";
-
-fn step<T>(b: &mut Browser, what: &str, f: impl FnOnce(&mut Browser) -> Result<T, String>) -> T {
-    f(b).unwrap_or_else(|e| {
-        let url = b.eval("location.href").unwrap_or_default();
-        let text = b
-            .eval("document.body && document.body.innerText")
-            .unwrap_or_default();
-        panic!("{what}: {e}\n  at {url}\n  page: {text}")
-    })
-}
 
 #[test]
 fn a_browser_signs_in_through_saml_and_the_relay_without_leaving_the_proxy() {
